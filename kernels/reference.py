@@ -1,0 +1,89 @@
+"""Plain-torch twins of every kernel: the CPU execution path and the oracle the kernel tests compare against.
+
+Written for clarity, computed in float32, returned in the input dtype.
+Shapes: T tokens, H query heads, Hk KV heads, D head dim, B requests, NB blocks, BS block size, K cache components.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def store_kv(k: torch.Tensor, v: torch.Tensor | None, kv_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+    # k, v: [T, Hk, D]; kv_cache: [K, NB, BS, Hk, D]; slot_mapping: [T] (negative = padding, skipped)
+    num_blocks, block_size = kv_cache.shape[1], kv_cache.shape[2]
+    flat = kv_cache.view(kv_cache.shape[0], num_blocks * block_size, *kv_cache.shape[3:])
+    valid = slot_mapping >= 0
+    slots = slot_mapping[valid].long()
+    flat[0, slots] = k[valid].to(kv_cache.dtype)
+    if v is not None:
+        flat[1, slots] = v[valid].to(kv_cache.dtype)
+
+
+def gather_kv(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_len: int, component: int) -> torch.Tensor:
+    """The first seq_len cached vectors of one request: [seq_len, Hk, D]."""
+    block_size = kv_cache.shape[2]
+    num_blocks = (seq_len + block_size - 1) // block_size
+    blocks = kv_cache[component, block_table[:num_blocks].long()]  # [nb, BS, Hk, D]
+    return blocks.reshape(-1, *kv_cache.shape[3:])[:seq_len]
+
+
+def paged_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, v_head_dim: int | None = None):
+    """q: [T, H, D]; kv_cache: [K, NB, BS, Hk, D] -> out [T, H, Dv].
+
+    Query i of a request with q_len new tokens and context seq_len sits at position seq_len - q_len + i and sees
+    keys [0, that position]. K == 1 (MLA latent cache) means values are the first `v_head_dim` channels of keys.
+    """
+    T, H, _ = q.shape
+    Hk = kv_cache.shape[3]
+    group = H // Hk
+    starts = meta.query_start_loc.tolist() if meta.query_lens_host is None else None
+    q_lens = meta.query_lens_host or [starts[i + 1] - starts[i] for i in range(meta.num_reqs)]
+    seq_lens = meta.seq_lens_host or meta.seq_lens.tolist()
+    dv = v_head_dim or kv_cache.shape[4]
+    out = torch.empty(T, H, dv, dtype=q.dtype, device=q.device)
+    offset = 0
+    for i, (q_len, seq_len) in enumerate(zip(q_lens, seq_lens)):
+        if q_len == 0:
+            continue
+        k = gather_kv(kv_cache, meta.block_tables[i], seq_len, 0).float()  # [S, Hk, D]
+        v = gather_kv(kv_cache, meta.block_tables[i], seq_len, 1).float() if kv_cache.shape[0] == 2 else k[..., :dv]
+        qi = q[offset : offset + q_len].float()  # [q_len, H, D]
+        k = k.repeat_interleave(group, dim=1)  # [S, H, D]
+        v = v.repeat_interleave(group, dim=1)
+        scores = torch.einsum("qhd,khd->hqk", qi, k) * scale  # [H, q_len, S]
+        q_pos = torch.arange(seq_len - q_len, seq_len, device=q.device)[:, None]
+        k_pos = torch.arange(seq_len, device=q.device)[None, :]
+        scores.masked_fill_(k_pos > q_pos, float("-inf"))
+        probs = scores.softmax(dim=-1)
+        out[offset : offset + q_len] = torch.einsum("hqk,khd->qhd", probs, v).to(q.dtype)
+        offset += q_len
+    return out
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None):
+    # x: [T, D]; returns normed [T, D] or (normed, x + residual)
+    if residual is not None:
+        x = x + residual
+        residual = x
+    xf = x.float()
+    normed = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.float()).to(x.dtype)
+    return normed if residual is None else (normed, residual)
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    # x: [T, 2I] -> [T, I]
+    gate, up = x.float().chunk(2, dim=-1)
+    return (torch.nn.functional.silu(gate) * up).to(x.dtype)
+
+
+def rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin_cache: torch.Tensor):
+    # q: [T, H, Dr], k: [T, Hk, Dr], cos_sin_cache: [max_pos, Dr] = [cos ‖ sin] -> rotated (neox: halves rotate)
+    cos, sin = cos_sin_cache[positions.long()].float().chunk(2, dim=-1)  # [T, Dr/2] each
+    cos, sin = cos[:, None, :], sin[:, None, :]
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x.float().chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
+
+    return rotate(q), rotate(k)

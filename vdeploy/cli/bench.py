@@ -1,0 +1,6 @@
+"""bench. (in progress)"""
+
+
+def bench() -> None:
+    """bench."""
+    raise NotImplementedError

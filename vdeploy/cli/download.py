@@ -1,0 +1,6 @@
+"""download. (in progress)"""
+
+
+def download() -> None:
+    """download."""
+    raise NotImplementedError

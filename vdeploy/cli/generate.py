@@ -1,0 +1,6 @@
+"""generate. (in progress)"""
+
+
+def generate() -> None:
+    """generate."""
+    raise NotImplementedError

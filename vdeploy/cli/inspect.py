@@ -1,0 +1,6 @@
+"""inspect-shards. (in progress)"""
+
+
+def inspect_shards() -> None:
+    """inspect-shards."""
+    raise NotImplementedError

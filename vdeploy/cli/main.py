@@ -1,0 +1,75 @@
+"""The `vdeploy` command. Only typer and rich are imported here; each command imports torch and the engine
+inside its own body, so `vdeploy --help` stays instant."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from vdeploy import __version__
+from vdeploy.cli import bench, download, env, generate, inspect, profiles, serve
+
+app = typer.Typer(
+    name="vdeploy",
+    help="From a bare GPU server to an OpenAI-compatible DeepSeek endpoint.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vdeploy {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for known errors.")] = False,
+) -> None:
+    if debug:
+        os.environ["VDEPLOY_DEBUG"] = "1"
+
+
+app.add_typer(env.app, name="env")
+app.add_typer(profiles.app, name="profiles")
+app.command("inspect-shards")(inspect.inspect_shards)
+app.command("download")(download.download)
+app.command("serve")(serve.serve)
+app.command("generate")(generate.generate)
+app.command("bench")(bench.bench)
+
+
+def run() -> None:
+    """Console-script entry: known errors become one line plus a hint and the documented exit code."""
+    from vdeploy.errors import VdeployError
+
+    try:
+        app(standalone_mode=False)
+    except VdeployError as e:
+        if os.environ.get("VDEPLOY_DEBUG") == "1":
+            raise
+        from vdeploy.cli.output import print_error
+
+        print_error(e.message, e.hint)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # click usage errors are handled below; anything else is a bug
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise

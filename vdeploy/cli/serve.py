@@ -1,0 +1,6 @@
+"""serve. (in progress)"""
+
+
+def serve() -> None:
+    """serve."""
+    raise NotImplementedError

@@ -1,0 +1,258 @@
+"""Configuration dataclasses shared by every part of vdeploy.
+
+`ModelConfig` normalises a Hugging Face `config.json` (Llama, Qwen2, DeepSeek-V2/V3) into one flat description.
+`EngineConfig` gathers the engine settings; precedence is built-in defaults < profile < VDEPLOY_* env < CLI flags
+(see vdeploy.profiles). Everything here is plain data: no torch import.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from vdeploy.errors import ConfigError
+
+# architecture name in config.json -> family
+ARCHITECTURE_FAMILIES = {
+    "LlamaForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen2",
+    "DeepseekV2ForCausalLM": "deepseek_v2",
+    "DeepseekV3ForCausalLM": "deepseek_v3",
+}
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8_e4m3": 1, "fp8": 1}
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    method: str  # "fp8"
+    fmt: str  # "e4m3"
+    weight_block_size: tuple[int, int] | None  # (128, 128) for DeepSeek-V3 block FP8
+    activation_scheme: str = "dynamic"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str
+    family: str  # llama | qwen2 | deepseek_v2 | deepseek_v3
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    max_position_embeddings: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False  # Qwen2: bias on q/k/v projections
+    torch_dtype: str = "bfloat16"
+    bos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()
+    # MLA (DeepSeek-V2/V3); kv_lora_rank == 0 means standard GQA attention
+    q_lora_rank: int | None = None
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    # MoE
+    n_routed_experts: int = 0
+    n_shared_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    first_k_dense_replace: int = 0
+    moe_layer_freq: int = 1
+    n_group: int = 1
+    topk_group: int = 1
+    topk_method: str = "greedy"
+    scoring_func: str = "softmax"
+    norm_topk_prob: bool = False
+    routed_scaling_factor: float = 1.0
+    num_nextn_predict_layers: int = 0
+    quant: QuantConfig | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_routed_experts > 0
+
+    def is_moe_layer(self, layer_idx: int) -> bool:
+        return (
+            self.is_moe
+            and layer_idx >= self.first_k_dense_replace
+            and layer_idx % max(self.moe_layer_freq, 1) == 0
+        )
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    @property
+    def kv_cache_dim(self) -> int:
+        """Values cached per token per layer per KV head (MLA: latent + rope key, one 'head')."""
+        return self.kv_lora_rank + self.qk_rope_head_dim if self.is_mla else self.head_dim
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> "ModelConfig":
+        archs = cfg.get("architectures") or []
+        arch = next((a for a in archs if a in ARCHITECTURE_FAMILIES), None)
+        if arch is None:
+            raise ConfigError(
+                f"unsupported architecture {archs or cfg.get('model_type')!r}",
+                hint="vdeploy serves " + ", ".join(ARCHITECTURE_FAMILIES),
+            )
+        family = ARCHITECTURE_FAMILIES[arch]
+        num_heads = int(cfg["num_attention_heads"])
+        hidden = int(cfg["hidden_size"])
+        eos = cfg.get("eos_token_id")
+        eos_ids = tuple(eos) if isinstance(eos, list) else ((eos,) if eos is not None else ())
+        q = cfg.get("quantization_config")
+        quant = None
+        if q:
+            block = q.get("weight_block_size")
+            quant = QuantConfig(
+                method=str(q.get("quant_method", "")),
+                fmt=str(q.get("fmt", "e4m3")),
+                weight_block_size=tuple(block) if block else None,
+                activation_scheme=str(q.get("activation_scheme", "dynamic")),
+            )
+        is_deepseek = family.startswith("deepseek")
+        kw: dict[str, Any] = dict(
+            architecture=arch,
+            family=family,
+            vocab_size=int(cfg["vocab_size"]),
+            hidden_size=hidden,
+            intermediate_size=int(cfg["intermediate_size"]),
+            num_layers=int(cfg["num_hidden_layers"]),
+            num_heads=num_heads,
+            num_kv_heads=int(cfg.get("num_key_value_heads") or num_heads),
+            head_dim=int(cfg.get("head_dim") or hidden // num_heads),
+            max_position_embeddings=int(cfg.get("max_position_embeddings", 4096)),
+            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+            rope_theta=float(cfg.get("rope_theta", 10000.0)),
+            rope_scaling=cfg.get("rope_scaling"),
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            attention_bias=family == "qwen2" or bool(cfg.get("attention_bias", False)),
+            torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"),
+            bos_token_id=cfg.get("bos_token_id"),
+            eos_token_ids=eos_ids,
+            quant=quant,
+            raw=dict(cfg),
+        )
+        if is_deepseek:
+            kw.update(
+                q_lora_rank=cfg.get("q_lora_rank"),
+                kv_lora_rank=int(cfg.get("kv_lora_rank") or 0),
+                qk_nope_head_dim=int(cfg.get("qk_nope_head_dim") or 0),
+                qk_rope_head_dim=int(cfg.get("qk_rope_head_dim") or 0),
+                v_head_dim=int(cfg.get("v_head_dim") or 0),
+                n_routed_experts=int(cfg.get("n_routed_experts") or 0),
+                n_shared_experts=int(cfg.get("n_shared_experts") or 0),
+                num_experts_per_tok=int(cfg.get("num_experts_per_tok") or 0),
+                moe_intermediate_size=int(cfg.get("moe_intermediate_size") or 0),
+                first_k_dense_replace=int(cfg.get("first_k_dense_replace") or 0),
+                moe_layer_freq=int(cfg.get("moe_layer_freq") or 1),
+                n_group=int(cfg.get("n_group") or 1),
+                topk_group=int(cfg.get("topk_group") or 1),
+                topk_method=str(cfg.get("topk_method") or "greedy"),
+                scoring_func=str(cfg.get("scoring_func") or "softmax"),
+                norm_topk_prob=bool(cfg.get("norm_topk_prob", False)),
+                routed_scaling_factor=float(cfg.get("routed_scaling_factor") or 1.0),
+                num_nextn_predict_layers=int(cfg.get("num_nextn_predict_layers") or 0),
+                attention_bias=bool(cfg.get("attention_bias", False)),
+            )
+        return cls(**kw)
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> "ModelConfig":
+        path = Path(path)
+        cfg_file = path / "config.json" if path.is_dir() else path
+        try:
+            return cls.from_dict(json.loads(cfg_file.read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"no config.json in {path}", hint="point at a Hugging Face model directory") from None
+        except (json.JSONDecodeError, KeyError) as e:
+            raise ConfigError(f"{cfg_file}: invalid config ({e})") from None
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    block_size: int = 16
+    gpu_memory_utilization: float = 0.90
+    cpu_kv_cache_bytes: int = 256 << 20  # KV budget on CPU, where memory cannot be measured per device
+    kv_cache_dtype: str = "auto"  # auto = model dtype
+    enable_prefix_caching: bool = True
+    num_gpu_blocks_override: int | None = None
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    max_model_len: int | None = None  # None: min(model's max_position_embeddings, what KV memory allows)
+    enable_chunked_prefill: bool = True
+    max_waiting: int = 4096  # bounded waiting queue; the server answers 503 beyond it
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str  # checkpoint directory
+    tokenizer: str | None = None  # defaults to `model`
+    dtype: str = "auto"  # auto | bfloat16 | float16 | float32
+    device: str = "auto"  # auto | cuda | cpu
+    load_format: str = "safetensors"  # safetensors | dummy (random weights at the config's shapes)
+    seed: int = 0
+    enforce_eager: bool = False  # no CUDA graphs
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+
+    def with_overrides(self, **kw: Any) -> "EngineConfig":
+        """Return a copy with top-level or nested fields replaced (nested as 'cache.block_size')."""
+        top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in kw.items():
+            if value is None:
+                continue
+            if "." in key:
+                section, name = key.split(".", 1)
+                nested.setdefault(section, {})[name] = value
+            else:
+                top[key] = value
+        cfg = replace(self, **top)
+        for section, values in nested.items():
+            cfg = replace(cfg, **{section: replace(getattr(cfg, section), **values)})
+        return cfg
+
+
+def dataclass_to_dict(obj: Any) -> Any:
+    """Plain-dict form of (nested) dataclasses for --json output."""
+    if hasattr(obj, "__dataclass_fields__"):
+        return {f.name: dataclass_to_dict(getattr(obj, f.name)) for f in fields(obj) if f.name != "raw"}
+    if isinstance(obj, (list, tuple)):
+        return [dataclass_to_dict(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: dataclass_to_dict(v) for k, v in obj.items()}
+    return obj

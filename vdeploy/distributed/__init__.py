@@ -1,0 +1,3 @@
+from vdeploy.distributed.parallel_state import ParallelState
+
+__all__ = ["ParallelState"]

@@ -1,0 +1,81 @@
+"""Plain dataclasses at the engine's boundaries.
+
+scheduler  --SchedulerOutput-->  executor / model runner (every rank)
+model runner (rank 0)  --ModelRunnerOutput-->  scheduler
+engine  --RequestOutput-->  LLM / server
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vdeploy.engine.sampling_params import SamplingParams
+
+
+@dataclass
+class ScheduledRequest:
+    """One request's share of a step. Workers are stateless: everything needed to run the step is here."""
+
+    req_id: str
+    token_ids: list[int]  # the tokens computed this step: positions [start_pos, start_pos + len)
+    start_pos: int  # the request's num_computed_tokens before this step
+    block_ids: list[int]  # the request's whole block table
+    sample: bool  # True when this step reaches the end of the known tokens, so a new token is sampled
+    sampling_params: SamplingParams | None = None  # set when sample
+    num_output_tokens: int = 0  # tokens generated so far (seeded sampling derives its per-step seed from it)
+    # prompt + output token ids, only when the request uses repetition/presence/frequency penalties
+    penalty_token_ids: list[int] | None = None
+    num_prompt_tokens: int = 0
+
+
+@dataclass
+class SchedulerOutput:
+    requests: list[ScheduledRequest]
+    num_scheduled_tokens: int
+    finished_req_ids: list[str] = field(default_factory=list)  # freed since the last step (runners drop state)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.requests
+
+
+@dataclass
+class TokenLogprobs:
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]]  # (token_id, logprob), best first
+
+
+@dataclass
+class ModelRunnerOutput:
+    """Sampled tokens for the requests of a SchedulerOutput that had `sample=True`, in the same order."""
+
+    req_ids: list[str]
+    sampled_token_ids: list[int]
+    logprobs: list[TokenLogprobs] | None = None  # aligned with req_ids when any request asked for logprobs
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    text: str  # full text so far
+    token_ids: list[int]
+    delta_text: str = ""  # text added since the previous RequestOutput for this request
+    delta_token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprobs] | None = None
+    finish_reason: str | None = None  # "stop" | "length" | "abort"
+    stop_reason: str | int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    prompt_token_ids: list[int]
+    outputs: list[CompletionOutput]
+    finished: bool
+    num_cached_tokens: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)  # arrival, first_token, finished times
