@@ -125,6 +125,7 @@ class ModelConfig:
                 activation_scheme=str(q.get("activation_scheme", "dynamic")),
             )
         is_deepseek = family.startswith("deepseek")
+        rope_theta, rope_scaling = _rope_settings(cfg)
         kw: dict[str, Any] = dict(
             architecture=arch,
             family=family,
@@ -137,8 +138,8 @@ class ModelConfig:
             head_dim=int(cfg.get("head_dim") or hidden // num_heads),
             max_position_embeddings=int(cfg.get("max_position_embeddings", 4096)),
             rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-            rope_theta=float(cfg.get("rope_theta", 10000.0)),
-            rope_scaling=cfg.get("rope_scaling"),
+            rope_theta=rope_theta,
+            rope_scaling=rope_scaling,
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             attention_bias=family == "qwen2" or bool(cfg.get("attention_bias", False)),
             torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"),
@@ -162,8 +163,9 @@ class ModelConfig:
                 moe_layer_freq=int(cfg.get("moe_layer_freq") or 1),
                 n_group=int(cfg.get("n_group") or 1),
                 topk_group=int(cfg.get("topk_group") or 1),
-                topk_method=str(cfg.get("topk_method") or "greedy"),
-                scoring_func=str(cfg.get("scoring_func") or "softmax"),
+                # V3 always routes with sigmoid scores and the bias-corrected group choice (HF's V3 ignores the key)
+                topk_method=str(cfg.get("topk_method") or ("noaux_tc" if family == "deepseek_v3" else "greedy")),
+                scoring_func=str(cfg.get("scoring_func") or ("sigmoid" if family == "deepseek_v3" else "softmax")),
                 norm_topk_prob=bool(cfg.get("norm_topk_prob", False)),
                 routed_scaling_factor=float(cfg.get("routed_scaling_factor") or 1.0),
                 num_nextn_predict_layers=int(cfg.get("num_nextn_predict_layers") or 0),
@@ -181,6 +183,20 @@ class ModelConfig:
             raise ConfigError(f"no config.json in {path}", hint="point at a Hugging Face model directory") from None
         except (json.JSONDecodeError, KeyError) as e:
             raise ConfigError(f"{cfg_file}: invalid config ({e})") from None
+
+
+def _rope_settings(cfg: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
+    """(rope_theta, rope_scaling) from either the classic keys or transformers 5's `rope_parameters`; the scaling
+    dict always carries `rope_type` (older configs say `type`), and is None for plain RoPE."""
+    params = dict(cfg.get("rope_parameters") or {})
+    scaling = dict(cfg.get("rope_scaling") or params)
+    theta = float(cfg.get("rope_theta") or params.get("rope_theta") or scaling.get("rope_theta") or 10000.0)
+    rope_type = scaling.get("rope_type") or scaling.get("type")
+    if not rope_type or rope_type == "default":
+        return theta, None
+    scaling["rope_type"] = rope_type
+    scaling.pop("rope_theta", None)
+    return theta, scaling
 
 
 @dataclass(frozen=True)

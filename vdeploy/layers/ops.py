@@ -82,3 +82,44 @@ def rotary(
 
         return triton_rotary(q, k, positions, cos_sin_cache)
     return reference.rotary(q, k, positions, cos_sin_cache)
+
+
+def fused_moe(x, w13, w2, topk_ids, topk_weights, w13_scale=None, w2_scale=None, block=(128, 128)):
+    """Routed experts: x [T, H], w13 [E, 2I, H], w2 [E, H, I], topk [T, k] -> [T, H] (block-FP8 when scales given)."""
+    if _use_triton(x):
+        from vdeploy_kernels.fused_moe import fused_moe as triton_fused_moe
+
+        return triton_fused_moe(x, w13, w2, topk_ids, topk_weights, w13_scale, w2_scale, block)
+    from vdeploy_kernels import reference_deepseek as ref
+
+    if w13_scale is not None:  # CPU keeps dense weights (dequantized at load); this branch serves tests
+        w13 = torch.stack([ref.dequantize_weight_block(w, s, block) for w, s in zip(w13, w13_scale)])
+        w2 = torch.stack([ref.dequantize_weight_block(w, s, block) for w, s in zip(w2, w2_scale)])
+    return ref.moe_loop(x, w13, w2, topk_ids, topk_weights)
+
+
+def w8a8_block_linear(x, weight, weight_scale_inv, block=(128, 128), bias=None):
+    """x [T, K] (bf16/fp32) @ block-FP8 weight [N, K]ᵀ -> [T, N] in x's dtype; activations quantized per token per
+    128 channels. Triton W8A8 GEMM on CUDA (sm89+); dequantize + matmul elsewhere."""
+    if _use_triton(x):
+        from vdeploy_kernels.fp8_gemm import per_token_group_quant_fp8, w8a8_block_matmul
+
+        x2 = x.reshape(-1, x.shape[-1])
+        xq, xs = per_token_group_quant_fp8(x2, block[1])
+        y = w8a8_block_matmul(xq, xs, weight, weight_scale_inv, block, x.dtype).view(*x.shape[:-1], -1)
+    else:
+        from vdeploy_kernels.reference_deepseek import dequantize_weight_block
+
+        y = x @ dequantize_weight_block(weight, weight_scale_inv, block, x.dtype).t()
+    return y if bias is None else y + bias
+
+
+def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float, kv_lora_rank: int):
+    """Absorbed MLA: q [T, H, L+R] over the latent cache [1, NB, BS, 1, L+R] -> [T, H, L]."""
+    if _use_triton(q):
+        from vdeploy_kernels.mla_attention import mla_attention as triton_mla_attention
+
+        return triton_mla_attention(q, kv_cache, meta, scale, kv_lora_rank)
+    from vdeploy_kernels.reference_deepseek import mla_attention as reference_mla_attention
+
+    return reference_mla_attention(q, kv_cache, meta, scale, kv_lora_rank)

@@ -1,0 +1,156 @@
+"""Fused MoE for DeepSeek's routed experts (Triton): tokens sorted and aligned by expert, then a grouped GEMM.
+
+fused_moe(x [T, H], w13 [E, 2I, H], w2 [E, H, I], topk_ids [T, k], topk_weights [T, k],
+          w13_scale=None, w2_scale=None, block=(128, 128)) -> [T, H]
+  = Σ_k weight · down_e(silu(gate_e(x)) · up_e(x)). With scales given, w13/w2 are block-FP8 (e4m3 + f32 scale per
+  128×128 block, [E, ceil(N/128), ceil(K/128)]) and activations are quantized per token per 128 channels.
+
+How: moe_align sorts the T·k (token, slot) pairs by expert and pads each expert's run to a multiple of BLOCK_M, so
+every BLOCK_M tile of the sorted list belongs to one expert; one program computes one tile × BLOCK_N outputs with that
+expert's weights. Everything stays on the device (no host sync), so it can live inside a CUDA graph.
+Twin: vdeploy_kernels.reference_deepseek.moe_loop.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+def moe_align(topk_ids: torch.Tensor, num_experts: int, block_m: int):
+    """-> sorted_slots [P] (flat slot ids t*k+j, padding = T*k), block_expert [P/block_m] (-1 = empty tile).
+    P is the worst case T*k + E*(block_m-1), rounded up to block_m, so shapes depend only on T."""
+    flat = topk_ids.flatten().long()  # [T*k]
+    num_slots = flat.numel()
+    cap = triton.cdiv(num_slots + num_experts * (block_m - 1), block_m) * block_m
+    order = torch.argsort(flat, stable=True)  # slots sorted by expert
+    counts = torch.bincount(flat, minlength=num_experts)  # [E]
+    padded = (counts + block_m - 1) // block_m * block_m
+    start = torch.cumsum(counts, 0) - counts
+    start_padded = torch.cumsum(padded, 0) - padded
+    expert_sorted = flat[order]
+    dest = start_padded[expert_sorted] + (torch.arange(num_slots, device=flat.device) - start[expert_sorted])
+    sorted_slots = torch.full((cap,), num_slots, dtype=torch.int32, device=flat.device)
+    sorted_slots[dest] = order.to(torch.int32)
+    tile_start = torch.arange(0, cap, block_m, device=flat.device)
+    ends = torch.cumsum(padded, 0)
+    block_expert = torch.searchsorted(ends, tile_start, right=True).to(torch.int32)
+    block_expert[block_expert >= num_experts] = -1
+    return sorted_slots, block_expert
+
+
+@triton.jit
+def _grouped_gemm_kernel(
+    a_ptr, b_ptr, c_ptr, a_scale_ptr, b_scale_ptr, weights_ptr, sorted_slots_ptr, block_expert_ptr,
+    N, K, num_slots, a_row_div,
+    stride_am, stride_be, stride_bn, stride_cm,
+    stride_asm, stride_bse, stride_bsn,
+    MUL_WEIGHT: tl.constexpr, FP8: tl.constexpr, BLOCK_SCALE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    expert = tl.load(block_expert_ptr + pid_m)
+    if expert < 0:
+        return
+    slots = tl.load(sorted_slots_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M))  # [BM]
+    valid = slots < num_slots
+    rows = slots // a_row_div  # row of A: the token for the first GEMM, the slot for the second
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    a_ptrs = a_ptr + rows[:, None] * stride_am + offs_k[None, :]  # [BM, BK]
+    b_ptrs = b_ptr + expert * stride_be + offs_n[None, :] * stride_bn + offs_k[:, None]  # [BK, BN]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kb in range(0, tl.cdiv(K, BLOCK_K)):
+        k_left = K - kb * BLOCK_K
+        a = tl.load(a_ptrs, mask=valid[:, None] & (offs_k[None, :] < k_left), other=0.0)
+        b = tl.load(b_ptrs, mask=(offs_n[None, :] < N) & (offs_k[:, None] < k_left), other=0.0)
+        if FP8:
+            k_idx = (kb * BLOCK_K) // BLOCK_SCALE
+            a_s = tl.load(a_scale_ptr + rows * stride_asm + k_idx, mask=valid, other=0.0)
+            b_s = tl.load(
+                b_scale_ptr + expert * stride_bse + (offs_n // BLOCK_SCALE) * stride_bsn + k_idx,
+                mask=offs_n < N, other=0.0,
+            )
+            acc += tl.dot(a, b) * a_s[:, None] * b_s[None, :]
+        else:
+            acc += tl.dot(a, b)
+        a_ptrs += BLOCK_K
+        b_ptrs += BLOCK_K
+    if MUL_WEIGHT:
+        w = tl.load(weights_ptr + slots, mask=valid, other=0.0)
+        acc = acc * w[:, None]
+    c_ptrs = c_ptr + slots[:, None] * stride_cm + offs_n[None, :]
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=valid[:, None] & (offs_n[None, :] < N))
+
+
+def _grouped_gemm(a, a_scale, b, b_scale, out, sorted_slots, block_expert, weights, a_row_div, block_m, block):
+    num_slots = out.shape[0]
+    n, k = b.shape[1], b.shape[2]
+    fp8 = b_scale is not None
+    block_n = 64 if not fp8 else min(64, block[0])
+    block_k = 64 if not fp8 else block[1]
+    grid = (block_expert.shape[0], triton.cdiv(n, block_n))
+    dummy = out  # unused pointer slots
+    _grouped_gemm_kernel[grid](
+        a, b, out, a_scale if fp8 else dummy, b_scale if fp8 else dummy,
+        weights if weights is not None else dummy, sorted_slots, block_expert,
+        n, k, num_slots, a_row_div,
+        a.stride(0), b.stride(0), b.stride(1), out.stride(0),
+        a_scale.stride(0) if fp8 else 0, b_scale.stride(0) if fp8 else 0, b_scale.stride(1) if fp8 else 0,
+        MUL_WEIGHT=weights is not None, FP8=fp8, BLOCK_SCALE=block[1],
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4,
+    )
+
+
+def fused_moe(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    topk_ids: torch.Tensor,
+    topk_weights: torch.Tensor,
+    w13_scale: torch.Tensor | None = None,
+    w2_scale: torch.Tensor | None = None,
+    block: tuple[int, int] = (128, 128),
+) -> torch.Tensor:
+    t, k = topk_ids.shape
+    num_experts, two_i, _ = w13.shape
+    block_m = 16 if t * k <= 64 * num_experts else 64
+    sorted_slots, block_expert = moe_align(topk_ids, num_experts, block_m)
+    weights = topk_weights.flatten().float().contiguous()  # [T*k]
+    fp8 = w13_scale is not None
+    act_dtype = x.dtype
+    if fp8:
+        a1, a1_scale = _quantize_act(x, block[1])
+    else:
+        a1, a1_scale = x.contiguous(), None
+    h = torch.empty(t * k, two_i, dtype=act_dtype, device=x.device)  # [T*k, 2I]
+    _grouped_gemm(a1, a1_scale, w13, w13_scale, h, sorted_slots, block_expert, None, k, block_m, block)
+    act = _silu_and_mul(h)  # [T*k, I]
+    if fp8:
+        a2, a2_scale = _quantize_act(act, block[1])
+    else:
+        a2, a2_scale = act, None
+    y = torch.empty(t * k, w2.shape[1], dtype=act_dtype, device=x.device)  # [T*k, H]
+    _grouped_gemm(a2, a2_scale, w2, w2_scale, y, sorted_slots, block_expert, weights, 1, block_m, block)
+    return y.view(t, k, -1).sum(dim=1)
+
+
+def _silu_and_mul(h: torch.Tensor) -> torch.Tensor:
+    if h.is_cuda:
+        from vdeploy_kernels.activation import silu_and_mul
+    else:
+        from vdeploy_kernels.reference import silu_and_mul
+    return silu_and_mul(h)
+
+
+def _quantize_act(x: torch.Tensor, group: int):
+    # The Triton interpreter (CPU) casts fp32->fp8 wrongly (triton issue 8322): quantize with torch there.
+    if x.is_cuda:
+        from vdeploy_kernels.fp8_gemm import per_token_group_quant_fp8
+
+        return per_token_group_quant_fp8(x, group)
+    from vdeploy_kernels.reference_deepseek import quantize_act_per_token_group
+
+    return quantize_act_per_token_group(x, group)

@@ -1,0 +1,126 @@
+"""MLA attention over the paged latent cache, absorbed form (Triton, split-KV with a reduction step).
+
+mla_attention(q [T, H, L+R], kv_cache [1, NB, BS, 1, L+R], meta: AttentionMetadata, scale, kv_lora_rank=L)
+  -> out [T, H, L]
+q is the absorbed query: (q_nope · W_UK) ‖ q_rope. Every head attends to the same cached vectors
+(c_kv ‖ k_rope), so this is multi-query attention with keys of width L+R (576 for R1) and values = the first L
+channels (512). One program handles BLOCK_H heads of one query row and one KV split; the heads form the M dimension
+of the tensor-core dots, so each cached vector is read once per head block, not once per head.
+
+Prefill and extend rows use the same kernel: each query token becomes a row whose context ends at its own position
+(causal), so chunked prefill and prefix-cache hits need nothing special. That re-reads the context once per query
+token, which is fine for decode-dominated serving but not optimal for long prompts (see docs/performance.md).
+Grid shape depends only on T (fixed splits), so the kernel can be captured in a CUDA graph.
+Twin: vdeploy_kernels.reference_deepseek.mla_attention.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _mla_split_kernel(
+    q_ptr, cache_ptr, block_tables_ptr, row_req_ptr, row_len_ptr, part_out_ptr, part_lse_ptr,
+    scale, H, stride_qt, stride_qh, stride_bt, max_blocks_per_split,
+    BLOCK_SIZE: tl.constexpr, L: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
+):
+    row = tl.program_id(0)
+    head_block = tl.program_id(1)
+    split = tl.program_id(2)
+    req = tl.load(row_req_ptr + row)
+    ctx_len = tl.load(row_len_ptr + row)
+    heads = head_block * BLOCK_H + tl.arange(0, BLOCK_H)  # [BH]
+    head_mask = heads < H
+    offs_l = tl.arange(0, L)
+    offs_r = tl.arange(0, R_PAD)
+    q_base = q_ptr + row * stride_qt + heads[:, None] * stride_qh
+    q_nope = tl.load(q_base + offs_l[None, :], mask=head_mask[:, None], other=0.0)  # [BH, L]
+    q_rope = tl.load(q_base + L + offs_r[None, :], mask=head_mask[:, None] & (offs_r[None, :] < R), other=0.0)
+
+    tokens_per_split = tl.cdiv(tl.cdiv(ctx_len, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    start = split * tokens_per_split
+    end = tl.minimum(start + tokens_per_split, ctx_len)
+    m_i = tl.full((BLOCK_H,), float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_H,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_H, L), dtype=tl.float32)
+    width = L + R
+    for tok0 in range(start, end, BLOCK_N):
+        toks = tok0 + tl.arange(0, BLOCK_N)  # [BN]
+        tok_mask = toks < end
+        blk = tl.load(block_tables_ptr + req * stride_bt + toks // BLOCK_SIZE, mask=tok_mask, other=0)
+        slot = blk.to(tl.int64) * BLOCK_SIZE + toks % BLOCK_SIZE
+        kv_base = cache_ptr + slot * width
+        k_nope = tl.load(kv_base[:, None] + offs_l[None, :], mask=tok_mask[:, None], other=0.0)  # [BN, L]
+        k_rope = tl.load(kv_base[:, None] + L + offs_r[None, :], mask=tok_mask[:, None] & (offs_r[None, :] < R),
+                         other=0.0)  # [BN, R_PAD]
+        s = tl.dot(q_nope, tl.trans(k_nope)) + tl.dot(q_rope, tl.trans(k_rope))  # [BH, BN]
+        s = s * scale
+        s = tl.where(tok_mask[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.exp(m_i - m_new)
+        p = tl.exp(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(k_nope.dtype), k_nope)
+        m_i = m_new
+    out_base = part_out_ptr + ((row * H + heads) * NUM_SPLITS + split) * L
+    has = l_i > 0
+    tl.store(out_base[:, None] + offs_l[None, :], acc / tl.where(has, l_i, 1.0)[:, None], mask=head_mask[:, None])
+    lse = tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf"))
+    tl.store(part_lse_ptr + (row * H + heads) * NUM_SPLITS + split, lse, mask=head_mask)
+
+
+@triton.jit
+def _mla_reduce_kernel(part_out_ptr, part_lse_ptr, out_ptr, H, stride_ot, stride_oh,
+                       L: tl.constexpr, NUM_SPLITS: tl.constexpr):
+    row = tl.program_id(0)
+    head = tl.program_id(1)
+    offs_s = tl.arange(0, NUM_SPLITS)
+    offs_l = tl.arange(0, L)
+    base = (row * H + head) * NUM_SPLITS
+    lse = tl.load(part_lse_ptr + base + offs_s)  # [S]
+    m = tl.max(lse, axis=0)
+    w = tl.where(lse > float("-inf"), tl.exp(lse - m), 0.0)
+    parts = tl.load(part_out_ptr + (base + offs_s)[:, None] * L + offs_l[None, :])  # [S, L]
+    out = tl.sum(parts * w[:, None], axis=0) / tl.sum(w, axis=0)
+    tl.store(out_ptr + row * stride_ot + head * stride_oh + offs_l, out.to(out_ptr.dtype.element_ty))
+
+
+def _rows_from_meta(meta, num_tokens: int, device):
+    """Per query token: its request index and the context length it may see (causal), all on device."""
+    qsl = meta.query_start_loc.to(device).long()
+    tok = torch.arange(num_tokens, device=device)
+    req = torch.searchsorted(qsl[1:], tok, right=True)  # [T]
+    q_len = qsl[req + 1] - qsl[req]
+    row_len = meta.seq_lens.to(device).long()[req] - q_len + (tok - qsl[req]) + 1
+    return req.to(torch.int32), row_len.to(torch.int32)
+
+
+def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, kv_lora_rank: int,
+                  num_splits: int | None = None) -> torch.Tensor:
+    t, h, width = q.shape
+    rope = width - kv_lora_rank
+    out = torch.empty(t, h, kv_lora_rank, dtype=q.dtype, device=q.device)
+    if t == 0:
+        return out
+    row_req, row_len = _rows_from_meta(meta, t, q.device)
+    block_h = 16 if h >= 16 else max(triton.next_power_of_2(h), 16)
+    head_blocks = triton.cdiv(h, block_h)
+    if num_splits is None:  # enough programs to fill the GPU when rows are few; fixed per T (graph-safe)
+        num_splits = max(1, min(16, triton.next_power_of_2(max(1, 264 // (t * head_blocks)))))
+    part_out = torch.empty(t, h, num_splits, kv_lora_rank, dtype=torch.float32, device=q.device)
+    part_lse = torch.empty(t, h, num_splits, dtype=torch.float32, device=q.device)
+    block_size = kv_cache.shape[2]
+    cache = kv_cache.view(-1, width)  # [NB*BS, L+R]
+    _mla_split_kernel[(t, head_blocks, num_splits)](
+        q, cache, meta.block_tables, row_req, row_len, part_out, part_lse,
+        scale, h, q.stride(0), q.stride(1), meta.block_tables.stride(0), 0,
+        BLOCK_SIZE=block_size, L=kv_lora_rank, R=rope, R_PAD=max(triton.next_power_of_2(rope), 16),
+        BLOCK_H=block_h, BLOCK_N=32, NUM_SPLITS=num_splits, num_warps=4, num_stages=2,
+    )
+    _mla_reduce_kernel[(t, h)](part_out, part_lse, out, h, out.stride(0), out.stride(1),
+                               L=kv_lora_rank, NUM_SPLITS=num_splits)
+    return out

@@ -1,0 +1,82 @@
+"""Plain-torch twins of the DeepSeek kernels (block FP8, fused MoE, MLA attention): the CPU path and the oracle.
+
+Block FP8 (DeepSeek-V3's format): a weight W [N, K] is stored as e4m3 with one float32 `scale_inv` per 128×128
+block, shape [ceil(N/128), ceil(K/128)], so W ≈ W_fp8 * scale_inv (block-broadcast). Activations are quantized on
+the fly per token per 128-channel group: x ≈ x_fp8 * x_scale, x_scale [T, ceil(K/128)].
+"""
+
+from __future__ import annotations
+
+import torch
+
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = 448.0
+
+
+def _expand_blocks(scale: torch.Tensor, shape: tuple[int, int], block: tuple[int, int]) -> torch.Tensor:
+    # scale [ceil(N/bn), ceil(K/bk)] -> [N, K]
+    bn, bk = block
+    return scale.repeat_interleave(bn, dim=0)[: shape[0]].repeat_interleave(bk, dim=1)[:, : shape[1]]
+
+
+def quantize_weight_block(w: torch.Tensor, block: tuple[int, int] = (128, 128)):
+    """w [N, K] -> (w_fp8 [N, K], scale_inv [ceil(N/bn), ceil(K/bk)] float32)."""
+    n, k = w.shape
+    bn, bk = block
+    pad = torch.zeros(-(-n // bn) * bn, -(-k // bk) * bk, dtype=torch.float32, device=w.device)
+    pad[:n, :k] = w.float()
+    blocks = pad.view(pad.shape[0] // bn, bn, pad.shape[1] // bk, bk)  # [nb, bn, kb, bk]
+    amax = blocks.abs().amax(dim=(1, 3)).clamp(min=1e-12)  # [nb, kb]
+    scale_inv = amax / FP8_MAX
+    q = (w.float() / _expand_blocks(scale_inv, (n, k), block)).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return q, scale_inv
+
+
+def dequantize_weight_block(w_fp8: torch.Tensor, scale_inv: torch.Tensor, block=(128, 128), dtype=torch.float32):
+    """Inverse of quantize_weight_block: [N, K] in `dtype`."""
+    return (w_fp8.float() * _expand_blocks(scale_inv.float(), tuple(w_fp8.shape), block)).to(dtype)
+
+
+def quantize_act_per_token_group(x: torch.Tensor, group: int = 128):
+    """x [T, K] -> (x_fp8 [T, K], scale [T, ceil(K/group)] float32); one scale per token per group."""
+    t, k = x.shape
+    groups = -(-k // group)
+    pad = torch.zeros(t, groups * group, dtype=torch.float32, device=x.device)
+    pad[:, :k] = x.float()
+    amax = pad.view(t, groups, group).abs().amax(dim=-1).clamp(min=1e-12)  # [T, G]
+    scale = amax / FP8_MAX
+    q = (pad.view(t, groups, group) / scale[..., None]).clamp(-FP8_MAX, FP8_MAX).view(t, -1)[:, :k]
+    return q.to(FP8_DTYPE), scale
+
+
+def w8a8_block_matmul(x_fp8, x_scale, w_fp8, w_scale_inv, block=(128, 128), out_dtype=torch.bfloat16):
+    """y = dequant(x) @ dequant(W)^T: x_fp8 [T, K], x_scale [T, K/bk], W [N, K] -> y [T, N]."""
+    x = x_fp8.float() * x_scale.repeat_interleave(block[1], dim=1)[:, : x_fp8.shape[1]]
+    w = dequantize_weight_block(w_fp8, w_scale_inv, block)
+    return (x @ w.t()).to(out_dtype)
+
+
+def moe_loop(
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor
+) -> torch.Tensor:
+    """Routed experts, one loop per expert. x [T, H]; w13 [E, 2I, H] (gate ‖ up); w2 [E, H, I];
+    topk_ids / topk_weights [T, k] -> [T, H] = Σ_k weight · down(silu(gate(x)) · up(x))."""
+    out = torch.zeros(x.shape[0], x.shape[1], dtype=torch.float32, device=x.device)
+    for e in torch.unique(topk_ids).tolist():
+        token_idx, slot = torch.where(topk_ids == e)
+        h = x[token_idx].float() @ w13[e].float().t()  # [n, 2I]
+        gate, up = h.chunk(2, dim=-1)
+        y = (torch.nn.functional.silu(gate) * up) @ w2[e].float().t()  # [n, H]
+        out.index_add_(0, token_idx, y * topk_weights[token_idx, slot, None].float())
+    return out.to(x.dtype)
+
+
+def mla_attention(
+    q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, kv_lora_rank: int
+) -> torch.Tensor:
+    """Absorbed MLA over the paged latent cache. q [T, H, L + R] (q_nope·W_UK ‖ q_rope), kv_cache
+    [1, NB, BS, 1, L + R] (c_kv ‖ k_rope) -> out [T, H, L]: attention output in latent space (W_UV applied after).
+    It is multi-query attention with keys = the whole cached vector and values = its first L channels."""
+    from vdeploy_kernels.reference import paged_attention
+
+    return paged_attention(q, kv_cache, meta, scale, v_head_dim=kv_lora_rank)

@@ -1,0 +1,150 @@
+"""Multi-head latent attention (DeepSeek-V2/V3) over a paged latent cache.
+
+Per token and layer the cache holds c_kv (kv_lora_rank = L values, after kv_a_layernorm) ‖ k_rope (R values,
+rotated): 576 values for R1, shared by all heads and never split across TP ranks. Heads are split across ranks.
+
+Absorbed form (what runs): W_UK is folded into the query and W_UV applied after attention, so attention is
+multi-query attention over the latent vectors themselves:
+    q_lat[h] = q_nope[h] · W_UK[h]            [T, H, L]
+    o_lat    = MQA(q_lat ‖ q_rope, cache)      [T, H, L]   (values = the cached c_kv)
+    o[h]     = o_lat[h] · W_UV[h]ᵀ            [T, H, Dv]
+W_UK / W_UV come from kv_b_proj and are prepared once after loading (dequantized when the checkpoint is FP8).
+`forward_naive` expands K and V per head from the cached latents: the test oracle for the absorbed path.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdeploy.config import ModelConfig
+from vdeploy.distributed import ParallelState
+from vdeploy.layers import ops
+from vdeploy.layers.forward_context import ForwardContext
+from vdeploy.layers.layernorm import RMSNorm
+from vdeploy.layers.linear import ColumnParallelLinear, ReplicatedLinear, RowParallelLinear, divide
+from vdeploy.layers.rotary import RotaryEmbedding, yarn_get_mscale
+
+
+def mla_softmax_scale(cfg: ModelConfig) -> float:
+    scale = cfg.qk_head_dim**-0.5
+    scaling = cfg.rope_scaling or {}
+    if scaling.get("rope_type") in ("yarn", "deepseek_yarn") and scaling.get("mscale_all_dim"):
+        mscale = yarn_get_mscale(float(scaling["factor"]), float(scaling["mscale_all_dim"]))
+        scale = scale * mscale * mscale
+    return scale
+
+
+class MLAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int, parallel: ParallelState, params_dtype: torch.dtype):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads = divide(cfg.num_heads, parallel.tp_size, "number of attention heads")
+        self.nope_dim, self.rope_dim, self.v_dim = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim
+        self.kv_lora_rank = cfg.kv_lora_rank
+        self.scale = mla_softmax_scale(cfg)
+        common = dict(parallel=parallel, quant_config=cfg.quant, params_dtype=params_dtype)
+        q_out = cfg.num_heads * cfg.qk_head_dim
+        self.q_lora_rank = cfg.q_lora_rank
+        if cfg.q_lora_rank:
+            self.q_a_proj = ReplicatedLinear(cfg.hidden_size, cfg.q_lora_rank, bias=cfg.attention_bias, **common)
+            self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, cfg.rms_norm_eps, params_dtype)
+            self.q_b_proj = ColumnParallelLinear(cfg.q_lora_rank, q_out, **common)
+        else:  # DeepSeek-V2-Lite: one projection, no q LoRA
+            self.q_proj = ColumnParallelLinear(cfg.hidden_size, q_out, **common)
+        self.kv_a_proj_with_mqa = ReplicatedLinear(cfg.hidden_size, cfg.kv_lora_rank + cfg.qk_rope_head_dim,
+                                                   bias=cfg.attention_bias, **common)
+        self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, cfg.rms_norm_eps, params_dtype)
+        self.kv_b_proj = ColumnParallelLinear(cfg.kv_lora_rank, cfg.num_heads * (self.nope_dim + self.v_dim),
+                                              **common)
+        self.o_proj = RowParallelLinear(cfg.num_heads * cfg.v_head_dim, cfg.hidden_size,
+                                        bias=cfg.attention_bias, **common)
+        self.rotary_emb = RotaryEmbedding(self.rope_dim, self.rope_dim, cfg.max_position_embeddings, cfg.rope_theta,
+                                          cfg.rope_scaling, is_neox_style=False)
+        self.w_uk: torch.Tensor | None = None  # [H, Dn, L], set by prepare_absorbed_weights
+        self.w_uv: torch.Tensor | None = None  # [H, Dv, L]
+
+    def prepare_absorbed_weights(self) -> None:
+        """Split kv_b_proj into W_UK and W_UV once, after loading (dequantized if the weight is FP8)."""
+        w = self.kv_b_proj.weight
+        if w.dtype == torch.float8_e4m3fn:
+            from vdeploy_kernels.reference_deepseek import dequantize_weight_block
+
+            block = self.kv_b_proj.linear_method.block
+            w = dequantize_weight_block(w, self.kv_b_proj.weight_scale_inv, block, self.kv_a_layernorm.weight.dtype)
+        w = w.view(self.num_heads, self.nope_dim + self.v_dim, self.kv_lora_rank)
+        self.w_uk = w[:, : self.nope_dim].contiguous()  # [H, Dn, L]
+        self.w_uv = w[:, self.nope_dim :].contiguous()  # [H, Dv, L]
+
+    def _project(self, positions: torch.Tensor, hidden: torch.Tensor):
+        t = hidden.shape[0]
+        if self.q_lora_rank:
+            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(hidden)))
+        else:
+            q = self.q_proj(hidden)
+        q = q.view(t, self.num_heads, self.nope_dim + self.rope_dim)  # [T, H, Dn + R]
+        q_nope, q_rope = q.split([self.nope_dim, self.rope_dim], dim=-1)
+        latent = self.kv_a_proj_with_mqa(hidden)  # [T, L + R]
+        c_kv, k_rope = latent.split([self.kv_lora_rank, self.rope_dim], dim=-1)
+        c_kv = self.kv_a_layernorm(c_kv.contiguous())  # [T, L]
+        q_rope, k_rope = self.rotary_emb(positions, q_rope.contiguous(), k_rope.reshape(t, 1, self.rope_dim))
+        entry = torch.cat((c_kv, k_rope.view(t, self.rope_dim)), dim=-1).view(t, 1, -1)  # [T, 1, L + R]
+        return q_nope, q_rope, entry
+
+    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        # hidden [T, D] -> [T, D] (all-reduced by o_proj)
+        t = hidden.shape[0]
+        q_nope, q_rope, entry = self._project(positions, hidden)
+        kv_cache = ctx.kv_caches[self.layer_idx] if self.layer_idx < len(ctx.kv_caches) else None
+        if kv_cache is None or kv_cache.numel() == 0:  # memory-profiling warm-up: no cache yet
+            return self._attend_uncached(q_nope, q_rope, entry, ctx)
+        if self.w_uk is None:
+            self.prepare_absorbed_weights()
+        ops.store_kv(entry, None, kv_cache, ctx.attn.slot_mapping)
+        q_lat = torch.bmm(q_nope.transpose(0, 1), self.w_uk).transpose(0, 1)  # [T, H, L]
+        q_abs = torch.cat((q_lat, q_rope), dim=-1)  # [T, H, L + R]
+        o_lat = ops.mla_attention(q_abs, kv_cache, ctx.attn, self.scale, self.kv_lora_rank)  # [T, H, L]
+        o = torch.bmm(o_lat.transpose(0, 1), self.w_uv.transpose(1, 2)).transpose(0, 1)  # [T, H, Dv]
+        return self.o_proj(o.reshape(t, self.num_heads * self.v_dim))
+
+    def _expand(self, latents: torch.Tensor):
+        # latents [S, L + R] -> k [S, H, Dn + R], v [S, H, Dv]
+        s = latents.shape[0]
+        c_kv, k_rope = latents.split([self.kv_lora_rank, self.rope_dim], dim=-1)
+        kv = self.kv_b_proj(c_kv.contiguous()).view(s, self.num_heads, self.nope_dim + self.v_dim)
+        k_nope, v = kv.split([self.nope_dim, self.v_dim], dim=-1)
+        k = torch.cat((k_nope, k_rope[:, None, :].expand(s, self.num_heads, self.rope_dim)), dim=-1)
+        return k, v
+
+    def _attend(self, q: torch.Tensor, latents: torch.Tensor, context_start: int) -> torch.Tensor:
+        # q [n, H, Dn + R] at positions context_start.. ; latents [S, L + R] -> [n, H, Dv]
+        k, v = self._expand(latents)
+        n, s = q.shape[0], latents.shape[0]
+        mask = torch.arange(s)[None, :] <= (context_start + torch.arange(n))[:, None]  # [n, S]
+        out = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
+                                             attn_mask=mask.to(q.device), scale=self.scale)
+        return out.transpose(0, 1)
+
+    def _attend_uncached(self, q_nope, q_rope, entry, ctx: ForwardContext) -> torch.Tensor:
+        q = torch.cat((q_nope, q_rope), dim=-1)
+        out = torch.empty(q.shape[0], self.num_heads, self.v_dim, dtype=q.dtype, device=q.device)
+        starts = ctx.attn.query_start_loc.tolist()
+        for a, b in zip(starts[:-1], starts[1:]):
+            out[a:b] = self._attend(q[a:b], entry[a:b, 0], 0)
+        return self.o_proj(out.reshape(q.shape[0], -1))
+
+    def forward_naive(self, positions: torch.Tensor, hidden: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        """The oracle: same cache writes, but K and V expanded per head from the cached latents of each request."""
+        from vdeploy_kernels.reference import gather_kv
+
+        q_nope, q_rope, entry = self._project(positions, hidden)
+        kv_cache = ctx.kv_caches[self.layer_idx]
+        ops.store_kv(entry, None, kv_cache, ctx.attn.slot_mapping)
+        q = torch.cat((q_nope, q_rope), dim=-1)
+        out = torch.empty(q.shape[0], self.num_heads, self.v_dim, dtype=q.dtype, device=q.device)
+        starts, seq_lens = ctx.attn.query_start_loc.tolist(), ctx.attn.seq_lens.tolist()
+        for i, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
+            latents = gather_kv(kv_cache, ctx.attn.block_tables[i], seq_lens[i], 0)[:, 0]  # [S, L + R]
+            out[a:b] = self._attend(q[a:b], latents, seq_lens[i] - (b - a))
+        return self.o_proj(out.reshape(q.shape[0], -1))

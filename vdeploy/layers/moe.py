@@ -1,0 +1,129 @@
+"""DeepSeek mixture-of-experts: routing and the routed experts, split across TP ranks along the intermediate dim.
+
+Each rank holds every expert with I/tp of its intermediate channels, so a token's routed output is a partial sum
+that the caller all-reduces once, together with the shared experts' partial sum (one all-reduce per MoE layer).
+Expert parallelism (whole experts per rank, all-to-all dispatch) would slot in behind the same forward().
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vdeploy.config import ModelConfig
+from vdeploy.distributed import ParallelState
+from vdeploy.layers import ops
+from vdeploy.layers.weight_loading import as_lazy, copy_checked
+
+
+def select_experts(
+    router_logits: torch.Tensor, cfg: ModelConfig, correction_bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """router_logits [T, E] float32 -> (topk_weights [T, k] float32, topk_ids [T, k] int64).
+
+    DeepSeek-V3: sigmoid scores; the choice (not the weights) adds e_score_correction_bias; experts come only from
+    the `topk_group` groups with the best sum of their top-2 choice scores (noaux_tc). DeepSeek-V2: softmax scores,
+    greedy or group_limited_greedy (group score = its best expert)."""
+    num_experts = router_logits.shape[-1]
+    k = cfg.num_experts_per_tok
+    scores = router_logits.sigmoid() if cfg.scoring_func == "sigmoid" else router_logits.softmax(dim=-1)
+    choice = scores + correction_bias.float() if correction_bias is not None else scores
+    if cfg.topk_method in ("noaux_tc", "group_limited_greedy") and cfg.n_group > 1:
+        grouped = choice.view(-1, cfg.n_group, num_experts // cfg.n_group)  # [T, G, E/G]
+        if cfg.topk_method == "noaux_tc":
+            group_scores = grouped.topk(2, dim=-1).values.sum(dim=-1)  # [T, G]
+        else:
+            group_scores = grouped.max(dim=-1).values
+        keep_groups = group_scores.topk(cfg.topk_group, dim=-1).indices  # [T, topk_group]
+        group_mask = torch.zeros_like(group_scores).scatter_(1, keep_groups, 1.0).bool()
+        expert_mask = group_mask.unsqueeze(-1).expand_as(grouped).reshape(-1, num_experts)
+        fill = float("-inf") if cfg.topk_method == "noaux_tc" else 0.0
+        choice = choice.masked_fill(~expert_mask, fill)
+    topk_ids = choice.topk(k, dim=-1).indices  # [T, k]
+    topk_weights = scores.gather(1, topk_ids)
+    if cfg.norm_topk_prob and cfg.family == "deepseek_v3":  # HF's V2 never renormalises
+        topk_weights = topk_weights / (topk_weights.sum(dim=-1, keepdim=True) + 1e-20)
+    return topk_weights * cfg.routed_scaling_factor, topk_ids
+
+
+class RoutedExperts(nn.Module):
+    """All routed experts of one layer, this rank's slice: w13 [E, 2·I/tp, H] (gate ‖ up), w2 [E, H, I/tp].
+    Block-FP8 checkpoints keep e4m3 weights plus scales [E, ⌈rows/128⌉, ⌈cols/128⌉] when `fp8` is set."""
+
+    def __init__(self, cfg: ModelConfig, parallel: ParallelState, dtype: torch.dtype, fp8: bool):
+        super().__init__()
+        self.num_experts = cfg.n_routed_experts
+        self.hidden = cfg.hidden_size
+        self.inter = cfg.moe_intermediate_size // parallel.tp_size
+        self.parallel = parallel
+        self.fp8 = fp8
+        self.block = tuple(cfg.quant.weight_block_size) if (fp8 and cfg.quant) else (128, 128)
+        wdtype = torch.float8_e4m3fn if fp8 else dtype
+        e, h, i = self.num_experts, self.hidden, self.inter
+        self.w13 = nn.Parameter(torch.empty(e, 2 * i, h, dtype=wdtype), requires_grad=False)
+        self.w2 = nn.Parameter(torch.empty(e, h, i, dtype=wdtype), requires_grad=False)
+        if fp8:
+            bn, bk = self.block
+            self.w13_scale = nn.Parameter(
+                torch.empty(e, 2 * (-(-i // bn)), -(-h // bk), dtype=torch.float32), requires_grad=False
+            )
+            self.w2_scale = nn.Parameter(torch.empty(e, -(-h // bn), -(-i // bk), dtype=torch.float32),
+                                         requires_grad=False)
+        for name, param in self.named_parameters(recurse=False):
+            is_scale = name.endswith("_scale")
+            projections = ("down_proj",) if name.startswith("w2") else ("gate_proj", "up_proj")
+            param.weight_loader = self._weight_loader
+            param.shard_ids = [(expert, proj, is_scale) for expert in range(e) for proj in projections]
+            if is_scale:
+                param.dummy_fill = 1.0  # random FP8 weights (std 0.02) with unit scales
+
+    def _weight_loader(self, param, loaded, shard_id) -> None:
+        expert, proj, is_scale = shard_id
+        self.load_expert_weight(loaded, expert, proj, is_scale)
+
+    def load_expert_weight(self, loaded, expert: int, proj: str, is_scale: bool) -> None:
+        """Copy this rank's slice of one checkpoint tensor (`mlp.experts.{expert}.{proj}.weight[_scale_inv]`).
+        `loaded` is a tensor or a safetensors slice; only the rank's rows/columns are read."""
+        rank = self.parallel.tp_rank
+        if is_scale:
+            bn = self.block[0]
+            inter_blocks = -(-self.inter // bn)
+            target = self.w2_scale if proj == "down_proj" else self.w13_scale
+        else:
+            inter_blocks = self.inter
+            target = self.w2 if proj == "down_proj" else self.w13
+        src = as_lazy(loaded)
+        if proj == "down_proj":  # [H, I]: split columns
+            copy_checked(target.data[expert], src.narrow(1, rank * inter_blocks, inter_blocks))
+        else:  # gate/up [I, H]: split rows; gate fills the first half of w13, up the second
+            offset = 0 if proj == "gate_proj" else inter_blocks
+            dst = target.data[expert, offset : offset + inter_blocks]
+            copy_checked(dst, src.narrow(0, rank * inter_blocks, inter_blocks))
+
+    def process_weights_after_loading(self, dtype: torch.dtype) -> None:
+        """FP8 weights stay FP8 on GPUs with FP8 tensor cores; elsewhere (CPU, A100) they are dequantized once:
+        2× the memory, no FP8 arithmetic."""
+        from vdeploy.layers.fp8 import fp8_tensor_cores_available
+        from vdeploy_kernels.reference_deepseek import dequantize_weight_block
+
+        if not self.fp8 or fp8_tensor_cores_available(self.w13.device):
+            return
+        self.w13 = nn.Parameter(
+            torch.stack([dequantize_weight_block(w, s, self.block, dtype) for w, s in zip(self.w13, self.w13_scale)]),
+            requires_grad=False,
+        )
+        self.w2 = nn.Parameter(
+            torch.stack([dequantize_weight_block(w, s, self.block, dtype) for w, s in zip(self.w2, self.w2_scale)]),
+            requires_grad=False,
+        )
+        del self.w13_scale, self.w2_scale
+        self.fp8 = False
+
+    def forward(self, x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor) -> torch.Tensor:
+        # x [T, H] -> this rank's partial sum [T, H] (not yet all-reduced)
+        return ops.fused_moe(
+            x, self.w13, self.w2, topk_ids, topk_weights,
+            getattr(self, "w13_scale", None) if self.fp8 else None,
+            getattr(self, "w2_scale", None) if self.fp8 else None,
+            self.block,
+        )

@@ -1,0 +1,176 @@
+"""DeepSeek-V2 / V3 (R1) decoders, implemented natively (the repository's modeling_deepseek.py is never run).
+
+Attention is MLA over a latent paged cache (vdeploy.layers.mla); the first `first_k_dense_replace` layers have a
+dense MLP, the rest a mixture of experts (vdeploy.layers.moe): router → routed experts (split across TP ranks along
+the intermediate dim) + shared experts, summed and all-reduced once. Block-FP8 checkpoints (R1) load through the
+FP8 linear method. The multi-token-prediction layer (index num_hidden_layers, R1's layer 61) is recognised and
+skipped: speculative decoding is not implemented yet.
+
+forward(input_ids [T], positions [T], ctx) -> hidden [T, D]; compute_logits(hidden [N, D]) -> float32 [N, V].
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdeploy.config import ModelConfig
+from vdeploy.distributed import ParallelState
+from vdeploy.layers.activation import SiluAndMul
+from vdeploy.layers.embedding import ParallelLMHead, VocabParallelEmbedding
+from vdeploy.layers.forward_context import ForwardContext
+from vdeploy.layers.layernorm import RMSNorm
+from vdeploy.layers.linear import MergedColumnParallelLinear, RowParallelLinear
+from vdeploy.layers.mla import MLAttention
+from vdeploy.layers.moe import RoutedExperts, select_experts
+from vdeploy.layers.weight_loading import default_weight_loader, set_weight_attrs
+from vdeploy.models.weight_mapping import StackedParam, StackedParamsMapping
+
+_EXPERT = re.compile(r"^(?P<prefix>.*\.mlp\.experts)\.(?P<expert>\d+)\.(?P<proj>gate_proj|up_proj|down_proj)"
+                     r"\.(?P<kind>weight|weight_scale_inv)$")
+_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+
+
+class DeepseekMLP(nn.Module):
+    """Dense MLP (first layers) and shared experts; `reduce_results=False` leaves the all-reduce to the MoE."""
+
+    def __init__(self, cfg: ModelConfig, intermediate: int, parallel: ParallelState, params_dtype: torch.dtype,
+                 reduce_results: bool = True):
+        super().__init__()
+        common = dict(parallel=parallel, quant_config=cfg.quant, params_dtype=params_dtype)
+        self.gate_up_proj = MergedColumnParallelLinear(cfg.hidden_size, [intermediate, intermediate], **common)
+        self.down_proj = RowParallelLinear(intermediate, cfg.hidden_size, reduce_results=reduce_results, **common)
+        self.act = SiluAndMul()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act(self.gate_up_proj(x)))  # [T, D]
+
+
+class DeepseekMoE(nn.Module):
+    def __init__(self, cfg: ModelConfig, parallel: ParallelState, params_dtype: torch.dtype):
+        super().__init__()
+        self.cfg, self.parallel, self.params_dtype = cfg, parallel, params_dtype
+        # the router stays unquantized (BF16 in R1) and runs in float32, like the reference implementation
+        self.gate = nn.Module()
+        self.gate.weight = nn.Parameter(torch.empty(cfg.n_routed_experts, cfg.hidden_size, dtype=params_dtype),
+                                        requires_grad=False)
+        set_weight_attrs(self.gate.weight, weight_loader=default_weight_loader)
+        if cfg.topk_method == "noaux_tc":
+            self.gate.e_score_correction_bias = nn.Parameter(
+                torch.empty(cfg.n_routed_experts, dtype=torch.float32), requires_grad=False)
+            set_weight_attrs(self.gate.e_score_correction_bias, weight_loader=default_weight_loader, dummy_fill=0.0)
+        fp8 = cfg.quant is not None and cfg.quant.method == "fp8"
+        self.experts = RoutedExperts(cfg, parallel, params_dtype, fp8)
+        self.shared_experts = None
+        if cfg.n_shared_experts:
+            self.shared_experts = DeepseekMLP(cfg, cfg.moe_intermediate_size * cfg.n_shared_experts, parallel,
+                                              params_dtype, reduce_results=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x [T, D] -> [T, D]
+        router_logits = F.linear(x.float(), self.gate.weight.float())  # [T, E]
+        bias = getattr(self.gate, "e_score_correction_bias", None)
+        topk_weights, topk_ids = select_experts(router_logits, self.cfg, bias)
+        out = self.experts(x, topk_weights, topk_ids)  # this rank's partial sum
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(x)
+        return self.parallel.all_reduce(out)
+
+
+class DeepseekDecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int, parallel: ParallelState, params_dtype: torch.dtype):
+        super().__init__()
+        self.self_attn = MLAttention(cfg, layer_idx, parallel, params_dtype)
+        if cfg.is_moe_layer(layer_idx):
+            self.mlp: nn.Module = DeepseekMoE(cfg, parallel, params_dtype)
+        else:
+            self.mlp = DeepseekMLP(cfg, cfg.intermediate_size, parallel, params_dtype)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype)
+
+    def forward(self, positions, hidden, residual, ctx: ForwardContext):
+        if residual is None:
+            residual = hidden
+            hidden = self.input_layernorm(hidden)
+        else:
+            hidden, residual = self.input_layernorm(hidden, residual)
+        hidden = self.self_attn(positions, hidden, ctx)
+        hidden, residual = self.post_attention_layernorm(hidden, residual)
+        return self.mlp(hidden), residual
+
+
+class DeepseekModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, parallel: ParallelState, params_dtype: torch.dtype):
+        super().__init__()
+        self.embed_tokens = VocabParallelEmbedding(cfg.vocab_size, cfg.hidden_size, parallel=parallel,
+                                                   params_dtype=params_dtype)
+        self.layers = nn.ModuleList(
+            DeepseekDecoderLayer(cfg, i, parallel, params_dtype) for i in range(cfg.num_layers)
+        )
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype)
+
+    def forward(self, input_ids, positions, ctx: ForwardContext) -> torch.Tensor:
+        hidden = self.embed_tokens(input_ids)  # [T, D]
+        residual = None
+        for layer in self.layers:
+            hidden, residual = layer(positions, hidden, residual, ctx)
+        hidden, _ = self.norm(hidden, residual)
+        return hidden
+
+
+class DeepseekV3ForCausalLM(nn.Module):
+    def __init__(self, config: ModelConfig, parallel: ParallelState | None = None,
+                 params_dtype: torch.dtype | None = None):
+        super().__init__()
+        self.config = config
+        self.parallel = parallel or ParallelState()
+        self.params_dtype = params_dtype or torch.get_default_dtype()
+        self.model = DeepseekModel(config, self.parallel, self.params_dtype)
+        self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, parallel=self.parallel,
+                                      params_dtype=self.params_dtype)
+        self.weight_mapping = StackedParamsMapping(
+            stacked=(StackedParam("gate_up_proj", "gate_proj", 0), StackedParam("gate_up_proj", "up_proj", 1)),
+            ignored_patterns=(r"rotary_emb\.inv_freq$",),
+        )
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        return self.model(input_ids, positions, ctx)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head.compute_logits(hidden)
+
+    def process_weights_after_loading(self) -> None:
+        """Once, after every weight is in place: dense experts where FP8 can't run, then W_UK / W_UV."""
+        for module in self.modules():
+            if isinstance(module, RoutedExperts):
+                module.process_weights_after_loading(self.params_dtype)
+            elif isinstance(module, MLAttention):
+                module.prepare_absorbed_weights()
+
+    def map_checkpoint_name(self, name: str) -> tuple[str, Any] | None:
+        layer = _LAYER.match(name)
+        if layer and int(layer.group(1)) >= self.config.num_layers:
+            return None  # multi-token-prediction module (R1's layer 61): not used for plain decoding
+        expert = _EXPERT.match(name)
+        if expert:
+            is_scale = expert["kind"] == "weight_scale_inv"
+            param = "w2" if expert["proj"] == "down_proj" else "w13"
+            return f"{expert['prefix']}.{param}{'_scale' if is_scale else ''}", (
+                int(expert["expert"]), expert["proj"], is_scale)
+        return self.weight_mapping.to_param(name)
+
+    def checkpoint_name_of(self, param_name: str, shard_id: Any) -> str:
+        if isinstance(shard_id, tuple):
+            expert, proj, is_scale = shard_id
+            prefix = param_name.rsplit(".", 1)[0]
+            return f"{prefix}.{expert}.{proj}.{'weight_scale_inv' if is_scale else 'weight'}"
+        return self.weight_mapping.to_checkpoint(param_name, shard_id)
+
+
+class DeepseekV2ForCausalLM(DeepseekV3ForCausalLM):
+    """DeepSeek-V2 (V2-Lite): softmax routing (greedy or group-limited), q_proj without LoRA when q_lora_rank is
+    null — all read from the config by the shared layers."""
