@@ -100,6 +100,18 @@ class RoutedExperts(nn.Module):
             dst = target.data[expert, offset : offset + inter_blocks]
             copy_checked(dst, src.narrow(0, rank * inter_blocks, inter_blocks))
 
+    def fill_dummy_weights(self, generator: torch.Generator) -> None:
+        """Random weights for `--load-format dummy`, one expert at a time (a float32 buffer for all experts of an
+        R1 layer would need 30 GB); FP8 scales are 1."""
+        with torch.no_grad():
+            for weight in (self.w13, self.w2):
+                noise = torch.empty(weight.shape[1:], dtype=torch.float32, device=weight.device)
+                for expert in range(self.num_experts):
+                    weight[expert].copy_(noise.normal_(0.0, 0.02, generator=generator))
+            if self.fp8:
+                self.w13_scale.fill_(1.0)
+                self.w2_scale.fill_(1.0)
+
     def process_weights_after_loading(self, dtype: torch.dtype) -> None:
         """FP8 weights stay FP8 on GPUs with FP8 tensor cores; elsewhere (CPU, A100) they are dequantized once:
         2× the memory, no FP8 arithmetic."""
