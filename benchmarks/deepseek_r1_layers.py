@@ -52,7 +52,9 @@ def decode_step_bytes(cfg, model, batch: int, ctx: int) -> dict:
     """Bytes one decode step must read: per layer kind, the weights touched and the latent cache."""
     layer_attn = sum(p.numel() * p.element_size() for p in model.model.layers[1].self_attn.parameters())
     expert_bytes = 3 * cfg.hidden_size * cfg.moe_intermediate_size  # FP8: one byte per weight
-    experts_hit = min(cfg.n_routed_experts, batch * cfg.num_experts_per_tok)  # upper bound of distinct experts
+    # expected distinct experts when batch·k choices fall uniformly on E experts (random routing of dummy weights)
+    e, picks = cfg.n_routed_experts, batch * cfg.num_experts_per_tok
+    experts_hit = e * (1 - (1 - 1 / e) ** picks)
     moe = (experts_hit + cfg.n_shared_experts) * expert_bytes + cfg.n_routed_experts * cfg.hidden_size * 2
     kv = batch * ctx * cfg.kv_cache_dim * 2
     return {"attention_weights": layer_attn, "moe_weights": moe, "kv_cache": kv, "per_moe_layer": layer_attn + moe + kv}
@@ -103,7 +105,7 @@ def run(args) -> dict:
         # the dense first layer is timed too; subtract nothing, attribute evenly (it is < 1/moe_layers of the time)
         per_layer_s = step_s / cfg.num_layers
         nbytes = decode_step_bytes(cfg, model, batch, args.ctx)
-        limit_s = nbytes["per_moe_layer"] / (bandwidth / 2)  # copy bandwidth counts read + write
+        limit_s = nbytes["per_moe_layer"] / bandwidth  # the copy bandwidth (read + write) bounds a read stream
         projected_tp8 = 61 * per_layer_s / 8
         results.append({"batch": batch, "context": args.ctx, "step_ms": step_s * 1e3,
                         "per_layer_ms": per_layer_s * 1e3, "bytes_per_moe_layer": nbytes,
@@ -113,7 +115,7 @@ def run(args) -> dict:
         del caches, graph
         torch.cuda.empty_cache()
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "gpu": torch.cuda.get_device_name(),
-            "git_revision": _git_rev(), "command": "python benchmarks/deepseek_r1_layers.py " + " ".join(args.argv),
+            "git_revision": args.git_rev or _git_rev(), "command": "python benchmarks/deepseek_r1_layers.py " + " ".join(args.argv),
             "moe_layers": args.moe_layers, "copy_bandwidth_gbs": bandwidth / 1e9,
             "weights_gb": sum(p.numel() * p.element_size() for p in model.parameters()) / 1e9, "results": results}
 
@@ -135,6 +137,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--config", default=str(R1_CONFIG))
     parser.add_argument("--out", default=None)
+    parser.add_argument("--git-rev", default=None, help="revision to record when the tree has no .git")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
     report = run(args)

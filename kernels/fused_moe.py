@@ -25,7 +25,8 @@ def moe_align(topk_ids: torch.Tensor, num_experts: int, block_m: int):
     num_slots = flat.numel()
     cap = triton.cdiv(num_slots + num_experts * (block_m - 1), block_m) * block_m
     order = torch.argsort(flat, stable=True)  # slots sorted by expert
-    counts = torch.bincount(flat, minlength=num_experts)  # [E]
+    # scatter_add, not bincount: bincount syncs with the host, which a CUDA graph cannot capture
+    counts = torch.zeros(num_experts, dtype=torch.long, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
     padded = (counts + block_m - 1) // block_m * block_m
     start = torch.cumsum(counts, 0) - counts
     start_padded = torch.cumsum(padded, 0) - padded
@@ -36,7 +37,7 @@ def moe_align(topk_ids: torch.Tensor, num_experts: int, block_m: int):
     tile_start = torch.arange(0, cap, block_m, device=flat.device)
     ends = torch.cumsum(padded, 0)
     block_expert = torch.searchsorted(ends, tile_start, right=True).to(torch.int32)
-    block_expert[block_expert >= num_experts] = -1
+    block_expert = torch.where(block_expert >= num_experts, -1, block_expert)  # tiles past the last expert
     return sorted_slots, block_expert
 
 
@@ -54,6 +55,7 @@ def _grouped_gemm_kernel(
     expert = tl.load(block_expert_ptr + pid_m)
     if expert < 0:
         return
+    expert = expert.to(tl.int64)  # expert * stride_be passes 2^31 for R1 (256 experts × 29M weights)
     slots = tl.load(sorted_slots_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M))  # [BM]
     valid = slots < num_slots
     rows = slots // a_row_div  # row of A: the token for the first GEMM, the slot for the second

@@ -1,0 +1,49 @@
+"""Building blocks shared by the prefill and decode paged-attention kernels.
+
+The KV cache of one layer is [K, NB, BS, Hk, D] (K=2: key/value; K=1: MLA latent, values are its first Dv channels).
+A tile of BLOCK_N consecutive context tokens of one request may span several pages, so each token's page id is
+looked up in the request's block-table row and the tile is gathered token by token: any BLOCK_N works with any
+page size BS, and a page size change never needs a new kernel.
+
+Scores live in the log2 domain (`qk_scale` already holds softmax_scale * log2(e)) so the online softmax uses exp2.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def token_offsets(block_table_row, offs_n, n_valid, kv_head, stride_page, stride_slot, stride_head,
+                  PAGE_SIZE: tl.constexpr):
+    """Element offsets [BLOCK_N] (int64) of (token, kv_head, channel 0) in one cache component."""
+    page = tl.load(block_table_row + offs_n // PAGE_SIZE, mask=n_valid, other=0).to(tl.int64)
+    return page * stride_page + (offs_n % PAGE_SIZE).to(tl.int64) * stride_slot + kv_head * stride_head
+
+
+@triton.jit
+def attend_tile(q, m_i, l_i, acc, k_base, v_base, tok_off, offs_d, offs_dv, stride_d, n_valid, allowed,
+                qk_scale, HEAD_DIM: tl.constexpr, V_HEAD_DIM: tl.constexpr, APPLY_MASK: tl.constexpr):
+    """One online-softmax step of query rows q [M, BD] against one gathered KV tile.
+
+    m_i, l_i [M]: running max / sum (log2 domain); acc [M, BDV] fp32 unnormalised output.
+    n_valid [N]: tokens that exist; allowed [M, N]: causal visibility (used only when APPLY_MASK).
+    """
+    k = tl.load(k_base + tok_off[:, None] + offs_d[None, :] * stride_d,
+                mask=n_valid[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)  # [N, BD]
+    s = tl.dot(q, tl.trans(k.to(q.dtype))) * qk_scale  # [M, N]
+    if APPLY_MASK:
+        s = tl.where(allowed, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    # rows that have seen no visible key yet keep m = -inf; use 0 as their shift so no NaN appears
+    m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m_i - m_shift)
+    p = tl.exp2(s - m_shift[:, None])  # [M, N]
+    l_i = l_i * alpha + tl.sum(p, 1)
+    v = tl.load(v_base + tok_off[:, None] + offs_dv[None, :] * stride_d,
+                mask=n_valid[:, None] & (offs_dv[None, :] < V_HEAD_DIM), other=0.0)  # [N, BDV]
+    acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
+    return m_new, l_i, acc

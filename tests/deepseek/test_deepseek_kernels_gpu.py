@@ -1,0 +1,95 @@
+"""DeepSeek kernels on a real GPU at R1's shapes, against the torch twins (run with TRITON_INTERPRET=0 on a CUDA
+machine; skipped elsewhere). Fresh random inputs for every case; outputs poisoned before each run."""
+
+import os
+
+import pytest
+import torch
+
+from vdeploy.layers.forward_context import AttentionMetadata
+from vdeploy_kernels import reference_deepseek as ref
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+                       reason="needs a CUDA GPU with compiled Triton"),
+]
+
+
+def rel_err(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+@pytest.mark.parametrize("t", [1, 7, 128, 1000])
+def test_per_token_group_quant(t):
+    from vdeploy_kernels.fp8_gemm import per_token_group_quant_fp8
+
+    x = torch.randn(t, 7168, device="cuda", dtype=torch.bfloat16)
+    q, s = per_token_group_quant_fp8(x)
+    q_ref, s_ref = ref.quantize_act_per_token_group(x)
+    torch.testing.assert_close(s, s_ref, rtol=1e-6, atol=0)
+    assert rel_err(q.float() * s.repeat_interleave(128, 1), x) < 0.05
+
+
+@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9),
+                    reason="FP8 tensor cores need sm89+")
+@pytest.mark.parametrize("m,n,k", [(1, 2112, 7168), (16, 24576, 1536), (200, 7168, 2048), (1024, 4096, 7168)])
+def test_w8a8_block_matmul(m, n, k):
+    from vdeploy_kernels.fp8_gemm import w8a8_block_matmul
+
+    wq, ws = ref.quantize_weight_block(torch.randn(n, k, device="cuda"))
+    xq, xs = ref.quantize_act_per_token_group(torch.randn(m, k, device="cuda"))
+    out = w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.bfloat16)
+    assert rel_err(out, ref.w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.float32)) < 1e-2
+
+
+@pytest.mark.parametrize("t,fp8", [(1, False), (64, False), (1, True), (33, True), (512, True)])
+def test_fused_moe_r1_shapes(t, fp8):
+    from vdeploy_kernels.fused_moe import fused_moe
+
+    if fp8 and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("FP8 tensor cores need sm89+")
+    e, k, h, i = 32, 8, 7168, 256  # 32 of R1's 256 experts at TP-8 width (2048 / 8)
+    x = torch.randn(t, h, device="cuda", dtype=torch.bfloat16)
+    w13 = torch.randn(e, 2 * i, h, device="cuda") * 0.02
+    w2 = torch.randn(e, h, i, device="cuda") * 0.02
+    ids = torch.stack([torch.randperm(e, device="cuda")[:k] for _ in range(t)])
+    weights = torch.rand(t, k, device="cuda")
+    if fp8:
+        q13, s13 = zip(*(ref.quantize_weight_block(w) for w in w13))
+        q2, s2 = zip(*(ref.quantize_weight_block(w) for w in w2))
+        q13, s13, q2, s2 = map(torch.stack, (q13, s13, q2, s2))
+        dense13 = torch.stack([ref.dequantize_weight_block(a, b) for a, b in zip(q13, s13)])
+        dense2 = torch.stack([ref.dequantize_weight_block(a, b) for a, b in zip(q2, s2)])
+        out = fused_moe(x, q13, q2, ids, weights, s13, s2)
+        assert rel_err(out, ref.moe_loop(x.float(), dense13, dense2, ids, weights)) < 0.08
+    else:
+        w13, w2 = w13.bfloat16(), w2.bfloat16()
+        out = fused_moe(x, w13, w2, ids, weights)
+        assert rel_err(out, ref.moe_loop(x.float(), w13.float(), w2.float(), ids, weights)) < 2e-2
+
+
+@pytest.mark.parametrize("heads", [16, 128])
+@pytest.mark.parametrize("block_size", [16, 64])
+def test_mla_attention_r1_shapes(heads, block_size):
+    from vdeploy_kernels.mla_attention import mla_attention
+
+    lora, rope = 512, 64
+    q_lens, seq_lens = [1, 1, 1, 37], [1, 4097, 300, 700]
+    num_blocks = sum(-(-s // block_size) for s in seq_lens) + 4
+    cache = torch.randn(1, num_blocks, block_size, 1, lora + rope, device="cuda", dtype=torch.bfloat16)
+    perm = torch.randperm(num_blocks, device="cuda").to(torch.int32)
+    width = max(-(-s // block_size) for s in seq_lens)
+    tables = torch.zeros(len(seq_lens), width, dtype=torch.int32, device="cuda")
+    used = 0
+    for i, s in enumerate(seq_lens):
+        n = -(-s // block_size)
+        tables[i, :n] = perm[used:used + n]
+        used += n
+    qsl = torch.tensor([0, 1, 2, 3, 40], dtype=torch.int32, device="cuda")
+    meta = AttentionMetadata(torch.zeros(40, dtype=torch.long, device="cuda"), qsl,
+                             torch.tensor(seq_lens, dtype=torch.int32, device="cuda"), tables, 37, 4097, 3,
+                             block_size, q_lens, seq_lens)
+    q = torch.randn(40, heads, lora + rope, device="cuda", dtype=torch.bfloat16)
+    out = mla_attention(q, cache, meta, 0.1, lora)
+    assert rel_err(out, ref.mla_attention(q.float(), cache.float(), meta, 0.1, lora)) < 2e-2
