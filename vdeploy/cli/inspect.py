@@ -1,6 +1,66 @@
-"""inspect-shards. (in progress)"""
+"""`vdeploy inspect-shards PATH`: architecture, parameters, storage, integrity and a memory plan for a checkpoint,
+from its config files and shard headers only (schema of --json: docs/inspect-shards.md).
+
+Exit codes: 0 no integrity errors, 1 integrity errors found, 2 unusable input (not a directory, no weights).
+Only typer/stdlib at module level; the checkpoint code is imported inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+KV_DTYPE_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "fp8": 1, "fp8_e4m3": 1}
 
 
-def inspect_shards() -> None:
-    """inspect-shards."""
-    raise NotImplementedError
+def inspect_shards(
+    path: Annotated[Path, typer.Argument(help="Checkpoint directory (config.json + safetensors shards).")],
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print JSON only (schema: docs/inspect-shards.md).")] = False,
+    gpu_memory: Annotated[list[float] | None, typer.Option(
+        "--gpu-memory", help="Memory per GPU in GB to plan for (repeatable). Default: the detected GPUs, "
+        "else 80 and 141.")] = None,
+    tp: Annotated[list[int] | None, typer.Option(
+        "--tp", help="Tensor-parallel size to plan (repeatable). Default: 1, 2, 4, 8 (+ PP 2 if needed).")] = None,
+    gpu_memory_utilization: Annotated[float, typer.Option(
+        "--gpu-memory-utilization", min=0.05, max=1.0, help="Fraction of each GPU's memory vdeploy may use.")] = 0.9,
+    max_model_len: Annotated[int | None, typer.Option(
+        "--max-model-len", min=1, help="Context to plan for (default: the model's max_position_embeddings).")] = None,
+    kv_cache_dtype: Annotated[str, typer.Option(
+        "--kv-cache-dtype", help="KV-cache dtype to plan for: auto (model dtype) | fp8.")] = "auto",
+    no_fp8_tensor_cores: Annotated[bool, typer.Option(
+        "--no-fp8-tensor-cores", help="Plan for GPUs without FP8 tensor cores (e.g. A100): FP8 weights are "
+        "dequantized to bf16, doubling them.")] = False,
+) -> None:
+    """Inspect a checkpoint's shards without reading tensor data: architecture, parameters, storage, integrity,
+    memory plan and the recommended profile."""
+    from vdeploy.checkpoint.inspect import inspect_checkpoint
+    from vdeploy.errors import ConfigError
+
+    if kv_cache_dtype not in KV_DTYPE_BYTES:
+        raise ConfigError(f"unknown --kv-cache-dtype {kv_cache_dtype!r}", hint="use auto or fp8")
+    hardware = None
+    fp8_cores = not no_fp8_tensor_cores
+    if not gpu_memory:
+        from vdeploy.env.hardware import detect_hardware
+
+        hardware = detect_hardware()
+        if hardware.gpus and not no_fp8_tensor_cores:
+            fp8_cores = all(g.has_fp8_tensor_cores for g in hardware.gpus)
+    report = inspect_checkpoint(path, gpu_memory_gb=gpu_memory or None, tp_sizes=tp or None,
+                                gpu_memory_utilization=gpu_memory_utilization, fp8_tensor_cores=fp8_cores,
+                                kv_cache_dtype_bytes=KV_DTYPE_BYTES[kv_cache_dtype], max_model_len=max_model_len,
+                                hardware=hardware)
+    if json_output:
+        from vdeploy.cli.output import print_json
+
+        print_json(report.to_dict())
+    else:
+        from vdeploy.checkpoint.render import render_report
+        from vdeploy.cli.output import console
+
+        render_report(report, console())
+    if report.has_errors:
+        raise typer.Exit(1)
