@@ -48,11 +48,12 @@ app.command("bench")(bench.bench)
 
 
 def run() -> None:
-    """Console-script entry: known errors become one line plus a hint and the documented exit code."""
+    """Console-script entry. Click's standalone mode prints usage errors (exit 2) and exits with each command's code;
+    known errors (VdeployError) become one line plus a hint and their documented exit code."""
     from vdeploy.errors import VdeployError
 
     try:
-        app(standalone_mode=False)
+        app(prog_name="vdeploy")
     except VdeployError as e:
         if os.environ.get("VDEPLOY_DEBUG") == "1":
             raise
@@ -60,16 +61,3 @@ def run() -> None:
 
         print_error(e.message, e.hint)
         sys.exit(e.exit_code)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as e:  # click usage errors are handled below; anything else is a bug
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
-        raise

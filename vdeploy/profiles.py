@@ -1,0 +1,146 @@
+"""Deployment profiles, the public API: load and look up profiles (schema in vdeploy.profile_schema), choose one for
+a model and machine (vdeploy.profile_selection), and resolve the engine configuration with the precedence
+
+    built-in defaults (vdeploy.config) < profile < VDEPLOY_* environment < command-line flags.
+
+See docs/profiles.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vdeploy.config import EngineConfig
+from vdeploy.errors import ConfigError
+from vdeploy.profile_schema import (
+    EngineSettings,
+    HardwareRequirements,
+    ModelMatch,
+    Profile,
+    SamplingDefaults,
+    get_profile,
+    load_profile_file,
+    load_profiles,
+)
+from vdeploy.profile_selection import Selection, select_profile
+
+ENV_PREFIX = "VDEPLOY_"
+
+# Setting name (profile `engine:` key, flag dict key, VDEPLOY_<NAME> variable) -> (EngineConfig path, type).
+# The profile schema covers the first block; environment and flags may also set the deployment-specific rest.
+PROFILE_SETTINGS: dict[str, tuple[str, type]] = {
+    "tensor_parallel_size": ("parallel.tensor_parallel_size", int),
+    "pipeline_parallel_size": ("parallel.pipeline_parallel_size", int),
+    "max_model_len": ("scheduler.max_model_len", int),
+    "gpu_memory_utilization": ("cache.gpu_memory_utilization", float),
+    "block_size": ("cache.block_size", int),
+    "max_num_seqs": ("scheduler.max_num_seqs", int),
+    "max_num_batched_tokens": ("scheduler.max_num_batched_tokens", int),
+    "enable_prefix_caching": ("cache.enable_prefix_caching", bool),
+    "enforce_eager": ("enforce_eager", bool),
+    "dtype": ("dtype", str),
+    "kv_cache_dtype": ("cache.kv_cache_dtype", str),
+}
+SETTINGS: dict[str, tuple[str, type]] = {
+    **PROFILE_SETTINGS,
+    "tokenizer": ("tokenizer", str),
+    "device": ("device", str),
+    "load_format": ("load_format", str),
+    "seed": ("seed", int),
+    "enable_chunked_prefill": ("scheduler.enable_chunked_prefill", bool),
+    "max_waiting": ("scheduler.max_waiting", int),
+    "nnodes": ("parallel.nnodes", int),
+    "node_rank": ("parallel.node_rank", int),
+    "master_addr": ("parallel.master_addr", str),
+    "master_port": ("parallel.master_port", int),
+}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def env_var(setting: str) -> str:
+    return ENV_PREFIX + setting.upper()
+
+
+def _parse_env(name: str, text: str, kind: type) -> Any:
+    value = text.strip()
+    try:
+        if kind is bool:
+            if value.lower() in _TRUE:
+                return True
+            if value.lower() in _FALSE:
+                return False
+            raise ValueError
+        return kind(value)
+    except ValueError:
+        expected = "true/false" if kind is bool else kind.__name__
+        raise ConfigError(f"${name}={text!r} is not a valid {expected}",
+                          hint=f"unset {name} or fix its value") from None
+
+
+def _profile_values(profile: Profile | None) -> dict[str, Any]:
+    if profile is None:
+        return {}
+    values = {k: getattr(profile.engine, k) for k in PROFILE_SETTINGS}
+    if not profile.is_cpu and profile.hardware.nodes > 1:
+        values["nnodes"] = profile.hardware.nodes
+    if profile.is_cpu:
+        values["device"] = "cpu"
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def resolve_engine_config(
+    model_path: str,
+    profile: Profile | None,
+    env: Mapping[str, str],
+    flags: dict[str, Any],
+) -> tuple[EngineConfig, dict[str, str]]:
+    """EngineConfig for `model_path` with every setting taken from the strongest source that gives it.
+
+    `flags` maps setting names (see SETTINGS) to command-line values; None means the flag was not given.
+    Returns the config and, for every setting, where its value came from: "default", "profile:<name>",
+    "env:VDEPLOY_<NAME>" or "flag".
+    """
+    unknown = sorted(set(flags) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"unknown engine setting(s): {', '.join(unknown)}")
+    chosen: dict[str, Any] = {}
+    provenance = {name: "default" for name in SETTINGS}
+    for name, value in _profile_values(profile).items():
+        chosen[name] = value
+        provenance[name] = f"profile:{profile.name}"  # type: ignore[union-attr]
+    for name, (_, kind) in SETTINGS.items():
+        var = env_var(name)
+        if env.get(var, "").strip():
+            chosen[name] = _parse_env(var, env[var], kind)
+            provenance[name] = f"env:{var}"
+    for name, value in flags.items():
+        if value is not None:
+            chosen[name] = value
+            provenance[name] = "flag"
+    config = EngineConfig(model=str(model_path)).with_overrides(**{SETTINGS[k][0]: v for k, v in chosen.items()})
+    validate_engine_config(config)
+    return config, provenance
+
+
+def validate_engine_config(cfg: EngineConfig) -> None:
+    """What the profile schema checks for profiles, checked again after environment and flags had their say."""
+    if cfg.parallel.tensor_parallel_size < 1 or cfg.parallel.pipeline_parallel_size < 1:
+        raise ConfigError("tensor_parallel_size and pipeline_parallel_size must be >= 1")
+    if not 0 < cfg.cache.gpu_memory_utilization <= 1:
+        raise ConfigError(f"gpu_memory_utilization {cfg.cache.gpu_memory_utilization} must be in (0, 1]")
+    bs = cfg.cache.block_size
+    if bs < 1 or bs & (bs - 1):
+        raise ConfigError(f"block_size {bs} must be a power of two")
+    if cfg.scheduler.max_model_len is not None and cfg.scheduler.max_model_len < 1:
+        raise ConfigError("max_model_len must be positive")
+    if cfg.scheduler.max_num_seqs < 1 or cfg.scheduler.max_num_batched_tokens < 1:
+        raise ConfigError("max_num_seqs and max_num_batched_tokens must be positive")
+
+
+__all__ = [
+    "PROFILE_SETTINGS", "SETTINGS", "EngineSettings", "HardwareRequirements", "ModelMatch", "Profile",
+    "SamplingDefaults", "Selection", "env_var", "get_profile", "load_profile_file", "load_profiles",
+    "resolve_engine_config", "select_profile", "validate_engine_config",
+]
