@@ -1,0 +1,90 @@
+"""Where the ranks of one engine meet: a torch.distributed TCPStore on a free port, never a fixed one.
+
+Single node: the executor process hosts the store on port 0 (the OS picks a free port, so two engines on one host
+never collide) and passes (host, port) to the worker processes it spawns. Multi-node (see docs/parallelism.md):
+node 0 hosts the store at --master-addr/--master-port, or torchrun's MASTER_ADDR/MASTER_PORT.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+from vdeploy.config import ParallelConfig
+from vdeploy.distributed.parallel_state import ParallelState
+
+DEFAULT_TIMEOUT = datetime.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class RendezvousSpec:
+    host: str
+    port: int
+    world_size: int
+    backend: str  # "nccl" | "gloo"
+
+
+@dataclass(frozen=True)
+class LaunchTopology:
+    """Where this process sits among all ranks (torchrun's vocabulary)."""
+
+    nnodes: int
+    node_rank: int
+    ranks_per_node: int
+    master_addr: str
+    master_port: int | None  # None: pick a free port (single node only)
+
+    @property
+    def world_size(self) -> int:
+        return self.nnodes * self.ranks_per_node
+
+    def global_rank(self, local_rank: int) -> int:
+        return self.node_rank * self.ranks_per_node + local_rank
+
+
+def launch_topology(parallel: ParallelConfig, environ: dict[str, str] | None = None) -> LaunchTopology:
+    """ParallelConfig's nnodes/node_rank/master_addr/master_port, filled from torchrun's environment variables
+    (WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT) where the config leaves them unset."""
+    env = os.environ if environ is None else environ
+    nnodes = parallel.nnodes
+    ranks_per_node = parallel.world_size // max(nnodes, 1)
+    if "LOCAL_WORLD_SIZE" in env and "WORLD_SIZE" in env and nnodes == 1:
+        nnodes = max(int(env["WORLD_SIZE"]) // max(int(env["LOCAL_WORLD_SIZE"]), 1), 1)
+        ranks_per_node = parallel.world_size // nnodes
+    node_rank = parallel.node_rank or int(env.get("GROUP_RANK", env.get("NODE_RANK", "0")))
+    master_addr = parallel.master_addr or env.get("MASTER_ADDR") or "127.0.0.1"
+    port_text = env.get("MASTER_PORT")
+    master_port = parallel.master_port or (int(port_text) if port_text else None)
+    return LaunchTopology(nnodes, node_rank, ranks_per_node, master_addr, master_port)
+
+
+def host_store(host: str, port: int | None, world_size: int):
+    """The master TCPStore. port None or 0: the OS chooses a free port (read it back from `.port`)."""
+    import torch.distributed as dist
+
+    return dist.TCPStore(
+        host, port or 0, world_size, is_master=True, timeout=DEFAULT_TIMEOUT, wait_for_workers=False
+    )
+
+
+def init_rank(spec: RendezvousSpec, rank: int) -> ParallelState:
+    """Join the process group of this engine as `rank` and return its (tensor-parallel) ParallelState.
+
+    Called once per worker process; the default process group is per-process, so two engines never share one."""
+    import torch.distributed as dist
+
+    # NVLink SHARP multicast buffers are not available on the lent machines and hang NCCL init there
+    os.environ["NCCL_NVLS_ENABLE"] = "0"
+    store = dist.TCPStore(spec.host, spec.port, spec.world_size, is_master=False, timeout=DEFAULT_TIMEOUT)
+    dist.init_process_group(
+        backend=spec.backend, store=store, rank=rank, world_size=spec.world_size, timeout=DEFAULT_TIMEOUT
+    )
+    return ParallelState(tp_rank=rank, tp_size=spec.world_size, group=dist.group.WORLD)
+
+
+def destroy_rank() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,52 @@
+"""The interface the engine drives, whatever the number of ranks or processes behind it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.engine.kv_cache_spec import KVCacheSpec
+from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
+from vdeploy.errors import EXIT_CHECK_FAILED, VdeployError
+from vdeploy.worker.model_runner import kv_cache_spec_for
+
+
+class ExecutorError(VdeployError):
+    """A rank failed or died; the executor has shut every rank down."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+    def __init__(self, message: str, hint: str | None = None, remote_traceback: str | None = None):
+        super().__init__(message, hint=hint)
+        self.remote_traceback = remote_traceback
+
+
+class Executor(ABC):
+    """Lifecycle: create -> determine_num_kv_blocks -> initialize_kv_cache -> execute* -> shutdown."""
+
+    def __init__(self, engine_config: EngineConfig, model_config: ModelConfig):
+        self.engine_config = engine_config
+        self.model_config = model_config
+        self.kv_cache_spec: KVCacheSpec = kv_cache_spec_for(engine_config, model_config)  # one rank's layout
+
+    @abstractmethod
+    def determine_num_kv_blocks(self) -> int:
+        """KV blocks every rank can hold (the minimum over ranks)."""
+
+    @abstractmethod
+    def initialize_kv_cache(self, num_blocks: int) -> None:
+        """Allocate num_blocks KV blocks per layer on every rank, then capture decode CUDA graphs (unless eager)."""
+
+    @abstractmethod
+    def execute(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput:
+        """Run one step on every rank; returns rank 0's sampled tokens."""
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Release every rank. Idempotent."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()

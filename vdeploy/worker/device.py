@@ -1,0 +1,61 @@
+"""Which device and dtypes a rank runs with, resolved from EngineConfig's "auto" settings."""
+
+from __future__ import annotations
+
+import torch
+
+from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.errors import ConfigError
+
+TORCH_DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp8_e4m3": torch.float8_e4m3fn,
+    "fp8": torch.float8_e4m3fn,
+}
+
+
+def resolve_device_type(engine_config: EngineConfig) -> str:
+    """"cuda" or "cpu". auto = cuda when a GPU is visible."""
+    if engine_config.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if engine_config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA GPU is visible", hint="use --device cpu")
+    if engine_config.device not in ("cuda", "cpu"):
+        raise ConfigError(f"unknown device {engine_config.device!r}", hint="use auto, cuda or cpu")
+    return engine_config.device
+
+
+def resolve_device(engine_config: EngineConfig, local_rank: int = 0) -> torch.device:
+    kind = resolve_device_type(engine_config)
+    if kind == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"rank needs GPU {local_rank} but only {torch.cuda.device_count()} are visible",
+                hint="lower --tp or check CUDA_VISIBLE_DEVICES",
+            )
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def resolve_dtype_name(engine_config: EngineConfig, model_config: ModelConfig) -> str:
+    """Activation/weight dtype name. auto: the checkpoint's 16-bit dtype on CUDA (bfloat16 for fp32/fp8
+    checkpoints), float32 on CPU, where 16-bit matmuls are slow and less exact."""
+    name = engine_config.dtype
+    if name == "auto":
+        if resolve_device_type(engine_config) == "cpu":
+            return "float32"
+        return model_config.torch_dtype if model_config.torch_dtype in ("bfloat16", "float16") else "bfloat16"
+    if name not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"unsupported dtype {name!r}", hint="use auto, bfloat16, float16 or float32")
+    return name
+
+
+def resolve_kv_cache_dtype_name(engine_config: EngineConfig, model_config: ModelConfig) -> str:
+    name = engine_config.cache.kv_cache_dtype
+    if name == "auto":
+        return resolve_dtype_name(engine_config, model_config)
+    if name not in TORCH_DTYPES:
+        raise ConfigError(f"unsupported KV cache dtype {name!r}", hint="use auto, bfloat16, float16 or fp8_e4m3")
+    return "fp8_e4m3" if name == "fp8" else name

@@ -1,0 +1,153 @@
+"""One rank's model runner: loads its slice of the model, owns its KV cache, runs each step.
+
+Per step, from the stateless SchedulerOutput: build the flat batch (input_batch), run the model (through a CUDA
+graph for small all-decode steps), compute logits only for rows that sample, and sample on rank 0.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.distributed.parallel_state import ParallelState
+from vdeploy.engine.kv_cache_spec import KVCacheSpec
+from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
+from vdeploy.layers.forward_context import ForwardContext
+from vdeploy.worker.device import TORCH_DTYPES, resolve_dtype_name, resolve_kv_cache_dtype_name
+from vdeploy.worker.input_batch import HostBatch, InputStager, build_host_batch
+from vdeploy.worker.sampler import Sampler
+
+logger = logging.getLogger(__name__)
+
+
+def kv_cache_spec_for(engine_config: EngineConfig, model_config: ModelConfig) -> KVCacheSpec:
+    """The KV-cache layout of one tensor-parallel rank."""
+    return KVCacheSpec.for_model(
+        model_config,
+        block_size=engine_config.cache.block_size,
+        dtype=resolve_kv_cache_dtype_name(engine_config, model_config),
+        tp_size=engine_config.parallel.tensor_parallel_size,
+    )
+
+
+def max_model_len_of(engine_config: EngineConfig, model_config: ModelConfig) -> int:
+    return engine_config.scheduler.max_model_len or model_config.max_position_embeddings
+
+
+class ModelRunner:
+    def __init__(
+        self,
+        engine_config: EngineConfig,
+        model_config: ModelConfig,
+        parallel: ParallelState,
+        device: torch.device,
+    ):
+        self.engine_config = engine_config
+        self.model_config = model_config
+        self.parallel = parallel
+        self.device = device
+        self.dtype = TORCH_DTYPES[resolve_dtype_name(engine_config, model_config)]
+        self.kv_spec = kv_cache_spec_for(engine_config, model_config)
+        self.block_size = self.kv_spec.block_size
+        sched = engine_config.scheduler
+        self.stager = InputStager(device, sched.max_num_batched_tokens, sched.max_num_seqs)
+        self.sampler = (
+            Sampler(model_config.vocab_size, model_config.eos_token_ids, device, seed=engine_config.seed)
+            if parallel.is_first_rank
+            else None
+        )
+        self.model: torch.nn.Module | None = None
+        self.kv_caches: list[torch.Tensor] = []
+        self.graphs = None  # DecodeGraphRunner once captured (CUDA, not enforce_eager)
+
+    # ---- setup -----------------------------------------------------------------------------------------------
+
+    def load_model(self) -> None:
+        from vdeploy.models.loader import load_model
+
+        torch.manual_seed(self.engine_config.seed)
+        self.model = load_model(self.engine_config, self.model_config, self.parallel, self.device, self.dtype)
+        self.model.eval()
+
+    def determine_num_kv_blocks(self) -> int:
+        from vdeploy.worker.memory_profile import determine_num_kv_blocks
+
+        return determine_num_kv_blocks(self)
+
+    def initialize_kv_cache(self, num_blocks: int) -> None:
+        self.allocate_kv_cache(num_blocks)
+        self.capture_cuda_graphs()
+
+    def allocate_kv_cache(self, num_blocks: int) -> None:
+        kv_dtype = TORCH_DTYPES[self.kv_spec.dtype]
+        shape = self.kv_spec.layer_shape(num_blocks)  # [K, NB, BS, Hk, D]
+        self.kv_caches = [torch.zeros(shape, dtype=kv_dtype, device=self.device) for _ in range(self.kv_spec.num_layers)]
+
+    def capture_cuda_graphs(self) -> None:
+        """Decode CUDA graphs, after the KV cache exists (the graphs bake in its addresses)."""
+        if self.device.type != "cuda" or self.engine_config.enforce_eager:
+            return
+        from vdeploy.worker.cuda_graph import DecodeGraphRunner, graph_batch_sizes
+
+        sched = self.engine_config.scheduler
+        sizes = graph_batch_sizes(min(sched.max_num_seqs, sched.max_num_batched_tokens))
+        runner = DecodeGraphRunner(
+            model=self.model,
+            kv_caches=self.kv_caches,
+            device=self.device,
+            batch_sizes=sizes,
+            block_size=self.block_size,
+            max_model_len=max_model_len_of(self.engine_config, self.model_config),
+        )
+        try:
+            runner.capture()
+        except Exception:
+            if self.parallel.tp_size > 1:
+                raise  # ranks must agree on graph vs eager; a rank that silently fell back would deadlock
+            logger.exception("CUDA graph capture failed; running decode steps eagerly")
+            return
+        self.graphs = runner
+
+    # ---- one step ----------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput | None:
+        """Run one step. Rank 0 returns the sampled tokens; other ranks return None."""
+        if sched.is_empty:
+            return ModelRunnerOutput(req_ids=[], sampled_token_ids=[]) if self.sampler else None
+        hb = build_host_batch(sched, self.block_size)
+        hidden = self._forward(hb)  # [T, D]
+        if not hb.sample_requests:
+            self._finish_step_without_sampling()
+            return ModelRunnerOutput(req_ids=[], sampled_token_ids=[]) if self.sampler else None
+        logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
+        logits = self.model.compute_logits(hidden[logits_indices])  # [N, V] on rank 0 (every rank must call)
+        if self.sampler is None:
+            self._finish_step_without_sampling()
+            return None
+        out = self.sampler(logits, hb.sample_requests)
+        return ModelRunnerOutput(
+            req_ids=[r.req_id for r in hb.sample_requests],
+            sampled_token_ids=out.sampled_token_ids,
+            logprobs=out.logprobs,
+        )
+
+    def _forward(self, hb: HostBatch) -> torch.Tensor:
+        if self.graphs is not None and self.graphs.can_run(hb):
+            return self.graphs.run(hb)
+        batch = self.stager.stage(hb, self.block_size)
+        ctx = ForwardContext(attn=batch.attn, kv_caches=self.kv_caches)
+        return self.model(batch.input_ids, batch.positions, ctx)
+
+    def _finish_step_without_sampling(self) -> None:
+        # Rank 0's sampled-token fetch is the step's sync; ranks without it sync here so the pinned staging
+        # buffers are free to be rewritten next step.
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+
+    def shutdown(self) -> None:
+        self.graphs = None
+        self.kv_caches = []
+        self.model = None

@@ -1,0 +1,134 @@
+"""Batched sampling on the device: one pass over the [N, V] logits for all requests, one host sync at the end.
+
+Order of operations (vLLM / OpenAI semantics):
+  1. min_tokens: stop tokens banned while a request is too short;
+  2. penalties: repetition (prompt + output tokens), presence and frequency (output tokens);
+  3. logprobs are taken here, from the penalised logits before temperature (what the model proposes);
+  4. greedy rows: argmax;
+  5. other rows: temperature, min_p, top_k, top_p, then an exponential race (Gumbel-max in disguise):
+     argmax(p / E) with E ~ Exp(1) is a draw from p. Seeded rows get their E from a generator seeded by
+     (seed, tokens generated so far), so results do not depend on batch composition or on worker state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vdeploy.engine.outputs import ScheduledRequest, TokenLogprobs
+from vdeploy.worker.sampling_tensors import SamplingTensors, penalty_token_counts
+
+
+@dataclass
+class SamplerOutput:
+    sampled_token_ids: list[int]
+    logprobs: list[TokenLogprobs] | None  # aligned with the rows when any row asked; `top` empty for the others
+
+
+class Sampler:
+    """Owns the generator of unseeded rows (per engine, never global) and the EOS ids for min_tokens."""
+
+    def __init__(self, vocab_size: int, eos_token_ids: tuple[int, ...], device: torch.device, seed: int = 0):
+        self.vocab_size = vocab_size
+        self.eos_token_ids = eos_token_ids
+        self.device = device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def __call__(self, logits: torch.Tensor, requests: list[ScheduledRequest]) -> SamplerOutput:
+        """logits: [N, V'] float32 (V' >= vocab size: padded vocab columns are dropped); one row per request."""
+        logits = logits[:, : self.vocab_size].float()  # [N, V]
+        st = SamplingTensors.from_requests(requests, self.vocab_size, self.eos_token_ids, logits.device)
+        logits = self._ban_stop_tokens(logits, st)
+        if st.any_penalties:
+            logits = apply_penalties(logits, requests, st)
+        logprobs = torch.log_softmax(logits, dim=-1) if st.max_num_logprobs >= 0 else None  # [N, V]
+        sampled = logits.argmax(dim=-1)  # [N]
+        if not st.all_greedy:
+            probs = self._sampling_probs(logits, st)
+            drawn = self._exponential_race(probs, st)
+            sampled = torch.where(st.greedy, sampled, drawn)
+        return self._to_host(sampled, logprobs, st)
+
+    def _ban_stop_tokens(self, logits: torch.Tensor, st: SamplingTensors) -> torch.Tensor:
+        rows = [i for i, ids in enumerate(st.banned_token_ids) for _ in ids]
+        if not rows:
+            return logits
+        cols = [t for ids in st.banned_token_ids for t in ids]
+        logits = logits.clone()
+        logits[torch.tensor(rows, device=logits.device), torch.tensor(cols, device=logits.device)] = float("-inf")
+        return logits
+
+    def _sampling_probs(self, logits: torch.Tensor, st: SamplingTensors) -> torch.Tensor:
+        logits = logits / st.temperature[:, None]
+        if st.any_top_k or st.any_top_p:
+            logits = apply_top_k_top_p(logits, st.top_k, st.top_p, st.any_top_p)
+        probs = torch.softmax(logits, dim=-1)  # [N, V]
+        if st.any_min_p:
+            # drop tokens less likely than min_p times the most likely one (the max always survives)
+            threshold = probs.amax(dim=-1, keepdim=True) * st.min_p[:, None]
+            probs = probs.masked_fill(probs < threshold, 0.0)
+        return probs
+
+    def _exponential_race(self, probs: torch.Tensor, st: SamplingTensors) -> torch.Tensor:
+        noise = torch.empty_like(probs)  # [N, V]
+        noise.exponential_(generator=self.generator)
+        for row, seed in enumerate(st.row_seeds):
+            if seed is not None:
+                gen = torch.Generator(device=probs.device)
+                gen.manual_seed(seed)
+                noise[row].exponential_(generator=gen)
+        return (probs / noise).argmax(dim=-1)
+
+    def _to_host(
+        self, sampled: torch.Tensor, logprobs: torch.Tensor | None, st: SamplingTensors
+    ) -> SamplerOutput:
+        if logprobs is None:
+            return SamplerOutput(sampled.tolist(), None)  # the step's one sync
+        chosen = logprobs.gather(1, sampled[:, None])[:, 0]  # [N]
+        k = max(st.max_num_logprobs, 0)
+        top_vals, top_ids = logprobs.topk(k, dim=-1) if k else (logprobs[:, :0], sampled[:, None][:, :0])
+        # one transfer: [sampled, chosen logprob, top ids, top logprobs] packed as float64 (ids < 2**53 exactly)
+        packed = torch.cat(
+            [sampled[:, None].double(), chosen[:, None].double(), top_ids.double(), top_vals.double()], dim=1
+        ).cpu()
+        ids = packed[:, 0].long().tolist()
+        result = []
+        for row, num in enumerate(st.num_logprobs):
+            top = []
+            if num > 0:
+                top_row_ids = packed[row, 2 : 2 + num].long().tolist()
+                top_row_vals = packed[row, 2 + k : 2 + k + num].tolist()
+                top = list(zip(top_row_ids, top_row_vals))
+            result.append(TokenLogprobs(token_id=ids[row], logprob=float(packed[row, 1]), top=top))
+        return SamplerOutput(ids, result)
+
+
+def apply_penalties(logits: torch.Tensor, requests: list[ScheduledRequest], st: SamplingTensors) -> torch.Tensor:
+    """logits [N, V] with repetition, presence and frequency penalties applied (a new tensor)."""
+    output_counts, seen = penalty_token_counts(requests, logits.shape[1], logits.device)  # [N, V] each
+    rep = st.repetition_penalty[:, None].expand_as(logits)
+    # repetition penalty shrinks seen tokens toward "less likely": divide positive logits, multiply negative ones
+    penalised = torch.where(logits > 0, logits / rep, logits * rep)
+    logits = torch.where(seen, penalised, logits)
+    logits = logits - st.frequency_penalty[:, None] * output_counts
+    logits = logits - st.presence_penalty[:, None] * (output_counts > 0).float()
+    return logits
+
+
+def apply_top_k_top_p(
+    logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, use_top_p: bool
+) -> torch.Tensor:
+    """Mask (to -inf) tokens outside each row's top_k [N] and nucleus top_p [N]. One sort serves both."""
+    sorted_logits, order = logits.sort(dim=-1, descending=True)  # [N, V]
+    vocab = logits.shape[1]
+    ranks = torch.arange(vocab, device=logits.device)[None, :]  # [1, V]
+    drop = ranks >= top_k[:, None]  # [N, V] in sorted order
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    if use_top_p:
+        probs = sorted_logits.softmax(dim=-1)
+        # drop a token when the tokens strictly before it already cover top_p (the first token always stays)
+        mass_before = probs.cumsum(dim=-1) - probs
+        sorted_logits = sorted_logits.masked_fill(mass_before >= top_p[:, None], float("-inf"))
+    return torch.empty_like(logits).scatter_(1, order, sorted_logits)
