@@ -1,6 +1,83 @@
-"""serve. (in progress)"""
+"""`vdeploy serve`: an OpenAI-compatible server for a model directory, a downloaded hub id, or the demo model.
+Only typer is imported here; the engine and the web stack load inside the command."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
 
 
-def serve() -> None:
-    """serve."""
-    raise NotImplementedError
+def serve(
+    model: Annotated[Optional[str], typer.Argument(
+        help="Model directory or hub id (already downloaded; see --download). Default: the built-in demo model.",
+        show_default=False)] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        "--profile", help="Deployment profile name or YAML file (default: the best match for model and hardware).")
+    ] = None,
+    tp: Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", min=1,
+                                              help="Tensor-parallel GPUs.")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs --api-key to be safe.")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to bind (0: any free port).")] = 8000,
+    api_key: Annotated[Optional[str], typer.Option(
+        "--api-key", envvar="VDEPLOY_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 routes.")] = None,
+    served_model_name: Annotated[Optional[str], typer.Option(
+        "--served-model-name", help="Model name clients send (default: the hub id or directory name).")] = None,
+    max_model_len: Annotated[Optional[int], typer.Option("--max-model-len", min=1,
+                                                         help="Longest prompt + output, in tokens.")] = None,
+    gpu_memory_utilization: Annotated[Optional[float], typer.Option(
+        "--gpu-memory-utilization", min=0.05, max=1.0, help="Fraction of each GPU's memory vdeploy may use.")] = None,
+    reasoning_parser: Annotated[Optional[str], typer.Option(
+        "--reasoning-parser",
+        help="deepseek_r1 (split <think> into reasoning_content) or none. Default: deepseek_r1 for R1 and its "
+             "distills.")] = None,
+    chat_template: Annotated[Optional[str], typer.Option(
+        "--chat-template", help="Jinja chat template file replacing the model's.")] = None,
+    load_format: Annotated[Optional[str], typer.Option(
+        "--load-format", help="safetensors, or dummy (random weights at the checkpoint's shapes).")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="auto, bfloat16, float16 or float32.")] = None,
+    enforce_eager: Annotated[Optional[bool], typer.Option(
+        "--enforce-eager/--no-enforce-eager", help="Disable CUDA graphs.", show_default=False)] = None,
+    max_num_seqs: Annotated[Optional[int], typer.Option("--max-num-seqs", min=1,
+                                                        help="Most requests in one batch.")] = None,
+    block_size: Annotated[Optional[int], typer.Option("--block-size", min=1, help="KV-cache block size (tokens).")
+                          ] = None,
+    download: Annotated[bool, typer.Option(
+        "--download", help="Download a hub id that is not on disk yet (otherwise serve refuses).")] = False,
+    drain_timeout: Annotated[float, typer.Option(
+        "--drain-timeout", min=0.0, help="Seconds SIGTERM waits for in-flight requests before aborting them.")
+    ] = 30.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level: debug, info, warning, error.")] = "info",
+    json_logs: Annotated[bool, typer.Option(
+        "--json-logs", help="Server logs (with one access line per request) as JSON lines on stderr.")] = False,
+) -> None:
+    """Serve a model with an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /metrics)."""
+    from vdeploy.cli.output import console
+    from vdeploy.server.launch import ServeOptions, run_serve
+
+    opts = ServeOptions(
+        model=model,
+        profile=profile,
+        host=host,
+        port=port,
+        api_key=api_key,
+        served_model_name=served_model_name,
+        reasoning_parser=reasoning_parser,
+        chat_template=chat_template,
+        download=download,
+        drain_timeout_s=drain_timeout,
+        log_level=log_level,
+        json_logs=json_logs,
+        engine_flags={
+            "tensor_parallel_size": tp,
+            "max_model_len": max_model_len,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "load_format": load_format,
+            "dtype": dtype,
+            "enforce_eager": enforce_eager,
+            "max_num_seqs": max_num_seqs,
+            "block_size": block_size,
+        },
+    )
+    run_serve(opts, console(stderr=True))

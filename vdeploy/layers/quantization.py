@@ -1,0 +1,93 @@
+"""The quantization hook of every linear layer: a `LinearMethod` creates the layer's parameters and computes
+y = x W^T (+ b) with them. `get_linear_method(quant_config)` picks one; the unquantized method is plain
+F.linear. Quantized methods (FP8 block scales for DeepSeek-V3) are listed in a constant table
+(QUANTIZED_LINEAR_METHODS, by QuantConfig.method) and follow the same contract:
+
+- create_weights registers parameters on `layer` and tags each with `output_dim` / `input_dim` (which tensor
+  dimension is split across tensor-parallel ranks; None when not split) and optionally `weight_block =
+  (block_out, block_in)` when the parameter holds one value per block of the weight (block scales), so the layer's
+  `weight_loader` converts element offsets into block offsets.
+- apply(layer, x, bias) returns the output for this rank's partition.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdeploy.config import QuantConfig
+from vdeploy.errors import ConfigError
+from vdeploy.layers.weight_loading import set_weight_attrs
+
+
+class LinearMethod:
+    """Interface: how a linear layer stores and applies its weight."""
+
+    def create_weights(
+        self,
+        layer: nn.Module,
+        input_size_per_partition: int,
+        output_partition_sizes: list[int],
+        input_size: int,
+        output_size: int,
+        params_dtype: torch.dtype,
+    ) -> None:
+        raise NotImplementedError
+
+    def apply(self, layer: nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def process_weights_after_loading(self, layer: nn.Module) -> None:
+        """Called once after every weight of the model is loaded (repacking, transposes). Default: nothing."""
+
+
+class UnquantizedLinearMethod(LinearMethod):
+    """weight [out_per_partition, in_per_partition] in the model dtype."""
+
+    def create_weights(self, layer, input_size_per_partition, output_partition_sizes, input_size, output_size,
+                       params_dtype):
+        weight = nn.Parameter(
+            torch.empty(sum(output_partition_sizes), input_size_per_partition, dtype=params_dtype),
+            requires_grad=False,
+        )
+        set_weight_attrs(weight, output_dim=0, input_dim=1)
+        layer.register_parameter("weight", weight)
+
+    def apply(self, layer, x, bias=None):
+        # x: [T, in] -> [T, out]
+        return F.linear(x, layer.weight, bias)
+
+
+# QuantConfig.method -> "module:Class" of its LinearMethod, imported on first use; the class is built as
+# Class(quant_config). A constant table (no registration at import) so engines in one process never interact.
+QUANTIZED_LINEAR_METHODS: dict[str, str] = {
+    "fp8": "vdeploy.layers.fp8:Fp8LinearMethod",
+}
+
+
+def get_linear_method(quant_config: QuantConfig | None) -> LinearMethod:
+    if quant_config is None:
+        return UnquantizedLinearMethod()
+    target = QUANTIZED_LINEAR_METHODS.get(quant_config.method)
+    method_cls = _import_target(target) if target else None
+    if method_cls is None:
+        raise ConfigError(
+            f"unsupported quantization method {quant_config.method!r}",
+            hint="vdeploy loads unquantized checkpoints and: " + ", ".join(sorted(QUANTIZED_LINEAR_METHODS)),
+        )
+    return method_cls(quant_config)
+
+
+def _import_target(target: str) -> type[LinearMethod] | None:
+    """The class named by "module:Class", or None while that module is not part of this installation."""
+    import importlib
+
+    module_name, class_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name:
+            raise
+        return None
+    return getattr(module, class_name)

@@ -1,0 +1,158 @@
+"""Llama and Qwen2 decoders (the DeepSeek-R1 distills): one implementation, Qwen2 differs only by the QKV bias
+(ModelConfig.attention_bias). Tensor parallel through the layers in vdeploy.layers; attention through the paged
+KV cache described by the ForwardContext.
+
+forward(input_ids [T], positions [T], ctx) -> hidden [T, D]; compute_logits(hidden [N, D]) -> float32 [N, V].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from vdeploy.config import ModelConfig
+from vdeploy.distributed.parallel_state import ParallelState
+from vdeploy.errors import ConfigError
+from vdeploy.layers.activation import SiluAndMul
+from vdeploy.layers.attention import Attention
+from vdeploy.layers.embedding import ParallelLMHead, VocabParallelEmbedding
+from vdeploy.layers.forward_context import ForwardContext
+from vdeploy.layers.layernorm import RMSNorm
+from vdeploy.layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
+from vdeploy.layers.rotary import RotaryEmbedding
+from vdeploy.models.weight_mapping import StackedParam, StackedParamsMapping
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, cfg: ModelConfig, parallel: ParallelState, params_dtype: torch.dtype):
+        super().__init__()
+        bias = bool(cfg.raw.get("mlp_bias", False))
+        common = dict(parallel=parallel, quant_config=cfg.quant, params_dtype=params_dtype)
+        self.gate_up_proj = MergedColumnParallelLinear(
+            cfg.hidden_size, [cfg.intermediate_size, cfg.intermediate_size], bias=bias, **common
+        )
+        self.down_proj = RowParallelLinear(cfg.intermediate_size, cfg.hidden_size, bias=bias, **common)
+        self.act = SiluAndMul()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [T, D] -> [T, 2I/tp] -> [T, I/tp] -> [T, D]
+        return self.down_proj(self.act(self.gate_up_proj(x)))
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int, parallel: ParallelState, rotary: RotaryEmbedding,
+                 params_dtype: torch.dtype):
+        super().__init__()
+        common = dict(parallel=parallel, quant_config=cfg.quant, params_dtype=params_dtype)
+        self.qkv_proj = QKVParallelLinear(
+            cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, bias=cfg.attention_bias, **common
+        )
+        # Llama's attention_bias also covers o_proj; Qwen2 has biases on q/k/v only
+        o_bias = cfg.attention_bias and cfg.family == "llama"
+        self.o_proj = RowParallelLinear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=o_bias, **common)
+        self.rotary_emb = rotary
+        self.q_size, self.kv_size = self.qkv_proj.q_size, self.qkv_proj.kv_size
+        self.attn = Attention(self.qkv_proj.num_heads, cfg.head_dim, cfg.head_dim**-0.5,
+                              self.qkv_proj.num_kv_heads, layer_idx)
+
+    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        qkv = self.qkv_proj(hidden)  # [T, (H + 2 Hk) D / tp]
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q, k = self.rotary_emb(positions, q, k)
+        return self.o_proj(self.attn(q, k, v, ctx))  # [T, D]
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_idx: int, parallel: ParallelState, rotary: RotaryEmbedding,
+                 params_dtype: torch.dtype):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype)
+        self.self_attn = LlamaAttention(cfg, layer_idx, parallel, rotary, params_dtype)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype)
+        self.mlp = LlamaMLP(cfg, parallel, params_dtype)
+
+    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, residual: torch.Tensor | None,
+                ctx: ForwardContext) -> tuple[torch.Tensor, torch.Tensor]:
+        # the residual stream is carried separately so each norm fuses the residual add
+        if residual is None:
+            residual, hidden = hidden, self.input_layernorm(hidden)
+        else:
+            hidden, residual = self.input_layernorm(hidden, residual)
+        hidden = self.self_attn(positions, hidden, ctx)
+        hidden, residual = self.post_attention_layernorm(hidden, residual)
+        return self.mlp(hidden), residual
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, parallel: ParallelState, params_dtype: torch.dtype):
+        super().__init__()
+        self.embed_tokens = VocabParallelEmbedding(cfg.vocab_size, cfg.hidden_size, parallel=parallel,
+                                                   params_dtype=params_dtype)
+        # one rotary cache shared by every layer (it is large for 128k contexts)
+        self.rotary_emb = RotaryEmbedding(cfg.head_dim, cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta,
+                                          cfg.rope_scaling)
+        self.layers = nn.ModuleList(
+            LlamaDecoderLayer(cfg, i, parallel, self.rotary_emb, params_dtype) for i in range(cfg.num_layers)
+        )
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        hidden = self.embed_tokens(input_ids)  # [T, D]
+        residual = None
+        for layer in self.layers:
+            hidden, residual = layer(positions, hidden, residual, ctx)
+        hidden, _ = self.norm(hidden, residual)
+        return hidden
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, config: ModelConfig, parallel: ParallelState | None = None,
+                 params_dtype: torch.dtype | None = None):
+        super().__init__()
+        self.config = config
+        self.parallel = parallel or ParallelState()
+        params_dtype = params_dtype or torch.get_default_dtype()
+        self.model = LlamaModel(config, self.parallel, params_dtype)
+        if config.tie_word_embeddings:
+            self.lm_head = self.model.embed_tokens  # the same module: one parameter, loaded once
+        else:
+            self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, parallel=self.parallel,
+                                          params_dtype=params_dtype)
+        ignored = [r"rotary_emb\.inv_freq$"]
+        if config.tie_word_embeddings:
+            ignored.append(r"^lm_head\.weight$")  # some tied checkpoints still store a copy
+        self.weight_mapping = StackedParamsMapping(
+            stacked=(
+                StackedParam("qkv_proj", "q_proj", "q"),
+                StackedParam("qkv_proj", "k_proj", "k"),
+                StackedParam("qkv_proj", "v_proj", "v"),
+                StackedParam("gate_up_proj", "gate_proj", 0),
+                StackedParam("gate_up_proj", "up_proj", 1),
+            ),
+            ignored_patterns=tuple(ignored),
+        )
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        return self.model(input_ids, positions, ctx)  # [T, D]
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head.compute_logits(hidden)  # [N, V] float32, full vocabulary on every rank
+
+    def map_checkpoint_name(self, name: str) -> tuple[str, Any] | None:
+        return self.weight_mapping.to_param(name)
+
+    def checkpoint_name_of(self, param_name: str, shard_id: Any) -> str:
+        return self.weight_mapping.to_checkpoint(param_name, shard_id)
+
+
+class Qwen2ForCausalLM(LlamaForCausalLM):
+    """Qwen2 = Llama with biases on q/k/v (set by ModelConfig.attention_bias for the qwen2 family)."""
+
+    def __init__(self, config: ModelConfig, parallel: ParallelState | None = None,
+                 params_dtype: torch.dtype | None = None):
+        if config.raw.get("use_sliding_window"):
+            raise ConfigError("Qwen2 sliding-window attention is not supported",
+                              hint="the DeepSeek-R1 distills use full attention (use_sliding_window: false)")
+        super().__init__(config, parallel, params_dtype)

@@ -1,0 +1,230 @@
+"""Build a model and fill its weights: on the meta device first (no memory), then materialised empty on the
+target device, then filled in place from the safetensors shards, each rank reading only its own slices
+(one open per shard; `get_slice` windows read with positioned reads, see shard_reader). Host memory never holds a
+second copy of the weights: on CPU each slice is read straight into its parameter, on GPU through one temporary
+tensor per slice.
+
+`load_format="dummy"` fills seeded random weights at the config's shapes instead (no checkpoint needed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.distributed.parallel_state import ParallelState
+from vdeploy.errors import CheckpointError, ConfigError
+from vdeploy.layers.weight_loading import LoadedWeight, WeightShapeError, default_weight_loader
+from vdeploy.models.registry import get_model_class
+from vdeploy.models.shard_reader import SafetensorsShard, StagingBuffer
+
+DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}
+DUMMY_INIT_STD = 0.02  # like the usual initializer_range: keeps activations of random models in a sane range
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    files: int
+    weight_bytes: int  # bytes of this rank's parameters
+    seconds: float
+
+    @property
+    def gb_per_s(self) -> float:
+        return self.weight_bytes / self.seconds / 1e9 if self.seconds > 0 else 0.0
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, model_config: ModelConfig) -> torch.dtype:
+    """auto -> the checkpoint's torch_dtype (float32/bfloat16/float16; anything else, e.g. fp8, -> bfloat16)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = (dtype or "auto").lower()
+    if name == "auto":
+        return DTYPES.get(model_config.torch_dtype.lower(), torch.bfloat16)
+    if name not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}", hint="use auto, bfloat16, float16 or float32")
+    return DTYPES[name]
+
+
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The safetensors shards of a checkpoint directory, in index order when there is an index."""
+    path = Path(path)
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise CheckpointError(f"{index}: invalid index ({e})") from None
+        files = [path / name for name in sorted(set(weight_map.values()))]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise CheckpointError(f"{path}: shard {missing[0]} listed in {index.name} is missing",
+                                  hint="re-run the download; it resumes")
+        return files
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"no *.safetensors files in {path}",
+                              hint="vdeploy loads Hugging Face safetensors checkpoints")
+    return files
+
+
+def build_on_meta(model_config: ModelConfig, parallel: ParallelState, dtype: torch.dtype) -> nn.Module:
+    model_cls = get_model_class(model_config)
+    with torch.device("meta"):
+        return model_cls(model_config, parallel, dtype)
+
+
+def materialize(model: nn.Module, device: torch.device) -> None:
+    """Allocate every parameter and buffer (uninitialised) on `device`, keeping the loading metadata attached to
+    the parameters (to_empty creates new Parameter objects), then compute derived buffers (rotary caches)."""
+    attrs = {name: dict(p.__dict__) for name, p in model.named_parameters(remove_duplicate=False)}
+    model.to_empty(device=device)
+    for name, param in model.named_parameters(remove_duplicate=False):
+        param.__dict__.update(attrs[name])
+    for module in model.modules():
+        if hasattr(module, "initialize_buffers"):
+            module.initialize_buffers()
+
+
+def fill_dummy(model: nn.Module, seed: int) -> None:
+    """Seeded random weights: N(0, 0.02) generated in float32 then cast (works for fp8 too); parameters tagged
+    with `dummy_fill` (norm weights) get that constant; modules may override with `fill_dummy_weights(gen)`."""
+    params = dict(model.named_parameters())
+    device = next(iter(params.values())).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    handled: set[int] = set()
+    for module in model.modules():
+        if hasattr(module, "fill_dummy_weights"):
+            module.fill_dummy_weights(generator)
+            handled.update(id(p) for p in module.parameters())
+    with torch.no_grad():
+        for param in params.values():
+            if id(param) in handled:
+                continue
+            if hasattr(param, "dummy_fill"):
+                param.fill_(param.dummy_fill)
+            elif param.is_floating_point():
+                noise = torch.empty(param.shape, dtype=torch.float32, device=device)
+                param.copy_(noise.normal_(0.0, DUMMY_INIT_STD, generator=generator))
+            else:
+                param.zero_()
+
+
+class WeightFiller:
+    """Routes checkpoint tensors to the model's parameters (through each parameter's weight_loader) and knows
+    which expected tensors have not arrived yet. Independent of where the tensors come from."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.params = dict(model.named_parameters())
+        self.loaded: set[tuple[str, Any]] = set()
+
+    def load(self, source: str, tensor_name: str, weight: LoadedWeight) -> None:
+        target = self.model.map_checkpoint_name(tensor_name)
+        if target is None:
+            return
+        param_name, shard_id = target
+        param = self.params.get(param_name)
+        if param is None:
+            raise CheckpointError(f"{source}: tensor {tensor_name} has no place in {type(self.model).__name__}",
+                                  hint="the checkpoint does not match its config.json")
+        loader = getattr(param, "weight_loader", default_weight_loader)
+        try:
+            loader(param, weight, shard_id)
+        except WeightShapeError as e:
+            raise CheckpointError(f"{source}: tensor {tensor_name}: {e}",
+                                  hint="the checkpoint does not match its config.json") from None
+        self.loaded.add((param_name, shard_id))
+
+    def missing(self) -> list[str]:
+        """Checkpoint names of the expected tensors not loaded so far."""
+        return [
+            self.model.checkpoint_name_of(name, shard_id)
+            for name, param in self.params.items()
+            for shard_id in getattr(param, "shard_ids", [None])
+            if (name, shard_id) not in self.loaded
+        ]
+
+
+def load_safetensors(model: nn.Module, files: list[Path], *, show_progress: bool) -> None:
+    filler = WeightFiller(model)
+    staging = StagingBuffer()
+    with _progress(len(files), show_progress) as advance:
+        for file in files:
+            with SafetensorsShard(file, staging) as shard:
+                for tensor_name in shard.keys():
+                    filler.load(file.name, tensor_name, shard.get_slice(tensor_name))
+            advance(file.name)
+    missing = filler.missing()
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(
+            f"tensor {missing[0]}{more} is missing from {files[0].parent} ({len(files)} safetensors files)",
+            hint="the download may be incomplete: run `vdeploy inspect` on the directory",
+        )
+
+
+def load_model(engine_config: EngineConfig, model_config: ModelConfig, parallel: ParallelState,
+               device: torch.device | str, dtype: str | torch.dtype | None = None, *,
+               quiet: bool = False) -> nn.Module:
+    """Build `model_config`'s model for this rank on `device` and fill its weights; the result carries
+    `load_stats` (LoadStats). dtype None -> engine_config.dtype."""
+    start = time.perf_counter()
+    device = torch.device(device)
+    torch_dtype = resolve_dtype(dtype if dtype is not None else engine_config.dtype, model_config)
+    model = build_on_meta(model_config, parallel, torch_dtype)
+    materialize(model, device)
+    num_files = 0
+    if engine_config.load_format == "dummy":
+        fill_dummy(model, engine_config.seed)
+    elif engine_config.load_format in ("safetensors", "auto"):
+        files = checkpoint_files(engine_config.model)
+        num_files = len(files)
+        load_safetensors(model, files, show_progress=not quiet and parallel.tp_rank == 0)
+    else:
+        raise ConfigError(f"unknown load format {engine_config.load_format!r}", hint="use safetensors or dummy")
+    for module in model.modules():
+        method = getattr(module, "linear_method", None)
+        if method is not None:
+            method.process_weights_after_loading(module)
+    if hasattr(model, "process_weights_after_loading"):  # model-level preparation (DeepSeek: MLA absorption)
+        model.process_weights_after_loading()
+    model.eval()
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    model.load_stats = LoadStats(num_files, weight_bytes, time.perf_counter() - start)
+    return model
+
+
+class _progress:
+    """A Rich progress bar over shards on stderr (stdout stays clean for --json), or nothing when quiet."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self._bar = total, enabled, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda name: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn("loading weights"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TextColumn("{task.description}"),
+                             console=Console(stderr=True), transient=True)
+        self._bar.start()
+        task = self._bar.add_task("", total=self.total)
+        return lambda name: self._bar.update(task, advance=1, description=name)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+        return False

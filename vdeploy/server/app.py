@@ -1,0 +1,145 @@
+"""The FastAPI app: routes, API-key check, error shape, metrics. One app per engine, no shared state, so several
+servers can live in one process (the tests run two)."""
+
+from __future__ import annotations
+
+import hmac
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from vdeploy import __version__
+from vdeploy.server.errors import APIError, install_error_handlers
+from vdeploy.server.metrics import ServerMetrics
+from vdeploy.server.protocol import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    ModelCard,
+    ModelList,
+)
+from vdeploy.server.serving_base import ServerSettings, ServingContext
+from vdeploy.server.serving_chat import ChatCompletions
+from vdeploy.server.serving_completions import Completions
+from vdeploy.server.streams import ClientDisconnected
+
+# Status sent for a request whose client is gone (nginx's convention); nobody reads it, the log does.
+CLIENT_CLOSED_REQUEST = 499
+
+
+class ApiKeyMiddleware:
+    """Requires `Authorization: Bearer <key>` on the OpenAI routes (/v1/...). /health, /version and /metrics stay
+    open for load balancers and Prometheus. Plain ASGI (not BaseHTTPMiddleware) so streaming and disconnect
+    detection pass through untouched."""
+
+    def __init__(self, app: Any, api_key: str):
+        self.app = app
+        self._expected = f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1") or scope.get("method") == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if hmac.compare_digest(given, self._expected):
+            await self.app(scope, receive, send)
+            return
+        error = APIError(
+            "missing or invalid API key: send the header 'Authorization: Bearer <key>'",
+            status=HTTPStatus.UNAUTHORIZED,
+            type="authentication_error",
+            code="invalid_api_key",
+        )
+        response = JSONResponse(error.to_response().model_dump(), status_code=error.status,
+                                headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+class ErrorCounterMiddleware:
+    """Counts answers with status >= 400 per status into the app's metrics."""
+
+    def __init__(self, app: Any, metrics: ServerMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: dict) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                self.metrics.observe_error(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
+    """`engine` implements the AsyncEngine interface; the caller owns it (starts and shuts it down)."""
+    metrics = ServerMetrics.create(engine.stats, settings.served_model_names[0])
+    ctx = ServingContext(engine, settings, metrics)
+    chat = ChatCompletions(ctx)
+    completions = Completions(ctx)
+
+    app = FastAPI(
+        title="vdeploy",
+        version=__version__,
+        description="OpenAI-compatible API for models served by vdeploy.",
+    )
+    app.state.serving = ctx
+    install_error_handlers(app)
+
+    @app.get("/health", summary="200 while the engine is serving")
+    async def health() -> Response:
+        if not getattr(engine, "is_running", True):
+            raise APIError("the engine has stopped", status=HTTPStatus.SERVICE_UNAVAILABLE, type="server_error",
+                           code="engine_dead")
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/version")
+    async def version() -> dict[str, str]:
+        return {"version": __version__}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    def model_card(name: str) -> ModelCard:
+        return ModelCard(id=name, root=settings.model_path or name, max_model_len=ctx.max_model_len,
+                         vocab_size=ctx.vocab_size)
+
+    @app.get("/v1/models", response_model=ModelList)
+    async def list_models() -> ModelList:
+        return ModelList(data=[model_card(name) for name in settings.served_model_names])
+
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard)
+    async def get_model(model_id: str) -> ModelCard:
+        if model_id not in settings.served_model_names:
+            raise APIError(f"the model {model_id!r} does not exist", status=HTTPStatus.NOT_FOUND,
+                           type="not_found_error", param="model", code="model_not_found")
+        return model_card(model_id)
+
+    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
+    async def create_chat_completion(request: Request, body: ChatCompletionRequest) -> Response:
+        try:
+            return await chat.create(request, body)
+        except ClientDisconnected:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    @app.post("/v1/completions", response_model=CompletionResponse)
+    async def create_completion(request: Request, body: CompletionRequest) -> Response:
+        try:
+            return await completions.create(request, body)
+        except ClientDisconnected:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    # the last middleware added is the outermost: count errors around the key check so 401s are counted too
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(ErrorCounterMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,252 @@
+"""`vdeploy serve`, step by step: resolve the model and the profile (saying why), refuse up front when the memory
+planner says the model cannot fit, load, warm up, print the resolved configuration and the URL, then serve until
+SIGTERM drains it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from vdeploy.errors import ConfigError, DoesNotFitError
+from vdeploy.server.model_source import ModelSource, resolve_model_source
+
+GIB = 1 << 30
+
+
+@dataclass
+class ServeOptions:
+    model: Optional[str] = None
+    profile: Optional[str] = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: Optional[str] = None
+    served_model_name: Optional[str] = None
+    reasoning_parser: Optional[str] = None  # None: deepseek_r1 for R1 models and distills, none otherwise
+    chat_template: Optional[str] = None
+    download: bool = False
+    drain_timeout_s: float = 30.0
+    log_level: str = "info"
+    json_logs: bool = False
+    engine_flags: dict[str, Any] = field(default_factory=dict)  # vdeploy.profiles.SETTINGS name -> value
+
+
+@dataclass
+class Deployment:
+    """Everything resolved before the engine loads; printed for the operator."""
+
+    source: ModelSource
+    model_config: Any  # vdeploy.config.ModelConfig
+    engine_config: Any  # vdeploy.config.EngineConfig
+    provenance: dict[str, str]
+    profile: Any  # vdeploy.profile_schema.Profile | None
+    profile_reasons: list[str]
+    reasoning_parser: str
+    served_model_name: str
+    memory_note: str
+
+
+def _checkpoint_bytes(path: Path) -> Optional[int]:
+    shards = list(path.glob("*.safetensors"))
+    return sum(p.stat().st_size for p in shards) if shards else None
+
+
+def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, model_path: Path) -> str:
+    """Raise DoesNotFitError when the weights plus a minimal KV cache cannot fit; return a one-line summary."""
+    from vdeploy.checkpoint.planner import plan_memory
+
+    tp = engine_cfg.parallel.tensor_parallel_size
+    pp = engine_cfg.parallel.pipeline_parallel_size
+    on_cpu = engine_cfg.device == "cpu" or hardware.is_cpu_only
+    if on_cpu:
+        memory = host.memory_available or host.memory_total
+        if not memory:
+            return "CPU: memory not measurable here, plan skipped"
+        utilization, fp8_cores = 0.9, False
+    else:
+        if tp * pp > hardware.gpu_count * max(hardware.nodes, engine_cfg.parallel.nnodes):
+            raise DoesNotFitError(
+                f"--tp {tp} x pp {pp} needs {tp * pp} GPUs, this machine has {hardware.gpu_count}",
+                hint="lower --tp, or run on a machine (or nodes) with more GPUs",
+            )
+        memory = hardware.min_gpu_memory
+        utilization = engine_cfg.cache.gpu_memory_utilization
+        fp8_cores = all(g.has_fp8_tensor_cores for g in hardware.gpus)
+    plan = plan_memory(
+        model_cfg, tp=tp, pp=pp, gpu_memory_bytes=memory, gpu_memory_utilization=utilization,
+        weight_bytes=_checkpoint_bytes(model_path), max_model_len=engine_cfg.scheduler.max_model_len,
+        fp8_tensor_cores=fp8_cores,
+    )
+    where = "of RAM" if on_cpu else "per GPU"
+    if plan.verdict == "does_not_fit":
+        raise DoesNotFitError(
+            f"the model does not fit: {plan.weight_bytes_per_gpu / GIB:.1f} GiB of weights per rank, "
+            f"{memory / GIB:.1f} GiB {where} at utilization {utilization}",
+            hint=plan.advice,
+        )
+    note = (f"{plan.weight_bytes_per_gpu / GIB:.1f} GiB weights per rank, room for "
+            f"{plan.kv_tokens_per_gpu:,} KV tokens ({memory / GIB:.0f} GiB {where})")
+    if plan.verdict == "fits_limited":
+        note += f"; context limited to {plan.max_model_len}: {plan.advice}"
+    return note
+
+
+def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] = None) -> Deployment:
+    from vdeploy.config import ModelConfig
+    from vdeploy.env.hardware import detect_hardware
+    from vdeploy.env.host import detect_host
+    from vdeploy.profiles import get_profile, resolve_engine_config, select_profile
+    from vdeploy.server.reasoning import REASONING_PARSERS, default_reasoning_parser
+
+    if opts.reasoning_parser is not None and opts.reasoning_parser not in REASONING_PARSERS:
+        raise ConfigError(f"unknown reasoning parser {opts.reasoning_parser!r}",
+                          hint=f"choose one of: {', '.join(REASONING_PARSERS)}")
+    if opts.chat_template is not None and not Path(opts.chat_template).is_file():
+        raise ConfigError(f"chat template file not found: {opts.chat_template}")
+    source = resolve_model_source(opts.model, allow_download=opts.download, log=log)
+    model_cfg = ModelConfig.from_path(source.path)
+    hardware = detect_hardware()
+    if opts.profile:
+        profile = get_profile(opts.profile)
+        reasons = [f"chosen with --profile {opts.profile}"]
+    else:
+        selection = select_profile(model_cfg, hardware)
+        profile, reasons = selection.profile, selection.reasons
+    engine_cfg, provenance = resolve_engine_config(str(source.path), profile, os.environ, opts.engine_flags)
+    memory_note = check_memory(model_cfg, engine_cfg, hardware, detect_host(), source.path)
+    # the id the user typed, the directory, and the name the checkpoint was saved under all hint at "R1"
+    name_hint = " ".join([opts.model or "", str(source.path), str(model_cfg.raw.get("_name_or_path", ""))])
+    parser = opts.reasoning_parser or default_reasoning_parser(name_hint, model_cfg.architecture)
+    return Deployment(
+        source=source, model_config=model_cfg, engine_config=engine_cfg, provenance=provenance, profile=profile,
+        profile_reasons=reasons, reasoning_parser=parser,
+        served_model_name=opts.served_model_name or source.default_served_name, memory_note=memory_note,
+    )
+
+
+def build_engine(dep: Deployment, chat_template: Optional[str]) -> Any:
+    from vdeploy.engine.async_engine import AsyncEngine
+    from vdeploy.engine.engine_core import EngineCore
+    from vdeploy.engine.tokenizer import Tokenizer
+
+    cfg = dep.engine_config
+    tokenizer = None
+    if chat_template is not None:
+        tokenizer = Tokenizer.from_dir(cfg.tokenizer or cfg.model, chat_template_file=chat_template)
+    core = EngineCore(cfg, model_config=dep.model_config, tokenizer=tokenizer)
+    return AsyncEngine(cfg, core=core, model_name=dep.served_model_name)
+
+
+def warm_up(engine: Any) -> float:
+    """One short greedy request through the whole path (kernels compiled, allocator warm) before the first user."""
+    from vdeploy.engine.sampling_params import SamplingParams
+
+    tokenizer = engine.tokenizer
+    prompt = tokenizer.encode("Hello") if tokenizer is not None else [1, 2, 3, 4]
+    params = SamplingParams(temperature=0.0, max_tokens=4, ignore_eos=True)
+
+    async def run() -> None:
+        async for _ in engine.generate(prompt, params, f"warmup-{os.getpid()}-{time.monotonic_ns()}"):
+            pass
+
+    start = time.perf_counter()
+    asyncio.run(run())
+    return time.perf_counter() - start
+
+
+def profile_sampling_defaults(profile: Any) -> dict[str, Any]:
+    if profile is None:
+        return {}
+    s = profile.sampling
+    return {k: v for k, v in (("temperature", s.temperature), ("top_p", s.top_p), ("max_tokens", s.max_tokens))
+            if v is not None}
+
+
+def summary_rows(dep: Deployment, engine: Any, url: str, api_key_set: bool, warmup_s: float) -> list[tuple[str, str]]:
+    cfg, prov = dep.engine_config, dep.provenance
+    stats = engine.stats()
+    # what a request that sets nothing gets: generation_config.json over the profile's sampling section
+    defaults = {**profile_sampling_defaults(dep.profile), **engine.generation_defaults}
+
+    def src(setting: str) -> str:
+        origin = prov.get(setting, "default")
+        return "" if origin == "default" else f"  ({origin})"
+
+    profile = dep.profile.name if dep.profile is not None else "none (built-in defaults)"
+    return [
+        ("model", dep.source.describe()),
+        ("architecture", f"{dep.model_config.architecture} ({dep.model_config.family})"),
+        ("served as", dep.served_model_name),
+        ("profile", f"{profile}: {'; '.join(dep.profile_reasons)}"),
+        ("memory", dep.memory_note),
+        ("device / dtype", f"{cfg.device}{src('device')} / {cfg.dtype}{src('dtype')}"),
+        ("tensor parallel", f"{cfg.parallel.tensor_parallel_size}{src('tensor_parallel_size')}"),
+        ("max model len", f"{engine.max_model_len}{src('max_model_len')}"),
+        ("KV cache", f"{stats.num_total_blocks} blocks of {cfg.cache.block_size} tokens{src('block_size')}"),
+        ("max num seqs", f"{cfg.scheduler.max_num_seqs}{src('max_num_seqs')}"),
+        ("reasoning parser", dep.reasoning_parser),
+        ("sampling defaults", ", ".join(f"{k}={v}" for k, v in defaults.items()) or "OpenAI's"),
+        ("warm-up", f"{warmup_s:.2f} s"),
+        ("API key", "required" if api_key_set else "none"),
+        ("URL", f"{url}/v1"),
+    ]
+
+
+def run_serve(opts: ServeOptions, console: Any) -> None:
+    from vdeploy.server.app import create_app
+    from vdeploy.server.runner import bind_socket, is_loopback, serve_foreground
+    from vdeploy.server.serving_base import ServerSettings
+
+    dep = resolve_deployment(opts, log=lambda line: console.print(f"[dim]{line}[/]"))
+    console.print(f"[bold]model[/] {dep.source.describe()}")
+    console.print(f"[bold]profile[/] {dep.profile.name if dep.profile else 'none'}: {'; '.join(dep.profile_reasons)}")
+    # bind before the (long) load so that a busy port fails in a second, not after minutes of loading
+    sock = bind_socket(opts.host, opts.port)
+    try:
+        # no spinner here: the weight loader draws its own progress bar over the shards
+        console.print(f"loading {dep.served_model_name} ...")
+        start = time.perf_counter()
+        engine = build_engine(dep, opts.chat_template)
+        console.print(f"[bold]loaded[/] in {time.perf_counter() - start:.1f} s")
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        with console.status("warming up ..."):
+            warmup_s = warm_up(engine)
+        settings = ServerSettings(
+            served_model_names=(dep.served_model_name,),
+            api_key=opts.api_key,
+            reasoning_parser=dep.reasoning_parser,
+            model_path=str(dep.source.path),
+            sampling_defaults=profile_sampling_defaults(dep.profile),
+        )
+        app = create_app(engine, settings)
+        host, port = sock.getsockname()[:2]
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None, pad_edge=False)
+        for key, value in summary_rows(dep, engine, url, bool(opts.api_key), warmup_s):
+            table.add_row(f"[bold]{key}[/]", value)
+        console.print(table)
+        if not is_loopback(opts.host) and not opts.api_key:
+            console.print(f"[bold yellow]warning:[/] listening on {opts.host} without --api-key: anyone who can "
+                          "reach this port can use the model", soft_wrap=True)
+        # soft_wrap: the URL line stays one line, whatever the terminal width, for people and for scripts
+        console.print(f"[green]serving[/] {dep.served_model_name} at {url}/v1 (SIGTERM or Ctrl-C drains and stops)",
+                      soft_wrap=True)
+    except BaseException:
+        sock.close()
+        engine.close()
+        raise
+
+    def stop_engine() -> None:
+        asyncio.run(engine.shutdown(opts.drain_timeout_s))
+
+    serve_foreground(app, sock, drain_timeout_s=opts.drain_timeout_s, log_level=opts.log_level,
+                     json_logs=opts.json_logs, on_drained=stop_engine)
+    console.print("[green]stopped[/] (drained)")

@@ -1,0 +1,65 @@
+"""Engine TokenLogprobs -> OpenAI's two logprobs shapes (chat: a list of token objects; completions: parallel
+lists). Tokens are shown as the text they decode to on their own, special tokens included."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from vdeploy.engine.outputs import TokenLogprobs
+from vdeploy.server.protocol import ChatChoiceLogprobs, CompletionLogprobs, TokenLogprob, TopLogprob
+
+
+class TokenText:
+    """Decodes single token ids, memoised per request (the same ids recur in the top-k alternatives)."""
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = tokenizer
+        self._memo: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        text = self._memo.get(token_id)
+        if text is None:
+            text = self._tokenizer.decode([token_id], skip_special_tokens=False)
+            self._memo[token_id] = text
+        return text
+
+
+def delta_logprobs(logprobs: Optional[list[TokenLogprobs]], num_delta_tokens: int) -> list[TokenLogprobs]:
+    """The entries for the tokens of this delta (tolerates an engine that reports the cumulative list)."""
+    if not logprobs or num_delta_tokens == 0:
+        return []
+    return list(logprobs[-num_delta_tokens:])
+
+
+def chat_logprobs(entries: Sequence[TokenLogprobs], top_k: int, token_text: TokenText) -> ChatChoiceLogprobs:
+    content = []
+    for entry in entries:
+        text = token_text(entry.token_id)
+        top = [
+            TopLogprob(token=token_text(tid), logprob=lp, bytes=list(token_text(tid).encode("utf-8")))
+            for tid, lp in entry.top[:top_k]
+        ]
+        content.append(
+            TokenLogprob(token=text, logprob=entry.logprob, bytes=list(text.encode("utf-8")), top_logprobs=top)
+        )
+    return ChatChoiceLogprobs(content=content)
+
+
+def completion_logprobs(
+    entries: Sequence[TokenLogprobs], top_k: int, token_text: TokenText, text_offset_start: int
+) -> CompletionLogprobs:
+    out = CompletionLogprobs()
+    offset = text_offset_start
+    for entry in entries:
+        text = token_text(entry.token_id)
+        out.tokens.append(text)
+        out.token_logprobs.append(entry.logprob)
+        out.text_offset.append(offset)
+        offset += len(text)
+        if top_k > 0:
+            alternatives = {token_text(tid): lp for tid, lp in entry.top[:top_k]}
+            alternatives.setdefault(text, entry.logprob)  # OpenAI always lists the sampled token
+            out.top_logprobs.append(alternatives)
+        else:
+            out.top_logprobs.append(None)
+    return out

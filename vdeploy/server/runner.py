@@ -1,0 +1,160 @@
+"""Running the app under uvicorn: in the foreground for `vdeploy serve` (SIGTERM/SIGINT drain in-flight requests,
+then exit 0), or in a background thread for tests and embedding (`ServerThread`, ephemeral port).
+
+The socket is bound here, before uvicorn starts, so that the caller knows the real port (port 0 = any free port)
+and a bind failure is reported as a clear error instead of a uvicorn log line."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import signal
+import socket
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
+
+from vdeploy.errors import ConfigError
+
+logger = logging.getLogger("vdeploy.server")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        hint = "pick another --port, or stop the process using it" if e.errno == errno.EADDRINUSE else None
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}", hint=hint) from None
+    # listen now: connections that arrive while the model loads wait in the backlog instead of being refused
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors (`vdeploy serve --json-logs`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def json_log_config(log_level: str) -> dict[str, Any]:
+    """logging.config dict routing uvicorn's and vdeploy's loggers through JsonLogFormatter on stderr."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonLogFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "loggers": {
+            name: {"handlers": ["stderr"], "level": log_level.upper(), "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "vdeploy")
+        },
+    }
+
+
+def _uvicorn_config(app: Any, drain_timeout_s: float, log_level: str, json_logs: bool = False) -> Any:
+    import uvicorn
+
+    extra = {"log_config": json_log_config(log_level)} if json_logs else {}
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        timeout_graceful_shutdown=max(int(drain_timeout_s), 1),
+        timeout_keep_alive=5,
+        # per-request access lines: wanted by log collectors (JSON) and when debugging, noise otherwise
+        access_log=json_logs or log_level == "debug",
+        **extra,
+    )
+
+
+def serve_foreground(
+    app: Any,
+    sock: socket.socket,
+    *,
+    drain_timeout_s: float = 30.0,
+    log_level: str = "info",
+    json_logs: bool = False,
+    on_drained: Optional[Callable[[], None]] = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT; then stop accepting, let in-flight requests finish for up to drain_timeout_s,
+    run `on_drained` (the caller shuts its engine down there) and return normally, so the process exits 0."""
+    import uvicorn
+
+    server = uvicorn.Server(_uvicorn_config(app, drain_timeout_s, log_level, json_logs))
+    # uvicorn re-raises the signal it caught once it has shut down; with Python-level handlers installed here the
+    # re-raise lands in them instead of killing the process with 128+signum.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if on_drained is not None:
+            on_drained()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class ServerThread:
+    """uvicorn on its own event loop in a daemon thread. `url` is valid once `start()` returns."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, drain_timeout_s: float = 5.0,
+                 log_level: str = "warning"):
+        import uvicorn
+
+        self.sock = bind_socket(host, port)
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.server = uvicorn.Server(_uvicorn_config(app, drain_timeout_s, log_level))
+        # uvicorn only installs signal handlers in the main thread, so an embedded server leaves them alone
+        self._thread = threading.Thread(target=self._run, name=f"vdeploy-http-{self.port}", daemon=True)
+        self._error: Optional[BaseException] = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve(sockets=[self.sock]))
+        except BaseException as e:  # noqa: BLE001 - reported by start()/stop()
+            self._error = e
+
+    def start(self, timeout_s: float = 30.0) -> "ServerThread":
+        self._thread.start()
+        waited = 0.0
+        while not self.server.started:
+            if self._error is not None or not self._thread.is_alive():
+                raise RuntimeError(f"server failed to start: {self._error!r}")
+            if waited > timeout_s:
+                raise TimeoutError("server did not start in time")
+            threading.Event().wait(0.02)
+            waited += 0.02
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout_s)
+        self.sock.close()
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

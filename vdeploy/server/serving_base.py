@@ -1,0 +1,200 @@
+"""What both OpenAI endpoints share: the served model's names, request -> SamplingParams (with the model's
+generation_config.json defaults), prompt-length checks, and the call into the engine that turns engine failures into
+HTTP answers and aborts the engine request whenever its consumer stops early (client gone, error, shutdown)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, AsyncIterator, Optional
+
+from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown, QueueFull
+from vdeploy.engine.outputs import RequestOutput
+from vdeploy.engine.sampling_params import SamplingParams
+from vdeploy.errors import ConfigError
+from vdeploy.server.errors import APIError, invalid_param
+from vdeploy.server.metrics import RequestTiming, ServerMetrics
+from vdeploy.server.protocol import SamplingFields
+from vdeploy.server.reasoning import ReasoningParser
+
+logger = logging.getLogger("vdeploy.server")
+
+MAX_CHOICES = 128  # n beyond this is almost certainly a mistake and would flood the batch
+# OpenAI request fields that change what the model must produce: ignoring them like other unknown fields would
+# return a plausible but wrong answer, so a request that sets them is refused
+UNSUPPORTED_FIELDS = ("logit_bias", "functions", "function_call", "prediction", "audio")
+
+# request field -> fallback when neither the request nor generation_config.json sets it
+SAMPLING_FALLBACKS: dict[str, Any] = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": 0,
+    "min_p": 0.0,
+    "repetition_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    served_model_names: tuple[str, ...]
+    api_key: Optional[str] = None
+    reasoning_parser: str = "none"
+    model_path: Optional[str] = None  # shown as `root` in /v1/models
+    # the deployment profile's sampling defaults (temperature, top_p, max_tokens); generation_config.json wins
+    sampling_defaults: dict[str, Any] = field(default_factory=dict)
+
+
+class ServingContext:
+    """One per app: the engine and everything the endpoint handlers need besides the request."""
+
+    def __init__(self, engine: Any, settings: ServerSettings, metrics: ServerMetrics):
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.reasoning = ReasoningParser(settings.reasoning_parser)
+
+    @property
+    def sampling_defaults(self) -> dict[str, Any]:
+        """Defaults for fields a request leaves out: generation_config.json first, then the profile's sampling
+        section (OpenAI's defaults, SAMPLING_FALLBACKS, apply below both)."""
+        return {**self.settings.sampling_defaults, **(getattr(self.engine, "generation_defaults", None) or {})}
+
+    @property
+    def default_max_tokens(self) -> Optional[int]:
+        return self.sampling_defaults.get("max_tokens")
+
+    @property
+    def model_name(self) -> str:
+        return self.settings.served_model_names[0]
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.engine.tokenizer
+
+    @property
+    def vocab_size(self) -> Optional[int]:
+        """Valid token ids are [0, vocab_size): the smaller of the model's embedding and the tokenizer's vocabulary
+        (an id past the embedding would crash the model, not just produce garbage)."""
+        sizes = [getattr(self.tokenizer, "vocab_size", None),
+                 getattr(getattr(self.engine, "model_config", None), "vocab_size", None)]
+        known = [int(s) for s in sizes if s]
+        return min(known) if known else None
+
+    @property
+    def max_model_len(self) -> int:
+        return int(self.engine.max_model_len)
+
+    # ---------------------------------------------------------------- validation
+
+    def check_model(self, requested: Optional[str]) -> None:
+        if requested is None or requested in self.settings.served_model_names:
+            return
+        raise APIError(
+            f"the model {requested!r} does not exist; this server serves {', '.join(self.settings.served_model_names)}",
+            param="model",
+            code="model_not_found",
+        )
+
+    def reject_unsupported(self, req: SamplingFields) -> None:
+        for name in UNSUPPORTED_FIELDS:
+            if (req.model_extra or {}).get(name):
+                raise invalid_param(f"{name} is not supported by this server", name, code="unsupported_value")
+
+    def output_budget(
+        self, prompt_len: int, requested: Optional[int], *, explicit: bool, prompt_param: str
+    ) -> int:
+        """Tokens the request may generate. An explicit max_tokens that does not fit is an error; an implicit one
+        (OpenAI's default 16, or no limit) is clamped to what is left of the context."""
+        if requested is not None and requested < 1:
+            raise invalid_param(f"max_tokens must be at least 1, got {requested}", "max_tokens")
+        room = self.max_model_len - prompt_len
+        if room < 1:
+            raise invalid_param(
+                f"this model's maximum context length is {self.max_model_len} tokens, but the prompt has "
+                f"{prompt_len} tokens (no room left to generate)",
+                prompt_param,
+                code="context_length_exceeded",
+            )
+        if requested is None:
+            return room
+        if requested > room:
+            if not explicit:
+                return room
+            raise invalid_param(
+                f"this model's maximum context length is {self.max_model_len} tokens; the prompt has {prompt_len} "
+                f"tokens and max_tokens asks for {requested} more",
+                "max_tokens",
+                code="context_length_exceeded",
+            )
+        return requested
+
+    def sampling_params(self, req: SamplingFields, *, max_tokens: int, logprobs: Optional[int]) -> SamplingParams:
+        if not 1 <= req.n <= MAX_CHOICES:
+            raise invalid_param(f"n must be in [1, {MAX_CHOICES}], got {req.n}", "n")
+        defaults = self.sampling_defaults
+        picked = {}
+        for name, fallback in SAMPLING_FALLBACKS.items():
+            value = getattr(req, name)
+            picked[name] = value if value is not None else defaults.get(name, fallback)
+        try:
+            return SamplingParams(
+                n=req.n,
+                seed=req.seed,
+                max_tokens=max_tokens,
+                min_tokens=req.min_tokens,
+                stop=req.stop_list(),
+                stop_token_ids=list(req.stop_token_ids or []),
+                ignore_eos=req.ignore_eos,
+                logprobs=logprobs,
+                skip_special_tokens=req.skip_special_tokens,
+                include_stop_str_in_output=req.include_stop_str_in_output,
+                **picked,
+            )
+        except ConfigError as e:
+            # SamplingParams messages start with the field name ("temperature must be in [0, 2], got 3.0")
+            raise invalid_param(e.message, e.message.split(" ", 1)[0]) from None
+
+    # ---------------------------------------------------------------- engine
+
+    async def generate(
+        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, timing: RequestTiming
+    ) -> AsyncIterator[RequestOutput]:
+        """The engine's delta outputs for one request. Stopping early (disconnect, error) aborts the request, which
+        frees its KV blocks; a full waiting queue is a 503 and invalid parameters a 400."""
+        finished = False
+        stream = self.engine.generate(prompt_token_ids, params, request_id)
+        try:
+            async for output in stream:
+                if timing.first_token is None and any(c.delta_token_ids for c in output.outputs):
+                    timing.first_token = time.monotonic()
+                # an output carries only the samples that changed; the longest sample so far sets the count
+                timing.num_output_tokens = max([timing.num_output_tokens, *(len(c.token_ids) for c in output.outputs)])
+                if output.finished:
+                    finished = True
+                    timing.finished = time.monotonic()
+                yield output
+        except (QueueFull, EngineShuttingDown, EngineDeadError) as e:
+            code = {QueueFull: "queue_full", EngineShuttingDown: "shutting_down"}.get(type(e), "engine_dead")
+            raise APIError(
+                f"service unavailable: {e.message}", status=HTTPStatus.SERVICE_UNAVAILABLE, type="server_error",
+                code=code,
+            ) from None
+        except ConfigError as e:
+            raise invalid_param(e.message) from None
+        finally:
+            if not finished:
+                await self._abort(request_id)
+            await stream.aclose()
+
+    async def _abort(self, request_id: str) -> None:
+        try:
+            result = self.engine.abort(request_id)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # aborting an already-finished request must never break the response path
+            logger.debug("abort of %s failed", request_id, exc_info=True)

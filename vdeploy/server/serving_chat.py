@@ -1,0 +1,210 @@
+"""/v1/chat/completions: messages -> chat template -> engine -> one answer or an SSE stream, with DeepSeek-R1's
+reasoning split into `reasoning_content` / `reasoning`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator, Optional
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from vdeploy.engine.outputs import RequestOutput
+from vdeploy.errors import ConfigError
+from vdeploy.server.errors import APIError, invalid_param
+from vdeploy.server.logprobs import TokenText, chat_logprobs, delta_logprobs
+from vdeploy.server.metrics import RequestTiming
+from vdeploy.server.protocol import (
+    ChatChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatDelta,
+    ChatResponseMessage,
+    ChatStreamChoice,
+    PromptTokensDetails,
+    Usage,
+    random_id,
+)
+from vdeploy.server.reasoning import ReasoningDelta
+from vdeploy.server.serving_base import ServingContext
+from vdeploy.server.streams import SSE_DONE, cancel_on_disconnect, prepend, sse_event
+
+MAX_TOP_LOGPROBS = 20
+
+
+def _template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
+    messages = []
+    for m in req.messages:
+        # "developer" is OpenAI's newer name for "system"; chat templates only know the latter
+        role = "system" if m.role == "developer" else m.role
+        entry: dict[str, Any] = {"role": role, "content": m.text()}
+        if m.name:
+            entry["name"] = m.name
+        messages.append(entry)
+    return messages
+
+
+def _check_unsupported(req: ChatCompletionRequest) -> None:
+    if req.response_format is not None and req.response_format.type != "text":
+        raise invalid_param(
+            f"response_format type {req.response_format.type!r} (structured output) is not supported by this "
+            "server; use {'type': 'text'} and describe the format in the prompt",
+            "response_format.type",
+            code="unsupported_value",
+        )
+    if req.tools and req.tool_choice != "none":
+        raise invalid_param("tool calling is not supported by this server", "tools", code="unsupported_value")
+    if req.top_logprobs is not None:
+        if not req.logprobs:
+            raise invalid_param("top_logprobs requires logprobs to be true", "top_logprobs")
+        if not 0 <= req.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise invalid_param(f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {req.top_logprobs}",
+                                "top_logprobs")
+
+
+def _merge(a: ReasoningDelta, b: ReasoningDelta) -> ReasoningDelta:
+    return ReasoningDelta(
+        reasoning=((a.reasoning or "") + (b.reasoning or "")) or None,
+        content=((a.content or "") + (b.content or "")) or None,
+    )
+
+
+class ChatCompletions:
+    def __init__(self, ctx: ServingContext):
+        self.ctx = ctx
+
+    async def create(self, raw: Request, req: ChatCompletionRequest) -> Any:
+        ctx = self.ctx
+        timing = RequestTiming(arrival=time.monotonic())
+        ctx.check_model(req.model)
+        ctx.reject_unsupported(req)
+        _check_unsupported(req)
+        # a long conversation takes milliseconds to render and tokenize: off the event loop, which serves everyone
+        prompt_ids = await asyncio.to_thread(self._prompt_token_ids, req)
+        limit = req.output_limit()
+        explicit = limit is not None
+        max_tokens = ctx.output_budget(len(prompt_ids), limit if explicit else ctx.default_max_tokens,
+                                       explicit=explicit, prompt_param="messages")
+        top_k = (req.top_logprobs or 0) if req.logprobs else 0
+        params = ctx.sampling_params(req, max_tokens=max_tokens, logprobs=top_k if req.logprobs else None)
+
+        request_id = random_id("chatcmpl")
+        outputs = ctx.generate(prompt_ids, params, request_id, timing)
+        if req.stream:
+            try:
+                first = await cancel_on_disconnect(raw, anext(outputs))
+            except StopAsyncIteration:
+                raise APIError("the engine returned no output", status=500, type="server_error") from None
+            body = self._stream(req, request_id, prepend(first, outputs), timing, top_k)
+            return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        response = await cancel_on_disconnect(raw, self._collect(req, request_id, outputs, timing, top_k))
+        return JSONResponse(response.model_dump())
+
+    def _prompt_token_ids(self, req: ChatCompletionRequest) -> list[int]:
+        tokenizer = self.ctx.tokenizer
+        try:
+            prompt = tokenizer.apply_chat_template(
+                _template_messages(req), add_generation_prompt=req.add_generation_prompt
+            )
+        except ConfigError as e:
+            raise invalid_param(e.message, "messages") from None
+        # the template already placed BOS and the other special tokens
+        return tokenizer.encode(prompt, add_special_tokens=False)
+
+    async def _collect(
+        self, req: ChatCompletionRequest, request_id: str, outputs: AsyncIterator[RequestOutput],
+        timing: RequestTiming, top_k: int,
+    ) -> ChatCompletionResponse:
+        token_text = TokenText(self.ctx.tokenizer)
+        texts = [""] * req.n
+        num_tokens = [0] * req.n
+        logprobs: list[list] = [[] for _ in range(req.n)]
+        finish: list[Optional[str]] = [None] * req.n
+        stop_reason: list[Any] = [None] * req.n
+        prompt_tokens = cached = 0
+        async for out in outputs:
+            prompt_tokens, cached = len(out.prompt_token_ids), out.num_cached_tokens
+            for c in out.outputs:
+                texts[c.index] += c.delta_text
+                num_tokens[c.index] = len(c.token_ids)
+                if req.logprobs:
+                    logprobs[c.index].extend(delta_logprobs(c.logprobs, len(c.delta_token_ids)))
+                if c.finish_reason is not None:
+                    finish[c.index], stop_reason[c.index] = c.finish_reason, c.stop_reason
+        choices = []
+        for i in range(req.n):
+            # without a reasoning parser the text is the answer as it is (an empty answer stays "", not null)
+            parser = self.ctx.reasoning
+            split = parser.split(texts[i]) if parser.enabled else ReasoningDelta(content=texts[i])
+            message = ChatResponseMessage(content=split.content, reasoning_content=split.reasoning,
+                                          reasoning=split.reasoning)
+            lp = chat_logprobs(logprobs[i], top_k, token_text) if req.logprobs else None
+            choices.append(ChatChoice(index=i, message=message, logprobs=lp, finish_reason=finish[i],
+                                      stop_reason=stop_reason[i]))
+        completion_tokens = sum(num_tokens)
+        self.ctx.metrics.observe_finished(timing, finish[0] or "abort")
+        return ChatCompletionResponse(
+            id=request_id,
+            model=self.ctx.model_name,
+            choices=choices,
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                        total_tokens=prompt_tokens + completion_tokens,
+                        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached)),
+        )
+
+    async def _stream(
+        self, req: ChatCompletionRequest, request_id: str, outputs: AsyncIterator[RequestOutput],
+        timing: RequestTiming, top_k: int,
+    ) -> AsyncIterator[str]:
+        created = int(time.time())
+        model = self.ctx.model_name
+        token_text = TokenText(self.ctx.tokenizer)
+        splitters = [self.ctx.reasoning.new_stream() for _ in range(req.n)]
+        num_tokens = [0] * req.n
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        usage_field = {"usage": None} if include_usage else {}
+
+        def chunk(choice: ChatStreamChoice) -> str:
+            payload = ChatCompletionChunk(id=request_id, created=created, model=model, choices=[choice]).model_dump(
+                exclude={"usage"}
+            )
+            payload["choices"][0]["delta"] = choice.delta.model_dump(exclude_none=True)
+            return sse_event({**payload, **usage_field})
+
+        for i in range(req.n):
+            yield chunk(ChatStreamChoice(index=i, delta=ChatDelta(role="assistant", content="")))
+        prompt_tokens = cached = 0
+        first_finish: Optional[str] = None
+        try:
+            async for out in outputs:
+                prompt_tokens, cached = len(out.prompt_token_ids), out.num_cached_tokens
+                for c in out.outputs:
+                    num_tokens[c.index] = len(c.token_ids)
+                    split = splitters[c.index].feed(c.delta_text)
+                    if c.finish_reason is not None:
+                        split = _merge(split, splitters[c.index].finish())
+                        first_finish = first_finish or c.finish_reason
+                    lp = None
+                    if req.logprobs and c.delta_token_ids:
+                        lp = chat_logprobs(delta_logprobs(c.logprobs, len(c.delta_token_ids)), top_k, token_text)
+                    if split.is_empty and lp is None and c.finish_reason is None:
+                        continue  # e.g. a token held back as a possible partial </think>
+                    delta = ChatDelta(content=split.content, reasoning_content=split.reasoning,
+                                      reasoning=split.reasoning)
+                    yield chunk(ChatStreamChoice(index=c.index, delta=delta, logprobs=lp,
+                                                 finish_reason=c.finish_reason, stop_reason=c.stop_reason))
+        except APIError as e:  # headers are gone: report in-band, as OpenAI does
+            yield sse_event(e.to_response().model_dump())
+            yield SSE_DONE
+            return
+        self.ctx.metrics.observe_finished(timing, first_finish or "abort")
+        if include_usage:
+            completion_tokens = sum(num_tokens)
+            usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                          total_tokens=prompt_tokens + completion_tokens,
+                          prompt_tokens_details=PromptTokensDetails(cached_tokens=cached))
+            final = ChatCompletionChunk(id=request_id, created=created, model=model, choices=[], usage=usage)
+            yield sse_event(final.model_dump())
+        yield SSE_DONE

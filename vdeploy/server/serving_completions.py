@@ -1,0 +1,206 @@
+"""/v1/completions: raw prompts (text or token ids, one or a batch) -> engine -> one answer or an SSE stream.
+
+A batch of prompts becomes one engine request per prompt; choice `index` is prompt_position * n + sample_index, as
+in OpenAI's API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator, Optional
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from vdeploy.engine.outputs import RequestOutput
+from vdeploy.server.errors import APIError, invalid_param
+from vdeploy.server.logprobs import TokenText, completion_logprobs, delta_logprobs
+from vdeploy.server.metrics import RequestTiming
+from vdeploy.server.protocol import (
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    PromptTokensDetails,
+    Usage,
+    random_id,
+)
+from vdeploy.server.serving_base import ServingContext
+from vdeploy.server.streams import SSE_DONE, cancel_on_disconnect, merge_streams, prepend, sse_event
+
+MAX_LOGPROBS = 20
+
+
+def _prompts(req: CompletionRequest) -> list[str | list[int]]:
+    p = req.prompt
+    if isinstance(p, str):
+        return [p]
+    if not p:
+        raise invalid_param("prompt must not be empty", "prompt")
+    if all(isinstance(x, int) for x in p):
+        return [list(p)]  # type: ignore[arg-type]
+    return list(p)  # type: ignore[arg-type]
+
+
+def _check_unsupported(req: CompletionRequest) -> None:
+    if req.suffix:
+        raise invalid_param("suffix is not supported by this server", "suffix", code="unsupported_value")
+    if req.best_of is not None and req.best_of != req.n:
+        raise invalid_param("best_of other than n is not supported by this server", "best_of",
+                            code="unsupported_value")
+    if req.logprobs is not None and not 0 <= req.logprobs <= MAX_LOGPROBS:
+        raise invalid_param(f"logprobs must be in [0, {MAX_LOGPROBS}], got {req.logprobs}", "logprobs")
+    if req.echo and req.logprobs is not None:
+        raise invalid_param("echo together with logprobs (prompt logprobs) is not supported", "echo",
+                            code="unsupported_value")
+
+
+class Completions:
+    def __init__(self, ctx: ServingContext):
+        self.ctx = ctx
+
+    def _tokenize(self, prompts: list[str | list[int]]) -> list[list[int]]:
+        vocab = self.ctx.vocab_size
+        token_lists = []
+        for prompt in prompts:
+            if isinstance(prompt, str):
+                ids = self.ctx.tokenizer.encode(prompt)
+            else:
+                ids = list(prompt)
+                if vocab is not None and any(not 0 <= t < vocab for t in ids):
+                    raise invalid_param(f"prompt token ids must be in [0, {vocab})", "prompt")
+            if not ids:
+                raise invalid_param("prompt must not be empty", "prompt")
+            token_lists.append(ids)
+        return token_lists
+
+    async def create(self, raw: Request, req: CompletionRequest) -> Any:
+        ctx = self.ctx
+        ctx.check_model(req.model)
+        ctx.reject_unsupported(req)
+        _check_unsupported(req)
+        prompts = _prompts(req)
+        token_lists = await asyncio.to_thread(self._tokenize, prompts)  # off the event loop
+        explicit = "max_tokens" in req.model_fields_set and req.max_tokens is not None
+        params = []
+        for ids in token_lists:
+            budget = ctx.output_budget(len(ids), req.max_tokens, explicit=explicit, prompt_param="prompt")
+            params.append(ctx.sampling_params(req, max_tokens=budget, logprobs=req.logprobs))
+        echo_texts = [
+            (p if isinstance(p, str) else ctx.tokenizer.decode(p)) if req.echo else "" for p in prompts
+        ]
+
+        request_id = random_id("cmpl")
+        timings = [RequestTiming(arrival=time.monotonic()) for _ in token_lists]
+        streams = [
+            ctx.generate(ids, sp, f"{request_id}-{i}" if len(token_lists) > 1 else request_id, timings[i])
+            for i, (ids, sp) in enumerate(zip(token_lists, params, strict=True))
+        ]
+        merged = merge_streams(streams)
+        if req.stream:
+            try:
+                first = await cancel_on_disconnect(raw, anext(merged))
+            except StopAsyncIteration:
+                raise APIError("the engine returned no output", status=500, type="server_error") from None
+            body = self._stream(req, request_id, prepend(first, merged), timings, echo_texts)
+            return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        response = await cancel_on_disconnect(raw, self._collect(req, request_id, merged, timings, echo_texts))
+        return JSONResponse(response.model_dump())
+
+    async def _collect(
+        self, req: CompletionRequest, request_id: str, merged: AsyncIterator[tuple[int, RequestOutput]],
+        timings: list[RequestTiming], echo_texts: list[str],
+    ) -> CompletionResponse:
+        n, num_prompts = req.n, len(timings)
+        token_text = TokenText(self.ctx.tokenizer)
+        texts = [""] * (n * num_prompts)
+        num_tokens = [0] * (n * num_prompts)
+        logprobs: list[list] = [[] for _ in texts]
+        finish: list[Optional[str]] = [None] * len(texts)
+        stop_reason: list[Any] = [None] * len(texts)
+        prompt_tokens = [0] * num_prompts
+        cached = [0] * num_prompts
+        async for position, out in merged:
+            prompt_tokens[position], cached[position] = len(out.prompt_token_ids), out.num_cached_tokens
+            for c in out.outputs:
+                i = position * n + c.index
+                texts[i] += c.delta_text
+                num_tokens[i] = len(c.token_ids)
+                if req.logprobs is not None:
+                    logprobs[i].extend(delta_logprobs(c.logprobs, len(c.delta_token_ids)))
+                if c.finish_reason is not None:
+                    finish[i], stop_reason[i] = c.finish_reason, c.stop_reason
+        choices = []
+        for i, text in enumerate(texts):
+            echo = echo_texts[i // n]
+            lp = completion_logprobs(logprobs[i], req.logprobs, token_text, len(echo)) \
+                if req.logprobs is not None else None
+            choices.append(CompletionChoice(index=i, text=echo + text, logprobs=lp, finish_reason=finish[i],
+                                            stop_reason=stop_reason[i]))
+        for position, timing in enumerate(timings):
+            self.ctx.metrics.observe_finished(timing, finish[position * n] or "abort")
+        completion_tokens = sum(num_tokens)
+        return CompletionResponse(
+            id=request_id,
+            model=self.ctx.model_name,
+            choices=choices,
+            usage=Usage(prompt_tokens=sum(prompt_tokens), completion_tokens=completion_tokens,
+                        total_tokens=sum(prompt_tokens) + completion_tokens,
+                        prompt_tokens_details=PromptTokensDetails(cached_tokens=sum(cached))),
+        )
+
+    async def _stream(
+        self, req: CompletionRequest, request_id: str, merged: AsyncIterator[tuple[int, RequestOutput]],
+        timings: list[RequestTiming], echo_texts: list[str],
+    ) -> AsyncIterator[str]:
+        n, num_prompts = req.n, len(timings)
+        created = int(time.time())
+        model = self.ctx.model_name
+        token_text = TokenText(self.ctx.tokenizer)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        text_offsets = [len(echo_texts[i // n]) for i in range(n * num_prompts)]
+        num_tokens = [0] * (n * num_prompts)
+        prompt_tokens = [0] * num_prompts
+        cached = [0] * num_prompts
+        finish: list[Optional[str]] = [None] * (n * num_prompts)
+
+        def chunk(choice: CompletionChoice) -> str:
+            payload = CompletionResponse(id=request_id, created=created, model=model, choices=[choice]).model_dump()
+            if not include_usage:
+                payload.pop("usage")
+            return sse_event(payload)
+
+        if req.echo:
+            for i in range(n * num_prompts):
+                if echo_texts[i // n]:
+                    yield chunk(CompletionChoice(index=i, text=echo_texts[i // n]))
+        try:
+            async for position, out in merged:
+                prompt_tokens[position], cached[position] = len(out.prompt_token_ids), out.num_cached_tokens
+                for c in out.outputs:
+                    i = position * n + c.index
+                    num_tokens[i] = len(c.token_ids)
+                    if c.finish_reason is not None:
+                        finish[i] = c.finish_reason
+                    if not c.delta_text and not c.delta_token_ids and c.finish_reason is None:
+                        continue
+                    lp = None
+                    if req.logprobs is not None:
+                        entries = delta_logprobs(c.logprobs, len(c.delta_token_ids))
+                        lp = completion_logprobs(entries, req.logprobs, token_text, text_offsets[i])
+                    text_offsets[i] += len(c.delta_text)
+                    yield chunk(CompletionChoice(index=i, text=c.delta_text, logprobs=lp,
+                                                 finish_reason=c.finish_reason, stop_reason=c.stop_reason))
+        except APIError as e:
+            yield sse_event(e.to_response().model_dump())
+            yield SSE_DONE
+            return
+        for position, timing in enumerate(timings):
+            self.ctx.metrics.observe_finished(timing, finish[position * n] or "abort")
+        if include_usage:
+            completion_tokens = sum(num_tokens)
+            usage = Usage(prompt_tokens=sum(prompt_tokens), completion_tokens=completion_tokens,
+                          total_tokens=sum(prompt_tokens) + completion_tokens,
+                          prompt_tokens_details=PromptTokensDetails(cached_tokens=sum(cached)))
+            final = CompletionResponse(id=request_id, created=created, model=model, choices=[], usage=usage)
+            yield sse_event(final.model_dump())
+        yield SSE_DONE
