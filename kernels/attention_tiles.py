@@ -26,24 +26,45 @@ def token_offsets(block_table_row, offs_n, n_valid, kv_head, stride_page, stride
 
 @triton.jit
 def attend_tile(q, m_i, l_i, acc, k_base, v_base, tok_off, offs_d, offs_dv, stride_d, n_valid, allowed,
-                qk_scale, HEAD_DIM: tl.constexpr, V_HEAD_DIM: tl.constexpr, APPLY_MASK: tl.constexpr):
+                qk_scale, HEAD_DIM: tl.constexpr, V_HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+                BLOCK_DV: tl.constexpr, MASK_TOKENS: tl.constexpr, CAUSAL: tl.constexpr):
     """One online-softmax step of query rows q [M, BD] against one gathered KV tile.
 
-    m_i, l_i [M]: running max / sum (log2 domain); acc [M, BDV] fp32 unnormalised output.
-    n_valid [N]: tokens that exist; allowed [M, N]: causal visibility (used only when APPLY_MASK).
+    m_i, l_i [M]: running max / sum (log2 domain, scaled); acc [M, BDV] fp32 unnormalised output.
+    MASK_TOKENS: n_valid [N] says which tokens exist (the tail tile); otherwise every token exists and the loads
+    carry no mask at all. CAUSAL: allowed [M, N] says which keys each row may see. Channel masks appear only when
+    the head dim is not a power of two, so the common loads stay unmasked along the contiguous dimension.
     """
-    k = tl.load(k_base + tok_off[:, None] + offs_d[None, :] * stride_d,
-                mask=n_valid[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)  # [N, BD]
-    s = tl.dot(q, tl.trans(k.to(q.dtype))) * qk_scale  # [M, N]
-    if APPLY_MASK:
+    k_ptrs = k_base + tok_off[:, None] + offs_d[None, :] * stride_d
+    v_ptrs = v_base + tok_off[:, None] + offs_dv[None, :] * stride_d
+    if MASK_TOKENS:
+        if HEAD_DIM == BLOCK_D:
+            k = tl.load(k_ptrs, mask=n_valid[:, None], other=0.0)  # [N, BD]
+        else:
+            k = tl.load(k_ptrs, mask=n_valid[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)
+    else:
+        if HEAD_DIM == BLOCK_D:
+            k = tl.load(k_ptrs)
+        else:
+            k = tl.load(k_ptrs, mask=offs_d[None, :] < HEAD_DIM, other=0.0)
+    s = tl.dot(q, tl.trans(k.to(q.dtype)))  # [M, N] unscaled; the scale is folded into the exp2 argument
+    if CAUSAL:
         s = tl.where(allowed, s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
     # rows that have seen no visible key yet keep m = -inf; use 0 as their shift so no NaN appears
     m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = tl.exp2(m_i - m_shift)
-    p = tl.exp2(s - m_shift[:, None])  # [M, N]
+    p = tl.exp2(s * qk_scale - m_shift[:, None])  # [M, N], one FMA per score
     l_i = l_i * alpha + tl.sum(p, 1)
-    v = tl.load(v_base + tok_off[:, None] + offs_dv[None, :] * stride_d,
-                mask=n_valid[:, None] & (offs_dv[None, :] < V_HEAD_DIM), other=0.0)  # [N, BDV]
+    if MASK_TOKENS:
+        if V_HEAD_DIM == BLOCK_DV:
+            v = tl.load(v_ptrs, mask=n_valid[:, None], other=0.0)  # [N, BDV]
+        else:
+            v = tl.load(v_ptrs, mask=n_valid[:, None] & (offs_dv[None, :] < V_HEAD_DIM), other=0.0)
+    else:
+        if V_HEAD_DIM == BLOCK_DV:
+            v = tl.load(v_ptrs)
+        else:
+            v = tl.load(v_ptrs, mask=offs_dv[None, :] < V_HEAD_DIM, other=0.0)
     acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
     return m_new, l_i, acc

@@ -33,15 +33,22 @@ class PrefillConfig:
     num_stages: int
 
 
-def default_prefill_config(head_dim: int, device: torch.device) -> PrefillConfig:
-    """Heuristic launch config (no autotuning: it must work without a GPU). Large D shrinks the tiles to keep the
-    Q tile and accumulator in registers."""
+def default_prefill_config(head_dim: int, device: torch.device, max_query_len: int | None = None) -> PrefillConfig:
+    """Launch config by heuristic (no autotuning: it must work without a GPU), from the H100 sweep in
+    benchmarks/results/kernels-h100-2026-11-23-sweep2.md: for D=128, 256-row query blocks reuse each gathered K/V
+    tile twice as often as 128-row ones (+20% TFLOP/s); for D=64, 128 x 64 with 8 warps is best. Short queries
+    get smaller blocks so padding rows do not dominate. Large D shrinks the tiles to keep Q and the accumulator
+    in registers."""
     if device.type != "cuda":  # interpreter: big tiles mean fewer (slow, Python-level) programs
         return PrefillConfig(32, 32, 4, 1)
+    short = max_query_len is not None and max_query_len <= 64
     if head_dim <= 64:
-        return PrefillConfig(128, 64, 4, 3)
+        return PrefillConfig(64, 64, 4, 3) if short else PrefillConfig(128, 64, 8, 3)
     if head_dim <= 128:
-        return PrefillConfig(128, 64, 8, 3)
+        if short:
+            return PrefillConfig(64, 64, 4, 3)
+        long_queries = max_query_len is None or max_query_len > 128
+        return PrefillConfig(256, 64, 8, 3) if long_queries else PrefillConfig(128, 64, 8, 3)
     if head_dim <= 256:
         return PrefillConfig(64, 32, 8, 2)
     return PrefillConfig(32, 32, 8, 1)
@@ -92,11 +99,12 @@ def _prefill_kernel(
     unmasked_end = ((first_pos + 1) // BLOCK_N) * BLOCK_N  # tiles wholly visible to every row of the block
     for n_start in range(0, unmasked_end, BLOCK_N):
         offs_n = n_start + tl.arange(0, BLOCK_N)
-        n_valid = offs_n < seq_len  # always true here; keeps the loads' mask shape uniform
+        n_valid = offs_n < seq_len  # always true here: the loads below carry no token mask
         tok_off = token_offsets(block_table_row, offs_n, n_valid, kv_head, stride_cb, stride_cs, stride_ch,
                                 PAGE_SIZE)
         m_i, l_i, acc = attend_tile(q, m_i, l_i, acc, k_base, v_base, tok_off, offs_d, offs_dv, stride_cd,
-                                    n_valid, n_valid[None, :], qk_scale, HEAD_DIM, V_HEAD_DIM, False)
+                                    n_valid, n_valid[None, :], qk_scale, HEAD_DIM, V_HEAD_DIM, BLOCK_D, BLOCK_DV,
+                                    False, False)
     for n_start in range(unmasked_end, last_pos + 1, BLOCK_N):
         offs_n = n_start + tl.arange(0, BLOCK_N)
         n_valid = offs_n < seq_len
@@ -104,7 +112,8 @@ def _prefill_kernel(
         tok_off = token_offsets(block_table_row, offs_n, n_valid, kv_head, stride_cb, stride_cs, stride_ch,
                                 PAGE_SIZE)
         m_i, l_i, acc = attend_tile(q, m_i, l_i, acc, k_base, v_base, tok_off, offs_d, offs_dv, stride_cd,
-                                    n_valid, allowed, qk_scale, HEAD_DIM, V_HEAD_DIM, True)
+                                    n_valid, allowed, qk_scale, HEAD_DIM, V_HEAD_DIM, BLOCK_D, BLOCK_DV,
+                                    True, True)
 
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # only padding rows can have l == 0; they are not stored
     result = acc / l_safe[:, None]
@@ -131,7 +140,7 @@ def prefill_attention(
         return
     num_heads, head_dim = q.shape[1], q.shape[2]
     page_size, num_kv_heads = kv_cache.shape[2], kv_cache.shape[3]
-    cfg = config or default_prefill_config(head_dim, q.device)
+    cfg = config or default_prefill_config(head_dim, q.device, max_query_len)
     grid = (triton.cdiv(max_query_len, cfg.block_m), num_heads, num_reqs)
     _prefill_kernel[grid](
         q, kv_cache, out, block_tables, query_start_loc, seq_lens,

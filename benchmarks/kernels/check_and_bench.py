@@ -90,6 +90,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     parser.add_argument("--git-rev", default=None)
     parser.add_argument("--quick", action="store_true", help="tiny shapes (CPU interpreter run of the script)")
+    parser.add_argument("--no-sweeps", action="store_true", help="skip the launch-config sweeps")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = torch.cuda.get_device_name() if device == "cuda" else f"cpu ({platform.processor() or 'interpreter'})"
@@ -101,24 +102,31 @@ def main() -> int:
                         "sm_count": torch.cuda.get_device_properties(0).multi_processor_count if device == "cuda"
                         else None},
     }
+    tag = "quick" if args.quick else gpu.replace("NVIDIA ", "").split()[0].lower()
+    stem = f"kernels-{tag}-{report['date'][:10]}"
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every section, so a run cut off by a time limit still leaves its numbers
+        (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+
     print("checks ...", flush=True)
     report["checks"] = run_all_checks(device, args.quick)
     for c in report["checks"]:
         if not c["ok"]:
             print("FAILED", c, flush=True)
+    save()
     print("ceilings ...", flush=True)
     report["copy_bandwidth"] = copy_bandwidth(device, args.quick)
     report["matmul_flops"] = matmul_flops(device, args.quick)
     print("decode ...", flush=True)
-    report["decode"] = decode_benchmarks(device, args.quick, report["copy_bandwidth"])
+    report["decode"] = decode_benchmarks(device, args.quick, report["copy_bandwidth"], not args.no_sweeps)
+    save()
     print("prefill ...", flush=True)
-    report["prefill"] = prefill_benchmarks(device, args.quick, report["matmul_flops"])
+    report["prefill"] = prefill_benchmarks(device, args.quick, report["matmul_flops"], not args.no_sweeps)
+    save()
     print("elementwise ...", flush=True)
     report["elementwise"] = elementwise_benchmarks(device, args.quick, report["copy_bandwidth"])
-    tag = "quick" if args.quick else gpu.replace("NVIDIA ", "").split()[0].lower()
-    stem = f"kernels-{tag}-{report['date'][:10]}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    save()
     text = markdown(report)
     (args.out / f"{stem}.md").write_text(text)
     print(text)

@@ -23,6 +23,7 @@ from vdeploy_kernels.rotary import rotary
 from vdeploy_kernels.store_kv import store_kv
 
 LLAMA8B = {"num_heads": 32, "num_kv_heads": 8, "head_dim": 128}
+TINY = {"num_heads": 4, "num_kv_heads": 2, "head_dim": 64}  # --quick: the interpreter runs each program in Python
 ROTATION_BYTES = 1 << 30  # each timed graph touches at least this much distinct KV (L2 is ~50 MB)
 
 
@@ -78,7 +79,7 @@ class DecodePool:
         cache = self.cache(page)
         heads, dim = self.shape["num_heads"], self.shape["head_dim"]
         case_bytes = self.kv_bytes(batch, ctx)
-        reps = max(1, min(16, -(-ROTATION_BYTES // case_bytes)))
+        reps = max(1, min(64, -(-ROTATION_BYTES // case_bytes))) if self.device == "cuda" else 1
         metas = [make_metadata([1] * batch, [ctx] * batch, page, cache.shape[1], self.device, self.gen)
                  for _ in range(reps)]
         qs = [torch.randn(batch, heads, dim, generator=self.gen, device=self.device, dtype=torch.bfloat16)
@@ -103,20 +104,20 @@ class DecodePool:
                 "bandwidth": total / (ms * 1e-3), "config": cfg.__dict__}
 
 
-def decode_benchmarks(device: str, quick: bool, copy_bw: float) -> dict:
+def decode_benchmarks(device: str, quick: bool, copy_bw: float, sweeps: bool = True) -> dict:
     batches, contexts = ([1, 4], [64, 256]) if quick else ([1, 32, 256], [1024, 8192, 32768])
-    pool = DecodePool(device, max(batches) * max(contexts) + 64 * 64, LLAMA8B)
+    shape = TINY if quick else LLAMA8B
+    pool = DecodePool(device, max(batches) * max(contexts) + 64 * 64, shape)
     grid = [pool.time_decode(b, c, 16) for b in batches for c in contexts]
     for row in grid:
         row["fraction_of_copy"] = row["bandwidth"] / copy_bw
     # launch-config sweep on the points the target is about (batch >= 32) and one long single stream
-    sweep_points = [(4, 256)] if quick else [(32, 8192), (256, 1024), (1, 32768)]
+    sweep_points = [] if not sweeps else [(4, 256)] if quick else [(32, 8192), (256, 1024), (1, 32768)]
     sweep = []
     dev = torch.device(device)
     for batch, ctx in sweep_points:
-        base = default_decode_config(batch, LLAMA8B["num_kv_heads"], LLAMA8B["head_dim"], dev)
-        variants = {(bn, w, s) for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3, 4)} if not quick else {
-            (16, 4, 1), (32, 4, 1)}
+        base = default_decode_config(batch, shape["num_kv_heads"], shape["head_dim"], dev)
+        variants = {(bn, 4, s) for bn in (64, 128) for s in (2, 3, 4)} if not quick else {(16, 4, 1), (32, 4, 1)}
         for bn, w, s in sorted(variants):
             cfg = replace(base, block_n=bn, num_warps=w, num_stages=s)
             sweep.append(_safe(lambda: pool.time_decode(batch, ctx, 16, cfg)))
@@ -152,25 +153,34 @@ def time_prefill(device: str, q_lens, seq_lens, shape: dict, page: int, config: 
     ms = time_ms(lambda: paged_attention(b.q, b.kv_cache, b.meta, shape["head_dim"] ** -0.5,
                                          prefill_config=config), device)
     flops = _causal_flops(q_lens, seq_lens, shape["num_heads"], shape["head_dim"])
-    cfg = config or default_prefill_config(shape["head_dim"], torch.device(device))
+    cfg = config or default_prefill_config(shape["head_dim"], torch.device(device), max(q_lens))
     return {"q_lens": f"{len(q_lens)}x{q_lens[0]}", "context": seq_lens[0], "page": page,
             "head_dim": shape["head_dim"], "ms": ms, "tflops": flops / (ms * 1e-3) / 1e12, "config": cfg.__dict__}
 
 
-def prefill_benchmarks(device: str, quick: bool, peak_flops: float) -> dict:
+def prefill_benchmarks(device: str, quick: bool, peak_flops: float, sweeps: bool = True) -> dict:
     n, q, prefix = (2, 64, 32) if quick else (8, 4096, 8192)
     shapes = {"D128": LLAMA8B, "D64": {"num_heads": 32, "num_kv_heads": 8, "head_dim": 64}}
+    if quick:
+        shapes = {"tiny": TINY}
     main = []
     for name, shape in shapes.items():
         main.append(time_prefill(device, [q] * n, [q] * n, shape, 16, None))  # fresh prompts
         main.append(time_prefill(device, [q // 8] * n, [q // 8 + prefix] * n, shape, 16, None))  # extend
-    configs = [(64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 2), (128, 64, 8, 3), (128, 64, 8, 4),
-               (128, 128, 8, 2), (128, 128, 8, 3), (128, 32, 8, 3), (64, 128, 4, 3), (256, 64, 8, 3)]
+    configs = [(128, 64, 8, 3), (256, 64, 8, 3), (256, 64, 8, 2), (256, 32, 8, 3), (256, 128, 8, 2),
+               (128, 128, 8, 3), (128, 128, 8, 4), (128, 128, 4, 3), (64, 64, 4, 3), (64, 128, 4, 4),
+               (256, 64, 16, 3)]
     if quick:
         configs = [(16, 16, 4, 1), (32, 32, 4, 1)]
-    sweep = [_safe(lambda: time_prefill(device, [q] * n, [q] * n, LLAMA8B, 16, PrefillConfig(*c)))
-             for c in configs]
-    pages = [_safe(lambda: time_prefill(device, [q] * n, [q] * n, LLAMA8B, p, None)) for p in (16, 32, 64)]
+    if not sweeps:
+        configs = []
+    big = TINY if quick else LLAMA8B
+    workloads = [([q] * n, [q] * n, big), ([q // 8] * n, [q // 8 + prefix] * n, big)]
+    if not quick:
+        workloads.append(([q] * n, [q] * n, shapes["D64"]))
+    sweep = [_safe(lambda: time_prefill(device, ql, sl, shape, 16, PrefillConfig(*c)))
+             for ql, sl, shape in workloads for c in configs]
+    pages = [_safe(lambda: time_prefill(device, [q] * n, [q] * n, big, p, None)) for p in (16, 32, 64)]
     for row in main + sweep + pages:
         if "tflops" in row:
             row["fraction_of_matmul_peak"] = row["tflops"] * 1e12 / peak_flops
@@ -195,7 +205,7 @@ def elementwise_benchmarks(device: str, quick: bool, copy_bw: float) -> list[dic
     slots = torch.randperm(tokens, generator=gen, device=device)
     e = 2  # bf16 bytes
     cases = [
-        ("rms_norm+residual", lambda m: m.rms_norm(x, w, 1e-6, res), 5 * tokens * hidden * e),
+        ("rms_norm+residual", lambda m: m.rms_norm(x, w, 1e-6, res), 4 * tokens * hidden * e),
         ("rms_norm", lambda m: m.rms_norm(x, w, 1e-6), 2 * tokens * hidden * e),
         ("silu_and_mul", lambda m: m.silu_and_mul(gate_up), 3 * tokens * inter * e),
         ("rotary", lambda m: m.rotary(q, k, pos, cos_sin), 2 * tokens * (heads + kv_heads) * dim * e),
