@@ -1,6 +1,124 @@
-"""bench. (in progress)"""
+"""`vdeploy bench`: offline throughput of the engine (optionally next to HF transformers), or with --url a serving
+benchmark against a running endpoint. Only typer/stdlib at module level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 
-def bench() -> None:
-    """bench."""
-    raise NotImplementedError
+def bench(
+    path: Annotated[
+        str | None, typer.Argument(help="Model directory (Hugging Face layout). Default: the demo model.")
+    ] = None,
+    num_prompts: Annotated[int, typer.Option("--num-prompts", min=1, help="Number of requests.")] = 64,
+    input_len: Annotated[int, typer.Option("--input-len", min=1, help="Prompt tokens per request.")] = 128,
+    output_len: Annotated[int, typer.Option("--output-len", min=1, help="Generated tokens per request.")] = 128,
+    random_range_ratio: Annotated[
+        float,
+        typer.Option("--random-range-ratio", min=0.0, max=1.0, help="Lengths uniform in len*(1±ratio); 0 = fixed."),
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random prompts and lengths.")] = 0,
+    load_format: Annotated[
+        str, typer.Option("--load-format", help="safetensors | dummy (random weights at the config's shapes).")
+    ] = "safetensors",
+    tp: Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel size (GPUs).")] = 1,
+    pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1,
+                                    help="Pipeline stages (contiguous layer ranges).")] = 1,
+    dtype: Annotated[str, typer.Option("--dtype", help="auto | bfloat16 | float16 | float32.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto | cuda | cpu.")] = "auto",
+    max_num_seqs: Annotated[int | None, typer.Option("--max-num-seqs", min=1, help="Batch size limit.")] = None,
+    max_num_batched_tokens: Annotated[
+        int | None, typer.Option("--max-num-batched-tokens", min=1, help="Token budget per step.")
+    ] = None,
+    max_model_len: Annotated[int | None, typer.Option("--max-model-len", min=1, help="Context limit.")] = None,
+    enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs.")] = False,
+    compare_hf: Annotated[
+        bool, typer.Option("--compare-hf", help="Also run the workload through HF transformers generate.")
+    ] = False,
+    hf_batch_size: Annotated[int, typer.Option("--hf-batch-size", min=1, help="Batch size for --compare-hf.")] = 1,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Benchmark a running server (OpenAI API) instead of offline; PATH = served name."),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="With --url: most requests in flight.")
+    ] = None,
+    request_rate: Annotated[
+        float | None, typer.Option("--request-rate", min=0.0, help="With --url: requests/s (default: all at once).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON (schema: docs/bench.md).")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the JSON report here.")] = None,
+) -> None:
+    """Measure throughput: requests/s, input and output tokens/s (ignore_eos, greedy)."""
+    import json
+    import sys
+
+    if url is not None:
+        from vdeploy.bench.serving import run_serving_benchmark
+
+        serving_kw = {"concurrency": concurrency}
+        if request_rate:
+            serving_kw["request_rate"] = request_rate
+        report = run_serving_benchmark(
+            url, model=path, num_prompts=num_prompts, input_len=input_len, output_len=output_len,
+            random_range_ratio=random_range_ratio, seed=seed, **serving_kw,
+        )
+    else:
+        from vdeploy.bench.offline import Workload, run_offline_benchmark
+        from vdeploy.engine.llm import build_engine_config
+
+        model = path
+        if model is None:
+            from vdeploy.cli.generate import demo_model_path
+
+            model = demo_model_path()
+        config = build_engine_config(
+            model, load_format=load_format, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
+            device=device, max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, enforce_eager=enforce_eager,
+        )
+        workload = Workload(num_prompts, input_len, output_len, random_range_ratio, seed)
+        report = run_offline_benchmark(
+            config, workload, compare_hf=compare_hf, hf_batch_size=hf_batch_size,
+            command=" ".join(["vdeploy", *sys.argv[1:]]),
+        )
+
+    if output is not None:
+        output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if json_output:
+        from vdeploy.cli.output import print_json
+
+        print_json(report)
+    else:
+        _print_report(report)
+
+
+def _print_report(report: dict) -> None:
+    from rich.table import Table
+
+    from vdeploy.cli.output import console
+
+    out = console()
+    if "results" not in report:  # a serving report: its own shape
+        out.print_json(data=report)
+        return
+    table = Table(title=f"vdeploy bench · {report['model']} · {report['device']}", title_justify="left")
+    for col in ("backend", "requests/s", "input tok/s", "output tok/s", "total tok/s", "elapsed s", "startup s"):
+        table.add_column(col, justify="right" if col != "backend" else "left")
+    for r in report["results"]:
+        table.add_row(
+            r["backend"], f"{r['requests_per_s']:.3f}", f"{r['input_tokens_per_s']:.1f}",
+            f"{r['output_tokens_per_s']:.1f}", f"{r['total_tokens_per_s']:.1f}", f"{r['elapsed_s']:.2f}",
+            f"{r['startup_s']:.1f}",
+        )
+    out.print(table)
+    w = report["workload"]
+    out.print(
+        f"[dim]{w['num_prompts']} prompts, input {w['input_len']} / output {w['output_len']} tokens "
+        f"(range ratio {w['random_range_ratio']}), git {report['git_revision']}, {report['date']}[/]"
+    )
+    if "speedup_output_tokens_per_s" in report:
+        out.print(f"vdeploy vs HF transformers: [bold]{report['speedup_output_tokens_per_s']}x[/] output tokens/s")

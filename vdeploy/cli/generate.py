@@ -1,6 +1,112 @@
-"""generate. (in progress)"""
+"""`vdeploy generate`: one prompt through the engine, tokens streamed to the terminal.
+
+Only typer/stdlib at module level; the engine (torch) is imported inside the command."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 
-def generate() -> None:
-    """generate."""
-    raise NotImplementedError
+def generate(
+    path: Annotated[
+        str | None, typer.Argument(help="Model directory (Hugging Face layout). Default: the demo model.")
+    ] = None,
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt (a user message unless --no-chat).")] = ...,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Most tokens to generate.")] = 256,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", min=0.0, max=2.0, help="0 = greedy. Default: the model's.")
+    ] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling. Default: the model's.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for reproducible sampling.")] = None,
+    system: Annotated[str | None, typer.Option("--system", help="A system message (chat mode).")] = None,
+    no_chat: Annotated[bool, typer.Option("--no-chat", help="Send the prompt as raw text, no chat template.")] = False,
+    chat_template: Annotated[
+        Path | None, typer.Option("--chat-template", exists=True, help="A Jinja chat template file to use instead.")
+    ] = None,
+    tp: Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel size (GPUs).")] = 1,
+    pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1,
+                                    help="Pipeline stages (contiguous layer ranges).")] = 1,
+    dtype: Annotated[str, typer.Option("--dtype", help="auto | bfloat16 | float16 | float32.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto | cuda | cpu.")] = "auto",
+    max_model_len: Annotated[int | None, typer.Option("--max-model-len", min=1, help="Context limit.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of streaming (schema: docs/generate.md).")
+    ] = False,
+) -> None:
+    """Generate a reply to one prompt (chat template applied) and stream it to the terminal."""
+    from vdeploy.engine.llm import LLM
+
+    if path is None:
+        path = demo_model_path()
+    llm = LLM(path, chat_template=chat_template, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
+              device=device, max_model_len=max_model_len)
+    try:
+        params = _sampling_params(llm, max_tokens, temperature, top_p, seed)
+        if no_chat:
+            token_ids = llm.encode(prompt)
+        else:
+            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+            token_ids = llm.encode_chat(messages)
+        _run(llm, token_ids, params, json_output)
+    finally:
+        llm.close()
+
+
+def demo_model_path() -> str:
+    """The demo model, fetched and converted on first use, with its progress shown on stderr."""
+    from vdeploy.cli.output import console
+    from vdeploy.models.demo import ensure_demo_model
+
+    err = console(stderr=True)
+    return str(ensure_demo_model(log=lambda line: err.print(f"[dim]{line}[/]")))
+
+
+def _sampling_params(llm, max_tokens: int, temperature: float | None, top_p: float | None, seed: int | None):
+    from vdeploy.engine.sampling_params import SamplingParams
+
+    values = dict(llm.core.generation_defaults)
+    values.update({k: v for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None})
+    return SamplingParams(max_tokens=max_tokens, seed=seed, **values)
+
+
+def _run(llm, token_ids: list[int], params, json_output: bool) -> None:
+    start = time.perf_counter()
+    first_token_s = None
+    final = None
+    for out in llm.generate_stream(token_ids, params):
+        completion = out.outputs[0]
+        if first_token_s is None and completion.delta_token_ids:
+            first_token_s = time.perf_counter() - start
+        if not json_output and completion.delta_text:
+            sys.stdout.write(completion.delta_text)
+            sys.stdout.flush()
+        final = out
+    elapsed = time.perf_counter() - start
+    completion = final.outputs[0]
+    n = len(completion.token_ids)
+    summary = {
+        "text": completion.text,
+        "finish_reason": completion.finish_reason,
+        "prompt_tokens": len(token_ids),
+        "completion_tokens": n,
+        "time_to_first_token_s": round(first_token_s or elapsed, 4),
+        "elapsed_s": round(elapsed, 4),
+        "tokens_per_s": round(n / elapsed, 2) if elapsed > 0 else None,
+    }
+    if json_output:
+        from vdeploy.cli.output import print_json
+
+        print_json(summary)
+        return
+    sys.stdout.write("\n")
+    from vdeploy.cli.output import console
+
+    console(stderr=True).print(
+        f"[dim]{n} tokens in {elapsed:.2f} s ({summary['tokens_per_s']} tok/s, first token after "
+        f"{summary['time_to_first_token_s']:.2f} s, finish: {completion.finish_reason})[/]"
+    )

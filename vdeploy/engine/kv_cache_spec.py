@@ -41,8 +41,11 @@ class KVCacheSpec:
         return (self.num_components, num_blocks, self.block_size, self.num_kv_heads, self.head_dim)
 
     @classmethod
-    def for_model(cls, cfg: ModelConfig, block_size: int, dtype: str, tp_size: int = 1) -> "KVCacheSpec":
+    def for_model(cls, cfg: ModelConfig, block_size: int, dtype: str, tp_size: int = 1,
+                  num_layers: int | None = None) -> "KVCacheSpec":
+        """num_layers: the layers this rank caches (a pipeline stage's share); None -> all of the model's."""
+        layers = cfg.num_layers if num_layers is None else num_layers
         if cfg.is_mla:
-            return cls("mla", cfg.num_layers, block_size, 1, cfg.kv_cache_dim, dtype)
+            return cls("mla", layers, block_size, 1, cfg.kv_cache_dim, dtype)
         kv_heads = max(cfg.num_kv_heads // tp_size, 1)  # replicated when num_kv_heads < tp_size
-        return cls("mha", cfg.num_layers, block_size, kv_heads, cfg.head_dim, dtype)
+        return cls("mha", layers, block_size, kv_heads, cfg.head_dim, dtype)

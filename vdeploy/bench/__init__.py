@@ -1,0 +1,1 @@
+"""Benchmarks: offline throughput (`offline`) and, against a running server, serving latency (`serving`)."""

@@ -1,0 +1,275 @@
+"""The engine loop: schedule -> execute -> update -> detokenize, one step at a time, single-threaded.
+
+EngineCore owns the scheduler, KV-cache manager, tokenizer and executor. It is not thread-safe; AsyncEngine runs it
+in one background thread for the server, LLM drives it directly for offline use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.engine.detokenizer import IncrementalDetokenizer
+from vdeploy.engine.kv_cache_manager import KVCacheManager
+from vdeploy.engine.outputs import CompletionOutput, RequestOutput
+from vdeploy.engine.request import Request, RequestStatus
+from vdeploy.engine.sampling_params import SamplingParams
+from vdeploy.engine.scheduler import Scheduler
+from vdeploy.engine.tokenizer import Tokenizer
+from vdeploy.errors import ConfigError
+
+# generation_config.json keys that become default sampling parameters
+_GENERATION_DEFAULT_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+@dataclass
+class EngineStats:
+    num_running: int
+    num_waiting: int
+    kv_usage: float  # fraction of KV blocks in use
+    num_free_blocks: int
+    num_total_blocks: int
+    prefix_cache_queries: int  # tokens looked up
+    prefix_cache_hits: int  # tokens served from the prefix cache
+    num_preemptions: int
+    prompt_tokens_total: int
+    generation_tokens_total: int
+
+
+@dataclass
+class _Sample:
+    """One of a request's n samples: the scheduled child request and its text state."""
+
+    request: Request
+    detokenizer: IncrementalDetokenizer
+    num_tokens_reported: int = 0
+    finished_reported: bool = False
+
+
+@dataclass
+class _Group:
+    request_id: str
+    prompt_token_ids: list[int]
+    samples: list[_Sample]
+    arrival_time: float
+
+    @property
+    def finished(self) -> bool:
+        return all(s.finished_reported for s in self.samples)
+
+
+def read_generation_config(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / "generation_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: invalid JSON ({e})") from None
+
+
+def _child_seed(seed: int | None, index: int) -> int | None:
+    # Sample 0 keeps the request's seed (n=1 and sample 0 of n>1 agree); the others get distinct derived seeds.
+    if seed is None or index == 0:
+        return seed
+    return (seed * 1_000_003 + index * 7_919) % (1 << 63)
+
+
+class EngineCore:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        model_config: ModelConfig | None = None,
+        executor: Any | None = None,
+        tokenizer: Tokenizer | None = None,
+    ):
+        self.config = config
+        self.model_config = model_config or ModelConfig.from_path(config.model)
+        tok_dir = Path(config.tokenizer or config.model)
+        if tokenizer is None and (tok_dir / "tokenizer.json").is_file():
+            tokenizer = Tokenizer.from_dir(tok_dir)
+        self.tokenizer = tokenizer  # None: token ids only (e.g. a bare config with dummy weights)
+        generation_config = read_generation_config(config.model)
+        self.generation_defaults = {k: generation_config[k] for k in _GENERATION_DEFAULT_KEYS if k in generation_config}
+        self.eos_token_ids = self._collect_eos_ids(generation_config)
+
+        if executor is None:
+            from vdeploy.executor import create_executor
+
+            executor = create_executor(config, self.model_config)
+        self.executor = executor
+        try:
+            block_size = executor.kv_cache_spec.block_size
+            num_blocks = config.cache.num_gpu_blocks_override or executor.determine_num_kv_blocks()
+            executor.initialize_kv_cache(num_blocks)
+            self.max_model_len = self._resolve_max_model_len(num_blocks * block_size)
+        except BaseException:
+            executor.shutdown()
+            raise
+        self.kv_manager = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching)
+        self.scheduler = Scheduler(config.scheduler, self.kv_manager, self.max_model_len)
+        self._groups: dict[str, _Group] = {}
+        self._sample_of: dict[str, tuple[_Group, _Sample]] = {}  # child request id -> its group and sample
+        self._pending_outputs: list[RequestOutput] = []  # aborts, reported at the next step
+        self._prompt_tokens_total = 0
+        self._generation_tokens_total = 0
+
+    def _collect_eos_ids(self, generation_config: dict[str, Any]) -> tuple[int, ...]:
+        ids = set(self.model_config.eos_token_ids)
+        gen_eos = generation_config.get("eos_token_id")
+        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
+        if self.tokenizer is not None and self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return tuple(sorted(ids))
+
+    def _resolve_max_model_len(self, kv_capacity_tokens: int) -> int:
+        model_limit = self.model_config.max_position_embeddings
+        requested = self.config.scheduler.max_model_len
+        if requested is None:
+            return min(model_limit, kv_capacity_tokens)
+        if requested > kv_capacity_tokens:
+            raise ConfigError(
+                f"max_model_len={requested} needs more KV cache than available ({kv_capacity_tokens} tokens)",
+                hint="lower --max-model-len, or give the KV cache more memory (gpu_memory_utilization / cpu kv bytes)",
+            )
+        return requested
+
+    # ---- requests -----------------------------------------------------------------------------------------------
+    def check_request(self, prompt_token_ids: list[int], params: SamplingParams) -> None:
+        """Validation that needs no engine state (safe from any thread)."""
+        params.validate()
+        self.scheduler.check_prompt(len(prompt_token_ids))
+
+    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams | None = None) -> None:
+        params = params or SamplingParams()
+        self.check_request(prompt_token_ids, params)
+        if request_id in self._groups:
+            raise ConfigError(f"duplicate request id {request_id!r}")
+        now = time.monotonic()
+        group = _Group(request_id, list(prompt_token_ids), [], now)
+        for index in range(params.n):
+            child_params = replace(params, n=1, seed=_child_seed(params.seed, index))
+            child_id = request_id if params.n == 1 else f"{request_id}#{index}"
+            req = Request(
+                child_id, list(prompt_token_ids), child_params, self.eos_token_ids, now, parent_id=request_id, index=index
+            )
+            group.samples.append(_Sample(req, IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, child_params)))
+        added: list[Request] = []
+        try:
+            for sample in group.samples:
+                self.scheduler.add_request(sample.request)
+                added.append(sample.request)
+        except BaseException:
+            self.scheduler.abort_requests([r.request_id for r in added])
+            raise
+        self._groups[request_id] = group
+        for sample in group.samples:
+            self._sample_of[sample.request.request_id] = (group, sample)
+        self._prompt_tokens_total += len(prompt_token_ids)
+
+    def abort_request(self, request_ids: list[str]) -> None:
+        for rid in request_ids:
+            group = self._groups.get(rid)
+            if group is None:
+                continue
+            self.scheduler.abort_requests([s.request.request_id for s in group.samples])
+            out = self._group_output(group, [s for s in group.samples if not s.finished_reported])
+            self._pending_outputs.append(out)
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self._groups) or bool(self._pending_outputs)
+
+    # ---- the step -----------------------------------------------------------------------------------------------
+    def step(self) -> list[RequestOutput]:
+        outputs, self._pending_outputs = self._pending_outputs, []
+        if not self.scheduler.has_unfinished_requests():
+            return outputs
+        sched_out = self.scheduler.schedule()
+        if sched_out.is_empty:
+            return outputs
+        runner_out = self.executor.execute(sched_out)
+        updated = self.scheduler.update_from_output(sched_out, runner_out)
+        self._generation_tokens_total += len(updated)
+        return outputs + self._process(updated)
+
+    def _process(self, updated: list[Request]) -> list[RequestOutput]:
+        changed: dict[str, tuple[_Group, list[_Sample]]] = {}
+        for req in updated:
+            group, sample = self._sample_of[req.request_id]
+            new_tokens = req.output_token_ids[sample.num_tokens_reported :]
+            stop_str = sample.detokenizer.update(new_tokens, req.num_output_tokens)
+            if stop_str is not None:
+                if not req.is_finished:
+                    self.scheduler.finish_request(req, RequestStatus.FINISHED_STOPPED, stop_str)
+                else:  # the same token also hit a length limit: the stop string is the better reason
+                    req.status, req.stop_reason = RequestStatus.FINISHED_STOPPED, stop_str
+            changed.setdefault(group.request_id, (group, []))[1].append(sample)
+        return [self._group_output(group, samples) for group, samples in changed.values()]
+
+    def _group_output(self, group: _Group, samples: list[_Sample]) -> RequestOutput:
+        # runs for every request on every step: the group-wide facts are computed once (a batch of 256 decodes
+        # spends a sizeable share of the step's host time here)
+        completions = [self._completion(s) for s in samples]
+        finished = group.finished
+        if finished:
+            del self._groups[group.request_id]
+            for s in group.samples:
+                self._sample_of.pop(s.request.request_id, None)
+        metrics = {"arrival_time": group.arrival_time}
+        first_token_times = [t for t in (s.request.first_token_time for s in group.samples) if t]
+        if first_token_times:
+            metrics["first_token_time"] = min(first_token_times)
+        if finished:
+            metrics["finished_time"] = time.monotonic()
+        cached = max(s.request.num_cached_tokens for s in group.samples) if group.samples else 0
+        return RequestOutput(
+            request_id=group.request_id,
+            prompt_token_ids=group.prompt_token_ids,
+            outputs=completions,
+            finished=finished,
+            num_cached_tokens=max(cached, 0),
+            metrics=metrics,
+        )
+
+    def _completion(self, sample: _Sample) -> CompletionOutput:
+        req = sample.request
+        finished = req.is_finished
+        delta_text = sample.detokenizer.take_delta(finished)
+        delta_ids = req.output_token_ids[sample.num_tokens_reported :]
+        sample.num_tokens_reported = req.num_output_tokens
+        sample.finished_reported = finished
+        wants_logprobs = req.sampling_params.logprobs is not None
+        return CompletionOutput(
+            index=req.index,
+            text=sample.detokenizer.emitted_text,
+            token_ids=list(req.output_token_ids),
+            delta_text=delta_text,
+            delta_token_ids=delta_ids,
+            logprobs=list(req.output_logprobs) if wants_logprobs else None,
+            finish_reason=req.status.finish_reason,
+            stop_reason=req.stop_reason,
+        )
+
+    # ---- state --------------------------------------------------------------------------------------------------
+    def stats(self) -> EngineStats:
+        kv = self.kv_manager
+        return EngineStats(
+            num_running=self.scheduler.num_running,
+            num_waiting=self.scheduler.num_waiting,
+            kv_usage=kv.usage,
+            num_free_blocks=kv.num_free_blocks,
+            num_total_blocks=kv.num_total_blocks,
+            prefix_cache_queries=kv.prefix_stats.queries,
+            prefix_cache_hits=kv.prefix_stats.hits,
+            num_preemptions=self.scheduler.num_preemptions,
+            prompt_tokens_total=self._prompt_tokens_total,
+            generation_tokens_total=self._generation_tokens_total,
+        )
+
+    def shutdown(self) -> None:
+        self.executor.shutdown()

@@ -1,0 +1,178 @@
+"""Offline Python API: `vdeploy.LLM(path).generate(prompts, sampling_params)`.
+
+    from vdeploy import LLM, SamplingParams
+    llm = LLM()  # the demo model (SmolLM2-135M-Instruct)
+    out = llm.chat([{"role": "user", "content": "What is the capital of France?"}], SamplingParams(temperature=0))
+    print(out[0].outputs[0].text)
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from vdeploy.config import CacheConfig, EngineConfig, ParallelConfig, SchedulerConfig
+from vdeploy.engine.engine_core import EngineCore
+from vdeploy.engine.outputs import CompletionOutput, RequestOutput
+from vdeploy.engine.sampling_params import SamplingParams
+from vdeploy.engine.tokenizer import Tokenizer
+from vdeploy.errors import ConfigError
+
+Prompt = str | list[int]
+Message = dict[str, Any]
+
+# keyword argument -> EngineConfig field path ("cache.block_size"); a few vLLM spellings map onto ours
+_ALIASES = {"tensor_parallel_size": "parallel.tensor_parallel_size", "cpu_kv_bytes": "cache.cpu_kv_cache_bytes"}
+
+
+def _engine_field_paths() -> dict[str, str]:
+    paths = {f.name: f.name for f in fields(EngineConfig) if f.name not in ("model", "cache", "scheduler", "parallel")}
+    for section, cls in (("cache", CacheConfig), ("scheduler", SchedulerConfig), ("parallel", ParallelConfig)):
+        paths.update({f.name: f"{section}.{f.name}" for f in fields(cls)})
+    paths.update(_ALIASES)
+    return paths
+
+
+def build_engine_config(model: str, **kwargs: Any) -> EngineConfig:
+    """EngineConfig from flat keyword arguments (dtype=..., block_size=..., max_model_len=...)."""
+    paths = _engine_field_paths()
+    unknown = sorted(set(kwargs) - set(paths))
+    if unknown:
+        raise ConfigError(f"unknown engine option(s): {', '.join(unknown)}", hint="valid: " + ", ".join(sorted(paths)))
+    return EngineConfig(model=model).with_overrides(**{paths[k]: v for k, v in kwargs.items()})
+
+
+class LLM:
+    def __init__(self, model: str | Path | None = None, *, chat_template: str | Path | None = None, **kwargs: Any):
+        if model is None:
+            from vdeploy.models.demo import ensure_demo_model
+
+            model = ensure_demo_model()
+        self._init_core(build_engine_config(str(model), **kwargs), chat_template)
+
+    @classmethod
+    def from_engine_config(cls, config: EngineConfig, chat_template: str | Path | None = None) -> LLM:
+        llm = cls.__new__(cls)
+        llm._init_core(config, chat_template)
+        return llm
+
+    def _init_core(self, config: EngineConfig, chat_template: str | Path | None) -> None:
+        self.engine_config = config
+        tokenizer = None
+        if chat_template is not None:
+            tokenizer = Tokenizer.from_dir(config.tokenizer or config.model, chat_template_file=chat_template)
+        self.core = EngineCore(config, tokenizer=tokenizer)
+        self._ids = itertools.count()
+        # release executor ranks even if the caller forgets close()
+        self._finalizer = weakref.finalize(self, self.core.shutdown)
+
+    @property
+    def tokenizer(self) -> Tokenizer | None:
+        return self.core.tokenizer
+
+    @property
+    def max_model_len(self) -> int:
+        return self.core.max_model_len
+
+    def default_sampling_params(self) -> SamplingParams:
+        """SamplingParams carrying the model's generation_config.json defaults (temperature, top_p, ...)."""
+        return SamplingParams(**self.core.generation_defaults)
+
+    # ---- generation ---------------------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Prompt | Sequence[Prompt],
+        sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+    ) -> list[RequestOutput]:
+        """Run every prompt to completion with continuous batching; outputs in prompt order, text complete."""
+        token_prompts = self._to_token_prompts(prompts)
+        params = self._align_params(sampling_params, len(token_prompts))
+        order = []
+        for prompt, p in zip(token_prompts, params):
+            order.append(self._add(prompt, p))
+        finals: dict[str, RequestOutput] = {}
+        latest: dict[str, dict[int, CompletionOutput]] = {rid: {} for rid in order}
+        try:
+            while len(finals) < len(order):
+                for out in self.core.step():
+                    latest[out.request_id].update({c.index: c for c in out.outputs})
+                    if out.finished:
+                        out.outputs = [latest[out.request_id][i] for i in sorted(latest[out.request_id])]
+                        finals[out.request_id] = out
+        except BaseException:
+            self.core.abort_request([rid for rid in order if rid not in finals])
+            raise
+        return [finals[rid] for rid in order]
+
+    def generate_stream(self, prompt: Prompt, sampling_params: SamplingParams | None = None) -> Iterator[RequestOutput]:
+        """One prompt, yielding delta outputs step by step (the last has finished=True)."""
+        (token_prompt,) = self._to_token_prompts([prompt])
+        rid = self._add(token_prompt, sampling_params or self.default_sampling_params())
+        finished = False
+        try:
+            while not finished:
+                for out in self.core.step():
+                    if out.request_id == rid:
+                        finished = out.finished
+                        yield out
+        finally:
+            if not finished:
+                self.core.abort_request([rid])
+                self.core.step()  # let the abort release its blocks now
+
+    def chat(
+        self,
+        messages: list[Message] | list[list[Message]],
+        sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> list[RequestOutput]:
+        """One conversation (a list of messages) or several; the model's chat template is applied."""
+        conversations = [messages] if messages and isinstance(messages[0], dict) else messages
+        return self.generate([self.encode_chat(conv, add_generation_prompt) for conv in conversations], sampling_params)
+
+    def encode(self, text: str) -> list[int]:
+        return self._require_tokenizer().encode(text)
+
+    def encode_chat(self, messages: list[Message], add_generation_prompt: bool = True) -> list[int]:
+        return self._require_tokenizer().encode_chat(messages, add_generation_prompt)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> LLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- helpers ------------------------------------------------------------------------------------------------
+    def _add(self, prompt: list[int], params: SamplingParams) -> str:
+        rid = f"llm-{next(self._ids)}"
+        self.core.add_request(rid, prompt, params)
+        return rid
+
+    def _require_tokenizer(self) -> Tokenizer:
+        if self.core.tokenizer is None:
+            raise ConfigError("this model directory has no tokenizer.json", hint="pass token ids instead of text")
+        return self.core.tokenizer
+
+    def _to_token_prompts(self, prompts: Prompt | Sequence[Prompt]) -> list[list[int]]:
+        if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int)):
+            prompts = [prompts]  # one prompt, as text or token ids
+        out = []
+        for p in prompts:
+            out.append(self.encode(p) if isinstance(p, str) else [int(t) for t in p])
+        return out
+
+    def _align_params(self, params: SamplingParams | Sequence[SamplingParams] | None, n: int) -> list[SamplingParams]:
+        if params is None:
+            return [self.default_sampling_params()] * n
+        if isinstance(params, SamplingParams):
+            return [params] * n
+        if len(params) != n:
+            raise ConfigError(f"{len(params)} sampling params for {n} prompts")
+        return list(params)

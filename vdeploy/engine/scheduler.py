@@ -1,0 +1,219 @@
+"""Continuous batching under one token budget per step.
+
+Every step: running requests first (in admission order), each gets the tokens it still has to compute (one for a
+decode, the rest of a prompt for a chunked prefill) within the budget; then waiting requests first-come
+first-served while budget, sequence slots and KV blocks last. There are no prefill/decode phases; chunked prefill and
+prefix caching fall out of `num_computed_tokens`. When the KV pool runs dry, the newest running request is preempted
+by recompute: its blocks are freed and it goes back to the front of the waiting queue.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from vdeploy.config import SchedulerConfig
+from vdeploy.engine.kv_cache_manager import KVCacheManager
+from vdeploy.engine.outputs import ModelRunnerOutput, ScheduledRequest, SchedulerOutput
+from vdeploy.engine.request import Request, RequestStatus
+from vdeploy.errors import ConfigError, VdeployError
+
+
+class QueueFull(VdeployError):
+    """The waiting queue is at `max_waiting`; the server answers 503 and clients retry."""
+
+    exit_code = 1
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig, kv_manager: KVCacheManager, max_model_len: int):
+        self.config = config
+        self.kv = kv_manager
+        self.max_model_len = max_model_len
+        self.requests: dict[str, Request] = {}
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self._finished_since_last_step: list[str] = []
+        self.num_preemptions = 0
+
+    # ---- intake -------------------------------------------------------------------------------------------------
+    def check_prompt(self, num_prompt_tokens: int) -> None:
+        """Reject prompts that can never run. Pure: safe to call from another thread."""
+        if num_prompt_tokens == 0:
+            raise ConfigError("the prompt is empty")
+        if num_prompt_tokens > self.max_model_len:
+            raise ConfigError(
+                f"the prompt has {num_prompt_tokens} tokens, more than max_model_len={self.max_model_len}",
+                hint="shorten the prompt or raise --max-model-len (bounded by the model and the KV cache size)",
+            )
+        if not self.config.enable_chunked_prefill and num_prompt_tokens > self.config.max_num_batched_tokens:
+            raise ConfigError(
+                f"the prompt has {num_prompt_tokens} tokens, more than max_num_batched_tokens="
+                f"{self.config.max_num_batched_tokens}, and chunked prefill is off",
+                hint="enable chunked prefill or raise --max-num-batched-tokens",
+            )
+
+    def add_request(self, request: Request) -> None:
+        self.check_prompt(request.num_prompt_tokens)
+        if request.request_id in self.requests:
+            raise ConfigError(f"duplicate request id {request.request_id!r}")
+        if len(self.waiting) >= self.config.max_waiting:
+            raise QueueFull(
+                f"the waiting queue is full ({self.config.max_waiting} requests)", hint="retry shortly"
+            )
+        request.status = RequestStatus.WAITING
+        self.waiting.append(request)
+        self.requests[request.request_id] = request
+
+    def abort_requests(self, request_ids: list[str]) -> list[Request]:
+        aborted = []
+        for rid in request_ids:
+            req = self.requests.get(rid)
+            if req is not None and not req.is_finished:
+                self.finish_request(req, RequestStatus.FINISHED_ABORTED)
+                aborted.append(req)
+        return aborted
+
+    def finish_request(self, request: Request, status: RequestStatus, stop_reason: str | int | None = None) -> None:
+        """Mark finished and release its KV blocks at once (they stay in the prefix cache until evicted)."""
+        if request.status == RequestStatus.RUNNING:
+            self.running.remove(request)
+        elif request in self.waiting:
+            self.waiting.remove(request)
+        request.status = status
+        request.stop_reason = stop_reason
+        self.kv.free(request)
+        del self.requests[request.request_id]
+        self._finished_since_last_step.append(request.request_id)
+
+    # ---- one step -----------------------------------------------------------------------------------------------
+    def schedule(self) -> SchedulerOutput:
+        budget = self.config.max_num_batched_tokens
+        scheduled: list[tuple[Request, int]] = []
+        preempted_now = False
+
+        i = 0
+        while i < len(self.running) and budget > 0:
+            req = self.running[i]
+            num_new = min(req.num_tokens - req.num_computed_tokens, budget)
+            if num_new <= 0:  # nothing to compute (cannot happen for a live request; skip defensively)
+                i += 1
+                continue
+            while self.kv.allocate_slots(req, num_new) is None:
+                victim = self.running[-1]  # the newest; never one already scheduled this step (those are < i)
+                self._preempt(victim)
+                preempted_now = True
+                if victim is req:
+                    break
+            if req.status != RequestStatus.RUNNING:
+                break  # the request preempted itself: nobody after it in `running` is left either
+            scheduled.append((req, num_new))
+            budget -= num_new
+            i += 1
+
+        # Admitting new work right after a preemption would just thrash the pool.
+        while (
+            not preempted_now
+            and self.waiting
+            and budget > 0
+            and len(self.running) < self.config.max_num_seqs
+        ):
+            req = self.waiting[0]
+            hit_blocks, num_hit = self.kv.get_computed_blocks(req)
+            num_new = req.num_tokens - num_hit
+            if num_new > budget and not self.config.enable_chunked_prefill:
+                break
+            num_new = min(num_new, budget)
+            if self.kv.allocate_slots(req, num_new, hit_blocks) is None:
+                break
+            self.waiting.popleft()
+            req.num_computed_tokens = num_hit
+            if req.num_cached_tokens < 0:
+                req.num_cached_tokens = num_hit
+            req.status = RequestStatus.RUNNING
+            self.running.append(req)
+            scheduled.append((req, num_new))
+            budget -= num_new
+
+        return self._build_output(scheduled)
+
+    def _preempt(self, req: Request) -> None:
+        self.running.remove(req)
+        self.kv.free(req)
+        req.status = RequestStatus.PREEMPTED
+        req.num_computed_tokens = 0
+        req.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(req)
+
+    def _build_output(self, scheduled: list[tuple[Request, int]]) -> SchedulerOutput:
+        items = []
+        for req, num_new in scheduled:
+            start = req.num_computed_tokens
+            end = start + num_new
+            sample = end == req.num_tokens
+            params = req.sampling_params
+            items.append(
+                ScheduledRequest(
+                    req_id=req.request_id,
+                    token_ids=req.token_ids_slice(start, end),
+                    start_pos=start,
+                    block_ids=self.kv.get_block_ids(req.request_id),
+                    sample=sample,
+                    sampling_params=params if sample else None,
+                    num_output_tokens=req.num_output_tokens,
+                    penalty_token_ids=req.all_token_ids if sample and params.uses_penalties else None,
+                    num_prompt_tokens=req.num_prompt_tokens,
+                )
+            )
+            # The tokens count as computed once scheduled: the next step builds on them.
+            req.num_computed_tokens = end
+        # Decodes (one query token) first, as the attention metadata expects; stable so order is otherwise kept.
+        items.sort(key=lambda s: len(s.token_ids) != 1)
+        finished, self._finished_since_last_step = self._finished_since_last_step, []
+        return SchedulerOutput(
+            requests=items, num_scheduled_tokens=sum(len(s.token_ids) for s in items), finished_req_ids=finished
+        )
+
+    def update_from_output(self, sched_out: SchedulerOutput, runner_out: ModelRunnerOutput) -> list[Request]:
+        """Append sampled tokens, apply token-level stop rules. Returns the requests that got a token (finished
+        ones included, already freed)."""
+        updated = []
+        logprobs = runner_out.logprobs or [None] * len(runner_out.req_ids)
+        for rid, token, lp in zip(runner_out.req_ids, runner_out.sampled_token_ids, logprobs):
+            req = self.requests.get(rid)
+            if req is None or req.is_finished:  # aborted while the step ran
+                continue
+            req.append_output_token(token, lp)
+            status, reason = self._check_stop(req, token)
+            if status is not None:
+                self.finish_request(req, status, reason)
+            updated.append(req)
+        return updated
+
+    def _check_stop(self, req: Request, token: int) -> tuple[RequestStatus | None, int | None]:
+        params = req.sampling_params
+        if req.num_output_tokens >= params.min_tokens:
+            if not params.ignore_eos and token in req.eos_token_ids:
+                return RequestStatus.FINISHED_STOPPED, None
+            if token in params.stop_token_ids:
+                return RequestStatus.FINISHED_STOPPED, token
+        if params.max_tokens is not None and req.num_output_tokens >= params.max_tokens:
+            return RequestStatus.FINISHED_LENGTH, None
+        if req.num_tokens >= self.max_model_len:
+            return RequestStatus.FINISHED_LENGTH, None
+        return None, None
+
+    # ---- state --------------------------------------------------------------------------------------------------
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    def has_pending_finished(self) -> bool:
+        return bool(self._finished_since_last_step)

@@ -1,0 +1,155 @@
+"""Tokenizer and chat template from a Hugging Face model directory, without running any repository code.
+
+`tokenizer.json` is loaded by the `tokenizers` library; special tokens and the chat template come from
+`tokenizer_config.json` (or `chat_template.jinja` / `chat_template.json`, or an override file). The template is
+rendered in jinja2's immutable sandbox, so a hostile template can neither touch Python objects nor the file system.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from vdeploy.errors import CheckpointError, ConfigError
+
+
+def _token_text(value: Any) -> str | None:
+    """Special tokens in tokenizer_config.json are strings or AddedToken dicts ({"content": ..., ...})."""
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _pick_template(value: Any) -> str | None:
+    """`chat_template` is a string, or a list of {"name", "template"} with a "default" entry."""
+    if isinstance(value, list):
+        by_name = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+        return by_name.get("default") or next(iter(by_name.values()), None)
+    return value if isinstance(value, str) else None
+
+
+def _raise_exception(message: str) -> None:
+    from jinja2.exceptions import TemplateError
+
+    raise TemplateError(message)
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None, sort_keys=False):
+    # jinja2's own tojson HTML-escapes; chat templates expect plain JSON
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+class Tokenizer:
+    def __init__(self, backend, config: dict[str, Any], chat_template: str | None):
+        self._tok = backend  # tokenizers.Tokenizer
+        self.config = config
+        self.chat_template = chat_template
+        self.bos_token = _token_text(config.get("bos_token"))
+        self.eos_token = _token_text(config.get("eos_token"))
+        self.pad_token = _token_text(config.get("pad_token"))
+        self.bos_token_id = self.token_to_id(self.bos_token) if self.bos_token else None
+        self.eos_token_id = self.token_to_id(self.eos_token) if self.eos_token else None
+        self.add_bos_token = bool(config.get("add_bos_token", False))
+        self.all_special_ids = sorted(
+            {token_id for token_id, tok in self._tok.get_added_tokens_decoder().items() if tok.special}
+            | {i for i in (self.bos_token_id, self.eos_token_id) if i is not None}
+        )
+        self._compiled_template = None
+
+    @classmethod
+    def from_dir(cls, path: str | Path, chat_template_file: str | Path | None = None) -> Tokenizer:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        path = Path(path)
+        tok_file = path / "tokenizer.json"
+        if not tok_file.is_file():
+            raise CheckpointError(
+                f"no tokenizer.json in {path}", hint="vdeploy needs a fast-tokenizer file (tokenizer.json)"
+            )
+        backend = HFTokenizer.from_file(str(tok_file))
+        cfg_file = path / "tokenizer_config.json"
+        config = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        template = _pick_template(config.get("chat_template"))
+        if (path / "chat_template.jinja").is_file():
+            template = (path / "chat_template.jinja").read_text()
+        elif (path / "chat_template.json").is_file():
+            template = _pick_template(json.loads((path / "chat_template.json").read_text()).get("chat_template"))
+        if chat_template_file is not None:
+            template_path = Path(chat_template_file)
+            if not template_path.is_file():
+                raise ConfigError(f"chat template file not found: {template_path}")
+            template = template_path.read_text()
+        return cls(backend, config, template)
+
+    # ---- tokens -------------------------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._tok.token_to_id(token)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._tok.id_to_token(token_id)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = self._tok.encode(text, add_special_tokens=add_special_tokens).ids
+        # Some configs ask for BOS without a post-processor in tokenizer.json that adds it.
+        wants_bos = add_special_tokens and self.add_bos_token and self.bos_token_id is not None
+        if wants_bos and (not ids or ids[0] != self.bos_token_id):
+            ids = [self.bos_token_id, *ids]
+        return ids
+
+    def decode(self, token_ids: list[int], skip_special_tokens: bool = True) -> str:
+        return self._tok.decode(token_ids, skip_special_tokens=skip_special_tokens)
+
+    # ---- chat ---------------------------------------------------------------------------------------------------
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(self.chat_template)
+
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+        **template_kwargs: Any,
+    ) -> str:
+        if not self.chat_template:
+            raise ConfigError(
+                "this model has no chat template",
+                hint="pass a template file (--chat-template) or send a plain prompt (--no-chat / completions)",
+            )
+        from jinja2.exceptions import TemplateError
+
+        template = self._compile_template()
+        try:
+            return template.render(
+                messages=messages,
+                add_generation_prompt=add_generation_prompt,
+                tools=tools,
+                bos_token=self.bos_token or "",
+                eos_token=self.eos_token or "",
+                pad_token=self.pad_token or "",
+                **template_kwargs,
+            )
+        except TemplateError as e:
+            raise ConfigError(f"chat template error: {e}") from None
+
+    def encode_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, **kw: Any) -> list[int]:
+        """Render then tokenize; the template already places BOS, so no special tokens are added again."""
+        return self._tok.encode(self.apply_chat_template(messages, add_generation_prompt, **kw), add_special_tokens=False).ids
+
+    def _compile_template(self):
+        if self._compiled_template is None:
+            from jinja2.ext import loopcontrols
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+            env.filters["tojson"] = _tojson
+            env.globals["raise_exception"] = _raise_exception
+            env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+            self._compiled_template = env.from_string(self.chat_template)
+        return self._compiled_template
