@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -121,10 +120,9 @@ def run(args) -> dict:
 
 
 def _git_rev() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
-    except Exception:  # noqa: BLE001 - the device copy may have no .git
-        return "unknown"
+    from vdeploy.bench.offline import git_revision
+
+    return git_revision() or "unknown"
 
 
 def main() -> None:

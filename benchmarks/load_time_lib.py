@@ -15,7 +15,6 @@ import mmap
 import os
 import platform
 import struct
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,15 +283,9 @@ def _status_kb(field: str) -> int | None:
 
 
 def git_revision() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, check=False,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    from vdeploy.bench.offline import git_revision as checkout_revision
+
+    return checkout_revision() or "unknown"
 
 
 def machine_info(device) -> dict:

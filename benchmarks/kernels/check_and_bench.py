@@ -19,7 +19,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,12 +30,9 @@ from kernel_checks import run_all_checks
 
 
 def git_revision(given: str | None) -> str:
-    if given:
-        return given
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    from vdeploy.bench.offline import git_revision as checkout_revision
+
+    return given or checkout_revision() or "unknown"
 
 
 def markdown(report: dict) -> str:

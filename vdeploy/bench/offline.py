@@ -168,6 +168,9 @@ def describe_device(config: EngineConfig) -> str:
 
 
 def git_revision() -> str | None:
+    """The checkout's short revision (+ "-dirty"); $VDEPLOY_GIT_REV wins, for copies without .git (the GPU box)."""
+    if os.environ.get("VDEPLOY_GIT_REV"):
+        return os.environ["VDEPLOY_GIT_REV"]
     repo = Path(__file__).resolve().parents[2]
     try:
         rev = subprocess.run(
