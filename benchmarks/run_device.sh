@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Everything the lent GPU is for, in one call (the device tool runs it from the repository root; results under $OUT,
+# which brings back at most 8 files). Correctness first, then the benchmarks, most important first.
+#   carry: [".whl"] (server/CLI wheels for the device's Python 3.12: see benchmarks/README.md)
+#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving
+set -o pipefail
+OUT=${OUT:-/tmp/vdeploy-device-out}
+mkdir -p "$OUT" /tmp/shim && ln -sfn "$PWD/kernels" /tmp/shim/vdeploy_kernels
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/shim:$PWD:/tmp/site TRITON_INTERPRET=0 PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
+export VDEPLOY_GIT_REV=${VDEPLOY_GIT_REV:-unknown}
+parts=${*:-env tests deepseek suite load v2lite}
+for m in deepseek-r1-distill-llama-8b deepseek-r1-distill-qwen-7b deepseek-v2-lite; do
+  mkdir -p /tmp/$m && cp vdeploy/model_configs/$m.config.json /tmp/$m/config.json
+done
+for part in $parts; do
+  echo "=== $part $(date -u +%T)"
+  case $part in
+    env) python3 -m vdeploy env check --json > "$OUT/env-check.json"; python3 -m vdeploy env check | tail -20 ;;
+    tests) python3 -m pytest -q -p no:cacheprovider tests/worker/test_model_runner_cuda_worker.py \
+             tests/deepseek/test_deepseek_kernels_gpu.py 2>&1 | tail -15 | tee "$OUT/gpu-tests.txt" ;;
+    deepseek) python3 benchmarks/deepseek_r1_layers.py --moe-layers 4 --out "$OUT/deepseek-r1-layers.json" ;;
+    suite) python3 benchmarks/engine/gpu_suite.py --out /tmp/suite --quick --budget-s "${SUITE_BUDGET_S:-240}" \
+             --git-rev "$VDEPLOY_GIT_REV"; tar czf "$OUT/engine-suite.tar.gz" -C /tmp suite ;;
+    serving) python3 benchmarks/engine/gpu_suite.py --out /tmp/serving --only serving --quick \
+               --git-rev "$VDEPLOY_GIT_REV"; tar czf "$OUT/serving.tar.gz" -C /tmp serving ;;
+    load) python3 benchmarks/load_time.py --config deepseek-r1-distill-qwen-7b --dir /tmp/vdeploy-load-7b --write \
+            --tp 1 2 4 --device cuda --drop-caches --verify --git-rev "$VDEPLOY_GIT_REV" --out "$OUT/load-time.json" ;;
+    v2lite) python3 -m vdeploy bench /tmp/deepseek-v2-lite --load-format dummy --num-prompts 1 --input-len 128 \
+              --output-len 256 --json -o "$OUT/v2lite-single.json" | tail -3
+            python3 -m vdeploy bench /tmp/deepseek-v2-lite --load-format dummy --num-prompts 128 --input-len 512 \
+              --output-len 256 --json -o "$OUT/v2lite-throughput.json" | tail -3 ;;
+  esac
+done
+echo "=== done $(date -u +%T)"
