@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from vdeploy import __version__
-from vdeploy.cli import bench, download, env, generate, inspect, profiles, serve
+from vdeploy.cli import bench, download, env, generate, inspect, profiles, serve, worker_host
 
 app = typer.Typer(
     name="vdeploy",
@@ -45,6 +45,7 @@ app.command("download")(download.download)
 app.command("serve")(serve.serve)
 app.command("generate")(generate.generate)
 app.command("bench")(bench.bench)
+app.command("worker-host")(worker_host.worker_host)
 
 
 def run() -> None:

@@ -17,6 +17,17 @@ def serve(
     ] = None,
     tp: Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", min=1,
                                               help="Tensor-parallel GPUs.")] = None,
+    pp: Annotated[Optional[int], typer.Option("--pp", "--pipeline-parallel-size", min=1,
+                                              help="Pipeline stages (contiguous layer ranges).")] = None,
+    nnodes: Annotated[Optional[int], typer.Option(
+        "--nnodes", min=1, help="Nodes in a multi-node job; this one is node 0, the others run "
+                                "`vdeploy worker-host` (default: torchrun's environment, else 1).")] = None,
+    node_rank: Annotated[Optional[int], typer.Option(
+        "--node-rank", min=0, help="This node's rank; serve runs on node 0.")] = None,
+    master_addr: Annotated[Optional[str], typer.Option(
+        "--master-addr", help="Address of node 0 the other nodes reach (multi-node).")] = None,
+    master_port: Annotated[Optional[int], typer.Option(
+        "--master-port", min=1, max=65535, help="Rendezvous port on node 0 (multi-node).")] = None,
     host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs --api-key to be safe.")
                     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to bind (0: any free port).")] = 8000,
@@ -71,6 +82,11 @@ def serve(
         json_logs=json_logs,
         engine_flags={
             "tensor_parallel_size": tp,
+            "pipeline_parallel_size": pp,
+            "nnodes": nnodes,
+            "node_rank": node_rank,
+            "master_addr": master_addr,
+            "master_port": master_port,
             "max_model_len": max_model_len,
             "gpu_memory_utilization": gpu_memory_utilization,
             "load_format": load_format,

@@ -1,5 +1,9 @@
-"""The tensor-parallel group of one rank, passed explicitly (no module globals: two engines in a process
-must not collide). With tp_size == 1 every collective is a no-op and torch.distributed is never touched."""
+"""The tensor-parallel group and pipeline stage of one rank, passed explicitly (no module globals: two engines in a
+process must not collide). With tp_size == 1 every collective is a no-op and with pp_size == 1 no point-to-point
+transfer happens, so a single rank never touches torch.distributed.
+
+Ranks are laid out [pp][tp]: global rank = pp_rank * tp_size + tp_rank, so a tensor-parallel group is a contiguous
+block of ranks (one node's GPUs) and only the stage boundary crosses nodes."""
 
 from __future__ import annotations
 
@@ -19,7 +23,39 @@ class ParallelState:
 
     @property
     def is_first_rank(self) -> bool:
+        """Tensor-parallel rank 0 of its stage."""
         return self.tp_rank == 0
+
+    @property
+    def rank(self) -> int:
+        """Global rank in the [pp][tp] layout."""
+        return self.pp_rank * self.tp_size + self.tp_rank
+
+    @property
+    def is_first_stage(self) -> bool:
+        return self.pp_rank == 0
+
+    @property
+    def is_last_stage(self) -> bool:
+        return self.pp_rank == self.pp_size - 1
+
+    @property
+    def is_driver(self) -> bool:
+        """The rank that samples and answers each step: tensor rank 0 of the last pipeline stage."""
+        return self.is_last_stage and self.tp_rank == 0
+
+    def send_to_next_stage(self, x: torch.Tensor) -> None:
+        """Blocking send to the same tensor rank of the next stage (the default group: NCCL or gloo)."""
+        import torch.distributed as dist
+
+        dist.send(x.contiguous(), dst=self.rank + self.tp_size)
+
+    def recv_from_prev_stage(self, x: torch.Tensor) -> torch.Tensor:
+        """Fill `x` (preallocated with the expected shape and dtype) from the previous stage's same tensor rank."""
+        import torch.distributed as dist
+
+        dist.recv(x, src=self.rank - self.tp_size)
+        return x
 
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
         if self.tp_size == 1:

@@ -2,7 +2,8 @@
 
 Single node: the executor process hosts the store on port 0 (the OS picks a free port, so two engines on one host
 never collide) and passes (host, port) to the worker processes it spawns. Multi-node (see docs/parallelism.md):
-node 0 hosts the store at --master-addr/--master-port, or torchrun's MASTER_ADDR/MASTER_PORT.
+node 0 hosts the store at --master-addr/--master-port, or torchrun's MASTER_ADDR/MASTER_PORT; every rank of every
+node joins it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from vdeploy.config import ParallelConfig
 from vdeploy.distributed.parallel_state import ParallelState
 
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=10)
+CONTROL_TIMEOUT = datetime.timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,11 @@ class RendezvousSpec:
     port: int
     world_size: int
     backend: str  # "nccl" | "gloo"
+    pipeline_parallel_size: int = 1
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        return self.world_size // self.pipeline_parallel_size
 
 
 @dataclass(frozen=True)
@@ -59,28 +66,59 @@ def launch_topology(parallel: ParallelConfig, environ: dict[str, str] | None = N
     return LaunchTopology(nnodes, node_rank, ranks_per_node, master_addr, master_port)
 
 
-def host_store(host: str, port: int | None, world_size: int):
-    """The master TCPStore. port None or 0: the OS chooses a free port (read it back from `.port`)."""
+def host_store(host: str, port: int | None, world_size: int, environ: dict[str, str] | None = None):
+    """The master TCPStore. port None or 0: the OS chooses a free port (read it back from `.port`).
+
+    Under torchrun the agent already hosts a store at MASTER_ADDR:MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE):
+    connect to it instead of binding the same port a second time."""
     import torch.distributed as dist
 
+    env = os.environ if environ is None else environ
+    if port and env.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true":
+        return connect_store(host, port, world_size)
     return dist.TCPStore(
         host, port or 0, world_size, is_master=True, timeout=DEFAULT_TIMEOUT, wait_for_workers=False
     )
 
 
+def connect_store(host: str, port: int, world_size: int, timeout: datetime.timedelta = DEFAULT_TIMEOUT):
+    """A client of the master store (waits up to `timeout` for it to come up)."""
+    import torch.distributed as dist
+
+    return dist.TCPStore(host, port, world_size, is_master=False, timeout=timeout)
+
+
 def init_rank(spec: RendezvousSpec, rank: int) -> ParallelState:
-    """Join the process group of this engine as `rank` and return its (tensor-parallel) ParallelState.
+    """Join the process group of this engine as `rank` and return its ParallelState: ranks are laid out [pp][tp],
+    one tensor-parallel group per pipeline stage.
 
     Called once per worker process; the default process group is per-process, so two engines never share one."""
     import torch.distributed as dist
 
     # NVLink SHARP multicast buffers are not available on the lent machines and hang NCCL init there
     os.environ["NCCL_NVLS_ENABLE"] = "0"
-    store = dist.TCPStore(spec.host, spec.port, spec.world_size, is_master=False, timeout=DEFAULT_TIMEOUT)
+    store = connect_store(spec.host, spec.port, spec.world_size)
     dist.init_process_group(
         backend=spec.backend, store=store, rank=rank, world_size=spec.world_size, timeout=DEFAULT_TIMEOUT
     )
-    return ParallelState(tp_rank=rank, tp_size=spec.world_size, group=dist.group.WORLD)
+    tp, pp = spec.tensor_parallel_size, spec.pipeline_parallel_size
+    pp_rank, tp_rank = divmod(rank, tp)
+    if pp == 1:
+        group = dist.group.WORLD
+    else:
+        # every rank creates every stage's group, in the same order (new_group is collective over the world)
+        groups = [dist.new_group(list(range(s * tp, (s + 1) * tp))) if tp > 1 else None for s in range(pp)]
+        group = groups[pp_rank]
+    return ParallelState(tp_rank=tp_rank, tp_size=tp, group=group, pp_rank=pp_rank, pp_size=pp)
+
+
+def new_control_group():
+    """A gloo group of every rank for control messages across nodes (called by every rank, after init_rank).
+    Its timeout is effectively unbounded: ranks wait in it while the engine is idle, and a dead peer is noticed
+    through its closed connection, not through a timeout."""
+    import torch.distributed as dist
+
+    return dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
 
 
 def destroy_rank() -> None:

@@ -7,7 +7,8 @@ from vdeploy.executor.base import Executor, ExecutorError
 
 
 def create_executor(engine_config: EngineConfig, model_config: ModelConfig) -> Executor:
-    """UniProcExecutor for tensor_parallel_size 1, MultiProcExecutor (one spawned process per rank) beyond."""
+    """UniProcExecutor for one rank, MultiProcExecutor (one process per rank, tp x pp ranks, possibly over several
+    nodes) beyond."""
     parallel = engine_config.parallel
     if parallel.world_size == 1 and parallel.nnodes == 1:
         from vdeploy.executor.uniproc import UniProcExecutor

@@ -39,7 +39,7 @@ class Executor(ABC):
 
     @abstractmethod
     def execute(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput:
-        """Run one step on every rank; returns rank 0's sampled tokens."""
+        """Run one step on every rank; returns the sampled tokens of the driver (the last stage's tensor rank 0)."""
 
     @abstractmethod
     def shutdown(self) -> None:

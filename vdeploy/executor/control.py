@@ -49,6 +49,16 @@ class UserErrorInfo:
     exit_code: int
 
 
+def user_error_info(error: BaseException) -> UserErrorInfo | None:
+    """The fields of a VdeployError, to rebuild it in another process; None for any other exception."""
+    from vdeploy.errors import VdeployError
+
+    if not isinstance(error, VdeployError):
+        return None
+    cls = type(error)
+    return UserErrorInfo(cls.__module__, cls.__qualname__, error.message, error.hint, error.exit_code)
+
+
 class PayloadTooLargeError(ValueError):
     pass
 

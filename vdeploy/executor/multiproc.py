@@ -1,99 +1,107 @@
-"""Tensor parallelism on one host: one spawned process per rank, torch.distributed (NCCL on GPUs, gloo on CPU)
-between them, a pipe per rank for control.
+"""Tensor and pipeline parallelism: one process per rank, torch.distributed (NCCL on GPUs, gloo on CPU) between
+them, ranks laid out [pp][tp].
+
+Single node: a pipe per rank carries each call (the same bytes to every rank). Multi-node: this process is node 0;
+it hosts the rendezvous store at --master-addr:--master-port, publishes its configuration there for the other
+nodes' `vdeploy worker-host`, and talks only to rank 0, which relays every call to all ranks over a gloo group
+(vdeploy.executor.control_relay). Peer nodes are watched through the store (vdeploy.executor.node_link).
 
 The engine process holds no process group (two engines in one process must not share torch.distributed's default
-group), only the rendezvous store on an OS-chosen port. Every wait watches the ranks' pipes and their process
-sentinels together, so a rank that raises or dies turns into an ExecutorError within moments, after which every
-rank is terminated: no hang, no orphan.
+group), only the rendezvous store. Every wait watches the ranks' pipes and their process sentinels together, so a
+rank that raises or dies turns into an ExecutorError within moments, after which every rank is terminated: no
+hang, no orphan.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import time
 import weakref
-from multiprocessing.connection import Connection, wait
-from typing import NoReturn
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
 
 from vdeploy.config import EngineConfig, ModelConfig
-from vdeploy.distributed.rendezvous import RendezvousSpec, host_store, launch_topology
+from vdeploy.distributed.rendezvous import (
+    LaunchTopology,
+    RendezvousSpec,
+    host_store,
+    launch_topology,
+)
 from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
 from vdeploy.errors import ConfigError
 from vdeploy.executor.base import Executor, ExecutorError
 from vdeploy.executor.control import (
     EXECUTE,
-    SHUTDOWN,
     PayloadTooLargeError,
     RankCall,
-    RankReply,
     UserErrorInfo,
-    decode,
     encode,
 )
-from vdeploy.executor.rank_process import RankLaunch, run_rank
+from vdeploy.executor.local_ranks import LocalRanks, RankFailure
+from vdeploy.executor.node_link import NodeLink, NodeLost, is_peer_loss
+from vdeploy.executor.rank_process import RankLaunch
 from vdeploy.worker.device import resolve_device_type
 
 logger = logging.getLogger(__name__)
-
-GRACEFUL_EXIT_S = 5.0  # after a shutdown call, before terminate
-TERMINATE_EXIT_S = 2.0  # after terminate (SIGTERM), before kill (SIGKILL)
 
 
 class MultiProcExecutor(Executor):
     def __init__(
         self, engine_config: EngineConfig, model_config: ModelConfig, step_timeout_s: float | None = None
     ):
+        topology = launch_topology(engine_config.parallel)
+        # the resolved topology (flags or torchrun's environment) is what the other nodes receive
+        engine_config = pipeline_ready(replace(engine_config, parallel=replace(
+            engine_config.parallel, nnodes=topology.nnodes, node_rank=topology.node_rank,
+            master_addr=topology.master_addr, master_port=topology.master_port)))
         super().__init__(engine_config, model_config)
         self.step_timeout_s = step_timeout_s  # None: wait as long as every rank is alive
-        parallel = engine_config.parallel
-        topology = launch_topology(parallel)
-        if parallel.pipeline_parallel_size > 1:
-            raise ConfigError("pipeline parallelism is not implemented yet", hint="see docs/parallelism.md")
-        if topology.nnodes > 1:
-            raise ConfigError(
-                "multi-node serving is not implemented yet", hint="see docs/parallelism.md for the planned launch"
-            )
-        world_size = parallel.world_size
+        check_topology(engine_config, model_config, topology)
+        if topology.node_rank != 0:
+            raise ConfigError(f"node rank {topology.node_rank} runs `vdeploy worker-host`, not the engine",
+                              hint="only node 0 serves; see docs/parallelism.md")
         device_type = resolve_device_type(engine_config)
-        if device_type == "cuda":
-            import torch
-
-            if torch.cuda.device_count() < world_size:
-                raise ConfigError(
-                    f"--tp {world_size} needs {world_size} GPUs, {torch.cuda.device_count()} visible",
-                    hint="lower --tp or check CUDA_VISIBLE_DEVICES",
-                )
-        self._store = host_store("127.0.0.1", None, world_size)
-        spec = RendezvousSpec("127.0.0.1", self._store.port, world_size, "nccl" if device_type == "cuda" else "gloo")
-        ctx = _process_context(device_type)
-        self._procs: list[mp.process.BaseProcess] = []
-        self._conns: list[Connection] = []
-        self._closed = False
-        # terminate the ranks even if the engine forgets shutdown() (garbage collection, interpreter exit)
-        self._finalizer = weakref.finalize(self, _stop_processes, self._procs, self._conns, False)
+        check_local_devices(device_type, topology.ranks_per_node)
+        self.multi_node = topology.nnodes > 1
+        host = topology.master_addr if self.multi_node else "127.0.0.1"
         try:
-            for rank in range(world_size):
-                launch = RankLaunch(rank, rank, world_size, spec, engine_config, model_config)
-                parent_end, child_end = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=run_rank, args=(launch, child_end), name=f"vdeploy-rank{rank}",
-                                   daemon=True)
-                proc.start()
-                child_end.close()  # only the child holds it now, so the parent sees EOF when the child dies
-                self._procs.append(proc)
-                self._conns.append(parent_end)
-            self._wait_replies(list(range(world_size)), timeout=None)  # every rank joined and loaded its weights
+            store = host_store(host, topology.master_port if self.multi_node else None, topology.world_size)
+        except RuntimeError as e:  # DistNetworkError: the operator's port is taken or the address is not ours
+            raise ConfigError(f"cannot host the rendezvous store at {host}:{topology.master_port}: {e}",
+                              hint="choose a free --master-port and an address of this node for --master-addr"
+                              ) from None
+        self._res = _Resources(self.multi_node, store=store)
+        self._link: NodeLink | None = None
+        if self.multi_node:
+            self._link = self._res.link = NodeLink(store, 0, topology.nnodes)
+            self._link.publish_config(engine_config, model_config)
+        spec = RendezvousSpec(host, store.port, topology.world_size,
+                              "nccl" if device_type == "cuda" else "gloo",
+                              engine_config.parallel.pipeline_parallel_size)
+        parallel = engine_config.parallel
+        self._driver_rank = (parallel.pipeline_parallel_size - 1) * parallel.tensor_parallel_size
+        launches = [RankLaunch(rank, rank, topology.ranks_per_node, spec, engine_config, model_config,
+                               relay=self.multi_node) for rank in range(topology.ranks_per_node)]
+        self._closed = False
+        self._ranks: LocalRanks | None = None
+        # terminate the ranks even if the engine forgets shutdown() (garbage collection, interpreter exit)
+        self._finalizer = weakref.finalize(self, _stop_ranks, self._res, None)
+        try:
+            self._ranks = self._res.ranks = LocalRanks(launches, rank_process_context(device_type))
+            if self.multi_node:
+                logger.info("waiting for %d other node(s) at %s:%d", topology.nnodes - 1, host, spec.port)
+            self._wait(list(range(len(launches))), timeout=None)  # every local rank joined and loaded its weights
         except BaseException:  # Ctrl-C or a failed start: no rank outlives the constructor
             if not self._closed:
                 self._closed = True
                 self._finalizer()
             raise
-        logger.info("%d rank processes ready (%s, rendezvous port %d)", world_size, spec.backend, spec.port)
+        logger.info("%d local rank processes ready (%s, rendezvous port %d)", len(launches), spec.backend, spec.port)
 
     @property
     def rank_pids(self) -> list[int]:
-        """Process id of each rank (diagnostics, tests)."""
-        return [proc.pid for proc in self._procs]
+        """Process id of each local rank (diagnostics, tests)."""
+        return self._ranks.pids if self._ranks is not None else []
 
     # ---- Executor API ----------------------------------------------------------------------------------------
 
@@ -104,95 +112,125 @@ class MultiProcExecutor(Executor):
         self._call_all(RankCall("initialize_kv_cache", (num_blocks,)))
 
     def execute(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput:
-        self._send_all(RankCall(EXECUTE, (scheduler_output,)))
-        return self._wait_replies([0], timeout=self.step_timeout_s)[0]
+        call = RankCall(EXECUTE, (scheduler_output,))
+        if self.multi_node:  # rank 0 relays the driver's output
+            self._send(call, [0])
+            return self._wait([0], timeout=self.step_timeout_s)[0]
+        self._send(call, list(range(len(self._ranks.procs))))
+        driver = self._driver_rank
+        return self._wait([driver], timeout=self.step_timeout_s)[driver]
 
     def shutdown(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._finalizer.detach()
-        _stop_processes(self._procs, self._conns, True)
-        self._store = None
+        _stop_ranks(self._res, "shutdown")
 
     # ---- control channel --------------------------------------------------------------------------------------
 
-    def _call_all(self, call: RankCall) -> dict:
-        self._send_all(call)
-        return self._wait_replies(list(range(len(self._procs))), timeout=None)
+    def _call_all(self, call: RankCall) -> dict[int, Any]:
+        """Every rank's answer by global rank."""
+        if self.multi_node:  # rank 0 gathers every node's answers
+            self._send(call, [0])
+            return self._wait([0], timeout=None)[0]
+        indices = list(range(len(self._ranks.procs)))
+        self._send(call, indices)
+        return self._wait(indices, timeout=None)
 
-    def _send_all(self, call: RankCall) -> None:
+    def _send(self, call: RankCall, indices: list[int]) -> None:
         if self._closed:
             raise ExecutorError("the executor has been shut down")
         try:
             payload = encode(call)
         except PayloadTooLargeError as e:
             raise ExecutorError(str(e), hint="lower --max-num-batched-tokens or --max-num-seqs") from None
-        for rank, conn in enumerate(self._conns):
-            try:
-                conn.send_bytes(payload)
-            except OSError:
-                self._fail_dead(rank)
+        try:
+            self._ranks.send(payload, indices)
+        except RankFailure as failure:
+            self._fail(failure)
 
-    def _wait_replies(self, ranks: list[int], timeout: float | None) -> dict:
-        """Replies of `ranks`, watching every rank for errors and deaths meanwhile."""
-        pending = set(ranks)
-        values = {}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        sentinels = {proc.sentinel: rank for rank, proc in enumerate(self._procs)}
-        readers = {conn: rank for rank, conn in enumerate(self._conns)}
-        while pending:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            ready = wait(list(readers) + list(sentinels), timeout=remaining)
-            if not ready:
-                self._fail(f"rank(s) {sorted(pending)} gave no reply within {timeout:.0f} s")
-            for obj in ready:  # pipes first: a rank that reported an error and then exited is read, not guessed
-                if obj in readers:
-                    rank = readers[obj]
-                    try:
-                        reply: RankReply = decode(obj.recv_bytes())
-                    except (EOFError, OSError):
-                        self._fail_dead(rank)
-                    if not reply.ok:
-                        self._fail(f"rank {rank} failed: {reply.error}", reply.traceback, reply.user_error)
-                    if rank not in pending:
-                        self._fail(f"rank {rank} sent an unexpected reply")
-                    values[rank] = reply.value
-                    pending.discard(rank)
-            for obj in ready:
-                if obj in sentinels and not self._conns[sentinels[obj]].poll():
-                    self._fail_dead(sentinels[obj])
-        return values
+    def _wait(self, indices: list[int], timeout: float | None) -> dict[int, Any]:
+        poll = self._link.check_peers if self._link is not None else None
+        try:
+            return self._ranks.wait_replies(indices, timeout, poll=poll)
+        except RankFailure as failure:
+            self._fail(failure)
+        except NodeLost as lost:
+            self._fail(_failure_of(lost))
 
-    def _fail_dead(self, rank: int) -> NoReturn:
-        proc = self._procs[rank]
-        proc.join(timeout=1.0)
-        self._fail(f"rank {rank} (pid {proc.pid}) died with exit code {proc.exitcode}")
-
-    def _fail(
-        self, message: str, remote_traceback: str | None = None, user_error: UserErrorInfo | None = None
-    ) -> NoReturn:
+    def _fail(self, failure: RankFailure) -> NoReturn:
         """Terminate every rank at once (survivors may be stuck in a collective) and raise: the rank's own
         VdeployError when it raised one (bad config or checkpoint: the user's to fix), else ExecutorError."""
+        if (self._link is not None and not isinstance(failure.__cause__, NodeLost)
+                and is_peer_loss(failure.message)):
+            # a local rank that lost its peers usually reports first; name the node that caused it when it shows
+            lost = self._link.explain_failure()
+            if lost is not None:
+                local = failure.message
+                failure = _failure_of(lost)
+                failure.message += f" (then {local})"
         if not self._closed:
             self._closed = True
             self._finalizer.detach()
-            _stop_processes(self._procs, self._conns, False)
-            self._store = None
-        if user_error is not None:
-            logger.debug("%s\n%s", message, remote_traceback)
-            raise _rebuild_user_error(user_error) from None
-        if remote_traceback:
-            logger.error("%s\n%s", message, remote_traceback)
-        raise ExecutorError(
-            message,
-            hint="all ranks were stopped; see the log for the rank's traceback" if remote_traceback else
-            "all ranks were stopped; a killed rank is often out of memory (check dmesg)",
-            remote_traceback=remote_traceback,
+            _stop_ranks(self._res, None, abort_reason=failure.message)
+        if failure.user_error is not None:
+            logger.debug("%s\n%s", failure.message, failure.remote_traceback)
+            raise rebuild_user_error(failure.user_error) from None
+        if failure.remote_traceback:
+            logger.error("%s\n%s", failure.message, failure.remote_traceback)
+        if isinstance(failure.__cause__, NodeLost):
+            hint = "all ranks of every node were stopped; see that node's `vdeploy worker-host` output"
+        elif failure.remote_traceback:
+            hint = "all ranks were stopped; see the log for the rank's traceback"
+        else:
+            hint = "all ranks were stopped; a killed rank is often out of memory (check dmesg)"
+        raise ExecutorError(failure.message, hint=hint, remote_traceback=failure.remote_traceback)
+
+
+def pipeline_ready(engine_config: EngineConfig) -> EngineConfig:
+    """Pipeline stages run eagerly (a decode CUDA graph would have to capture the stage-to-stage transfers)."""
+    if engine_config.parallel.pipeline_parallel_size > 1 and not engine_config.enforce_eager:
+        return replace(engine_config, enforce_eager=True)
+    return engine_config
+
+
+def check_topology(engine_config: EngineConfig, model_config: ModelConfig, topology: LaunchTopology) -> None:
+    from vdeploy.models.pipeline_stage import pp_layer_range
+
+    parallel = engine_config.parallel
+    if parallel.world_size % topology.nnodes:
+        raise ConfigError(f"--tp {parallel.tensor_parallel_size} x --pp {parallel.pipeline_parallel_size} ranks "
+                          f"cannot be spread evenly over {topology.nnodes} nodes",
+                          hint="use a world size (tp x pp) divisible by --nnodes")
+    if not 0 <= topology.node_rank < topology.nnodes:
+        raise ConfigError(f"--node-rank {topology.node_rank} is outside 0..{topology.nnodes - 1}")
+    if topology.nnodes > 1 and not topology.master_port:
+        raise ConfigError("a multi-node job needs --master-port (or MASTER_PORT)",
+                          hint="pick a port open between the nodes, e.g. 29500")
+    pp_layer_range(model_config.num_layers, 0, parallel.pipeline_parallel_size)  # enough layers for the stages
+
+
+def check_local_devices(device_type: str, local_ranks: int) -> None:
+    if device_type != "cuda":
+        return
+    import torch
+
+    if torch.cuda.device_count() < local_ranks:
+        raise ConfigError(
+            f"{local_ranks} ranks on this node need {local_ranks} GPUs, {torch.cuda.device_count()} visible",
+            hint="lower --tp / --pp, add nodes, or check CUDA_VISIBLE_DEVICES",
         )
 
 
-def _rebuild_user_error(info: UserErrorInfo) -> Exception:
+def _failure_of(lost: NodeLost) -> RankFailure:
+    info = lost.failure
+    failure = RankFailure(lost.message, info.remote_traceback if info else None, info.user_error if info else None)
+    failure.__cause__ = lost
+    return failure
+
+
+def rebuild_user_error(info: UserErrorInfo) -> Exception:
     import importlib
 
     try:
@@ -204,7 +242,7 @@ def _rebuild_user_error(info: UserErrorInfo) -> Exception:
         return ExecutorError(info.message, hint=info.hint)
 
 
-def _process_context(device_type: str):
+def rank_process_context(device_type: str):
     """spawn on GPUs (a rank must never inherit a CUDA context). On CPU, forkserver with torch preloaded: ranks
     fork from a server that imported torch once, instead of each importing it (seconds when ranks share few
     cores); the server imports nothing that touches CUDA or threads, so forking from it is safe."""
@@ -219,29 +257,27 @@ def _process_context(device_type: str):
     return ctx
 
 
-def _stop_processes(procs: list, conns: list[Connection], graceful: bool) -> None:
-    """Ask (graceful) or tell every rank to exit; SIGKILL whoever is left; never leaves a process behind."""
-    if graceful:
-        payload = encode(RankCall(SHUTDOWN))
-        for conn in conns:
-            try:
-                conn.send_bytes(payload)
-            except OSError:
-                pass
-        _join_all(procs, GRACEFUL_EXIT_S)
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-    _join_all(procs, TERMINATE_EXIT_S)
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    for conn in conns:
-        conn.close()
+@dataclass
+class _Resources:
+    """What must be released even when the executor is garbage-collected without shutdown() (held by a
+    weakref.finalize, so it must not reference the executor itself)."""
+
+    multi_node: bool
+    link: NodeLink | None = None
+    ranks: LocalRanks | None = None
+    store: Any = None
 
 
-def _join_all(procs: list, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        proc.join(timeout=max(deadline - time.monotonic(), 0.0))
+def _stop_ranks(res: _Resources, shutdown_reason: str | None, abort_reason: str | None = None) -> None:
+    """Graceful (shutdown_reason set): ask the ranks to exit (in multi-node jobs rank 0 relays it to every node);
+    else terminate at once. Other nodes are told through the store either way."""
+    if res.link is not None and shutdown_reason is None:
+        res.link.abort(abort_reason or "stopped")  # first: remote hosts stop their ranks while ours are stopped
+    if res.ranks is not None:
+        graceful = None
+        if shutdown_reason is not None:
+            graceful = [0] if res.multi_node else list(range(len(res.ranks.procs)))
+        res.ranks.stop(graceful)
+    if res.link is not None and shutdown_reason is not None:
+        res.link.abort(shutdown_reason)
+    res.store = None

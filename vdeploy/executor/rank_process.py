@@ -1,5 +1,6 @@
 """The body of one spawned rank process: join the process group, load this rank's slice of the model, then serve
-RankCalls from the control pipe until told to shut down or the executor goes away."""
+RankCalls until told to shut down or the executor goes away: from its own control pipe on one node, through rank
+0's broadcast across nodes (control_relay)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,15 @@ from dataclasses import dataclass
 
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.rendezvous import RendezvousSpec
-from vdeploy.errors import VdeployError
 from vdeploy.executor.control import (
     EXECUTE,
     RANK_METHODS,
     SHUTDOWN,
     RankCall,
     RankReply,
-    UserErrorInfo,
     decode,
     encode,
+    user_error_info,
 )
 
 
@@ -32,6 +32,7 @@ class RankLaunch:
     rendezvous: RendezvousSpec
     engine_config: EngineConfig
     model_config: ModelConfig
+    relay: bool = False  # multi-node: calls reach every rank through rank 0's broadcast (control_relay)
 
 
 def run_rank(launch: RankLaunch, conn) -> None:
@@ -41,9 +42,12 @@ def run_rank(launch: RankLaunch, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     runner = None
     try:
-        runner = _start(launch)
+        runner, relay = _start(launch, conn)
         conn.send_bytes(encode(RankReply(rank=launch.rank, ok=True)))
-        _serve(launch.rank, runner, conn)
+        if relay is None:
+            _serve(launch.rank, runner, conn)
+        else:
+            _serve_relayed(relay, runner, conn)
     except EOFError:
         # The executor is gone (killed?): exit now. A process-group teardown would talk to the rendezvous store
         # that died with it and could block for its whole timeout.
@@ -60,10 +64,10 @@ def run_rank(launch: RankLaunch, conn) -> None:
     os._exit(0)
 
 
-def _start(launch: RankLaunch):
+def _start(launch: RankLaunch, conn):
     import torch
 
-    from vdeploy.distributed.rendezvous import init_rank
+    from vdeploy.distributed.rendezvous import init_rank, new_control_group
     from vdeploy.worker.device import resolve_device
     from vdeploy.worker.model_runner import ModelRunner
 
@@ -74,9 +78,16 @@ def _start(launch: RankLaunch):
         # ranks share the host's cores: oversubscribed intra-op threads would slow every rank down
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // launch.local_world_size))
     parallel = init_rank(launch.rendezvous, launch.rank)
+    relay = None
+    if launch.relay:
+        from vdeploy.executor.control_relay import ControlRelay
+
+        driver = (parallel.pp_size - 1) * parallel.tp_size
+        relay = ControlRelay(new_control_group(), launch.rank, driver)
+        relay.start_watchdog(conn)
     runner = ModelRunner(launch.engine_config, launch.model_config, parallel, device)
     runner.load_model()
-    return runner
+    return runner, relay
 
 
 def _serve(rank: int, runner, conn) -> None:
@@ -87,15 +98,22 @@ def _serve(rank: int, runner, conn) -> None:
         if call.method not in RANK_METHODS:
             raise ValueError(f"unknown rank method {call.method!r}")
         value = getattr(runner, call.method)(*call.args)
-        if call.method != EXECUTE or rank == 0:
+        if call.method != EXECUTE or runner.parallel.is_driver:
             conn.send_bytes(encode(RankReply(rank=rank, ok=True, value=value)))
 
 
+def _serve_relayed(relay, runner, conn) -> None:
+    while True:
+        call: RankCall = relay.next_call(conn)
+        if call.method == SHUTDOWN:
+            return
+        if call.method not in RANK_METHODS:
+            raise ValueError(f"unknown rank method {call.method!r}")
+        relay.answer(call, getattr(runner, call.method)(*call.args), conn)
+
+
 def _report(conn, rank: int, error: BaseException) -> None:
-    user_error = None
-    if isinstance(error, VdeployError):
-        cls = type(error)
-        user_error = UserErrorInfo(cls.__module__, cls.__qualname__, error.message, error.hint, error.exit_code)
+    user_error = user_error_info(error)
     reply = RankReply(
         rank=rank,
         ok=False,

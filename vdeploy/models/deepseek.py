@@ -7,6 +7,8 @@ FP8 linear method. The multi-token-prediction layer (index num_hidden_layers, R1
 skipped: speculative decoding is not implemented yet.
 
 forward(input_ids [T], positions [T], ctx) -> hidden [T, D]; compute_logits(hidden [N, D]) -> float32 [N, V].
+With pipeline stages (vdeploy.models.pipeline_stage) a rank builds only its stage: forward takes the previous
+stage's StageActivations and returns StageActivations on every stage but the last.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from vdeploy.layers.linear import MergedColumnParallelLinear, RowParallelLinear
 from vdeploy.layers.mla import MLAttention
 from vdeploy.layers.moe import RoutedExperts, select_experts
 from vdeploy.layers.weight_loading import default_weight_loader, set_weight_attrs
+from vdeploy.models.pipeline_stage import PipelineStage, StageActivations
 from vdeploy.models.weight_mapping import StackedParam, StackedParamsMapping
 
 _EXPERT = re.compile(r"^(?P<prefix>.*\.mlp\.experts)\.(?P<expert>\d+)\.(?P<proj>gate_proj|up_proj|down_proj)"
@@ -106,18 +109,22 @@ class DeepseekDecoderLayer(nn.Module):
 class DeepseekModel(nn.Module):
     def __init__(self, cfg: ModelConfig, parallel: ParallelState, params_dtype: torch.dtype):
         super().__init__()
-        self.embed_tokens = VocabParallelEmbedding(cfg.vocab_size, cfg.hidden_size, parallel=parallel,
-                                                   params_dtype=params_dtype)
-        self.layers = nn.ModuleList(
-            DeepseekDecoderLayer(cfg, i, parallel, params_dtype) for i in range(cfg.num_layers)
-        )
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype)
+        self.stage = PipelineStage.of(cfg.num_layers, parallel)  # every layer when there is one stage
+        self.embed_tokens = self.stage.first_stage_module(lambda: VocabParallelEmbedding(
+            cfg.vocab_size, cfg.hidden_size, parallel=parallel, params_dtype=params_dtype))
+        self.layers = self.stage.build_layers(lambda i: DeepseekDecoderLayer(cfg, i, parallel, params_dtype))
+        self.norm = self.stage.last_stage_module(lambda: RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype))
 
-    def forward(self, input_ids, positions, ctx: ForwardContext) -> torch.Tensor:
-        hidden = self.embed_tokens(input_ids)  # [T, D]
-        residual = None
-        for layer in self.layers:
+    def forward(self, input_ids, positions, ctx: ForwardContext,
+                intermediate: StageActivations | None = None) -> torch.Tensor | StageActivations:
+        if intermediate is None:
+            hidden, residual = self.embed_tokens(input_ids), None  # [T, D]
+        else:
+            hidden, residual = intermediate.hidden, intermediate.residual
+        for layer in self.stage.own_layers(self.layers):
             hidden, residual = layer(positions, hidden, residual, ctx)
+        if not self.stage.is_last:
+            return StageActivations(hidden, residual)
         hidden, _ = self.norm(hidden, residual)
         return hidden
 
@@ -130,15 +137,16 @@ class DeepseekV3ForCausalLM(nn.Module):
         self.parallel = parallel or ParallelState()
         self.params_dtype = params_dtype or torch.get_default_dtype()
         self.model = DeepseekModel(config, self.parallel, self.params_dtype)
-        self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, parallel=self.parallel,
-                                      params_dtype=self.params_dtype)
+        self.lm_head = self.model.stage.last_stage_module(lambda: ParallelLMHead(
+            config.vocab_size, config.hidden_size, parallel=self.parallel, params_dtype=self.params_dtype))
         self.weight_mapping = StackedParamsMapping(
             stacked=(StackedParam("gate_up_proj", "gate_proj", 0), StackedParam("gate_up_proj", "up_proj", 1)),
             ignored_patterns=(r"rotary_emb\.inv_freq$",),
         )
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
-        return self.model(input_ids, positions, ctx)
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext,
+                intermediate: StageActivations | None = None) -> torch.Tensor | StageActivations:
+        return self.model(input_ids, positions, ctx, intermediate)  # [T, D] (last stage)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head.compute_logits(hidden)
@@ -155,6 +163,8 @@ class DeepseekV3ForCausalLM(nn.Module):
         layer = _LAYER.match(name)
         if layer and int(layer.group(1)) >= self.config.num_layers:
             return None  # multi-token-prediction module (R1's layer 61): not used for plain decoding
+        if not self.model.stage.owns_checkpoint_tensor(name):
+            return None  # another pipeline stage's weight
         expert = _EXPERT.match(name)
         if expert:
             is_scale = expert["kind"] == "weight_scale_inv"

@@ -3,6 +3,8 @@
 KV cache described by the ForwardContext.
 
 forward(input_ids [T], positions [T], ctx) -> hidden [T, D]; compute_logits(hidden [N, D]) -> float32 [N, V].
+With pipeline stages (vdeploy.models.pipeline_stage) a rank builds only its stage: forward takes the previous
+stage's StageActivations and returns StageActivations on every stage but the last.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.layers.layernorm import RMSNorm
 from vdeploy.layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
 from vdeploy.layers.rotary import RotaryEmbedding
+from vdeploy.models.pipeline_stage import PipelineStage, StageActivations
 from vdeploy.models.weight_mapping import StackedParam, StackedParamsMapping
 
 
@@ -88,21 +91,26 @@ class LlamaDecoderLayer(nn.Module):
 class LlamaModel(nn.Module):
     def __init__(self, cfg: ModelConfig, parallel: ParallelState, params_dtype: torch.dtype):
         super().__init__()
-        self.embed_tokens = VocabParallelEmbedding(cfg.vocab_size, cfg.hidden_size, parallel=parallel,
-                                                   params_dtype=params_dtype)
+        self.stage = PipelineStage.of(cfg.num_layers, parallel)  # every layer when there is one stage
+        self.embed_tokens = self.stage.first_stage_module(lambda: VocabParallelEmbedding(
+            cfg.vocab_size, cfg.hidden_size, parallel=parallel, params_dtype=params_dtype))
         # one rotary cache shared by every layer (it is large for 128k contexts)
         self.rotary_emb = RotaryEmbedding(cfg.head_dim, cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta,
                                           cfg.rope_scaling)
-        self.layers = nn.ModuleList(
-            LlamaDecoderLayer(cfg, i, parallel, self.rotary_emb, params_dtype) for i in range(cfg.num_layers)
-        )
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype)
+        self.layers = self.stage.build_layers(
+            lambda i: LlamaDecoderLayer(cfg, i, parallel, self.rotary_emb, params_dtype))
+        self.norm = self.stage.last_stage_module(lambda: RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype))
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
-        hidden = self.embed_tokens(input_ids)  # [T, D]
-        residual = None
-        for layer in self.layers:
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext,
+                intermediate: StageActivations | None = None) -> torch.Tensor | StageActivations:
+        if intermediate is None:
+            hidden, residual = self.embed_tokens(input_ids), None  # [T, D]
+        else:
+            hidden, residual = intermediate.hidden, intermediate.residual
+        for layer in self.stage.own_layers(self.layers):
             hidden, residual = layer(positions, hidden, residual, ctx)
+        if not self.stage.is_last:
+            return StageActivations(hidden, residual)
         hidden, _ = self.norm(hidden, residual)
         return hidden
 
@@ -115,11 +123,14 @@ class LlamaForCausalLM(nn.Module):
         self.parallel = parallel or ParallelState()
         params_dtype = params_dtype or torch.get_default_dtype()
         self.model = LlamaModel(config, self.parallel, params_dtype)
-        if config.tie_word_embeddings:
+        stage = self.model.stage
+        # tied embeddings on a last stage without the embedding: the LM head loads model.embed_tokens.weight itself
+        self.head_loads_embedding = config.tie_word_embeddings and not stage.is_first
+        if config.tie_word_embeddings and stage.is_first:
             self.lm_head = self.model.embed_tokens  # the same module: one parameter, loaded once
         else:
-            self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, parallel=self.parallel,
-                                          params_dtype=params_dtype)
+            self.lm_head = stage.last_stage_module(lambda: ParallelLMHead(
+                config.vocab_size, config.hidden_size, parallel=self.parallel, params_dtype=params_dtype))
         ignored = [r"rotary_emb\.inv_freq$"]
         if config.tie_word_embeddings:
             ignored.append(r"^lm_head\.weight$")  # some tied checkpoints still store a copy
@@ -134,13 +145,18 @@ class LlamaForCausalLM(nn.Module):
             ignored_patterns=tuple(ignored),
         )
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
-        return self.model(input_ids, positions, ctx)  # [T, D]
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext,
+                intermediate: StageActivations | None = None) -> torch.Tensor | StageActivations:
+        return self.model(input_ids, positions, ctx, intermediate)  # [T, D] (last stage)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head.compute_logits(hidden)  # [N, V] float32, full vocabulary on every rank
 
     def map_checkpoint_name(self, name: str) -> tuple[str, Any] | None:
+        if self.head_loads_embedding and self.model.stage.is_last and name == "model.embed_tokens.weight":
+            return "lm_head.weight", None
+        if not self.model.stage.owns_checkpoint_tensor(name):
+            return None  # another pipeline stage's weight
         return self.weight_mapping.to_param(name)
 
     def checkpoint_name_of(self, param_name: str, shard_id: Any) -> str:

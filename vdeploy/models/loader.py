@@ -190,7 +190,7 @@ def load_model(engine_config: EngineConfig, model_config: ModelConfig, parallel:
     elif engine_config.load_format in ("safetensors", "auto"):
         files = checkpoint_files(engine_config.model)
         num_files = len(files)
-        load_safetensors(model, files, show_progress=not quiet and parallel.tp_rank == 0)
+        load_safetensors(model, files, show_progress=not quiet and parallel.rank == 0)  # one bar per job
     else:
         raise ConfigError(f"unknown load format {engine_config.load_format!r}", hint="use safetensors or dummy")
     for module in model.modules():

@@ -52,6 +52,7 @@ class DecodeGraphRunner:
         self.max_model_len = max_model_len
         self.max_batch = self.batch_sizes[-1]
         width = -(-max_model_len // block_size)
+        width = -(-width // 16) * 16  # as eager steps round theirs: a multiple of 16 (see build_host_batch)
         b = self.max_batch
         with torch.device(device):
             self.input_ids = torch.zeros(b, dtype=torch.int64)  # [Bmax]

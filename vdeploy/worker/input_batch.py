@@ -44,65 +44,98 @@ class HostBatch:
         return self.num_decodes == self.num_reqs
 
 
-def build_host_batch(sched: SchedulerOutput, block_size: int, block_table_width: int | None = None) -> HostBatch:
+def build_host_batch(
+    sched: SchedulerOutput, block_size: int, block_table_width: int | None = None, width_multiple: int = 1
+) -> HostBatch:
     """Flatten the scheduled requests. `block_table_width` fixes the block-table width (CUDA graphs need one shape);
-    by default it is the widest table this step needs.
+    by default it is the widest table this step needs, rounded up to `width_multiple` (on CUDA 16: Triton
+    specialises a row stride on divisibility by 16, so a stable multiple keeps one compiled kernel variant).
 
     Vectorised over tokens and blocks (a Python loop per request costs milliseconds at batch 256, a sizeable share
     of a GPU decode step); the only per-request Python work is list concatenation."""
     reqs = sched.requests
-    # decodes (one query token) first; stable, so the relative order of the rest is the scheduler's
-    order = sorted(range(len(reqs)), key=lambda i: len(reqs[i].token_ids) != 1)
-    ordered = [reqs[i] for i in order]
+    all_query_lens = [len(r.token_ids) for r in reqs]
+    num_decodes = all_query_lens.count(1)
+    if all_query_lens[num_decodes:].count(1) == 0:  # already decodes first (the scheduler sends them so)
+        order = None
+        ordered, query_lens = reqs, all_query_lens
+    else:  # decodes first; stable, so the relative order of the rest is the scheduler's
+        order = sorted(range(len(reqs)), key=lambda i: all_query_lens[i] != 1)
+        ordered = [reqs[i] for i in order]
+        query_lens = [all_query_lens[i] for i in order]
     num_reqs = len(ordered)
-    query_lens = [len(r.token_ids) for r in ordered]
-    seq_lens = [r.start_pos + q for r, q in zip(ordered, query_lens)]
-    needed = [-(-n // block_size) for n in seq_lens]
-    width = block_table_width if block_table_width is not None else max(needed, default=0)
-    for r, n, s_len in zip(ordered, needed, seq_lens):
-        if len(r.block_ids) < n:
-            raise ValueError(
-                f"request {r.req_id}: {len(r.block_ids)} blocks cannot hold {s_len} tokens of block size {block_size}"
-            )
-        if n > width:
-            raise ValueError(f"request {r.req_id} needs {n} blocks, more than the table width {width}")
 
     q_lens = np.asarray(query_lens, dtype=np.int64)  # [B]
-    starts = np.asarray([r.start_pos for r in ordered], dtype=np.int64)  # [B]
+    starts = np.fromiter((r.start_pos for r in ordered), dtype=np.int64, count=num_reqs)  # [B]
+    seq_lens = starts + q_lens  # [B]
+    n_blocks = -(-seq_lens // block_size)  # [B] blocks each request needs
+    held = np.fromiter((len(r.block_ids) for r in ordered), dtype=np.int64, count=num_reqs)  # [B]
+    if block_table_width is not None:
+        width = block_table_width
+    else:
+        width = -(-int(n_blocks.max(initial=0)) // width_multiple) * width_multiple
+    short = np.flatnonzero(held < n_blocks)
+    if short.size:
+        b = int(short[0])
+        raise ValueError(
+            f"request {ordered[b].req_id}: {held[b]} blocks cannot hold {seq_lens[b]} tokens of block size {block_size}"
+        )
+    if num_reqs and int(n_blocks.max()) > width:
+        b = int(n_blocks.argmax())
+        raise ValueError(f"request {ordered[b].req_id} needs {n_blocks[b]} blocks, more than the table width {width}")
+
     query_start_loc = np.zeros(num_reqs + 1, dtype=np.int32)  # [B + 1]
     np.cumsum(q_lens, out=query_start_loc[1:])
     num_tokens = int(query_start_loc[-1])
     input_ids = np.fromiter(chain.from_iterable(r.token_ids for r in ordered), dtype=np.int64, count=num_tokens)
-    req_of_token = np.repeat(np.arange(num_reqs), q_lens)  # [T]
-    positions = np.arange(num_tokens, dtype=np.int64) + (starts - query_start_loc[:-1])[req_of_token]  # [T]
+    if num_decodes == num_reqs:  # pure decode: one token per request
+        positions = starts.copy()  # [T]
+        req_of_token = np.arange(num_reqs)  # [T]
+    else:
+        req_of_token = np.repeat(np.arange(num_reqs), q_lens)  # [T]
+        positions = np.arange(num_tokens, dtype=np.int64) + (starts - query_start_loc[:-1])[req_of_token]  # [T]
 
-    n_blocks = np.asarray(needed, dtype=np.int64)  # [B]
     total_blocks = int(n_blocks.sum())
+    # a running request holds exactly the blocks it needs: slice only the rare list that holds more
+    needed_list = n_blocks.tolist()
     flat_blocks = np.fromiter(
-        chain.from_iterable(r.block_ids[:n] for r, n in zip(ordered, needed)), dtype=np.int64, count=total_blocks
+        chain.from_iterable(
+            r.block_ids if len(r.block_ids) == n else r.block_ids[:n] for r, n in zip(ordered, needed_list)
+        ),
+        dtype=np.int64,
+        count=total_blocks,
     )
-    block_row = np.repeat(np.arange(num_reqs), n_blocks)  # [total_blocks]
-    block_col = np.arange(total_blocks) - np.repeat(np.cumsum(n_blocks) - n_blocks, n_blocks)
     block_tables = np.zeros((num_reqs, width), dtype=np.int32)  # [B, W]
-    block_tables[block_row, block_col] = flat_blocks
+    # a boolean mask walks the table row-major, i.e. in the order of flat_blocks
+    block_tables[np.arange(width)[None, :] < n_blocks[:, None]] = flat_blocks
     slot_block = block_tables[req_of_token, positions // block_size].astype(np.int64)  # [T]
     slot_mapping = slot_block * block_size + positions % block_size  # [T]
 
     # each sampling request's last token row, in SchedulerOutput order
-    row_of = {i: int(query_start_loc[b + 1]) - 1 for b, i in enumerate(order)}
+    last_rows = query_start_loc[1:] - 1  # [B] in batch order
+    if order is not None:
+        row_in_sched = np.empty(num_reqs, dtype=np.int64)
+        row_in_sched[np.asarray(order, dtype=np.int64)] = last_rows
+    else:
+        row_in_sched = last_rows.astype(np.int64)
     sampled = [i for i, r in enumerate(reqs) if r.sample]
+    if len(sampled) == num_reqs:
+        logits_indices, sample_requests = row_in_sched, list(reqs)
+    else:
+        logits_indices = row_in_sched[np.asarray(sampled, dtype=np.int64)]
+        sample_requests = [reqs[i] for i in sampled]
     return HostBatch(
         input_ids=input_ids,
         positions=positions,
         slot_mapping=slot_mapping,
         query_start_loc=query_start_loc,
-        seq_lens=np.asarray(seq_lens, dtype=np.int32),
+        seq_lens=seq_lens.astype(np.int32),
         block_tables=block_tables,
-        logits_indices=np.asarray([row_of[i] for i in sampled], dtype=np.int64),
-        sample_requests=[reqs[i] for i in sampled],
-        num_decodes=sum(1 for q in query_lens if q == 1),
+        logits_indices=np.ascontiguousarray(logits_indices, dtype=np.int64),
+        sample_requests=sample_requests,
+        num_decodes=num_decodes,
         query_lens=query_lens,
-        seq_lens_list=seq_lens,
+        seq_lens_list=seq_lens.tolist(),
     )
 
 

@@ -22,13 +22,17 @@ from vdeploy.worker.sampler import Sampler
 logger = logging.getLogger(__name__)
 
 
-def kv_cache_spec_for(engine_config: EngineConfig, model_config: ModelConfig) -> KVCacheSpec:
-    """The KV-cache layout of one tensor-parallel rank."""
+def kv_cache_spec_for(engine_config: EngineConfig, model_config: ModelConfig, pp_rank: int = 0) -> KVCacheSpec:
+    """The KV-cache layout of one tensor-parallel rank of pipeline stage `pp_rank` (which caches its layers only)."""
+    from vdeploy.models.pipeline_stage import pp_layer_range
+
+    start, end = pp_layer_range(model_config.num_layers, pp_rank, engine_config.parallel.pipeline_parallel_size)
     return KVCacheSpec.for_model(
         model_config,
         block_size=engine_config.cache.block_size,
         dtype=resolve_kv_cache_dtype_name(engine_config, model_config),
         tp_size=engine_config.parallel.tensor_parallel_size,
+        num_layers=end - start,
     )
 
 
@@ -49,13 +53,15 @@ class ModelRunner:
         self.parallel = parallel
         self.device = device
         self.dtype = TORCH_DTYPES[resolve_dtype_name(engine_config, model_config)]
-        self.kv_spec = kv_cache_spec_for(engine_config, model_config)
+        self.kv_spec = kv_cache_spec_for(engine_config, model_config, parallel.pp_rank)
         self.block_size = self.kv_spec.block_size
+        # block tables as wide as a multiple of 16 on CUDA: one Triton specialisation of their row stride
+        self.block_table_width_multiple = 16 if device.type == "cuda" else 1
         sched = engine_config.scheduler
         self.stager = InputStager(device, sched.max_num_batched_tokens, sched.max_num_seqs)
         self.sampler = (
             Sampler(model_config.vocab_size, model_config.eos_token_ids, device, seed=engine_config.seed)
-            if parallel.is_first_rank
+            if parallel.is_driver
             else None
         )
         self.model: torch.nn.Module | None = None
@@ -79,16 +85,27 @@ class ModelRunner:
     def initialize_kv_cache(self, num_blocks: int) -> None:
         self.allocate_kv_cache(num_blocks)
         self.capture_cuda_graphs()
+        if self.device.type == "cuda":
+            from vdeploy.worker.kernel_warmup import warm_up_kernels
+
+            warm_up_kernels(self)
 
     def allocate_kv_cache(self, num_blocks: int) -> None:
         kv_dtype = TORCH_DTYPES[self.kv_spec.dtype]
         shape = self.kv_spec.layer_shape(num_blocks)  # [K, NB, BS, Hk, D]
-        self.kv_caches = [torch.zeros(shape, dtype=kv_dtype, device=self.device) for _ in range(self.kv_spec.num_layers)]
+        # indexed by global layer: layers of earlier pipeline stages get empty tensors (never used on this stage)
+        self.kv_caches = [torch.empty(0, dtype=kv_dtype, device=self.device)] * self._stage_first_layer() + [
+            torch.zeros(shape, dtype=kv_dtype, device=self.device) for _ in range(self.kv_spec.num_layers)]
+
+    def _stage_first_layer(self) -> int:
+        from vdeploy.models.pipeline_stage import pp_layer_range
+
+        return pp_layer_range(self.model_config.num_layers, self.parallel.pp_rank, self.parallel.pp_size)[0]
 
     def capture_cuda_graphs(self) -> None:
         """Decode CUDA graphs, after the KV cache exists (the graphs bake in its addresses)."""
-        if self.device.type != "cuda" or self.engine_config.enforce_eager:
-            return
+        if self.device.type != "cuda" or self.engine_config.enforce_eager or self.parallel.pp_size > 1:
+            return  # pipeline stages run eagerly: a graph would have to capture the stage-to-stage transfers
         from vdeploy.worker.cuda_graph import DecodeGraphRunner, graph_batch_sizes
 
         sched = self.engine_config.scheduler
@@ -114,12 +131,12 @@ class ModelRunner:
 
     @torch.inference_mode()
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput | None:
-        """Run one step. Rank 0 returns the sampled tokens; other ranks return None."""
+        """Run one step. The driver (tensor rank 0 of the last stage) returns the sampled tokens; others None."""
         if sched.is_empty:
             return ModelRunnerOutput(req_ids=[], sampled_token_ids=[]) if self.sampler else None
-        hb = build_host_batch(sched, self.block_size)
-        hidden = self._forward(hb)  # [T, D]
-        if not hb.sample_requests:
+        hb = build_host_batch(sched, self.block_size, width_multiple=self.block_table_width_multiple)
+        hidden = self._forward(hb)  # [T, D]; None on a pipeline stage before the last (sent to the next stage)
+        if hidden is None or not hb.sample_requests:
             self._finish_step_without_sampling()
             return ModelRunnerOutput(req_ids=[], sampled_token_ids=[]) if self.sampler else None
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
@@ -139,6 +156,11 @@ class ModelRunner:
             return self.graphs.run(hb)
         batch = self.stager.stage(hb, self.block_size)
         ctx = ForwardContext(attn=batch.attn, kv_caches=self.kv_caches)
+        if self.parallel.pp_size > 1:
+            from vdeploy.models.pipeline_stage import forward_stage
+
+            return forward_stage(self.model, self.parallel, batch.input_ids, batch.positions, ctx,
+                                 self.model_config.hidden_size, self.dtype)
         return self.model(batch.input_ids, batch.positions, ctx)
 
     def _finish_step_without_sampling(self) -> None:

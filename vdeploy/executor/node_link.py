@@ -1,0 +1,137 @@
+"""How the nodes of one multi-node job watch each other, through the rendezvous TCPStore hosted on node 0.
+
+Keys (all under "vdeploy/"; one job per master address and port):
+  config                the engine's (EngineConfig, ModelConfig), published by node 0 before any rank starts, so
+                        every node runs exactly the engine's settings
+  node/<n>/heartbeat    a counter node n's host bumps every HEARTBEAT_S
+  node/<n>/failure      the first failure of one of node n's ranks (pickled NodeFailure)
+  abort                 set by node 0 when the job stops (failure or shutdown): every host stops its ranks
+
+A node whose heartbeat stops advancing for NODE_TIMEOUT_S is declared dead; so is one whose ranks closed their
+connections without a failure record, after a short grace (FAILURE_GRACE_S) to let the record arrive.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass
+
+from vdeploy.executor.control import UserErrorInfo
+
+# how gloo and NCCL word an error that only says a peer went away (the consequence, not the cause, of a failure)
+_PEER_LOSS_MARKERS = ("connection closed by peer", "connection reset by peer", "broken pipe", "socket closed",
+                      "remote process exited", "connection refused")
+
+HEARTBEAT_S = 0.5
+NODE_TIMEOUT_S = 5.0
+FAILURE_GRACE_S = 2.0
+_PREFIX = "vdeploy/"
+
+
+@dataclass
+class NodeFailure:
+    node_rank: int
+    message: str
+    remote_traceback: str | None = None
+    user_error: UserErrorInfo | None = None
+
+
+class NodeLost(Exception):
+    """A peer node failed, went silent, or the job was aborted."""
+
+    def __init__(self, message: str, failure: NodeFailure | None = None):
+        super().__init__(message)
+        self.message, self.failure = message, failure
+
+
+class NodeLink:
+    def __init__(self, store, node_rank: int, nnodes: int):
+        self.store, self.node_rank, self.nnodes = store, node_rank, nnodes
+        now = time.monotonic()
+        self._beats: dict[int, tuple[int, float]] = {n: (0, now) for n in range(nnodes) if n != node_rank}
+        self._last_beat_sent = 0.0
+
+    # ---- node 0 (the engine) --------------------------------------------------------------------------------
+
+    def publish_config(self, engine_config, model_config) -> None:
+        self.store.set(_PREFIX + "config", pickle.dumps((engine_config, model_config)))
+
+    def abort(self, reason: str) -> None:
+        """Tell every host to stop its ranks. Best effort: the store may be going away too."""
+        try:
+            self.store.set(_PREFIX + "abort", reason.encode())
+        except Exception:  # noqa: BLE001 - nothing more to do when the store itself is gone
+            pass
+
+    def check_peers(self) -> None:
+        """Raise NodeLost when another node reported a failure or stopped beating (after it beat once)."""
+        failure = self.first_failure()
+        if failure is not None:
+            raise NodeLost(f"node {failure.node_rank}: {failure.message}", failure)
+        now = time.monotonic()
+        for node, (count, seen) in self._beats.items():
+            current = int(self.store.add(_heartbeat_key(node), 0))
+            if current != count:
+                self._beats[node] = (current, now)
+            elif count > 0 and now - seen > NODE_TIMEOUT_S:
+                raise NodeLost(f"node {node} stopped responding (no heartbeat for {now - seen:.0f} s): its "
+                               "worker-host died or the network between the nodes failed")
+
+    def explain_failure(self, grace_s: float = FAILURE_GRACE_S) -> NodeLost | None:
+        """After a local rank lost contact with its peers: wait up to `grace_s` for the node that caused it to
+        show itself (a failure record that is not itself a lost connection, or a heartbeat that stopped)."""
+        try:
+            start = {node: int(self.store.add(_heartbeat_key(node), 0)) for node in self._beats}
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline:
+                failure = self.first_failure()
+                if failure is not None and not is_peer_loss(failure.message):
+                    return NodeLost(f"node {failure.node_rank}: {failure.message}", failure)
+                time.sleep(0.1)
+            silent = [n for n, count in start.items() if int(self.store.add(_heartbeat_key(n), 0)) == count]
+        except Exception:  # noqa: BLE001 - no explanation beats a second error while reporting the first
+            return None
+        if silent:
+            return NodeLost(f"node {silent[0]} stopped responding (no heartbeat for {grace_s:.0f} s): its "
+                            "worker-host died or the network between the nodes failed")
+        return None
+
+    def first_failure(self) -> NodeFailure | None:
+        for node in self._beats:
+            key = _PREFIX + f"node/{node}/failure"
+            if self.store.check([key]):
+                return pickle.loads(self.store.get(key))
+        return None
+
+    # ---- other nodes (worker hosts) -----------------------------------------------------------------------------
+
+    def wait_config(self):
+        """(EngineConfig, ModelConfig) published by node 0; blocks up to the store's timeout."""
+        return pickle.loads(self.store.get(_PREFIX + "config"))
+
+    def heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_beat_sent >= HEARTBEAT_S:
+            self.store.add(_heartbeat_key(self.node_rank), 1)
+            self._last_beat_sent = now
+
+    def aborted(self) -> str | None:
+        key = _PREFIX + "abort"
+        return self.store.get(key).decode() if self.store.check([key]) else None
+
+    def report_failure(self, failure: NodeFailure) -> None:
+        try:
+            self.store.set(_PREFIX + f"node/{self.node_rank}/failure", pickle.dumps(failure))
+        except Exception:  # noqa: BLE001 - the engine (and its store) may already be gone
+            pass
+
+
+def is_peer_loss(message: str) -> bool:
+    """Whether an error only says that a peer rank went away."""
+    lowered = message.lower()
+    return any(marker in lowered for marker in _PEER_LOSS_MARKERS)
+
+
+def _heartbeat_key(node: int) -> str:
+    return _PREFIX + f"node/{node}/heartbeat"

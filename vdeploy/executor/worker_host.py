@@ -1,0 +1,130 @@
+"""A node other than node 0 of a multi-node job: start this node's ranks and keep watch until the job ends.
+
+It serves nothing itself. It joins the rendezvous store that node 0's engine hosts, takes the engine's exact
+configuration from it (only the checkpoint path is local), starts its ranks (global ranks node_rank * ranks_per_node
+onward), then watches them and the job: it bumps its heartbeat, records the first failure of one of its ranks for
+node 0 to report, and stops its ranks when node 0 aborts the job or cannot be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from vdeploy.config import ParallelConfig
+from vdeploy.distributed.rendezvous import (
+    LaunchTopology,
+    RendezvousSpec,
+    connect_store,
+    launch_topology,
+)
+from vdeploy.errors import ConfigError, VdeployError
+from vdeploy.executor.base import ExecutorError
+from vdeploy.executor.control import user_error_info
+from vdeploy.executor.local_ranks import LocalRanks, RankFailure
+from vdeploy.executor.multiproc import (
+    check_local_devices,
+    check_topology,
+    pipeline_ready,
+    rank_process_context,
+    rebuild_user_error,
+)
+from vdeploy.executor.node_link import NodeFailure, NodeLink
+from vdeploy.executor.rank_process import RankLaunch
+from vdeploy.worker.device import resolve_device_type
+
+logger = logging.getLogger(__name__)
+
+
+class JobEnded(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | None = None,
+                    status: Callable[[str], None] = logger.info) -> None:
+    """Run this node's ranks until the job ends. Returns after a clean shutdown of the job; raises ExecutorError
+    (or the rank's own VdeployError) when a rank here fails, and ExecutorError when node 0 aborts or vanishes."""
+    topology = launch_topology(parallel)
+    if topology.nnodes < 2 or topology.node_rank == 0:
+        raise ConfigError("worker-host runs the ranks of a node other than node 0 of a multi-node job",
+                          hint="pass --nnodes N (N > 1) and --node-rank 1..N-1; node 0 runs `vdeploy serve`")
+    if not topology.master_port:
+        raise ConfigError("worker-host needs --master-port (or MASTER_PORT): node 0's rendezvous port")
+    status(f"node {topology.node_rank}: joining the job at {topology.master_addr}:{topology.master_port}")
+    try:
+        store = connect_store(topology.master_addr, topology.master_port, topology.world_size)
+    except RuntimeError as e:  # DistStoreError / DistNetworkError after the rendezvous timeout
+        raise ExecutorError(f"node 0 did not answer at {topology.master_addr}:{topology.master_port}: {e}",
+                            hint="start `vdeploy serve ... --node-rank 0` there, and check the address, "
+                                 "the port and the firewall") from None
+    link = NodeLink(store, topology.node_rank, topology.nnodes)
+    try:
+        ranks, launches = _start_ranks(link, model_path, parallel, topology, device)
+    except VdeployError as e:  # node 0 would otherwise wait for this node's ranks until the rendezvous timeout
+        link.report_failure(NodeFailure(topology.node_rank, e.message, user_error=user_error_info(e)))
+        raise
+    first, last = launches[0].rank, launches[-1].rank
+    names = f"rank {first}" if first == last else f"ranks {first}-{last}"
+    poll = _watcher(link)
+    try:
+        ranks.wait_replies(list(range(len(launches))), poll=poll)
+        status(f"node {topology.node_rank}: {names} ready")
+        ranks.watch_until_exit(poll=poll)
+        status(f"node {topology.node_rank}: the job shut down")
+    except RankFailure as failure:
+        link.report_failure(NodeFailure(topology.node_rank, failure.message, failure.remote_traceback,
+                                        failure.user_error))
+        ranks.stop(None)
+        if failure.user_error is not None:
+            raise rebuild_user_error(failure.user_error) from None
+        raise ExecutorError(f"node {topology.node_rank}: {failure.message}",
+                            hint="node 0 stops the whole job", remote_traceback=failure.remote_traceback) from None
+    except JobEnded as ended:
+        ranks.stop(None)
+        if ended.reason != "shutdown":
+            raise ExecutorError(f"node {topology.node_rank}: the job stopped: {ended.reason}") from None
+        status(f"node {topology.node_rank}: the job shut down")
+    except BaseException:  # Ctrl-C, or an unexpected error: leave no rank behind; peers notice the closed links
+        ranks.stop(None)
+        raise
+
+
+def _start_ranks(link: NodeLink, model_path: str, parallel: ParallelConfig, topology: LaunchTopology,
+                 device: str | None) -> tuple[LocalRanks, list[RankLaunch]]:
+    engine_config, model_config = link.wait_config()
+    theirs = engine_config.parallel
+    if (theirs.tensor_parallel_size, theirs.pipeline_parallel_size, theirs.nnodes) != (
+            parallel.tensor_parallel_size, parallel.pipeline_parallel_size, topology.nnodes):
+        raise ConfigError(
+            f"node 0 runs --tp {theirs.tensor_parallel_size} --pp {theirs.pipeline_parallel_size} on "
+            f"{theirs.nnodes} nodes; this node was given --tp {parallel.tensor_parallel_size} "
+            f"--pp {parallel.pipeline_parallel_size} --nnodes {topology.nnodes}",
+            hint="start every node with the same --tp, --pp and --nnodes")
+    # node 0's settings, this node's checkpoint path (and device choice when given)
+    engine_config = pipeline_ready(replace(engine_config, model=model_path, tokenizer=None,
+                                           device=device or engine_config.device,
+                                           parallel=replace(theirs, node_rank=topology.node_rank)))
+    check_topology(engine_config, model_config, topology)
+    device_type = resolve_device_type(engine_config)
+    check_local_devices(device_type, topology.ranks_per_node)
+    spec = RendezvousSpec(topology.master_addr, topology.master_port, topology.world_size,
+                          "nccl" if device_type == "cuda" else "gloo", theirs.pipeline_parallel_size)
+    launches = [RankLaunch(topology.global_rank(local), local, topology.ranks_per_node, spec, engine_config,
+                           model_config, relay=True) for local in range(topology.ranks_per_node)]
+    return LocalRanks(launches, rank_process_context(device_type)), launches
+
+
+def _watcher(link: NodeLink) -> Callable[[], None]:
+    def poll() -> None:
+        try:
+            link.heartbeat()
+            reason = link.aborted()
+        except Exception as e:  # noqa: BLE001 - the store lives in node 0's engine process
+            raise JobEnded(f"node 0 cannot be reached ({e.__class__.__name__}: {e})") from None
+        if reason is not None:
+            raise JobEnded(reason)
+
+    return poll
