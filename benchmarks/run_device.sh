@@ -5,7 +5,8 @@
 #   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving
 set -o pipefail
 OUT=${OUT:-/tmp/vdeploy-device-out}
-mkdir -p "$OUT" /tmp/shim && ln -sfn "$PWD/kernels" /tmp/shim/vdeploy_kernels
+# the installed layout without installing: kernels/ is vdeploy_kernels, profiles/ is vdeploy.profiles_data
+mkdir -p "$OUT" /tmp/shim && ln -sfn "$PWD/kernels" /tmp/shim/vdeploy_kernels && ln -sfn "$PWD/profiles" vdeploy/profiles_data
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/shim:$PWD:/tmp/site TRITON_INTERPRET=0 PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
 export VDEPLOY_GIT_REV=${VDEPLOY_GIT_REV:-unknown}
