@@ -11,7 +11,9 @@ import typer
 
 def bench(
     path: Annotated[
-        str | None, typer.Argument(help="Model directory (Hugging Face layout). Default: the demo model.")
+        str | None,
+        typer.Argument(help="Model directory (Hugging Face layout), or a bundled config name (e.g. deepseek-r1) with "
+                            "--load-format dummy. Default: the demo model."),
     ] = None,
     num_prompts: Annotated[int, typer.Option("--num-prompts", min=1, help="Number of requests.")] = 64,
     input_len: Annotated[int, typer.Option("--input-len", min=1, help="Prompt tokens per request.")] = 128,
@@ -70,7 +72,9 @@ def bench(
         from vdeploy.bench.offline import Workload, run_offline_benchmark
         from vdeploy.engine.llm import build_engine_config
 
-        model = path
+        from vdeploy.model_configs import resolve_dummy_model
+
+        model = resolve_dummy_model(path, load_format)
         if model is None:
             from vdeploy.cli.generate import demo_model_path
 

@@ -10,7 +10,8 @@ import typer
 
 def serve(
     model: Annotated[Optional[str], typer.Argument(
-        help="Model directory or hub id (already downloaded; see --download). Default: the built-in demo model.",
+        help="Model directory, hub id (already downloaded; see --download), or a bundled config name (e.g. "
+             "deepseek-r1) with --load-format dummy. Default: the built-in demo model.",
         show_default=False)] = None,
     profile: Annotated[Optional[str], typer.Option(
         "--profile", help="Deployment profile name or YAML file (default: the best match for model and hardware).")

@@ -106,7 +106,10 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
                           hint=f"choose one of: {', '.join(REASONING_PARSERS)}")
     if opts.chat_template is not None and not Path(opts.chat_template).is_file():
         raise ConfigError(f"chat template file not found: {opts.chat_template}")
-    source = resolve_model_source(opts.model, allow_download=opts.download, log=log)
+    from vdeploy.model_configs import resolve_dummy_model
+
+    model_spec = resolve_dummy_model(opts.model, opts.engine_flags.get("load_format"))
+    source = resolve_model_source(model_spec, allow_download=opts.download, log=log)
     model_cfg = ModelConfig.from_path(source.path)
     hardware = detect_hardware()
     if opts.profile:
