@@ -26,6 +26,7 @@ from vdeploy.checkpoint.layout import TensorSpec
 from vdeploy.checkpoint.safetensors_header import DTYPE_SIZES
 from vdeploy.checkpoint.synthetic import replica_tensors, shard_file_name
 from vdeploy.config import ModelConfig
+from vdeploy.env.host import cpu_model_name
 
 READ_BLOCK_BYTES = 64 << 20  # raw reads: large enough that per-call overhead is noise, small enough to stay cached
 WRITE_POOL_BYTES = 64 << 20  # random bytes recycled for every tensor: writing is then disk-bound, not RNG-bound
@@ -291,15 +292,7 @@ def git_revision() -> str:
 def machine_info(device) -> dict:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"hostname": platform.node(), "cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+    info = {"hostname": platform.node(), "cpu": cpu_model_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "gpu": None}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -19,7 +19,6 @@ import random
 import statistics
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 

@@ -129,7 +129,6 @@ def decode_benchmarks(device: str, quick: bool, copy_bw: float, sweeps: bool = T
     for row in sweep + pages:
         if "bandwidth" in row:
             row["fraction_of_copy"] = row["bandwidth"] / copy_bw
-    del pool
     return {"grid": grid, "config_sweep": sweep, "page_sizes": pages}
 
 

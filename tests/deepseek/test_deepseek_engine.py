@@ -2,7 +2,6 @@
 caching, chunked prefill and tensor parallelism (2 real processes over gloo) change nothing."""
 
 import pytest
-import torch
 
 from tests.deepseek.deepseek_fixtures import save_hf_model, tiny_v3_config
 from tests.deepseek.test_deepseek_vs_hf import hf_greedy

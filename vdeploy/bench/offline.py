@@ -6,7 +6,6 @@ its output length. Greedy decoding on both sides: the comparison measures the en
 from __future__ import annotations
 
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -151,20 +150,13 @@ def run_hf(config: EngineConfig, prompts: list[list[int]], out_lens: list[int], 
 def describe_device(config: EngineConfig) -> str:
     import torch
 
+    from vdeploy.env.host import cpu_model_name
     from vdeploy.worker.device import resolve_device_type
 
     if resolve_device_type(config) == "cuda":
         n = config.parallel.tensor_parallel_size
         return f"{n} x {torch.cuda.get_device_name(0)}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU: {cpu} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+    return f"CPU: {cpu_model_name()} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
 
 
 def git_revision() -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from vdeploy.checkpoint.index import INDEX_FILE
 from vdeploy.checkpoint.layout import SCALE_SUFFIX, TensorSpec
-from vdeploy.checkpoint.synthetic import write_sparse_shard
+from vdeploy.checkpoint.synthetic import write_raw_header, write_sparse_shard
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,7 @@ def rewrite_header(file: Path, mutate: Callable[[dict[str, Any]], None]) -> None
         sparse = os.fstat(f.fileno()).st_blocks * 512 < size // 2
         data = b"" if sparse else f.read()
     mutate(header)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(file, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        if sparse:
-            f.truncate(8 + len(raw) + size - 8 - n)
-        else:
-            f.write(data)
+    write_raw_header(file, header, data_bytes=size - 8 - n, data=data)
 
 
 def _tensor_in(file: Path, predicate: Callable[[str, dict[str, Any]], bool]) -> str:

@@ -175,7 +175,8 @@ def activation_reserve_bytes(cfg: ModelConfig, tp: int, *, max_num_batched_token
     mlp = max(cfg.intermediate_size,
               cfg.moe_intermediate_size * (cfg.num_experts_per_tok + cfg.n_shared_experts))
     per_token = (6 * h + 3 * math.ceil(mlp / tp)) * 2
-    logits = max_num_seqs * math.ceil(cfg.vocab_size / tp) * 4 * 2  # sharded logits, then gathered on rank 0
+    # this rank's float32 logit shard, plus the full [seqs, V] matrix every rank holds after the all-gather
+    logits = max_num_seqs * (math.ceil(cfg.vocab_size / tp) + cfg.vocab_size) * 4
     return per_token * max_num_batched_tokens + logits + RUNTIME_OVERHEAD_BYTES
 
 

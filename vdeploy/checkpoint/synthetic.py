@@ -196,14 +196,15 @@ def write_sparse_shard(file: Path, specs: Iterable[TensorSpec], metadata: dict[s
     write_raw_header(file, header, data_bytes=offset)
 
 
-def write_raw_header(file: Path, header: dict[str, Any], *, data_bytes: int) -> None:
-    """Write `header` (padded with spaces to 8 bytes, as safetensors does) and size the file to hold `data_bytes`
-    after it, leaving the data as a hole."""
+def write_raw_header(file: Path, header: dict[str, Any], *, data_bytes: int, data: bytes = b"") -> None:
+    """Write `header` (padded with spaces to 8 bytes, as safetensors does), then `data`, and size the file to hold
+    `data_bytes` after the header, leaving what `data` does not cover as a hole."""
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
     with open(file, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
+        f.write(data)
         f.truncate(8 + len(raw) + data_bytes)
 
 

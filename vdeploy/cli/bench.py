@@ -106,8 +106,10 @@ def _print_report(report: dict) -> None:
     from vdeploy.cli.output import console
 
     out = console()
-    if "results" not in report:  # a serving report: its own shape
-        out.print_json(data=report)
+    if "results" not in report:  # a serving report: laid out as `vllm bench serve` does, for comparison
+        from vdeploy.bench.serving import format_serving_report
+
+        out.print(format_serving_report(report), markup=False, soft_wrap=True)
         return
     table = Table(title=f"vdeploy bench · {report['model']} · {report['device']}", title_justify="left")
     for col in ("backend", "requests/s", "input tok/s", "output tok/s", "total tok/s", "elapsed s", "startup s"):

@@ -4,6 +4,7 @@ Only typer/rich/stdlib at module level; profiles, configs and probes are importe
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -97,8 +98,14 @@ def show(
     from vdeploy.cli.output import console
 
     out = console()
+    text = Path(profile.source).read_text()
+    if not out.is_terminal:
+        # piped or redirected (`profiles show x > mine.yaml`, the start of a custom profile): the file byte for
+        # byte, with no title line and no wrapping or cropping of the comments at the console width
+        sys.stdout.write(text)
+        return
     out.print(f"[bold]{profile.name}[/] [dim]({profile.source})[/]")
-    out.print(Syntax(Path(profile.source).read_text(), "yaml", theme="ansi_dark", background_color="default"))
+    out.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default", word_wrap=True))
 
 
 @app.command("match")

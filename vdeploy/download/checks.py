@@ -22,6 +22,14 @@ def check_checkpoint(directory: Path, *, subset: bool) -> CheckpointCheck:
         report = inspect_checkpoint(directory)
     except VdeployError as exc:
         return CheckpointCheck(ran=True, errors=[exc.message])
-    errors = [f"{f.file}: {f.message}" if f.file else f.message for f in report.findings if f.severity == "error"]
+    errors = [_error_line(f) for f in report.findings if f.severity == "error"]
     warnings = sum(1 for f in report.findings if f.severity == "warning")
     return CheckpointCheck(ran=True, errors=errors, warnings=warnings)
+
+
+def _error_line(finding) -> str:
+    # the inspector's table shows file and tensor in their own columns, so its messages leave them out; the
+    # download summary is one line per error and must name both ("the config implies [64] BF16 ..." alone is
+    # not actionable)
+    where = ": ".join(part for part in (finding.file, finding.tensor) if part)
+    return f"{where}: {finding.message}" if where else finding.message

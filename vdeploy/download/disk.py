@@ -5,15 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from vdeploy.env.host import existing_ancestor
 from vdeploy.errors import DownloadError
-
-
-def existing_ancestor(path: Path) -> Path:
-    """The target directory may not exist yet; its free space is that of the nearest existing parent."""
-    path = path.absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def free_bytes(path: Path) -> int:

@@ -97,6 +97,7 @@ class EngineCore:
         generation_config = read_generation_config(config.model)
         self.generation_defaults = {k: generation_config[k] for k in _GENERATION_DEFAULT_KEYS if k in generation_config}
         self.eos_token_ids = self._collect_eos_ids(generation_config)
+        self._check_max_model_len_within_model()
 
         if executor is None:
             from vdeploy.executor import create_executor
@@ -126,6 +127,18 @@ class EngineCore:
         if self.tokenizer is not None and self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return tuple(sorted(ids))
+
+    def _check_max_model_len_within_model(self) -> None:
+        # Positions past max_position_embeddings have no rotary entry: the first such request would crash a rank
+        # (and with it the server), so refuse the setting before anything loads.
+        requested = self.config.scheduler.max_model_len
+        model_limit = self.model_config.max_position_embeddings
+        if requested is not None and requested > model_limit:
+            raise ConfigError(
+                f"max_model_len={requested} is longer than the model's context "
+                f"(max_position_embeddings={model_limit})",
+                hint=f"use --max-model-len {model_limit} or less",
+            )
 
     def _resolve_max_model_len(self, kv_capacity_tokens: int) -> int:
         model_limit = self.model_config.max_position_embeddings

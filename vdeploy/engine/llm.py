@@ -157,7 +157,12 @@ class LLM:
 
     def _require_tokenizer(self) -> Tokenizer:
         if self.core.tokenizer is None:
-            raise ConfigError("this model directory has no tokenizer.json", hint="pass token ids instead of text")
+            raise ConfigError(
+                f"{self.engine_config.tokenizer or self.engine_config.model} has no tokenizer.json, so text cannot "
+                "be encoded",
+                hint="copy the model's tokenizer.json and tokenizer_config.json into that directory (or, in Python, "
+                "pass LLM(..., tokenizer=DIR) or prompts as token ids)",
+            )
         return self.core.tokenizer
 
     def _to_token_prompts(self, prompts: Prompt | Sequence[Prompt]) -> list[list[int]]:

@@ -1,7 +1,7 @@
 """Plain dataclasses at the engine's boundaries.
 
 scheduler  --SchedulerOutput-->  executor / model runner (every rank)
-model runner (rank 0)  --ModelRunnerOutput-->  scheduler
+model runner (the driver rank)  --ModelRunnerOutput-->  scheduler
 engine  --RequestOutput-->  LLM / server
 """
 

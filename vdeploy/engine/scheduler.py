@@ -214,6 +214,3 @@ class Scheduler:
 
     def has_unfinished_requests(self) -> bool:
         return bool(self.running or self.waiting)
-
-    def has_pending_finished(self) -> bool:
-        return bool(self._finished_since_last_step)

@@ -106,10 +106,6 @@ class Tokenizer:
         return self._tok.decode(token_ids, skip_special_tokens=skip_special_tokens)
 
     # ---- chat ---------------------------------------------------------------------------------------------------
-    @property
-    def has_chat_template(self) -> bool:
-        return bool(self.chat_template)
-
     def apply_chat_template(
         self,
         messages: list[dict[str, Any]],

@@ -1,9 +1,10 @@
 """The machine around the GPUs: shared memory (tensor-parallel ranks exchange data through /dev/shm), free disk
-where models are downloaded, CPU count and RAM (CPU mode)."""
+where models are downloaded, CPU count, name and RAM (CPU mode)."""
 
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,12 +32,24 @@ def model_home(env: Mapping[str, str] | None = None) -> Path:
     return Path.home() / ".cache" / "vdeploy"
 
 
-def _existing_ancestor(path: Path) -> Path:
-    """The model directory may not exist yet; its free space is that of the nearest existing parent."""
+def existing_ancestor(path: Path) -> Path:
+    """`path` or its nearest existing parent: a directory that does not exist yet (models, a download target) has
+    the free space of that parent's filesystem."""
     path = path.absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (what benchmark reports show), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _meminfo() -> tuple[int | None, int | None]:
@@ -56,7 +69,7 @@ def _meminfo() -> tuple[int | None, int | None]:
 def detect_host(env: Mapping[str, str] | None = None) -> HostInfo:
     models = model_home(env) / "models"
     try:
-        disk_free: int | None = shutil.disk_usage(_existing_ancestor(models)).free
+        disk_free: int | None = shutil.disk_usage(existing_ancestor(models)).free
     except OSError:
         disk_free = None
     try:

@@ -2,8 +2,10 @@
 dataclasses. Every step's SchedulerOutput is pickled once and the same bytes are written to every rank.
 
 Requests are `RankCall`s. Replies are `RankReply`s: setup calls are answered by every rank; `execute` only by
-rank 0 (the one that samples) — other ranks write to their pipe only to report an error, so anything readable on
-a non-zero rank's pipe during a step is a failure.
+the driver, the rank that samples (tensor rank 0 of the last pipeline stage; rank 0 without stages) — other ranks
+write to their pipe only to report an error, so anything readable on another rank's pipe during a step is a
+failure. Across nodes the engine talks to rank 0 only, which relays every call and the driver's reply
+(control_relay).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.rendezvous import RendezvousSpec
@@ -41,8 +43,10 @@ def run_rank(launch: RankLaunch, conn) -> None:
     # Ctrl-C reaches the whole process group; the executor, not each rank, decides how to shut down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     runner = None
+    started = _exit_if_executor_leaves_during_startup(conn)
     try:
         runner, relay = _start(launch, conn)
+        started.set()
         conn.send_bytes(encode(RankReply(rank=launch.rank, ok=True)))
         if relay is None:
             _serve(launch.rank, runner, conn)
@@ -62,6 +66,24 @@ def run_rank(launch: RankLaunch, conn) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _exit_if_executor_leaves_during_startup(conn) -> threading.Event:
+    """Exit when the executor's end of the pipe closes before this rank is ready; set the returned event once it is.
+
+    Startup (rendezvous, weight loading) reads nothing from the pipe, so without this a rank whose engine was
+    killed or interrupted meanwhile (Ctrl-C or SIGTERM while `vdeploy serve` loads, or a rank the forkserver forked
+    after the engine gave up on it) waited for peers that never come, up to the rendezvous timeout of 10 minutes.
+    The executor writes nothing before every rank reported ready, so a readable pipe before then means EOF."""
+    started = threading.Event()
+
+    def watch() -> None:
+        while not started.is_set():
+            if wait([conn], timeout=0.5) and not started.is_set():
+                os._exit(0)
+
+    threading.Thread(target=watch, name="vdeploy-startup-watchdog", daemon=True).start()
+    return started
 
 
 def _start(launch: RankLaunch, conn):

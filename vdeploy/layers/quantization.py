@@ -12,6 +12,8 @@ F.linear. Quantized methods (FP8 block scales for DeepSeek-V3) are listed in a c
 
 from __future__ import annotations
 
+import pkgutil
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,24 +72,9 @@ def get_linear_method(quant_config: QuantConfig | None) -> LinearMethod:
     if quant_config is None:
         return UnquantizedLinearMethod()
     target = QUANTIZED_LINEAR_METHODS.get(quant_config.method)
-    method_cls = _import_target(target) if target else None
-    if method_cls is None:
+    if target is None:
         raise ConfigError(
             f"unsupported quantization method {quant_config.method!r}",
             hint="vdeploy loads unquantized checkpoints and: " + ", ".join(sorted(QUANTIZED_LINEAR_METHODS)),
         )
-    return method_cls(quant_config)
-
-
-def _import_target(target: str) -> type[LinearMethod] | None:
-    """The class named by "module:Class", or None while that module is not part of this installation."""
-    import importlib
-
-    module_name, class_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        return None
-    return getattr(module, class_name)
+    return pkgutil.resolve_name(target)(quant_config)

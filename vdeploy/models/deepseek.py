@@ -117,16 +117,8 @@ class DeepseekModel(nn.Module):
 
     def forward(self, input_ids, positions, ctx: ForwardContext,
                 intermediate: StageActivations | None = None) -> torch.Tensor | StageActivations:
-        if intermediate is None:
-            hidden, residual = self.embed_tokens(input_ids), None  # [T, D]
-        else:
-            hidden, residual = intermediate.hidden, intermediate.residual
-        for layer in self.stage.own_layers(self.layers):
-            hidden, residual = layer(positions, hidden, residual, ctx)
-        if not self.stage.is_last:
-            return StageActivations(hidden, residual)
-        hidden, _ = self.norm(hidden, residual)
-        return hidden
+        return self.stage.run_decoder(self.embed_tokens, self.layers, self.norm, input_ids, positions, ctx,
+                                      intermediate)
 
 
 class DeepseekV3ForCausalLM(nn.Module):

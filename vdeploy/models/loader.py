@@ -1,8 +1,9 @@
 """Build a model and fill its weights: on the meta device first (no memory), then materialised empty on the
 target device, then filled in place from the safetensors shards, each rank reading only its own slices
 (one open per shard; `get_slice` windows read with positioned reads, see shard_reader). Host memory never holds a
-second copy of the weights: on CPU each slice is read straight into its parameter, on GPU through one temporary
-tensor per slice.
+second copy of the weights: on CPU each slice is read straight into its parameter; otherwise (a GPU, a dtype
+conversion) it streams through two reused staging chunks of at most 64 MiB (shard_reader.StagingBuffer), which for
+a GPU are page-locked so that reading one chunk from the file overlaps copying the previous one to the device.
 
 `load_format="dummy"` fills seeded random weights at the config's shapes instead (no checkpoint needed).
 """

@@ -1,4 +1,4 @@
-"""Which part of a decoder one pipeline stage owns, shared by every model family.
+"""Which part of a decoder one pipeline stage owns and how it runs that part, shared by every model family.
 
 A stage owns a contiguous, balanced range of decoder layers; the first stage also owns the token embedding, the
 last the final norm and the LM head. Modules a stage does not own are replaced by a parameterless
@@ -94,6 +94,23 @@ class PipelineStage:
     def own_layers(self, layers: nn.ModuleList) -> Iterator[nn.Module]:
         start, end = self.layer_range
         return islice(layers, start, end)
+
+    def run_decoder(self, embed_tokens: nn.Module, layers: nn.ModuleList, norm: nn.Module, input_ids: torch.Tensor,
+                    positions: torch.Tensor, ctx, intermediate: StageActivations | None,
+                    ) -> torch.Tensor | StageActivations:
+        """A pre-norm decoder's forward over this stage, for every model family: embed the tokens (first stage) or
+        continue from the previous stage's activations, run the owned layers (each `layer(positions, hidden,
+        residual, ctx) -> (hidden, residual)`), then the final norm (last stage) or hand the activations on."""
+        if intermediate is None:
+            hidden, residual = embed_tokens(input_ids), None  # [T, D]
+        else:
+            hidden, residual = intermediate.hidden, intermediate.residual
+        for layer in self.own_layers(layers):
+            hidden, residual = layer(positions, hidden, residual, ctx)
+        if not self.is_last:
+            return StageActivations(hidden, residual)
+        hidden, _ = norm(hidden, residual)  # the norm also adds the residual
+        return hidden  # [T, D]
 
     def owns_checkpoint_tensor(self, name: str) -> bool:
         """Whether this stage loads the checkpoint tensor `name`. Layers beyond the model's (DeepSeek's

@@ -3,7 +3,7 @@ that importing the registry never imports every model (and nothing is registered
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 
 from torch import nn
 
@@ -27,11 +27,4 @@ def get_model_class(model_config: ModelConfig) -> type[nn.Module]:
     if target is None:
         raise ConfigError(f"no model implementation for family {model_config.family!r}",
                           hint="supported: " + ", ".join(supported_families()))
-    module_name, class_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        raise ConfigError(f"{model_config.architecture} is not implemented in this vdeploy build") from None
-    return getattr(module, class_name)
+    return pkgutil.resolve_name(target)

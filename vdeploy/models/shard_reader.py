@@ -179,9 +179,6 @@ class ShardTensorSlice:
     def get_shape(self) -> list[int]:
         return list(self.info.shape)
 
-    def get_dtype(self) -> torch.dtype:
-        return self.info.dtype
-
     def __getitem__(self, index) -> torch.Tensor:
         window = self._window(index)
         out = torch.empty([s.stop - s.start for s in window], dtype=self.info.dtype)

@@ -94,6 +94,18 @@ def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, mode
     return note
 
 
+def cap_profile_context(engine_cfg: Any, provenance: dict[str, str], model_cfg: Any) -> Any:
+    """A profile's max_model_len is a ceiling for a whole class of models (demo-cpu: any Llama/Qwen2 up to 2B); a
+    model with a shorter context keeps its own. A flag or VDEPLOY_MAX_MODEL_LEN is taken as asked (and refused by
+    the engine when it exceeds the model)."""
+    requested = engine_cfg.scheduler.max_model_len
+    limit = model_cfg.max_position_embeddings
+    if requested is None or requested <= limit or not provenance.get("max_model_len", "").startswith("profile:"):
+        return engine_cfg
+    provenance["max_model_len"] += f", capped at the model's {limit}"
+    return engine_cfg.with_overrides(**{"scheduler.max_model_len": limit})
+
+
 def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] = None) -> Deployment:
     from vdeploy.config import ModelConfig
     from vdeploy.env.hardware import detect_hardware
@@ -119,6 +131,7 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
         selection = select_profile(model_cfg, hardware)
         profile, reasons = selection.profile, selection.reasons
     engine_cfg, provenance = resolve_engine_config(str(source.path), profile, os.environ, opts.engine_flags)
+    engine_cfg = cap_profile_context(engine_cfg, provenance, model_cfg)
     memory_note = check_memory(model_cfg, engine_cfg, hardware, detect_host(), source.path)
     # the id the user typed, the directory, and the name the checkpoint was saved under all hint at "R1"
     name_hint = " ".join([opts.model or "", str(source.path), str(model_cfg.raw.get("_name_or_path", ""))])

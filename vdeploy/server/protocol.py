@@ -115,6 +115,12 @@ class Usage(BaseModel):
     total_tokens: int = 0
     prompt_tokens_details: Optional[PromptTokensDetails] = None
 
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> "Usage":
+        return cls(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                   total_tokens=prompt_tokens + completion_tokens,
+                   prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens))
+
 
 class CompletionResponse(BaseModel):
     id: str = Field(default_factory=lambda: random_id("cmpl"))

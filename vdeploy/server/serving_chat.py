@@ -8,7 +8,7 @@ import time
 from typing import Any, AsyncIterator, Optional
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.errors import ConfigError
@@ -23,13 +23,12 @@ from vdeploy.server.protocol import (
     ChatDelta,
     ChatResponseMessage,
     ChatStreamChoice,
-    PromptTokensDetails,
     Usage,
     random_id,
 )
 from vdeploy.server.reasoning import ReasoningDelta
 from vdeploy.server.serving_base import ServingContext
-from vdeploy.server.streams import SSE_DONE, cancel_on_disconnect, prepend, sse_event
+from vdeploy.server.streams import SSE_DONE, await_first_item, cancel_on_disconnect, sse_event, sse_response
 
 MAX_TOP_LOGPROBS = 20
 
@@ -93,12 +92,8 @@ class ChatCompletions:
         request_id = random_id("chatcmpl")
         outputs = ctx.generate(prompt_ids, params, request_id, timing)
         if req.stream:
-            try:
-                first = await cancel_on_disconnect(raw, anext(outputs))
-            except StopAsyncIteration:
-                raise APIError("the engine returned no output", status=500, type="server_error") from None
-            body = self._stream(req, request_id, prepend(first, outputs), timing, top_k)
-            return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            outputs = await await_first_item(raw, outputs)
+            return sse_response(self._stream(req, request_id, outputs, timing, top_k))
         response = await cancel_on_disconnect(raw, self._collect(req, request_id, outputs, timing, top_k))
         return JSONResponse(response.model_dump())
 
@@ -149,9 +144,7 @@ class ChatCompletions:
             id=request_id,
             model=self.ctx.model_name,
             choices=choices,
-            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                        total_tokens=prompt_tokens + completion_tokens,
-                        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached)),
+            usage=Usage.of(prompt_tokens, completion_tokens, cached),
         )
 
     async def _stream(
@@ -202,9 +195,7 @@ class ChatCompletions:
         self.ctx.metrics.observe_finished(timing, first_finish or "abort")
         if include_usage:
             completion_tokens = sum(num_tokens)
-            usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          total_tokens=prompt_tokens + completion_tokens,
-                          prompt_tokens_details=PromptTokensDetails(cached_tokens=cached))
+            usage = Usage.of(prompt_tokens, completion_tokens, cached)
             final = ChatCompletionChunk(id=request_id, created=created, model=model, choices=[], usage=usage)
             yield sse_event(final.model_dump())
         yield SSE_DONE

@@ -10,7 +10,7 @@ import time
 from typing import Any, AsyncIterator, Optional
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.server.errors import APIError, invalid_param
@@ -20,12 +20,18 @@ from vdeploy.server.protocol import (
     CompletionChoice,
     CompletionRequest,
     CompletionResponse,
-    PromptTokensDetails,
     Usage,
     random_id,
 )
 from vdeploy.server.serving_base import ServingContext
-from vdeploy.server.streams import SSE_DONE, cancel_on_disconnect, merge_streams, prepend, sse_event
+from vdeploy.server.streams import (
+    SSE_DONE,
+    await_first_item,
+    cancel_on_disconnect,
+    merge_streams,
+    sse_event,
+    sse_response,
+)
 
 MAX_LOGPROBS = 20
 
@@ -97,12 +103,8 @@ class Completions:
         ]
         merged = merge_streams(streams)
         if req.stream:
-            try:
-                first = await cancel_on_disconnect(raw, anext(merged))
-            except StopAsyncIteration:
-                raise APIError("the engine returned no output", status=500, type="server_error") from None
-            body = self._stream(req, request_id, prepend(first, merged), timings, echo_texts)
-            return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            merged = await await_first_item(raw, merged)
+            return sse_response(self._stream(req, request_id, merged, timings, echo_texts))
         response = await cancel_on_disconnect(raw, self._collect(req, request_id, merged, timings, echo_texts))
         return JSONResponse(response.model_dump())
 
@@ -143,9 +145,7 @@ class Completions:
             id=request_id,
             model=self.ctx.model_name,
             choices=choices,
-            usage=Usage(prompt_tokens=sum(prompt_tokens), completion_tokens=completion_tokens,
-                        total_tokens=sum(prompt_tokens) + completion_tokens,
-                        prompt_tokens_details=PromptTokensDetails(cached_tokens=sum(cached))),
+            usage=Usage.of(sum(prompt_tokens), completion_tokens, sum(cached)),
         )
 
     async def _stream(
@@ -198,9 +198,7 @@ class Completions:
             self.ctx.metrics.observe_finished(timing, finish[position * n] or "abort")
         if include_usage:
             completion_tokens = sum(num_tokens)
-            usage = Usage(prompt_tokens=sum(prompt_tokens), completion_tokens=completion_tokens,
-                          total_tokens=sum(prompt_tokens) + completion_tokens,
-                          prompt_tokens_details=PromptTokensDetails(cached_tokens=sum(cached)))
+            usage = Usage.of(sum(prompt_tokens), completion_tokens, sum(cached))
             final = CompletionResponse(id=request_id, created=created, model=model, choices=[], usage=usage)
             yield sse_event(final.model_dump())
         yield SSE_DONE

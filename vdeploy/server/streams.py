@@ -1,5 +1,5 @@
-"""Async plumbing shared by the endpoints: SSE framing, racing a request against its client's disconnect, and
-merging several engine streams (one per prompt of a batched /v1/completions call)."""
+"""Async plumbing shared by the endpoints: SSE framing and responses, racing a request against its client's
+disconnect, and merging several engine streams (one per prompt of a batched /v1/completions call)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import json
 from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from vdeploy.server.errors import APIError
 
 T = TypeVar("T")
 
@@ -17,6 +20,10 @@ SSE_DONE = "data: [DONE]\n\n"
 
 def sse_event(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def sse_response(body: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 class ClientDisconnected(Exception):
@@ -58,6 +65,16 @@ async def prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
     yield first
     async for item in rest:
         yield item
+
+
+async def await_first_item(request: Request, stream: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`stream` with its first item already received (or the client gone: ClientDisconnected). Until a streamed
+    response's headers are sent, an engine error (full queue, bad parameters) can still get its own HTTP status."""
+    try:
+        first = await cancel_on_disconnect(request, anext(stream))
+    except StopAsyncIteration:
+        raise APIError("the engine returned no output", status=500, type="server_error") from None
+    return prepend(first, stream)
 
 
 async def merge_streams(streams: list[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]:

@@ -1,7 +1,8 @@
 """One rank's model runner: loads its slice of the model, owns its KV cache, runs each step.
 
 Per step, from the stateless SchedulerOutput: build the flat batch (input_batch), run the model (through a CUDA
-graph for small all-decode steps), compute logits only for rows that sample, and sample on rank 0.
+graph for small all-decode steps), compute logits only for rows that sample, and sample on the driver (tensor
+rank 0 of the last pipeline stage).
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ class ModelRunner:
             self._finish_step_without_sampling()
             return ModelRunnerOutput(req_ids=[], sampled_token_ids=[]) if self.sampler else None
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
-        logits = self.model.compute_logits(hidden[logits_indices])  # [N, V] on rank 0 (every rank must call)
+        # an all-gather across the tensor ranks: every rank must call it, though only the driver samples
+        logits = self.model.compute_logits(hidden[logits_indices])  # [N, V]
         if self.sampler is None:
             self._finish_step_without_sampling()
             return None
