@@ -58,4 +58,4 @@ def _print_table(report) -> None:
     out.print(table)
     n = report.counts()
     verdict = "[green]ready[/]" if report.ok else "[bold red]not ready[/]"
-    out.print(f"{verdict}: {n['pass']} passed, {n['warn']} warnings, {n['fail']} failed")
+    out.print(f"{verdict}: {n['pass']} passed, {n['warn']} warning{'' if n['warn'] == 1 else 's'}, {n['fail']} failed")

@@ -36,6 +36,7 @@ def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | Non
     cfg = ModelConfig.from_path(model_path)
     params = estimate_params(cfg)
     on_gpu = not hw.is_cpu_only
+    requested_tp = tp
     tp = tp or max(hw.gpu_count, 1)
     if on_gpu:
         memory = hw.min_gpu_memory
@@ -71,5 +72,7 @@ def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | Non
                f"(weights {plan.weight_bytes_per_gpu / GIB:.1f} GiB/{unit}, KV room {plan.kv_tokens_per_gpu:,} tokens)")
     if fp8_path == "dequantize-to-bf16":
         message += "; FP8 weights dequantized to bf16 (2x memory)"
+    if not on_gpu and requested_tp and requested_tp > 1:
+        message += f"; --tp {requested_tp} planned as one host: on CPU all ranks share the same RAM"
     remedy = None if plan.verdict == "fits" else plan.advice
     return Check("model_fit", VERDICT_STATUS.get(plan.verdict, WARN), message, remedy), report
