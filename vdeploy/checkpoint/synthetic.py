@@ -14,12 +14,20 @@ import json
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vdeploy.checkpoint.index import INDEX_FILE, SINGLE_FILE
-from vdeploy.checkpoint.layout import SCALE_SUFFIX, TensorSpec, expected_tensors, fp8_block, scale_shape
+from vdeploy.checkpoint.layout import (
+    SCALE_SUFFIX,
+    TensorSpec,
+    expected_tensors,
+    fp8_block,
+    scale_shape,
+)
 from vdeploy.checkpoint.safetensors_header import DTYPE_SIZES
 from vdeploy.config import ModelConfig
+
+T = TypeVar("T")
 
 FP8_E4M3_MAX = 448.0
 R1_NUM_SHARDS = 163
@@ -159,7 +167,7 @@ def write_sparse_replica(path: str | Path, config: dict[str, Any], *, num_shards
     specs = replica_tensors(cfg, quantized=quantized, include_mtp=include_mtp)
     sized = [(s.name, s.numel * DTYPE_SIZES[s.dtype]) for s in specs]
     if num_shards is None:
-        groups = _pack_greedy(sized, shard_bytes)
+        groups = pack_greedy(sized, shard_bytes)
     else:
         main = [x for x, s in zip(sized, specs) if s.component != "mtp"]
         mtp = [x for x, s in zip(sized, specs) if s.component == "mtp"]
@@ -221,14 +229,16 @@ def _split_evenly(sized: list[tuple[str, int]], n: int) -> list[list[str]]:
     return [g for g in groups if g]
 
 
-def _pack_greedy(sized: list[tuple[str, int]], limit: int) -> list[list[str]]:
-    groups: list[list[str]] = [[]]
+def pack_greedy(sized: list[tuple[T, int]], limit: int) -> list[list[T]]:
+    """Consecutive items into groups of at most `limit` bytes (a larger item gets a group of its own), the way
+    save_pretrained splits a state dict into shards."""
+    groups: list[list[T]] = [[]]
     used = 0
-    for name, nbytes in sized:
+    for item, nbytes in sized:
         if groups[-1] and used + nbytes > limit:
             groups.append([])
             used = 0
-        groups[-1].append(name)
+        groups[-1].append(item)
         used += nbytes
     return groups
 

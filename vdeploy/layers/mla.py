@@ -27,6 +27,13 @@ from vdeploy.layers.linear import ColumnParallelLinear, ReplicatedLinear, RowPar
 from vdeploy.layers.rotary import RotaryEmbedding, yarn_get_mscale
 
 
+def mla_rotary(cfg: ModelConfig) -> RotaryEmbedding:
+    """The rotary embedding of the rope part of MLA's queries and keys (DeepSeek's interleaved pairs), built once
+    per model: its cos/sin cache covers every position, so per-layer copies would cost start-up time and memory."""
+    return RotaryEmbedding(cfg.qk_rope_head_dim, cfg.qk_rope_head_dim, cfg.max_position_embeddings, cfg.rope_theta,
+                           cfg.rope_scaling, is_neox_style=False)
+
+
 def mla_softmax_scale(cfg: ModelConfig) -> float:
     scale = cfg.qk_head_dim**-0.5
     scaling = cfg.rope_scaling or {}
@@ -37,7 +44,8 @@ def mla_softmax_scale(cfg: ModelConfig) -> float:
 
 
 class MLAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer_idx: int, parallel: ParallelState, params_dtype: torch.dtype):
+    def __init__(self, cfg: ModelConfig, layer_idx: int, parallel: ParallelState, rotary: RotaryEmbedding,
+                 params_dtype: torch.dtype):
         super().__init__()
         self.layer_idx = layer_idx
         self.num_heads = divide(cfg.num_heads, parallel.tp_size, "number of attention heads")
@@ -60,8 +68,7 @@ class MLAttention(nn.Module):
                                               **common)
         self.o_proj = RowParallelLinear(cfg.num_heads * cfg.v_head_dim, cfg.hidden_size,
                                         bias=cfg.attention_bias, **common)
-        self.rotary_emb = RotaryEmbedding(self.rope_dim, self.rope_dim, cfg.max_position_embeddings, cfg.rope_theta,
-                                          cfg.rope_scaling, is_neox_style=False)
+        self.rotary_emb = rotary  # YaRN, interleaved pairs; one cache shared by all layers (see mla_rotary)
         self.w_uk: torch.Tensor | None = None  # [H, Dn, L], set by prepare_absorbed_weights
         self.w_uv: torch.Tensor | None = None  # [H, Dv, L]
 

@@ -27,7 +27,8 @@ from vdeploy.layers.embedding import ParallelLMHead, VocabParallelEmbedding
 from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.layers.layernorm import RMSNorm
 from vdeploy.layers.linear import MergedColumnParallelLinear, RowParallelLinear
-from vdeploy.layers.mla import MLAttention
+from vdeploy.layers.mla import MLAttention, mla_rotary
+from vdeploy.layers.rotary import RotaryEmbedding
 from vdeploy.layers.moe import RoutedExperts, select_experts
 from vdeploy.layers.weight_loading import default_weight_loader, set_weight_attrs
 from vdeploy.models.pipeline_stage import PipelineStage, StageActivations
@@ -75,7 +76,7 @@ class DeepseekMoE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x [T, D] -> [T, D]
-        router_logits = F.linear(x.float(), self.gate.weight.float())  # [T, E]
+        router_logits = F.linear(x.float(), self.gate.weight)  # [T, E]; the weight is float32 once loaded
         bias = getattr(self.gate, "e_score_correction_bias", None)
         topk_weights, topk_ids = select_experts(router_logits, self.cfg, bias)
         out = self.experts(x, topk_weights, topk_ids)  # this rank's partial sum
@@ -85,9 +86,10 @@ class DeepseekMoE(nn.Module):
 
 
 class DeepseekDecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer_idx: int, parallel: ParallelState, params_dtype: torch.dtype):
+    def __init__(self, cfg: ModelConfig, layer_idx: int, parallel: ParallelState, rotary: RotaryEmbedding,
+                 params_dtype: torch.dtype):
         super().__init__()
-        self.self_attn = MLAttention(cfg, layer_idx, parallel, params_dtype)
+        self.self_attn = MLAttention(cfg, layer_idx, parallel, rotary, params_dtype)
         if cfg.is_moe_layer(layer_idx):
             self.mlp: nn.Module = DeepseekMoE(cfg, parallel, params_dtype)
         else:
@@ -112,7 +114,9 @@ class DeepseekModel(nn.Module):
         self.stage = PipelineStage.of(cfg.num_layers, parallel)  # every layer when there is one stage
         self.embed_tokens = self.stage.first_stage_module(lambda: VocabParallelEmbedding(
             cfg.vocab_size, cfg.hidden_size, parallel=parallel, params_dtype=params_dtype))
-        self.layers = self.stage.build_layers(lambda i: DeepseekDecoderLayer(cfg, i, parallel, params_dtype))
+        self.rotary_emb = mla_rotary(cfg)  # shared by every layer
+        self.layers = self.stage.build_layers(
+            lambda i: DeepseekDecoderLayer(cfg, i, parallel, self.rotary_emb, params_dtype))
         self.norm = self.stage.last_stage_module(lambda: RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype))
 
     def forward(self, input_ids, positions, ctx: ForwardContext,
@@ -144,9 +148,12 @@ class DeepseekV3ForCausalLM(nn.Module):
         return self.lm_head.compute_logits(hidden)
 
     def process_weights_after_loading(self) -> None:
-        """Once, after every weight is in place: dense experts where FP8 can't run, then W_UK / W_UV."""
+        """Once, after every weight is in place: float32 routers (routing runs in float32: converting the BF16
+        weight every step would cost more traffic than reading it), dense experts where FP8 can't run, W_UK/W_UV."""
         for module in self.modules():
-            if isinstance(module, RoutedExperts):
+            if isinstance(module, DeepseekMoE):
+                module.gate.weight = nn.Parameter(module.gate.weight.float(), requires_grad=False)
+            elif isinstance(module, RoutedExperts):
                 module.process_weights_after_loading(self.params_dtype)
             elif isinstance(module, MLAttention):
                 module.prepare_absorbed_weights()
