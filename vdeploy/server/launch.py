@@ -32,6 +32,8 @@ class ServeOptions:
     log_level: str = "info"
     json_logs: bool = False
     engine_flags: dict[str, Any] = field(default_factory=dict)  # vdeploy.profiles.SETTINGS name -> value
+    # the engine core in its own process (no GIL shared with the HTTP side); False: a thread of this process
+    engine_process: bool = True
 
 
 @dataclass
@@ -143,12 +145,17 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
     )
 
 
-def build_engine(dep: Deployment, chat_template: Optional[str]) -> Any:
+def build_engine(dep: Deployment, chat_template: Optional[str], *, engine_process: bool = True) -> Any:
+    cfg = dep.engine_config
+    if engine_process:
+        from vdeploy.engine.process_engine import ProcessAsyncEngine
+
+        return ProcessAsyncEngine(cfg, model_name=dep.served_model_name, chat_template=chat_template,
+                                  model_config=dep.model_config)
     from vdeploy.engine.async_engine import AsyncEngine
     from vdeploy.engine.engine_core import EngineCore
     from vdeploy.engine.tokenizer import Tokenizer
 
-    cfg = dep.engine_config
     tokenizer = None
     if chat_template is not None:
         tokenizer = Tokenizer.from_dir(cfg.tokenizer or cfg.model, chat_template_file=chat_template)
@@ -225,7 +232,7 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
         # no spinner here: the weight loader draws its own progress bar over the shards
         console.print(f"loading {dep.served_model_name} ...")
         start = time.perf_counter()
-        engine = build_engine(dep, opts.chat_template)
+        engine = build_engine(dep, opts.chat_template, engine_process=opts.engine_process)
         console.print(f"[bold]loaded[/] in {time.perf_counter() - start:.1f} s")
     except BaseException:
         sock.close()

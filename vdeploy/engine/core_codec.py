@@ -1,0 +1,240 @@
+"""The wire format between the server process and the engine-core process: length-prefixed msgpack frames of
+schema'd msgspec Structs. Nothing on this channel is ever unpickled: a frame that is not one of the messages below
+(garbage, a pickle, a truncated frame) fails to decode and is refused.
+
+Outputs travel as deltas. An engine `RequestOutput` repeats the prompt and the whole text, token ids and logprobs so
+far on every step; sent as is, a 1,000-token answer would cost O(n^2) bytes and objects. `OutputEncoder` (core side)
+sends the prompt once and only what each sample gained since the last message; `OutputDecoder` (server side) keeps
+the running totals and rebuilds the same `RequestOutput`s the engine produced.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import msgspec
+
+from vdeploy.config import EngineConfig
+from vdeploy.engine.engine_core import EngineStats
+from vdeploy.engine.outputs import CompletionOutput, RequestOutput, TokenLogprobs
+from vdeploy.engine.sampling_params import SamplingParams
+
+MAX_FRAME_BYTES = 256 << 20  # far above any real message (a 128k-token prompt is ~0.6 MB); bounds a bad prefix
+_HEADER = struct.Struct(">I")
+
+
+class ProtocolError(Exception):
+    """A frame that is not a valid message of this protocol (it is dropped, never interpreted)."""
+
+
+class FramingError(ProtocolError):
+    """The byte stream itself is broken (a bad length prefix, a cut frame): the channel cannot be resynchronised."""
+
+
+# ---- server -> core ----------------------------------------------------------------------------------------------
+class Init(msgspec.Struct, tag=True):
+    config: EngineConfig
+
+
+class AddRequest(msgspec.Struct, tag=True):
+    request_id: str
+    prompt_token_ids: list[int]
+    params: SamplingParams
+
+
+class AbortRequests(msgspec.Struct, tag=True):
+    request_ids: list[str]
+
+
+class Shutdown(msgspec.Struct, tag=True):
+    pass
+
+
+# ---- core -> server ----------------------------------------------------------------------------------------------
+class Ready(msgspec.Struct, tag=True):
+    max_model_len: int
+    generation_defaults: dict[str, Any]
+    stats: EngineStats
+
+
+class Failed(msgspec.Struct, tag=True):
+    """The core could not start, or its step loop died; it exits right after sending this."""
+
+    error_type: str
+    message: str
+    hint: Optional[str] = None
+    during_startup: bool = False
+
+
+class RequestError(msgspec.Struct):
+    """One request refused by the core (QueueFull under a race, an invalid prompt); the engine goes on."""
+
+    request_id: str
+    error_type: str  # "QueueFull" | "ConfigError" | other VdeployError names
+    message: str
+    hint: Optional[str] = None
+
+
+class WireCompletion(msgspec.Struct, array_like=True):
+    index: int
+    delta_text: str
+    delta_token_ids: list[int]
+    delta_logprobs: Optional[list[TokenLogprobs]]  # logprobs of delta_token_ids (None: not asked for)
+    finish_reason: Optional[str]
+    stop_reason: Union[str, int, None]
+    # Set only when the full text is not the previous text + delta_text (the detokenizer may hold text back, e.g.
+    # a possible stop string): the text to append instead. Keeps the rebuild exact whatever the engine does.
+    text_tail: Optional[str] = None
+    token_ids_full: Optional[list[int]] = None  # likewise, when the token ids did not grow by exactly the delta
+
+
+class WireOutput(msgspec.Struct, array_like=True):
+    request_id: str
+    prompt_token_ids: Optional[list[int]]  # only in the request's first message
+    outputs: list[WireCompletion]
+    finished: bool
+    num_cached_tokens: int
+    metrics: dict[str, float]
+
+
+class StepOutputs(msgspec.Struct, tag=True):
+    """Everything one engine step produced, for all requests: one message (and one wake-up) per step."""
+
+    outputs: list[WireOutput]
+    errors: list[RequestError]
+    stats: EngineStats
+    num_adds_applied: int  # running total of samples (n per request) the core has taken in
+
+
+ToCore = Union[Init, AddRequest, AbortRequests, Shutdown]
+FromCore = Union[Ready, Failed, StepOutputs]
+
+
+# ---- framing -----------------------------------------------------------------------------------------------------
+class FrameCodec:
+    """Typed msgpack encoding with a 4-byte big-endian length prefix. One per direction per process."""
+
+    def __init__(self, receives: Any):
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(receives)
+
+    def encode(self, message: msgspec.Struct) -> bytes:
+        payload = self._encoder.encode(message)
+        return _HEADER.pack(len(payload)) + payload
+
+    def decode(self, payload: bytes) -> Any:
+        try:
+            return self._decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise ProtocolError(f"refused a frame that is not a vdeploy engine message: {e}") from None
+
+
+def read_frame(stream: Any) -> Optional[bytes]:
+    """The next frame's payload from a binary file object (socket.makefile('rb')); None at a clean end of stream."""
+    header = stream.read(_HEADER.size)
+    if not header:
+        return None
+    if len(header) < _HEADER.size:
+        raise FramingError("the channel closed in the middle of a frame header")
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME_BYTES:
+        raise FramingError(f"refused a frame of {size} bytes (limit {MAX_FRAME_BYTES})")
+    payload = stream.read(size)
+    if len(payload) < size:
+        raise FramingError("the channel closed in the middle of a frame")
+    return payload
+
+
+def core_side_codec() -> FrameCodec:
+    return FrameCodec(ToCore)
+
+
+def server_side_codec() -> FrameCodec:
+    return FrameCodec(FromCore)
+
+
+# ---- outputs as deltas -------------------------------------------------------------------------------------------
+@dataclass
+class _SentSample:
+    text_len: int = 0
+    num_tokens: int = 0
+
+
+class OutputEncoder:
+    """Core side: RequestOutputs -> WireOutputs carrying only what is new since the request's last message."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, dict[int, _SentSample]] = {}
+
+    def encode(self, out: RequestOutput) -> WireOutput:
+        first = out.request_id not in self._sent
+        samples = self._sent.setdefault(out.request_id, {})
+        wire = [self._completion(samples.setdefault(c.index, _SentSample()), c) for c in out.outputs]
+        if out.finished:
+            del self._sent[out.request_id]
+        return WireOutput(out.request_id, list(out.prompt_token_ids) if first else None, wire, out.finished,
+                          out.num_cached_tokens, dict(out.metrics))
+
+    @staticmethod
+    def _completion(sent: _SentSample, c: CompletionOutput) -> WireCompletion:
+        num_new = len(c.delta_token_ids)
+        # token ids grow by exactly the delta today; sending the whole list otherwise keeps the rebuild exact
+        full_ids = None if len(c.token_ids) == sent.num_tokens + num_new else list(c.token_ids)
+        tail = c.text[sent.text_len:]
+        sent.text_len, sent.num_tokens = len(c.text), len(c.token_ids)
+        logprobs = None if c.logprobs is None else c.logprobs[len(c.logprobs) - num_new:] if num_new else []
+        return WireCompletion(c.index, c.delta_text, list(c.delta_token_ids), logprobs, c.finish_reason,
+                              c.stop_reason, None if tail == c.delta_text else tail, full_ids)
+
+    def forget(self, request_id: str) -> None:
+        self._sent.pop(request_id, None)
+
+
+@dataclass
+class _Totals:
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprobs] = field(default_factory=list)
+
+
+@dataclass
+class _RequestTotals:
+    prompt_token_ids: list[int]
+    samples: dict[int, _Totals] = field(default_factory=dict)
+
+
+class OutputDecoder:
+    """Server side: WireOutputs -> the RequestOutputs the engine produced (cumulative text, token ids, logprobs)."""
+
+    def __init__(self) -> None:
+        self._totals: dict[str, _RequestTotals] = {}
+
+    def decode(self, wire: WireOutput) -> RequestOutput:
+        totals = self._totals.get(wire.request_id)
+        if totals is None:
+            totals = self._totals[wire.request_id] = _RequestTotals(wire.prompt_token_ids or [])
+        outputs = [self._completion(totals.samples.setdefault(c.index, _Totals()), c) for c in wire.outputs]
+        if wire.finished:
+            del self._totals[wire.request_id]
+        return RequestOutput(wire.request_id, totals.prompt_token_ids, outputs, wire.finished,
+                             wire.num_cached_tokens, wire.metrics)
+
+    @staticmethod
+    def _completion(totals: _Totals, c: WireCompletion) -> CompletionOutput:
+        totals.text += c.delta_text if c.text_tail is None else c.text_tail
+        if c.token_ids_full is None:
+            totals.token_ids.extend(c.delta_token_ids)
+        else:
+            totals.token_ids = c.token_ids_full
+        logprobs = None
+        if c.delta_logprobs is not None:
+            totals.logprobs.extend(c.delta_logprobs)
+            logprobs = list(totals.logprobs)
+        # copies: a consumer may keep an output while the totals grow under the next message
+        return CompletionOutput(c.index, totals.text, list(totals.token_ids), c.delta_text, c.delta_token_ids,
+                                logprobs, c.finish_reason, c.stop_reason)
+
+    def forget_all(self) -> None:
+        self._totals.clear()

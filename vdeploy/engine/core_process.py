@@ -1,0 +1,182 @@
+"""The engine-core process of `vdeploy serve`: owns the EngineCore and runs the step loop, with its own interpreter
+(the HTTP server's event loop and per-token SSE work no longer share a GIL with scheduling, the forward pass and
+detokenizing).
+
+Started by `ProcessAsyncEngine` as `python -m vdeploy.engine.core_process --fd N`, where N is this end of a Unix
+socketpair: nothing listens on a port or a path, so no other peer can reach the channel. A reader thread turns
+frames into commands; the main thread applies them between steps, steps, and sends one StepOutputs per step.
+
+The process exits when told to (Shutdown), when the server end of the socket closes (the server died: no orphan),
+or after a failed step (it reports Failed first). It ignores SIGINT and SIGTERM: Ctrl-C in a terminal and
+systemd's stop reach the whole process group, and the server must be able to drain its in-flight requests through
+this process before stopping it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+from vdeploy.engine import core_codec as wire
+
+_IDLE_WAIT_S = 0.5  # how long the idle loop sleeps before re-checking for shutdown
+
+
+class _Inbox:
+    """Commands from the server, filled by the reader thread, drained by the step loop between steps."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.commands: list[Any] = []
+        self.wakeup = threading.Event()
+        self.closed = False  # Shutdown received, or the server end is gone
+
+    def put(self, message: Any) -> None:
+        with self.lock:
+            self.commands.append(message)
+        self.wakeup.set()
+
+    def take(self) -> list[Any]:
+        with self.lock:
+            commands, self.commands = self.commands, []
+        return commands
+
+    def close(self) -> None:
+        self.closed = True
+        self.wakeup.set()
+
+
+class CoreProcess:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+        self.codec = wire.core_side_codec()
+        self.inbox = _Inbox()
+        self.encoder = wire.OutputEncoder()
+        self.ready = False
+        self.num_adds_applied = 0
+        self.errors: list[wire.RequestError] = []
+        self.core: Any = None
+
+    # ---- channel ------------------------------------------------------------------------------------------------
+    def send(self, message: Any) -> None:
+        self.sock.sendall(self.codec.encode(message))
+
+    def receive(self) -> Any:
+        payload = wire.read_frame(self.reader)
+        return None if payload is None else self.codec.decode(payload)
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                message = self.receive()
+            except wire.FramingError as e:  # the stream cannot be resynchronised: treat it as the server gone
+                print(f"vdeploy engine core: {e}", file=sys.stderr, flush=True)
+                message = None
+            except wire.ProtocolError as e:  # a frame we cannot decode is dropped, never interpreted
+                print(f"vdeploy engine core: {e}", file=sys.stderr, flush=True)
+                continue
+            except OSError:
+                message = None
+            if message is None or isinstance(message, wire.Shutdown):
+                if not self.ready and message is None:
+                    os._exit(1)  # the server went away while the model loads: nobody will ever ask for a step
+                self.inbox.close()
+                return
+            if isinstance(message, (wire.AddRequest, wire.AbortRequests)):
+                self.inbox.put(message)
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        try:
+            init = self.receive()
+        except wire.ProtocolError as e:
+            print(f"vdeploy engine core: {e}", file=sys.stderr, flush=True)
+            return 2
+        if not isinstance(init, wire.Init):
+            return 2
+        threading.Thread(target=self._read_loop, name="vdeploy-core-reader", daemon=True).start()
+        try:
+            from vdeploy.engine.engine_core import EngineCore
+
+            self.core = EngineCore(init.config)
+        except BaseException as e:  # noqa: BLE001 - the server names the failure, then this process exits
+            self._report_failure(e, during_startup=True)
+            return 1
+        core = self.core
+        self.ready = True
+        self.send(wire.Ready(core.max_model_len, dict(core.generation_defaults), core.stats()))
+        try:
+            self._loop()
+        except BaseException as e:  # noqa: BLE001 - every failure must reach the waiting clients
+            self._report_failure(e, during_startup=False)
+            core.shutdown()
+            return 1
+        core.shutdown()
+        return 0
+
+    def _report_failure(self, e: BaseException, *, during_startup: bool) -> None:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        try:
+            self.send(wire.Failed(type(e).__name__, str(getattr(e, "message", e)), getattr(e, "hint", None),
+                                  during_startup))
+        except OSError:
+            pass  # the server is gone too
+
+    def _loop(self) -> None:
+        core, inbox = self.core, self.inbox
+        while not inbox.closed:
+            self._apply(inbox.take())
+            if not core.has_unfinished_requests():
+                if self.errors:
+                    self._send_outputs([])
+                inbox.wakeup.wait(_IDLE_WAIT_S)
+                inbox.wakeup.clear()
+                continue
+            self._send_outputs(core.step())
+
+    def _apply(self, commands: list[Any]) -> None:
+        from vdeploy.errors import VdeployError
+
+        for command in commands:
+            if isinstance(command, wire.AddRequest):
+                self.num_adds_applied += command.params.n
+                try:
+                    self.core.add_request(command.request_id, command.prompt_token_ids, command.params)
+                except VdeployError as e:  # e.g. QueueFull under a race: that request fails, the engine goes on
+                    self.errors.append(wire.RequestError(command.request_id, type(e).__name__, e.message, e.hint))
+            else:
+                self.core.abort_request(command.request_ids)
+
+    def _send_outputs(self, outputs: list[Any]) -> None:
+        errors, self.errors = self.errors, []
+        encoded = [self.encoder.encode(out) for out in outputs]
+        self.send(wire.StepOutputs(encoded, errors, self.core.stats(), self.num_adds_applied))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="vdeploy engine-core process (started by vdeploy serve)")
+    parser.add_argument("--fd", type=int, required=True, help="this end of the server's socketpair")
+    args = parser.parse_args(argv)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sock = socket.socket(fileno=args.fd)
+    if sock.family != socket.AF_UNIX:
+        print("vdeploy engine core: --fd must be a Unix socket", file=sys.stderr)
+        return 2
+    try:
+        return CoreProcess(sock).run()
+    except OSError as e:  # the server end closed while we were sending: it is gone, and so are its clients
+        print(f"vdeploy engine core: channel closed ({e})", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""AsyncEngine's interface with the EngineCore in its own process (what `vdeploy serve` runs).
+
+The server process keeps the tokenizer (chat templates, prompt encoding), the model's config and one asyncio stream
+per request; the core process (vdeploy/engine/core_process.py) schedules, runs the model and detokenizes. They talk
+over a Unix socketpair in schema'd msgpack (vdeploy/engine/core_codec.py), never pickle.
+
+One reader thread receives the core's messages: one per engine step, carrying every request's delta. Each message
+wakes each consumer event loop once (one `call_soon_threadsafe` per loop per step, not per token per request).
+When the core process dies, the reader sees the socket close, names the cause (exit code or signal) and fails every
+open stream with EngineDeadError; /health turns 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Optional
+
+from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.engine import core_codec as wire
+from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown, _Stream
+from vdeploy.engine.engine_core import EngineStats
+from vdeploy.engine.outputs import RequestOutput
+from vdeploy.engine.sampling_params import SamplingParams
+from vdeploy.engine.scheduler import QueueFull
+from vdeploy.engine.tokenizer import Tokenizer
+from vdeploy.errors import ConfigError, VdeployError
+
+__all__ = ["ProcessAsyncEngine"]
+
+_EXIT_WAIT_S = 30.0  # how long close() waits for the core to release the executor before killing it
+
+
+def _error_from(error_type: str, message: str, hint: Optional[str]) -> VdeployError:
+    """The core's error as the same exception class where the server knows it (QueueFull -> 503, ConfigError ->
+    400, CheckpointError at startup -> the CLI's message), a VdeployError otherwise."""
+    import vdeploy.errors as errors
+
+    known: dict[str, type[VdeployError]] = {"QueueFull": QueueFull}
+    for name in dir(errors):
+        cls = getattr(errors, name)
+        if isinstance(cls, type) and issubclass(cls, VdeployError):
+            known[name] = cls
+    cls = known.get(error_type)
+    return cls(message, hint=hint) if cls is not None else VdeployError(f"{error_type}: {message}", hint=hint)
+
+
+def _describe_exit(code: Optional[int]) -> str:
+    if code is None:
+        return "closed its channel"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class ProcessAsyncEngine:
+    def __init__(self, config: EngineConfig, *, model_name: Optional[str] = None,
+                 chat_template: Optional[str] = None, model_config: Optional[ModelConfig] = None):
+        self.config = config
+        self.model_name = model_name or Path(config.model).name
+        self.model_config = model_config or ModelConfig.from_path(config.model)
+        tok_dir = Path(config.tokenizer or config.model)
+        self.tokenizer: Optional[Tokenizer] = None
+        if chat_template is not None or (tok_dir / "tokenizer.json").is_file():
+            self.tokenizer = Tokenizer.from_dir(tok_dir, chat_template_file=chat_template)
+        self._lock = threading.Lock()  # guards _streams and the add counters
+        self._send_lock = threading.Lock()  # frames from several threads must not interleave
+        self._streams: dict[str, _Stream] = {}
+        self._num_adds_sent = 0
+        self._num_adds_applied = 0
+        self._accepting = True
+        self._closing = False
+        self._error: Optional[BaseException] = None
+        self._codec = wire.server_side_codec()
+        self._decoder = wire.OutputDecoder()
+        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # a fresh interpreter (not fork: the server may hold threads and locks), inheriting only the socket
+            self._proc = subprocess.Popen([sys.executable, "-m", "vdeploy.engine.core_process", "--fd",
+                                           str(child.fileno())], pass_fds=(child.fileno(),))
+        finally:
+            child.close()
+        self._reader = self._sock.makefile("rb")
+        try:
+            self._send(wire.Init(config))
+            ready = self._wait_ready()
+        except BaseException:
+            self._kill()
+            raise
+        self.max_model_len = ready.max_model_len
+        self.generation_defaults = ready.generation_defaults
+        self._stats = ready.stats
+        self._thread = threading.Thread(target=self._read_loop, name=f"vdeploy-core-client-{self._proc.pid}",
+                                        daemon=True)
+        self._thread.start()
+
+    # ---- facts for the server -----------------------------------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        """The engine-core process id."""
+        return self._proc.pid
+
+    @property
+    def is_running(self) -> bool:
+        return self._error is None and not self._closing and self._proc.poll() is None
+
+    def stats(self) -> EngineStats:
+        """The snapshot the core sent with its latest step (never waits on the core)."""
+        return self._stats
+
+    # ---- requests -----------------------------------------------------------------------------------------------
+    async def generate(
+        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str
+    ) -> AsyncIterator[RequestOutput]:
+        """Stream delta outputs for one request; the last has finished=True. Leaving the loop early (client gone,
+        task cancelled) aborts the request, and the core frees its KV blocks after the step in flight."""
+        self._check_accepting()
+        params.validate()  # prompt checks need the scheduler: the core answers them as a RequestError
+        stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
+        with self._lock:
+            if request_id in self._streams:
+                raise ConfigError(f"duplicate request id {request_id!r}")
+            waiting = self._stats.num_waiting + self._num_adds_sent - self._num_adds_applied
+            if waiting + params.n > self.config.scheduler.max_waiting:
+                raise QueueFull(
+                    f"the waiting queue is full ({self.config.scheduler.max_waiting} requests)", hint="retry shortly"
+                )
+            self._streams[request_id] = stream
+            self._num_adds_sent += params.n
+        finished = False
+        try:
+            self._send(wire.AddRequest(request_id, list(prompt_token_ids), params))
+            while True:
+                item = await stream.queue.get()
+                if isinstance(item, BaseException):
+                    finished = True  # nothing left to abort
+                    raise item
+                finished = item.finished
+                yield item
+                if finished:
+                    return
+        finally:
+            with self._lock:
+                self._streams.pop(request_id, None)
+            if not finished:
+                self.abort(request_id)
+
+    def abort(self, request_id: str) -> None:
+        """Abort from any thread; a no-op for unknown or finished requests (and once the core is gone)."""
+        try:
+            self._send(wire.AbortRequests([request_id]))
+        except EngineDeadError:
+            pass
+
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+        """Refuse new requests, let in-flight ones finish for up to drain_timeout_s, then abort the rest and stop."""
+        self._accepting = False
+        deadline = time.monotonic() + drain_timeout_s
+        while self.is_running and time.monotonic() < deadline:
+            with self._lock:
+                busy = bool(self._streams)
+            if not busy:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        """Stop at once: open streams get EngineShuttingDown, the core process releases the executor and exits."""
+        if self._closing:
+            return
+        self._accepting = False
+        self._closing = True
+        try:
+            self._send(wire.Shutdown())
+        except EngineDeadError:
+            pass
+        try:
+            self._proc.wait(_EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self._kill()
+        self._thread.join(5)
+        self._fail_streams(EngineShuttingDown("the engine shut down before the request finished"))
+        self._sock.close()
+
+    def _check_accepting(self) -> None:
+        if self._error is not None:
+            raise EngineDeadError(str(self._error)) from self._error
+        if not self._accepting:
+            raise EngineShuttingDown("the engine is shutting down", hint="retry against another replica")
+
+    # ---- the channel --------------------------------------------------------------------------------------------
+    def _send(self, message: Any) -> None:
+        frame = self._codec.encode(message)
+        try:
+            with self._send_lock:
+                self._sock.sendall(frame)
+        except OSError as e:
+            raise EngineDeadError(f"the engine process is gone ({e})") from None
+
+    def _receive(self) -> Any:
+        payload = wire.read_frame(self._reader)
+        return None if payload is None else self._codec.decode(payload)
+
+    def _wait_ready(self) -> wire.Ready:
+        message = self._receive()
+        if isinstance(message, wire.Ready):
+            return message
+        if isinstance(message, wire.Failed):
+            self._proc.wait(_EXIT_WAIT_S)
+            raise _error_from(message.error_type, message.message, message.hint)
+        code = self._proc.wait(_EXIT_WAIT_S)
+        raise EngineDeadError(f"the engine process {_describe_exit(code)} while starting (its log is above)")
+
+    def _read_loop(self) -> None:
+        failure: Optional[wire.Failed] = None
+        try:
+            while True:
+                message = self._receive()
+                if message is None:
+                    break
+                if isinstance(message, wire.StepOutputs):
+                    self._on_step(message)
+                elif isinstance(message, wire.Failed):
+                    failure = message
+        except (wire.ProtocolError, OSError, ValueError) as e:  # ValueError: the file closed under us by close()
+            if not self._closing:
+                failure = failure or wire.Failed(type(e).__name__, f"broken channel: {e}")
+        if self._closing:
+            return
+        try:
+            code = self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            code = self._proc.returncode
+        cause = f" after {failure.error_type}: {failure.message}" if failure else ""
+        error = EngineDeadError(f"the engine process (pid {self._proc.pid}) {_describe_exit(code)}{cause}")
+        self._error = error
+        self._decoder.forget_all()
+        self._fail_streams(error)
+
+    def _on_step(self, message: wire.StepOutputs) -> None:
+        deliveries: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, Any]]] = {}
+        with self._lock:
+            self._stats = message.stats
+            self._num_adds_applied = message.num_adds_applied
+            items: list[tuple[str, Any]] = [(w.request_id, self._decoder.decode(w)) for w in message.outputs]
+            items += [(e.request_id, _error_from(e.error_type, e.message, e.hint)) for e in message.errors]
+            for request_id, item in items:
+                stream = self._streams.get(request_id)
+                if stream is not None:  # None: its consumer left and already sent the abort
+                    deliveries.setdefault(stream.loop, []).append((stream.queue, item))
+        for loop, batch in deliveries.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, batch)
+            except RuntimeError:  # that event loop is closed: its requests have no reader, free their blocks
+                for queue, item in batch:
+                    if isinstance(item, RequestOutput) and not item.finished:
+                        self.abort(item.request_id)
+
+    def _fail_streams(self, error: BaseException) -> None:
+        with self._lock:
+            streams = list(self._streams.values())
+        for stream in streams:
+            try:
+                stream.loop.call_soon_threadsafe(stream.queue.put_nowait, error)
+            except RuntimeError:
+                pass
+
+    def _kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def _put_all(batch: list[tuple[asyncio.Queue, Any]]) -> None:
+    for queue, item in batch:
+        queue.put_nowait(item)
