@@ -12,11 +12,18 @@ from dataclasses import dataclass
 
 from vdeploy.checkpoint.findings import Finding, error, info, warning
 from vdeploy.checkpoint.index import ShardMap
-from vdeploy.checkpoint.layout import SCALE_SUFFIX, expected_tensors, fp8_block, scale_shape
+from vdeploy.checkpoint.layout import SCALE_SUFFIX, expected_tensors, fp8_block, layer_of, scale_shape
 from vdeploy.checkpoint.safetensors_header import FP8_DTYPES, ShardHeader, TensorEntry
 from vdeploy.config import ModelConfig
 
 MAX_PER_KIND = 20
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+SCALE_DTYPES = ("F32", "BF16", "F16")
+# Tensors some exporters leave in a checkpoint that no model uses (older Llama exports keep rotary inv_freq).
+BENIGN_SUFFIXES = (".rotary_emb.inv_freq",)
+# Tensors only a DeepSeek multi-token-prediction module has (it also holds a full decoder layer).
+MTP_MARKERS = (".eh_proj.weight", ".enorm.weight", ".hnorm.weight", ".embed_tokens.weight", ".shared_head.head.weight",
+               ".shared_head.norm.weight")
 
 
 @dataclass(slots=True)
@@ -98,6 +105,7 @@ def check_against_config(cfg: ModelConfig, tensors: dict[str, Located], out: Fin
     if mtp_missing:
         out.add(info("mtp_absent", f"{mtp_missing} tensors of the multi-token-prediction layer are not in the "
                      "checkpoint; serving does not need them"))
+    fp8_dtype = f"F8_{cfg.quant.fmt.upper()}" if block is not None and cfg.quant and cfg.quant.fmt else "F8_E4M3"
     unquantized = 0
     for name, loc in tensors.items():
         t = loc.entry
@@ -106,21 +114,38 @@ def check_against_config(cfg: ModelConfig, tensors: dict[str, Located], out: Fin
             continue
         spec = expected.get(name)
         if spec is None:
-            out.add(warning("unexpected_tensor", f"{t.dtype} {list(t.shape)} is not part of a {cfg.architecture} "
-                            "with this config; it will be ignored", file=loc.file, tensor=name))
+            _unexpected(cfg, name, loc, out)
             continue
         if t.shape != spec.shape:
             out.add(error("shape_mismatch", f"shape {list(t.shape)} contradicts the config, which implies "
                           f"{list(spec.shape)}", file=loc.file, tensor=name,
                           hint="the config.json does not belong to these weights (hidden size, heads, vocab?)"))
+        has_scale = name + SCALE_SUFFIX in tensors
         if t.dtype in FP8_DTYPES:
             if block is None:
                 out.add(error("fp8_without_quant_config", f"{t.dtype} weight but config.json has no fp8 "
                               "quantization_config", file=loc.file, tensor=name,
                               hint="use the config.json that came with these weights"))
-            elif name + SCALE_SUFFIX not in tensors:
+            elif t.dtype != fp8_dtype:
+                out.add(error("fp8_format_mismatch", f"stored as {t.dtype} but config.json's quantization_config "
+                              f"says fmt {cfg.quant.fmt} ({fp8_dtype}): the bytes would be decoded as the wrong "
+                              "format", file=loc.file, tensor=name,
+                              hint="use the config.json that came with these weights, or re-download the shard"))
+            elif not spec.quantized:
+                out.add(error("unexpected_fp8", f"{t.dtype} but this tensor is never quantized (it is "
+                              f"{spec.dtype} in {cfg.architecture})", file=loc.file, tensor=name,
+                              hint="re-download this shard"))
+            elif not has_scale:
                 out.add(error("fp8_weight_without_scale", f"{t.dtype} weight without its {name + SCALE_SUFFIX}",
                               file=loc.file, tensor=name, hint="re-download the shard holding its scale"))
+        elif t.dtype not in FLOAT_DTYPES:
+            out.add(error("wrong_dtype", f"stored as {t.dtype}, not a floating-point type; the config implies "
+                          f"{spec.dtype}", file=loc.file, tensor=name, hint="re-download this shard"))
+        elif spec.quantized and has_scale:
+            out.add(error("unquantized_with_scale", f"stored as {t.dtype} but its {name + SCALE_SUFFIX} is present: "
+                          "the weight was replaced or its quantization lost; loading would apply the scales to "
+                          "unquantized values", file=loc.file, tensor=name,
+                          hint="re-download this shard (an FP8 checkpoint stores this weight as F8_E4M3)"))
         elif spec.quantized:
             unquantized += 1
         elif t.dtype != spec.dtype:
@@ -129,6 +154,54 @@ def check_against_config(cfg: ModelConfig, tensors: dict[str, Located], out: Fin
     if unquantized:
         out.add(info("unquantized_weights", f"{unquantized} weights the config quantizes to FP8 are stored "
                      "unquantized; they load as they are"))
+    _check_layer_count(cfg, tensors, out)
+
+
+def _unexpected(cfg: ModelConfig, name: str, loc: Located, out: FindingList) -> None:
+    """A tensor the config does not describe. Known leftovers are ignored with a warning; anything else means the
+    config and the weights disagree (a layer the config does not have, a renamed tensor) and is an error."""
+    t = loc.entry
+    benign = name.endswith(BENIGN_SUFFIXES) or (name == "lm_head.weight" and cfg.tie_word_embeddings)
+    if benign:
+        out.add(warning("unexpected_tensor", f"{t.dtype} {list(t.shape)} is not used by a {cfg.architecture} with "
+                        "this config; it will be ignored", file=loc.file, tensor=name))
+        return
+    out.add(error("unexpected_tensor", f"{t.dtype} {list(t.shape)} is not part of a {cfg.architecture} with this "
+                  "config: the config and the weights disagree", file=loc.file, tensor=name,
+                  hint="use the config.json that came with these weights, or remove the stray tensor"))
+
+
+def _check_layer_count(cfg: ModelConfig, tensors: dict[str, Located], out: FindingList) -> None:
+    """The decoder layers the headers hold (a layer with attention, not an MTP module) against num_hidden_layers:
+    a config with fewer layers would silently run a truncated model, one with more would read the MTP module as a
+    decoder layer."""
+    main: dict[int, str] = {}
+    mtp: set[int] = set()
+    for name, loc in tensors.items():
+        # plain string tests before any parsing: this sees every tensor (R1: ~92k)
+        is_mtp = name.endswith(MTP_MARKERS)
+        if not (is_mtp or ".self_attn." in name) or not name.startswith("model.layers."):
+            continue
+        layer = layer_of(name)
+        if layer is None:
+            continue
+        if is_mtp:
+            mtp.add(layer)
+        else:
+            main.setdefault(layer, loc.file)
+    layers = sorted(i for i in main if i not in mtp)
+    if not layers:
+        return
+    held = layers[-1] + 1
+    if held != cfg.num_layers:
+        extra = held > cfg.num_layers
+        where = max(layers) if extra else None
+        out.add(error("layer_count_mismatch", f"config.json has num_hidden_layers = {cfg.num_layers} but the "
+                      f"checkpoint holds {held} decoder layers (0-{held - 1})"
+                      + ("; the extra layers would be ignored: a truncated model" if extra else ""),
+                      file=main[where] if where is not None else "config.json",
+                      tensor=next((n for n in tensors if layer_of(n) == where), None) if extra else None,
+                      hint="use the config.json that came with these weights"))
 
 
 def _check_scale(name: str, loc: Located, tensors: dict[str, Located], block: tuple[int, int] | None,
@@ -136,6 +209,10 @@ def _check_scale(name: str, loc: Located, tensors: dict[str, Located], block: tu
     weight = tensors.get(name[: -len(SCALE_SUFFIX)])
     if weight is None:
         out.add(warning("orphan_scale", "an FP8 scale without its weight", file=loc.file, tensor=name))
+        return
+    if loc.entry.dtype not in SCALE_DTYPES:
+        out.add(error("scale_dtype", f"scale stored as {loc.entry.dtype}; block scales are float32",
+                      file=loc.file, tensor=name, hint="re-download this shard"))
         return
     if block is None or len(weight.entry.shape) != 2:
         return

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdeploy.checkpoint.findings import Finding, error, info, warning
+from vdeploy.checkpoint.paths import name_problem, resolve_problem
 from vdeploy.errors import CheckpointError
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -71,13 +72,19 @@ def discover_shards(root: Path) -> tuple[ShardMap, list[Finding]]:
     if shard_map.weight_map:
         listed = sorted(set(shard_map.weight_map.values()), key=shard_sort_key)
         shard_map.listed_files = listed
-        present = set(on_disk)
+        usable = []
         for f in listed:
-            if f not in present:
+            problem = name_problem(f) or resolve_problem(root, f)
+            if problem is not None:
+                first = next(t for t, v in shard_map.weight_map.items() if v == f)
+                findings.append(error(problem.kind, problem.message, file=f, tensor=first, hint=problem.hint))
+            elif not (root / f).is_file():
                 count = sum(1 for v in shard_map.weight_map.values() if v == f)
                 findings.append(error("missing_shard", f"listed in the index ({count} tensors) but not on disk",
                                       file=f, hint="download the missing shard"))
-        shard_map.files = [f for f in listed if f in present]
+            else:
+                usable.append(f)
+        shard_map.files = usable
         for f in on_disk:
             if f not in set(listed):
                 findings.append(warning("unlisted_file", "safetensors file on disk that the index does not list; "
@@ -90,7 +97,11 @@ def discover_shards(root: Path) -> tuple[ShardMap, list[Finding]]:
                 hint = FOREIGN_WEIGHTS[Path(foreign[0]).suffix][1]
                 raise CheckpointError(f"{root} holds no safetensors weights, only {', '.join(foreign)}", hint=hint)
             raise CheckpointError(f"{root} holds no index and no safetensors shard", hint=hint)
-        shard_map.files = on_disk
+        for f in on_disk:
+            problem = resolve_problem(root, f)
+            if problem is not None:
+                findings.append(error(problem.kind, problem.message, file=f, hint=problem.hint))
+        shard_map.files = [f for f in on_disk if resolve_problem(root, f) is None]
         if len(on_disk) > 1 or on_disk[0] != SINGLE_FILE:
             findings.append(warning("no_index", f"no {INDEX_FILE}: using the {len(on_disk)} safetensors file(s) "
                                     "found on disk", hint="loaders that need the index will not find the shards"))
@@ -104,7 +115,7 @@ def _read_index(path: Path, shard_map: ShardMap) -> list[Finding]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return [error("bad_index", f"invalid JSON ({e}); falling back to the shards on disk", file=path.name)]
     weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
-    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+    if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(v, str) for v in weight_map.values()):
         return [error("bad_index", "no usable weight_map; falling back to the shards on disk", file=path.name)]
     shard_map.weight_map = weight_map
     total = (doc.get("metadata") or {}).get("total_size")

@@ -11,17 +11,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from vdeploy.checkpoint.checks import FindingList, check_against_config, check_tokenizer, collect_tensors
+from vdeploy.checkpoint.checks import FindingList, check_tokenizer
 from vdeploy.checkpoint.findings import error, info, warning
-from vdeploy.checkpoint.index import discover_shards
 from vdeploy.checkpoint.planner import estimate_params, plan_memory, plan_table
 from vdeploy.checkpoint.report import Architecture, InspectReport, PlanSet
-from vdeploy.checkpoint.safetensors_header import read_header
 from vdeploy.checkpoint.storage import tally
+from vdeploy.checkpoint.validate import tp_finding, validate_headers
 from vdeploy.config import ModelConfig
 from vdeploy.errors import VdeployError
 
@@ -31,7 +29,6 @@ DEFAULT_GPU_SIZES_GB = (80, 141)
 PARAM_TOLERANCE = 0.005  # header count vs config estimate; beyond this the config and weights disagree
 # Transformers writes this sentinel as model_max_length when a tokenizer sets no limit.
 _NO_LIMIT = 10**18
-_HEADER_THREADS = 8
 
 
 def inspect_checkpoint(path: str | Path, *, gpu_memory_gb: list[float] | None = None,
@@ -46,29 +43,27 @@ def inspect_checkpoint(path: str | Path, *, gpu_memory_gb: list[float] | None = 
     """
     start = time.perf_counter()
     root = Path(path).expanduser()
-    shard_map, index_findings = discover_shards(root)
     out = FindingList()
-    out.extend(index_findings)
-    files_read = [shard_map.index_file] if shard_map.index_file else []
-
-    cfg = _read_config(root, out, files_read)
+    if not root.is_dir():
+        validate_headers(root, None, out)  # raises the "does not exist" / "not a directory" CheckpointError
+    config_read: list[str] = []
+    cfg = _read_config(root, out, config_read)
+    validation = validate_headers(root, cfg, out)
+    shard_map, headers, tensors = validation.shard_map, validation.headers, validation.tensors
+    files_read = ([shard_map.index_file] if shard_map.index_file else []) + config_read
     _read_json(root / "generation_config.json", out, files_read)
     max_length, tokenizer_vocab = _read_tokenizer(root, out, files_read)
 
-    with ThreadPoolExecutor(max_workers=min(_HEADER_THREADS, max(1, len(shard_map.files)))) as pool:
-        results = list(pool.map(lambda f: read_header(root / f, f), shard_map.files))
-    headers = [h for h, _ in results]
-    for _, findings in results:
-        out.extend(findings)
-
-    tensors = collect_tensors(headers, shard_map, out)
     architecture = None
     if cfg is not None:
-        check_against_config(cfg, tensors, out)
         check_tokenizer(cfg, max_length, tokenizer_vocab, out)
         architecture = Architecture.from_config(cfg)
         architecture.tokenizer_max_length = max_length
         architecture.tokenizer_vocab_size = tokenizer_vocab
+        for tp in tp_sizes or []:
+            finding = tp_finding(cfg, tp)
+            if finding is not None:
+                out.add(finding)
 
     parameters, storage, load_bytes = tally(headers, tensors, cfg, shard_map.index_total_size)
     if cfg is not None:

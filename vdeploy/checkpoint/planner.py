@@ -27,6 +27,7 @@ from vdeploy.checkpoint.layout import (
     scale_shape,
 )
 from vdeploy.checkpoint.safetensors_header import DTYPE_SIZES
+from vdeploy.checkpoint.tp_rules import SplitDim, fp8_split_dims, tp_advice, tp_problem
 from vdeploy.config import ModelConfig
 from vdeploy.errors import ConfigError
 
@@ -103,6 +104,7 @@ class _WeightSummary:
     """Per-layer weight bytes by TP rule, so that a table of plans walks the (R1: ~47k-tensor) layout once."""
 
     layers: list[dict[str, int]]  # index = layer; TP rule -> bytes
+    split_dims: list[SplitDim]  # the FP8 weights' split dimensions (vdeploy.checkpoint.tp_rules)
     first_stage: dict[str, int]  # embeddings (pipeline stage 0)
     last_stage: dict[str, int]  # final norm + lm_head (last pipeline stage)
 
@@ -129,7 +131,7 @@ def _summarize(cfg: ModelConfig, fp8_tensor_cores: bool) -> _WeightSummary:
 
     per_kind = {kind: by_rule(decoder_layer_tensors(cfg, first)) for kind, (first, _) in _layer_kinds(cfg).items()}
     layers = [per_kind[layer_kind(cfg, i)] for i in range(cfg.num_layers)]
-    return _WeightSummary(layers, by_rule(embedding_tensors(cfg)), by_rule(final_tensors(cfg)))
+    return _WeightSummary(layers, fp8_split_dims(cfg), by_rule(embedding_tensors(cfg)), by_rule(final_tensors(cfg)))
 
 
 def _per_rank(by_rule: dict[str, int], tp: int, kv_heads: int) -> tuple[int, int]:
@@ -186,9 +188,6 @@ def _check_parallel(cfg: ModelConfig, tp: int, pp: int) -> None:
     if pp > cfg.num_layers:
         raise ConfigError(f"pipeline parallel size {pp} exceeds the {cfg.num_layers} layers")
 
-
-def _valid_tp_sizes(cfg: ModelConfig, limit: int = 8) -> list[int]:
-    return [t for t in range(1, limit + 1) if cfg.num_heads % t == 0]
 
 
 @dataclass(frozen=True)
@@ -256,7 +255,8 @@ def plan_table(cfg: ModelConfig, gpu_memory_bytes: int, *, gpu_memory_utilizatio
                      fp8_tensor_cores=fp8_tensor_cores)
 
     plans = [plan(tp, 1) for tp in tp_sizes if cfg.num_heads % tp == 0]
-    if plans and plans[-1].verdict == "does_not_fit" and cfg.num_layers >= 2:
+    if plans and plans[-1].verdict == "does_not_fit" and tp_problem(cfg, plans[-1].tp, summary.split_dims) is None \
+            and cfg.num_layers >= 2:
         plans.append(plan(plans[-1].tp, 2))  # a second node, one pipeline stage each
     return plans
 
@@ -272,10 +272,10 @@ def _plan(cfg: ModelConfig, summary: _WeightSummary, *, tp: int, pp: int, gpu_me
         scale = weight_bytes / stored
     usable = int(gpu_memory_bytes * utilization)
     fit = _evaluate(cfg, summary, scale, tp, pp, usable, kv_dtype_bytes)
-    if cfg.num_heads % tp:
-        # a layout the engine cannot shard: report it as not fitting rather than fail the caller's whole check
-        advice = (f"tensor parallel size {tp} does not divide the {cfg.num_heads} attention heads; use TP "
-                  + " or ".join(str(t) for t in _valid_tp_sizes(cfg)))
+    problem = tp_problem(cfg, tp, summary.split_dims)
+    if problem is not None:
+        # a layout the loader refuses (the same rule): report it as not fitting rather than fail the whole check
+        advice = f"{problem}; {tp_advice(cfg, tp, summary.split_dims)}"
         return MemoryPlan(tp=tp, pp=pp, weight_bytes_per_gpu=fit.weights,
                           kv_bytes_per_token_per_gpu=fit.kv_per_token, kv_tokens_per_gpu=0, verdict="does_not_fit",
                           max_model_len=0, advice=advice, gpu_memory_bytes=gpu_memory_bytes,
@@ -319,7 +319,7 @@ def _advice(cfg: ModelConfig, summary: _WeightSummary, scale: float, fit: _Fit, 
               f"{_gib(needed / utilization)}")]
     alternatives = []
     for alt_tp, alt_pp in ((2, 1), (4, 1), (8, 1), (8, 2), (8, 4)):
-        if alt_tp * alt_pp <= tp * pp or cfg.num_heads % alt_tp or alt_pp > cfg.num_layers:
+        if alt_tp * alt_pp <= tp * pp or tp_problem(cfg, alt_tp, summary.split_dims) or alt_pp > cfg.num_layers:
             continue
         alt = _evaluate(cfg, summary, scale, alt_tp, alt_pp, usable, kv_dtype_bytes)
         if alt.kv_tokens >= MIN_USEFUL_CONTEXT:

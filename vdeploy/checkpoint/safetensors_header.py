@@ -1,4 +1,6 @@
-"""Read and validate one safetensors shard's header without touching its tensor data.
+"""Read and validate one safetensors shard's header without touching its tensor data. The one parser of vdeploy:
+`inspect-shards` and the weight loader (vdeploy.models.shard_reader) both read headers here, so they cannot disagree
+on size limits or offsets.
 
 A shard is: 8 bytes little-endian header length N, N bytes of JSON ({name: {dtype, shape, data_offsets}, optional
 "__metadata__"}), then the data region. Offsets are relative to the start of the data region (8 + N). Reading only
@@ -86,8 +88,13 @@ def read_header(path: Path, name: str | None = None) -> tuple[ShardHeader, list[
                                      f"header length {length:,} runs past the end of the {size:,}-byte file",
                                      file=name, hint="the download is truncated; re-download this shard")]
             raw = f.read(length)
+    except PermissionError:
+        return ShardHeader(file=name, file_size=0), [error(
+            "unreadable_file", "permission denied: this user cannot read the shard", file=name,
+            hint=f"make it readable (chmod a+r {name}) or run as the user that downloaded it")]
     except OSError as e:
-        return ShardHeader(file=name, file_size=0), [error("unreadable_file", f"cannot read: {e}", file=name)]
+        return ShardHeader(file=name, file_size=0), [error("unreadable_file", f"cannot read: {e.strerror or e}",
+                                                           file=name, hint="check the file and re-download it")]
 
     shard.header_size = length
     try:
