@@ -138,8 +138,11 @@ def test_index_naming_a_missing_shard(sharded, tmp_path):
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match="missing"):
         checkpoint_files(tmp_path)
-    with pytest.raises(CheckpointError, match="no \\*.safetensors"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         checkpoint_files(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no index and no safetensors shard"):
+        checkpoint_files(tmp_path / "empty")
 
 
 def test_attention_without_kv_cache_matches_paged_prefill(sharded):

@@ -80,9 +80,9 @@ def test_truncated_and_corrupt_files_raise_checkpoint_errors(shard_path, tmp_pat
     data = shard_path.read_bytes()
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(data[:-10])
-    with pytest.raises(CheckpointError, match="truncated.safetensors: tensor .* inconsistent offsets"):
+    with pytest.raises(CheckpointError, match="truncated.safetensors: tensor .* end past the end of the file"):
         SafetensorsShard(truncated)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\xff" * 64)
-    with pytest.raises(CheckpointError, match="not a safetensors file"):
+    with pytest.raises(CheckpointError, match="garbage.safetensors: .*not a safetensors file"):
         SafetensorsShard(garbage)

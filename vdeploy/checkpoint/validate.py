@@ -84,8 +84,8 @@ def validate_for_loading(root: str | Path, cfg: ModelConfig, tp: int = 1) -> Hea
 
 def refusal(root: Path, errors: list[Finding]) -> CheckpointInvalidError:
     first = errors[0]
-    where = ", ".join(p for p in (f"file {first.file}" if first.file else None,
-                                  f"tensor {first.tensor}" if first.tensor else None) if p)
+    # "<dir>: <file>: tensor <name>: <what> [kind]": grep-able, and the file comes first as in every loader error
+    where = ": ".join(p for p in (first.file, f"tensor {first.tensor}" if first.tensor else None) if p)
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     hint = first.hint or "re-download the checkpoint"
     hint += f"; `vdeploy inspect-shards {root}` lists every problem"

@@ -10,7 +10,6 @@ a GPU are page-locked so that reading one chunk from the file overlaps copying t
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vdeploy.checkpoint.validate import CheckpointInvalidError
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.errors import CheckpointError, ConfigError
@@ -57,26 +57,20 @@ def resolve_dtype(dtype: str | torch.dtype | None, model_config: ModelConfig) ->
     return DTYPES[name]
 
 
-def checkpoint_files(path: str | Path) -> list[Path]:
-    """The safetensors shards of a checkpoint directory, in index order when there is an index."""
-    path = Path(path)
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as e:
-            raise CheckpointError(f"{index}: invalid index ({e})") from None
-        files = [path / name for name in sorted(set(weight_map.values()))]
-        missing = [f.name for f in files if not f.is_file()]
-        if missing:
-            raise CheckpointError(f"{path}: shard {missing[0]} listed in {index.name} is missing",
-                                  hint="re-run the download; it resumes")
-        return files
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise CheckpointError(f"no *.safetensors files in {path}",
-                              hint="vdeploy loads Hugging Face safetensors checkpoints")
-    return files
+def checkpoint_files(path: str | Path, model_config: ModelConfig | None = None, tp: int = 1) -> list[Path]:
+    """The safetensors shards of a checkpoint directory, in index order when there is an index, after the header
+    validation `inspect-shards` runs (vdeploy.checkpoint.validate): raises CheckpointInvalidError naming file,
+    tensor, problem and remedy before any tensor data is read."""
+    from vdeploy.checkpoint.validate import refusal, validate_for_loading, validate_headers
+
+    root = Path(path)
+    if model_config is not None:
+        validation = validate_for_loading(root, model_config, tp)
+    else:
+        validation = validate_headers(root, None)
+        if validation.errors:
+            raise refusal(root, validation.errors)
+    return [root / name for name in validation.shard_map.files]
 
 
 def build_on_meta(model_config: ModelConfig, parallel: ParallelState, dtype: torch.dtype) -> nn.Module:
@@ -143,8 +137,12 @@ class WeightFiller:
         try:
             loader(param, weight, shard_id)
         except WeightShapeError as e:
-            raise CheckpointError(f"{source}: tensor {tensor_name}: {e}",
-                                  hint="the checkpoint does not match its config.json") from None
+            tp = getattr(getattr(self.model, "parallel", None), "tp_size", 1)
+            hint = ("the tensor-parallel split does not fall on whole quantization blocks; "
+                    "`vdeploy inspect-shards DIR --tp N` says which sizes work") if "quantization block" in str(e) \
+                else "the checkpoint does not match its config.json"
+            raise CheckpointError(f"{source}: tensor {tensor_name}: {e}" + (f" (TP {tp})" if tp > 1 else ""),
+                                  hint=hint) from None
         self.loaded.add((param_name, shard_id))
 
     def missing(self) -> list[str]:
@@ -164,15 +162,32 @@ def load_safetensors(model: nn.Module, files: list[Path], *, show_progress: bool
         for file in files:
             with SafetensorsShard(file, staging) as shard:
                 for tensor_name in shard.keys():
-                    filler.load(file.name, tensor_name, shard.get_slice(tensor_name))
+                    filler.load(file.name, tensor_name, _checked_slice(shard, file, tensor_name))
             advance(file.name)
     missing = filler.missing()
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise CheckpointError(
             f"tensor {missing[0]}{more} is missing from {files[0].parent} ({len(files)} safetensors files)",
-            hint="the download may be incomplete: run `vdeploy inspect` on the directory",
+            hint=f"the download may be incomplete: run `vdeploy inspect-shards {files[0].parent}`",
         )
+
+
+def _checked_slice(shard: SafetensorsShard, file: Path, name: str) -> LoadedWeight:
+    """The tensor for the model: small ones (scales, norms, biases) read whole and checked for values that would
+    silently ruin every output (vdeploy.checkpoint.value_checks); the large ones as lazy slices."""
+    from vdeploy.checkpoint.value_checks import checked_on_load, value_problem
+
+    info = shard.tensors[name]
+    if not checked_on_load(name, info.shape):
+        return shard.get_slice(name)
+    tensor = shard.get_tensor(name)
+    problem = value_problem(name, tensor)
+    if problem is not None:
+        raise CheckpointInvalidError(f"{file.parent}: {file.name}: tensor {name}: {problem}",
+                                     hint=f"re-download {file.name}; `vdeploy inspect-shards {file.parent} "
+                                     "--verify-data` scans every tensor")
+    return tensor
 
 
 def load_model(engine_config: EngineConfig, model_config: ModelConfig, parallel: ParallelState,
@@ -189,7 +204,7 @@ def load_model(engine_config: EngineConfig, model_config: ModelConfig, parallel:
     if engine_config.load_format == "dummy":
         fill_dummy(model, engine_config.seed)
     elif engine_config.load_format in ("safetensors", "auto"):
-        files = checkpoint_files(engine_config.model)
+        files = checkpoint_files(engine_config.model, model_config, parallel.tp_size)
         num_files = len(files)
         load_safetensors(model, files, show_progress=not quiet and parallel.rank == 0)  # one bar per job
     else:

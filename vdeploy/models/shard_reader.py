@@ -12,9 +12,7 @@ are small (cheaper than a system call per row; see COALESCE_GAP_BYTES)."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -29,7 +27,6 @@ SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
     "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
 }
-MAX_HEADER_BYTES = 100 << 20  # a corrupt length field must not make us allocate gigabytes
 STAGING_CHUNK_BYTES = 64 << 20  # big enough that per-read and per-copy overheads vanish, small enough to pin
 STAGING_SLOTS = 2  # one being filled from the file while the other is copied to the device
 # A column band of a matrix (a row-parallel TP slice) whose rows are at most this far apart is read as whole-row
@@ -106,7 +103,14 @@ class SafetensorsShard:
     def __init__(self, path: str | Path, staging: StagingBuffer | None = None):
         self.path = Path(path)
         self.staging = staging or StagingBuffer()
-        self._fd = os.open(self.path, os.O_RDONLY)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except PermissionError:
+            raise CheckpointError(f"{self.path}: permission denied", hint=f"make it readable "
+                                  f"(chmod a+r {self.path.name}) or run as the user that downloaded it") from None
+        except OSError as e:
+            raise CheckpointError(f"{self.path}: cannot open ({e.strerror or e})",
+                                  hint="check the file and re-download it") from None
         try:
             self.tensors = self._read_header()
         except BaseException:
@@ -114,32 +118,23 @@ class SafetensorsShard:
             raise
 
     def _read_header(self) -> dict[str, TensorInfo]:
-        size = os.fstat(self._fd).st_size
-        prefix = os.pread(self._fd, 8, 0)
-        header_len = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
-        if not 0 < header_len <= min(MAX_HEADER_BYTES, size - 8):
-            raise CheckpointError(f"{self.path.name}: not a safetensors file (bad header length)")
-        try:
-            header = json.loads(os.pread(self._fd, header_len, 8))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{self.path.name}: unreadable safetensors header ({e})") from None
-        base = 8 + header_len
+        """The header through the one parser vdeploy has (vdeploy.checkpoint.safetensors_header), so the loader
+        applies exactly the limits and offset rules `inspect-shards` reports."""
+        from vdeploy.checkpoint.safetensors_header import read_header
+        from vdeploy.checkpoint.validate import refusal
+
+        header, findings = read_header(self.path, self.path.name)
+        errors = [f for f in findings if f.severity == "error"]
+        if errors:
+            raise refusal(self.path.parent, errors)
+        base = header.data_start
         tensors = {}
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
-            dtype = SAFETENSORS_DTYPES.get(entry.get("dtype"))
+        for t in header.tensors:
+            dtype = SAFETENSORS_DTYPES.get(t.dtype)
             if dtype is None:
-                raise CheckpointError(f"{self.path.name}: tensor {name} has unsupported dtype {entry.get('dtype')}")
-            shape = tuple(int(n) for n in entry["shape"])
-            begin, end = (base + int(o) for o in entry["data_offsets"])
-            numel = 1
-            for n in shape:
-                numel *= n
-            if end - begin != numel * dtype.itemsize or end > size:
-                raise CheckpointError(f"{self.path.name}: tensor {name} has inconsistent offsets (truncated file?)",
-                                      hint="re-download the shard")
-            tensors[name] = TensorInfo(dtype, shape, begin, end)
+                raise CheckpointError(f"{self.path.name}: tensor {t.name} has dtype {t.dtype}, which vdeploy cannot "
+                                      "load", hint="use a checkpoint in BF16/FP16/FP32 or block FP8 (F8_E4M3)")
+            tensors[t.name] = TensorInfo(dtype, t.shape, base + t.begin, base + t.end)
         return tensors
 
     def keys(self) -> list[str]:
