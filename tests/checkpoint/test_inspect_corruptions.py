@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from vdeploy.checkpoint import corruptions as damage
+from vdeploy.testing import corruptions as damage
 from vdeploy.checkpoint.inspect import inspect_checkpoint
 from vdeploy.checkpoint.safetensors_header import MAX_HEADER_BYTES
 from vdeploy.checkpoint.synthetic import write_tiny_checkpoint

@@ -14,7 +14,7 @@ from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.models.demo import ensure_demo_model
 from vdeploy.models.loader import load_model
-from vdeploy.models.reference_runner import ReferenceRunner
+from vdeploy.testing.reference_runner import ReferenceRunner
 
 
 @pytest.fixture(scope="module")

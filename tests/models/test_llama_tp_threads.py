@@ -14,7 +14,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.models.loader import load_model
-from vdeploy.models.reference_runner import ReferenceRunner
+from vdeploy.testing.reference_runner import ReferenceRunner
 
 TINY = dict(vocab_size=321, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=128)  # vocab 321: the last vocab partition is padded

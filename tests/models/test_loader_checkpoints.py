@@ -14,7 +14,7 @@ from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.errors import CheckpointError, ConfigError
 from vdeploy.layers.forward_context import AttentionMetadata, ForwardContext
 from vdeploy.models.loader import checkpoint_files, load_model, resolve_dtype
-from vdeploy.models.reference_runner import ReferenceRunner
+from vdeploy.testing.reference_runner import ReferenceRunner
 
 TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=64)

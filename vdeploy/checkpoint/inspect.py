@@ -34,12 +34,14 @@ _NO_LIMIT = 10**18
 def inspect_checkpoint(path: str | Path, *, gpu_memory_gb: list[float] | None = None,
                        tp_sizes: list[int] | None = None, gpu_memory_utilization: float = 0.9,
                        fp8_tensor_cores: bool = True, kv_cache_dtype_bytes: int = 2,
-                       max_model_len: int | None = None, hardware: Any = None) -> InspectReport:
+                       max_model_len: int | None = None, hardware: Any = None,
+                       verify_data: bool = False) -> InspectReport:
     """Inspect the checkpoint at `path`. Raises CheckpointError (exit 2) only when there is nothing to inspect.
 
     gpu_memory_gb: GPU sizes to plan for (default: the detected `hardware`'s, else 80 and 141 GB).
     tp_sizes: tensor-parallel sizes to plan (default: 1, 2, 4, 8, plus PP 2 when TP 8 does not fit).
     hardware: a vdeploy.env.hardware.Hardware to plan for and match profiles against.
+    verify_data: also read every tensor's data once (NaN/Inf, FP8 scales, all-zero weights; data_verify.py).
     """
     start = time.perf_counter()
     root = Path(path).expanduser()
@@ -65,6 +67,11 @@ def inspect_checkpoint(path: str | Path, *, gpu_memory_gb: list[float] | None = 
             if finding is not None:
                 out.add(finding)
 
+    data = None
+    if verify_data:
+        from vdeploy.checkpoint.data_verify import verify_data as scan
+
+        data = scan(root, headers, out)
     parameters, storage, load_bytes = tally(headers, tensors, cfg, shard_map.index_total_size)
     if cfg is not None:
         expected = estimate_params(cfg)
@@ -89,7 +96,7 @@ def inspect_checkpoint(path: str | Path, *, gpu_memory_gb: list[float] | None = 
 
     return InspectReport(path=str(root), files_read=files_read, architecture=architecture, parameters=parameters,
                          storage=storage, findings=out.result(), plans=plans, recommended_profile=profile,
-                         profile_reasons=reasons, elapsed_s=round(time.perf_counter() - start, 3))
+                         profile_reasons=reasons, elapsed_s=round(time.perf_counter() - start, 3), data=data)
 
 
 def _has_kind(out: FindingList, kind: str) -> bool:

@@ -114,8 +114,10 @@ def _print_storage(s: Storage, console: Console) -> None:
                   f"{human_bytes(s.standard_shard_size)}")
     for o in s.outliers:
         console.print(f"  outlier {o.file} ({human_bytes(o.size)}): {o.holds}", soft_wrap=True)
-    console.print(f"[bold]Totals:[/] index total_size {human_bytes(s.index_total_size)} "
-                  f"({s.index_total_size if s.index_total_size is not None else '-':,} B), tensors in headers "
+    # a single-file checkpoint (or a missing / invalid index) has no total_size
+    index_total = f"{human_bytes(s.index_total_size)} ({s.index_total_size:,} B)" \
+        if s.index_total_size is not None else "- (no index)"
+    console.print(f"[bold]Totals:[/] index total_size {index_total}, tensors in headers "
                   f"{s.tensor_bytes:,} B, files on disk {s.file_bytes:,} B (headers {human_bytes(s.header_bytes)})")
 
 
@@ -144,13 +146,27 @@ def _print_plans(ps: PlanSet, console: Console) -> None:
 def _print_findings(report: InspectReport, console: Console) -> None:
     if not report.findings:
         console.print("[green]No integrity findings.[/]")
-        return
-    t = Table(title="Findings", title_justify="left")
-    for col in ("severity", "kind", "file", "tensor", "message"):
-        t.add_column(col, overflow="fold")
-    for f in report.findings:
-        message = f.message + (f" [dim](hint: {f.hint})[/]" if f.hint else "")
-        t.add_row(f"[{SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.kind, f.file or "", f.tensor or "", message)
-    console.print(t)
+    elif console.is_terminal:
+        t = Table(title="Findings", title_justify="left")
+        for col in ("severity", "kind", "file", "tensor", "message"):
+            t.add_column(col, overflow="fold")
+        for f in report.findings:
+            message = f.message + (f" [dim](hint: {f.hint})[/]" if f.hint else "")
+            t.add_row(f"[{SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.kind, f.file or "", f.tensor or "",
+                      message)
+        console.print(t)
+    else:
+        # off a terminal (a pipe, a log, CI): one finding per line, names never wrapped, so that grep finds them
+        console.print("Findings:", soft_wrap=True)
+        for f in report.findings:
+            where = "  ".join(p for p in (f.file, f.tensor) if p)
+            hint = f" (hint: {f.hint})" if f.hint else ""
+            console.print(f"{f.severity}  {f.kind}  {where}  {f.message}{hint}", soft_wrap=True, markup=False,
+                          highlight=False)
+    if report.data is not None:
+        d = report.data
+        console.print(f"[bold]Data verified:[/] {human_bytes(d.bytes)} in {d.seconds:.2f} s = {d.gb_per_s:.2f} GB/s "
+                      f"(raw read of the same files: {d.read_gb_per_s:.2f} GB/s; checks: NaN/Inf, FP8 scales "
+                      "finite and > 0, all-zero weights)", soft_wrap=True)
     n_err = sum(f.severity == "error" for f in report.findings)
     console.print(f"[bold red]{n_err} integrity error(s)[/]" if n_err else "[green]No integrity errors.[/]")

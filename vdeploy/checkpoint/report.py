@@ -121,6 +121,24 @@ class PlanSet:
 
 
 @dataclass
+class DataVerification:
+    """`--verify-data`: every tensor's bytes read once (vdeploy.checkpoint.data_verify)."""
+
+    bytes: int  # tensor data read
+    seconds: float
+    read_seconds: float  # of which waiting for reads (the raw read speed of the same files)
+    tensors: int
+
+    @property
+    def gb_per_s(self) -> float:
+        return self.bytes / self.seconds / 1e9 if self.seconds > 0 else 0.0
+
+    @property
+    def read_gb_per_s(self) -> float:
+        return self.bytes / self.read_seconds / 1e9 if self.read_seconds > 0 else 0.0
+
+
+@dataclass
 class InspectReport:
     path: str
     files_read: list[str]  # config / tokenizer / index files actually read (shard headers not listed)
@@ -132,6 +150,7 @@ class InspectReport:
     recommended_profile: str | None = None
     profile_reasons: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    data: DataVerification | None = None  # set by --verify-data
 
     @property
     def errors(self) -> list[Finding]:
@@ -145,6 +164,8 @@ class InspectReport:
         data = dataclass_to_dict(self)
         data["schema_version"] = SCHEMA_VERSION
         data["summary"] = {s: sum(1 for f in self.findings if f.severity == s) for s in ("error", "warning", "info")}
+        if self.data is not None:
+            data["data"].update(gb_per_s=round(self.data.gb_per_s, 3), read_gb_per_s=round(self.data.read_gb_per_s, 3))
         for plan_set in data["plans"]:
             for plan in plan_set["plans"]:
                 plan["num_gpus"] = plan["tp"] * plan["pp"]

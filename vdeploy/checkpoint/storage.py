@@ -78,13 +78,21 @@ def weight_format(weights_2d: dict[str, int], scales: int, cfg: ModelConfig | No
     """The linear weights' storage format, as measured (it corrects the "R1 is FP16" folklore)."""
     if not weights_2d:
         return "no 2-D weights"
-    main = max(weights_2d, key=weights_2d.__getitem__)
-    share = weights_2d[main] / sum(weights_2d.values())
-    if main in FP8_DTYPES:
+    total = sum(weights_2d.values())
+    fp8 = {d: n for d, n in weights_2d.items() if d in FP8_DTYPES}
+    if fp8:
+        # FP8 whenever the linears are FP8, even where BF16 embeddings hold most bytes (a small model's vocab)
+        main = max(fp8, key=fp8.__getitem__)
+        share = fp8[main] / total
         block = cfg.quant.weight_block_size if cfg and cfg.quant else None
         blocks = f" with {block[0]}×{block[1]} block scales" if block else " with scales"
+        rest = ", ".join(f"{d} {n / total:.0%}" for d, n in sorted(weights_2d.items(), key=lambda kv: -kv[1])
+                         if d not in FP8_DTYPES)
         return (f"{FP8_NAMES[main]} ({main}) weights{blocks} ({scales:,} float32 weight_scale_inv tensors); "
-                f"{share:.0%} of the 2-D weight bytes; embeddings, norms, routers and lm_head unquantized — not FP16")
+                f"{share:.0%} of the 2-D weight bytes" + (f" (the rest {rest}: embeddings, routers, lm_head)"
+                                                          if rest else "") + "; not FP16")
+    main = max(weights_2d, key=weights_2d.__getitem__)
+    share = weights_2d[main] / total
     return f"{main} weights ({share:.0%} of the 2-D weight bytes), not quantized"
 
 

@@ -30,12 +30,15 @@ def inspect_shards(
         "--max-model-len", min=1, help="Context to plan for (default: the model's max_position_embeddings).")] = None,
     kv_cache_dtype: Annotated[str, typer.Option(
         "--kv-cache-dtype", help="KV-cache dtype to plan for: auto (model dtype) | fp8.")] = "auto",
+    verify_data: Annotated[bool, typer.Option(
+        "--verify-data", help="Also read all tensor data once (at disk speed): NaN/Inf, FP8 scales that are not "
+        "finite and positive, all-zero weights; reports GB/s against the raw read speed.")] = False,
     no_fp8_tensor_cores: Annotated[bool, typer.Option(
         "--no-fp8-tensor-cores", help="Plan for GPUs without FP8 tensor cores (e.g. A100): FP8 weights are "
         "dequantized to bf16, doubling them.")] = False,
 ) -> None:
-    """Inspect a checkpoint's shards without reading tensor data: architecture, parameters, storage, integrity,
-    memory plan and the recommended profile."""
+    """Inspect a checkpoint's shards (headers only, unless --verify-data): architecture, parameters, storage,
+    integrity, memory plan and the recommended profile."""
     from vdeploy.checkpoint.inspect import inspect_checkpoint
     from vdeploy.errors import ConfigError
 
@@ -52,7 +55,7 @@ def inspect_shards(
     report = inspect_checkpoint(path, gpu_memory_gb=gpu_memory or None, tp_sizes=tp or None,
                                 gpu_memory_utilization=gpu_memory_utilization, fp8_tensor_cores=fp8_cores,
                                 kv_cache_dtype_bytes=KV_DTYPE_BYTES[kv_cache_dtype], max_model_len=max_model_len,
-                                hardware=hardware)
+                                hardware=hardware, verify_data=verify_data)
     if json_output:
         from vdeploy.cli.output import print_json
 
