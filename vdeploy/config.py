@@ -216,6 +216,9 @@ class SchedulerConfig:
     max_model_len: int | None = None  # None: min(model's max_position_embeddings, what KV memory allows)
     enable_chunked_prefill: bool = True
     max_waiting: int = 4096  # bounded waiting queue; the server answers 503 beyond it
+    # Schedule step N+1 while the device runs step N (tokens not yet sampled are placeholders the workers resolve
+    # on the device). Off: every step waits for its tokens before the next is scheduled (the exact same tokens).
+    async_scheduling: bool = True
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "seed": ("seed", int),
     "enable_chunked_prefill": ("scheduler.enable_chunked_prefill", bool),
     "max_waiting": ("scheduler.max_waiting", int),
+    "async_scheduling": ("scheduler.async_scheduling", bool),
     "nnodes": ("parallel.nnodes", int),
     "node_rank": ("parallel.node_rank", int),
     "master_addr": ("parallel.master_addr", str),

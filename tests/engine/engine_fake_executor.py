@@ -12,7 +12,8 @@ import random
 
 from vdeploy.config import ModelConfig
 from vdeploy.engine.kv_cache_spec import KVCacheSpec
-from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
+from vdeploy.engine.outputs import PLACEHOLDER_TOKEN_ID, ModelRunnerOutput, SchedulerOutput
+from vdeploy.engine.step_handle import CompletedStep
 
 VOCAB = 1000
 
@@ -51,6 +52,7 @@ class PagedTokenExecutor:
         self.num_blocks = num_blocks
         self.slots: list[int | None] = []
         self.steps: list[SchedulerOutput] = []
+        self.last_sampled: dict[str, int] = {}  # the previous step's tokens, by request
         self.shut_down = False
 
     def determine_num_kv_blocks(self) -> int:
@@ -62,11 +64,18 @@ class PagedTokenExecutor:
     def _slot(self, block_ids: list[int], pos: int) -> int:
         return block_ids[pos // self.block_size] * self.block_size + pos % self.block_size
 
+    def execute_async(self, sched: SchedulerOutput) -> CompletedStep:
+        """Runs at launch, as the device would in stream order (subclasses hook `execute`)."""
+        return CompletedStep(self.execute(sched))
+
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
+        """Placeholder tokens are replaced by the previous step's samples, as a worker does on the device."""
         self.steps.append(sched)
         # like a real model layer: store the whole batch first, then read (attention)
         for r in sched.requests:
             for i, token in enumerate(r.token_ids):
+                if token == PLACEHOLDER_TOKEN_ID:
+                    token = self.last_sampled[r.req_id]  # KeyError: a placeholder the last step never sampled
                 self.slots[self._slot(r.block_ids, r.start_pos + i)] = token
         req_ids, tokens = [], []
         for r in sched.requests:
@@ -77,6 +86,7 @@ class PagedTokenExecutor:
             params = r.sampling_params
             req_ids.append(r.req_id)
             tokens.append(reference_next_token(context, r.num_output_tokens, params.seed, params.temperature, self.vocab))
+        self.last_sampled = dict(zip(req_ids, tokens))
         return ModelRunnerOutput(req_ids=req_ids, sampled_token_ids=tokens)
 
     def shutdown(self) -> None:

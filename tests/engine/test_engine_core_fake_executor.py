@@ -15,11 +15,13 @@ from vdeploy.engine.tokenizer import Tokenizer
 from vdeploy.errors import ConfigError
 
 
-def make_engine(tmp_path, *, num_blocks=64, block_size=4, budget=4096, caching=True, max_model_len=None, tokenizer=None, vocab=1000):
+def make_engine(tmp_path, *, num_blocks=64, block_size=4, budget=4096, caching=True, max_model_len=None, tokenizer=None, vocab=1000,
+                async_scheduling=True):
     cfg = EngineConfig(
         model=str(tmp_path),
         cache=CacheConfig(block_size=block_size, enable_prefix_caching=caching),
-        scheduler=SchedulerConfig(max_num_batched_tokens=budget, max_model_len=max_model_len),
+        scheduler=SchedulerConfig(max_num_batched_tokens=budget, max_model_len=max_model_len,
+                                  async_scheduling=async_scheduling),
     )
     ex = PagedTokenExecutor(block_size, num_blocks, vocab=vocab)
     return EngineCore(cfg, model_config=MODEL, executor=ex, tokenizer=tokenizer), ex
@@ -74,7 +76,7 @@ def test_seeded_n4_sampling_is_reproducible_and_samples_differ(tmp_path):
 
 
 def test_n4_samples_share_the_prompt_blocks(tmp_path):
-    engine, ex = make_engine(tmp_path)
+    engine, ex = make_engine(tmp_path, async_scheduling=False)  # counts the blocks of exactly one step
     engine.add_request("r", PROMPTS[2], SamplingParams(n=4, temperature=0, max_tokens=2))
     engine.step()
     # 40 prompt tokens: sample 0 computes them, the other three reuse 9 of its 10 blocks

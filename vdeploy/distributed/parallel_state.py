@@ -65,6 +65,15 @@ class ParallelState:
         dist.all_reduce(x, group=self.group)
         return x
 
+    def broadcast_from_first(self, x: torch.Tensor) -> torch.Tensor:
+        """Overwrite `x` on every tensor rank with tensor rank 0's `x` (same shape and dtype everywhere)."""
+        if self.tp_size == 1:
+            return x
+        import torch.distributed as dist
+
+        dist.broadcast(x, src=self.pp_rank * self.tp_size, group=self.group)
+        return x
+
     def all_gather(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         """Concatenate every rank's `x` along `dim` (same shape on every rank)."""
         if self.tp_size == 1:

@@ -1,7 +1,11 @@
-"""The engine loop: schedule -> execute -> update -> detokenize, one step at a time, single-threaded.
+"""The engine loop: schedule -> execute -> update -> detokenize, single-threaded.
 
 EngineCore owns the scheduler, KV-cache manager, tokenizer and executor. It is not thread-safe; AsyncEngine runs it
 in one background thread for the server, LLM drives it directly for offline use.
+
+With asynchronous scheduling (the default) one step is always in flight on the device: `step()` schedules and
+launches step N+1, then waits for step N's tokens and turns them into outputs while the device runs N+1, so the
+host's scheduling, batch building, detokenizing and output building overlap the GPU instead of idling it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from typing import Any
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine.detokenizer import IncrementalDetokenizer
 from vdeploy.engine.kv_cache_manager import KVCacheManager
-from vdeploy.engine.outputs import CompletionOutput, RequestOutput
+from vdeploy.engine.outputs import CompletionOutput, RequestOutput, SchedulerOutput
 from vdeploy.engine.request import Request, RequestStatus
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.scheduler import Scheduler
 from vdeploy.engine.tokenizer import Tokenizer
 from vdeploy.errors import ConfigError
+from vdeploy.engine.step_handle import CompletedStep, StepHandle
 
 # generation_config.json keys that become default sampling parameters
 _GENERATION_DEFAULT_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
@@ -117,6 +122,11 @@ class EngineCore:
         self._groups: dict[str, _Group] = {}
         self._sample_of: dict[str, tuple[_Group, _Sample]] = {}  # child request id -> its group and sample
         self._pending_outputs: list[RequestOutput] = []  # aborts, reported at the next step
+        self._inflight: tuple[SchedulerOutput, StepHandle] | None = None  # launched, tokens not yet back
+        # pipeline stages take their input from the previous stage, not from a token sampled on the device
+        # (an executor with only a synchronous `execute` cannot resolve placeholders: it runs steps one by one)
+        self.async_scheduling = (config.scheduler.async_scheduling and hasattr(executor, "execute_async")
+                                 and config.parallel.pipeline_parallel_size == 1)
         self._prompt_tokens_total = 0
         self._generation_tokens_total = 0
 
@@ -195,20 +205,35 @@ class EngineCore:
             self._pending_outputs.append(out)
 
     def has_unfinished_requests(self) -> bool:
-        return bool(self._groups) or bool(self._pending_outputs)
+        return bool(self._groups) or bool(self._pending_outputs) or self._inflight is not None
 
     # ---- the step -----------------------------------------------------------------------------------------------
     def step(self) -> list[RequestOutput]:
         outputs, self._pending_outputs = self._pending_outputs, []
-        if not self.scheduler.has_unfinished_requests():
-            return outputs
-        sched_out = self.scheduler.schedule()
-        if sched_out.is_empty:
-            return outputs
-        runner_out = self.executor.execute(sched_out)
+        if self._inflight is None:
+            self._inflight = self._launch()
+            if self._inflight is None:
+                return outputs
+        # the device works on the step in flight: schedule and launch the next one before waiting for it
+        launched = self._launch() if self._can_overlap() else None
+        (sched_out, handle), self._inflight = self._inflight, launched
+        runner_out = handle.result()
         updated = self.scheduler.update_from_output(sched_out, runner_out)
         self._generation_tokens_total += len(updated)
         return outputs + self._process(updated)
+
+    def _launch(self) -> tuple[SchedulerOutput, StepHandle] | None:
+        if not self.scheduler.has_unfinished_requests():
+            return None
+        sched_out = self.scheduler.schedule()
+        if sched_out.is_empty:
+            return None
+        if self.async_scheduling:
+            return sched_out, self.executor.execute_async(sched_out)
+        return sched_out, CompletedStep(self.executor.execute(sched_out))
+
+    def _can_overlap(self) -> bool:
+        return self.async_scheduling and not self.scheduler.needs_known_tokens
 
     def _process(self, updated: list[Request]) -> list[RequestOutput]:
         changed: dict[str, tuple[_Group, list[_Sample]]] = {}
@@ -285,4 +310,5 @@ class EngineCore:
         )
 
     def shutdown(self) -> None:
+        self._inflight = None
         self.executor.shutdown()

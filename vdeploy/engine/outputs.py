@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 from vdeploy.engine.sampling_params import SamplingParams
 
+# In ScheduledRequest.token_ids: the token that the previous step samples for this request, not yet known to the
+# scheduler; every worker substitutes the token it sampled (asynchronous scheduling).
+PLACEHOLDER_TOKEN_ID = -1
+
 
 @dataclass
 class ScheduledRequest:

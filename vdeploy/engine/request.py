@@ -43,6 +43,9 @@ class Request:
     output_token_ids: list[int] = field(default_factory=list)
     output_logprobs: list[TokenLogprobs] = field(default_factory=list)
     num_computed_tokens: int = 0
+    # Async scheduling: tokens scheduled to be sampled by steps still in flight. Their values are unknown here
+    # (the workers resolve them on the device), but their count is, so the next step can already be scheduled.
+    num_output_placeholders: int = 0
     status: RequestStatus = RequestStatus.WAITING
     stop_reason: str | int | None = None
     num_cached_tokens: int = -1  # prefix-cache hit of the first scheduling; -1 until scheduled
@@ -65,6 +68,10 @@ class Request:
     @property
     def num_tokens(self) -> int:
         return len(self.prompt_token_ids) + len(self.output_token_ids)
+
+    @property
+    def num_tokens_with_placeholders(self) -> int:
+        return self.num_tokens + self.num_output_placeholders
 
     @property
     def all_token_ids(self) -> list[int]:

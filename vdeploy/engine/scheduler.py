@@ -5,6 +5,12 @@ decode, the rest of a prompt for a chunked prefill) within the budget; then wait
 first-served while budget, sequence slots and KV blocks last. There are no prefill/decode phases; chunked prefill and
 prefix caching fall out of `num_computed_tokens`. When the KV pool runs dry, the newest running request is preempted
 by recompute: its blocks are freed and it goes back to the front of the waiting queue.
+
+Asynchronous scheduling: a step may be scheduled while the previous one is still on the device. A token that step
+will sample is a placeholder here (`Request.num_output_placeholders`): the next step computes it at its position
+with `PLACEHOLDER_TOKEN_ID`, which every worker replaces on the device with the token it sampled. Limits that a
+pending token will reach (max_tokens, max_model_len) are respected before it is known; stops that depend on its value
+(EOS, stop ids, stop strings) cost at most one discarded step for that request.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections import deque
 
 from vdeploy.config import SchedulerConfig
 from vdeploy.engine.kv_cache_manager import KVCacheManager
-from vdeploy.engine.outputs import ModelRunnerOutput, ScheduledRequest, SchedulerOutput
+from vdeploy.engine.outputs import PLACEHOLDER_TOKEN_ID, ModelRunnerOutput, ScheduledRequest, SchedulerOutput
 from vdeploy.engine.request import Request, RequestStatus
 from vdeploy.errors import ConfigError, VdeployError
 
@@ -34,6 +40,7 @@ class Scheduler:
         self.running: list[Request] = []
         self._finished_since_last_step: list[str] = []
         self.num_preemptions = 0
+        self.num_penalty_requests = 0  # live requests whose sampling needs every token's value (penalties)
 
     # ---- intake -------------------------------------------------------------------------------------------------
     def check_prompt(self, num_prompt_tokens: int) -> None:
@@ -63,6 +70,7 @@ class Scheduler:
         request.status = RequestStatus.WAITING
         self.waiting.append(request)
         self.requests[request.request_id] = request
+        self.num_penalty_requests += request.sampling_params.uses_penalties
 
     def abort_requests(self, request_ids: list[str]) -> list[Request]:
         aborted = []
@@ -83,6 +91,7 @@ class Scheduler:
         request.stop_reason = stop_reason
         self.kv.free(request)
         del self.requests[request.request_id]
+        self.num_penalty_requests -= request.sampling_params.uses_penalties
         self._finished_since_last_step.append(request.request_id)
 
     # ---- one step -----------------------------------------------------------------------------------------------
@@ -94,9 +103,9 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
-            num_new = min(req.num_tokens - req.num_computed_tokens, budget)
-            if num_new <= 0:  # nothing to compute (cannot happen for a live request; skip defensively)
-                i += 1
+            num_new = min(req.num_tokens_with_placeholders - req.num_computed_tokens, budget)
+            if num_new <= 0 or self._pending_token_finishes(req):
+                i += 1  # nothing to compute, or the token in flight is its last: wait for it
                 continue
             while self.kv.allocate_slots(req, num_new) is None:
                 victim = self.running[-1]  # the newest; never one already scheduled this step (those are < i)
@@ -118,6 +127,8 @@ class Scheduler:
             and len(self.running) < self.config.max_num_seqs
         ):
             req = self.waiting[0]
+            if req.num_output_placeholders:
+                break  # preempted while a step sampling for it was in flight: its prompt needs that token's value
             hit_blocks, num_hit = self.kv.get_computed_blocks(req)
             num_new = req.num_tokens - num_hit
             if num_new > budget and not self.config.enable_chunked_prefill:
@@ -136,6 +147,15 @@ class Scheduler:
 
         return self._build_output(scheduled)
 
+    def _pending_token_finishes(self, req: Request) -> bool:
+        """A token still in flight will take the request to max_tokens or max_model_len."""
+        if not req.num_output_placeholders:
+            return False
+        max_tokens = req.sampling_params.max_tokens
+        if max_tokens is not None and req.num_output_tokens + req.num_output_placeholders >= max_tokens:
+            return True
+        return req.num_tokens_with_placeholders >= self.max_model_len
+
     def _preempt(self, req: Request) -> None:
         self.running.remove(req)
         self.kv.free(req)
@@ -150,23 +170,29 @@ class Scheduler:
         for req, num_new in scheduled:
             start = req.num_computed_tokens
             end = start + num_new
-            sample = end == req.num_tokens
+            num_known = req.num_tokens
+            token_ids = req.token_ids_slice(start, end)
+            if end > num_known:  # the token sampled by the step in flight (only ever a one-token decode)
+                token_ids = token_ids + [PLACEHOLDER_TOKEN_ID] * (end - max(start, num_known))
+            sample = end == req.num_tokens_with_placeholders
             params = req.sampling_params
             items.append(
                 ScheduledRequest(
                     req_id=req.request_id,
-                    token_ids=req.token_ids_slice(start, end),
+                    token_ids=token_ids,
                     start_pos=start,
                     block_ids=self.kv.get_block_ids(req.request_id),
                     sample=sample,
                     sampling_params=params if sample else None,
-                    num_output_tokens=req.num_output_tokens,
+                    # the sampled token's index: seeds and min_tokens count the tokens still in flight too
+                    num_output_tokens=req.num_output_tokens + req.num_output_placeholders,
                     penalty_token_ids=req.all_token_ids if sample and params.uses_penalties else None,
                     num_prompt_tokens=req.num_prompt_tokens,
                 )
             )
             # The tokens count as computed once scheduled: the next step builds on them.
             req.num_computed_tokens = end
+            req.num_output_placeholders += sample
         # Decodes (one query token) first, as the attention metadata expects; stable so order is otherwise kept.
         items.sort(key=lambda s: len(s.token_ids) != 1)
         finished, self._finished_since_last_step = self._finished_since_last_step, []
@@ -181,8 +207,9 @@ class Scheduler:
         logprobs = runner_out.logprobs or [None] * len(runner_out.req_ids)
         for rid, token, lp in zip(runner_out.req_ids, runner_out.sampled_token_ids, logprobs):
             req = self.requests.get(rid)
-            if req is None or req.is_finished:  # aborted while the step ran
+            if req is None or req.is_finished:  # finished or aborted while the step ran: the token is dropped
                 continue
+            req.num_output_placeholders -= 1
             req.append_output_token(token, lp)
             status, reason = self._check_stop(req, token)
             if status is not None:
@@ -214,3 +241,9 @@ class Scheduler:
 
     def has_unfinished_requests(self) -> bool:
         return bool(self.running or self.waiting)
+
+    @property
+    def needs_known_tokens(self) -> bool:
+        """Some live request samples with penalties, which need the value of every previous token: the next
+        step must wait for the tokens in flight (they are not placeholders on the workers' side)."""
+        return self.num_penalty_requests > 0

@@ -8,6 +8,7 @@ from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine.kv_cache_spec import KVCacheSpec
 from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
 from vdeploy.errors import EXIT_CHECK_FAILED, VdeployError
+from vdeploy.engine.step_handle import CompletedStep, StepHandle
 from vdeploy.worker.model_runner import kv_cache_spec_for
 
 
@@ -40,6 +41,12 @@ class Executor(ABC):
     @abstractmethod
     def execute(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput:
         """Run one step on every rank; returns the sampled tokens of the driver (the last stage's tensor rank 0)."""
+
+    def execute_async(self, scheduler_output: SchedulerOutput) -> StepHandle:
+        """Launch one step and return before its tokens are back, so the engine can schedule the next step
+        meanwhile. Its `PLACEHOLDER_TOKEN_ID`s stand for the tokens the previous step samples. Handles are
+        resolved in launch order."""
+        return CompletedStep(self.execute(scheduler_output))
 
     @abstractmethod
     def shutdown(self) -> None:

@@ -40,6 +40,7 @@ from vdeploy.executor.control import (
 from vdeploy.executor.local_ranks import LocalRanks, RankFailure
 from vdeploy.executor.node_link import NodeLink, NodeLost, is_peer_loss
 from vdeploy.executor.rank_process import RankLaunch
+from vdeploy.engine.step_handle import StepHandle
 from vdeploy.worker.device import resolve_device_type
 
 logger = logging.getLogger(__name__)
@@ -112,13 +113,15 @@ class MultiProcExecutor(Executor):
         self._call_all(RankCall("initialize_kv_cache", (num_blocks,)))
 
     def execute(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput:
+        return self.execute_async(scheduler_output).result()
+
+    def execute_async(self, scheduler_output: SchedulerOutput) -> StepHandle:
+        """Sends the step to every rank; the handle reads the driver's reply. Pipes keep order, so a rank gets
+        step N+1 while it still runs step N, and the replies come back in launch order."""
         call = RankCall(EXECUTE, (scheduler_output,))
-        if self.multi_node:  # rank 0 relays the driver's output
-            self._send(call, [0])
-            return self._wait([0], timeout=self.step_timeout_s)[0]
-        self._send(call, list(range(len(self._ranks.procs))))
-        driver = self._driver_rank
-        return self._wait([driver], timeout=self.step_timeout_s)[driver]
+        answering = 0 if self.multi_node else self._driver_rank  # rank 0 relays the driver's output
+        self._send(call, [0] if self.multi_node else list(range(len(self._ranks.procs))))
+        return _DriverReply(self, answering)
 
     def shutdown(self) -> None:
         if self._closed:
@@ -255,6 +258,15 @@ def rank_process_context(device_type: str):
                                 "vdeploy.executor.rank_process", "vdeploy.worker.model_runner",
                                 "vdeploy.models.loader"])
     return ctx
+
+
+@dataclass
+class _DriverReply:
+    executor: MultiProcExecutor
+    rank: int
+
+    def result(self) -> ModelRunnerOutput:
+        return self.executor._wait([self.rank], timeout=self.executor.step_timeout_s)[self.rank]
 
 
 @dataclass

@@ -6,6 +6,7 @@ from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
 from vdeploy.executor.base import Executor
+from vdeploy.engine.step_handle import StepHandle
 from vdeploy.worker.device import resolve_device
 from vdeploy.worker.model_runner import ModelRunner
 
@@ -25,6 +26,9 @@ class UniProcExecutor(Executor):
 
     def execute(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput:
         return self.runner.execute(scheduler_output)
+
+    def execute_async(self, scheduler_output: SchedulerOutput) -> StepHandle:
+        return self.runner.execute_async(scheduler_output)
 
     def shutdown(self) -> None:
         self.runner.shutdown()

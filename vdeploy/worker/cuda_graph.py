@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from vdeploy.layers.forward_context import AttentionMetadata, ForwardContext
-from vdeploy.worker.input_batch import HostBatch
+from vdeploy.worker.input_batch import CopyFence, HostBatch
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class DecodeGraphRunner:
         # pinned staging, so each step's inputs reach the static buffers with non-blocking copies
         self.host_tokens = torch.empty((3, b), dtype=torch.int64, pin_memory=True)  # ids, positions, slots
         self.host_seq_lens = torch.empty(b, dtype=torch.int32, pin_memory=True)
+        self.fence = CopyFence(True)  # the staging above is rewritten while the last step may be queued
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.outputs: dict[int, torch.Tensor] = {}  # bucket -> static hidden states [bucket, D]
         self.memory_bytes = 0
@@ -110,17 +111,22 @@ class DecodeGraphRunner:
     def bucket_for(self, num_reqs: int) -> int:
         return next(s for s in self.batch_sizes if s >= num_reqs)
 
-    def run(self, hb: HostBatch) -> torch.Tensor:
-        """Replay the bucket's graph for an all-decode HostBatch; returns hidden states [B, D]."""
+    def run(self, hb: HostBatch, fill: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Replay the bucket's graph for an all-decode HostBatch; returns hidden states [B, D]. `fill`:
+        (token rows [P], token ids [P]) on the device, written over the input ids (placeholder tokens)."""
         batch = hb.num_reqs
         bucket = self.bucket_for(batch)
         tokens = self.host_tokens[:, :bucket]
         seq_lens = self.host_seq_lens[:bucket]
+        self.fence.before_write()
         fill_padded_decode_inputs(hb, tokens.numpy(), seq_lens.numpy())
         self.input_ids[:bucket].copy_(tokens[0], non_blocking=True)
         self.positions[:bucket].copy_(tokens[1], non_blocking=True)
         self.slot_mapping[:bucket].copy_(tokens[2], non_blocking=True)
         self.seq_lens[:bucket].copy_(seq_lens, non_blocking=True)
+        self.fence.after_copies()
+        if fill is not None:
+            self.input_ids.index_copy_(0, *fill)
         width = hb.block_tables.shape[1]
         # only the columns this step needs; stale columns beyond each seq_len are never read, and padding rows
         # read column 0 of whatever table was there before, which is always a valid block id

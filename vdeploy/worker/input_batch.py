@@ -13,7 +13,7 @@ from itertools import chain
 import numpy as np
 import torch
 
-from vdeploy.engine.outputs import ScheduledRequest, SchedulerOutput
+from vdeploy.engine.outputs import PLACEHOLDER_TOKEN_ID, ScheduledRequest, SchedulerOutput
 from vdeploy.layers.forward_context import AttentionMetadata
 
 
@@ -30,6 +30,9 @@ class HostBatch:
     num_decodes: int
     query_lens: list[int]  # [B]
     seq_lens_list: list[int]  # [B]
+    # tokens the previous step samples (PLACEHOLDER_TOKEN_ID in input_ids): their rows, and whose token each is
+    placeholder_rows: np.ndarray | None = None  # [P] int64
+    placeholder_req_ids: list[str] | None = None  # [P]
 
     @property
     def num_tokens(self) -> int:
@@ -95,6 +98,14 @@ def build_host_batch(
         req_of_token = np.repeat(np.arange(num_reqs), q_lens)  # [T]
         positions = np.arange(num_tokens, dtype=np.int64) + (starts - query_start_loc[:-1])[req_of_token]  # [T]
 
+    placeholder_rows = np.flatnonzero(input_ids == PLACEHOLDER_TOKEN_ID)  # [P]
+    placeholder_req_ids = None
+    if placeholder_rows.size:
+        placeholder_req_ids = [ordered[i].req_id for i in req_of_token[placeholder_rows].tolist()]
+        input_ids[placeholder_rows] = 0  # a valid id until the device substitutes the sampled token
+    else:
+        placeholder_rows = None
+
     total_blocks = int(n_blocks.sum())
     # a running request holds exactly the blocks it needs: slice only the rare list that holds more
     needed_list = n_blocks.tolist()
@@ -136,6 +147,8 @@ def build_host_batch(
         num_decodes=num_decodes,
         query_lens=query_lens,
         seq_lens_list=seq_lens.tolist(),
+        placeholder_rows=placeholder_rows,
+        placeholder_req_ids=placeholder_req_ids,
     )
 
 
@@ -146,9 +159,30 @@ class DeviceBatch:
     attn: AttentionMetadata
 
 
+class CopyFence:
+    """Guards persistent pinned staging buffers. With asynchronous scheduling the next step is staged while the
+    previous one may not even have started on the device (its copies wait behind the step before it), so a step
+    waits for the previous step's host-to-device copies before it rewrites the buffers they read."""
+
+    def __init__(self, enabled: bool):
+        self._event = torch.cuda.Event() if enabled else None
+        self._pending = False
+
+    def before_write(self) -> None:
+        if self._pending:
+            self._event.synchronize()
+            self._pending = False
+
+    def after_copies(self) -> None:
+        if self._event is not None:
+            self._event.record()
+            self._pending = True
+
+
 class InputStager:
     """Host -> device transfer of a HostBatch. On CUDA: persistent pinned buffers sized for the largest step and
-    non-blocking copies (safe to reuse next step because every step ends with a sync on the sampled tokens)."""
+    non-blocking copies, guarded by a CopyFence (`fence.before_write()` before a step's first upload,
+    `fence.after_copies()` after its last)."""
 
     def __init__(self, device: torch.device, max_num_tokens: int, max_num_reqs: int):
         self.device = device
@@ -156,6 +190,7 @@ class InputStager:
         self._buffers: dict[str, torch.Tensor] = {}
         self.max_num_tokens = max_num_tokens
         self.max_num_reqs = max_num_reqs
+        self.fence = CopyFence(self.pinned)
 
     def _upload(self, name: str, array: np.ndarray) -> torch.Tensor:
         host = torch.from_numpy(array)

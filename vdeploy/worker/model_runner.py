@@ -8,6 +8,7 @@ rank 0 of the last pipeline stage).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 
@@ -15,10 +16,11 @@ from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.engine.kv_cache_spec import KVCacheSpec
 from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
+from vdeploy.engine.step_handle import CompletedStep, StepHandle
 from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.worker.device import TORCH_DTYPES, resolve_dtype_name, resolve_kv_cache_dtype_name
 from vdeploy.worker.input_batch import HostBatch, InputStager, build_host_batch
-from vdeploy.worker.sampler import Sampler
+from vdeploy.worker.sampler import HostSample, Sampler
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ class ModelRunner:
         self.model: torch.nn.Module | None = None
         self.kv_caches: list[torch.Tensor] = []
         self.graphs = None  # DecodeGraphRunner once captured (CUDA, not enforce_eager)
+        # the last step's sampled tokens [N] on the device, and each sampling request's row in them
+        self._last_sampled: torch.Tensor | None = None
+        self._last_sampled_rows: dict[str, int] = {}
 
     # ---- setup -----------------------------------------------------------------------------------------------
 
@@ -130,33 +135,65 @@ class ModelRunner:
 
     # ---- one step ----------------------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput | None:
-        """Run one step. The driver (tensor rank 0 of the last stage) returns the sampled tokens; others None."""
+        """Run one step to the end. The driver (tensor rank 0 of the last stage) returns the sampled tokens;
+        other ranks None."""
+        return self.execute_async(sched).result()
+
+    @torch.inference_mode()
+    def execute_async(self, sched: SchedulerOutput) -> StepHandle:
+        """Launch one step; the handle's result() waits for its tokens. Placeholder tokens in the step's input
+        are the tokens this runner sampled in the step before (kept on the device)."""
         if sched.is_empty:
-            return ModelRunnerOutput(req_ids=[], sampled_token_ids=[]) if self.sampler else None
+            return CompletedStep(self._empty_output())
         hb = build_host_batch(sched, self.block_size, width_multiple=self.block_table_width_multiple)
-        hidden = self._forward(hb)  # [T, D]; None on a pipeline stage before the last (sent to the next stage)
+        self.stager.fence.before_write()
+        hidden = self._forward(hb, self._placeholder_fill(hb))  # [T, D]; None before the last pipeline stage
         if hidden is None or not hb.sample_requests:
+            self.stager.fence.after_copies()
             self._finish_step_without_sampling()
-            return ModelRunnerOutput(req_ids=[], sampled_token_ids=[]) if self.sampler else None
+            return CompletedStep(self._empty_output())
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
+        self.stager.fence.after_copies()
         # an all-gather across the tensor ranks: every rank must call it, though only the driver samples
         logits = self.model.compute_logits(hidden[logits_indices])  # [N, V]
-        if self.sampler is None:
+        req_ids = [r.req_id for r in hb.sample_requests]
+        if self.sampler is not None:
+            sample = self.sampler.sample(logits, hb.sample_requests)
+            sampled = sample.sampled  # [N]
+        else:
+            sample, sampled = None, torch.empty(len(req_ids), dtype=torch.int64, device=self.device)
+        # the next step's placeholders are these tokens, on every tensor rank (each embeds the same input)
+        self.parallel.broadcast_from_first(sampled)
+        self._last_sampled, self._last_sampled_rows = sampled, {rid: i for i, rid in enumerate(req_ids)}
+        if sample is None:
             self._finish_step_without_sampling()
-            return None
-        out = self.sampler(logits, hb.sample_requests)
-        return ModelRunnerOutput(
-            req_ids=[r.req_id for r in hb.sample_requests],
-            sampled_token_ids=out.sampled_token_ids,
-            logprobs=out.logprobs,
-        )
+            return CompletedStep(None)
+        return _PendingTokens(req_ids, sample.copy_to_host())
 
-    def _forward(self, hb: HostBatch) -> torch.Tensor:
+    def _empty_output(self) -> ModelRunnerOutput | None:
+        return ModelRunnerOutput(req_ids=[], sampled_token_ids=[]) if self.sampler else None
+
+    def _placeholder_fill(self, hb: HostBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(token rows [P], their tokens [P]) on the device: the previous step's samples for this step's
+        placeholders."""
+        if hb.placeholder_rows is None:
+            return None
+        rows_of = self._last_sampled_rows
+        try:
+            src = [rows_of[rid] for rid in hb.placeholder_req_ids]
+        except KeyError as e:
+            raise RuntimeError(f"request {e.args[0]} has a placeholder token but sampled nothing last step") from None
+        src_rows = torch.tensor(src, dtype=torch.int64).to(self.device, non_blocking=True)
+        dst_rows = torch.from_numpy(hb.placeholder_rows).to(self.device, non_blocking=True)
+        return dst_rows, self._last_sampled[src_rows]
+
+    def _forward(self, hb: HostBatch, fill: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         if self.graphs is not None and self.graphs.can_run(hb):
-            return self.graphs.run(hb)
+            return self.graphs.run(hb, fill)
         batch = self.stager.stage(hb, self.block_size)
+        if fill is not None:
+            batch.input_ids.index_copy_(0, *fill)
         ctx = ForwardContext(attn=batch.attn, kv_caches=self.kv_caches)
         if self.parallel.pp_size > 1:
             from vdeploy.models.pipeline_stage import forward_stage
@@ -172,6 +209,17 @@ class ModelRunner:
             torch.cuda.current_stream(self.device).synchronize()
 
     def shutdown(self) -> None:
+        self._last_sampled = None
         self.graphs = None
         self.kv_caches = []
         self.model = None
+
+
+@dataclass
+class _PendingTokens:
+    req_ids: list[str]
+    host: HostSample
+
+    def result(self) -> ModelRunnerOutput:
+        out = self.host.wait()
+        return ModelRunnerOutput(req_ids=self.req_ids, sampled_token_ids=out.sampled_token_ids, logprobs=out.logprobs)

@@ -37,7 +37,11 @@ class Sampler:
         self.generator.manual_seed(seed)
 
     def __call__(self, logits: torch.Tensor, requests: list[ScheduledRequest]) -> SamplerOutput:
-        """logits: [N, V'] float32 (V' >= vocab size: padded vocab columns are dropped); one row per request."""
+        return self.sample(logits, requests).copy_to_host().wait()
+
+    def sample(self, logits: torch.Tensor, requests: list[ScheduledRequest]) -> DeviceSample:
+        """logits: [N, V'] float32 (V' >= vocab size: padded vocab columns are dropped); one row per request.
+        Launches only: nothing here waits for the device."""
         logits = logits[:, : self.vocab_size].float()  # [N, V]
         st = SamplingTensors.from_requests(requests, self.vocab_size, self.eos_token_ids, logits.device)
         logits = self._ban_stop_tokens(logits, st)
@@ -49,7 +53,7 @@ class Sampler:
             probs = self._sampling_probs(logits, st)
             drawn = self._exponential_race(probs, st)
             sampled = torch.where(st.greedy, sampled, drawn)
-        return self._to_host(sampled, logprobs, st)
+        return DeviceSample(sampled, _pack_logprobs(sampled, logprobs, st), st.num_logprobs)
 
     def _ban_stop_tokens(self, logits: torch.Tensor, st: SamplingTensors) -> torch.Tensor:
         rows = [i for i, ids in enumerate(st.banned_token_ids) for _ in ids]
@@ -81,27 +85,59 @@ class Sampler:
                 noise[row].exponential_(generator=gen)
         return (probs / noise).argmax(dim=-1)
 
-    def _to_host(
-        self, sampled: torch.Tensor, logprobs: torch.Tensor | None, st: SamplingTensors
-    ) -> SamplerOutput:
-        if logprobs is None:
-            return SamplerOutput(sampled.tolist(), None)  # the step's one sync
-        chosen = logprobs.gather(1, sampled[:, None])[:, 0]  # [N]
-        k = max(st.max_num_logprobs, 0)
-        top_vals, top_ids = logprobs.topk(k, dim=-1) if k else (logprobs[:, :0], sampled[:, None][:, :0])
-        # one transfer: [sampled, chosen logprob, top ids, top logprobs] packed as float64 (ids < 2**53 exactly)
-        packed = torch.cat(
-            [sampled[:, None].double(), chosen[:, None].double(), top_ids.double(), top_vals.double()], dim=1
-        ).cpu()
-        ids = packed[:, 0].long().tolist()
+
+def _pack_logprobs(sampled: torch.Tensor, logprobs: torch.Tensor | None, st: SamplingTensors) -> torch.Tensor | None:
+    """[N, 2 + 2k] float64: chosen logprob, top ids, top logprobs (ids < 2**53 are exact), for one transfer."""
+    if logprobs is None:
+        return None
+    chosen = logprobs.gather(1, sampled[:, None])[:, 0]  # [N]
+    k = max(st.max_num_logprobs, 0)
+    top_vals, top_ids = logprobs.topk(k, dim=-1) if k else (logprobs[:, :0], sampled[:, None][:, :0])
+    return torch.cat([chosen[:, None].double(), top_ids.double(), top_vals.double()], dim=1)
+
+
+@dataclass
+class DeviceSample:
+    """One step's sampled tokens, still on the device (the next step may read them there)."""
+
+    sampled: torch.Tensor  # [N] int64
+    packed_logprobs: torch.Tensor | None  # [N, 1 + 2k] float64, see _pack_logprobs
+    num_logprobs: list[int]  # per row, -1 = not requested
+
+    def copy_to_host(self) -> HostSample:
+        """Start the device-to-host copy (into pinned memory, non-blocking) and mark its end with an event."""
+        if self.sampled.device.type != "cuda":
+            return HostSample(self.sampled, self.packed_logprobs, self.num_logprobs, None)
+        sampled = self.sampled.to("cpu", non_blocking=True)
+        packed = None if self.packed_logprobs is None else self.packed_logprobs.to("cpu", non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return HostSample(sampled, packed, self.num_logprobs, done)
+
+
+@dataclass
+class HostSample:
+    sampled: torch.Tensor  # [N] on the host once `done` has passed
+    packed_logprobs: torch.Tensor | None
+    num_logprobs: list[int]
+    done: torch.cuda.Event | None
+
+    def wait(self) -> SamplerOutput:
+        if self.done is not None:
+            self.done.synchronize()  # the step's one wait for the device
+        ids = self.sampled.tolist()
+        if self.packed_logprobs is None:
+            return SamplerOutput(ids, None)
+        packed = self.packed_logprobs
+        k = (packed.shape[1] - 1) // 2
         result = []
-        for row, num in enumerate(st.num_logprobs):
+        for row, num in enumerate(self.num_logprobs):
             top = []
             if num > 0:
-                top_row_ids = packed[row, 2 : 2 + num].long().tolist()
-                top_row_vals = packed[row, 2 + k : 2 + k + num].tolist()
+                top_row_ids = packed[row, 1 : 1 + num].long().tolist()
+                top_row_vals = packed[row, 1 + k : 1 + k + num].tolist()
                 top = list(zip(top_row_ids, top_row_vals))
-            result.append(TokenLogprobs(token_id=ids[row], logprob=float(packed[row, 1]), top=top))
+            result.append(TokenLogprobs(token_id=ids[row], logprob=float(packed[row, 0]), top=top))
         return SamplerOutput(ids, result)
 
 
