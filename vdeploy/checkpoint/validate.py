@@ -74,7 +74,7 @@ def validate_for_loading(root: str | Path, cfg: ModelConfig, tp: int = 1) -> Hea
     root = Path(root)
     finding = tp_finding(cfg, tp)
     if finding is not None:
-        raise CheckpointInvalidError(f"{root}: {finding.message}", finding.hint, findings=[finding])
+        raise refusal(root, [finding])
     validation = validate_headers(root, cfg)
     errors = validation.errors
     if errors:
