@@ -37,6 +37,9 @@ def bench(
     ] = None,
     max_model_len: Annotated[int | None, typer.Option("--max-model-len", min=1, help="Context limit.")] = None,
     enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs.")] = False,
+    async_scheduling: Annotated[bool | None, typer.Option(
+        "--async-scheduling/--no-async-scheduling",
+        help="Schedule the next step while the device runs this one (default on).", show_default=False)] = None,
     compare_hf: Annotated[
         bool, typer.Option("--compare-hf", help="Also run the workload through HF transformers generate.")
     ] = False,
@@ -83,6 +86,7 @@ def bench(
             model, load_format=load_format, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
             device=device, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, enforce_eager=enforce_eager,
+            async_scheduling=async_scheduling,
         )
         workload = Workload(num_prompts, input_len, output_len, random_range_ratio, seed)
         report = run_offline_benchmark(
