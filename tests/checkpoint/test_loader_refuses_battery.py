@@ -18,13 +18,16 @@ from vdeploy.errors import CheckpointError, VdeployError
 from vdeploy.models.loader import load_model
 from vdeploy.testing.corruption_battery import BATTERY
 
+# MLP sizes of whole 128-wide FP8 blocks, so that the gate_up merge of the intact checkpoint loads
+LOADABLE = {"intermediate_size": 128, "moe_intermediate_size": 128}
+
 
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory):
     from vdeploy.checkpoint.synthetic import write_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("bases")
-    return {"ds": write_tiny_checkpoint(root / "ds", "deepseek_v3", fp8=True, num_shards=3),
+    return {"ds": write_tiny_checkpoint(root / "ds", "deepseek_v3", fp8=True, num_shards=3, config_overrides=LOADABLE),
             "llama": write_tiny_checkpoint(root / "llama", "llama", num_shards=2)}
 
 

@@ -17,6 +17,7 @@ from vdeploy.config import ModelConfig
 
 # Row-parallel linears split their input features (dim 1); every other split linear its output features (dim 0).
 _ROW_PARALLEL = ("o_proj.weight", "down_proj.weight")
+_MERGED_FIRST = ("gate_proj.weight", "q_proj.weight", "k_proj.weight")
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,7 @@ def tp_problem(cfg: ModelConfig, tp: int, split_dims: list[SplitDim] | None = No
     when the caller asks for many TP sizes."""
     if tp < 1:
         return f"tensor parallel size must be ≥ 1 (got {tp})"
-    if tp == 1:
-        return None
-    if cfg.num_heads % tp:
+    if tp > 1 and cfg.num_heads % tp:
         return f"TP {tp} does not divide the {cfg.num_heads} attention heads"
     for what, size in (("intermediate_size", cfg.intermediate_size),
                        ("moe_intermediate_size", cfg.moe_intermediate_size if cfg.is_moe else 0)):
@@ -65,7 +64,13 @@ def tp_problem(cfg: ModelConfig, tp: int, split_dims: list[SplitDim] | None = No
         return None
     for d in split_dims if split_dims is not None else fp8_split_dims(cfg):
         b = block[d.dim]
-        if d.size % tp or (d.size // tp) % b:
+        # the first part of a merged weight (gate of gate_up, q/k of qkv) must end on a block even at TP 1: the
+        # next part's scales start there
+        merged_first = d.dim == 0 and d.name.endswith(_MERGED_FIRST)
+        if (tp > 1 or merged_first) and (d.size % tp or (d.size // tp) % b):
+            if tp == 1:
+                return (f"{d.name} ({d.size} output features) does not end on a whole {block[0]}×{block[1]} FP8 "
+                        "block, so the weight merged after it cannot be loaded")
             return (f"TP {tp} splits {d.name} ({d.size} {'input' if d.dim else 'output'} features) into "
                     f"{d.size / tp:g} per rank, not whole {block[0]}×{block[1]} FP8 blocks")
     return None
