@@ -62,7 +62,7 @@ def test_graphs_are_captured_and_replayed(gpu_llama):
         assert graphs is not None and graphs.batch_sizes == [1, 2, 4, 8]
         replays = []
         original = graphs.run
-        graphs.run = lambda hb: replays.append(hb.num_reqs) or original(hb)
+        graphs.run = lambda hb, fill=None: replays.append(hb.num_reqs) or original(hb, fill)
         assert greedy_generate(executor, PROMPTS, STEPS, chunk=4) == expected
         assert replays and set(replays) <= {1, 2, 3, 4}
     finally:
