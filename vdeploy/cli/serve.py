@@ -60,6 +60,10 @@ def serve(
     drain_timeout: Annotated[float, typer.Option(
         "--drain-timeout", min=0.0, help="Seconds SIGTERM waits for in-flight requests before aborting them.")
     ] = 30.0,
+    engine_process: Annotated[bool, typer.Option(
+        "--engine-process/--no-engine-process",
+        help="Run the engine core in its own process (no GIL shared with HTTP); off: a thread of the server.")
+    ] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: debug, info, warning, error.")] = "info",
     json_logs: Annotated[bool, typer.Option(
         "--json-logs", help="Server logs (with one access line per request) as JSON lines on stderr.")] = False,
@@ -81,6 +85,7 @@ def serve(
         drain_timeout_s=drain_timeout,
         log_level=log_level,
         json_logs=json_logs,
+        engine_process=engine_process,
         engine_flags={
             "tensor_parallel_size": tp,
             "pipeline_parallel_size": pp,
