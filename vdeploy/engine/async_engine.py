@@ -1,4 +1,7 @@
-"""The engine for the server: EngineCore stepping in a background thread, asyncio streams in front.
+"""The engine for the server with EngineCore stepping in a background thread, asyncio streams in front.
+
+`vdeploy serve` runs the same interface with the core in its own process (vdeploy/engine/process_engine.py); this
+in-thread form stays for tests with fake executors, embedding, and `vdeploy serve --no-engine-process`.
 
 The step loop owns the EngineCore; the event loop never calls into it (a GPU step must not stall HTTP, and a slow
 client must not stall the GPU). Requests and aborts travel to the loop thread as commands; outputs come back to each
