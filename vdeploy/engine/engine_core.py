@@ -51,7 +51,8 @@ class _Sample:
 
     request: Request
     detokenizer: IncrementalDetokenizer
-    num_tokens_reported: int = 0
+    num_tokens_reported: int = 0  # in RequestOutputs
+    num_tokens_detokenized: int = 0
     finished_reported: bool = False
 
 
@@ -61,6 +62,7 @@ class _Group:
     prompt_token_ids: list[int]
     samples: list[_Sample]
     arrival_time: float
+    final_only: bool = False  # one RequestOutput when every sample has finished, none per step
 
     @property
     def finished(self) -> bool:
@@ -168,13 +170,16 @@ class EngineCore:
         params.validate()
         self.scheduler.check_prompt(len(prompt_token_ids))
 
-    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams | None = None) -> None:
+    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams | None = None,
+                    *, final_only: bool = False) -> None:
+        """final_only: report the request once, finished (offline generation), instead of a delta every step —
+        at a thousand running requests, building every step's outputs costs more host time than the GPU step."""
         params = params or SamplingParams()
         self.check_request(prompt_token_ids, params)
         if request_id in self._groups:
             raise ConfigError(f"duplicate request id {request_id!r}")
         now = time.monotonic()
-        group = _Group(request_id, list(prompt_token_ids), [], now)
+        group = _Group(request_id, list(prompt_token_ids), [], now, final_only)
         for index in range(params.n):
             child_params = replace(params, n=1, seed=_child_seed(params.seed, index))
             child_id = request_id if params.n == 1 else f"{request_id}#{index}"
@@ -239,14 +244,18 @@ class EngineCore:
         changed: dict[str, tuple[_Group, list[_Sample]]] = {}
         for req in updated:
             group, sample = self._sample_of[req.request_id]
-            new_tokens = req.output_token_ids[sample.num_tokens_reported :]
+            new_tokens = req.output_token_ids[sample.num_tokens_detokenized :]
+            sample.num_tokens_detokenized = req.num_output_tokens
             stop_str = sample.detokenizer.update(new_tokens, req.num_output_tokens)
             if stop_str is not None:
                 if not req.is_finished:
                     self.scheduler.finish_request(req, RequestStatus.FINISHED_STOPPED, stop_str)
                 else:  # the same token also hit a length limit: the stop string is the better reason
                     req.status, req.stop_reason = RequestStatus.FINISHED_STOPPED, stop_str
-            changed.setdefault(group.request_id, (group, []))[1].append(sample)
+            if not group.final_only:
+                changed.setdefault(group.request_id, (group, []))[1].append(sample)
+            elif req.is_finished and all(s.request.is_finished for s in group.samples):
+                changed[group.request_id] = (group, group.samples)
         return [self._group_output(group, samples) for group, samples in changed.values()]
 
     def _group_output(self, group: _Group, samples: list[_Sample]) -> RequestOutput:

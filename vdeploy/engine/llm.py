@@ -93,7 +93,7 @@ class LLM:
         params = self._align_params(sampling_params, len(token_prompts))
         order = []
         for prompt, p in zip(token_prompts, params):
-            order.append(self._add(prompt, p))
+            order.append(self._add(prompt, p, final_only=True))
         finals: dict[str, RequestOutput] = {}
         latest: dict[str, dict[int, CompletionOutput]] = {rid: {} for rid in order}
         try:
@@ -150,9 +150,9 @@ class LLM:
         self.close()
 
     # ---- helpers ------------------------------------------------------------------------------------------------
-    def _add(self, prompt: list[int], params: SamplingParams) -> str:
+    def _add(self, prompt: list[int], params: SamplingParams, final_only: bool = False) -> str:
         rid = f"llm-{next(self._ids)}"
-        self.core.add_request(rid, prompt, params)
+        self.core.add_request(rid, prompt, params, final_only=final_only)
         return rid
 
     def _require_tokenizer(self) -> Tokenizer:
