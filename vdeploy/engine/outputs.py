@@ -16,7 +16,7 @@ from vdeploy.engine.sampling_params import SamplingParams
 PLACEHOLDER_TOKEN_ID = -1
 
 
-@dataclass
+@dataclass(slots=True)  # built for every request on every step
 class ScheduledRequest:
     """One request's share of a step. Workers are stateless: everything needed to run the step is here."""
 

@@ -103,8 +103,10 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
-            num_new = min(req.num_tokens_with_placeholders - req.num_computed_tokens, budget)
-            if num_new <= 0 or self._pending_token_finishes(req):
+            # (attributes, not properties: this loop and _build_output run for every request on every step)
+            num_new = min(len(req.prompt_token_ids) + len(req.output_token_ids) + req.num_output_placeholders
+                          - req.num_computed_tokens, budget)
+            if num_new <= 0 or (req.num_output_placeholders and self._pending_token_finishes(req)):
                 i += 1  # nothing to compute, or the token in flight is its last: wait for it
                 continue
             while self.kv.allocate_slots(req, num_new) is None:
@@ -167,27 +169,34 @@ class Scheduler:
 
     def _build_output(self, scheduled: list[tuple[Request, int]]) -> SchedulerOutput:
         items = []
+        get_block_ids = self.kv.get_block_ids
         for req, num_new in scheduled:
             start = req.num_computed_tokens
             end = start + num_new
-            num_known = req.num_tokens
-            token_ids = req.token_ids_slice(start, end)
-            if end > num_known:  # the token sampled by the step in flight (only ever a one-token decode)
-                token_ids = token_ids + [PLACEHOLDER_TOKEN_ID] * (end - max(start, num_known))
-            sample = end == req.num_tokens_with_placeholders
+            num_prompt, num_output = len(req.prompt_token_ids), len(req.output_token_ids)
+            num_known = num_prompt + num_output
+            if num_new == 1 and start == num_known:  # the token sampled by the step in flight
+                token_ids = [PLACEHOLDER_TOKEN_ID]
+            elif num_new == 1 and num_prompt <= start < num_known:  # a decode of a known token
+                token_ids = [req.output_token_ids[start - num_prompt]]
+            else:
+                token_ids = req.token_ids_slice(start, end)
+                if end > num_known:  # placeholders only ever end a one-token decode; kept general
+                    token_ids = token_ids + [PLACEHOLDER_TOKEN_ID] * (end - max(start, num_known))
+            sample = end == num_known + req.num_output_placeholders
             params = req.sampling_params
             items.append(
                 ScheduledRequest(
-                    req_id=req.request_id,
-                    token_ids=token_ids,
-                    start_pos=start,
-                    block_ids=self.kv.get_block_ids(req.request_id),
-                    sample=sample,
-                    sampling_params=params if sample else None,
+                    req.request_id,
+                    token_ids,
+                    start,
+                    get_block_ids(req.request_id),
+                    sample,
+                    params if sample else None,
                     # the sampled token's index: seeds and min_tokens count the tokens still in flight too
-                    num_output_tokens=req.num_output_tokens + req.num_output_placeholders,
-                    penalty_token_ids=req.all_token_ids if sample and params.uses_penalties else None,
-                    num_prompt_tokens=req.num_prompt_tokens,
+                    num_output + req.num_output_placeholders,
+                    req.all_token_ids if sample and params.uses_penalties else None,
+                    num_prompt,
                 )
             )
             # The tokens count as computed once scheduled: the next step builds on them.
@@ -207,7 +216,7 @@ class Scheduler:
         logprobs = runner_out.logprobs or [None] * len(runner_out.req_ids)
         for rid, token, lp in zip(runner_out.req_ids, runner_out.sampled_token_ids, logprobs):
             req = self.requests.get(rid)
-            if req is None or req.is_finished:  # finished or aborted while the step ran: the token is dropped
+            if req is None:  # finished or aborted while the step ran (finishing removes it): the token is dropped
                 continue
             req.num_output_placeholders -= 1
             req.append_output_token(token, lp)
@@ -219,14 +228,15 @@ class Scheduler:
 
     def _check_stop(self, req: Request, token: int) -> tuple[RequestStatus | None, int | None]:
         params = req.sampling_params
-        if req.num_output_tokens >= params.min_tokens:
+        num_output = len(req.output_token_ids)
+        if num_output >= params.min_tokens:
             if not params.ignore_eos and token in req.eos_token_ids:
                 return RequestStatus.FINISHED_STOPPED, None
             if token in params.stop_token_ids:
                 return RequestStatus.FINISHED_STOPPED, token
-        if params.max_tokens is not None and req.num_output_tokens >= params.max_tokens:
+        if params.max_tokens is not None and num_output >= params.max_tokens:
             return RequestStatus.FINISHED_LENGTH, None
-        if req.num_tokens >= self.max_model_len:
+        if len(req.prompt_token_ids) + num_output >= self.max_model_len:
             return RequestStatus.FINISHED_LENGTH, None
         return None, None
 
