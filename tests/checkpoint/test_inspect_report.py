@@ -24,14 +24,15 @@ def r1_report(r1_replica):
 
 
 def test_r1_inspection_is_fast(r1_replica):
-    """Under 2 s for 163 shards. Measured as CPU time of the process (all threads), so that other jobs on a shared
+    """Under 3 s for 163 shards (1.9 s CPU on the 2-core dev box since the loader's validation runs here too: dtype,
+    scale and layer-count rules per tensor; it was 0.7 s before). Measured as CPU time of the process (all threads), so that other jobs on a shared
     2-core machine do not make it flaky; the best wall time of three runs gets a looser bound for the same reason."""
     inspect_checkpoint(r1_replica, gpu_memory_gb=[80])  # warm the page cache, as a second run would be
     walls = []
     for _ in range(3):
         wall, cpu = time.perf_counter(), time.process_time()
         inspect_checkpoint(r1_replica, gpu_memory_gb=[80, 141])
-        assert time.process_time() - cpu < 2.0
+        assert time.process_time() - cpu < 3.0
         walls.append(time.perf_counter() - wall)
     assert min(walls) < 4.0
 
