@@ -131,6 +131,14 @@ class EngineCore:
                                  and config.parallel.pipeline_parallel_size == 1)
         self._prompt_tokens_total = 0
         self._generation_tokens_total = 0
+        self._guided = None  # GuidedDecoder, created (xgrammar imported) by the first guided request
+
+    def _guided_decoder(self):
+        if self._guided is None:
+            from vdeploy.engine.guided import GuidedDecoder
+
+            self._guided = GuidedDecoder(self.tokenizer, self.model_config.vocab_size, self.eos_token_ids)
+        return self._guided
 
     def _collect_eos_ids(self, generation_config: dict[str, Any]) -> tuple[int, ...]:
         ids = set(self.model_config.eos_token_ids)
@@ -190,10 +198,15 @@ class EngineCore:
         added: list[Request] = []
         try:
             for sample in group.samples:
+                if params.guided is not None:  # compiles (or finds cached) the grammar: a bad one fails here
+                    self._guided_decoder().add(sample.request)
                 self.scheduler.add_request(sample.request)
                 added.append(sample.request)
         except BaseException:
             self.scheduler.abort_requests([r.request_id for r in added])
+            if self._guided is not None:
+                for sample in group.samples:
+                    self._guided.remove(sample.request.request_id)
             raise
         self._groups[request_id] = group
         for sample in group.samples:
@@ -206,6 +219,9 @@ class EngineCore:
             if group is None:
                 continue
             self.scheduler.abort_requests([s.request.request_id for s in group.samples])
+            if self._guided is not None:
+                for s in group.samples:
+                    self._guided.remove(s.request.request_id)
             out = self._group_output(group, [s for s in group.samples if not s.finished_reported])
             self._pending_outputs.append(out)
 
@@ -225,6 +241,13 @@ class EngineCore:
         runner_out = handle.result()
         updated = self.scheduler.update_from_output(sched_out, runner_out)
         self._generation_tokens_total += len(updated)
+        if self._guided is not None and self._guided.num_live:
+            for req in self._guided.advance(updated):
+                if not req.is_finished:  # the grammar is complete: the answer is, too
+                    self.scheduler.finish_request(req, RequestStatus.FINISHED_STOPPED)
+            processed = self._process(updated)
+            self._guided.forget_finished(updated)
+            return outputs + processed
         return outputs + self._process(updated)
 
     def _launch(self) -> tuple[SchedulerOutput, StepHandle] | None:
@@ -233,6 +256,8 @@ class EngineCore:
         sched_out = self.scheduler.schedule()
         if sched_out.is_empty:
             return None
+        if self._guided is not None and self._guided.num_live:
+            self._guided.fill(sched_out)  # every token before these rows is known (see needs_known_tokens)
         if self.async_scheduling:
             return sched_out, self.executor.execute_async(sched_out)
         return sched_out, CompletedStep(self.executor.execute(sched_out))

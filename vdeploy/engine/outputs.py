@@ -30,6 +30,9 @@ class ScheduledRequest:
     # prompt + output token ids, only when the request uses repetition/presence/frequency penalties
     penalty_token_ids: list[int] | None = None
     num_prompt_tokens: int = 0
+    # guided decoding: the allowed next tokens, packed little-endian int32 words (bit t of word t // 32 = token t
+    # allowed), ceil(vocab / 32) of them; filled on the engine host after scheduling, applied by the sampler
+    token_bitmask: bytes | None = None
 
 
 @dataclass

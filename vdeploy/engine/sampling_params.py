@@ -8,6 +8,33 @@ from vdeploy.errors import ConfigError
 
 
 @dataclass
+class GuidedDecoding:
+    """Constrain the output to a grammar (xgrammar, compiled on the engine host). Exactly one of the first five is
+    set; `after_think` lets a reasoning model think freely: the grammar starts once this text has been generated."""
+
+    json: str | None = None  # a JSON schema, serialized (sorted keys: also the compiled-grammar cache key)
+    json_object: bool = False  # any JSON object
+    regex: str | None = None
+    choice: list[str] | None = None  # exactly one of these strings
+    grammar: str | None = None  # EBNF (GBNF dialect, as llama.cpp / xgrammar write it)
+    after_think: str | None = None  # e.g. "</think>" for DeepSeek-R1 and its distills
+
+    def validate(self) -> None:
+        kinds = [self.json is not None, self.json_object, self.regex is not None, self.choice is not None,
+                 self.grammar is not None]
+        if sum(kinds) != 1:
+            raise ConfigError("guided decoding needs exactly one of json, json_object, regex, choice, grammar")
+        if self.choice is not None and not self.choice:
+            raise ConfigError("guided_choice must list at least one string")
+
+    @property
+    def key(self) -> tuple:
+        """What the compiled grammar depends on (after_think does not change the grammar)."""
+        choice = tuple(self.choice) if self.choice is not None else None
+        return (self.json, self.json_object, self.regex, choice, self.grammar)
+
+
+@dataclass
 class SamplingParams:
     n: int = 1
     temperature: float = 1.0  # 0 = greedy
@@ -27,6 +54,7 @@ class SamplingParams:
     prompt_logprobs: int | None = None
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    guided: GuidedDecoding | None = None  # structured output / enforced tool calls
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -61,6 +89,8 @@ class SamplingParams:
             bad(f"min_tokens must be in [0, max_tokens], got {self.min_tokens}")
         if self.logprobs is not None and not 0 <= self.logprobs <= 20:
             bad(f"logprobs must be in [0, 20], got {self.logprobs}")
+        if self.guided is not None:
+            self.guided.validate()
 
     @property
     def greedy(self) -> bool:

@@ -41,6 +41,7 @@ class Scheduler:
         self._finished_since_last_step: list[str] = []
         self.num_preemptions = 0
         self.num_penalty_requests = 0  # live requests whose sampling needs every token's value (penalties)
+        self.num_guided_requests = 0  # live requests whose grammar mask needs the previous token's value
 
     # ---- intake -------------------------------------------------------------------------------------------------
     def check_prompt(self, num_prompt_tokens: int) -> None:
@@ -71,6 +72,7 @@ class Scheduler:
         self.waiting.append(request)
         self.requests[request.request_id] = request
         self.num_penalty_requests += request.sampling_params.uses_penalties
+        self.num_guided_requests += request.sampling_params.guided is not None
 
     def abort_requests(self, request_ids: list[str]) -> list[Request]:
         aborted = []
@@ -92,6 +94,7 @@ class Scheduler:
         self.kv.free(request)
         del self.requests[request.request_id]
         self.num_penalty_requests -= request.sampling_params.uses_penalties
+        self.num_guided_requests -= request.sampling_params.guided is not None
         self._finished_since_last_step.append(request.request_id)
 
     # ---- one step -----------------------------------------------------------------------------------------------
@@ -254,6 +257,7 @@ class Scheduler:
 
     @property
     def needs_known_tokens(self) -> bool:
-        """Some live request samples with penalties, which need the value of every previous token: the next
-        step must wait for the tokens in flight (they are not placeholders on the workers' side)."""
-        return self.num_penalty_requests > 0
+        """Some live request samples with penalties, which need the value of every previous token, or with a
+        grammar, whose mask is computed on the host from the previous token: the next step must wait for the
+        tokens in flight (they are not placeholders on the workers' side)."""
+        return self.num_penalty_requests > 0 or self.num_guided_requests > 0

@@ -1,6 +1,7 @@
 """Batched sampling on the device: one pass over the [N, V] logits for all requests, one host sync at the end.
 
 Order of operations (vLLM / OpenAI semantics):
+  0. guided decoding: tokens outside a request's grammar masked to -inf (worker/grammar_mask.py);
   1. min_tokens: stop tokens banned while a request is too short;
   2. penalties: repetition (prompt + output tokens), presence and frequency (output tokens);
   3. logprobs are taken here, from the penalised logits before temperature (what the model proposes);
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from vdeploy.engine.outputs import ScheduledRequest, TokenLogprobs
+from vdeploy.worker.grammar_mask import apply_token_bitmasks, has_bitmasks
 from vdeploy.worker.sampling_tensors import SamplingTensors, penalty_token_counts
 
 
@@ -44,6 +46,8 @@ class Sampler:
         Launches only: nothing here waits for the device."""
         logits = logits[:, : self.vocab_size].float()  # [N, V]
         st = SamplingTensors.from_requests(requests, self.vocab_size, self.eos_token_ids, logits.device)
+        if has_bitmasks(requests):
+            logits = apply_token_bitmasks(logits, requests)
         logits = self._ban_stop_tokens(logits, st)
         if st.any_penalties:
             logits = apply_penalties(logits, requests, st)

@@ -1,0 +1,34 @@
+"""Apply the engine host's grammar bitmasks (guided decoding) to one step's logits, on the device.
+
+Each constrained row's `ScheduledRequest.token_bitmask` packs ceil(V / 32) little-endian int32 words, bit t set when
+token t is allowed (xgrammar's layout). The rows go to the device in one transfer, are unpacked there and disallowed
+tokens become -inf, before logprobs, greedy argmax or sampling see the logits. Plain torch, so workers never import
+xgrammar and the same code runs on CUDA and on the CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vdeploy.engine.outputs import ScheduledRequest
+
+
+def has_bitmasks(requests: list[ScheduledRequest]) -> bool:
+    return any(r.token_bitmask is not None for r in requests)
+
+
+def apply_token_bitmasks(logits: torch.Tensor, requests: list[ScheduledRequest]) -> torch.Tensor:
+    """logits [N, V] -> a new tensor with each constrained row's disallowed tokens at -inf (free rows unchanged)."""
+    vocab = logits.shape[1]
+    words = (vocab + 31) // 32
+    rows = [i for i, r in enumerate(requests) if r.token_bitmask is not None]
+    packed = torch.frombuffer(bytearray(b"".join(requests[i].token_bitmask for i in rows)), dtype=torch.int32)
+    packed = packed.view(len(rows), -1)[:, :words]
+    if logits.device.type != "cpu":
+        packed = packed.pin_memory().to(logits.device, non_blocking=True)
+    shifts = torch.arange(32, dtype=torch.int32, device=logits.device)
+    allowed = ((packed[:, :, None] >> shifts) & 1).bool().reshape(len(rows), words * 32)[:, :vocab]  # [R, V]
+    index = torch.tensor(rows, dtype=torch.int64, device=logits.device)
+    out = logits.clone()
+    out[index] = logits[index].masked_fill(~allowed, float("-inf"))
+    return out
