@@ -233,6 +233,10 @@ class ParallelConfig:
     node_rank: int = 0
     master_addr: str | None = None
     master_port: int | None = None
+    # A step whose tokens do not come back within this many seconds means a rank is stuck (stopped, a hung
+    # collective): the ranks are named and stopped. Far above any real step (a 16k-token prefill of R1 at TP 8 is
+    # seconds), and below the patience of anyone waiting on a frozen server.
+    step_timeout_s: float = 120.0
 
     @property
     def world_size(self) -> int:

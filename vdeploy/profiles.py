@@ -55,6 +55,7 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "node_rank": ("parallel.node_rank", int),
     "master_addr": ("parallel.master_addr", str),
     "master_port": ("parallel.master_port", int),
+    "step_timeout_s": ("parallel.step_timeout_s", float),
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")

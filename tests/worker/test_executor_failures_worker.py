@@ -156,3 +156,21 @@ def test_ranks_exit_when_the_engine_process_is_killed(llama_path, tmp_path):
     while not all(_exited(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert all(_exited(p) for p in pids)
+
+
+@pytest.mark.timeout(60)
+def test_a_stopped_rank_is_named_by_the_step_watchdog_and_everything_exits(llama_path):
+    from dataclasses import replace
+
+    cfg = engine_config(llama_path, tp=2)
+    cfg = replace(cfg, parallel=replace(cfg.parallel, step_timeout_s=3.0))
+    executor = create_executor(cfg, model_config(llama_path))
+    executor.initialize_kv_cache(executor.determine_num_kv_blocks())
+    pids = executor.rank_pids
+    greedy_generate(executor, PROMPTS, 2)
+    os.kill(pids[1], signal.SIGSTOP)  # a rank that stops making progress: rank 0 then waits in its all-reduce
+    began = time.monotonic()
+    with pytest.raises(ExecutorError, match=rf"no step finished within 3 s: rank 1 \(pid {pids[1]}\) is stopped"):
+        executor.execute(decode_step(0))
+    assert time.monotonic() - began < 3 + 8
+    assert_all_gone(pids)

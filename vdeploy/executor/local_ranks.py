@@ -33,6 +33,7 @@ class RankFailure(Exception):
     def __init__(self, message: str, remote_traceback: str | None = None, user_error: UserErrorInfo | None = None):
         super().__init__(message)
         self.message, self.remote_traceback, self.user_error = message, remote_traceback, user_error
+        self.timed_out = False  # the step watchdog fired: nobody died or raised
 
 
 class LocalRanks:
@@ -80,7 +81,9 @@ class LocalRanks:
             ready = self._wait_any(deadline, poll, poll_interval_s)
             if ready is None:
                 names = ", ".join(str(self.launches[i].rank) for i in sorted(pending))
-                raise RankFailure(f"rank(s) {names} gave no reply within {timeout:.0f} s")
+                failure = RankFailure(f"rank(s) {names} gave no reply within {timeout:.0f} s")
+                failure.timed_out = True
+                raise failure
             for i, reply in self._read(ready):
                 if i not in pending:
                     raise RankFailure(f"rank {self.launches[i].rank} sent an unexpected reply")

@@ -56,7 +56,9 @@ class MultiProcExecutor(Executor):
             engine_config.parallel, nnodes=topology.nnodes, node_rank=topology.node_rank,
             master_addr=topology.master_addr, master_port=topology.master_port)))
         super().__init__(engine_config, model_config)
-        self.step_timeout_s = step_timeout_s  # None: wait as long as every rank is alive
+        # the step watchdog (None or <= 0: wait as long as every rank is alive)
+        timeout = engine_config.parallel.step_timeout_s if step_timeout_s is None else step_timeout_s
+        self.step_timeout_s = timeout if timeout and timeout > 0 else None
         check_topology(engine_config, model_config, topology)
         if topology.node_rank != 0:
             raise ConfigError(f"node rank {topology.node_rank} runs `vdeploy worker-host`, not the engine",
@@ -158,6 +160,8 @@ class MultiProcExecutor(Executor):
         try:
             return self._ranks.wait_replies(indices, timeout, poll=poll)
         except RankFailure as failure:
+            if failure.timed_out:
+                failure.message = f"no step finished within {timeout:.0f} s: {describe_stuck_ranks(self._ranks)}"
             self._fail(failure)
         except NodeLost as lost:
             self._fail(_failure_of(lost))
@@ -182,13 +186,38 @@ class MultiProcExecutor(Executor):
             raise rebuild_user_error(failure.user_error) from None
         if failure.remote_traceback:
             logger.error("%s\n%s", failure.message, failure.remote_traceback)
-        if isinstance(failure.__cause__, NodeLost):
+        if failure.timed_out:
+            hint = ("all ranks were stopped; if steps of this size really take that long, raise "
+                    "VDEPLOY_STEP_TIMEOUT_S (0 turns the watchdog off)")
+        elif isinstance(failure.__cause__, NodeLost):
             hint = "all ranks of every node were stopped; see that node's `vdeploy worker-host` output"
         elif failure.remote_traceback:
             hint = "all ranks were stopped; see the log for the rank's traceback"
         else:
             hint = "all ranks were stopped; a killed rank is often out of memory (check dmesg)"
         raise ExecutorError(failure.message, hint=hint, remote_traceback=failure.remote_traceback)
+
+
+def describe_stuck_ranks(ranks: LocalRanks) -> str:
+    """Which rank is to blame for a step that never ends: a stopped process (SIGSTOP, a debugger) or one in
+    uninterruptible sleep is named; otherwise every rank is alive and waiting (a hung collective)."""
+    states = {launch.rank: _process_state(pid) for launch, pid in zip(ranks.launches, ranks.pids)}
+    stuck = [f"rank {rank} (pid {pid}) is {state}" for (rank, state), pid in zip(states.items(), ranks.pids)
+             if state in ("stopped", "traced", "in uninterruptible sleep")]
+    if stuck:
+        return "; ".join(stuck)
+    return "every rank is alive but none answered (a hung collective or a deadlocked rank); ranks " + ", ".join(
+        f"{rank} (pid {pid})" for rank, pid in zip(states, ranks.pids))
+
+
+def _process_state(pid: int) -> str:
+    """The kernel's run state of a process (Linux /proc), in words; 'unknown' elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "unknown"
+    return {"T": "stopped", "t": "traced", "D": "in uninterruptible sleep", "Z": "a zombie"}.get(state, "running")
 
 
 def pipeline_ready(engine_config: EngineConfig) -> EngineConfig:
