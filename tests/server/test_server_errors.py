@@ -33,14 +33,20 @@ BAD_REQUESTS = [
     ("/v1/chat/completions", _chat(logprobs=True, top_logprobs=50), 400, "top_logprobs"),
     ("/v1/chat/completions", _chat(response_format={"type": "yaml"}), 400, "response_format.type"),
     ("/v1/chat/completions", _chat(response_format={"type": "json_schema"}), 400, "response_format"),
-    ("/v1/chat/completions", _chat(response_format={"type": "json_object"}), 400, "response_format.type"),
+    ("/v1/chat/completions", _chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": 3}}),
+     400, "response_format.json_schema.schema"),
+    ("/v1/chat/completions", _chat(guided_choice=[]), 400, "guided_choice"),
+    ("/v1/chat/completions", _chat(guided_regex="a", guided_choice=["b"]), 400, "guided_choice"),
+    ("/v1/chat/completions", _chat(guided_grammar="root ::= ???"), 400, None),
     ("/v1/completions", {"model": "tiny", "prompt": "Hello", "max_tokens": -5}, 400, "max_tokens"),
     ("/v1/completions", {"model": "tiny", "prompt": [], "max_tokens": 2}, 400, "prompt"),
     ("/v1/completions", {"model": "tiny", "prompt": [1, 2, 99999], "max_tokens": 2}, 400, "prompt"),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "logprobs": 99}, 400, "logprobs"),
     ("/v1/completions", {"model": "tiny"}, 400, "prompt"),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "logit_bias": {"5": 10}}, 400, "logit_bias"),
-    ("/v1/chat/completions", _chat(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "tools"),
+    ("/v1/chat/completions", _chat(tools=[{"type": "function"}]), 400, "tools[0]"),
+    ("/v1/chat/completions", _chat(tools=[{"type": "function", "function": {"name": "f"}}],
+                                   tool_choice={"type": "function", "function": {"name": "g"}}), 400, "tool_choice"),
 ]
 
 

@@ -4,7 +4,7 @@
 Request fields that a request leaves out stay `None`, so the server can tell "not set" from "set to the OpenAI
 default" and fill unset sampling fields from the model's generation_config.json instead. Unknown fields are accepted
 and ignored (OpenAI clients send newer fields than any server knows); fields that would silently change the meaning
-of a request (tools, structured output) are rejected explicitly by the serving layer.
+of a request (e.g. logit_bias) are rejected explicitly by the serving layer.
 """
 
 from __future__ import annotations
@@ -145,6 +145,8 @@ class ChatMessage(OpenAIModel):
     content: Optional[Union[str, list[TextContentPart]]] = None
     name: Optional[str] = None
     reasoning_content: Optional[str] = None
+    tool_calls: Optional[list[dict[str, Any]]] = None  # an assistant turn's calls, as OpenAI returned them
+    tool_call_id: Optional[str] = None  # role "tool": the call this message answers
 
     def text(self) -> str:
         if self.content is None:
@@ -189,6 +191,7 @@ class ChatResponseMessage(BaseModel):
     # DeepSeek's field name, and the newer name that recent OpenAI-compatible clients read
     reasoning_content: Optional[str] = None
     reasoning: Optional[str] = None
+    tool_calls: Optional[list[dict[str, Any]]] = None  # [{"id", "type": "function", "function": {name, arguments}}]
 
 
 class ChatChoice(BaseModel):
@@ -214,6 +217,7 @@ class ChatDelta(BaseModel):
     content: Optional[str] = None
     reasoning_content: Optional[str] = None
     reasoning: Optional[str] = None
+    tool_calls: Optional[list[dict[str, Any]]] = None  # OpenAI's deltas: the first of a call has index, id, name
 
 
 class ChatStreamChoice(BaseModel):

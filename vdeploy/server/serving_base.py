@@ -47,6 +47,7 @@ class ServerSettings:
     model_path: Optional[str] = None  # shown as `root` in /v1/models
     # the deployment profile's sampling defaults (temperature, top_p, max_tokens); generation_config.json wins
     sampling_defaults: dict[str, Any] = field(default_factory=dict)
+    tool_call_parser: Optional[str] = None  # None: the format the chat template shows (tool_parsers.py)
 
 
 class ServingContext:
@@ -132,6 +133,17 @@ class ServingContext:
                 code="context_length_exceeded",
             )
         return requested
+
+    def tool_call_parser_name(self) -> str:
+        from vdeploy.server.tool_parsers import default_tool_call_parser
+
+        return self.settings.tool_call_parser or default_tool_call_parser(getattr(self.tokenizer, "chat_template", None))
+
+    def guided(self, req: SamplingFields, plan: Any = None) -> Any:
+        """The request's GuidedDecoding (structured output, enforced tool calls) or None; a 400 when malformed."""
+        from vdeploy.server.guided_request import guided_decoding
+
+        return guided_decoding(req, plan, reasoning=self.reasoning.enabled)
 
     def sampling_params(self, req: SamplingFields, *, max_tokens: int, logprobs: Optional[int]) -> SamplingParams:
         if not 1 <= req.n <= MAX_CHOICES:

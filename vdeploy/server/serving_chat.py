@@ -1,5 +1,5 @@
 """/v1/chat/completions: messages -> chat template -> engine -> one answer or an SSE stream, with DeepSeek-R1's
-reasoning split into `reasoning_content` / `reasoning`."""
+reasoning split into `reasoning_content` / `reasoning`, and tool calls read from the answer (chat_tools.py)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,14 @@ from vdeploy.server.protocol import (
     Usage,
     random_id,
 )
+from vdeploy.server.chat_tools import ToolCallExtractor, finish_reason
+from vdeploy.server.guided_request import ToolPlan, tool_plan
 from vdeploy.server.reasoning import ReasoningDelta
 from vdeploy.server.serving_base import ServingContext
 from vdeploy.server.streams import SSE_DONE, await_first_item, cancel_on_disconnect, sse_event, sse_response
 
 MAX_TOP_LOGPROBS = 20
+_NO_PARSER = object()  # tool_choice other than auto: no parser needed (named/required answers are plain JSON)
 
 
 def _template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
@@ -41,20 +44,15 @@ def _template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"role": role, "content": m.text()}
         if m.name:
             entry["name"] = m.name
+        if m.tool_calls:
+            entry["tool_calls"] = m.tool_calls
+        if m.tool_call_id:
+            entry["tool_call_id"] = m.tool_call_id
         messages.append(entry)
     return messages
 
 
 def _check_unsupported(req: ChatCompletionRequest) -> None:
-    if req.response_format is not None and req.response_format.type != "text":
-        raise invalid_param(
-            f"response_format type {req.response_format.type!r} (structured output) is not supported by this "
-            "server; use {'type': 'text'} and describe the format in the prompt",
-            "response_format.type",
-            code="unsupported_value",
-        )
-    if req.tools and req.tool_choice != "none":
-        raise invalid_param("tool calling is not supported by this server", "tools", code="unsupported_value")
     if req.top_logprobs is not None:
         if not req.logprobs:
             raise invalid_param("top_logprobs requires logprobs to be true", "top_logprobs")
@@ -80,28 +78,49 @@ class ChatCompletions:
         ctx.check_model(req.model)
         ctx.reject_unsupported(req)
         _check_unsupported(req)
+        plan = tool_plan(req.tools, req.tool_choice, (req.model_extra or {}).get("parallel_tool_calls"))
+        guided = ctx.guided(req, plan)
         # a long conversation takes milliseconds to render and tokenize: off the event loop, which serves everyone
-        prompt_ids = await asyncio.to_thread(self._prompt_token_ids, req)
+        prompt_ids = await asyncio.to_thread(self._prompt_token_ids, req, plan)
         limit = req.output_limit()
         explicit = limit is not None
         max_tokens = ctx.output_budget(len(prompt_ids), limit if explicit else ctx.default_max_tokens,
                                        explicit=explicit, prompt_param="messages")
         top_k = (req.top_logprobs or 0) if req.logprobs else 0
         params = ctx.sampling_params(req, max_tokens=max_tokens, logprobs=top_k if req.logprobs else None)
+        params.guided = guided
+        tools = self._tools(plan)
+        if plan.mode == "auto" and tools[0].needs_special_tokens:
+            params.skip_special_tokens = False  # the call markers are special tokens
 
         request_id = random_id("chatcmpl")
         outputs = ctx.generate(prompt_ids, params, request_id, timing)
         if req.stream:
             outputs = await await_first_item(raw, outputs)
-            return sse_response(self._stream(req, request_id, outputs, timing, top_k))
-        response = await cancel_on_disconnect(raw, self._collect(req, request_id, outputs, timing, top_k))
+            return sse_response(self._stream(req, request_id, outputs, timing, top_k, tools))
+        response = await cancel_on_disconnect(raw, self._collect(req, request_id, outputs, timing, top_k, tools))
         return JSONResponse(response.model_dump())
 
-    def _prompt_token_ids(self, req: ChatCompletionRequest) -> list[int]:
+    def _tools(self, plan: ToolPlan) -> tuple[Any, tuple[str, ...]]:
+        """(the tool-call parser for tool_choice auto, texts to drop from the answer) — None without tools."""
+        if plan.mode != "auto":
+            return _NO_PARSER, ()
+        from vdeploy.server.tool_parsers import make_parser
+
+        parser = make_parser(self.ctx.tool_call_parser_name())
+        eos = getattr(self.ctx.tokenizer, "eos_token", None) if parser.needs_special_tokens else None
+        return parser, (eos,) if eos else ()
+
+    def _extractor(self, plan_tools: tuple[Any, tuple[str, ...]], req: ChatCompletionRequest) -> ToolCallExtractor:
+        parser, strip = plan_tools
+        return ToolCallExtractor(tool_plan(req.tools, req.tool_choice), None if parser is _NO_PARSER else parser,
+                                 strip)
+
+    def _prompt_token_ids(self, req: ChatCompletionRequest, plan: ToolPlan) -> list[int]:
         tokenizer = self.ctx.tokenizer
         try:
             prompt = tokenizer.apply_chat_template(
-                _template_messages(req), add_generation_prompt=req.add_generation_prompt
+                _template_messages(req), add_generation_prompt=req.add_generation_prompt, tools=plan.template_tools
             )
         except ConfigError as e:
             raise invalid_param(e.message, "messages") from None
@@ -110,7 +129,7 @@ class ChatCompletions:
 
     async def _collect(
         self, req: ChatCompletionRequest, request_id: str, outputs: AsyncIterator[RequestOutput],
-        timing: RequestTiming, top_k: int,
+        timing: RequestTiming, top_k: int, tools: Any,
     ) -> ChatCompletionResponse:
         token_text = TokenText(self.ctx.tokenizer)
         texts = [""] * req.n
@@ -133,11 +152,15 @@ class ChatCompletions:
             # without a reasoning parser the text is the answer as it is (an empty answer stays "", not null)
             parser = self.ctx.reasoning
             split = parser.split(texts[i]) if parser.enabled else ReasoningDelta(content=texts[i])
-            message = ChatResponseMessage(content=split.content, reasoning_content=split.reasoning,
-                                          reasoning=split.reasoning)
+            content, calls = split.content, None
+            extractor = self._extractor(tools, req)
+            if extractor.active:
+                content, calls = extractor.final(split.content)
+            message = ChatResponseMessage(content=content, reasoning_content=split.reasoning,
+                                          reasoning=split.reasoning, tool_calls=calls)
             lp = chat_logprobs(logprobs[i], top_k, token_text) if req.logprobs else None
-            choices.append(ChatChoice(index=i, message=message, logprobs=lp, finish_reason=finish[i],
-                                      stop_reason=stop_reason[i]))
+            choices.append(ChatChoice(index=i, message=message, logprobs=lp,
+                                      finish_reason=finish_reason(finish[i], calls), stop_reason=stop_reason[i]))
         completion_tokens = sum(num_tokens)
         self.ctx.metrics.observe_finished(timing, finish[0] or "abort")
         return ChatCompletionResponse(
@@ -149,12 +172,13 @@ class ChatCompletions:
 
     async def _stream(
         self, req: ChatCompletionRequest, request_id: str, outputs: AsyncIterator[RequestOutput],
-        timing: RequestTiming, top_k: int,
+        timing: RequestTiming, top_k: int, tools: Any,
     ) -> AsyncIterator[str]:
         created = int(time.time())
         model = self.ctx.model_name
         token_text = TokenText(self.ctx.tokenizer)
         splitters = [self.ctx.reasoning.new_stream() for _ in range(req.n)]
+        extractors = [self._extractor(tools, req) for _ in range(req.n)]
         num_tokens = [0] * req.n
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         usage_field = {"usage": None} if include_usage else {}
@@ -182,12 +206,21 @@ class ChatCompletions:
                     lp = None
                     if req.logprobs and c.delta_token_ids:
                         lp = chat_logprobs(delta_logprobs(c.logprobs, len(c.delta_token_ids)), top_k, token_text)
-                    if split.is_empty and lp is None and c.finish_reason is None:
+                    content, call_deltas, reason = split.content, [], c.finish_reason
+                    extractor = extractors[c.index]
+                    if extractor.active:
+                        content, call_deltas = extractor.feed(split.content)
+                        if c.finish_reason is not None:
+                            more, final_deltas = extractor.finish()
+                            content = ((content or "") + (more or "")) or None
+                            call_deltas += final_deltas
+                            reason = finish_reason(c.finish_reason, extractor.calls)
+                    if not split.reasoning and not content and not call_deltas and lp is None and reason is None:
                         continue  # e.g. a token held back as a possible partial </think>
-                    delta = ChatDelta(content=split.content, reasoning_content=split.reasoning,
-                                      reasoning=split.reasoning)
+                    delta = ChatDelta(content=content, reasoning_content=split.reasoning,
+                                      reasoning=split.reasoning, tool_calls=call_deltas or None)
                     yield chunk(ChatStreamChoice(index=c.index, delta=delta, logprobs=lp,
-                                                 finish_reason=c.finish_reason, stop_reason=c.stop_reason))
+                                                 finish_reason=reason, stop_reason=c.stop_reason))
         except APIError as e:  # headers are gone: report in-band, as OpenAI does
             yield sse_event(e.to_response().model_dump())
             yield SSE_DONE

@@ -16,6 +16,7 @@ from vdeploy.engine.outputs import RequestOutput
 from vdeploy.server.errors import APIError, invalid_param
 from vdeploy.server.logprobs import TokenText, completion_logprobs, delta_logprobs
 from vdeploy.server.metrics import RequestTiming
+from vdeploy.server.guided_request import guided_decoding
 from vdeploy.server.protocol import (
     CompletionChoice,
     CompletionRequest,
@@ -87,10 +88,14 @@ class Completions:
         prompts = _prompts(req)
         token_lists = await asyncio.to_thread(self._tokenize, prompts)  # off the event loop
         explicit = "max_tokens" in req.model_fields_set and req.max_tokens is not None
+        # vLLM's guided_json / guided_regex / guided_choice / guided_grammar; a raw prompt has no reasoning split,
+        # so the grammar starts at the first token
+        guided = guided_decoding(req, None, reasoning=False)
         params = []
         for ids in token_lists:
             budget = ctx.output_budget(len(ids), req.max_tokens, explicit=explicit, prompt_param="prompt")
             params.append(ctx.sampling_params(req, max_tokens=budget, logprobs=req.logprobs))
+            params[-1].guided = guided
         echo_texts = [
             (p if isinstance(p, str) else ctx.tokenizer.decode(p)) if req.echo else "" for p in prompts
         ]

@@ -1,0 +1,173 @@
+"""Tool calls out of a chat answer, whole or streamed, in OpenAI's shape.
+
+By tool_choice (see guided_request.py):
+  named     the answer is the arguments object (grammar-enforced): one call; streamed as it is generated.
+  required  the answer is a JSON array of {"name", "parameters"} (grammar-enforced); reported when complete.
+  auto      the model's native format, read by a tool-call parser; streamed content stops at the first marker of
+            a call, the rest is held back and parsed at the end.
+  none      content only.
+Anything that does not parse stays plain content: a malformed call is the model's answer, never a server error.
+`finish_reason` becomes "tool_calls" only when the list of calls is non-empty.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Optional
+
+from vdeploy.server.guided_request import ToolPlan
+from vdeploy.server.tool_parsers import ParsedCall, ParsedTools
+
+ToolCalls = list[dict[str, Any]]
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def call_dict(call: ParsedCall, call_id: Optional[str] = None) -> dict[str, Any]:
+    return {"id": call_id or new_call_id(), "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def finish_reason(reason: Optional[str], calls: Optional[ToolCalls]) -> Optional[str]:
+    return "tool_calls" if calls and reason == "stop" else reason
+
+
+class ToolCallExtractor:
+    """One per choice. `final(text)` for whole answers; `feed(delta)` / `finish()` for streams."""
+
+    def __init__(self, plan: ToolPlan, parser: Any = None, strip_text: tuple[str, ...] = ()):
+        self.plan = plan
+        self.parser = parser
+        self.strip_text = tuple(s for s in strip_text if s)  # e.g. the EOS token text when special tokens are kept
+        self._text = ""  # all content seen
+        self._sent = 0  # content characters already streamed as content
+        self._held = False  # auto: a call has started, the rest is held back
+        self._named_id: Optional[str] = None  # named: the streamed call's id once its first delta went out
+        self.calls: Optional[ToolCalls] = None  # set by finish()
+
+    @property
+    def active(self) -> bool:
+        return self.plan.mode != "none"
+
+    def _clean(self, text: str) -> str:
+        for s in self.strip_text:
+            text = text.replace(s, "")
+        return text
+
+    # ---- whole answers ------------------------------------------------------------------------------------------
+    def final(self, text: Optional[str]) -> tuple[Optional[str], Optional[ToolCalls]]:
+        parsed = self._parse(self._clean(text or ""))
+        calls = [call_dict(c) for c in parsed.calls] or None
+        return parsed.content, calls
+
+    def _parse(self, text: str) -> ParsedTools:
+        mode = self.plan.mode
+        if mode == "named":
+            return _named(text, self.plan.named)
+        if mode == "required":
+            return _required(text)
+        if mode == "auto" and self.parser is not None:
+            return self.parser.parse(text)
+        return ParsedTools(content=text or None)
+
+    # ---- streams ------------------------------------------------------------------------------------------------
+    def feed(self, delta: Optional[str]) -> tuple[Optional[str], ToolCalls]:
+        """(content to stream now, tool-call deltas to stream now)."""
+        if not delta:
+            return None, []
+        self._text += delta
+        mode = self.plan.mode
+        if mode == "named":
+            return None, self._named_delta(self._clean(delta))
+        if mode == "required":
+            return None, []  # the array is reported whole at the end
+        if mode == "auto" and self.parser is not None:
+            return self._auto_content(), []
+        return delta, []
+
+    def finish(self) -> tuple[Optional[str], ToolCalls]:
+        text = self._clean(self._text)
+        mode = self.plan.mode
+        if mode == "named":
+            parsed = _named(text, self.plan.named)
+            self.calls = [call_dict(parsed.calls[0], self._named_id)] if parsed.calls else None
+            if self.calls and self._named_id is None:  # nothing streamed yet (empty arguments): send it whole
+                return None, [{"index": 0, **self.calls[0]}]
+            return None, []
+        if mode == "none" or (mode == "auto" and self.parser is None):
+            return None, []
+        parsed = self._parse(text)
+        if not parsed.calls:  # not a call after all: the held-back text is content
+            rest = self._text[self._sent :]
+            self._sent = len(self._text)
+            return self._clean(rest) or None, []
+        self.calls = [call_dict(c) for c in parsed.calls]
+        return None, [{"index": i, **c} for i, c in enumerate(self.calls)]
+
+    def _named_delta(self, delta: str) -> ToolCalls:
+        if not delta:
+            return []
+        if self._named_id is None:
+            self._named_id = new_call_id()
+            return [{"index": 0, "id": self._named_id, "type": "function",
+                     "function": {"name": self.plan.named, "arguments": delta}}]
+        return [{"index": 0, "function": {"arguments": delta}}]
+
+    def _auto_content(self) -> Optional[str]:
+        if self._held:
+            return None
+        text = self._text
+        markers = self.parser.start_markers
+        if self.parser.name == "llama3_json":  # a call is the whole answer: decide on its first characters
+            head = text.lstrip()
+            if not head:
+                return None
+            if head.startswith("{") or head.startswith("<|python_tag|>") or "<|python_tag|>".startswith(head):
+                self._held = True
+                return None
+            markers = ("<|python_tag|>",)
+        found = [i for i in (text.find(m, self._sent) for m in markers) if i >= 0]
+        if found:
+            end, self._held = min(found), True
+        else:  # hold back a tail that may be the start of a marker
+            end = len(text) - max((_partial_suffix(text, m) for m in markers), default=0)
+        out = text[self._sent : max(end, self._sent)]
+        self._sent = max(end, self._sent)
+        return self._clean(out) or None
+
+
+def _partial_suffix(text: str, marker: str) -> int:
+    for size in range(min(len(marker) - 1, len(text)), 0, -1):
+        if text.endswith(marker[:size]):
+            return size
+    return 0
+
+
+def _named(text: str, name: Optional[str]) -> ParsedTools:
+    try:
+        args = json.loads(text)
+    except ValueError:
+        return ParsedTools(content=text or None)
+    if not isinstance(args, dict) or not name:
+        return ParsedTools(content=text or None)
+    # the text as generated, so the streamed argument deltas concatenate to exactly this
+    return ParsedTools(content=None, calls=[ParsedCall(name, text.strip())])
+
+
+def _required(text: str) -> ParsedTools:
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return ParsedTools(content=text or None)
+    calls = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            return ParsedTools(content=text or None)
+        args = item.get("parameters", item.get("arguments", {}))
+        if not isinstance(args, dict):
+            return ParsedTools(content=text or None)
+        calls.append(ParsedCall(item["name"], json.dumps(args, ensure_ascii=False)))
+    return ParsedTools(content=None, calls=calls) if calls else ParsedTools(content=text or None)

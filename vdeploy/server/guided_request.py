@@ -1,0 +1,135 @@
+"""What an OpenAI request asks the output to be: structured output and tool choice -> GuidedDecoding + ToolPlan.
+
+Sources, at most one grammar per request:
+  response_format   {"type": "json_object"} | {"type": "json_schema", "json_schema": {"schema": …, "strict": …}}
+  extra_body        vLLM's guided_json / guided_regex / guided_choice / guided_grammar
+  tool_choice       "required" (a JSON array of {"name", "parameters"} calls, at least one) or a named function
+                    (the function's arguments object): enforced by grammar, so even a small model returns valid calls;
+                    "auto" lets the model choose and a tool-call parser reads its native format; "none" hides tools.
+With a reasoning parser the grammar starts after `</think>`: the reasoning stays free.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from vdeploy.engine.sampling_params import GuidedDecoding
+from vdeploy.server.errors import invalid_param
+
+THINK_END = "</think>"
+
+
+@dataclass
+class ToolPlan:
+    mode: str  # "none" | "auto" | "required" | "named"
+    tools: list[dict[str, Any]] = field(default_factory=list)  # OpenAI tool dicts, for the chat template
+    named: Optional[str] = None  # the function tool_choice names
+    parallel: bool = True  # OpenAI's parallel_tool_calls: False allows one call only
+
+    @property
+    def template_tools(self) -> Optional[list[dict[str, Any]]]:
+        return self.tools if self.tools and self.mode != "none" else None
+
+
+def _function(tool: Any, i: int) -> dict[str, Any]:
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict):
+        raise invalid_param(f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}", f"tools[{i}]")
+    if not isinstance(fn.get("name"), str) or not fn["name"]:
+        raise invalid_param(f"tools[{i}].function.name is required", f"tools[{i}].function.name")
+    params = fn.get("parameters", {"type": "object"})
+    if not isinstance(params, dict):
+        raise invalid_param(f"tools[{i}].function.parameters must be a JSON schema object",
+                            f"tools[{i}].function.parameters")
+    return fn
+
+
+def parameters_schema(fn: dict[str, Any]) -> dict[str, Any]:
+    return fn.get("parameters") or {"type": "object", "properties": {}}
+
+
+def tool_plan(tools: Optional[list[Any]], tool_choice: Any, parallel: Any = True) -> ToolPlan:
+    plan = _tool_plan(tools, tool_choice)
+    plan.parallel = parallel is not False
+    return plan
+
+
+def _tool_plan(tools: Optional[list[Any]], tool_choice: Any) -> ToolPlan:
+    if not tools:
+        if tool_choice not in (None, "none", "auto"):
+            raise invalid_param("tool_choice needs tools", "tool_choice")
+        return ToolPlan("none")
+    functions = [_function(t, i) for i, t in enumerate(tools)]
+    if tool_choice is None or tool_choice == "auto":
+        return ToolPlan("auto", list(tools))
+    if tool_choice in ("none", "required"):
+        return ToolPlan(tool_choice, list(tools))
+    if isinstance(tool_choice, dict) and isinstance(tool_choice.get("function"), dict):
+        name = tool_choice["function"].get("name")
+        if name not in {f["name"] for f in functions}:
+            raise invalid_param(f"tool_choice names the function {name!r}, which is not in tools", "tool_choice")
+        return ToolPlan("named", list(tools), named=name)
+    raise invalid_param("tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'function': "
+                        "{'name': ...}}", "tool_choice")
+
+
+def _tools_grammar(plan: ToolPlan) -> Optional[str]:
+    functions = [t["function"] for t in plan.tools]
+    if plan.mode == "named":
+        fn = next(f for f in functions if f["name"] == plan.named)
+        return json.dumps(parameters_schema(fn))
+    if plan.mode == "required":
+        calls = [{"type": "object", "properties": {"name": {"const": f["name"]}, "parameters": parameters_schema(f)},
+                  "required": ["name", "parameters"], "additionalProperties": False} for f in functions]
+        array: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"anyOf": calls}}
+        if not plan.parallel:
+            array["maxItems"] = 1
+        return json.dumps(array)
+    return None
+
+
+def guided_decoding(req: Any, plan: Optional[ToolPlan], reasoning: bool) -> Optional[GuidedDecoding]:
+    """The request's grammar, or None when the output is free. Raises a 400 on conflicting or malformed fields."""
+    extra = req.model_extra or {}
+    found: list[tuple[str, GuidedDecoding]] = []
+    rf = getattr(req, "response_format", None)
+    if rf is not None and rf.type == "json_object":
+        found.append(("response_format", GuidedDecoding(json_object=True)))
+    elif rf is not None and rf.type == "json_schema":
+        schema = rf.json_schema.schema_
+        if not isinstance(schema, dict):
+            raise invalid_param("response_format.json_schema.schema must be a JSON schema object",
+                                "response_format.json_schema.schema")
+        found.append(("response_format", GuidedDecoding(json=json.dumps(schema))))
+    if extra.get("guided_json") is not None:
+        schema = extra["guided_json"]
+        if isinstance(schema, str):
+            try:
+                schema = json.loads(schema)
+            except ValueError:
+                raise invalid_param("guided_json is not valid JSON", "guided_json") from None
+        if not isinstance(schema, dict):
+            raise invalid_param("guided_json must be a JSON schema object", "guided_json")
+        found.append(("guided_json", GuidedDecoding(json=json.dumps(schema))))
+    for name, kind in (("guided_regex", "regex"), ("guided_grammar", "grammar")):
+        if extra.get(name) is not None:
+            if not isinstance(extra[name], str) or not extra[name]:
+                raise invalid_param(f"{name} must be a non-empty string", name)
+            found.append((name, GuidedDecoding(**{kind: extra[name]})))
+    if extra.get("guided_choice") is not None:
+        choice = extra["guided_choice"]
+        if not isinstance(choice, list) or not choice or not all(isinstance(c, str) for c in choice):
+            raise invalid_param("guided_choice must be a non-empty list of strings", "guided_choice")
+        found.append(("guided_choice", GuidedDecoding(choice=choice)))
+    if plan is not None and (tools_schema := _tools_grammar(plan)) is not None:
+        found.append(("tool_choice", GuidedDecoding(json=tools_schema)))
+    if not found:
+        return None
+    if len(found) > 1:
+        names = ", ".join(n for n, _ in found)
+        raise invalid_param(f"only one output constraint per request, got {names}", found[1][0])
+    guided = found[0][1]
+    guided.after_think = THINK_END if reasoning else None
+    return guided
