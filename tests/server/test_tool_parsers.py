@@ -1,0 +1,83 @@
+"""Tool-call parsers on recorded outputs of each model family's native format, malformed ones included (those are
+plain content, never an exception), and the streaming extractor's deltas."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vdeploy.server.chat_tools import ToolCallExtractor
+from vdeploy.server.guided_request import ToolPlan
+from vdeploy.server.tool_parsers import default_tool_call_parser, make_parser
+
+DS_R1 = ("Let me check.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+         '{"city": "Paris", "unit": "c"}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>add\n'
+         '```json\n{"a": 1, "b": 2}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜><｜end▁of▁sentence｜>')
+DS_V31 = ('<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"city": "Rome"}<｜tool▁call▁end｜>'
+          '<｜tool▁calls▁end｜>')
+HERMES = ('I will call it.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Tokyo"}}\n</tool_call>\n'
+          '<tool_call>\n{"name": "add", "arguments": {"a": 4, "b": 5}}\n</tool_call>')
+LLAMA = '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}; {"name": "add", "parameters": {"a": 1}}'
+
+
+def _calls(parsed):
+    return [(c.name, json.loads(c.arguments)) for c in parsed.calls]
+
+
+def test_deepseek_r1_and_v31_formats():
+    p = make_parser("deepseek_v3")
+    parsed = p.parse(DS_R1)
+    assert parsed.content == "Let me check."
+    assert _calls(parsed) == [("get_weather", {"city": "Paris", "unit": "c"}), ("add", {"a": 1, "b": 2})]
+    assert _calls(p.parse(DS_V31)) == [("get_weather", {"city": "Rome"})]
+
+
+def test_hermes_and_llama3_formats():
+    parsed = make_parser("hermes").parse(HERMES)
+    assert parsed.content == "I will call it."
+    assert _calls(parsed) == [("get_weather", {"city": "Tokyo"}), ("add", {"a": 4, "b": 5})]
+    parsed = make_parser("llama3_json").parse(LLAMA)
+    assert parsed.content is None and _calls(parsed) == [("get_weather", {"city": "Paris"}), ("add", {"a": 1})]
+
+
+@pytest.mark.parametrize("name, text", [
+    ("deepseek_v3", '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{"a": 1,\n```'
+                    "<｜tool▁call▁end｜>"),  # arguments cut
+    ("deepseek_v3", "<｜tool▁calls▁begin｜>nothing after"),
+    ("hermes", '<tool_call>\n{"name": "f", "arguments": {"a": </tool_call>'),
+    ("hermes", '<tool_call>\n{"arguments": {}}\n</tool_call>'),  # no name
+    ("hermes", "<tool_call>\n[1, 2]\n</tool_call>"),
+    ("llama3_json", '{"name": "f", "parameters": 3}'),
+    ("llama3_json", '{"name": "f", "parameters": {"a": 1}'),
+    ("llama3_json", "The answer is 4."),
+])
+def test_malformed_output_is_plain_content(name, text):
+    parsed = make_parser(name).parse(text)
+    assert parsed.calls == [] and parsed.content == text
+
+
+def test_parser_from_chat_template():
+    assert default_tool_call_parser("{{'<｜tool▁calls▁begin｜>'}}") == "deepseek_v3"
+    assert default_tool_call_parser("<tool_call>\\n{{ tool_call | tojson }}") == "hermes"
+    assert default_tool_call_parser('{"name": ..., "parameters": ...} <|python_tag|>') == "llama3_json"
+    assert default_tool_call_parser(None) == "hermes"
+
+
+@pytest.mark.parametrize("text, parser", [(HERMES, "hermes"), (DS_R1, "deepseek_v3"), (LLAMA, "llama3_json"),
+                                          ("just text, <tool no call", "hermes")])
+def test_auto_stream_matches_the_whole_answer(text, parser):
+    strip = ("<｜end▁of▁sentence｜>",)
+    whole_content, whole_calls = ToolCallExtractor(ToolPlan("auto"), make_parser(parser), strip).final(text)
+    ex = ToolCallExtractor(ToolPlan("auto"), make_parser(parser), strip)
+    content, deltas = "", []
+    for i in range(0, len(text), 3):  # tags split across deltas
+        c, d = ex.feed(text[i:i + 3])
+        content += c or ""
+        deltas += d
+    c, d = ex.finish()
+    content += c or ""
+    deltas += d
+    assert (content or None) == (whole_content if not whole_calls else None) or content.strip() == whole_content
+    assert [(d["function"]["name"], d["function"]["arguments"]) for d in deltas] == [
+        (c["function"]["name"], c["function"]["arguments"]) for c in whole_calls or []]
