@@ -108,8 +108,10 @@ def test_docgen_renders_every_command():
 def test_staleness_detection_sees_missing_and_extra_rows():
     docs = render(app)
     sections = _documented_options(docs)
-    assert sections["vdeploy env check"] == {"--json", "--model", "--tp"}
+    env_check = {"--json", "--model", "--tp", "--tensor-parallel-size", "--pp", "--pipeline-parallel-size",
+                 "--gpu-memory"}
+    assert sections["vdeploy env check"] == env_check
     edited = _documented_options(docs.replace("| `--model` |", "| `--model-path` |"))
-    assert edited["vdeploy env check"] == {"--json", "--model-path", "--tp"}
+    assert edited["vdeploy env check"] == env_check - {"--model"} | {"--model-path"}
     help_text = CliRunner().invoke(app, ["env", "check", "--help"], env=ENV).stdout
-    assert _help_options(help_text) == {"--json", "--model", "--tp", "--help"}
+    assert _help_options(help_text) == env_check | {"--help"}

@@ -66,4 +66,5 @@ def test_cli_model_option(monkeypatch, model_dir):
     assert result.exit_code == 1  # 141 GB of bf16 weights on one 80 GB GPU
     assert data["fit"]["verdict"] == "does_not_fit" and data["fit"]["architecture"] == "LlamaForCausalLM"
     missing = CliRunner().invoke(app, ["env", "check", "--model", path + "-missing"])
-    assert missing.exit_code == 2
+    # a ConfigError: the real entry point (vdeploy.cli.main.run) prints it with a hint and exits 2
+    assert missing.exit_code == 2 or getattr(missing.exception, "exit_code", None) == 2

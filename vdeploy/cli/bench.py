@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from vdeploy.cli.vllm_compat import size_option
+
 
 def bench(
     path: Annotated[
@@ -32,10 +34,9 @@ def bench(
     dtype: Annotated[str, typer.Option("--dtype", help="auto | bfloat16 | float16 | float32.")] = "auto",
     device: Annotated[str, typer.Option("--device", help="auto | cuda | cpu.")] = "auto",
     max_num_seqs: Annotated[int | None, typer.Option("--max-num-seqs", min=1, help="Batch size limit.")] = None,
-    max_num_batched_tokens: Annotated[
-        int | None, typer.Option("--max-num-batched-tokens", min=1, help="Token budget per step.")
-    ] = None,
-    max_model_len: Annotated[int | None, typer.Option("--max-model-len", min=1, help="Context limit.")] = None,
+    max_num_batched_tokens: Annotated[int | None, size_option("--max-num-batched-tokens",
+                                                              help="Token budget per step.")] = None,
+    max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
     enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs.")] = False,
     async_scheduling: Annotated[bool | None, typer.Option(
         "--async-scheduling/--no-async-scheduling",
@@ -75,9 +76,11 @@ def bench(
         from vdeploy.bench.offline import Workload, run_offline_benchmark
         from vdeploy.engine.llm import build_engine_config
 
+        from vdeploy.cli.serve_checks import preflight
         from vdeploy.model_configs import resolve_dummy_model
 
-        model = resolve_dummy_model(path, load_format)
+        model, _ = preflight(path, load_format=load_format, flags={"enforce_eager": enforce_eager})
+        model = resolve_dummy_model(model, load_format)
         if model is None:
             from vdeploy.cli.generate import demo_model_path
 

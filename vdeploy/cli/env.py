@@ -4,26 +4,38 @@ Only typer/rich/stdlib at module level; the probes are imported inside the comma
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from vdeploy.cli.help_format import NarrowSafeCommand
 
 app = typer.Typer(no_args_is_help=True, help="Check this machine before deploying (driver, GPUs, torch, NCCL, ...).")
 
 _STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
 
 
-@app.command("check")
+@app.command("check", cls=NarrowSafeCommand)
 def check(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON (schema: docs/env-check.md).")]
     = False,
     model: Annotated[
-        Optional[Path],
-        typer.Option("--model", help="Model directory (or config.json): add a will-it-fit verdict.", exists=True),
+        Optional[str],
+        typer.Option("--model", help="Model directory, config.json, downloaded hub id, or bundled config (e.g. "
+                     "deepseek-ai/DeepSeek-R1): add a will-it-fit verdict."),
     ] = None,
     tp: Annotated[
-        Optional[int], typer.Option("--tp", min=1, help="Tensor-parallel size for the fit verdict and GPU checks.")
+        Optional[int], typer.Option("--tp", "--tensor-parallel-size", min=1,
+                                    help="Tensor-parallel size for the fit verdict and GPU checks.")
+    ] = None,
+    pp: Annotated[
+        Optional[int], typer.Option("--pp", "--pipeline-parallel-size", min=1,
+                                    help="Pipeline stages for the fit verdict.")
+    ] = None,
+    gpu_memory: Annotated[
+        Optional[float], typer.Option("--gpu-memory", min=1.0,
+                                      help="Plan the fit for TP x PP GPUs of this many GB (e.g. 141 for H200) "
+                                           "instead of this machine.")
     ] = None,
 ) -> None:
     """Probe the driver, GPUs, interconnect, torch/CUDA, NCCL, /dev/shm and disk; PASS/WARN/FAIL with remedies.
@@ -32,7 +44,12 @@ def check(
     """
     from vdeploy.env.report import collect_report
 
-    report = collect_report(model=str(model) if model else None, tp=tp)
+    path = None
+    if model is not None:
+        from vdeploy.cli.model_ref import resolve_config_ref
+
+        path = resolve_config_ref(model).path
+    report = collect_report(model=path, tp=tp, pp=pp, gpu_memory_gb=gpu_memory)
     if json_output:
         from vdeploy.cli.output import print_json
 

@@ -11,11 +11,16 @@ from typing import Annotated
 
 import typer
 
+from vdeploy.cli.vllm_compat import size_option
+
 
 def generate(
     path: Annotated[
-        str | None, typer.Argument(help="Model directory (Hugging Face layout). Default: the demo model.")
+        str | None, typer.Argument(help="Model directory (Hugging Face layout), downloaded hub id, or a bundled "
+                                        "config (e.g. deepseek-r1) with --load-format dummy. Default: the demo model.")
     ] = None,
+    model_option: Annotated[str | None, typer.Option(
+        "--model", help="The same as PATH (vLLM's spelling).", show_default=False)] = None,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt (a user message unless --no-chat).")] = ...,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Most tokens to generate.")] = 256,
     temperature: Annotated[
@@ -33,18 +38,25 @@ def generate(
                                     help="Pipeline stages (contiguous layer ranges).")] = 1,
     dtype: Annotated[str, typer.Option("--dtype", help="auto | bfloat16 | float16 | float32.")] = "auto",
     device: Annotated[str, typer.Option("--device", help="auto | cuda | cpu.")] = "auto",
-    max_model_len: Annotated[int | None, typer.Option("--max-model-len", min=1, help="Context limit.")] = None,
+    max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
+    load_format: Annotated[str, typer.Option(
+        "--load-format", help="safetensors | dummy (random weights at the config's shapes).")] = "safetensors",
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming (schema: docs/generate.md).")
     ] = False,
 ) -> None:
     """Generate a reply to one prompt (chat template applied) and stream it to the terminal."""
-    from vdeploy.engine.llm import LLM
+    from vdeploy.cli.serve_checks import pick_model, preflight
 
+    path, _ = preflight(pick_model(path, model_option), load_format=load_format)
+    from vdeploy.engine.llm import LLM
+    from vdeploy.model_configs import resolve_dummy_model
+
+    path = resolve_dummy_model(path, load_format)
     if path is None:
         path = demo_model_path()
     llm = LLM(path, chat_template=chat_template, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
-              device=device, max_model_len=max_model_len)
+              device=device, max_model_len=max_model_len, load_format=load_format)
     try:
         params = _sampling_params(llm, max_tokens, temperature, top_p, seed)
         if no_chat:

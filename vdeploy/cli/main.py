@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from vdeploy import __version__
+from vdeploy.cli.help_format import NarrowSafeCommand
 from vdeploy.cli import bench, download, env, generate, inspect, profiles, serve, worker_host
 
 app = typer.Typer(
@@ -40,12 +41,13 @@ def main(
 
 app.add_typer(env.app, name="env")
 app.add_typer(profiles.app, name="profiles")
-app.command("inspect-shards")(inspect.inspect_shards)
+app.command("inspect-shards", cls=NarrowSafeCommand)(inspect.inspect_shards)
 app.command("download")(download.download)
-app.command("serve")(serve.serve)
-app.command("generate")(generate.generate)
-app.command("bench")(bench.bench)
-app.command("worker-host")(worker_host.worker_host)
+# the commands with many long options: plain click help below 130 columns, so that no option name is cut
+app.command("serve", cls=NarrowSafeCommand)(serve.serve)
+app.command("generate", cls=NarrowSafeCommand)(generate.generate)
+app.command("bench", cls=NarrowSafeCommand)(bench.bench)
+app.command("worker-host", cls=NarrowSafeCommand)(worker_host.worker_host)
 
 
 def run() -> None:

@@ -110,7 +110,9 @@ def show(
 
 @app.command("match")
 def match(
-    model: Annotated[Path, typer.Argument(help="Model directory or its config.json.", exists=True)],
+    model: Annotated[str, typer.Argument(
+        help="Model directory, its config.json, a downloaded hub id, or a bundled config "
+             "(e.g. deepseek-ai/DeepSeek-R1).")],
     explain: Annotated[bool, typer.Option("--explain", help="Say why the winner won and why each other lost.")]
     = False,
     json_output: JsonOption = False,
@@ -130,7 +132,9 @@ def match(
     from vdeploy.config import ModelConfig
     from vdeploy.profiles import select_profile
 
-    cfg = ModelConfig.from_path(model)
+    from vdeploy.cli.model_ref import resolve_config_ref
+
+    cfg = ModelConfig.from_path(resolve_config_ref(model).path)
     if gpus is not None:
         from vdeploy.env.hardware import cpu_hardware, manual_hardware
 
@@ -146,7 +150,7 @@ def match(
         hardware = detect_hardware()
     hardware.nodes = nodes
     selection = select_profile(cfg, hardware, explain=explain)
-    result = _match_dict(str(model), cfg, hardware, selection)
+    result = _match_dict(model, cfg, hardware, selection)
     if json_output:
         from vdeploy.cli.output import print_json
 

@@ -7,12 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
+from vdeploy.cli.vllm_compat import size_option
+
 
 def serve(
     model: Annotated[Optional[str], typer.Argument(
         help="Model directory, hub id (already downloaded; see --download), or a bundled config name (e.g. "
              "deepseek-r1) with --load-format dummy. Default: the built-in demo model.",
         show_default=False)] = None,
+    model_option: Annotated[Optional[str], typer.Option(
+        "--model", help="The same as MODEL (vLLM's spelling).", show_default=False)] = None,
     profile: Annotated[Optional[str], typer.Option(
         "--profile", help="Deployment profile name or YAML file (default: the best match for model and hardware).")
     ] = None,
@@ -36,8 +40,12 @@ def serve(
         "--api-key", envvar="VDEPLOY_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 routes.")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(
         "--served-model-name", help="Model name clients send (default: the hub id or directory name).")] = None,
-    max_model_len: Annotated[Optional[int], typer.Option("--max-model-len", min=1,
-                                                         help="Longest prompt + output, in tokens.")] = None,
+    max_model_len: Annotated[Optional[int], size_option("--max-model-len",
+                                                        help="Longest prompt + output, in tokens.")] = None,
+    max_num_batched_tokens: Annotated[Optional[int], size_option(
+        "--max-num-batched-tokens", help="Token budget of one engine step.")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Accepted for vLLM compatibility; vdeploy never runs repository code.")] = False,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(
         "--gpu-memory-utilization", min=0.05, max=1.0, help="Fraction of each GPU's memory vdeploy may use.")] = None,
     reasoning_parser: Annotated[Optional[str], typer.Option(
@@ -70,7 +78,13 @@ def serve(
 ) -> None:
     """Serve a model with an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /metrics)."""
     from vdeploy.cli.output import console
+    from vdeploy.cli.serve_checks import pick_model, preflight
     from vdeploy.server.launch import ServeOptions, run_serve
+
+    model, served_as = preflight(
+        pick_model(model, model_option), load_format=load_format, allow_download=download,
+        trust_remote_code=trust_remote_code, console=console(stderr=True),
+        flags={"gpu_memory_utilization": gpu_memory_utilization, "enforce_eager": enforce_eager})
 
     opts = ServeOptions(
         model=model,
@@ -78,7 +92,7 @@ def serve(
         host=host,
         port=port,
         api_key=api_key,
-        served_model_name=served_model_name,
+        served_model_name=served_model_name or served_as,
         reasoning_parser=reasoning_parser,
         chat_template=chat_template,
         download=download,
@@ -99,6 +113,7 @@ def serve(
             "dtype": dtype,
             "enforce_eager": enforce_eager,
             "max_num_seqs": max_num_seqs,
+            "max_num_batched_tokens": max_num_batched_tokens,
             "block_size": block_size,
         },
     )

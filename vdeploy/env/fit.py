@@ -20,59 +20,66 @@ class FitReport:
     params_active: int
     device: str  # cuda | cpu
     tp: int
-    memory_per_device: int  # bytes the plan was made against (smallest GPU, or available RAM on CPU)
+    memory_per_device: int  # bytes the plan was made against per rank (smallest GPU, or RAM / ranks on CPU)
     fp8_path: str | None  # how FP8 weights run here; None for an unquantized checkpoint
     weight_bytes_per_gpu: int
     kv_tokens_per_gpu: int
     max_model_len: int | None
     verdict: str  # fits | fits_limited | does_not_fit
     advice: str
+    pp: int = 1
+    target: str = "this machine"  # or "N x G GB GPUs" when planned with --gpu-memory for hardware not here
 
 
-def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | None) -> tuple[Check, FitReport | None]:
+def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | None, pp: int | None = None,
+                    gpu_memory_gb: float | None = None) -> tuple[Check, FitReport | None]:
+    """Plan at the requested TP x PP. gpu_memory_gb: plan for GPUs of that size that are not in this machine (the
+    question before renting them); on a CPU host without it, the ranks share this host's RAM."""
     from vdeploy.checkpoint.planner import estimate_params, plan_memory
     from vdeploy.config import ModelConfig
 
     cfg = ModelConfig.from_path(model_path)
     params = estimate_params(cfg)
-    on_gpu = not hw.is_cpu_only
-    requested_tp = tp
-    tp = tp or max(hw.gpu_count, 1)
-    if on_gpu:
+    pp = pp or 1
+    on_gpu = not hw.is_cpu_only or gpu_memory_gb is not None
+    tp = tp or (max(hw.gpu_count, 1) if not hw.is_cpu_only else 1)
+    ranks = tp * pp
+    target = "this machine"
+    if gpu_memory_gb is not None:
+        # decimal GB, as GPU vendors say; the GPUs one rents for R1 (H100/H200) have FP8 cores
+        memory, fp8_cores = int(gpu_memory_gb * 1e9), True
+        target = f"{ranks} x {gpu_memory_gb:g} GB GPUs"
+    elif on_gpu:
         memory = hw.min_gpu_memory
         fp8_cores = all(g.has_fp8_tensor_cores for g in hw.gpus)
     else:
-        # CPU mode: weights and KV cache live in RAM, one process.
-        memory = host.memory_available or host.memory_total or 0
+        # CPU mode: weights and KV cache of every rank live in the same RAM, so each rank gets its share.
+        memory = (host.memory_available or host.memory_total or 0) // ranks
         fp8_cores = False
-        tp = 1
-    plan = plan_memory(cfg, tp=tp, gpu_memory_bytes=memory, fp8_tensor_cores=fp8_cores)
+    plan = plan_memory(cfg, tp=tp, pp=pp, gpu_memory_bytes=memory, fp8_tensor_cores=fp8_cores)
     is_fp8 = cfg.quant is not None and cfg.quant.method == "fp8"
     fp8_path = None
     if is_fp8:
         fp8_path = "w8a8-block-fp8-gemm" if fp8_cores else "dequantize-to-bf16"
     report = FitReport(
-        model=str(model_path),
-        architecture=cfg.architecture,
-        params_total=params.total,
-        params_active=params.active,
-        device="cuda" if on_gpu else "cpu",
-        tp=tp,
-        memory_per_device=memory,
-        fp8_path=fp8_path,
-        weight_bytes_per_gpu=plan.weight_bytes_per_gpu,
-        kv_tokens_per_gpu=plan.kv_tokens_per_gpu,
-        max_model_len=plan.max_model_len,
-        verdict=plan.verdict,
-        advice=plan.advice,
+        model=str(model_path), architecture=cfg.architecture, params_total=params.total,
+        params_active=params.active, device="cuda" if on_gpu else "cpu", tp=tp, memory_per_device=memory,
+        fp8_path=fp8_path, weight_bytes_per_gpu=plan.weight_bytes_per_gpu, kv_tokens_per_gpu=plan.kv_tokens_per_gpu,
+        max_model_len=plan.max_model_len, verdict=plan.verdict, advice=plan.advice, pp=pp, target=target,
     )
-    unit = "GPU" if on_gpu else "host"
-    where = f"TP{tp} on {memory / GIB:.0f} GiB per GPU" if on_gpu else f"CPU with {memory / GIB:.0f} GiB RAM available"
+    unit = "GPU" if on_gpu else "rank"
+    layout = f"TP{tp}" + (f" x PP{pp}" if pp > 1 else "")
+    if on_gpu:
+        where = f"{layout} on {memory / GIB:.0f} GiB per GPU" + (f" ({target})" if gpu_memory_gb is not None else "")
+    elif ranks > 1:
+        where = f"{layout} on CPU: {ranks} ranks share this host's RAM, {memory / GIB:.1f} GiB each"
+    else:
+        where = f"CPU with {memory / GIB:.0f} GiB RAM available"
     message = (f"{cfg.architecture} {params.total / 1e9:.1f}B params, {where}: {plan.verdict.replace('_', ' ')} "
                f"(weights {plan.weight_bytes_per_gpu / GIB:.1f} GiB/{unit}, KV room {plan.kv_tokens_per_gpu:,} tokens)")
     if fp8_path == "dequantize-to-bf16":
         message += "; FP8 weights dequantized to bf16 (2x memory)"
-    if not on_gpu and requested_tp and requested_tp > 1:
-        message += f"; --tp {requested_tp} planned as one host: on CPU all ranks share the same RAM"
     remedy = None if plan.verdict == "fits" else plan.advice
+    if not on_gpu and plan.verdict != "fits":
+        remedy = f"{remedy}; for the verdict on GPUs you would rent, add --gpu-memory 141 (H200) or 80 (H100)"
     return Check("model_fit", VERDICT_STATUS.get(plan.verdict, WARN), message, remedy), report

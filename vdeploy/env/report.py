@@ -54,22 +54,24 @@ class EnvReport:
 
 
 def build_report(hw: Hardware, sw: SoftwareInfo, host: HostInfo, *, model: str | None = None,
-                 tp: int | None = None) -> EnvReport:
+                 tp: int | None = None, pp: int | None = None, gpu_memory_gb: float | None = None) -> EnvReport:
     """Pure given the probe results (the fit part reads the model's config.json)."""
     checks = run_checks(hw, sw, host, tp=tp)
     fit = None
     if model is not None:
         from vdeploy.env.fit import check_model_fit
 
-        fit_check, fit = check_model_fit(model, hw, host, tp)
+        fit_check, fit = check_model_fit(model, hw, host, tp, pp, gpu_memory_gb)
         checks.append(fit_check)
     return EnvReport(hardware=hw, software=sw, host=host, checks=checks, fit=fit)
 
 
-def collect_report(*, model: str | None = None, tp: int | None = None) -> EnvReport:
+def collect_report(*, model: str | None = None, tp: int | None = None, pp: int | None = None,
+                   gpu_memory_gb: float | None = None) -> EnvReport:
     """Probe this machine, then check it."""
     from vdeploy.env.hardware import detect_hardware
     from vdeploy.env.host import detect_host
     from vdeploy.env.software import detect_software
 
-    return build_report(detect_hardware(), detect_software(), detect_host(), model=model, tp=tp)
+    return build_report(detect_hardware(), detect_software(), detect_host(), model=model, tp=tp, pp=pp,
+                        gpu_memory_gb=gpu_memory_gb)
