@@ -19,6 +19,7 @@ from vdeploy.engine.kv_cache_spec import KVCacheSpec
 from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.step_handle import CompletedStep
+from vdeploy.worker.block_tables import BlockTables
 from vdeploy.worker.input_batch import build_host_batch
 
 MODEL = ModelConfig.from_dict({
@@ -31,6 +32,7 @@ class HostOnlyExecutor:
         self.kv_cache_spec = KVCacheSpec("mha", 1, block_size, 1, 1, "float32")
         self.num_blocks = num_blocks
         self.block_size = block_size
+        self.tables = BlockTables()
 
     def determine_num_kv_blocks(self) -> int:
         return self.num_blocks
@@ -39,7 +41,7 @@ class HostOnlyExecutor:
         pass
 
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
-        hb = build_host_batch(sched, self.block_size, width_multiple=16)
+        hb = build_host_batch(sched, self.block_size, width_multiple=16, tables=self.tables.apply(sched))
         ids = [r.req_id for r in hb.sample_requests]
         return ModelRunnerOutput(ids, [(hash(i) % 30000) + 3 for i in ids])
 

@@ -14,6 +14,7 @@ from vdeploy.config import ModelConfig
 from vdeploy.engine.kv_cache_spec import KVCacheSpec
 from vdeploy.engine.outputs import PLACEHOLDER_TOKEN_ID, ModelRunnerOutput, SchedulerOutput
 from vdeploy.engine.step_handle import CompletedStep
+from vdeploy.worker.block_tables import BlockTables
 
 VOCAB = 1000
 
@@ -52,7 +53,8 @@ class PagedTokenExecutor:
         self.num_blocks = num_blocks
         self.slots: list[int | None] = []
         self.steps: list[SchedulerOutput] = []
-        self.last_sampled: dict[str, int] = {}  # the previous step's tokens, by request
+        self.last_sampled: dict[str, int] = {}
+        self.tables = BlockTables()  # the previous step's tokens, by request
         self.shut_down = False
 
     def determine_num_kv_blocks(self) -> int:
@@ -71,18 +73,19 @@ class PagedTokenExecutor:
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
         """Placeholder tokens are replaced by the previous step's samples, as a worker does on the device."""
         self.steps.append(sched)
+        tables = self.tables.apply(sched)  # block-table diffs, as every rank folds them in
         # like a real model layer: store the whole batch first, then read (attention)
         for r in sched.requests:
             for i, token in enumerate(r.token_ids):
                 if token == PLACEHOLDER_TOKEN_ID:
                     token = self.last_sampled[r.req_id]  # KeyError: a placeholder the last step never sampled
-                self.slots[self._slot(r.block_ids, r.start_pos + i)] = token
+                self.slots[self._slot(tables[r.req_id], r.start_pos + i)] = token
         req_ids, tokens = [], []
         for r in sched.requests:
             if not r.sample:
                 continue
             end = r.start_pos + len(r.token_ids)
-            context = [self.slots[self._slot(r.block_ids, p)] for p in range(end)]
+            context = [self.slots[self._slot(tables[r.req_id], p)] for p in range(end)]
             params = r.sampling_params
             req_ids.append(r.req_id)
             tokens.append(reference_next_token(context, r.num_output_tokens, params.seed, params.temperature, self.vocab))

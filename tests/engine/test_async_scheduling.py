@@ -9,7 +9,7 @@ from engine_test_tokenizer import write_tokenizer_dir
 
 from vdeploy.config import CacheConfig, EngineConfig, SchedulerConfig
 from vdeploy.engine.engine_core import EngineCore
-from vdeploy.engine.outputs import PLACEHOLDER_TOKEN_ID
+from vdeploy.engine.outputs import PLACEHOLDER_TOKEN_ID, SchedulerOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.tokenizer import Tokenizer
 
@@ -124,3 +124,25 @@ def test_abort_while_a_step_is_in_flight_frees_every_block(tmp_path):
     while engine.has_unfinished_requests():
         engine.step()
     assert engine.stats().num_free_blocks == 64 and engine.stats().num_running == 0
+
+
+def test_ranks_get_whole_tables_once_then_only_new_blocks_and_drop_finished_ones(tmp_path):
+    params = [SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)] * len(PROMPTS)
+    engine, ex = make_engine(tmp_path, True, num_blocks=14, budget=16)  # a tiny pool: preemptions
+    run(engine, params)
+    assert engine.stats().num_preemptions > 0
+    seen: set[str] = set()
+    for step in ex.steps:
+        for r in step.requests:
+            if r.req_id not in seen:
+                assert r.new_table and r.block_ids  # first time on the ranks: the whole table
+                seen.add(r.req_id)
+            elif not r.new_table:
+                assert len(r.block_ids) <= 4  # a chunk of 16 tokens needs at most 4 new blocks of 4
+        for rid in step.finished_req_ids:
+            seen.discard(rid)
+    resent = [r for s in ex.steps for r in s.requests if r.new_table and r.start_pos == 0]
+    assert len(resent) > len(PROMPTS)  # preempted requests came back with their (new) whole table
+    engine.add_request("z", [5, 6, 7], SamplingParams(temperature=0, max_tokens=3, ignore_eos=True))
+    engine.step()  # the next real step delivers the last finished ids
+    assert set(ex.tables.apply(SchedulerOutput([], 0))) == {"z"}  # no rank keeps a finished request's table

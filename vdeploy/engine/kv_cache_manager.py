@@ -111,6 +111,10 @@ class KVCacheManager:
         """A copy of the request's block table (a C-level list copy; the ids are kept alongside the blocks)."""
         return list(self._req_block_ids.get(request_id, ()))
 
+    def block_ids_view(self, request_id: str) -> list[int]:
+        """The request's block table itself, not a copy (the scheduler slices off what the workers lack)."""
+        return self._req_block_ids.get(request_id, [])
+
     def num_blocks_of(self, request_id: str) -> int:
         return len(self._req_blocks.get(request_id, ()))
 

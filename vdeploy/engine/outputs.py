@@ -18,12 +18,14 @@ PLACEHOLDER_TOKEN_ID = -1
 
 @dataclass(slots=True)  # built for every request on every step
 class ScheduledRequest:
-    """One request's share of a step. Workers are stateless: everything needed to run the step is here."""
+    """One request's share of a step: everything needed to run it, given the rank's block tables."""
 
     req_id: str
     token_ids: list[int]  # the tokens computed this step: positions [start_pos, start_pos + len)
     start_pos: int  # the request's num_computed_tokens before this step
-    block_ids: list[int]  # the request's whole block table
+    # new_table: the request's whole block table; otherwise the blocks appended since the scheduler last scheduled
+    # it (ranks keep the tables: vdeploy.worker.block_tables)
+    block_ids: list[int]
     sample: bool  # True when this step reaches the end of the known tokens, so a new token is sampled
     sampling_params: SamplingParams | None = None  # set when sample
     num_output_tokens: int = 0  # tokens generated so far (seeded sampling derives its per-step seed from it)
@@ -33,6 +35,7 @@ class ScheduledRequest:
     # guided decoding: the allowed next tokens, packed little-endian int32 words (bit t of word t // 32 = token t
     # allowed), ceil(vocab / 32) of them; filled on the engine host after scheduling, applied by the sampler
     token_bitmask: bytes | None = None
+    new_table: bool = True
 
 
 @dataclass

@@ -46,6 +46,7 @@ class Request:
     # Async scheduling: tokens scheduled to be sampled by steps still in flight. Their values are unknown here
     # (the workers resolve them on the device), but their count is, so the next step can already be scheduled.
     num_output_placeholders: int = 0
+    num_blocks_sent: int = 0  # length of the block table the workers hold for it (0: send it whole next time)
     status: RequestStatus = RequestStatus.WAITING
     stop_reason: str | int | None = None
     num_cached_tokens: int = -1  # prefix-cache hit of the first scheduling; -1 until scheduled

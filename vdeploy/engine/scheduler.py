@@ -166,13 +166,14 @@ class Scheduler:
         self.kv.free(req)
         req.status = RequestStatus.PREEMPTED
         req.num_computed_tokens = 0
+        req.num_blocks_sent = 0  # readmitted with new blocks: the workers get the whole table again
         req.num_preemptions += 1
         self.num_preemptions += 1
         self.waiting.appendleft(req)
 
     def _build_output(self, scheduled: list[tuple[Request, int]]) -> SchedulerOutput:
         items = []
-        get_block_ids = self.kv.get_block_ids
+        block_ids_of = self.kv.block_ids_view
         for req, num_new in scheduled:
             start = req.num_computed_tokens
             end = start + num_new
@@ -188,18 +189,21 @@ class Scheduler:
                     token_ids = token_ids + [PLACEHOLDER_TOKEN_ID] * (end - max(start, num_known))
             sample = end == num_known + req.num_output_placeholders
             params = req.sampling_params
+            table, sent = block_ids_of(req.request_id), req.num_blocks_sent
+            req.num_blocks_sent = len(table)
             items.append(
                 ScheduledRequest(
                     req.request_id,
                     token_ids,
                     start,
-                    get_block_ids(req.request_id),
+                    table[sent:],  # a copy: the whole table when sent == 0, else only the new blocks
                     sample,
                     params if sample else None,
                     # the sampled token's index: seeds and min_tokens count the tokens still in flight too
                     num_output + req.num_output_placeholders,
                     req.all_token_ids if sample and params.uses_penalties else None,
                     num_prompt,
+                    new_table=sent == 0,
                 )
             )
             # The tokens count as computed once scheduled: the next step builds on them.
@@ -207,7 +211,9 @@ class Scheduler:
             req.num_output_placeholders += sample
         # Decodes (one query token) first, as the attention metadata expects; stable so order is otherwise kept.
         items.sort(key=lambda s: len(s.token_ids) != 1)
-        finished, self._finished_since_last_step = self._finished_since_last_step, []
+        finished = []
+        if items:  # an empty step is never sent: its finished ids wait for the next one (ranks drop their tables)
+            finished, self._finished_since_last_step = self._finished_since_last_step, []
         return SchedulerOutput(
             requests=items, num_scheduled_tokens=sum(len(s.token_ids) for s in items), finished_req_ids=finished
         )

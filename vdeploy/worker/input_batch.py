@@ -48,11 +48,15 @@ class HostBatch:
 
 
 def build_host_batch(
-    sched: SchedulerOutput, block_size: int, block_table_width: int | None = None, width_multiple: int = 1
+    sched: SchedulerOutput, block_size: int, block_table_width: int | None = None, width_multiple: int = 1,
+    tables: dict[str, list[int]] | None = None,
 ) -> HostBatch:
     """Flatten the scheduled requests. `block_table_width` fixes the block-table width (CUDA graphs need one shape);
     by default it is the widest table this step needs, rounded up to `width_multiple` (on CUDA 16: Triton
     specialises a row stride on divisibility by 16, so a stable multiple keeps one compiled kernel variant).
+
+    `tables`: the rank's block tables by request id (BlockTables.apply of this step); without them every request
+    must carry its whole table (`new_table`), as tests and warm-up steps do.
 
     Vectorised over tokens and blocks (a Python loop per request costs milliseconds at batch 256, a sizeable share
     of a GPU decode step); the only per-request Python work is list concatenation."""
@@ -72,7 +76,13 @@ def build_host_batch(
     starts = np.fromiter((r.start_pos for r in ordered), dtype=np.int64, count=num_reqs)  # [B]
     seq_lens = starts + q_lens  # [B]
     n_blocks = -(-seq_lens // block_size)  # [B] blocks each request needs
-    held = np.fromiter((len(r.block_ids) for r in ordered), dtype=np.int64, count=num_reqs)  # [B]
+    if tables is None:
+        if not all(r.new_table for r in ordered):
+            raise ValueError("a step with block-table diffs needs the rank's tables")
+        req_tables = [r.block_ids for r in ordered]
+    else:
+        req_tables = [tables[r.req_id] for r in ordered]
+    held = np.fromiter((len(t) for t in req_tables), dtype=np.int64, count=num_reqs)  # [B]
     if block_table_width is not None:
         width = block_table_width
     else:
@@ -111,7 +121,7 @@ def build_host_batch(
     needed_list = n_blocks.tolist()
     flat_blocks = np.fromiter(
         chain.from_iterable(
-            r.block_ids if len(r.block_ids) == n else r.block_ids[:n] for r, n in zip(ordered, needed_list)
+            t if len(t) == n else t[:n] for t, n in zip(req_tables, needed_list)
         ),
         dtype=np.int64,
         count=total_blocks,

@@ -19,6 +19,7 @@ from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
 from vdeploy.engine.step_handle import CompletedStep, StepHandle
 from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.worker.device import TORCH_DTYPES, resolve_dtype_name, resolve_kv_cache_dtype_name
+from vdeploy.worker.block_tables import BlockTables
 from vdeploy.worker.input_batch import HostBatch, InputStager, build_host_batch
 from vdeploy.worker.sampler import HostSample, Sampler
 
@@ -73,6 +74,7 @@ class ModelRunner:
         # the last step's sampled tokens [N] on the device, and each sampling request's row in them
         self._last_sampled: torch.Tensor | None = None
         self._last_sampled_rows: dict[str, int] = {}
+        self.block_tables = BlockTables()  # the running requests' tables, from the scheduler's diffs
 
     # ---- setup -----------------------------------------------------------------------------------------------
 
@@ -144,9 +146,10 @@ class ModelRunner:
     def execute_async(self, sched: SchedulerOutput) -> StepHandle:
         """Launch one step; the handle's result() waits for its tokens. Placeholder tokens in the step's input
         are the tokens this runner sampled in the step before (kept on the device)."""
+        tables = self.block_tables.apply(sched)
         if sched.is_empty:
             return CompletedStep(self._empty_output())
-        hb = build_host_batch(sched, self.block_size, width_multiple=self.block_table_width_multiple)
+        hb = build_host_batch(sched, self.block_size, width_multiple=self.block_table_width_multiple, tables=tables)
         self.stager.fence.before_write()
         hidden = self._forward(hb, self._placeholder_fill(hb))  # [T, D]; None before the last pipeline stage
         if hidden is None or not hb.sample_requests:
