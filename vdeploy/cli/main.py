@@ -11,7 +11,7 @@ import typer
 
 from vdeploy import __version__
 from vdeploy.cli.help_format import NarrowSafeCommand
-from vdeploy.cli import bench, download, env, generate, inspect, profiles, serve, worker_host
+from vdeploy.cli import bench, chat, download, env, generate, inspect, local_models, profiles, serve, servers, worker_host
 
 app = typer.Typer(
     name="vdeploy",
@@ -48,6 +48,14 @@ app.command("serve", cls=NarrowSafeCommand)(serve.serve)
 app.command("generate", cls=NarrowSafeCommand)(generate.generate)
 app.command("bench", cls=NarrowSafeCommand)(bench.bench)
 app.command("worker-host", cls=NarrowSafeCommand)(worker_host.worker_host)
+# Ollama's verbs
+app.command("pull")(local_models.pull)
+app.command("ls")(local_models.list_models)
+app.command("list", hidden=True)(local_models.list_models)  # Ollama's long spelling; `ls` is the documented one
+app.command("show")(local_models.show)
+app.command("ps")(servers.ps)
+app.command("stop")(servers.stop)
+app.command("run")(chat.run)
 
 
 def run() -> None:

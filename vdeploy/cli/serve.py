@@ -24,6 +24,8 @@ def serve(
                                               help="Tensor-parallel GPUs.")] = None,
     pp: Annotated[Optional[int], typer.Option("--pp", "--pipeline-parallel-size", min=1,
                                               help="Pipeline stages (contiguous layer ranges).")] = None,
+    dp: Annotated[Optional[int], typer.Option("--dp", "--data-parallel-size", min=1,
+                                              help="Engine replicas, each with --tp x --pp GPUs of its own.")] = None,
     nnodes: Annotated[Optional[int], typer.Option(
         "--nnodes", min=1, help="Nodes in a multi-node job; this one is node 0, the others run "
                                 "`vdeploy worker-host` (default: torchrun's environment, else 1).")] = None,
@@ -103,6 +105,7 @@ def serve(
         engine_flags={
             "tensor_parallel_size": tp,
             "pipeline_parallel_size": pp,
+            "data_parallel_size": dp,
             "nnodes": nnodes,
             "node_rank": node_rank,
             "master_addr": master_addr,

@@ -147,6 +147,14 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
 
 def build_engine(dep: Deployment, chat_template: Optional[str], *, engine_process: bool = True) -> Any:
     cfg = dep.engine_config
+    if cfg.parallel.data_parallel_size > 1:
+        if not engine_process:
+            raise ConfigError("--data-parallel-size needs the engine-core processes",
+                              hint="drop --no-engine-process")
+        from vdeploy.engine.data_parallel import DataParallelEngine
+
+        return DataParallelEngine(cfg, model_name=dep.served_model_name, chat_template=chat_template,
+                                  model_config=dep.model_config)
     if engine_process:
         from vdeploy.engine.process_engine import ProcessAsyncEngine
 
@@ -270,6 +278,13 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
     def stop_engine() -> None:
         asyncio.run(engine.shutdown(opts.drain_timeout_s))
 
-    serve_foreground(app, sock, drain_timeout_s=opts.drain_timeout_s, log_level=opts.log_level,
-                     json_logs=opts.json_logs, on_drained=stop_engine)
+    from vdeploy.local_servers import registered, server_record
+
+    # listed by `vdeploy ps` (and found by `vdeploy run` / `stop`) while it serves
+    par = dep.engine_config.parallel
+    record = server_record(model=opts.model or str(dep.source.path), served_model_name=dep.served_model_name,
+                           host=host, port=port, tp=par.tensor_parallel_size, pp=par.pipeline_parallel_size)
+    with registered(record):
+        serve_foreground(app, sock, drain_timeout_s=opts.drain_timeout_s, log_level=opts.log_level,
+                         json_logs=opts.json_logs, on_drained=stop_engine)
     console.print("[green]stopped[/] (drained)")
