@@ -237,6 +237,8 @@ class ParallelConfig:
     # collective): the ranks are named and stopped. Far above any real step (a 16k-token prefill of R1 at TP 8 is
     # seconds), and below the patience of anyone waiting on a frozen server.
     step_timeout_s: float = 120.0
+    # engine replicas behind one server (each with tensor_parallel_size x pipeline_parallel_size GPUs of its own)
+    data_parallel_size: int = 1
 
     @property
     def world_size(self) -> int:

@@ -56,6 +56,7 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "master_addr": ("parallel.master_addr", str),
     "master_port": ("parallel.master_port", int),
     "step_timeout_s": ("parallel.step_timeout_s", float),
+    "data_parallel_size": ("parallel.data_parallel_size", int),
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")

@@ -13,6 +13,7 @@ open stream with EngineDeadError; /health turns 503.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -65,7 +66,9 @@ def _describe_exit(code: Optional[int]) -> str:
 
 class ProcessAsyncEngine:
     def __init__(self, config: EngineConfig, *, model_name: Optional[str] = None,
-                 chat_template: Optional[str] = None, model_config: Optional[ModelConfig] = None):
+                 chat_template: Optional[str] = None, model_config: Optional[ModelConfig] = None,
+                 env: Optional[dict[str, str]] = None):
+        """env: extra environment of the core process (a data-parallel replica's CUDA_VISIBLE_DEVICES)."""
         self.config = config
         self.model_name = model_name or Path(config.model).name
         self.model_config = model_config or ModelConfig.from_path(config.model)
@@ -87,7 +90,8 @@ class ProcessAsyncEngine:
         try:
             # a fresh interpreter (not fork: the server may hold threads and locks), inheriting only the socket
             self._proc = subprocess.Popen([sys.executable, "-m", "vdeploy.engine.core_process", "--fd",
-                                           str(child.fileno())], pass_fds=(child.fileno(),))
+                                           str(child.fileno())], pass_fds=(child.fileno(),),
+                                          env={**os.environ, **env} if env else None)
         finally:
             child.close()
         self._reader = self._sock.makefile("rb")

@@ -1,0 +1,133 @@
+"""Data parallelism: N engine replicas (each an engine-core process with its own GPUs) behind one server.
+
+Each request goes to the live replica with the least work: requests it is serving for this front-end, then its KV
+use (the stats snapshot of its latest step). Aborts follow the request to its replica. A replica that dies is named
+("replica 1 …"): its open streams fail with EngineDeadError, and new requests go to the others; the server is
+unhealthy only when no replica is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any, Optional
+
+from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.engine.async_engine import EngineDeadError
+from vdeploy.engine.engine_core import EngineStats
+from vdeploy.engine.outputs import RequestOutput
+from vdeploy.engine.sampling_params import SamplingParams
+from vdeploy.errors import ConfigError
+
+
+def replica_devices(config: EngineConfig, replica: int, visible: list[str] | None) -> dict[str, str]:
+    """The environment that gives replica `replica` its own GPUs: world_size consecutive ones of those visible."""
+    if visible is None:
+        return {}
+    world = config.parallel.world_size
+    mine = visible[replica * world:(replica + 1) * world]
+    if len(mine) < world:
+        raise ConfigError(
+            f"--data-parallel-size {config.parallel.data_parallel_size} x {world} GPUs per replica needs "
+            f"{config.parallel.data_parallel_size * world} GPUs, {len(visible)} visible",
+            hint="lower --data-parallel-size, --tp or --pp, or check CUDA_VISIBLE_DEVICES")
+    return {"CUDA_VISIBLE_DEVICES": ",".join(mine)}
+
+
+def visible_gpus(config: EngineConfig) -> list[str] | None:
+    """The GPU ids replicas split among themselves, or None when the engine runs on the CPU."""
+    if config.device == "cpu":
+        return None
+    import os
+
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d for d in listed.split(",") if d.strip()]
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no CUDA build: a CPU deployment
+        return None
+    return [str(i) for i in range(count)] if count else None
+
+
+class DataParallelEngine:
+    """The server's engine interface (generate, abort, stats, shutdown …) over several ProcessAsyncEngines."""
+
+    def __init__(self, config: EngineConfig, *, model_name: Optional[str] = None,
+                 chat_template: Optional[str] = None, model_config: Optional[ModelConfig] = None):
+        from vdeploy.engine.process_engine import ProcessAsyncEngine
+
+        size = config.parallel.data_parallel_size
+        if size < 1:
+            raise ConfigError(f"--data-parallel-size must be at least 1, got {size}")
+        if config.parallel.nnodes > 1:
+            raise ConfigError("data parallelism across nodes is not supported yet",
+                              hint="run one `vdeploy serve --data-parallel-size N` per node behind a load balancer")
+        visible = visible_gpus(config)
+        replica_config = replace(config, parallel=replace(config.parallel, data_parallel_size=1))
+        self.replicas: list[ProcessAsyncEngine] = []
+        try:
+            for k in range(size):
+                self.replicas.append(ProcessAsyncEngine(
+                    replica_config, model_name=model_name, chat_template=chat_template, model_config=model_config,
+                    env=replica_devices(config, k, visible)))
+        except BaseException:
+            self.close()
+            raise
+        first = self.replicas[0]
+        self.config, self.model_name, self.tokenizer = config, first.model_name, first.tokenizer
+        self.max_model_len, self.generation_defaults = first.max_model_len, first.generation_defaults
+        self._assigned = [0] * size  # requests of this front-end open on each replica
+        self._replica_of: dict[str, int] = {}
+
+    @property
+    def is_running(self) -> bool:
+        return any(r.is_running for r in self.replicas)
+
+    def stats(self) -> EngineStats:
+        parts = [r.stats() for r in self.replicas if r.is_running] or [self.replicas[0].stats()]
+        total_blocks = sum(p.num_total_blocks for p in parts)
+        summed = {f: sum(getattr(p, f) for p in parts) for f in EngineStats.__dataclass_fields__ if f != "kv_usage"}
+        usage = sum(p.kv_usage * p.num_total_blocks for p in parts) / total_blocks if total_blocks else 0.0
+        return EngineStats(kv_usage=usage, **summed)
+
+    def _pick(self) -> int:
+        live = [k for k, r in enumerate(self.replicas) if r.is_running]
+        if not live:
+            raise EngineDeadError("every data-parallel replica has stopped")
+        return min(live, key=lambda k: (self._assigned[k], self.replicas[k].stats().kv_usage, k))
+
+    async def generate(self, prompt_token_ids: list[int], params: SamplingParams,
+                       request_id: str) -> AsyncIterator[RequestOutput]:
+        k = self._pick()
+        self._assigned[k] += 1
+        self._replica_of[request_id] = k
+        try:
+            async for out in self.replicas[k].generate(prompt_token_ids, params, request_id):
+                yield out
+        except EngineDeadError as e:
+            raise EngineDeadError(f"replica {k} (engine process {self.replicas[k].pid}): {e}",
+                                  hint="the other replicas keep serving; retry the request") from e
+        finally:
+            self._assigned[k] -= 1
+            self._replica_of.pop(request_id, None)
+
+    def abort(self, request_id: str) -> None:
+        k = self._replica_of.get(request_id)
+        if k is not None:
+            self.replicas[k].abort(request_id)
+
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+        import asyncio
+
+        await asyncio.gather(*(r.shutdown(drain_timeout_s) for r in self.replicas))
+
+    def close(self) -> None:
+        for r in self.replicas:
+            r.close()
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One line of facts per replica (for the startup log and `ps`)."""
+        return [{"replica": k, "pid": r.pid, "running": r.is_running} for k, r in enumerate(self.replicas)]
