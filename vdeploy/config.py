@@ -226,6 +226,18 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True)
+class SpeculativeConfig:
+    method: str | None = None  # None (off) | "ngram" (prompt lookup)
+    num_speculative_tokens: int = 3  # drafts per step and request
+    prompt_lookup_min: int = 1  # n-gram sizes searched, longest first
+    prompt_lookup_max: int = 3
+
+    @property
+    def enabled(self) -> bool:
+        return self.method is not None and self.num_speculative_tokens > 0
+
+
+@dataclass(frozen=True)
 class ParallelConfig:
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
@@ -257,6 +269,7 @@ class EngineConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
 
     def with_overrides(self, **kw: Any) -> "EngineConfig":
         """Return a copy with top-level or nested fields replaced (nested as 'cache.block_size')."""

@@ -43,6 +43,8 @@ class EngineStats:
     num_preemptions: int
     prompt_tokens_total: int
     generation_tokens_total: int
+    spec_draft_tokens_total: int = 0  # speculative decoding: drafts verified
+    spec_accepted_tokens_total: int = 0  # of those, accepted
 
 
 @dataclass
@@ -105,6 +107,10 @@ class EngineCore:
         self.generation_defaults = {k: generation_config[k] for k in _GENERATION_DEFAULT_KEYS if k in generation_config}
         self.eos_token_ids = self._collect_eos_ids(generation_config)
         self._check_max_model_len_within_model()
+        if config.speculative.method not in (None, "ngram"):
+            raise ConfigError(f"speculative method {config.speculative.method!r} is not supported",
+                              hint='use {"method": "ngram", "num_speculative_tokens": k}; DeepSeek MTP drafts are '
+                                   "not built yet")
 
         if executor is None:
             from vdeploy.executor import create_executor
@@ -120,17 +126,17 @@ class EngineCore:
             executor.shutdown()
             raise
         self.kv_manager = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching)
-        self.scheduler = Scheduler(config.scheduler, self.kv_manager, self.max_model_len)
+        self.scheduler = Scheduler(config.scheduler, self.kv_manager, self.max_model_len, config.speculative)
         self._groups: dict[str, _Group] = {}
         self._sample_of: dict[str, tuple[_Group, _Sample]] = {}  # child request id -> its group and sample
         self._pending_outputs: list[RequestOutput] = []  # aborts, reported at the next step
         self._inflight: tuple[SchedulerOutput, StepHandle] | None = None  # launched, tokens not yet back
         # pipeline stages take their input from the previous stage, not from a token sampled on the device
         # (an executor with only a synchronous `execute` cannot resolve placeholders: it runs steps one by one)
+        # (speculative steps emit an unknown number of tokens: the next step cannot be scheduled before them)
         self.async_scheduling = (config.scheduler.async_scheduling and hasattr(executor, "execute_async")
-                                 and config.parallel.pipeline_parallel_size == 1)
+                                 and config.parallel.pipeline_parallel_size == 1 and not config.speculative.enabled)
         self._prompt_tokens_total = 0
-        self._generation_tokens_total = 0
         self._guided = None  # GuidedDecoder, created (xgrammar imported) by the first guided request
 
     def _guided_decoder(self):
@@ -240,7 +246,6 @@ class EngineCore:
         (sched_out, handle), self._inflight = self._inflight, launched
         runner_out = handle.result()
         updated = self.scheduler.update_from_output(sched_out, runner_out)
-        self._generation_tokens_total += len(updated)
         if self._guided is not None and self._guided.num_live:
             for req in self._guided.advance(updated):
                 if not req.is_finished:  # the grammar is complete: the answer is, too
@@ -340,7 +345,9 @@ class EngineCore:
             prefix_cache_hits=kv.prefix_stats.hits,
             num_preemptions=self.scheduler.num_preemptions,
             prompt_tokens_total=self._prompt_tokens_total,
-            generation_tokens_total=self._generation_tokens_total,
+            generation_tokens_total=self.scheduler.num_generated_tokens,
+            spec_draft_tokens_total=self.scheduler.num_draft_tokens,
+            spec_accepted_tokens_total=self.scheduler.num_accepted_tokens,
         )
 
     def shutdown(self) -> None:

@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from vdeploy.config import CacheConfig, EngineConfig, ParallelConfig, SchedulerConfig
+from vdeploy.config import CacheConfig, EngineConfig, ParallelConfig, SchedulerConfig, SpeculativeConfig
 from vdeploy.engine.engine_core import EngineCore
 from vdeploy.engine.outputs import CompletionOutput, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
@@ -30,15 +30,24 @@ _ALIASES = {"tensor_parallel_size": "parallel.tensor_parallel_size", "cpu_kv_byt
 
 
 def _engine_field_paths() -> dict[str, str]:
-    paths = {f.name: f.name for f in fields(EngineConfig) if f.name not in ("model", "cache", "scheduler", "parallel")}
+    sections = ("model", "cache", "scheduler", "parallel", "speculative")
+    paths = {f.name: f.name for f in fields(EngineConfig) if f.name not in sections}
     for section, cls in (("cache", CacheConfig), ("scheduler", SchedulerConfig), ("parallel", ParallelConfig)):
         paths.update({f.name: f"{section}.{f.name}" for f in fields(cls)})
+    paths.update({("speculative_method" if f.name == "method" else f.name): f"speculative.{f.name}"
+                  for f in fields(SpeculativeConfig)})
     paths.update(_ALIASES)
     return paths
 
 
 def build_engine_config(model: str, **kwargs: Any) -> EngineConfig:
-    """EngineConfig from flat keyword arguments (dtype=..., block_size=..., max_model_len=...)."""
+    """EngineConfig from flat keyword arguments (dtype=..., block_size=..., max_model_len=...); vLLM's
+    speculative_config={"method": "ngram", "num_speculative_tokens": k} is accepted too."""
+    spec = kwargs.pop("speculative_config", None)
+    if spec:
+        spec = dict(spec)
+        kwargs["speculative_method"] = spec.pop("method", None)
+        kwargs.update(spec)
     paths = _engine_field_paths()
     unknown = sorted(set(kwargs) - set(paths))
     if unknown:

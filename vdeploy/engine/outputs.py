@@ -36,6 +36,7 @@ class ScheduledRequest:
     # allowed), ceil(vocab / 32) of them; filled on the engine host after scheduling, applied by the sampler
     token_bitmask: bytes | None = None
     new_table: bool = True
+    num_draft_tokens: int = 0  # speculative decoding: the last this-many token_ids are drafts to verify
 
 
 @dataclass
@@ -63,6 +64,9 @@ class ModelRunnerOutput:
     req_ids: list[str]
     sampled_token_ids: list[int]
     logprobs: list[TokenLogprobs] | None = None  # aligned with req_ids when any request asked for logprobs
+    # speculative decoding: per row, every token the step emits (accepted drafts + one more), None for rows that
+    # did not speculate; sampled_token_ids[i] is then the first of them
+    accepted_token_ids: list[list[int] | None] | None = None
 
 
 @dataclass

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from vdeploy.config import SchedulerConfig
+from vdeploy.config import SchedulerConfig, SpeculativeConfig
 from vdeploy.engine.kv_cache_manager import KVCacheManager
+from vdeploy.engine.ngram_proposer import propose_ngram
 from vdeploy.engine.outputs import PLACEHOLDER_TOKEN_ID, ModelRunnerOutput, ScheduledRequest, SchedulerOutput
 from vdeploy.engine.request import Request, RequestStatus
 from vdeploy.errors import ConfigError, VdeployError
@@ -31,7 +32,8 @@ class QueueFull(VdeployError):
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, kv_manager: KVCacheManager, max_model_len: int):
+    def __init__(self, config: SchedulerConfig, kv_manager: KVCacheManager, max_model_len: int,
+                 speculative: SpeculativeConfig | None = None):
         self.config = config
         self.kv = kv_manager
         self.max_model_len = max_model_len
@@ -40,6 +42,10 @@ class Scheduler:
         self.running: list[Request] = []
         self._finished_since_last_step: list[str] = []
         self.num_preemptions = 0
+        self.speculative = speculative if speculative is not None and speculative.enabled else None
+        self.num_draft_tokens = 0  # drafts verified so far
+        self.num_generated_tokens = 0  # every token appended to an output
+        self.num_accepted_tokens = 0  # of those, accepted
         self.num_penalty_requests = 0  # live requests whose sampling needs every token's value (penalties)
         self.num_guided_requests = 0  # live requests whose grammar mask needs the previous token's value
 
@@ -101,6 +107,7 @@ class Scheduler:
     def schedule(self) -> SchedulerOutput:
         budget = self.config.max_num_batched_tokens
         scheduled: list[tuple[Request, int]] = []
+        drafts: dict[str, list[int]] = {}  # speculative decoding: the draft tokens of this step, by request
         preempted_now = False
 
         i = 0
@@ -112,6 +119,12 @@ class Scheduler:
             if num_new <= 0 or (req.num_output_placeholders and self._pending_token_finishes(req)):
                 i += 1  # nothing to compute, or the token in flight is its last: wait for it
                 continue
+            if num_new == 1 and self.speculative is not None:
+                proposal = self._propose(req, budget - 1)
+                # drafts only where there is room for them: never preempt anyone for a guess
+                if proposal and self.kv.allocate_slots(req, 1 + len(proposal)) is not None:
+                    drafts[req.request_id] = proposal
+                    num_new += len(proposal)
             while self.kv.allocate_slots(req, num_new) is None:
                 victim = self.running[-1]  # the newest; never one already scheduled this step (those are < i)
                 self._preempt(victim)
@@ -150,7 +163,7 @@ class Scheduler:
             scheduled.append((req, num_new))
             budget -= num_new
 
-        return self._build_output(scheduled)
+        return self._build_output(scheduled, drafts)
 
     def _pending_token_finishes(self, req: Request) -> bool:
         """A token still in flight will take the request to max_tokens or max_model_len."""
@@ -171,7 +184,7 @@ class Scheduler:
         self.num_preemptions += 1
         self.waiting.appendleft(req)
 
-    def _build_output(self, scheduled: list[tuple[Request, int]]) -> SchedulerOutput:
+    def _build_output(self, scheduled: list[tuple[Request, int]], drafts: dict[str, list[int]]) -> SchedulerOutput:
         items = []
         block_ids_of = self.kv.block_ids_view
         for req, num_new in scheduled:
@@ -179,7 +192,10 @@ class Scheduler:
             end = start + num_new
             num_prompt, num_output = len(req.prompt_token_ids), len(req.output_token_ids)
             num_known = num_prompt + num_output
-            if num_new == 1 and start == num_known:  # the token sampled by the step in flight
+            proposal = drafts.get(req.request_id) if drafts else None
+            if proposal:  # the last known token, then the drafts the step verifies
+                token_ids = req.token_ids_slice(start, start + 1) + proposal
+            elif num_new == 1 and start == num_known:  # the token sampled by the step in flight
                 token_ids = [PLACEHOLDER_TOKEN_ID]
             elif num_new == 1 and num_prompt <= start < num_known:  # a decode of a known token
                 token_ids = [req.output_token_ids[start - num_prompt]]
@@ -187,7 +203,7 @@ class Scheduler:
                 token_ids = req.token_ids_slice(start, end)
                 if end > num_known:  # placeholders only ever end a one-token decode; kept general
                     token_ids = token_ids + [PLACEHOLDER_TOKEN_ID] * (end - max(start, num_known))
-            sample = end == num_known + req.num_output_placeholders
+            sample = proposal is not None or end == num_known + req.num_output_placeholders
             params = req.sampling_params
             table, sent = block_ids_of(req.request_id), req.num_blocks_sent
             req.num_blocks_sent = len(table)
@@ -204,6 +220,7 @@ class Scheduler:
                     req.all_token_ids if sample and params.uses_penalties else None,
                     num_prompt,
                     new_table=sent == 0,
+                    num_draft_tokens=len(proposal) if proposal else 0,
                 )
             )
             # The tokens count as computed once scheduled: the next step builds on them.
@@ -223,17 +240,53 @@ class Scheduler:
         ones included, already freed)."""
         updated = []
         logprobs = runner_out.logprobs or [None] * len(runner_out.req_ids)
-        for rid, token, lp in zip(runner_out.req_ids, runner_out.sampled_token_ids, logprobs):
+        accepted = runner_out.accepted_token_ids
+        num_drafts = {s.req_id: s.num_draft_tokens for s in sched_out.requests if s.num_draft_tokens} \
+            if accepted else {}
+        for row, (rid, token, lp) in enumerate(zip(runner_out.req_ids, runner_out.sampled_token_ids, logprobs)):
             req = self.requests.get(rid)
             if req is None:  # finished or aborted while the step ran (finishing removes it): the token is dropped
                 continue
             req.num_output_placeholders -= 1
-            req.append_output_token(token, lp)
+            if accepted is not None and accepted[row] is not None:
+                self._append_speculated(req, accepted[row], num_drafts[rid])
+            else:
+                req.append_output_token(token, lp)
+                self.num_generated_tokens += 1
+                status, reason = self._check_stop(req, token)
+                if status is not None:
+                    self.finish_request(req, status, reason)
+            updated.append(req)
+        return updated
+
+    def _append_speculated(self, req: Request, tokens: list[int], num_drafts: int) -> None:
+        """The tokens a verified step emits (accepted drafts, then one more), stop rules token by token; the
+        rejected drafts' KV slots no longer count as computed (the next step overwrites them)."""
+        self.num_draft_tokens += num_drafts
+        self.num_accepted_tokens += len(tokens) - 1
+        for token in tokens:
+            req.append_output_token(token)
+            self.num_generated_tokens += 1
             status, reason = self._check_stop(req, token)
             if status is not None:
                 self.finish_request(req, status, reason)
-            updated.append(req)
-        return updated
+                return
+        req.num_computed_tokens -= num_drafts - (len(tokens) - 1)
+
+    def _propose(self, req: Request, budget: int) -> list[int]:
+        """n-gram drafts for a decode, within its limits; none where verification could not be exact (penalties,
+        logprobs, grammars, min_tokens still banning EOS)."""
+        params, spec = req.sampling_params, self.speculative
+        num_output = len(req.output_token_ids)
+        if (params.logprobs is not None or params.uses_penalties or params.guided is not None
+                or num_output < params.min_tokens or req.num_output_placeholders):
+            return []
+        k = min(spec.num_speculative_tokens, budget, self.max_model_len - req.num_tokens - 1)
+        if params.max_tokens is not None:
+            k = min(k, params.max_tokens - num_output - 1)
+        if k <= 0:
+            return []
+        return propose_ngram(req.all_token_ids, k, spec.prompt_lookup_min, spec.prompt_lookup_max)
 
     def _check_stop(self, req: Request, token: int) -> tuple[RequestStatus | None, int | None]:
         params = req.sampling_params

@@ -33,6 +33,10 @@ class HostBatch:
     # tokens the previous step samples (PLACEHOLDER_TOKEN_ID in input_ids): their rows, and whose token each is
     placeholder_rows: np.ndarray | None = None  # [P] int64
     placeholder_req_ids: list[str] | None = None  # [P]
+    # speculative decoding: the rows whose logits judge the drafts ([S], sum of the draft counts), and which of
+    # sample_requests speculate (their drafts, in order, own consecutive stretches of spec_rows)
+    spec_rows: np.ndarray | None = None
+    spec_samples: list[int] | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -145,6 +149,10 @@ def build_host_batch(
     else:
         logits_indices = row_in_sched[np.asarray(sampled, dtype=np.int64)]
         sample_requests = [reqs[i] for i in sampled]
+    spec = [(j, r.num_draft_tokens) for j, r in enumerate(sample_requests) if r.num_draft_tokens]
+    spec_rows = None
+    if spec:  # rows of t0, d1 … d(k-1): the logits that judge each draft (the last row's logits give the bonus)
+        spec_rows = np.concatenate([logits_indices[j] - k + np.arange(k) for j, k in spec]).astype(np.int64)
     return HostBatch(
         input_ids=input_ids,
         positions=positions,
@@ -159,6 +167,8 @@ def build_host_batch(
         seq_lens_list=seq_lens.tolist(),
         placeholder_rows=placeholder_rows,
         placeholder_req_ids=placeholder_req_ids,
+        spec_rows=spec_rows,
+        spec_samples=[j for j, _ in spec] if spec else None,
     )
 
 

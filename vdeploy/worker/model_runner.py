@@ -169,10 +169,24 @@ class ModelRunner:
         # the next step's placeholders are these tokens, on every tensor rank (each embeds the same input)
         self.parallel.broadcast_from_first(sampled)
         self._last_sampled, self._last_sampled_rows = sampled, {rid: i for i, rid in enumerate(req_ids)}
+        verdict = self._verify_drafts(hidden, hb) if hb.spec_rows is not None else None
         if sample is None:
             self._finish_step_without_sampling()
             return CompletedStep(None)
-        return _PendingTokens(req_ids, sample.copy_to_host())
+        return _PendingTokens(req_ids, sample.copy_to_host(), verdict)
+
+    def _verify_drafts(self, hidden: torch.Tensor, hb: HostBatch) -> _DraftVerdict | None:
+        """Speculative rows: the logits at t0, d1 … d(k-1) (every tensor rank gathers them), judged on the driver."""
+        rows = torch.from_numpy(hb.spec_rows).to(self.device, non_blocking=True)  # [S]
+        logits = self.model.compute_logits(hidden[rows])  # [S, V]
+        if self.sampler is None:
+            return None
+        from vdeploy.worker.spec_verify import verify_drafts
+
+        requests = [hb.sample_requests[j] for j in hb.spec_samples]
+        drafts = [r.token_ids[-r.num_draft_tokens:] for r in requests]
+        accepted, replacement = verify_drafts(self.sampler, logits, requests, drafts)
+        return _DraftVerdict(hb.spec_samples, drafts, accepted, replacement)
 
     def _empty_output(self) -> ModelRunnerOutput | None:
         return ModelRunnerOutput(req_ids=[], sampled_token_ids=[]) if self.sampler else None
@@ -219,10 +233,38 @@ class ModelRunner:
 
 
 @dataclass
+class _DraftVerdict:
+    samples: list[int]  # which rows of the step's samples speculated
+    drafts: list[list[int]]  # their drafts
+    accepted: torch.Tensor  # [S] bool, draft by draft
+    replacement: torch.Tensor  # [S] the token emitted where a draft is rejected
+
+    def emitted(self, bonus: list[int], num_rows: int) -> list[list[int] | None]:
+        """Per sample row, the tokens it emits (None where it did not speculate); `bonus`: the tokens sampled at
+        every row's last position."""
+        accepted, replacement = self.accepted.tolist(), self.replacement.tolist()
+        from vdeploy.worker.spec_verify import accepted_tokens
+
+        out: list[list[int] | None] = [None] * num_rows
+        offset = 0
+        for row, drafts in zip(self.samples, self.drafts):
+            k = len(drafts)
+            out[row] = accepted_tokens(drafts, accepted[offset:offset + k], replacement[offset:offset + k], bonus[row])
+            offset += k
+        return out
+
+
+@dataclass
 class _PendingTokens:
     req_ids: list[str]
     host: HostSample
+    verdict: _DraftVerdict | None = None
 
     def result(self) -> ModelRunnerOutput:
         out = self.host.wait()
-        return ModelRunnerOutput(req_ids=self.req_ids, sampled_token_ids=out.sampled_token_ids, logprobs=out.logprobs)
+        sampled, emitted = out.sampled_token_ids, None
+        if self.verdict is not None:
+            emitted = self.verdict.emitted(sampled, len(sampled))
+            sampled = [tokens[0] if tokens else t for tokens, t in zip(emitted, sampled)]
+        return ModelRunnerOutput(req_ids=self.req_ids, sampled_token_ids=sampled, logprobs=out.logprobs,
+                                 accepted_token_ids=emitted)
