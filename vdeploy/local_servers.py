@@ -50,12 +50,21 @@ def runtime_dir() -> Path:
     return model_home() / "run"
 
 
-def process_start(pid: int) -> Optional[int]:
-    """Field 22 of /proc/PID/stat (after the parenthesised command name, which may hold spaces); None off Linux."""
+def _stat_fields(pid: int) -> Optional[list[str]]:
+    """/proc/PID/stat from field 3 (state) on; the command name before it is parenthesised and may hold spaces."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat[stat.rindex(")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
+        return stat[stat.rindex(")") + 2:].split()
+    except (OSError, ValueError):
+        return None
+
+
+def process_start(pid: int) -> Optional[int]:
+    """The process's start time (field 22 of /proc/PID/stat, clock ticks since boot); None off Linux."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (ValueError, IndexError):
         return None
 
 
@@ -66,6 +75,9 @@ def is_running(record: ServerRecord) -> bool:
         return False
     except PermissionError:  # alive, another user's
         pass
+    fields = _stat_fields(record.pid)
+    if fields and fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
+        return False
     # a recycled pid is some other process, started later: the record is stale
     return record.proc_start is None or process_start(record.pid) in (None, record.proc_start)
 

@@ -67,8 +67,9 @@ def _backend(model: Optional[str], no_server: bool, load_format: str) -> Any:
         from vdeploy.cli.generate import demo_model_path
 
         path = demo_model_path()
-    with err.status(f"loading {model or 'the demo model'} ..."):
-        return EngineBackend(path, model or "", load_format=load_format)
+    # no spinner: the weight loader draws its own progress bar
+    err.print(f"[dim]loading {model or 'the demo model'} ...[/]")
+    return EngineBackend(path, model or "", load_format=load_format)
 
 
 def _style(code: str) -> str:

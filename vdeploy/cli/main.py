@@ -10,11 +10,13 @@ from typing import Annotated, Optional
 import typer
 
 from vdeploy import __version__
+from vdeploy.cli.command_hints import HintingGroup
 from vdeploy.cli.help_format import NarrowSafeCommand
 from vdeploy.cli import bench, chat, download, env, generate, inspect, local_models, profiles, serve, servers, worker_host
 
 app = typer.Typer(
     name="vdeploy",
+    cls=HintingGroup,  # an unknown command gets "did you mean ..."
     help="From a bare GPU server to an OpenAI-compatible DeepSeek endpoint.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
