@@ -54,3 +54,9 @@ def test_serve_hub_id_with_dummy_uses_bundled_config(tmp_path):
     done = vdeploy("serve", "--model", "deepseek-ai/DeepSeek-R1", "--load-format", "dummy", home=tmp_path)
     assert "bundled config deepseek-r1" in done.stderr and "random weights" in done.stderr
     assert done.returncode == 1 and "does not fit" in done.stderr
+
+
+def test_inspect_shards_of_a_bundled_config_says_what_works(tmp_path):
+    done = vdeploy("inspect-shards", "deepseek-ai/DeepSeek-R1", home=tmp_path)
+    assert done.returncode == 2 and "does not exist" not in done.stderr
+    assert "vdeploy show deepseek-ai/DeepSeek-R1" in done.stderr and "vdeploy download deepseek-ai/DeepSeek-R1" in done.stderr

@@ -16,7 +16,8 @@ KV_DTYPE_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "fp8": 1, "fp8_e4m3": 
 
 
 def inspect_shards(
-    path: Annotated[Path, typer.Argument(help="Checkpoint directory (config.json + safetensors shards).")],
+    path: Annotated[Path, typer.Argument(
+        help="Checkpoint directory (config.json + safetensors shards), or a downloaded hub id.")],
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print JSON only (schema: docs/inspect-shards.md).")] = False,
     gpu_memory: Annotated[list[float] | None, typer.Option(
@@ -42,6 +43,7 @@ def inspect_shards(
     from vdeploy.checkpoint.inspect import inspect_checkpoint
     from vdeploy.errors import ConfigError
 
+    path = _checkpoint_dir(path)
     if kv_cache_dtype not in KV_DTYPE_BYTES:
         raise ConfigError(f"unknown --kv-cache-dtype {kv_cache_dtype!r}", hint="use auto or fp8")
     hardware = None
@@ -67,3 +69,26 @@ def inspect_shards(
         render_report(report, console())
     if report.has_errors:
         raise typer.Exit(1)
+
+
+def _checkpoint_dir(path: Path) -> Path:
+    """A downloaded hub id means its directory; a bundled config has no shards to read, so say what does work."""
+    if path.exists():
+        return path
+    from vdeploy.download.paths import resolve_local_model
+
+    local = resolve_local_model(str(path))
+    if local is not None:
+        return Path(local)
+    from vdeploy.model_configs.hub import bundled_name, hub_id
+
+    name = bundled_name(str(path))
+    if name is None:
+        return path  # inspect_checkpoint's own message
+    from vdeploy.errors import ConfigError
+
+    raise ConfigError(
+        f"{path}: vdeploy ships only the config of this model, no shards to inspect",
+        hint=f"`vdeploy show {path}` summarizes it, `vdeploy env check --model {path} --tp 8 --gpu-memory 141` "
+             f"plans its memory, `vdeploy download {hub_id(name) or path}` fetches the shards",
+    )
