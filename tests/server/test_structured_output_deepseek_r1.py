@@ -48,14 +48,13 @@ class ReasonThenSampleExecutor:
         from vdeploy.engine.outputs import ModelRunnerOutput
 
         rows = [r for r in sched.requests if r.sample]
-        logits = torch.randn(len(rows), VOCAB, generator=self._gen)
-        sampled = self.sampler(logits, rows).sampled_token_ids
-        tokens = []
-        for r, token in zip(rows, sampled):
-            if r.token_bitmask is not None:
-                self.masked_steps.append(r.num_output_tokens)
-            step = r.num_output_tokens
-            tokens.append(self.script[step] if step < len(self.script) else token)
+        self.masked_steps += [r.num_output_tokens for r in rows if r.token_bitmask is not None]
+        free = [r for r in rows if r.num_output_tokens >= len(self.script)]  # past the script: the sampler's turn
+        sampled = {}
+        if free:  # (a [N, 129280] sampling pass is the slow part on a CPU: only for the rows that need it)
+            logits = torch.randn(len(free), VOCAB, generator=self._gen)
+            sampled = dict(zip((r.req_id for r in free), self.sampler(logits, free).sampled_token_ids))
+        tokens = [sampled.get(r.req_id, self.script[min(r.num_output_tokens, len(self.script) - 1)]) for r in rows]
         return ModelRunnerOutput(req_ids=[r.req_id for r in rows], sampled_token_ids=tokens)
 
     def shutdown(self) -> None:
@@ -94,9 +93,10 @@ def r1_client(deepseek_dir):  # noqa: F811
 
 def test_r1_reasoning_free_and_answer_schema_valid(r1_client):
     client, executor, num_reasoning = r1_client
-    for seed in (0, 1):
+    for _ in range(2):
         r = client.chat.completions.create(
-            model="deepseek-r1", messages=[{"role": "user", "content": "Describe a capital city."}], seed=seed,
+            # greedy over fresh random logits each step (a 129,280-id top-p sort per token is slow on a CPU)
+            model="deepseek-r1", messages=[{"role": "user", "content": "Describe a capital city."}], temperature=0,
             max_tokens=200, response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": SCHEMA}})
         msg = r.choices[0].message
         assert msg.reasoning_content == R1_REASONING  # the template opened <think>: the output holds only </think>
@@ -110,10 +110,52 @@ def test_r1_named_tool_call_after_reasoning(r1_client):
     client, _, _ = r1_client
     tool = {"type": "function", "function": {"name": "lookup", "parameters": SCHEMA}}
     r = client.chat.completions.create(
-        model="deepseek-r1", messages=[{"role": "user", "content": "Look up a capital."}], max_tokens=200, seed=3,
+        model="deepseek-r1", messages=[{"role": "user", "content": "Look up a capital."}], max_tokens=200, temperature=0,
         tools=[tool], tool_choice={"type": "function", "function": {"name": "lookup"}})
     choice = r.choices[0]
     assert choice.message.reasoning_content == R1_REASONING and choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls
     assert call.function.name == "lookup"
     jsonschema.validate(json.loads(call.function.arguments, strict=False), SCHEMA)
+
+
+R1_CALL = ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>lookup\n```json\n"
+           '{"city": "Rome", "population": 2800000, "landmarks": ["Colosseum"]}\n```<｜tool▁call▁end｜>'
+           "<｜tool▁calls▁end｜>")
+
+
+def test_r1_auto_tool_call_in_native_format_whole_and_streamed(r1_client, deepseek_dir):  # noqa: F811
+    from vdeploy.engine.tokenizer import Tokenizer
+
+    client, executor, _ = r1_client
+    tokenizer = Tokenizer.from_dir(deepseek_dir)
+    script = executor.script
+    executor.script = (script + tokenizer.encode("\n\n" + R1_CALL, add_special_tokens=False) + [1])
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": SCHEMA}}
+    history = [{"role": "user", "content": "Population of Rome?"}]
+    try:
+        r = client.chat.completions.create(model="deepseek-r1", messages=history, max_tokens=300, tools=[tool])
+        choice = r.choices[0]
+        assert choice.finish_reason == "tool_calls" and choice.message.reasoning_content == R1_REASONING
+        assert choice.message.content is None
+        (call,) = choice.message.tool_calls
+        assert call.function.name == "lookup"
+        assert json.loads(call.function.arguments)["landmarks"] == ["Colosseum"]
+        deltas, reasoning, finish = [], "", None
+        for chunk in client.chat.completions.create(model="deepseek-r1", messages=history, max_tokens=300,
+                                                    tools=[tool], stream=True):
+            if chunk.choices:
+                d = chunk.choices[0].delta
+                reasoning += getattr(d, "reasoning_content", None) or ""
+                deltas += d.tool_calls or []
+                finish = chunk.choices[0].finish_reason or finish
+        assert finish == "tool_calls" and reasoning == R1_REASONING
+        assert [(d.function.name, d.function.arguments) for d in deltas] == [("lookup", call.function.arguments)]
+        # the call and its result go back through R1's template on the next turn
+        history += [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                    {"role": "tool", "tool_call_id": call.id, "content": '{"population": 2800000}'}]
+        executor.script = script + tokenizer.encode("Rome has 2.8 million people.", add_special_tokens=False) + [1]
+        r = client.chat.completions.create(model="deepseek-r1", messages=history, max_tokens=300, tools=[tool])
+        assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content == "Rome has 2.8 million people."
+    finally:
+        executor.script = script

@@ -81,3 +81,19 @@ def test_auto_stream_matches_the_whole_answer(text, parser):
     assert (content or None) == (whole_content if not whole_calls else None) or content.strip() == whole_content
     assert [(d["function"]["name"], d["function"]["arguments"]) for d in deltas] == [
         (c["function"]["name"], c["function"]["arguments"]) for c in whole_calls or []]
+
+
+def test_messages_fit_the_template():
+    from vdeploy.server.chat_tools import adapt_messages
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "content": "3", "tool_call_id": "c1"}]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    # Qwen-style templates write `arguments | tojson`: they get the object
+    qwen = adapt_messages(msgs, tools, "{% for tool in tools %}{{ tool_call.arguments | tojson }}", "hermes")
+    assert qwen[1]["tool_calls"][0]["function"]["arguments"] == {"a": 1} and len(qwen) == 3
+    # DeepSeek's stock template concatenates the text and never renders `tools`: a system message lists them
+    ds = adapt_messages(msgs, tools, "{{ tool['function']['arguments'] }}", "deepseek_v3")
+    assert ds[0]["role"] == "system" and "<｜tool▁calls▁begin｜>" in ds[0]["content"] and '"name": "f"' in ds[0]["content"]
+    assert ds[2]["tool_calls"][0]["function"]["arguments"] == '{"a": 1}'

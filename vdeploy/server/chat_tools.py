@@ -171,3 +171,49 @@ def _required(text: str) -> ParsedTools:
             return ParsedTools(content=text or None)
         calls.append(ParsedCall(item["name"], json.dumps(args, ensure_ascii=False)))
     return ParsedTools(content=None, calls=calls) if calls else ParsedTools(content=text or None)
+
+
+# ---- the prompt side --------------------------------------------------------------------------------------------
+_CALL_FORMATS = {
+    "deepseek_v3": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>FUNCTION_NAME\n```json\n"
+                   "{ARGUMENTS}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+    "hermes": '<tool_call>\n{"name": "FUNCTION_NAME", "arguments": {ARGUMENTS}}\n</tool_call>',
+    "llama3_json": '{"name": "FUNCTION_NAME", "parameters": {ARGUMENTS}}',
+}
+
+
+def tools_system_prompt(tools: list[dict[str, Any]], parser_name: str) -> str:
+    """For a chat template that does not render `tools` itself (DeepSeek-V3/R1's stock template): the tools and the
+    call format the parser reads, as a system message."""
+    listing = json.dumps([t.get("function", t) for t in tools], ensure_ascii=False)
+    return (f"You can call these functions:\n{listing}\nTo call a function, answer with exactly:\n"
+            f"{_CALL_FORMATS[parser_name]}")
+
+
+def adapt_messages(messages: list[dict[str, Any]], tools: Optional[list[dict[str, Any]]], chat_template: str,
+                   parser_name: Optional[str]) -> list[dict[str, Any]]:
+    """Fit OpenAI-shaped messages to what the chat template expects: tool-call arguments as an object where the
+    template writes them with `tojson` (Qwen2.5, Llama-3.1), as the JSON text otherwise (DeepSeek concatenates them);
+    the tool list as a system message where the template has no place for it."""
+    wants_object = "arguments|tojson" in chat_template.replace(" ", "")
+    out = []
+    for m in messages:
+        if m.get("tool_calls") and wants_object:
+            calls = []
+            for call in m["tool_calls"]:
+                fn = dict(call.get("function") or {})
+                if isinstance(fn.get("arguments"), str):
+                    try:
+                        fn["arguments"] = json.loads(fn["arguments"])
+                    except ValueError:
+                        pass  # not JSON: the template gets the text as it came
+                calls.append({**call, "function": fn})
+            m = {**m, "tool_calls": calls}
+        out.append(m)
+    if tools and parser_name and "tools" not in chat_template:
+        prompt = tools_system_prompt(tools, parser_name)
+        if out and out[0].get("role") == "system":
+            out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{prompt}"}
+        else:
+            out.insert(0, {"role": "system", "content": prompt})
+    return out

@@ -26,7 +26,7 @@ from vdeploy.server.protocol import (
     Usage,
     random_id,
 )
-from vdeploy.server.chat_tools import ToolCallExtractor, finish_reason
+from vdeploy.server.chat_tools import ToolCallExtractor, adapt_messages, finish_reason
 from vdeploy.server.guided_request import ToolPlan, tool_plan
 from vdeploy.server.reasoning import ReasoningDelta
 from vdeploy.server.serving_base import ServingContext
@@ -118,9 +118,13 @@ class ChatCompletions:
 
     def _prompt_token_ids(self, req: ChatCompletionRequest, plan: ToolPlan) -> list[int]:
         tokenizer = self.ctx.tokenizer
+        messages = _template_messages(req)
+        if plan.template_tools or any(m.tool_calls for m in req.messages):
+            parser = self.ctx.tool_call_parser_name() if plan.template_tools else None
+            messages = adapt_messages(messages, plan.template_tools, tokenizer.chat_template or "", parser)
         try:
             prompt = tokenizer.apply_chat_template(
-                _template_messages(req), add_generation_prompt=req.add_generation_prompt, tools=plan.template_tools
+                messages, add_generation_prompt=req.add_generation_prompt, tools=plan.template_tools
             )
         except ConfigError as e:
             raise invalid_param(e.message, "messages") from None
