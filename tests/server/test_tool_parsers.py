@@ -94,6 +94,8 @@ def test_messages_fit_the_template():
     qwen = adapt_messages(msgs, tools, "{% for tool in tools %}{{ tool_call.arguments | tojson }}", "hermes")
     assert qwen[1]["tool_calls"][0]["function"]["arguments"] == {"a": 1} and len(qwen) == 3
     # DeepSeek's stock template concatenates the text and never renders `tools`: a system message lists them
-    ds = adapt_messages(msgs, tools, "{{ tool['function']['arguments'] }}", "deepseek_v3")
+    ds = adapt_messages(msgs, tools, "<｜tool▁call▁begin｜>{{ tool['function']['arguments'] }}", "deepseek_v3")
     assert ds[0]["role"] == "system" and "<｜tool▁calls▁begin｜>" in ds[0]["content"] and '"name": "f"' in ds[0]["content"]
     assert ds[2]["tool_calls"][0]["function"]["arguments"] == '{"a": 1}'
+    # a template without any tool support gets no listing
+    assert adapt_messages(msgs, tools, "{{ m['content'] }}", "hermes")[0]["role"] == "user"

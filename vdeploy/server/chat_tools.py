@@ -194,7 +194,7 @@ def adapt_messages(messages: list[dict[str, Any]], tools: Optional[list[dict[str
                    parser_name: Optional[str]) -> list[dict[str, Any]]:
     """Fit OpenAI-shaped messages to what the chat template expects: tool-call arguments as an object where the
     template writes them with `tojson` (Qwen2.5, Llama-3.1), as the JSON text otherwise (DeepSeek concatenates them);
-    the tool list as a system message where the template has no place for it."""
+    the tool list as a system message where a tool-calling template has no place for it."""
     wants_object = "arguments|tojson" in chat_template.replace(" ", "")
     out = []
     for m in messages:
@@ -210,7 +210,10 @@ def adapt_messages(messages: list[dict[str, Any]], tools: Optional[list[dict[str
                 calls.append({**call, "function": fn})
             m = {**m, "tool_calls": calls}
         out.append(m)
-    if tools and parser_name and "tools" not in chat_template:
+    # only for a template that knows tool calls (it shows their markers) but not the tool list: a template with no
+    # tool support at all says nothing about the format, and a long listing could crowd out a short context
+    knows_calls = any(marker in chat_template for marker in ("tool▁call", "<tool_call>", "<|python_tag|>"))
+    if tools and parser_name and knows_calls and "tools" not in chat_template:
         prompt = tools_system_prompt(tools, parser_name)
         if out and out[0].get("role") == "system":
             out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{prompt}"}
