@@ -4,6 +4,9 @@ VLLM_USE_MODELSCOPE, size suffixes, a warning for each option that does nothing 
 from __future__ import annotations
 
 import json
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import typer
@@ -43,12 +46,21 @@ def test_serve_model_named_twice_must_agree(tmp_path):
     assert done.returncode == 2 and "two models named" in done.stderr
 
 
-def test_download_honours_vllm_use_modelscope(tmp_path):
-    unreachable = {"MODELSCOPE_ENDPOINT": "http://127.0.0.1:9", "HF_ENDPOINT": "http://127.0.0.1:9",
-                   "VDEPLOY_SOURCE": ""}
+@pytest.fixture
+def not_found_endpoint(tmp_path):
+    """A hub that answers 404 to everything: ModelScope's client gives up at once (a refused connection makes it
+    retry for seconds)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_honours_vllm_use_modelscope(tmp_path, not_found_endpoint):
+    endpoints = {"MODELSCOPE_ENDPOINT": not_found_endpoint, "HF_ENDPOINT": not_found_endpoint, "VDEPLOY_SOURCE": ""}
     for value, hub in (("True", "ModelScope"), ("False", "Hugging Face")):
         done = vdeploy("download", "nobody/nothing", "--json", home=tmp_path,
-                       env={**unreachable, "VLLM_USE_MODELSCOPE": value})
+                       env={**endpoints, "VLLM_USE_MODELSCOPE": value})
         assert done.returncode != 0 and hub in json.loads(done.stdout)["error"], done.stdout
 
 
