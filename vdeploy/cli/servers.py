@@ -16,12 +16,20 @@ import typer
 PROBE_TIMEOUT_S = 1.0  # a busy server still answers /metrics in milliseconds; a stuck one must not stall ps
 
 
-def _get(url: str) -> Optional[bytes]:
+def _get(url: str) -> tuple[bool, Optional[bytes]]:
+    """(the server answered at all, the body of a 200). A 401 (serve --api-key) still proves it is up."""
+    import urllib.error
+
+    request = urllib.request.Request(url)
+    if os.environ.get("VDEPLOY_API_KEY"):
+        request.add_header("Authorization", f"Bearer {os.environ['VDEPLOY_API_KEY']}")
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as response:  # noqa: S310 (loopback URL we built)
-            return response.read()
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:  # noqa: S310 (a URL we built)
+            return True, response.read()
+    except urllib.error.HTTPError:
+        return True, None
     except (OSError, ValueError):
-        return None
+        return False, None
 
 
 def _kv_usage(metrics: Optional[bytes]) -> Optional[float]:
@@ -38,7 +46,7 @@ def _kv_usage(metrics: Optional[bytes]) -> Optional[float]:
 
 def server_status(record: Any) -> dict[str, Any]:
     """The record plus what the server says now: its served names (/v1/models) and KV-cache use (/metrics)."""
-    models = _get(f"{record.url}/v1/models")
+    responding, models = _get(f"{record.url}/v1/models")
     try:
         names = [m["id"] for m in json.loads(models)["data"]] if models else None
     except (ValueError, KeyError, TypeError):
@@ -46,7 +54,7 @@ def server_status(record: Any) -> dict[str, Any]:
     return {
         "pid": record.pid, "model": record.served_model_name, "source": record.model, "url": f"{record.url}/v1",
         "port": record.port, "tp": record.tp, "pp": record.pp, "uptime_s": round(time.time() - record.started, 1),
-        "responding": models is not None, "served_names": names, "kv_usage": _kv_usage(_get(f"{record.url}/metrics")),
+        "responding": responding, "served_names": names, "kv_usage": _kv_usage(_get(f"{record.url}/metrics")[1]),
     }
 
 
