@@ -17,6 +17,8 @@ def bench(
         typer.Argument(help="Model directory (Hugging Face layout), or a bundled config name (e.g. deepseek-r1) with "
                             "--load-format dummy. Default: the demo model."),
     ] = None,
+    model_option: Annotated[str | None, typer.Option(
+        "--model", help="The same as PATH (vLLM's spelling).", show_default=False)] = None,
     num_prompts: Annotated[int, typer.Option("--num-prompts", min=1, help="Number of requests.")] = 64,
     input_len: Annotated[int, typer.Option("--input-len", min=1, help="Prompt tokens per request.")] = 128,
     output_len: Annotated[int, typer.Option("--output-len", min=1, help="Generated tokens per request.")] = 128,
@@ -38,6 +40,9 @@ def bench(
                                                               help="Token budget per step.")] = None,
     max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
     enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs.")] = False,
+    speculative_config: Annotated[str | None, typer.Option(
+        "--speculative-config", help='Speculative decoding, as vLLM: \'{"method": "ngram", "num_speculative_tokens": 3}\'.'
+    )] = None,
     async_scheduling: Annotated[bool | None, typer.Option(
         "--async-scheduling/--no-async-scheduling",
         help="Schedule the next step while the device runs this one (default on).", show_default=False)] = None,
@@ -62,6 +67,9 @@ def bench(
     import json
     import sys
 
+    from vdeploy.cli.serve_checks import pick_model
+
+    path = pick_model(path, model_option)
     if url is not None:
         from vdeploy.bench.serving import run_serving_benchmark
 
@@ -89,7 +97,7 @@ def bench(
             model, load_format=load_format, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
             device=device, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, enforce_eager=enforce_eager,
-            async_scheduling=async_scheduling,
+            async_scheduling=async_scheduling, speculative_config=parse_speculative_config(speculative_config),
         )
         workload = Workload(num_prompts, input_len, output_len, random_range_ratio, seed)
         report = run_offline_benchmark(
@@ -105,6 +113,24 @@ def bench(
         print_json(report)
     else:
         _print_report(report)
+
+
+def parse_speculative_config(text: str | None) -> dict | None:
+    """vLLM's JSON form of --speculative-config; a clear usage error for anything else."""
+    if not text:
+        return None
+    import json
+
+    from vdeploy.errors import ConfigError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--speculative-config is not JSON ({e})",
+                          hint='e.g. --speculative-config \'{"method": "ngram", "num_speculative_tokens": 3}\'') from None
+    if not isinstance(value, dict):
+        raise ConfigError("--speculative-config must be a JSON object")
+    return value
 
 
 def _print_report(report: dict) -> None:
