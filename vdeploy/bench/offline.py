@@ -98,7 +98,11 @@ def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[i
     generated = sum(len(o.outputs[0].token_ids) for o in outputs)
     return ThroughputResult(
         "vdeploy", len(prompts), elapsed, sum(map(len, prompts)), generated, startup,
-        extra={"num_preemptions": stats.num_preemptions, "num_kv_blocks": stats.num_total_blocks},
+        extra={"num_preemptions": stats.num_preemptions, "num_kv_blocks": stats.num_total_blocks,
+               **({"spec_draft_tokens": stats.spec_draft_tokens_total,
+                   "spec_accepted_tokens": stats.spec_accepted_tokens_total,
+                   "spec_acceptance_rate": round(stats.spec_accepted_tokens_total / stats.spec_draft_tokens_total, 4)}
+                  if stats.spec_draft_tokens_total else {})},
     )
 
 
