@@ -61,6 +61,9 @@ def serve(
     dtype: Annotated[Optional[str], typer.Option(help="auto, bfloat16, float16 or float32.")] = None,
     enforce_eager: Annotated[Optional[bool], typer.Option(
         "--enforce-eager/--no-enforce-eager", help="Disable CUDA graphs.", show_default=False)] = None,
+    speculative_config: Annotated[Optional[str], typer.Option(
+        "--speculative-config", help='Speculative decoding, as vLLM: \'{"method": "ngram", "num_speculative_tokens": 3}\'.'
+    )] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option("--max-num-seqs", min=1,
                                                         help="Most requests in one batch.")] = None,
     block_size: Annotated[Optional[int], typer.Option("--block-size", min=1, help="KV-cache block size (tokens).")
@@ -118,6 +121,21 @@ def serve(
             "max_num_seqs": max_num_seqs,
             "max_num_batched_tokens": max_num_batched_tokens,
             "block_size": block_size,
+            **_speculative_flags(speculative_config),
         },
     )
     run_serve(opts, console(stderr=True))
+
+
+def _speculative_flags(text: Optional[str]) -> dict:
+    from vdeploy.cli.bench import parse_speculative_config
+
+    spec = parse_speculative_config(text) or {}
+    flags = {"speculative_method": spec.pop("method", None), "num_speculative_tokens": spec.pop(
+        "num_speculative_tokens", None)}
+    if spec:
+        from vdeploy.errors import ConfigError
+
+        raise ConfigError(f"--speculative-config: unknown key(s) {', '.join(sorted(spec))}",
+                          hint="method and num_speculative_tokens")
+    return flags
