@@ -57,6 +57,10 @@ class EngineStatsCollector(Collector):
         yield self._counter("num_preemptions", "Requests preempted for lack of KV blocks.", s.num_preemptions)
         yield self._counter("prompt_tokens", "Prompt tokens processed.", s.prompt_tokens_total)
         yield self._counter("generation_tokens", "Tokens generated.", s.generation_tokens_total)
+        yield self._counter("spec_decode_num_draft_tokens", "Speculative draft tokens verified.",
+                            s.spec_draft_tokens_total)
+        yield self._counter("spec_decode_num_accepted_tokens", "Speculative draft tokens accepted.",
+                            s.spec_accepted_tokens_total)
 
 
 @dataclass
