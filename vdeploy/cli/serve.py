@@ -54,6 +54,10 @@ def serve(
         "--reasoning-parser",
         help="deepseek_r1 (split <think> into reasoning_content) or none. Default: deepseek_r1 for R1 and its "
              "distills.")] = None,
+    tool_call_parser: Annotated[Optional[str], typer.Option(
+        "--tool-call-parser",
+        help="deepseek_v3, hermes (Qwen2.5, R1-Distill-Qwen) or llama3_json: how tool calls are read from answers "
+             "with tool_choice auto. Default: the format the chat template shows.")] = None,
     chat_template: Annotated[Optional[str], typer.Option(
         "--chat-template", help="Jinja chat template file replacing the model's.")] = None,
     load_format: Annotated[Optional[str], typer.Option(
@@ -99,6 +103,7 @@ def serve(
         api_key=api_key,
         served_model_name=served_model_name or served_as,
         reasoning_parser=reasoning_parser,
+        tool_call_parser=tool_call_parser,
         chat_template=chat_template,
         download=download,
         drain_timeout_s=drain_timeout,

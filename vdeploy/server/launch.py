@@ -26,6 +26,7 @@ class ServeOptions:
     api_key: Optional[str] = None
     served_model_name: Optional[str] = None
     reasoning_parser: Optional[str] = None  # None: deepseek_r1 for R1 models and distills, none otherwise
+    tool_call_parser: Optional[str] = None  # None: the format the chat template shows (server/tool_parsers.py)
     chat_template: Optional[str] = None
     download: bool = False
     drain_timeout_s: float = 30.0
@@ -114,7 +115,11 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
     from vdeploy.env.host import detect_host
     from vdeploy.profiles import get_profile, resolve_engine_config, select_profile
     from vdeploy.server.reasoning import REASONING_PARSERS, default_reasoning_parser
+    from vdeploy.server.tool_parsers import TOOL_CALL_PARSERS
 
+    if opts.tool_call_parser is not None and opts.tool_call_parser not in TOOL_CALL_PARSERS:
+        raise ConfigError(f"unknown tool-call parser {opts.tool_call_parser!r}",
+                          hint=f"choose one of: {', '.join(TOOL_CALL_PARSERS)}")
     if opts.reasoning_parser is not None and opts.reasoning_parser not in REASONING_PARSERS:
         raise ConfigError(f"unknown reasoning parser {opts.reasoning_parser!r}",
                           hint=f"choose one of: {', '.join(REASONING_PARSERS)}")
@@ -252,6 +257,7 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
             served_model_names=(dep.served_model_name,),
             api_key=opts.api_key,
             reasoning_parser=dep.reasoning_parser,
+            tool_call_parser=opts.tool_call_parser,
             model_path=str(dep.source.path),
             sampling_defaults=profile_sampling_defaults(dep.profile),
         )
