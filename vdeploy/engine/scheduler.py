@@ -11,6 +11,9 @@ will sample is a placeholder here (`Request.num_output_placeholders`): the next 
 with `PLACEHOLDER_TOKEN_ID`, which every worker replaces on the device with the token it sampled. Limits that a
 pending token will reach (max_tokens, max_model_len) are respected before it is known; stops that depend on its value
 (EOS, stop ids, stop strings) cost at most one discarded step for that request.
+
+Speculative decoding (n-gram drafts): a decode may carry k draft tokens after its last known token; the step
+emits 1..k+1 tokens and the rejected drafts stop counting as computed (`_append_speculated`).
 """
 
 from __future__ import annotations
