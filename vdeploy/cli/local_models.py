@@ -89,7 +89,7 @@ def _ago(seconds: float) -> str:
 
 
 def list_models(json_output: JsonOption = False) -> None:
-    """List the models in the local cache: name, size, quantization, when downloaded."""
+    """List the models in the local cache (`vdeploy list` too): name, size, quantization, when downloaded."""
     models = cached_models()
     if json_output:
         from vdeploy.cli.output import print_json
