@@ -98,13 +98,16 @@ def test_ps_run_stop_against_a_local_server(tmp_path, fake_server):
 
 
 def test_run_in_process_with_the_demo_model(tmp_path):
+    """No server serves it: `run` loads the model itself. Named by a hub id whose download is the demo model."""
     from demo_testlib import skip_if_demo_unreachable
     from vdeploy.models.demo import ensure_demo_model
 
     with skip_if_demo_unreachable():
-        ensure_demo_model()
-    chat = PtySession("run", "--no-server", "--max-tokens", "8", "--temperature", "0",
-                      env={"VDEPLOY_RUNTIME_DIR": str(tmp_path / "run")})
+        demo = ensure_demo_model()
+    (tmp_path / "models" / "HuggingFaceTB").mkdir(parents=True)
+    (tmp_path / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct").symlink_to(demo)
+    chat = PtySession("run", "HuggingFaceTB/SmolLM2-135M-Instruct", "--max-tokens", "8", "--temperature", "0",
+                      env={"VDEPLOY_HOME": str(tmp_path), "VDEPLOY_RUNTIME_DIR": str(tmp_path / "run")})
     chat.expect(">>> ", timeout=120)
     assert "in-process engine" in chat.output
     asked = len(chat.output)

@@ -87,7 +87,7 @@ def bench(
         from vdeploy.cli.serve_checks import preflight
         from vdeploy.model_configs import resolve_dummy_model
 
-        model, _ = preflight(path, load_format=load_format, flags={"enforce_eager": enforce_eager})
+        model, _ = preflight(path, load_format=load_format, flags={"enforce_eager": enforce_eager}, local_path=True)
         model = resolve_dummy_model(model, load_format)
         if model is None:
             from vdeploy.cli.generate import demo_model_path

@@ -61,7 +61,7 @@ def _backend(model: Optional[str], no_server: bool, load_format: str) -> Any:
     from vdeploy.cli.serve_checks import preflight
     from vdeploy.model_configs import resolve_dummy_model
 
-    spec, _ = preflight(model, load_format=load_format, console=err)
+    spec, _ = preflight(model, load_format=load_format, console=err, local_path=True)
     path = resolve_dummy_model(spec, load_format)
     if path is None:
         from vdeploy.cli.generate import demo_model_path

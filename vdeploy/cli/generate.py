@@ -48,7 +48,7 @@ def generate(
     """Generate a reply to one prompt (chat template applied) and stream it to the terminal."""
     from vdeploy.cli.serve_checks import pick_model, preflight
 
-    path, _ = preflight(pick_model(path, model_option), load_format=load_format)
+    path, _ = preflight(pick_model(path, model_option), load_format=load_format, local_path=True)
     from vdeploy.engine.llm import LLM
     from vdeploy.model_configs import resolve_dummy_model
 

@@ -58,18 +58,22 @@ def weights_hint(name: str, spec: str) -> str:
     return f"add --load-format dummy for random weights at the real shapes, or {get}"
 
 
-def loadable_spec(spec: str | None, load_format: str | None, *, allow_download: bool = False) -> tuple[str | None,
-                                                                                                         str | None]:
+def loadable_spec(spec: str | None, load_format: str | None, *, allow_download: bool = False,
+                  local_path: bool = False) -> tuple[str | None, str | None]:
     """(what to hand the loader, a note for the operator). A bundled name or its hub id without weights on disk:
     with --load-format dummy the bundled name (the loader makes its directory), else ConfigError saying both ways
-    out. Anything else passes through unchanged, for the loader's own messages."""
+    out. local_path: a downloaded hub id becomes its directory (for loaders that take only paths; serve resolves
+    hub ids itself). Anything else passes through unchanged, for the loader's own messages."""
     if spec is None or Path(spec).expanduser().exists():
         return spec, None
     from vdeploy.download.paths import resolve_local_model
     from vdeploy.model_configs.hub import bundled_name
 
+    local = resolve_local_model(spec)
+    if local is not None:
+        return (str(local) if local_path else spec), None
     name = bundled_name(spec)
-    if name is None or resolve_local_model(spec) is not None:
+    if name is None:
         return spec, None
     if load_format == "dummy":
         return name, f"{spec}: bundled config {name}, {DUMMY_NOTE}"

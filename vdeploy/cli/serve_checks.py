@@ -18,8 +18,9 @@ def pick_model(argument: Optional[str], option: Optional[str]) -> Optional[str]:
 
 def preflight(spec: Optional[str], *, load_format: Optional[str], allow_download: bool = False,
               trust_remote_code: bool = False, flags: Optional[dict[str, Any]] = None,
-              console: Any = None) -> tuple[Optional[str], Optional[str]]:
-    """(the spec for the loader, the name to serve it under when the user typed a hub id for a bundled config)."""
+              console: Any = None, local_path: bool = False) -> tuple[Optional[str], Optional[str]]:
+    """(the spec for the loader, the name to serve it under when the user typed a hub id for a bundled config).
+    local_path: a downloaded hub id becomes its directory (generate, bench and run load paths only)."""
     from vdeploy.cli.model_ref import loadable_spec
     from vdeploy.cli.vllm_compat import TRUST_REMOTE_CODE_NOTE, cpu_only_host, no_effect_warnings
 
@@ -27,7 +28,7 @@ def preflight(spec: Optional[str], *, load_format: Optional[str], allow_download
         from vdeploy.cli.output import console as make_console
 
         console = make_console(stderr=True)
-    loader_spec, note = loadable_spec(spec, load_format, allow_download=allow_download)
+    loader_spec, note = loadable_spec(spec, load_format, allow_download=allow_download, local_path=local_path)
     if note:
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if trust_remote_code:
@@ -37,5 +38,5 @@ def preflight(spec: Optional[str], *, load_format: Optional[str], allow_download
     if any(flags.get(k) not in (None, False) for k in flags):
         for warning in no_effect_warnings(flags, cpu_only=cpu_only_host()):
             console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
-    served_as = spec if note and spec != loader_spec else None
+    served_as = spec if note and spec != loader_spec else None  # only for a bundled config under its hub id
     return loader_spec, served_as
