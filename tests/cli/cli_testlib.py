@@ -19,53 +19,53 @@ def vdeploy(*args: str, home: Path, env: dict[str, str] | None = None, timeout: 
 
 class PtySession:
     """`python -m vdeploy ARGS` on a pseudo-terminal, as a person at a terminal runs it: isatty() is true, input is
-    echoed, and the output is read back as it streams."""
+    echoed, and the output is read back as it streams. A thread keeps reading, so a chatty child never blocks on a
+    full terminal buffer between two expect() calls."""
 
     def __init__(self, *args: str, env: dict[str, str]):
-        import pty  # noqa: F401 (Linux/macOS only, as the command it tests)
+        import threading
 
         master, slave = os.openpty()
         self.master = master
         self.proc = subprocess.Popen([sys.executable, "-m", "vdeploy", *args], stdin=slave, stdout=slave,
                                      stderr=slave, env={**os.environ, "TERM": "xterm", **env}, close_fds=True)
         os.close(slave)
-        self.output = ""
+        self._chunks: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # the child closed the terminal
+                return
+            if not chunk:
+                return
+            self._chunks.append(chunk.decode(errors="replace"))
+
+    @property
+    def output(self) -> str:
+        return "".join(self._chunks)
 
     def expect(self, text: str, timeout: float = 60, after: int = 0) -> str:
         """Wait until `text` appears in the output from offset `after` on."""
-        import select
         import time
 
         deadline = time.monotonic() + timeout
         while text not in self.output[after:]:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} not seen in {timeout} s; output so far:\n{self.output}")
-            ready, _, _ = select.select([self.master], [], [], left)
-            if ready:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError:  # the child closed the terminal
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError(f"{text!r} not seen before exit; output:\n{self.output}")
-                self.output += chunk.decode(errors="replace")
+            if not self._reader.is_alive() and text not in self.output[after:]:
+                raise AssertionError(f"{text!r} not seen before exit; output:\n{self.output}")
+            time.sleep(0.05)
         return self.output
 
     def send(self, line: str) -> None:
         os.write(self.master, (line + "\n").encode())
 
     def wait(self, timeout: float = 30) -> int:
-        import select
-
-        try:  # drain what is left so the child never blocks on a full terminal
-            while select.select([self.master], [], [], 0.2)[0]:
-                chunk = os.read(self.master, 65536)
-                if not chunk:
-                    break
-                self.output += chunk.decode(errors="replace")
-        except OSError:
-            pass
         code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
         os.close(self.master)
         return code
