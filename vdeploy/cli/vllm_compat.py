@@ -18,7 +18,9 @@ TRUST_REMOTE_CODE_NOTE = ("--trust-remote-code accepted for vLLM compatibility; 
 
 # option -> why it does nothing on a CPU-only host
 _CPU_NO_EFFECT = {
-    "gpu_memory_utilization": ("--gpu-memory-utilization", "no GPU here: the KV cache is sized from free RAM"),
+    # vdeploy.worker.memory_profile: on CPU the KV cache gets a fixed byte budget, not a fraction of a device
+    "gpu_memory_utilization": ("--gpu-memory-utilization",
+                               "no GPU here: the CPU KV cache has a fixed byte budget (cache.cpu_kv_cache_bytes)"),
     "enforce_eager": ("--enforce-eager", "no GPU here: CUDA graphs are never captured on CPU"),
 }
 
