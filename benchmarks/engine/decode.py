@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 from benchmarks.engine.engine_runs import random_prompts
-from benchmarks.engine.hardware import Ceilings
-from benchmarks.engine.models import model_cost
-from benchmarks.engine.roofline import fraction_of, single_stream_decode_bound
+from vdeploy.bench.hardware import Ceilings
+from vdeploy.bench.model_cost import model_cost
+from vdeploy.bench.roofline import fraction_of, single_stream_decode_bound
 
 TARGET_FRACTION_OF_BANDWIDTH = 0.85
 

@@ -142,7 +142,7 @@ class Suite:
     def hardware(self) -> dict[str, Any]:
         import torch
 
-        from benchmarks.engine.hardware import measure_ceilings
+        from vdeploy.bench.hardware import measure_ceilings
 
         dtype = matmul_dtype(self.args.dtype, self.device)
         self.ceilings = measure_ceilings(torch.device(self.device), copy_bytes=self.scale.copy_bytes,

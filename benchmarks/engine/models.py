@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.engine.roofline import ModelCost
+from vdeploy.bench.model_cost import engine_dtype
 
 # benchmark role -> bundled config name (real shapes)
 REAL_MODELS = {
@@ -75,65 +75,13 @@ def prepare_model_dir(role: str, root: Path, *, tiny: bool, tokenizer: bool = Tr
     return ModelDir(role, name, target, tokenizer)
 
 
-def _loaded_model(llm: Any) -> Any | None:
-    """The engine's torch model when it runs in this process (one rank), else None."""
-    runner = getattr(getattr(llm.core, "executor", None), "runner", None)
-    return getattr(runner, "model", None)
-
-
-def cost_from_config(cfg: Any, dtype_bytes: int, kv_bytes_per_token: int) -> ModelCost:
-    """ModelCost by config arithmetic (the checkpoint planner's parameter count), for when the model is not loaded
-    in this process."""
-    from vdeploy.checkpoint.planner import estimate_params
-
-    total = estimate_params(cfg).total
-    table = cfg.vocab_size * cfg.hidden_size
-    return ModelCost(param_bytes=total * dtype_bytes, num_params=total, embedding_params=table,
-                     lm_head_params=0 if cfg.tie_word_embeddings else table, **_shape_fields(cfg, kv_bytes_per_token))
-
-
-def _shape_fields(cfg: Any, kv_bytes_per_token: int) -> dict[str, Any]:
-    return {"kv_bytes_per_token": kv_bytes_per_token, "num_layers": cfg.num_layers, "num_heads": cfg.num_heads,
-            "head_dim": cfg.qk_head_dim if cfg.is_mla else cfg.head_dim,
-            "v_head_dim": cfg.v_head_dim if cfg.is_mla else cfg.head_dim, "hidden_size": cfg.hidden_size,
-            "tied_embeddings": cfg.tie_word_embeddings}
-
-
-def model_cost(llm: Any) -> tuple[ModelCost, str]:
-    """The model's cost figures and where the parameter count came from ("loaded model" or "config")."""
-    from vdeploy.config import DTYPE_BYTES
-
-    cfg = llm.core.model_config
-    kv_spec = llm.core.executor.kv_cache_spec
-    model = _loaded_model(llm)
-    if model is None:
-        dtype_bytes = DTYPE_BYTES.get(_engine_dtype(llm), 2)
-        return cost_from_config(cfg, dtype_bytes, kv_spec.bytes_per_token), "config"
-    params = list(model.parameters())  # tied weights appear once
-    embedding = model.get_submodule("model.embed_tokens").weight.numel()
-    lm_head = 0 if cfg.tie_word_embeddings else model.get_submodule("lm_head").weight.numel()
-    cost = ModelCost(param_bytes=sum(p.numel() * p.element_size() for p in params),
-                     num_params=sum(p.numel() for p in params), embedding_params=embedding, lm_head_params=lm_head,
-                     **_shape_fields(cfg, kv_spec.bytes_per_token))
-    return cost, "loaded model"
-
-
-def _engine_dtype(llm: Any) -> str:
-    model = _loaded_model(llm)
-    if model is not None:
-        return str(next(model.parameters()).dtype).removeprefix("torch.")
-    from vdeploy.worker.device import resolve_dtype_name
-
-    return resolve_dtype_name(llm.engine_config, llm.core.model_config)
-
-
 def engine_settings(llm: Any) -> dict[str, Any]:
     """The settings a result depends on, as the engine resolved them."""
     cfg = llm.engine_config
     runner = getattr(llm.core.executor, "runner", None)
     stats = llm.core.stats()
     return {
-        "dtype": _engine_dtype(llm),
+        "dtype": engine_dtype(llm),
         "device": str(getattr(runner, "device", cfg.device)),
         "block_size": cfg.cache.block_size,
         "max_num_seqs": cfg.scheduler.max_num_seqs,

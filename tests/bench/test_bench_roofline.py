@@ -11,8 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.engine.models import cost_from_config
-from benchmarks.engine.roofline import (
+from vdeploy.bench.model_cost import cost_from_config
+from vdeploy.bench.roofline import (
     ModelCost,
     causal_attention_flops,
     decode_step_bytes,

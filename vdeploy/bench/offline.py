@@ -93,16 +93,20 @@ def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[i
         outputs = llm.generate(prompts, params)
         elapsed = time.perf_counter() - begin
         stats = llm.core.stats()
+        generated = sum(len(o.outputs[0].token_ids) for o in outputs)
+        from vdeploy.bench.bench_roofline import decode_roofline
+
+        roofline = decode_roofline(llm, len(prompts), max(map(len, prompts)), max(out_lens), generated / elapsed)
     finally:
         llm.close()
-    generated = sum(len(o.outputs[0].token_ids) for o in outputs)
     return ThroughputResult(
         "vdeploy", len(prompts), elapsed, sum(map(len, prompts)), generated, startup,
         extra={"num_preemptions": stats.num_preemptions, "num_kv_blocks": stats.num_total_blocks,
                **({"spec_draft_tokens": stats.spec_draft_tokens_total,
                    "spec_accepted_tokens": stats.spec_accepted_tokens_total,
                    "spec_acceptance_rate": round(stats.spec_accepted_tokens_total / stats.spec_draft_tokens_total, 4)}
-                  if stats.spec_draft_tokens_total else {})},
+                  if stats.spec_draft_tokens_total else {}),
+               **({"roofline": roofline} if roofline else {})},
     )
 
 

@@ -159,5 +159,11 @@ def _print_report(report: dict) -> None:
         f"[dim]{w['num_prompts']} prompts, input {w['input_len']} / output {w['output_len']} tokens "
         f"(range ratio {w['random_range_ratio']}), git {report['git_revision']}, {report['date']}[/]"
     )
+    roofline = report["results"][0].get("extra", {}).get("roofline")
+    if roofline:
+        out.print(f"roofline: decode at batch {roofline['decode_batch']} is bound by "
+                  f"{roofline['decode_bound_tokens_per_s']:,.0f} tok/s (weights + KV read per step at "
+                  f"{roofline['copy_bandwidth_tb_per_s']} TB/s copy bandwidth, measured now); this run: "
+                  f"[bold]{roofline['fraction_of_bound']}[/] of it")
     if "speedup_output_tokens_per_s" in report:
         out.print(f"vdeploy vs HF transformers: [bold]{report['speedup_output_tokens_per_s']}x[/] output tokens/s")
