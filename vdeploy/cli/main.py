@@ -12,7 +12,8 @@ import typer
 from vdeploy import __version__
 from vdeploy.cli.command_hints import HintingGroup
 from vdeploy.cli.help_format import NarrowSafeCommand
-from vdeploy.cli import bench, chat, download, env, generate, inspect, local_models, profiles, serve, servers, worker_host
+from vdeploy.cli import (bench, chat, download, env, generate, inspect, local_models, profiles, serve, servers,
+                         worker_host)
 
 app = typer.Typer(
     name="vdeploy",
