@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vdeploy.config import CacheConfig, EngineConfig, ParallelConfig, SchedulerConfig, SpeculativeConfig
+from vdeploy.engine.beam_search import BeamSearchParams, BeamSearchSequence
 from vdeploy.engine.engine_core import EngineCore
 from vdeploy.engine.outputs import CompletionOutput, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
@@ -116,6 +117,13 @@ class LLM:
             self.core.abort_request([rid for rid in order if rid not in finals])
             raise
         return [finals[rid] for rid in order]
+
+    def beam_search(self, prompts: Prompt | Sequence[Prompt], params: BeamSearchParams) -> list[list[BeamSearchSequence]]:
+        """Beam search as transformers' generate(num_beams=...) does it; per prompt, the finished sequences best
+        first (generated token ids and score)."""
+        from vdeploy.engine.beam_search import beam_search
+
+        return beam_search(self.core, self._to_token_prompts(prompts), params, self.core.eos_token_ids)
 
     def generate_stream(self, prompt: Prompt, sampling_params: SamplingParams | None = None) -> Iterator[RequestOutput]:
         """One prompt, yielding delta outputs step by step (the last has finished=True)."""

@@ -1,0 +1,127 @@
+"""Beam search over the engine, as Hugging Face's `generate(num_beams=k)` defines it (length penalty, early stopping,
+EOS hypotheses), so that the same weights give the same sequences.
+
+Each step submits every live beam (prompt + its tokens) as a one-token request asking for its top log-probs; the
+prefix cache shares the blocks the beams have in common (reference counts), and only each beam's last, partial
+block is recomputed instead of copied. The candidates are the best `beams_to_keep` of (beam score + token
+log-prob) over all beams; those ending in EOS (or at the length limit) that rank among the first `beam_width` become
+finished hypotheses scored by sum(log-probs) / generated_length ** length_penalty.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vdeploy.engine.sampling_params import SamplingParams
+from vdeploy.errors import ConfigError
+
+_NEG = np.float32(-1.0e9)  # HF's "impossible" score
+
+
+@dataclass(frozen=True)
+class BeamSearchParams:
+    beam_width: int
+    max_tokens: int
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False  # True | False | "never", as in transformers
+    ignore_eos: bool = False
+
+    def candidates(self, num_eos: int) -> int:
+        """Candidates kept per step (transformers' beams_to_keep): enough that `beam_width` survive EOS."""
+        return max(2, 1 + (0 if self.ignore_eos else num_eos)) * self.beam_width
+
+    def validate(self, num_eos: int, max_logprobs: int = 20) -> None:
+        if self.beam_width < 1 or self.max_tokens < 1:
+            raise ConfigError("beam search needs beam_width >= 1 and max_tokens >= 1")
+        if self.candidates(num_eos) > max_logprobs:
+            raise ConfigError(f"beam_width {self.beam_width} needs {self.candidates(num_eos)} log-probs per beam, "
+                              f"more than {max_logprobs}", hint="use a smaller beam_width")
+
+
+@dataclass
+class BeamSearchSequence:
+    token_ids: list[int]  # generated tokens only
+    score: float  # sum of log-probs / length ** length_penalty
+
+
+@dataclass
+class _PromptState:
+    prompt: list[int]
+    running: list[list[int]]  # generated tokens of each live beam
+    running_scores: np.ndarray  # [live] float32, accumulated log-probs
+    finished: list[tuple[float, list[int]]] = field(default_factory=list)  # (normalised score, tokens), best first
+    improvable: bool = True
+    done: bool = False
+
+
+def beam_search(core, prompts: list[list[int]], params: BeamSearchParams,
+                eos_token_ids: tuple[int, ...]) -> list[list[BeamSearchSequence]]:
+    """Best-first finished sequences per prompt (up to beam_width of them)."""
+    params.validate(len(eos_token_ids))
+    eos = () if params.ignore_eos else tuple(eos_token_ids)
+    keep = params.candidates(len(eos_token_ids))
+    tag = uuid.uuid4().hex[:8]
+    states = [_PromptState(list(p), [[]], np.zeros(1, dtype=np.float32)) for p in prompts]
+    for step in range(params.max_tokens):
+        live = [s for s in states if not s.done]
+        if not live:
+            break
+        tops = _next_token_logprobs(core, [(s.prompt + beam) for s in live for beam in s.running], keep,
+                                    f"beam-{tag}-{step}")
+        offset = 0
+        for s in live:
+            n = len(s.running)
+            _advance(s, tops[offset:offset + n], params, eos, keep, last=step == params.max_tokens - 1)
+            offset += n
+    return [[BeamSearchSequence(tokens, float(score)) for score, tokens in s.finished] or
+            [BeamSearchSequence(s.running[0], float(s.running_scores[0]))] for s in states]
+
+
+def _next_token_logprobs(core, sequences: list[list[int]], k: int, tag: str) -> list[list[tuple[int, float]]]:
+    """Top-k (token, log-prob) of the next token after each sequence, through the engine."""
+    params = SamplingParams(temperature=0.0, max_tokens=1, logprobs=k, ignore_eos=True)
+    ids = [f"{tag}-{i}" for i in range(len(sequences))]
+    for rid, seq in zip(ids, sequences):
+        core.add_request(rid, seq, params, final_only=True)
+    results: dict[str, list[tuple[int, float]]] = {}
+    while len(results) < len(ids):
+        for out in core.step():
+            if out.finished and out.request_id in ids:
+                results[out.request_id] = out.outputs[0].logprobs[0].top
+    return [results[rid] for rid in ids]
+
+
+def _advance(s: _PromptState, tops: list[list[tuple[int, float]]], params: BeamSearchParams,
+             eos: tuple[int, ...], keep: int, last: bool) -> None:
+    width, lp = params.beam_width, params.length_penalty
+    # candidates: (accumulated score, beam, token), best first; float32 as transformers accumulates
+    cand = [(np.float32(s.running_scores[b] + np.float32(logprob)), b, token)
+            for b, top in enumerate(tops) for token, logprob in top]
+    cand.sort(key=lambda c: -c[0])  # stable: ties keep beam-major, token-rank order
+    cand = cand[:keep]
+    hits = [last or token in eos for _, _, token in cand]
+    gen_len = len(s.running[0]) + 1
+    # finished hypotheses: hitting candidates among the first `width`, while improvement is still possible
+    if s.improvable and not (params.early_stopping is True and len(s.finished) >= width):
+        for rank, ((score, b, token), hit) in enumerate(zip(cand, hits)):
+            if hit and rank < width:
+                s.finished.append((float(np.float32(score / np.float32(gen_len ** lp))), s.running[b] + [token]))
+        s.finished.sort(key=lambda f: -f[0])
+        del s.finished[width:]
+    # the next running beams: the best candidates that do not stop
+    running = [(score, b, token) for (score, b, token), hit in zip(cand, hits) if not hit][:width]
+    if not running or last:
+        s.done = True
+        return
+    s.running = [s.running[b] + [token] for _, b, token in running]
+    s.running_scores = np.array([score for score, _, _ in running], dtype=np.float32)
+    # transformers' early-stop heuristic: can the best running beam still beat the worst finished one?
+    if len(s.finished) >= width:
+        best_len = params.max_tokens if params.early_stopping == "never" and lp > 0 else gen_len
+        best_possible = np.float32(s.running_scores[0] / np.float32(best_len ** lp))
+        s.improvable = s.improvable and bool(best_possible > np.float32(s.finished[-1][0]))
+    if not s.improvable or (params.early_stopping is True and len(s.finished) >= width):
+        s.done = True
