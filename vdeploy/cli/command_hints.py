@@ -3,8 +3,6 @@ the tools deployers come from (vLLM, Ollama, docker) mapped to ours, instead of 
 
 from __future__ import annotations
 
-import difflib
-
 from typer.core import TyperGroup
 
 # another tool's verb -> the vdeploy command that does that job
@@ -18,6 +16,8 @@ OTHER_TOOLS = {
 def suggestion(name: str, commands: list[str]) -> str | None:
     if name in OTHER_TOOLS:
         return OTHER_TOOLS[name]
+    import difflib
+
     close = difflib.get_close_matches(name, commands, n=3, cutoff=0.6)
     return " or ".join(close) if close else None
 
