@@ -33,7 +33,6 @@ from vdeploy.server.serving_base import ServingContext
 from vdeploy.server.streams import SSE_DONE, await_first_item, cancel_on_disconnect, sse_event, sse_response
 
 MAX_TOP_LOGPROBS = 20
-_NO_PARSER = object()  # tool_choice other than auto: no parser needed (named/required answers are plain JSON)
 
 
 def _template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
@@ -90,7 +89,7 @@ class ChatCompletions:
         params = ctx.sampling_params(req, max_tokens=max_tokens, logprobs=top_k if req.logprobs else None)
         params.guided = guided
         tools = self._tools(plan)
-        if plan.mode == "auto" and tools[0].needs_special_tokens:
+        if tools[1] is not None and tools[1].needs_special_tokens:
             params.skip_special_tokens = False  # the call markers are special tokens
 
         request_id = random_id("chatcmpl")
@@ -101,20 +100,20 @@ class ChatCompletions:
         response = await cancel_on_disconnect(raw, self._collect(req, request_id, outputs, timing, top_k, tools))
         return JSONResponse(response.model_dump())
 
-    def _tools(self, plan: ToolPlan) -> tuple[Any, tuple[str, ...]]:
-        """(the tool-call parser for tool_choice auto, texts to drop from the answer) — None without tools."""
+    def _tools(self, plan: ToolPlan) -> tuple[ToolPlan, Any, tuple[str, ...]]:
+        """(the plan, the tool-call parser for tool_choice auto or None, texts to drop from the answer); named and
+        required answers are plain JSON and need no parser."""
         if plan.mode != "auto":
-            return _NO_PARSER, ()
+            return plan, None, ()
         from vdeploy.server.tool_parsers import make_parser
 
         parser = make_parser(self.ctx.tool_call_parser_name())
         eos = getattr(self.ctx.tokenizer, "eos_token", None) if parser.needs_special_tokens else None
-        return parser, (eos,) if eos else ()
+        return plan, parser, (eos,) if eos else ()
 
-    def _extractor(self, plan_tools: tuple[Any, tuple[str, ...]], req: ChatCompletionRequest) -> ToolCallExtractor:
-        parser, strip = plan_tools
-        return ToolCallExtractor(tool_plan(req.tools, req.tool_choice), None if parser is _NO_PARSER else parser,
-                                 strip)
+    @staticmethod
+    def _extractor(tools: tuple[ToolPlan, Any, tuple[str, ...]]) -> ToolCallExtractor:
+        return ToolCallExtractor(*tools)  # one per choice: it holds that choice's stream state
 
     def _prompt_token_ids(self, req: ChatCompletionRequest, plan: ToolPlan) -> list[int]:
         tokenizer = self.ctx.tokenizer
@@ -157,7 +156,7 @@ class ChatCompletions:
             parser = self.ctx.reasoning
             split = parser.split(texts[i]) if parser.enabled else ReasoningDelta(content=texts[i])
             content, calls = split.content, None
-            extractor = self._extractor(tools, req)
+            extractor = self._extractor(tools)
             if extractor.active:
                 content, calls = extractor.final(split.content)
             message = ChatResponseMessage(content=content, reasoning_content=split.reasoning,
@@ -182,7 +181,7 @@ class ChatCompletions:
         model = self.ctx.model_name
         token_text = TokenText(self.ctx.tokenizer)
         splitters = [self.ctx.reasoning.new_stream() for _ in range(req.n)]
-        extractors = [self._extractor(tools, req) for _ in range(req.n)]
+        extractors = [self._extractor(tools) for _ in range(req.n)]
         num_tokens = [0] * req.n
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         usage_field = {"usage": None} if include_usage else {}
