@@ -62,7 +62,8 @@ def warmup_batch(max_num_batched_tokens: int, max_num_seqs: int, max_model_len: 
 
 def decode_batch(num_reqs: int) -> SchedulerOutput:
     """num_reqs one-token decodes in block 0 of the scratch cache, not sampling (graphs hold no logits)."""
-    requests = [ScheduledRequest(f"decode-{i}", [i], 0, [0], sample=False) for i in range(num_reqs)]
+    # token 0 for every row: a distinct id per row would run past a small vocabulary at 512 rows
+    requests = [ScheduledRequest(f"decode-{i}", [0], 0, [0], sample=False) for i in range(num_reqs)]
     return SchedulerOutput(requests=requests, num_scheduled_tokens=num_reqs)
 
 
