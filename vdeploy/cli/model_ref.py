@@ -50,16 +50,18 @@ def resolve_config_ref(spec: str) -> ModelRef:
     )
 
 
-def weights_hint(name: str, spec: str) -> str:
+def weights_hint(name: str, spec: str, download_flag: bool = False) -> str:
     from vdeploy.model_configs.hub import hub_id
 
     model_id = hub_id(name) or (spec if "/" in spec else None)
     get = f"get the weights with `vdeploy download {model_id}`" if model_id else "point at a checkpoint directory"
+    if model_id and download_flag:  # serve can fetch them itself
+        get += " (or add --download to fetch them now)"
     return f"add --load-format dummy for random weights at the real shapes, or {get}"
 
 
 def loadable_spec(spec: str | None, load_format: str | None, *, allow_download: bool = False,
-                  local_path: bool = False) -> tuple[str | None, str | None]:
+                  local_path: bool = False, download_flag: bool = False) -> tuple[str | None, str | None]:
     """(what to hand the loader, a note for the operator). A bundled name or its hub id without weights on disk:
     with --load-format dummy the bundled name (the loader makes its directory), else ConfigError saying both ways
     out. local_path: a downloaded hub id becomes its directory (for loaders that take only paths; serve resolves
@@ -81,5 +83,5 @@ def loadable_spec(spec: str | None, load_format: str | None, *, allow_download: 
         return spec, None
     from vdeploy.errors import ConfigError
 
-    raise ConfigError(f"{spec}: vdeploy ships only the config of this model, not its weights",
-                      hint=weights_hint(name, spec))
+    raise ConfigError(f"{spec} is not downloaded: vdeploy ships only the config of this model, not its weights",
+                      hint=weights_hint(name, spec, download_flag))

@@ -28,7 +28,9 @@ def preflight(spec: Optional[str], *, load_format: Optional[str], allow_download
         from vdeploy.cli.output import console as make_console
 
         console = make_console(stderr=True)
-    loader_spec, note = loadable_spec(spec, load_format, allow_download=allow_download, local_path=local_path)
+    # only serve has --download; the others load what is on disk
+    loader_spec, note = loadable_spec(spec, load_format, allow_download=allow_download, local_path=local_path,
+                                      download_flag=not local_path)
     if note:
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if trust_remote_code:
