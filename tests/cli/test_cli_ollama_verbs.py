@@ -117,6 +117,7 @@ def test_run_in_process_with_the_demo_model(tmp_path):
     assert chat.wait() == 0
     reply = chat.output.split("Say hi", 1)[1].split(">>> ", 1)[0].strip()
     assert reply, chat.output
+    assert "Say hi" in (tmp_path / "run_history").read_text()  # the typed lines outlive the session
 
 
 def test_a_real_serve_is_listed_by_ps_and_stopped(tmp_path):

@@ -78,11 +78,37 @@ def _style(code: str) -> str:
     return "" if os.environ.get("NO_COLOR") or not sys.stdout.isatty() else code
 
 
+def _history_file() -> Any:
+    from vdeploy.env.host import model_home
+
+    return model_home() / "run_history"
+
+
 def _loop(backend: Any, system: Optional[str], sampling: dict[str, Any]) -> None:
+    """The session; the typed lines persist across sessions (up-arrow), as Ollama's ~/.ollama/history does."""
     try:
-        import readline  # noqa: F401 (line editing and in-session history for input())
+        import readline  # line editing and history for input()
     except ImportError:
-        pass
+        readline = None
+    history_file = _history_file()
+    if readline is not None:
+        try:
+            readline.read_history_file(history_file)
+        except OSError:  # first session, or an unreadable file: start empty
+            pass
+    try:
+        _session(backend, system, sampling)
+    finally:
+        if readline is not None:
+            try:
+                history_file.parent.mkdir(parents=True, exist_ok=True)
+                readline.set_history_length(1000)
+                readline.write_history_file(history_file)
+            except OSError:
+                pass
+
+
+def _session(backend: Any, system: Optional[str], sampling: dict[str, Any]) -> None:
     dim, reset = _style("\033[2m"), _style("\033[0m")
     print(f"{dim}chatting via {backend.where}; {HELP}{reset}", flush=True)
     start = [{"role": "system", "content": system}] if system else []
