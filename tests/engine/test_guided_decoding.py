@@ -69,3 +69,11 @@ def test_guided_requests_make_the_engine_wait_for_tokens(model_dir):
         with pytest.raises(ConfigError, match="grammar"):
             llm.core.add_request("bad", [5], SamplingParams(guided=GuidedDecoding(grammar="root ::= ")))
         assert sched.num_guided_requests == 0 and llm.core._guided.num_live == 0
+
+
+@pytest.mark.slow  # two rank processes start (~20 s on 2 CPU cores)
+def test_guided_under_tensor_parallel_2_matches_tp1(model_dir):
+    """The masks travel in the pickled SchedulerOutput to rank processes (2 ranks over gloo)."""
+    base, _ = _run(model_dir, num_gpu_blocks_override=256)
+    tp2, _ = _run(model_dir, num_gpu_blocks_override=256, tensor_parallel_size=2)
+    assert [o.token_ids for o in tp2] == [o.token_ids for o in base]
