@@ -73,6 +73,8 @@ def _help_options(help_text: str) -> set[str]:
         if tokens[:1] == ["*"]:  # Rich marks required options with a star
             tokens = tokens[1:]
         for token in tokens:
+            if token == "/":  # click's plain layout writes a flag pair as "--flag / --no-flag"
+                continue
             if not token.startswith("-"):
                 break
             names.update(n for n in token.split(",") if n.startswith("--"))

@@ -4,6 +4,7 @@ the tools deployers come from (vLLM, Ollama, docker) mapped to ours, instead of 
 from __future__ import annotations
 
 from typer.core import TyperGroup
+from vdeploy.cli.help_format import NarrowSafeHelp
 
 # another tool's verb -> the vdeploy command that does that job
 OTHER_TOOLS = {
@@ -22,7 +23,7 @@ def suggestion(name: str, commands: list[str]) -> str | None:
     return " or ".join(close) if close else None
 
 
-class HintingGroup(TyperGroup):
+class HintingGroup(NarrowSafeHelp, TyperGroup):
     def resolve_command(self, ctx, args):
         try:
             return super().resolve_command(ctx, args)
