@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,25 @@ class EngineShuttingDown(VdeployError):
 class _Stream:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue
+
+
+async def stream_outputs(stream: _Stream, close: Callable[[bool], None]) -> AsyncIterator[RequestOutput]:
+    """A request's outputs from its queue up to the finished one (an exception put there is raised). However the
+    loop ends (finished, client gone, task cancelled), `close(finished)` runs: the engine drops the stream and,
+    unless it finished, aborts the request so its KV blocks are freed."""
+    finished = False
+    try:
+        while True:
+            item = await stream.queue.get()
+            if isinstance(item, BaseException):
+                finished = True  # nothing left to abort
+                raise item
+            finished = item.finished
+            yield item
+            if finished:
+                return
+    finally:
+        close(finished)
 
 
 class AsyncEngine:
@@ -112,22 +131,14 @@ class AsyncEngine:
             self._commands.append(("add", (request_id, list(prompt_token_ids), params)))
             self._num_pending_adds += params.n
         self._wakeup.set()
-        finished = False
-        try:
-            while True:
-                item = await stream.queue.get()
-                if isinstance(item, BaseException):
-                    finished = True  # nothing left to abort
-                    raise item
-                finished = item.finished
-                yield item
-                if finished:
-                    return
-        finally:
-            with self._lock:
-                self._streams.pop(request_id, None)
-            if not finished:
-                self.abort(request_id)
+        async for item in stream_outputs(stream, lambda finished: self._close_stream(request_id, finished)):
+            yield item
+
+    def _close_stream(self, request_id: str, finished: bool) -> None:
+        with self._lock:
+            self._streams.pop(request_id, None)
+        if not finished:
+            self.abort(request_id)
 
     def abort(self, request_id: str) -> None:
         """Abort from any thread; a no-op for unknown or finished requests."""

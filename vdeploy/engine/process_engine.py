@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine import core_codec as wire
-from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown, _Stream
+from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown, _Stream, stream_outputs
 from vdeploy.engine.engine_core import EngineStats
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
@@ -141,23 +141,19 @@ class ProcessAsyncEngine:
                 )
             self._streams[request_id] = stream
             self._num_adds_sent += params.n
-        finished = False
         try:
             self._send(wire.AddRequest(request_id, list(prompt_token_ids), params))
-            while True:
-                item = await stream.queue.get()
-                if isinstance(item, BaseException):
-                    finished = True  # nothing left to abort
-                    raise item
-                finished = item.finished
-                yield item
-                if finished:
-                    return
-        finally:
-            with self._lock:
-                self._streams.pop(request_id, None)
-            if not finished:
-                self.abort(request_id)
+        except BaseException:
+            self._close_stream(request_id, finished=False)
+            raise
+        async for item in stream_outputs(stream, lambda finished: self._close_stream(request_id, finished)):
+            yield item
+
+    def _close_stream(self, request_id: str, finished: bool) -> None:
+        with self._lock:
+            self._streams.pop(request_id, None)
+        if not finished:
+            self.abort(request_id)
 
     def abort(self, request_id: str) -> None:
         """Abort from any thread; a no-op for unknown or finished requests (and once the core is gone)."""
