@@ -1,13 +1,13 @@
 """Fused MoE for DeepSeek's routed experts (Triton): tokens sorted and aligned by expert, then a grouped GEMM.
 
 fused_moe(x [T, H], w13 [E, 2I, H], w2 [E, H, I], topk_ids [T, k], topk_weights [T, k],
-          w13_scale=None, w2_scale=None, block=(128, 128)) -> [T, H]
+          w13_scale=None, w2_scale=None, block=(128, 128), config=None) -> [T, H]
   = Σ_k weight · down_e(silu(gate_e(x)) · up_e(x)). With scales given, w13/w2 are block-FP8 (e4m3 + f32 scale per
   128×128 block, [E, ceil(N/128), ceil(K/128)]) and activations are quantized per token per 128 channels.
 
 How: moe_align sorts the T·k (token, slot) pairs by expert and pads each expert's run to a multiple of BLOCK_M, so
 every BLOCK_M tile of the sorted list belongs to one expert; one program computes one tile × BLOCK_N outputs with that
-expert's weights. Everything stays on the device (no host sync), so it can live inside a CUDA graph.
+expert's weights. Tile sizes come from the tuned table for the shape and GPU (moe_configs.py) unless `config` is given. Everything stays on the device (no host sync), so it can live inside a CUDA graph.
 Twin: vdeploy_kernels.reference_deepseek.moe_loop.
 """
 
@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from vdeploy_kernels.moe_configs import moe_config
 
 
 def moe_align(topk_ids: torch.Tensor, num_experts: int, block_m: int):
@@ -87,12 +89,14 @@ def _grouped_gemm_kernel(
     tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=valid[:, None] & (offs_n[None, :] < N))
 
 
-def _grouped_gemm(a, a_scale, b, b_scale, out, sorted_slots, block_expert, weights, a_row_div, block_m, block):
+def _grouped_gemm(a, a_scale, b, b_scale, out, sorted_slots, block_expert, weights, a_row_div, block_m, block,
+                  tiles: dict):
     num_slots = out.shape[0]
     n, k = b.shape[1], b.shape[2]
     fp8 = b_scale is not None
-    block_n = 64 if not fp8 else min(64, block[0])
-    block_k = 64 if not fp8 else block[1]
+    block_n, block_k = tiles["block_n"], tiles["block_k"]
+    if fp8:  # a K tile must not straddle two scale blocks
+        block_k = min(block_k, block[1])
     grid = (block_expert.shape[0], triton.cdiv(n, block_n))
     dummy = out  # unused pointer slots
     _grouped_gemm_kernel[grid](
@@ -102,7 +106,8 @@ def _grouped_gemm(a, a_scale, b, b_scale, out, sorted_slots, block_expert, weigh
         a.stride(0), b.stride(0), b.stride(1), out.stride(0),
         a_scale.stride(0) if fp8 else 0, b_scale.stride(0) if fp8 else 0, b_scale.stride(1) if fp8 else 0,
         MUL_WEIGHT=weights is not None, FP8=fp8, BLOCK_SCALE=block[1],
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+        num_warps=tiles["num_warps"], num_stages=tiles["num_stages"],
     )
 
 
@@ -115,27 +120,32 @@ def fused_moe(
     w13_scale: torch.Tensor | None = None,
     w2_scale: torch.Tensor | None = None,
     block: tuple[int, int] = (128, 128),
+    config: dict | None = None,
 ) -> torch.Tensor:
     t, k = topk_ids.shape
-    num_experts, two_i, _ = w13.shape
-    block_m = 16 if t * k <= 64 * num_experts else 64
+    num_experts, two_i, hidden = w13.shape
+    fp8 = w13_scale is not None
+    if config is None:  # the tuned table for this shape and GPU (moe_configs), else the heuristic
+        config = moe_config(t, num_experts, two_i // 2, hidden, k, fp8, x.device.index if x.is_cuda else None)
+    block_m = config["block_m"]
     sorted_slots, block_expert = moe_align(topk_ids, num_experts, block_m)
     weights = topk_weights.flatten().float().contiguous()  # [T*k]
-    fp8 = w13_scale is not None
     act_dtype = x.dtype
     if fp8:
         a1, a1_scale = _quantize_act(x, block[1])
     else:
         a1, a1_scale = x.contiguous(), None
     h = torch.empty(t * k, two_i, dtype=act_dtype, device=x.device)  # [T*k, 2I]
-    _grouped_gemm(a1, a1_scale, w13, w13_scale, h, sorted_slots, block_expert, None, k, block_m, block)
+    _grouped_gemm(a1, a1_scale, w13, w13_scale, h, sorted_slots, block_expert, None, k, block_m, block,
+                  config["w13"])
     act = _silu_and_mul(h)  # [T*k, I]
     if fp8:
         a2, a2_scale = _quantize_act(act, block[1])
     else:
         a2, a2_scale = act, None
     y = torch.empty(t * k, w2.shape[1], dtype=act_dtype, device=x.device)  # [T*k, H]
-    _grouped_gemm(a2, a2_scale, w2, w2_scale, y, sorted_slots, block_expert, weights, 1, block_m, block)
+    _grouped_gemm(a2, a2_scale, w2, w2_scale, y, sorted_slots, block_expert, weights, 1, block_m, block,
+                  config["w2"])
     return y.view(t, k, -1).sum(dim=1)
 
 

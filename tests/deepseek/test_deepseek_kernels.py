@@ -42,6 +42,43 @@ def test_fused_moe_matches_expert_loop(t, e, k):
     assert rel_err(fused_moe(x, w13, w2, ids, weights), ref.moe_loop(x, w13, w2, ids, weights)) < 1e-5
 
 
+@pytest.mark.parametrize("block_m,block_n,block_k", [(16, 32, 32), (32, 64, 16), (64, 16, 64)])
+def test_fused_moe_gives_the_same_result_under_every_tile_config(block_m, block_n, block_k):
+    from vdeploy_kernels.fused_moe import fused_moe
+
+    torch.manual_seed(block_m)
+    t, e, k = 21, 8, 3
+    x, w13, w2 = torch.randn(t, 64), torch.randn(e, 96, 64) * 0.1, torch.randn(e, 64, 48) * 0.1
+    ids, weights = _routing(t, e, k, 2)
+    gemm = {"block_n": block_n, "block_k": block_k, "num_warps": 4, "num_stages": 2}
+    config = {"block_m": block_m, "w13": gemm, "w2": dict(gemm, block_n=16)}
+    assert rel_err(fused_moe(x, w13, w2, ids, weights, config=config), ref.moe_loop(x, w13, w2, ids, weights)) < 1e-5
+
+
+def test_moe_config_takes_the_nearest_tuned_token_count_and_prefers_the_local_table(tmp_path, monkeypatch):
+    import json
+
+    from vdeploy_kernels import moe_configs
+
+    name = moe_configs.config_name(64, 1408, 2048, False, "NVIDIA H200")
+    assert name == "E=64,I=1408,H=2048,dtype=bf16,device=NVIDIA_H200.json"
+    gemm = {"block_n": 128, "block_k": 64, "num_warps": 8, "num_stages": 3}
+    local = tmp_path / "kernel_configs" / "fused_moe"
+    local.mkdir(parents=True)
+    (local / name).write_text(json.dumps({str(t): {"block_m": t, "w13": gemm, "w2": gemm} for t in (16, 64, 256)}))
+    monkeypatch.setenv("VDEPLOY_HOME", str(tmp_path))
+    monkeypatch.setattr(moe_configs, "_device_name", lambda index: "NVIDIA H200")
+    moe_configs._load_table.cache_clear()
+    try:
+        picked = [moe_configs.moe_config(t, 64, 1408, 2048, 6, False, 0)["block_m"] for t in (1, 30, 50, 200, 9999)]
+        assert picked == [16, 16, 64, 256, 256]
+        # another GPU kind has no table: the heuristic, never a sweep at start
+        monkeypatch.setattr(moe_configs, "_device_name", lambda index: "NVIDIA A100")
+        assert moe_configs.moe_config(1, 64, 1408, 2048, 6, False, 0) == moe_configs.default_config(1, 64, 6, False)
+    finally:
+        moe_configs._load_table.cache_clear()
+
+
 def test_fused_moe_fp8_matches_twin_on_dequantized_weights():
     from vdeploy_kernels.fused_moe import fused_moe
 

@@ -93,3 +93,43 @@ def test_mla_attention_r1_shapes(heads, block_size):
     q = torch.randn(40, heads, lora + rope, device="cuda", dtype=torch.bfloat16)
     out = mla_attention(q, cache, meta, 0.1, lora)
     assert rel_err(out, ref.mla_attention(q.float(), cache.float(), meta, 0.1, lora)) < 2e-2
+
+
+# every tile config the tuned tables may pick (benchmarks/kernels/tune_fused_moe.py), at V2-Lite's width (bf16) and
+# at R1's width with 32 of its experts (block FP8), against the expert loop
+TILE_CONFIGS = [(16, 64, 64, 4, 3), (32, 128, 64, 8, 3), (64, 128, 128, 8, 2), (128, 64, 128, 4, 4),
+                (64, 256, 64, 8, 3), (128, 256, 128, 8, 3)]
+
+
+@pytest.mark.parametrize("shape", ["v2-lite", "r1-width"])
+@pytest.mark.parametrize("block_m,block_n,block_k,warps,stages", TILE_CONFIGS)
+def test_fused_moe_tile_configs(shape, block_m, block_n, block_k, warps, stages):
+    from vdeploy_kernels.fused_moe import fused_moe
+
+    fp8 = shape == "r1-width"
+    if fp8 and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("FP8 tensor cores need sm89+")
+    e, k, h, i, t = (32, 8, 7168, 256, 300) if fp8 else (64, 6, 2048, 1408, 300)
+    x = torch.randn(t, h, device="cuda", dtype=torch.bfloat16)
+    w13 = torch.randn(e, 2 * i, h, device="cuda") * 0.02
+    w2 = torch.randn(e, h, i, device="cuda") * 0.02
+    ids = torch.rand(t, e, device="cuda").topk(k, dim=-1).indices
+    weights = torch.rand(t, k, device="cuda")
+    gemm = {"block_n": block_n, "block_k": block_k, "num_warps": warps, "num_stages": stages}
+    config = {"block_m": block_m, "w13": gemm, "w2": gemm}
+    try:
+        if fp8:
+            q13, s13 = map(torch.stack, zip(*(ref.quantize_weight_block(w) for w in w13)))
+            q2, s2 = map(torch.stack, zip(*(ref.quantize_weight_block(w) for w in w2)))
+            dense13 = torch.stack([ref.dequantize_weight_block(a, b) for a, b in zip(q13, s13)])
+            dense2 = torch.stack([ref.dequantize_weight_block(a, b) for a, b in zip(q2, s2)])
+            out = fused_moe(x, q13, q2, ids, weights, s13, s2, config=config)
+            assert rel_err(out, ref.moe_loop(x.float(), dense13, dense2, ids, weights)) < 0.08
+        else:
+            w13, w2 = w13.bfloat16(), w2.bfloat16()
+            out = fused_moe(x, w13, w2, ids, weights, config=config)
+            assert rel_err(out, ref.moe_loop(x.float(), w13.float(), w2.float(), ids, weights)) < 2e-2
+    except Exception as exc:  # noqa: BLE001 - a config past the shared memory is never in a table
+        if "OutOfResources" in type(exc).__name__:
+            pytest.skip(f"tile config exceeds this GPU's resources: {exc}")
+        raise
