@@ -99,15 +99,24 @@ def _rows_from_meta(meta, num_tokens: int, device):
     return req.to(torch.int32), row_len.to(torch.int32)
 
 
+def decode_tiles(num_heads: int) -> dict:
+    """Heads per program: every head block re-reads the whole context, so R1's 128 heads (TP 1-2) take 64 per
+    program (2 reads of the cache instead of 8 with 16-head blocks), at 8 warps to hold the [64, L] accumulator."""
+    if num_heads >= 64:
+        return {"block_h": 64, "block_n": 32, "num_warps": 8, "num_stages": 2}
+    return {"block_h": 16, "block_n": 32, "num_warps": 4, "num_stages": 2}
+
+
 def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, kv_lora_rank: int,
-                  num_splits: int | None = None) -> torch.Tensor:
+                  num_splits: int | None = None, tiles: dict | None = None) -> torch.Tensor:
     t, h, width = q.shape
     rope = width - kv_lora_rank
     out = torch.empty(t, h, kv_lora_rank, dtype=q.dtype, device=q.device)
     if t == 0:
         return out
     row_req, row_len = _rows_from_meta(meta, t, q.device)
-    block_h = 16 if h >= 16 else max(triton.next_power_of_2(h), 16)
+    tiles = tiles or decode_tiles(h)
+    block_h = tiles["block_h"]
     head_blocks = triton.cdiv(h, block_h)
     if num_splits is None:  # enough programs to fill the GPU when rows are few; fixed per T (graph-safe)
         num_splits = max(1, min(16, triton.next_power_of_2(max(1, 264 // (t * head_blocks)))))
@@ -119,7 +128,8 @@ def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, k
         q, cache, meta.block_tables, row_req, row_len, part_out, part_lse,
         scale, h, q.stride(0), q.stride(1), meta.block_tables.stride(0), 0,
         BLOCK_SIZE=block_size, L=kv_lora_rank, R=rope, R_PAD=max(triton.next_power_of_2(rope), 16),
-        BLOCK_H=block_h, BLOCK_N=32, NUM_SPLITS=num_splits, num_warps=4, num_stages=2,
+        BLOCK_H=block_h, BLOCK_N=tiles["block_n"], NUM_SPLITS=num_splits, num_warps=tiles["num_warps"],
+        num_stages=tiles["num_stages"],
     )
     _mla_reduce_kernel[(t, h)](part_out, part_lse, out, h, out.stride(0), out.stride(1),
                                L=kv_lora_rank, NUM_SPLITS=num_splits)

@@ -1,7 +1,7 @@
 """Tile configs for the fused-MoE grouped GEMMs, per MoE shape, GPU kind and token count.
 
-One JSON file per (experts, intermediate, hidden, weight dtype, GPU) — the name says which, e.g.
-`E=64,I=1408,H=2048,dtype=bf16,device=NVIDIA_H200.json` — mapping a token count T to
+One JSON file per (experts, intermediate, hidden, weight dtype, GPU) — the name says which, in plain characters so
+it travels to and from lent machines, e.g. `E64-I1408-H2048-bf16-NVIDIA_H200.json` — mapping a token count T to
     {"block_m": 16, "w13": {"block_n": 64, "block_k": 64, "num_warps": 4, "num_stages": 3}, "w2": {...}}
 block_m is shared by both GEMMs (the token alignment pads every expert's run to it); each GEMM has its own tiles.
 The nearest tabulated T is used. Files are written by `benchmarks/kernels/tune_fused_moe.py` on the GPU (minutes,
@@ -27,7 +27,7 @@ def tuned_dirs() -> list[Path]:
 
 def config_name(num_experts: int, inter: int, hidden: int, fp8: bool, device_name: str) -> str:
     device = "".join(c if c.isalnum() or c in "-." else "_" for c in device_name)
-    return f"E={num_experts},I={inter},H={hidden},dtype={'fp8_w8a8' if fp8 else 'bf16'},device={device}.json"
+    return f"E{num_experts}-I{inter}-H{hidden}-{'fp8_w8a8' if fp8 else 'bf16'}-{device}.json"
 
 
 def default_config(num_tokens: int, num_experts: int, top_k: int, fp8: bool) -> dict:

@@ -61,7 +61,7 @@ def test_moe_config_takes_the_nearest_tuned_token_count_and_prefers_the_local_ta
     from vdeploy_kernels import moe_configs
 
     name = moe_configs.config_name(64, 1408, 2048, False, "NVIDIA H200")
-    assert name == "E=64,I=1408,H=2048,dtype=bf16,device=NVIDIA_H200.json"
+    assert name == "E64-I1408-H2048-bf16-NVIDIA_H200.json"
     gemm = {"block_n": 128, "block_k": 64, "num_warps": 8, "num_stages": 3}
     local = tmp_path / "kernel_configs" / "fused_moe"
     local.mkdir(parents=True)
@@ -112,7 +112,7 @@ def test_moe_align_tiles_hold_one_expert_each():
     assert real == list(range(flat.numel()))  # every (token, slot) pair exactly once
 
 
-@pytest.mark.parametrize("heads,block_size,splits", [(4, 16, None), (16, 32, 1), (20, 16, 4)])
+@pytest.mark.parametrize("heads,block_size,splits", [(4, 16, None), (16, 32, 1), (20, 16, 4), (72, 16, 2)])
 def test_mla_attention_matches_twin_for_mixed_batch(heads, block_size, splits):
     from vdeploy_kernels.mla_attention import mla_attention
 

@@ -19,7 +19,7 @@ def test_tuner_writes_a_table_the_lookup_reads(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels" / "tune_fused_moe.py"), "--shape", "tiny",
                     "--tokens", "1", "8", "--report", str(report)], check=True, env=env, cwd=tmp_path, timeout=300)
     files = list((tmp_path / "kernel_configs" / "fused_moe").glob("*.json"))
-    assert [f.name for f in files] == ["E=4,I=32,H=64,dtype=bf16,device=cpu.json"]
+    assert [f.name for f in files] == ["E4-I32-H64-bf16-cpu.json"]
     table = json.loads(files[0].read_text())
     assert set(table) == {"1", "8"} and all({"block_m", "w13", "w2"} <= set(c) for c in table.values())
     rows = json.loads(report.read_text())["shapes"]["tiny"]["rows"]
