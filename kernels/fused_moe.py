@@ -7,7 +7,8 @@ fused_moe(x [T, H], w13 [E, 2I, H], w2 [E, H, I], topk_ids [T, k], topk_weights 
 
 How: moe_align sorts the T·k (token, slot) pairs by expert and pads each expert's run to a multiple of BLOCK_M, so
 every BLOCK_M tile of the sorted list belongs to one expert; one program computes one tile × BLOCK_N outputs with that
-expert's weights. Tile sizes come from the tuned table for the shape and GPU (moe_configs.py) unless `config` is given. Everything stays on the device (no host sync), so it can live inside a CUDA graph.
+expert's weights. Tile sizes come from the tuned table for the shape and GPU (moe_configs.py) unless `config` is
+given. Everything stays on the device (no host sync), so it can live inside a CUDA graph.
 Twin: vdeploy_kernels.reference_deepseek.moe_loop.
 """
 

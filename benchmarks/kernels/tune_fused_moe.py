@@ -165,7 +165,8 @@ def main() -> None:
             table[str(t)] = r["config"]
             rows.append(r)
             print(f"{name} T={t:6d}: tuned {r['tuned_ms']:.3f} ms (default {r['default_ms']:.3f}, "
-                  f"x{r['default_ms'] / r['tuned_ms']:.2f}), {r['roofline']['fraction_of_copy_bandwidth']:.2f} of copy BW, "
+                  f"x{r['default_ms'] / r['tuned_ms']:.2f}), "
+                  f"{r['roofline']['fraction_of_copy_bandwidth']:.2f} of copy BW, "
                   f"{r['roofline']['tflops']:.0f} TFLOP/s, diff {r['rel_diff_vs_default']:.1e}  {r['config']}",
                   flush=True)
         file = out_dir / config_name(shape["num_experts"], shape["inter"], shape["hidden"], shape["fp8"], gpu)

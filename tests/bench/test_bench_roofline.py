@@ -81,3 +81,22 @@ def test_embedding_handling_tied_and_untied(tied):
     assert flops["total"] == flops["linear"] + flops["lm_head"] + flops["attention"]
     # a tied table is read whole by the logits matmul every step; an untied one only row by row
     assert cost.decode_weight_bytes_strict == (2000 if tied else 1800)
+
+
+def test_moe_decode_reads_only_the_experts_the_batch_hits():
+    """R1 with 8 layers (3 dense + 5 MoE): batch 1 picks 8 of 256 experts per MoE layer, so the step reads a small
+    part of the 5 layers' experts; a big batch hits nearly all of them."""
+    import json
+
+    raw = json.loads(config_path("deepseek-r1").read_text())
+    raw.update(num_hidden_layers=8)
+    cfg = ModelConfig.from_dict(raw)
+    cost = cost_from_config(cfg, dtype_bytes=1, kv_bytes_per_token=576 * 2 * 8)
+    per_layer = 256 * 3 * 7168 * 2048
+    assert cost.routed_expert_bytes == 5 * per_layer
+    one = cost.decode_weight_bytes(1)
+    assert one == pytest.approx(cost.decode_weight_bytes_strict - 5 * per_layer * (1 - (1 - (1 - 1 / 256) ** 8)))
+    assert cost.decode_weight_bytes(1024) == pytest.approx(cost.decode_weight_bytes_strict, rel=1e-3)
+    assert cost.decode_weight_bytes(1) < 0.25 * cost.decode_weight_bytes_strict
+    dense = llama8b_cost()
+    assert dense.decode_weight_bytes(1) == dense.decode_weight_bytes_strict

@@ -1,5 +1,5 @@
-"""The bandwidth roofline `vdeploy bench` prints beside its rate: decode streams every weight once per step plus
-each sequence's KV cache, so at batch b and context c a step cannot beat
+"""The bandwidth roofline `vdeploy bench` prints beside its rate: decode streams every weight once per step (of a
+MoE layer, the experts the batch hits) plus each sequence's KV cache, so at batch b and context c a step cannot beat
 (weights + b·c·kv_bytes) / copy bandwidth, measured on this device just before. An upper bound that leaves out
 prefill, launch gaps and sampling: the fraction of it says how much of the memory system a run uses."""
 
@@ -24,8 +24,8 @@ def decode_roofline(llm: Any, num_prompts: int, input_len: int, output_len: int,
     device = runner.device
     bandwidth = copy_bandwidth(device, (1 << 30) if device.type == "cuda" else (256 << 20), repeats=5)
     cost, _ = model_cost(llm)
-    weights, kv = cost.decode_weight_bytes_strict, cost.kv_bytes_per_token
     batch = min(num_prompts, llm.engine_config.scheduler.max_num_seqs)
+    weights, kv = cost.decode_weight_bytes(batch), cost.kv_bytes_per_token
     if batch == 1 and output_len >= 2:
         bound = single_stream_decode_bound(weights, kv, input_len, output_len, bandwidth)
     else:

@@ -21,12 +21,17 @@ def cost_from_config(cfg: Any, dtype_bytes: int, kv_bytes_per_token: int) -> Mod
 
     total = estimate_params(cfg).total
     table = cfg.vocab_size * cfg.hidden_size
+    moe_layers = sum(cfg.is_moe_layer(i) for i in range(cfg.num_layers)) if cfg.n_routed_experts else 0
+    routed = moe_layers * cfg.n_routed_experts * 3 * cfg.hidden_size * cfg.moe_intermediate_size * dtype_bytes
     return ModelCost(param_bytes=total * dtype_bytes, num_params=total, embedding_params=table,
-                     lm_head_params=0 if cfg.tie_word_embeddings else table, **_shape_fields(cfg, kv_bytes_per_token))
+                     lm_head_params=0 if cfg.tie_word_embeddings else table, routed_expert_bytes=routed,
+                     **_shape_fields(cfg, kv_bytes_per_token))
 
 
 def _shape_fields(cfg: Any, kv_bytes_per_token: int) -> dict[str, Any]:
-    return {"kv_bytes_per_token": kv_bytes_per_token, "num_layers": cfg.num_layers, "num_heads": cfg.num_heads,
+    moe = cfg.n_routed_experts > 0
+    return {"num_experts": cfg.n_routed_experts, "experts_per_token": cfg.num_experts_per_tok if moe else 0,
+            "kv_bytes_per_token": kv_bytes_per_token, "num_layers": cfg.num_layers, "num_heads": cfg.num_heads,
             "head_dim": cfg.qk_head_dim if cfg.is_mla else cfg.head_dim,
             "v_head_dim": cfg.v_head_dim if cfg.is_mla else cfg.head_dim, "hidden_size": cfg.hidden_size,
             "tied_embeddings": cfg.tie_word_embeddings}
@@ -45,9 +50,10 @@ def model_cost(llm: Any) -> tuple[ModelCost, str]:
     params = list(model.parameters())  # tied weights appear once
     embedding = model.get_submodule("model.embed_tokens").weight.numel()
     lm_head = 0 if cfg.tie_word_embeddings else model.get_submodule("lm_head").weight.numel()
+    routed = sum(p.numel() * p.element_size() for name, p in model.named_parameters() if ".mlp.experts." in name)
     cost = ModelCost(param_bytes=sum(p.numel() * p.element_size() for p in params),
                      num_params=sum(p.numel() for p in params), embedding_params=embedding, lm_head_params=lm_head,
-                     **_shape_fields(cfg, kv_spec.bytes_per_token))
+                     routed_expert_bytes=routed, **_shape_fields(cfg, kv_spec.bytes_per_token))
     return cost, "loaded model"
 
 

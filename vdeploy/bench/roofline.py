@@ -26,6 +26,9 @@ class ModelCost:
     head_dim: int  # query/key head dim (MLA: qk_nope + qk_rope)
     v_head_dim: int
     hidden_size: int
+    routed_expert_bytes: int = 0  # MoE: every routed expert of every layer (a decode step reads only those hit)
+    num_experts: int = 0
+    experts_per_token: int = 0
 
     @property
     def bytes_per_param(self) -> float:
@@ -38,6 +41,15 @@ class ModelCost:
         if self.tied_embeddings:
             return self.param_bytes
         return self.param_bytes - round(self.embedding_params * self.bytes_per_param)
+
+    def decode_weight_bytes(self, batch: int) -> float:
+        """Weight bytes a decode step of `batch` sequences reads. MoE layers stream only the routed experts the
+        batch picks: E·(1 − (1 − 1/E)^(b·k)) of them on average when routing is uniform (random weights route so;
+        trained routers are skewed, which hits fewer experts)."""
+        if not self.num_experts:
+            return self.decode_weight_bytes_strict
+        hit = 1 - (1 - 1 / self.num_experts) ** (batch * self.experts_per_token)
+        return self.decode_weight_bytes_strict - self.routed_expert_bytes * (1 - hit)
 
     @property
     def linear_params(self) -> int:
