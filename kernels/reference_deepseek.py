@@ -80,3 +80,20 @@ def mla_attention(
     from vdeploy_kernels.reference import paged_attention
 
     return paged_attention(q, kv_cache, meta, scale, v_head_dim=kv_lora_rank)
+
+
+def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len, max_seq_len, scale, v_head_dim):
+    """Twin of prefill_attention.contiguous_prefill_attention: per request, softmax(q·kᵀ) v over its contiguous
+    context with the queries at its end (causal)."""
+    out = torch.empty(q.shape[0], q.shape[1], v_head_dim, dtype=q.dtype, device=q.device)
+    qsl, lens = query_start_loc.tolist(), seq_lens.tolist()
+    start = 0
+    for r, s in enumerate(lens):
+        a, b = qsl[r], qsl[r + 1]
+        k, v = kv[0, start : start + s].float(), kv[1, start : start + s, :, :v_head_dim].float()  # [S, H, *]
+        scores = torch.einsum("thd,shd->hts", q[a:b].float(), k) * scale  # [H, n, S]
+        visible = torch.arange(s)[None, :] <= (s - (b - a) + torch.arange(b - a))[:, None]  # [n, S]
+        scores = scores.masked_fill(~visible.to(q.device), float("-inf"))
+        out[a:b] = torch.einsum("hts,shd->thd", scores.softmax(dim=-1), v).to(q.dtype)
+        start += s
+    return out

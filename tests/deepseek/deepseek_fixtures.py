@@ -124,7 +124,8 @@ class PagedRunner:
         meta = AttentionMetadata(
             slot_mapping=torch.tensor(slots), query_start_loc=torch.tensor(qsl, dtype=torch.int32),
             seq_lens=torch.tensor(seq_lens, dtype=torch.int32), block_tables=bt,
-            max_query_len=max(len(c[1]) for c in chunks), max_seq_len=max(seq_lens), num_decodes=0,
+            max_query_len=max(len(c[1]) for c in chunks), max_seq_len=max(seq_lens),
+            num_decodes=_leading_decodes(chunks),
             block_size=BLOCK, query_lens_host=[len(c[1]) for c in chunks], seq_lens_host=seq_lens)
         ctx = ForwardContext(meta, self.kv)
         if self.naive:
@@ -134,6 +135,14 @@ class PagedRunner:
             hidden = self.model(torch.tensor(ids), torch.tensor(pos), ctx)
             last = torch.tensor(qsl[1:]) - 1
             return self.model.compute_logits(hidden[last])
+
+
+def _leading_decodes(chunks) -> int:
+    """One-token chunks at the front are decodes (absorbed MLA); the rest prefill/extend (expanded MLA)."""
+    n = 0
+    while n < len(chunks) and len(chunks[n][1]) == 1:
+        n += 1
+    return n
 
 
 def _naive(attn):

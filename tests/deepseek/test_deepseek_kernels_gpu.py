@@ -133,3 +133,17 @@ def test_fused_moe_tile_configs(shape, block_m, block_n, block_k, warps, stages)
         if "OutOfResources" in type(exc).__name__:
             pytest.skip(f"tile config exceeds this GPU's resources: {exc}")
         raise
+
+
+@pytest.mark.parametrize("heads", [16, 128])
+def test_contiguous_prefill_attention_mla_shapes(heads):
+    """Expanded MLA prefill at V2-Lite / R1 head counts: keys 192 wide (nope ‖ rope), values 128."""
+    from vdeploy_kernels.prefill_attention import contiguous_prefill_attention
+
+    q_lens, seq_lens = [1000, 37, 512], [1000, 700, 2048]
+    q = torch.randn(sum(q_lens), heads, 192, device="cuda", dtype=torch.bfloat16)
+    kv = torch.randn(2, sum(seq_lens), heads, 192, device="cuda", dtype=torch.bfloat16)
+    qsl = torch.tensor([0, 1000, 1037, 1549], dtype=torch.int32, device="cuda")
+    lens = torch.tensor(seq_lens, dtype=torch.int32, device="cuda")
+    out = contiguous_prefill_attention(q, kv, qsl, lens, 1000, 2048, 0.1, 128)
+    assert rel_err(out, ref.contiguous_prefill_attention(q, kv, qsl, lens, 1000, 2048, 0.1, 128)) < 2e-2

@@ -86,3 +86,18 @@ def test_absorbed_mla_equals_naive_mla_with_chunked_prefill(tmp_path):
     # chunked prefill (7 + rest) then two decode steps, through both paths
     for chunk in ([(0, prompt[:7], 0)], [(0, prompt[7:], 7)], [(0, [42], len(prompt))], [(0, [43], len(prompt) + 1)]):
         torch.testing.assert_close(absorbed.step(chunk), naive.step(chunk), rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_steps_decode_absorbed_and_prefill_expanded_equal_naive_mla(tmp_path):
+    """A step of decodes (absorbed MLA) followed by an extend over a cached prefix and a fresh prefill (expanded
+    MLA: contexts decompressed through kv_b_proj) gives the naive path's logits."""
+    save_hf_model(tiny_v2_config(), tmp_path)
+    ours, cfg = load_ours(tmp_path)
+    fast, naive = PagedRunner(ours, cfg), PagedRunner(ours, cfg, naive=True)
+    a, b, c = PROMPTS[0], PROMPTS[1], PROMPTS[0][::-1]
+    steps = ([(0, a, 0)],
+             [(0, [42], len(a)), (1, b[:4], 0)],
+             [(0, [43], len(a) + 1), (1, b[4:], 4), (2, c, 0)],
+             [(0, [44], len(a) + 2), (1, [9], len(b)), (2, [11], len(c))])
+    for chunk in steps:
+        torch.testing.assert_close(fast.step(chunk), naive.step(chunk), rtol=1e-4, atol=1e-4)

@@ -9,6 +9,9 @@ multi-query attention over the latent vectors themselves:
     o_lat    = MQA(q_lat ‖ q_rope, cache)      [T, H, L]   (values = the cached c_kv)
     o[h]     = o_lat[h] · W_UV[h]ᵀ            [T, H, Dv]
 W_UK / W_UV come from kv_b_proj and are prepared once after loading (dequantized when the checkpoint is FP8).
+Decode rows take the absorbed form (one latent read serves every head). Prefill and extend rows take the expanded
+form instead: their contexts are decompressed once through kv_b_proj and attended at head dim Dn + R (see
+_prefill_split), which is what a long prompt's FLOPs favour.
 `forward_naive` expands K and V per head from the cached latents: the test oracle for the absorbed path.
 """
 
@@ -25,6 +28,9 @@ from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.layers.layernorm import RMSNorm
 from vdeploy.layers.linear import ColumnParallelLinear, ReplicatedLinear, RowParallelLinear, divide
 from vdeploy.layers.rotary import RotaryEmbedding, yarn_get_mscale
+
+# the decompressed K and V of one step's prefill contexts; beyond it (very long prefixes) rows stay absorbed
+MAX_EXPANDED_BYTES = 4 << 30
 
 
 def mla_rotary(cfg: ModelConfig) -> RotaryEmbedding:
@@ -109,11 +115,62 @@ class MLAttention(nn.Module):
         if self.w_uk is None:
             self.prepare_absorbed_weights()
         ops.store_kv(entry, None, kv_cache, ctx.attn.slot_mapping)
-        q_lat = torch.bmm(q_nope.transpose(0, 1), self.w_uk).transpose(0, 1)  # [T, H, L]
-        q_abs = torch.cat((q_lat, q_rope), dim=-1)  # [T, H, L + R]
-        o_lat = ops.mla_attention(q_abs, kv_cache, ctx.attn, self.scale, self.kv_lora_rank)  # [T, H, L]
-        o = torch.bmm(o_lat.transpose(0, 1), self.w_uv.transpose(1, 2)).transpose(0, 1)  # [T, H, Dv]
+        split = self._prefill_split(ctx.attn, kv_cache, q_nope.dtype)  # first prefill row, or t: all absorbed
+        parts = []
+        if split > 0:
+            parts.append(self._attend_absorbed(q_nope[:split], q_rope[:split], kv_cache, ctx))
+        if split < t:
+            parts.append(self._attend_expanded(q_nope[split:], q_rope[split:], kv_cache, ctx.attn, split))
+        o = parts[0] if len(parts) == 1 else torch.cat(parts)  # [T, H, Dv]
         return self.o_proj(o.reshape(t, self.num_heads * self.v_dim))
+
+    def _attend_absorbed(self, q_nope, q_rope, kv_cache, ctx: ForwardContext) -> torch.Tensor:
+        """Decode rows: MQA over the latent cache (rows are the first of the batch: the kernel maps them)."""
+        q_lat = torch.bmm(q_nope.transpose(0, 1), self.w_uk).transpose(0, 1)  # [n, H, L]
+        q_abs = torch.cat((q_lat, q_rope), dim=-1)  # [n, H, L + R]
+        o_lat = ops.mla_attention(q_abs, kv_cache, ctx.attn, self.scale, self.kv_lora_rank)  # [n, H, L]
+        return torch.bmm(o_lat.transpose(0, 1), self.w_uv.transpose(1, 2)).transpose(0, 1)  # [n, H, Dv]
+
+    def _prefill_split(self, meta, kv_cache: torch.Tensor, dtype: torch.dtype) -> int:
+        """Row where the prefill/extend requests start when they take the expanded path, else T (all absorbed).
+        Expanded prefill decompresses each context once (kv_b_proj) and runs flash attention at head dim
+        Dn + R = 192 instead of the latent width 576 per query row: 3.4x fewer FLOPs, and query tiles of 64 rows
+        share every key tile. It needs the host's lengths and a bounded transient (the decompressed K and V)."""
+        t = int(meta.slot_mapping.shape[0])
+        nd = meta.num_decodes
+        if meta.seq_lens_host is None or nd == meta.num_reqs or kv_cache.dtype != dtype:
+            return t
+        context = sum(meta.seq_lens_host[nd:])
+        transient = context * self.num_heads * (2 * (self.nope_dim + self.rope_dim) + self.nope_dim + self.v_dim)
+        if transient * kv_cache.element_size() > MAX_EXPANDED_BYTES:
+            return t
+        return nd  # decodes come first, one row each
+
+    def _attend_expanded(self, q_nope, q_rope, kv_cache, meta, first_row: int) -> torch.Tensor:
+        """Prefill rows (requests num_decodes..): K = [W_UK·c_kv ‖ k_rope], V = W_UV·c_kv for every context token,
+        then causal attention of the rows over them. -> [n, H, Dv]"""
+        nd = meta.num_decodes
+        seq_lens = meta.seq_lens[nd:]  # [Bp]
+        total = sum(meta.seq_lens_host[nd:])
+        # the flat cache slot of every context token of every prefill request
+        req = torch.repeat_interleave(torch.arange(seq_lens.shape[0], device=seq_lens.device), seq_lens.long(),
+                                      output_size=total)  # [S]
+        starts = torch.cumsum(seq_lens, 0) - seq_lens
+        pos = torch.arange(total, device=seq_lens.device) - starts[req]
+        bs = meta.block_size
+        slots = meta.block_tables[nd + req, pos // bs].long() * bs + pos % bs  # [S]
+        latents = kv_cache.view(-1, self.kv_lora_rank + self.rope_dim)[slots]  # [S, L + R]
+        kv = self.kv_b_proj(latents[:, : self.kv_lora_rank].contiguous())  # [S, H·(Dn + Dv)]
+        kv = kv.view(total, self.num_heads, self.nope_dim + self.v_dim)
+        width = self.nope_dim + self.rope_dim
+        buf = torch.empty(2, total, self.num_heads, width, dtype=kv.dtype, device=kv.device)  # [2, S, H, Dn + R]
+        buf[0, :, :, : self.nope_dim] = kv[:, :, : self.nope_dim]
+        buf[0, :, :, self.nope_dim :] = latents[:, None, self.kv_lora_rank :]
+        buf[1, :, :, : self.v_dim] = kv[:, :, self.nope_dim :]
+        q = torch.cat((q_nope, q_rope), dim=-1)  # [n, H, Dn + R]
+        qsl = meta.query_start_loc[nd:] - first_row
+        return ops.contiguous_prefill_attention(q, buf, qsl, seq_lens, meta.max_query_len,
+                                                max(meta.seq_lens_host[nd:]), self.scale, self.v_dim)
 
     def _expand(self, latents: torch.Tensor):
         # latents [S, L + R] -> k [S, H, Dn + R], v [S, H, Dv]

@@ -123,3 +123,16 @@ def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetada
     from vdeploy_kernels.reference_deepseek import mla_attention as reference_mla_attention
 
     return reference_mla_attention(q, kv_cache, meta, scale, kv_lora_rank)
+
+
+def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len: int, max_seq_len: int,
+                                 scale: float, v_head_dim: int) -> torch.Tensor:
+    """Causal attention of q [T, H, D] over contexts laid out back to back in kv [2, S, H, D] (values: the first
+    v_head_dim channels of kv[1]); each request's queries are the last q_len tokens of its context. -> [T, H, Dv]."""
+    if _use_triton(q):
+        from vdeploy_kernels.prefill_attention import contiguous_prefill_attention as triton_attention
+
+        return triton_attention(q, kv, query_start_loc, seq_lens, max_query_len, max_seq_len, scale, v_head_dim)
+    from vdeploy_kernels.reference_deepseek import contiguous_prefill_attention as reference_attention
+
+    return reference_attention(q, kv, query_start_loc, seq_lens, max_query_len, max_seq_len, scale, v_head_dim)
