@@ -89,7 +89,8 @@ def make_step(model, cfg, query_lens: list[int], context_lens: list[int], block:
     qsl = torch.tensor([0] + list(torch.tensor(query_lens).cumsum(0)), dtype=torch.int32)
     num_decodes = sum(1 for q in query_lens if q == 1) if all(q == 1 for q in query_lens) else 0
     meta = AttentionMetadata(torch.cat(slots).cuda(), qsl.cuda(), torch.tensor(seq_lens, dtype=torch.int32).cuda(),
-                             tables.cuda(), max(query_lens), max(seq_lens), num_decodes, block)
+                             tables.cuda(), max(query_lens), max(seq_lens), num_decodes, block,
+                             query_lens_host=list(query_lens), seq_lens_host=list(seq_lens))
     ctx = ForwardContext(meta, caches)
     ids = torch.randint(0, cfg.vocab_size, (sum(query_lens),), device="cuda")
     pos = torch.cat(positions).cuda()
