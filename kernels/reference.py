@@ -33,6 +33,7 @@ def paged_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float,
 
     Query i of a request with q_len new tokens and context seq_len sits at position seq_len - q_len + i and sees
     keys [0, that position]. K == 1 (MLA latent cache) means values are the first `v_head_dim` channels of keys.
+    q may hold only the first T rows of the batch (MLA's decode rows): later requests are skipped, as in the kernel.
     """
     T, H, _ = q.shape
     Hk = kv_cache.shape[3]
@@ -44,6 +45,8 @@ def paged_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float,
     out = torch.empty(T, H, dv, dtype=q.dtype, device=q.device)
     offset = 0
     for i, (q_len, seq_len) in enumerate(zip(q_lens, seq_lens)):
+        if offset >= T:
+            break
         if q_len == 0:
             continue
         k = gather_kv(kv_cache, meta.block_tables[i], seq_len, 0).float()  # [S, Hk, D]

@@ -128,13 +128,18 @@ class PagedRunner:
             num_decodes=_leading_decodes(chunks),
             block_size=BLOCK, query_lens_host=[len(c[1]) for c in chunks], seq_lens_host=seq_lens)
         ctx = ForwardContext(meta, self.kv)
-        if self.naive:
-            for layer in self.model.model.layers:
-                layer.self_attn.forward = _naive(layer.self_attn)
-        with torch.no_grad():
-            hidden = self.model(torch.tensor(ids), torch.tensor(pos), ctx)
-            last = torch.tensor(qsl[1:]) - 1
-            return self.model.compute_logits(hidden[last])
+        # the naive runner swaps in forward_naive for its own steps only: a fast runner may share the model
+        attns = [layer.self_attn for layer in self.model.model.layers] if self.naive else []
+        for attn in attns:
+            attn.forward = _naive(attn)
+        try:
+            with torch.no_grad():
+                hidden = self.model(torch.tensor(ids), torch.tensor(pos), ctx)
+                last = torch.tensor(qsl[1:]) - 1
+                return self.model.compute_logits(hidden[last])
+        finally:
+            for attn in attns:
+                del attn.forward  # back to the class's forward
 
 
 def _leading_decodes(chunks) -> int:
