@@ -103,6 +103,10 @@ class AsyncEngine:
         return self.core.generation_defaults
 
     @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return self.core.eos_token_ids
+
+    @property
     def is_running(self) -> bool:
         return self._error is None and self._thread.is_alive()
 

@@ -10,6 +10,7 @@ finished hypotheses scored by sum(log-probs) / generated_length ** length_penalt
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass, field
 
@@ -57,20 +58,19 @@ class _PromptState:
     done: bool = False
 
 
-def beam_search(core, prompts: list[list[int]], params: BeamSearchParams,
-                eos_token_ids: tuple[int, ...]) -> list[list[BeamSearchSequence]]:
-    """Best-first finished sequences per prompt (up to beam_width of them)."""
+def beam_search_steps(prompts: list[list[int]], params: BeamSearchParams, eos_token_ids: tuple[int, ...]):
+    """The search as a generator, free of any engine: it yields (sequences, k) — every live beam as prompt + tokens,
+    and how many top log-probs it needs of each — and is sent back their top-k (token, log-prob) lists; it returns
+    the best-first finished sequences per prompt (up to beam_width of them)."""
     params.validate(len(eos_token_ids))
     eos = () if params.ignore_eos else tuple(eos_token_ids)
     keep = params.candidates(len(eos_token_ids))
-    tag = uuid.uuid4().hex[:8]
     states = [_PromptState(list(p), [[]], np.zeros(1, dtype=np.float32)) for p in prompts]
     for step in range(params.max_tokens):
         live = [s for s in states if not s.done]
         if not live:
             break
-        tops = _next_token_logprobs(core, [(s.prompt + beam) for s in live for beam in s.running], keep,
-                                    f"beam-{tag}-{step}")
+        tops = yield [(s.prompt + beam) for s in live for beam in s.running], keep
         offset = 0
         for s in live:
             n = len(s.running)
@@ -80,9 +80,39 @@ def beam_search(core, prompts: list[list[int]], params: BeamSearchParams,
             [BeamSearchSequence(s.running[0], float(s.running_scores[0]))] for s in states]
 
 
+def beam_search(core, prompts: list[list[int]], params: BeamSearchParams,
+                eos_token_ids: tuple[int, ...]) -> list[list[BeamSearchSequence]]:
+    """Beam search driven by an EngineCore (offline `LLM.beam_search`)."""
+    tag = uuid.uuid4().hex[:8]
+    search = beam_search_steps(prompts, params, eos_token_ids)
+    try:
+        sequences, k = next(search)
+        for step in itertools.count():
+            sequences, k = search.send(_next_token_logprobs(core, sequences, k, f"beam-{tag}-{step}"))
+    except StopIteration as done:
+        return done.value
+
+
+async def beam_search_async(score, prompts: list[list[int]], params: BeamSearchParams,
+                            eos_token_ids: tuple[int, ...]) -> list[list[BeamSearchSequence]]:
+    """Beam search driven by `await score(sequences, k)` -> top-k (token, log-prob) per sequence (the server)."""
+    search = beam_search_steps(prompts, params, eos_token_ids)
+    try:
+        sequences, k = next(search)
+        while True:
+            sequences, k = search.send(await score(sequences, k))
+    except StopIteration as done:
+        return done.value
+
+
+def next_token_params(k: int) -> SamplingParams:
+    """What one beam step asks the engine for each live beam: its next token's top-k log-probs."""
+    return SamplingParams(temperature=0.0, max_tokens=1, logprobs=k, ignore_eos=True)
+
+
 def _next_token_logprobs(core, sequences: list[list[int]], k: int, tag: str) -> list[list[tuple[int, float]]]:
     """Top-k (token, log-prob) of the next token after each sequence, through the engine."""
-    params = SamplingParams(temperature=0.0, max_tokens=1, logprobs=k, ignore_eos=True)
+    params = next_token_params(k)
     ids = [f"{tag}-{i}" for i in range(len(sequences))]
     for rid, seq in zip(ids, sequences):
         core.add_request(rid, seq, params, final_only=True)

@@ -57,6 +57,7 @@ class Ready(msgspec.Struct, tag=True):
     max_model_len: int
     generation_defaults: dict[str, Any]
     stats: EngineStats
+    eos_token_ids: list[int]
 
 
 class Failed(msgspec.Struct, tag=True):

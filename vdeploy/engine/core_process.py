@@ -110,7 +110,8 @@ class CoreProcess:
             return 1
         core = self.core
         self.ready = True
-        self.send(wire.Ready(core.max_model_len, dict(core.generation_defaults), core.stats()))
+        self.send(wire.Ready(core.max_model_len, dict(core.generation_defaults), core.stats(),
+                             list(core.eos_token_ids)))
         try:
             self._loop()
         except BaseException as e:  # noqa: BLE001 - every failure must reach the waiting clients

@@ -79,6 +79,7 @@ class DataParallelEngine:
         first = self.replicas[0]
         self.config, self.model_name, self.tokenizer = config, first.model_name, first.tokenizer
         self.max_model_len, self.generation_defaults = first.max_model_len, first.generation_defaults
+        self.eos_token_ids = first.eos_token_ids
         self._assigned = [0] * size  # requests of this front-end open on each replica
         self._replica_of: dict[str, int] = {}
 

@@ -103,6 +103,7 @@ class ProcessAsyncEngine:
             raise
         self.max_model_len = ready.max_model_len
         self.generation_defaults = ready.generation_defaults
+        self.eos_token_ids = tuple(ready.eos_token_ids)
         self._stats = ready.stats
         self._thread = threading.Thread(target=self._read_loop, name=f"vdeploy-core-client-{self._proc.pid}",
                                         daemon=True)

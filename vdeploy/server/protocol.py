@@ -88,6 +88,10 @@ class CompletionRequest(SamplingFields):
     echo: bool = False
     suffix: Optional[str] = None
     best_of: Optional[int] = None
+    # vLLM's beam search extension (extra_body): n is the beam width
+    use_beam_search: bool = False
+    length_penalty: float = 1.0
+    early_stopping: Union[bool, Literal["never"]] = False
 
 
 class CompletionLogprobs(BaseModel):

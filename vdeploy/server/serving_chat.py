@@ -76,6 +76,9 @@ class ChatCompletions:
         timing = RequestTiming(arrival=time.monotonic())
         ctx.check_model(req.model)
         ctx.reject_unsupported(req)
+        if (req.model_extra or {}).get("use_beam_search"):
+            raise invalid_param("use_beam_search is served on /v1/completions (apply the chat template to the prompt)",
+                                "use_beam_search", code="unsupported_value")
         _check_unsupported(req)
         plan = tool_plan(req.tools, req.tool_choice, (req.model_extra or {}).get("parallel_tool_calls"))
         guided = ctx.guided(req, plan)

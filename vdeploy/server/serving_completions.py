@@ -56,6 +56,10 @@ def _check_unsupported(req: CompletionRequest) -> None:
                             code="unsupported_value")
     if req.logprobs is not None and not 0 <= req.logprobs <= MAX_LOGPROBS:
         raise invalid_param(f"logprobs must be in [0, {MAX_LOGPROBS}], got {req.logprobs}", "logprobs")
+    if req.use_beam_search:
+        from vdeploy.server.serving_beam_search import check_beam_request
+
+        check_beam_request(req)
     if req.echo and req.logprobs is not None:
         raise invalid_param("echo together with logprobs (prompt logprobs) is not supported", "echo",
                             code="unsupported_value")
@@ -91,16 +95,21 @@ class Completions:
         # vLLM's guided_json / guided_regex / guided_choice / guided_grammar; a raw prompt has no reasoning split,
         # so the grammar starts at the first token
         guided = guided_decoding(req, None, reasoning=False)
-        params = []
-        for ids in token_lists:
-            budget = ctx.output_budget(len(ids), req.max_tokens, explicit=explicit, prompt_param="prompt")
-            params.append(ctx.sampling_params(req, max_tokens=budget, logprobs=req.logprobs))
-            params[-1].guided = guided
+        budgets = [ctx.output_budget(len(ids), req.max_tokens, explicit=explicit, prompt_param="prompt")
+                   for ids in token_lists]
         echo_texts = [
             (p if isinstance(p, str) else ctx.tokenizer.decode(p)) if req.echo else "" for p in prompts
         ]
-
         request_id = random_id("cmpl")
+        if req.use_beam_search:
+            from vdeploy.server.serving_beam_search import beam_search_completion
+
+            search = beam_search_completion(ctx, req, request_id, token_lists, budgets, echo_texts)
+            return JSONResponse((await cancel_on_disconnect(raw, search)).model_dump())
+        params = []
+        for budget in budgets:
+            params.append(ctx.sampling_params(req, max_tokens=budget, logprobs=req.logprobs))
+            params[-1].guided = guided
         timings = [RequestTiming(arrival=time.monotonic()) for _ in token_lists]
         streams = [
             ctx.generate(ids, sp, f"{request_id}-{i}" if len(token_lists) > 1 else request_id, timings[i])
