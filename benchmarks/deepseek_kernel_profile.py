@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import time
 from pathlib import Path
 
 import torch
@@ -37,19 +36,6 @@ def family(name: str) -> str:
         if re.search(pattern, name, re.IGNORECASE):
             return fam
     return "other_elementwise"
-
-
-def copy_bandwidth() -> float:
-    x = torch.empty(1 << 31, dtype=torch.uint8, device="cuda")
-    y = torch.empty_like(x)
-    for _ in range(3):
-        y.copy_(x)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(10):
-        y.copy_(x)
-    torch.cuda.synchronize()
-    return 2 * x.numel() * 10 / (time.perf_counter() - start)
 
 
 def build(name: str):
@@ -150,7 +136,9 @@ def decode_floor_bytes(model, cfg, batch: int, ctx: int) -> float:
 
 def run(args) -> dict:
     model, cfg = build(args.model)
-    bandwidth = copy_bandwidth()
+    from vdeploy.bench.hardware import copy_bandwidth
+
+    bandwidth = copy_bandwidth(torch.device("cuda"), 2 << 30)
     report = {"model": args.model, "gpu": torch.cuda.get_device_name(), "copy_bandwidth_gbs": bandwidth / 1e9,
               "git_revision": args.git_rev, "cases": []}
     cases = [("decode", b, [1] * b, [args.ctx] * b) for b in args.batches]

@@ -34,12 +34,6 @@ def event_ms(fn, iters: int = 20) -> float:
     return start.elapsed_time(end) / iters
 
 
-def copy_bandwidth() -> float:
-    x = torch.empty(1 << 31, dtype=torch.uint8, device="cuda")
-    y = torch.empty_like(x)
-    return 2 * x.numel() / (event_ms(lambda: y.copy_(x), 10) / 1e3)
-
-
 def case(batch: int, heads: int, ctx: int, block_size: int = 64, lora: int = 512, rope: int = 64):
     from vdeploy.layers.forward_context import AttentionMetadata
 
@@ -65,7 +59,9 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=1024)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    bandwidth = copy_bandwidth()
+    from vdeploy.bench.hardware import copy_bandwidth
+
+    bandwidth = copy_bandwidth(torch.device("cuda"), 2 << 30)
     rows = []
     for heads, configs in CONFIGS.items():
         for batch in args.batches:
@@ -87,8 +83,6 @@ def main() -> None:
                              "is_default": tiles == decode_tiles(heads)})
                 print(f"H={heads} B={batch} {bh:3d}/{bn:2d}/{warps}w/{stages}s: {ms:.3f} ms, {frac:.2f} of copy BW, "
                       f"err {err:.1e}{'  <- default' if rows[-1]['is_default'] else ''}", flush=True)
-            del q, cache, expected
-            torch.cuda.empty_cache()
     report = {"gpu": torch.cuda.get_device_name(), "copy_bandwidth_gbs": bandwidth / 1e9, "rows": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))

@@ -132,12 +132,6 @@ def roofline(t: int, shape: dict, ms: float, bandwidth: float) -> dict:
             "tflops": flops / (ms / 1e3) / 1e12}
 
 
-def copy_bandwidth(device: str) -> float:
-    x = torch.empty(1 << 30 if device == "cuda" else 1 << 20, dtype=torch.uint8, device=device)
-    y = torch.empty_like(x)
-    return 2 * x.numel() / (time_ms(lambda: y.copy_(x), 20.0) / 1e3)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", action="append", choices=sorted(SHAPES), required=True)
@@ -152,7 +146,9 @@ def main() -> None:
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    bandwidth = copy_bandwidth(device)
+    from vdeploy.bench.hardware import copy_bandwidth
+
+    bandwidth = copy_bandwidth(torch.device(device), (1 << 30) if device == "cuda" else (1 << 20))
     report = {"gpu": gpu, "copy_bandwidth_gbs": bandwidth / 1e9, "shapes": {}}
     for name in args.shape:
         shape = SHAPES[name]
