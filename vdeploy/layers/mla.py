@@ -30,7 +30,6 @@ from vdeploy.layers.linear import ColumnParallelLinear, ReplicatedLinear, RowPar
 from vdeploy.layers.rotary import RotaryEmbedding, yarn_get_mscale
 
 
-
 def mla_rotary(cfg: ModelConfig) -> RotaryEmbedding:
     """The rotary embedding of the rope part of MLA's queries and keys (DeepSeek's interleaved pairs), built once
     per model: its cos/sin cache covers every position, so per-layer copies would cost start-up time and memory."""
