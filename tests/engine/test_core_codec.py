@@ -34,8 +34,9 @@ def test_messages_round_trip_with_their_dataclasses():
         got.append(codec.decode(payload))
     assert got == [wire.Init(cfg), wire.AddRequest("r1", [1, 2, 3], params), wire.AbortRequests(["r1"]),
                    wire.Shutdown()]
-    ready = wire.server_side_codec().decode(wire.core_side_codec().encode(wire.Ready(256, {"top_p": 0.9}, STATS))[4:])
-    assert ready == wire.Ready(256, {"top_p": 0.9}, STATS)
+    ready = wire.server_side_codec().decode(wire.core_side_codec().encode(
+        wire.Ready(256, {"top_p": 0.9}, STATS, [2, 7]))[4:])
+    assert ready == wire.Ready(256, {"top_p": 0.9}, STATS, [2, 7])
 
 
 def _out(rid, completions, finished=False, prompt=(5, 6)):
@@ -87,7 +88,7 @@ def test_anything_but_a_protocol_message_is_refused(payload):
 
 
 def test_a_core_message_is_not_accepted_as_a_command():
-    ready = wire.core_side_codec().encode(wire.Ready(1, {}, STATS))[4:]
+    ready = wire.core_side_codec().encode(wire.Ready(1, {}, STATS, []))[4:]
     with pytest.raises(wire.ProtocolError):
         wire.core_side_codec().decode(ready)
 
