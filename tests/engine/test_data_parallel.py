@@ -54,10 +54,17 @@ def test_two_replicas_share_requests_and_survive_one_death(checkpoint):
             got = await asyncio.gather(*(collect(engine, p, GREEDY, f"r{i}") for i, p in enumerate(PROMPTS)))
             assert list(got) == expected
             assert all(r.stats().prompt_tokens_total > 0 for r in engine.replicas)  # both served
-            # a long request lands on replica 0 (both idle: the lower index wins); kill that replica under it
-            long = asyncio.ensure_future(collect(engine, PROMPTS[0], SamplingParams(
-                temperature=0, max_tokens=400, ignore_eos=True), "long"))
-            await asyncio.sleep(1.0)
+            # a long request lands on replica 0 (both idle: the lower index wins); kill that replica under it as
+            # soon as its first tokens arrive (a fixed sleep let a fast machine finish the request first)
+            started = asyncio.Event()
+
+            async def long_request():
+                async for _ in engine.generate(PROMPTS[0], SamplingParams(temperature=0, max_tokens=400,
+                                                                           ignore_eos=True), "long"):
+                    started.set()
+
+            long = asyncio.ensure_future(long_request())
+            await asyncio.wait_for(started.wait(), 30)
             victim = engine.replicas[0]
             os.kill(victim.pid, signal.SIGKILL)
             with pytest.raises(EngineDeadError, match=rf"replica 0 \(engine process {victim.pid}\)"):
