@@ -84,16 +84,6 @@ def make_step(model, cfg, query_lens: list[int], context_lens: list[int], block:
     return (lambda: model.compute_logits(model(ids, pos, ctx)[last])), caches
 
 
-def event_ms(fn, iters: int) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters
-
-
 def kernel_table(step) -> tuple[list[dict], dict]:
     from torch.profiler import ProfilerActivity, profile
 
@@ -117,6 +107,8 @@ def kernel_table(step) -> tuple[list[dict], dict]:
 
 def decode_floor_bytes(model, cfg, batch: int, ctx: int) -> float:
     """Weights a decode step must stream (dense layers fully, MoE layers the experts hit) + the latent cache."""
+    from vdeploy.bench.roofline import expected_experts_hit
+
     total = 0.0
     for layer in model.model.layers:
         mlp = layer.mlp
@@ -125,8 +117,7 @@ def decode_floor_bytes(model, cfg, batch: int, ctx: int) -> float:
                             if not n.startswith("mlp.experts."))
         total += attn_and_rest
         if experts is not None:
-            e, picks = cfg.n_routed_experts, batch * cfg.num_experts_per_tok
-            hit = e * (1 - (1 - 1 / e) ** picks)
+            hit = expected_experts_hit(cfg.n_routed_experts, batch * cfg.num_experts_per_tok)
             per_expert = sum(p[0].numel() * p.element_size() for p in experts.parameters())
             total += hit * per_expert
     total += cfg.vocab_size * cfg.hidden_size * 2  # lm head
@@ -136,9 +127,10 @@ def decode_floor_bytes(model, cfg, batch: int, ctx: int) -> float:
 
 def run(args) -> dict:
     model, cfg = build(args.model)
-    from vdeploy.bench.hardware import copy_bandwidth
+    from vdeploy.bench.hardware import copy_bandwidth, device_ms
 
-    bandwidth = copy_bandwidth(torch.device("cuda"), 2 << 30)
+    cuda = torch.device("cuda")
+    bandwidth = copy_bandwidth(cuda, 2 << 30)
     report = {"model": args.model, "gpu": torch.cuda.get_device_name(), "copy_bandwidth_gbs": bandwidth / 1e9,
               "git_revision": args.git_rev, "cases": []}
     cases = [("decode", b, [1] * b, [args.ctx] * b) for b in args.batches]
@@ -149,14 +141,14 @@ def run(args) -> dict:
             for _ in range(2):
                 step()
             torch.cuda.synchronize()
-            eager_ms = event_ms(step, 3)
+            eager_ms = device_ms(step, cuda, 3)
             graph_ms = None
             if kind == "decode":
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph):
                     step()
                 graph.replay()
-                graph_ms = event_ms(graph.replay, args.iters)
+                graph_ms = device_ms(graph.replay, cuda, args.iters)
                 del graph
             rows, families = kernel_table(step)
             case = {"kind": kind, "batch": batch, "context": args.ctx if kind == "decode" else 0,

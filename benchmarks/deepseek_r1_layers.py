@@ -49,11 +49,13 @@ def build(moe_layers: int, config_path: Path, max_tokens: int):
 
 def decode_step_bytes(cfg, model, batch: int, ctx: int) -> dict:
     """Bytes one decode step must read: per layer kind, the weights touched and the latent cache."""
+    from vdeploy.bench.roofline import expected_experts_hit
+
     layer_attn = sum(p.numel() * p.element_size() for p in model.model.layers[1].self_attn.parameters())
     expert_bytes = 3 * cfg.hidden_size * cfg.moe_intermediate_size  # FP8: one byte per weight
     # expected distinct experts when batch·k choices fall uniformly on E experts (random routing of dummy weights)
     e, picks = cfg.n_routed_experts, batch * cfg.num_experts_per_tok
-    experts_hit = e * (1 - (1 - 1 / e) ** picks)
+    experts_hit = expected_experts_hit(e, picks)
     moe = (experts_hit + cfg.n_shared_experts) * expert_bytes + cfg.n_routed_experts * cfg.hidden_size * 2
     kv = batch * ctx * cfg.kv_cache_dim * 2
     return {"attention_weights": layer_attn, "moe_weights": moe, "kv_cache": kv, "per_moe_layer": layer_attn + moe + kv}

@@ -22,18 +22,6 @@ CONFIGS = {  # heads -> [(block_h, block_n, num_warps, num_stages)]; the first i
 }
 
 
-def event_ms(fn, iters: int = 20) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters
-
-
 def case(batch: int, heads: int, ctx: int, block_size: int = 64, lora: int = 512, rope: int = 64):
     from vdeploy.layers.forward_context import AttentionMetadata
 
@@ -59,9 +47,10 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=1024)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    from vdeploy.bench.hardware import copy_bandwidth
+    from vdeploy.bench.hardware import copy_bandwidth, device_ms
 
-    bandwidth = copy_bandwidth(torch.device("cuda"), 2 << 30)
+    cuda = torch.device("cuda")
+    bandwidth = copy_bandwidth(cuda, 2 << 30)
     rows = []
     for heads, configs in CONFIGS.items():
         for batch in args.batches:
@@ -71,7 +60,7 @@ def main() -> None:
                 tiles = {"block_h": bh, "block_n": bn, "num_warps": warps, "num_stages": stages}
                 try:
                     out = mla_attention(q, cache, meta, 0.1, 512, tiles=tiles)
-                    ms = event_ms(lambda: mla_attention(q, cache, meta, 0.1, 512, tiles=tiles))
+                    ms = device_ms(lambda: mla_attention(q, cache, meta, 0.1, 512, tiles=tiles), cuda, 20)
                 except Exception as exc:  # noqa: BLE001 - past the registers or shared memory: not a candidate
                     rows.append({"heads": heads, "batch": batch, "tiles": tiles, "error": str(exc)[:200]})
                     print(f"H={heads} B={batch} {tiles}: {type(exc).__name__}", flush=True)

@@ -32,24 +32,14 @@ CANDIDATES_FP8 = [(64, 128, 4, 3), (64, 128, 4, 4), (128, 128, 4, 3), (128, 128,
 
 
 def time_ms(fn, budget_ms: float = 4.0) -> float:
-    if not torch.cuda.is_available():  # the interpreter smoke test: one wall-clock run
-        started = time.perf_counter()
-        fn()
-        return (time.perf_counter() - started) * 1e3
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    torch.cuda.synchronize()
-    reps = max(3, min(50, int(budget_ms / max(start.elapsed_time(end), 1e-3))))
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
+    """Per-call milliseconds, with as many calls (3-50) as fit in about budget_ms; one call in the interpreter."""
+    from vdeploy.bench.hardware import device_ms
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    once = device_ms(fn, device, 1)
+    if device.type != "cuda":
+        return once
+    return device_ms(fn, device, max(3, min(50, int(budget_ms / max(once, 1e-3)))))
 
 
 def act_dtype(device: str) -> torch.dtype:
@@ -123,9 +113,11 @@ def tune_tokens(t: int, shape: dict, weights, device: str) -> dict:
 
 
 def roofline(t: int, shape: dict, ms: float, bandwidth: float) -> dict:
+    from vdeploy.bench.roofline import expected_experts_hit
+
     e, i, h, k = shape["num_experts"], shape["inter"], shape["hidden"], shape["top_k"]
     wbytes = 1 if shape["fp8"] else 2
-    hit = e * (1 - (1 - 1 / e) ** (t * k))  # expected distinct experts under uniform routing
+    hit = expected_experts_hit(e, t * k)
     nbytes = hit * 3 * h * i * wbytes + t * k * (2 * i + h) * 2 * 2
     flops = 2 * t * k * 3 * h * i
     return {"bytes": nbytes, "flops": flops, "fraction_of_copy_bandwidth": nbytes / bandwidth / (ms / 1e3),

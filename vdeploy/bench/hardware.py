@@ -50,6 +50,25 @@ def _median_seconds(fn: Callable[[], None], device: torch.device, repeats: int, 
     return statistics.median(samples)
 
 
+def device_ms(fn: Callable[[], Any], device: torch.device, iters: int) -> float:
+    """Milliseconds per call of `iters` back-to-back calls after one warm-up: CUDA events on a GPU (no host gaps
+    counted between launches), wall clock elsewhere."""
+    fn()
+    if device.type != "cuda":
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        return (time.perf_counter() - start) * 1e3 / iters
+    torch.cuda.synchronize(device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        fn()
+    end.record()
+    torch.cuda.synchronize(device)
+    return start.elapsed_time(end) / iters
+
+
 def copy_bandwidth(device: torch.device, buffer_bytes: int, repeats: int = 10) -> float:
     """Bytes moved per second by a device-to-device copy of `buffer_bytes` (each byte read once, written once)."""
     src = torch.randint(0, 256, (buffer_bytes,), dtype=torch.uint8, device=device)  # [N]

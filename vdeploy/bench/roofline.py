@@ -11,6 +11,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 
+def expected_experts_hit(num_experts: int, picks: int) -> float:
+    """Distinct experts `picks` uniform top-k choices hit on average: E·(1 − (1 − 1/E)^picks). Random weights
+    route so; trained routers are skewed, which hits fewer."""
+    return num_experts * (1 - (1 - 1 / num_experts) ** picks)
+
+
 @dataclass(frozen=True)
 class ModelCost:
     """What one token costs a model, in bytes and FLOPs, from its loaded parameters and its KV-cache layout."""
@@ -44,11 +50,10 @@ class ModelCost:
 
     def decode_weight_bytes(self, batch: int) -> float:
         """Weight bytes a decode step of `batch` sequences reads. MoE layers stream only the routed experts the
-        batch picks: E·(1 − (1 − 1/E)^(b·k)) of them on average when routing is uniform (random weights route so;
-        trained routers are skewed, which hits fewer experts)."""
+        batch picks (expected_experts_hit of b·k uniform choices)."""
         if not self.num_experts:
             return self.decode_weight_bytes_strict
-        hit = 1 - (1 - 1 / self.num_experts) ** (batch * self.experts_per_token)
+        hit = expected_experts_hit(self.num_experts, batch * self.experts_per_token) / self.num_experts
         return self.decode_weight_bytes_strict - self.routed_expert_bytes * (1 - hit)
 
     @property

@@ -6,6 +6,7 @@ Tokens of all scheduled requests are flattened into one batch of T tokens. Reque
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,23 @@ class AttentionMetadata:
     @property
     def num_reqs(self) -> int:
         return int(self.seq_lens.shape[0])
+
+    @functools.cached_property
+    def prefill_context_len(self) -> int:
+        """Context tokens (cached prefix + new) of the prefill/extend requests; needs the host lengths."""
+        return sum(self.seq_lens_host[self.num_decodes :])
+
+    @functools.cached_property
+    def prefill_context_slots(self) -> torch.Tensor:
+        """[S] flat cache slot of every context token of the prefill/extend requests, request after request: the
+        gather MLA's expanded prefill does, computed once per step for every layer."""
+        seq_lens = self.seq_lens[self.num_decodes :]  # [Bp]
+        total = self.prefill_context_len
+        req = torch.repeat_interleave(torch.arange(seq_lens.shape[0], device=seq_lens.device), seq_lens.long(),
+                                      output_size=total)  # [S]
+        pos = torch.arange(total, device=seq_lens.device) - (torch.cumsum(seq_lens, 0) - seq_lens)[req]
+        blocks = self.block_tables[self.num_decodes + req, pos // self.block_size].long()
+        return blocks * self.block_size + pos % self.block_size
 
 
 @dataclass

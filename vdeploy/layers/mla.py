@@ -144,7 +144,7 @@ class MLAttention(nn.Module):
         nd = meta.num_decodes
         if meta.seq_lens_host is None or nd == meta.num_reqs or kv_cache.dtype != dtype:
             return t
-        if sum(meta.seq_lens_host[nd:]) > t * self.expand_ratio:  # long cached prefixes: stay absorbed
+        if meta.prefill_context_len > t * self.expand_ratio:  # long cached prefixes: stay absorbed
             return t
         return nd  # decodes come first, one row each
 
@@ -152,16 +152,8 @@ class MLAttention(nn.Module):
         """Prefill rows (requests num_decodes..): K = [W_UK·c_kv ‖ k_rope], V = W_UV·c_kv for every context token,
         then causal attention of the rows over them. -> [n, H, Dv]"""
         nd = meta.num_decodes
-        seq_lens = meta.seq_lens[nd:]  # [Bp]
-        total = sum(meta.seq_lens_host[nd:])
-        # the flat cache slot of every context token of every prefill request
-        req = torch.repeat_interleave(torch.arange(seq_lens.shape[0], device=seq_lens.device), seq_lens.long(),
-                                      output_size=total)  # [S]
-        starts = torch.cumsum(seq_lens, 0) - seq_lens
-        pos = torch.arange(total, device=seq_lens.device) - starts[req]
-        bs = meta.block_size
-        slots = meta.block_tables[nd + req, pos // bs].long() * bs + pos % bs  # [S]
-        latents = kv_cache.view(-1, self.kv_lora_rank + self.rope_dim)[slots]  # [S, L + R]
+        total = meta.prefill_context_len
+        latents = kv_cache.view(-1, self.kv_lora_rank + self.rope_dim)[meta.prefill_context_slots]  # [S, L + R]
         kv = self.kv_b_proj(latents[:, : self.kv_lora_rank].contiguous())  # [S, H·(Dn + Dv)]
         kv = kv.view(total, self.num_heads, self.nope_dim + self.v_dim)
         width = self.nope_dim + self.rope_dim
@@ -171,7 +163,7 @@ class MLAttention(nn.Module):
         buf[1, :, :, : self.v_dim] = kv[:, :, self.nope_dim :]
         q = torch.cat((q_nope, q_rope), dim=-1)  # [n, H, Dn + R]
         qsl = meta.query_start_loc[nd:] - first_row
-        return ops.contiguous_prefill_attention(q, buf, qsl, seq_lens, meta.max_query_len,
+        return ops.contiguous_prefill_attention(q, buf, qsl, meta.seq_lens[nd:], meta.max_query_len,
                                                 max(meta.seq_lens_host[nd:]), self.scale, self.v_dim)
 
     def _expand(self, latents: torch.Tensor):

@@ -8,6 +8,7 @@ early_stopping, ignore_eos. Sampling fields do not apply. Not streamed: a beam's
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 
@@ -35,10 +36,10 @@ async def beam_search_completion(ctx: ServingContext, req: CompletionRequest, re
     timings = [RequestTiming(arrival=time.monotonic()) for _ in token_lists]
     eos = tuple(ctx.engine.eos_token_ids)
 
-    async def score(sequences: list[list[int]], k: int, prompt_index: int, step: list[int]):
+    async def score(sequences: list[list[int]], k: int, prompt_index: int, steps: itertools.count):
         params = next_token_params(k)
-        step[0] += 1
-        ids = [f"{request_id}-beam-{tag}-{prompt_index}-{step[0]}-{i}" for i in range(len(sequences))]
+        step = next(steps)
+        ids = [f"{request_id}-beam-{tag}-{prompt_index}-{step}-{i}" for i in range(len(sequences))]
 
         async def one(seq, rid):
             top = None
@@ -56,8 +57,8 @@ async def beam_search_completion(ctx: ServingContext, req: CompletionRequest, re
             params.validate(len(eos))
         except ConfigError as e:
             raise invalid_param(e.message, "n") from None
-        step = [0]
-        found = await beam_search_async(lambda seqs, k: score(seqs, k, index, step), [prompt], params, eos)
+        steps = itertools.count()
+        found = await beam_search_async(lambda seqs, k: score(seqs, k, index, steps), [prompt], params, eos)
         timings[index].finished = time.monotonic()
         return found[0]
 
