@@ -27,10 +27,12 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8_e4m3": 1, "fp8": 
 
 @dataclass(frozen=True)
 class QuantConfig:
-    method: str  # "fp8"
+    method: str  # quant_method of config.json: "fp8", "awq", "gptq", "compressed-tensors"
     fmt: str  # "e4m3"
     weight_block_size: tuple[int, int] | None  # (128, 128) for DeepSeek-V3 block FP8
     activation_scheme: str = "dynamic"
+    # the whole quantization_config mapping: each method's LinearMethod reads its own keys (bits, group_size, ...)
+    source: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class ModelConfig:
                 fmt=str(q.get("fmt", "e4m3")),
                 weight_block_size=tuple(block) if block else None,
                 activation_scheme=str(q.get("activation_scheme", "dynamic")),
+                source=dict(q),
             )
         is_deepseek = family.startswith("deepseek")
         rope_theta, rope_scaling = _rope_settings(cfg)
