@@ -6,7 +6,12 @@
   -> y [T, N] = Σ_kblocks (x_fp8 · w_fp8ᵀ) · x_scale · w_scale: FP8 tensor-core dots accumulated in fp32, each
   K-block's partial product rescaled by its activation and weight scales.
 Twins: vdeploy_kernels.reference_deepseek.{quantize_act_per_token_group, w8a8_block_matmul}.
-No autotune (it needs a GPU at import/launch time): tile sizes come from _matmul_config.
+
+Tiles come from a tuned table per (N, K, GPU kind) and token count (fp8_gemm_configs.py, written once by
+benchmarks/kernels/tune_fp8_gemm.py), else a heuristic; never an autotune at launch. A config may split K over
+several programs (decode: a 7168-wide output has too few N tiles to keep 132 SMs streaming weights) — their fp32
+partial sums are added by a second small kernel, in a fixed order, so results do not depend on timing — or name
+cuBLAS's block-scaled GEMM (torch._scaled_mm, 1x128 x 128x128 scales, Hopper) where the tuner found it faster.
 """
 
 from __future__ import annotations
@@ -51,18 +56,32 @@ def _w8a8_block_matmul_kernel(
     stride_as_m, stride_bs_n,
     BLOCK_N_SCALE: tl.constexpr, BLOCK_K_SCALE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
+    # program ids: axis 0 walks output tiles in GROUP_M-row bands (neighbouring programs share weight tiles in L2),
+    # axis 1 is the K split; with SPLIT_K > 1, c is an fp32 workspace [SPLIT_K, M, N] of partial sums
+    pid = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    band = pid // (GROUP_M * tiles_n)
+    first_m = band * GROUP_M
+    band_rows = min(tiles_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % (GROUP_M * tiles_n)) % band_rows
+    pid_n = (pid % (GROUP_M * tiles_n)) // band_rows
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # [BM]
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
     offs_k = tl.arange(0, BLOCK_K)
-    a_ptrs = a_ptr + offs_m[:, None] * stride_am + offs_k[None, :]  # [BM, BK]
-    b_ptrs = b_ptr + offs_n[None, :] * stride_bn + offs_k[:, None]  # [BK, BN] (w is [N, K])
+    k_blocks = tl.cdiv(K, BLOCK_K)
+    per_split = tl.cdiv(k_blocks, SPLIT_K)
+    kb_start = pid_k * per_split
+    kb_end = min(kb_start + per_split, k_blocks)
+    a_ptrs = a_ptr + offs_m[:, None] * stride_am + (kb_start * BLOCK_K + offs_k)[None, :]  # [BM, BK]
+    b_ptrs = b_ptr + offs_n[None, :] * stride_bn + (kb_start * BLOCK_K + offs_k)[:, None]  # [BK, BN] (w is [N, K])
     as_ptrs = as_ptr + offs_m * stride_as_m
-    bs_ptrs = bs_ptr + (offs_n // BLOCK_N_SCALE) * stride_bs_n
+    bs_ptrs = bs_ptr + (offs_n // BLOCK_N_SCALE) * stride_bs_n  # one weight scale per column's 128-row block
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for kb in range(0, tl.cdiv(K, BLOCK_K)):
+    for kb in range(kb_start, kb_end):
         k_left = K - kb * BLOCK_K
         a = tl.load(a_ptrs, mask=(offs_m[:, None] < M) & (offs_k[None, :] < k_left), other=0.0)
         b = tl.load(b_ptrs, mask=(offs_n[None, :] < N) & (offs_k[:, None] < k_left), other=0.0)
@@ -72,17 +91,34 @@ def _w8a8_block_matmul_kernel(
         acc += tl.dot(a, b) * a_s[:, None] * b_s[None, :]
         a_ptrs += BLOCK_K
         b_ptrs += BLOCK_K
-    c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :]
+    c_ptrs = c_ptr + pid_k * M * N + offs_m[:, None] * stride_cm + offs_n[None, :]
     tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
 
 
-def _matmul_config(m: int) -> tuple[int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages): small M (decode) wants narrow M tiles and many N tiles."""
-    if m <= 16:
-        return 16, 64, 4, 4
-    if m <= 64:
-        return 64, 64, 4, 4
-    return 128, 128, 8, 3
+@triton.jit
+def _sum_splits_kernel(ws_ptr, out_ptr, numel, SPLIT_K: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < numel
+    acc = tl.load(ws_ptr + offs, mask=mask, other=0.0)
+    for s in range(1, SPLIT_K):  # a fixed order: split 0 + split 1 + ...
+        acc += tl.load(ws_ptr + s * numel + offs, mask=mask, other=0.0)
+    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def _scaled_mm_block(x_fp8, x_scale, w_fp8, w_scale_inv, out_dtype):
+    """cuBLAS block-scaled GEMM (torch._scaled_mm, Hopper). Its layout rules: M padded to a multiple of 4, the
+    activation scales K-block-major, the weight scales padded to a multiple of 4 K-blocks and K-block-major."""
+    m, k = x_fp8.shape
+    pad_m = -(-m // 4) * 4
+    if pad_m != m:
+        x_fp8 = torch.nn.functional.pad(x_fp8.view(torch.uint8), (0, 0, 0, pad_m - m)).view(torch.float8_e4m3fn)
+        x_scale = torch.nn.functional.pad(x_scale, (0, 0, 0, pad_m - m), value=1.0)
+    kb = x_scale.shape[1]
+    kb4 = -(-kb // 4) * 4
+    a_scale = x_scale.t().contiguous().t()  # [M, KB], stride (1, M)
+    b_scale = torch.nn.functional.pad(w_scale_inv, (0, kb4 - kb)).t()  # [KB4, NB], stride (1, KB4)
+    y = torch._scaled_mm(x_fp8, w_fp8.t(), scale_a=a_scale, scale_b=b_scale, out_dtype=out_dtype)
+    return y[:m]
 
 
 def w8a8_block_matmul(
@@ -92,23 +128,35 @@ def w8a8_block_matmul(
     w_scale_inv: torch.Tensor,
     block: tuple[int, int] = (128, 128),
     out_dtype: torch.dtype = torch.bfloat16,
+    config: dict | None = None,
 ) -> torch.Tensor:
+    from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
+
     m, k = x_fp8.shape
     n = w_fp8.shape[0]
     bn_scale, bk_scale = block
-    block_m, block_n, warps, stages = _matmul_config(m)
-    block_n = min(block_n, bn_scale)  # one weight scale per N tile
-    out = torch.empty(m, n, dtype=out_dtype, device=x_fp8.device)
     if m == 0:
-        return out
-    grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
+        return torch.empty(m, n, dtype=out_dtype, device=x_fp8.device)
+    if config is None:
+        config = block_gemm_config(m, n, k, block, None if x_fp8.device.type != "cuda" else x_fp8.device.index or 0)
+    if config.get("backend") == "scaled_mm":
+        return _scaled_mm_block(x_fp8, x_scale, w_fp8, w_scale_inv, out_dtype)
+    block_m, block_n = config["block_m"], config["block_n"]
+    split_k = config.get("split_k", 1)
+    out = torch.empty(m, n, dtype=out_dtype, device=x_fp8.device)
+    target = out if split_k == 1 else torch.empty(split_k, m, n, dtype=torch.float32, device=x_fp8.device)
+    grid = (triton.cdiv(m, block_m) * triton.cdiv(n, block_n), split_k)
     _w8a8_block_matmul_kernel[grid](
-        x_fp8, w_fp8, out, x_scale, w_scale_inv,
+        x_fp8, w_fp8, target, x_scale, w_scale_inv,
         m, n, k,
-        x_fp8.stride(0), w_fp8.stride(0), out.stride(0),
+        x_fp8.stride(0), w_fp8.stride(0), n,
         x_scale.stride(0), w_scale_inv.stride(0),
         BLOCK_N_SCALE=bn_scale, BLOCK_K_SCALE=bk_scale,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=bk_scale,
-        num_warps=warps, num_stages=stages,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=config.get("block_k", bk_scale),
+        GROUP_M=config.get("group_m", 1), SPLIT_K=split_k,
+        num_warps=config["num_warps"], num_stages=config["num_stages"],
     )
+    if split_k > 1:
+        numel, chunk = m * n, 1024
+        _sum_splits_kernel[(triton.cdiv(numel, chunk),)](target, out, numel, SPLIT_K=split_k, BLOCK=chunk)
     return out

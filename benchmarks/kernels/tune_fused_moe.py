@@ -131,9 +131,10 @@ def main() -> None:
     parser.add_argument("--out-dir", default=None, help="default: $VDEPLOY_HOME/kernel_configs/fused_moe")
     parser.add_argument("--report", default=None, help="JSON with the timings, the roofline and the diffs")
     args = parser.parse_args()
-    from vdeploy_kernels.moe_configs import config_name, tuned_dirs
+    from vdeploy_kernels.moe_configs import KIND, config_name
+    from vdeploy_kernels.tuned_tables import tuned_dirs
 
-    out_dir = Path(args.out_dir) if args.out_dir else tuned_dirs()[0]
+    out_dir = Path(args.out_dir) if args.out_dir else tuned_dirs(KIND)[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -26,6 +26,45 @@ def test_w8a8_block_matmul_matches_twin(m, n, k):
     assert rel_err(out, ref.w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.float32)) < 1e-5
 
 
+@pytest.mark.parametrize("config", [
+    {"block_m": 16, "block_n": 32, "num_warps": 4, "num_stages": 2, "split_k": 3},  # K blocks 3: one per split
+    {"block_m": 16, "block_n": 256, "num_warps": 4, "num_stages": 2, "split_k": 2},  # 2 weight-scale rows per tile
+    {"block_m": 16, "block_n": 64, "block_k": 64, "num_warps": 4, "num_stages": 2, "group_m": 2},
+])
+def test_w8a8_block_matmul_split_k_and_bands_match_twin(config):
+    from vdeploy_kernels.fp8_gemm import w8a8_block_matmul
+
+    torch.manual_seed(1)
+    m, n, k = 40, 320, 384
+    wq, ws = ref.quantize_weight_block(torch.randn(n, k))
+    xq, xs = ref.quantize_act_per_token_group(torch.randn(m, k))
+    out = w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.float32, config=config)
+    assert rel_err(out, ref.w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.float32)) < 1e-5
+
+
+def test_block_gemm_config_reads_the_tuned_table(tmp_path, monkeypatch):
+    import json
+
+    from vdeploy_kernels import fp8_gemm_configs, tuned_tables
+
+    name = fp8_gemm_configs.config_name(7168, 16384, (128, 128), "NVIDIA H200")
+    assert name == "N7168-K16384-block128x128-NVIDIA_H200.json"
+    local = tmp_path / "kernel_configs" / "fp8_block_gemm"
+    local.mkdir(parents=True)
+    table = {"1": {"block_m": 16, "block_n": 32, "num_warps": 4, "num_stages": 5, "split_k": 4},
+             "4096": {"backend": "scaled_mm"}}
+    (local / name).write_text(json.dumps(table))
+    monkeypatch.setenv("VDEPLOY_HOME", str(tmp_path))
+    monkeypatch.setattr(tuned_tables, "device_name", lambda index: "NVIDIA H200")
+    tuned_tables.load_table.cache_clear()
+    try:
+        assert fp8_gemm_configs.block_gemm_config(2, 7168, 16384, (128, 128), 0)["split_k"] == 4
+        assert fp8_gemm_configs.block_gemm_config(3000, 7168, 16384, (128, 128), 0) == {"backend": "scaled_mm"}
+        assert fp8_gemm_configs.block_gemm_config(2, 7168, 16384, (128, 128), None) == fp8_gemm_configs.default_config(2)
+    finally:
+        tuned_tables.load_table.cache_clear()
+
+
 def _routing(t, e, k, seed):
     gen = torch.Generator().manual_seed(seed)
     ids = torch.stack([torch.randperm(e, generator=gen)[:k] for _ in range(t)])
@@ -58,7 +97,7 @@ def test_fused_moe_gives_the_same_result_under_every_tile_config(block_m, block_
 def test_moe_config_takes_the_nearest_tuned_token_count_and_prefers_the_local_table(tmp_path, monkeypatch):
     import json
 
-    from vdeploy_kernels import moe_configs
+    from vdeploy_kernels import moe_configs, tuned_tables
 
     name = moe_configs.config_name(64, 1408, 2048, False, "NVIDIA H200")
     assert name == "E64-I1408-H2048-bf16-NVIDIA_H200.json"
@@ -67,16 +106,16 @@ def test_moe_config_takes_the_nearest_tuned_token_count_and_prefers_the_local_ta
     local.mkdir(parents=True)
     (local / name).write_text(json.dumps({str(t): {"block_m": t, "w13": gemm, "w2": gemm} for t in (16, 64, 256)}))
     monkeypatch.setenv("VDEPLOY_HOME", str(tmp_path))
-    monkeypatch.setattr(moe_configs, "_device_name", lambda index: "NVIDIA H200")
-    moe_configs._load_table.cache_clear()
+    monkeypatch.setattr(tuned_tables, "device_name", lambda index: "NVIDIA H200")
+    tuned_tables.load_table.cache_clear()
     try:
         picked = [moe_configs.moe_config(t, 64, 1408, 2048, 6, False, 0)["block_m"] for t in (1, 30, 50, 200, 9999)]
         assert picked == [16, 16, 64, 256, 256]
         # another GPU kind has no table: the heuristic, never a sweep at start
-        monkeypatch.setattr(moe_configs, "_device_name", lambda index: "NVIDIA A100")
+        monkeypatch.setattr(tuned_tables, "device_name", lambda index: "NVIDIA A100")
         assert moe_configs.moe_config(1, 64, 1408, 2048, 6, False, 0) == moe_configs.default_config(1, 64, 6, False)
     finally:
-        moe_configs._load_table.cache_clear()
+        tuned_tables.load_table.cache_clear()
 
 
 def test_fused_moe_fp8_matches_twin_on_dequantized_weights():

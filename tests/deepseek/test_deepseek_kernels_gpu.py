@@ -39,8 +39,14 @@ def test_w8a8_block_matmul(m, n, k):
 
     wq, ws = ref.quantize_weight_block(torch.randn(n, k, device="cuda"))
     xq, xs = ref.quantize_act_per_token_group(torch.randn(m, k, device="cuda"))
+    expected = ref.w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.float32)
     out = w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.bfloat16)
-    assert rel_err(out, ref.w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.float32)) < 1e-2
+    assert rel_err(out, expected) < 1e-2
+    split = {"block_m": 16, "block_n": 64, "num_warps": 4, "num_stages": 4, "split_k": 4, "group_m": 8}
+    assert rel_err(w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.bfloat16, config=split), expected) < 1e-2
+    if torch.cuda.get_device_capability() == (9, 0):  # cuBLAS's block-scaled GEMM: Hopper only
+        cublas = w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.bfloat16, config={"backend": "scaled_mm"})
+        assert rel_err(cublas, expected) < 1e-2
 
 
 @pytest.mark.parametrize("t,fp8", [(1, False), (64, False), (1, True), (33, True), (512, True)])

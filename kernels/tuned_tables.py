@@ -1,0 +1,53 @@
+"""Tuned kernel tile tables: one JSON file per (kernel kind, shape, GPU kind), mapping a token count to a config.
+
+Files are written on the GPU by the tuners in benchmarks/kernels/ (minutes, once per shape and GPU kind) and looked
+up first in `$VDEPLOY_HOME/kernel_configs/<kind>/` (a local tuning run), then in the shipped `configs/<kind>/`
+beside this file. The nearest tabulated token count is used. No file: the caller's heuristic (never a JIT sweep at
+engine start). File names use plain characters so they travel to and from lent machines.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import json
+import os
+from pathlib import Path
+
+SHIPPED_ROOT = Path(__file__).resolve().parent / "configs"
+
+
+def tuned_dirs(kind: str) -> list[Path]:
+    home = os.environ.get("VDEPLOY_HOME") or str(Path.home() / ".cache" / "vdeploy")
+    return [Path(home).expanduser() / "kernel_configs" / kind, SHIPPED_ROOT / kind]
+
+
+def device_tag(device_name: str) -> str:
+    """'NVIDIA H200' -> 'NVIDIA_H200' (the file-name spelling of a GPU kind)."""
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in device_name)
+
+
+@functools.lru_cache(maxsize=128)
+def load_table(kind: str, name: str) -> tuple[tuple[int, ...], tuple[dict, ...]] | None:
+    for folder in tuned_dirs(kind):
+        path = folder / name
+        if path.is_file():
+            table = {int(t): cfg for t, cfg in json.loads(path.read_text()).items()}
+            keys = tuple(sorted(table))
+            return keys, tuple(table[k] for k in keys)
+    return None
+
+
+def nearest(table: tuple[tuple[int, ...], tuple[dict, ...]], num_tokens: int) -> dict:
+    keys, configs = table
+    i = bisect.bisect_left(keys, num_tokens)
+    if i == len(keys) or (i > 0 and num_tokens - keys[i - 1] < keys[i] - num_tokens):
+        i -= 1
+    return configs[i]
+
+
+@functools.lru_cache(maxsize=16)
+def device_name(index: int) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(index)
