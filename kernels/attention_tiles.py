@@ -6,6 +6,11 @@ looked up in the request's block-table row and the tile is gathered token by tok
 page size BS, and a page size change never needs a new kernel.
 
 Scores live in the log2 domain (`qk_scale` already holds softmax_scale * log2(e)) so the online softmax uses exp2.
+
+FP8 cache (e4m3, one scale per layer and component): the tiles are converted to the query dtype in the inner loop
+(exact: every e4m3 value is a bf16/fp16 value) and the scales are folded outside it: k_scale into qk_scale and
+v_scale into the final output (see cache_scales). The twin dequantizes first (x_fp8 * scale); both agree up to
+float rounding.
 """
 
 from __future__ import annotations
@@ -14,6 +19,14 @@ import triton
 import triton.language as tl
 
 LOG2E = 1.4426950408889634
+
+
+def cache_scales(kv_cache, k_scale: float, v_scale: float) -> tuple[float, float]:
+    """(k_scale, v_scale) the kernels apply: the given ones for an fp8 cache, 1.0 otherwise (a 16-bit cache holds
+    the values themselves); a one-component cache (MLA latent) reads its values from the keys, so both are k_scale."""
+    if kv_cache.dtype.itemsize != 1:
+        return 1.0, 1.0
+    return k_scale, (v_scale if kv_cache.shape[0] == 2 else k_scale)
 
 
 @triton.jit

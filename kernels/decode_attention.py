@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, token_offsets
+from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, cache_scales, token_offsets
 
 MAX_SPLITS = 32  # enough to fill a 132-SM GPU from a single request with 8 KV heads (8 * 32 = 256 programs)
 PROGRAMS_PER_SM = 8  # split until about this many stage-1 programs per SM are in flight (4 left batch-256 GQA-4 decodes at 0.46 of bandwidth)
@@ -122,7 +122,7 @@ def _decode_split_kernel(
 
 @triton.jit
 def _decode_reduce_kernel(
-    part_out_ptr, part_lse_ptr, out_ptr, seq_lens_ptr, num_splits,
+    part_out_ptr, part_lse_ptr, out_ptr, seq_lens_ptr, num_splits, v_scale,
     stride_ot, stride_oh, stride_od,
     BLOCK_S: tl.constexpr, BLOCK_N: tl.constexpr,
     V_HEAD_DIM: tl.constexpr, BLOCK_DV: tl.constexpr,
@@ -144,7 +144,7 @@ def _decode_reduce_kernel(
     parts = tl.load(part_out_ptr + row[:, None] * BLOCK_DV + offs_dv[None, :], mask=s_valid[:, None], other=0.0)
     total = tl.sum(weight, 0)
     total = tl.where(total == 0.0, 1.0, total)  # seq_len 0: no split ran, the output is zeros
-    result = tl.sum(parts * weight[:, None], 0) / total  # [BDV]
+    result = tl.sum(parts * weight[:, None], 0) / total * v_scale  # [BDV]; v_scale: fp8 cache (1.0 otherwise)
     tl.store(out_ptr + req.to(tl.int64) * stride_ot + head * stride_oh + offs_dv * stride_od,
              result.to(out_ptr.dtype.element_ty), mask=offs_dv < V_HEAD_DIM)
 
@@ -159,13 +159,17 @@ def decode_attention(
     scale: float,
     v_head_dim: int,
     config: DecodeConfig | None = None,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> None:
-    """Attention of the single query token of requests [0, num_decodes) over their paged contexts."""
+    """Attention of the single query token of requests [0, num_decodes) over their paged contexts.
+    k_scale / v_scale: an fp8 cache's per-layer scales (ignored for other caches; see attention_tiles)."""
     if num_decodes == 0:
         return
     num_heads, head_dim = q.shape[1], q.shape[2]
     page_size, num_kv_heads = kv_cache.shape[2], kv_cache.shape[3]
     group = num_heads // num_kv_heads
+    k_scale, v_scale = cache_scales(kv_cache, k_scale, v_scale)
     cfg = config or default_decode_config(num_decodes, num_kv_heads, head_dim, q.device)
     block_dv = triton.next_power_of_2(v_head_dim)
     # scratch is allocated per call: inside CUDA-graph capture it comes from the graph's private pool
@@ -173,7 +177,7 @@ def decode_attention(
     part_lse = torch.empty(num_decodes, num_heads, cfg.num_splits, dtype=torch.float32, device=q.device)
     _decode_split_kernel[(num_decodes, num_kv_heads, cfg.num_splits)](
         q, kv_cache, part_out, part_lse, block_tables, seq_lens,
-        scale * LOG2E, 1 if kv_cache.shape[0] == 2 else 0, cfg.num_splits,
+        scale * k_scale * LOG2E, 1 if kv_cache.shape[0] == 2 else 0, cfg.num_splits,
         q.stride(0), q.stride(1), q.stride(2),
         *kv_cache.stride(),
         block_tables.stride(0),
@@ -184,7 +188,7 @@ def decode_attention(
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     _decode_reduce_kernel[(num_decodes, num_heads)](
-        part_out, part_lse, out, seq_lens, cfg.num_splits,
+        part_out, part_lse, out, seq_lens, cfg.num_splits, v_scale,
         out.stride(0), out.stride(1), out.stride(2),
         BLOCK_S=triton.next_power_of_2(cfg.num_splits), BLOCK_N=cfg.block_n,
         V_HEAD_DIM=v_head_dim, BLOCK_DV=block_dv, num_warps=4,

@@ -1,7 +1,7 @@
 """MLA attention over the paged latent cache, absorbed form (Triton, split-KV with a reduction step).
 
-mla_attention(q [T, H, L+R], kv_cache [1, NB, BS, 1, L+R], meta: AttentionMetadata, scale, kv_lora_rank=L)
-  -> out [T, H, L]
+mla_attention(q [T, H, L+R], kv_cache [1, NB, BS, 1, L+R], meta: AttentionMetadata, scale, kv_lora_rank=L,
+              kv_scale=1.0) -> out [T, H, L]
 q is the absorbed query: (q_nope · W_UK) ‖ q_rope. Every head attends to the same cached vectors
 (c_kv ‖ k_rope), so this is multi-query attention with keys of width L+R (576 for R1) and values = the first L
 channels (512). One program handles BLOCK_H heads of one query row and one KV split; the heads form the M dimension
@@ -11,6 +11,8 @@ Prefill and extend rows use the same kernel: each query token becomes a row whos
 (causal), so chunked prefill and prefix-cache hits need nothing special. That re-reads the context once per query
 token, which is fine for decode-dominated serving but not optimal for long prompts (see docs/performance.md).
 Grid shape depends only on T (fixed splits), so the kernel can be captured in a CUDA graph.
+FP8 latent cache (e4m3, cached = latent / kv_scale, one scale per layer): tiles are converted to q's dtype in the inner
+loop (exact) and kv_scale is folded into the softmax scale and the partial outputs, outside the loop.
 Twin: vdeploy_kernels.reference_deepseek.mla_attention.
 """
 
@@ -24,7 +26,7 @@ import triton.language as tl
 @triton.jit
 def _mla_split_kernel(
     q_ptr, cache_ptr, block_tables_ptr, row_req_ptr, row_len_ptr, part_out_ptr, part_lse_ptr,
-    scale, H, stride_qt, stride_qh, stride_bt, max_blocks_per_split,
+    scale, out_scale, H, stride_qt, stride_qh, stride_bt, max_blocks_per_split,
     BLOCK_SIZE: tl.constexpr, L: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
 ):
@@ -57,6 +59,8 @@ def _mla_split_kernel(
         k_nope = tl.load(kv_base[:, None] + offs_l[None, :], mask=tok_mask[:, None], other=0.0)  # [BN, L]
         k_rope = tl.load(kv_base[:, None] + L + offs_r[None, :], mask=tok_mask[:, None] & (offs_r[None, :] < R),
                          other=0.0)  # [BN, R_PAD]
+        k_nope = k_nope.to(q_nope.dtype)  # fp8 cache: exact widening (a no-op for a cache in q's dtype)
+        k_rope = k_rope.to(q_rope.dtype)
         s = tl.dot(q_nope, tl.trans(k_nope)) + tl.dot(q_rope, tl.trans(k_rope))  # [BH, BN]
         s = s * scale
         s = tl.where(tok_mask[None, :], s, float("-inf"))
@@ -68,7 +72,8 @@ def _mla_split_kernel(
         m_i = m_new
     out_base = part_out_ptr + ((row * H + heads) * NUM_SPLITS + split) * L
     has = l_i > 0
-    tl.store(out_base[:, None] + offs_l[None, :], acc / tl.where(has, l_i, 1.0)[:, None], mask=head_mask[:, None])
+    tl.store(out_base[:, None] + offs_l[None, :], acc / tl.where(has, l_i, 1.0)[:, None] * out_scale,
+             mask=head_mask[:, None])
     lse = tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf"))
     tl.store(part_lse_ptr + (row * H + heads) * NUM_SPLITS + split, lse, mask=head_mask)
 
@@ -110,7 +115,7 @@ def decode_tiles(num_heads: int) -> dict:
 
 
 def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, kv_lora_rank: int,
-                  num_splits: int | None = None, tiles: dict | None = None) -> torch.Tensor:
+                  num_splits: int | None = None, tiles: dict | None = None, kv_scale: float = 1.0) -> torch.Tensor:
     t, h, width = q.shape
     rope = width - kv_lora_rank
     out = torch.empty(t, h, kv_lora_rank, dtype=q.dtype, device=q.device)
@@ -126,9 +131,10 @@ def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, k
     part_lse = torch.empty(t, h, num_splits, dtype=torch.float32, device=q.device)
     block_size = kv_cache.shape[2]
     cache = kv_cache.view(-1, width)  # [NB*BS, L+R]
+    kv_scale = kv_scale if kv_cache.dtype.itemsize == 1 else 1.0  # only an fp8 cache is scaled
     _mla_split_kernel[(t, head_blocks, num_splits)](
         q, cache, meta.block_tables, row_req, row_len, part_out, part_lse,
-        scale, h, q.stride(0), q.stride(1), meta.block_tables.stride(0), 0,
+        scale * kv_scale, kv_scale, h, q.stride(0), q.stride(1), meta.block_tables.stride(0), 0,
         BLOCK_SIZE=block_size, L=kv_lora_rank, R=rope, R_PAD=max(triton.next_power_of_2(rope), 16),
         BLOCK_H=block_h, BLOCK_N=tiles["block_n"], NUM_SPLITS=num_splits, num_warps=tiles["num_warps"],
         num_stages=tiles["num_stages"],

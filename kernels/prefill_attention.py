@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, token_offsets
+from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, cache_scales, token_offsets
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def default_prefill_config(head_dim: int, device: torch.device, max_query_len: i
 @triton.jit
 def _prefill_kernel(
     q_ptr, cache_ptr, out_ptr, block_tables_ptr, query_start_loc_ptr, seq_lens_ptr,
-    first_req, qk_scale, v_component,
+    first_req, qk_scale, v_component, v_scale,
     stride_qt, stride_qh, stride_qd,
     stride_ck, stride_cb, stride_cs, stride_ch, stride_cd,
     stride_ot, stride_oh, stride_od,
@@ -116,7 +116,7 @@ def _prefill_kernel(
                                     True, True)
 
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # only padding rows can have l == 0; they are not stored
-    result = acc / l_safe[:, None]
+    result = acc / l_safe[:, None] * v_scale  # v_scale: an fp8 cache's value scale (1.0 otherwise)
     tl.store(out_ptr + q_rows[:, None] * stride_ot + head * stride_oh + offs_dv[None, :] * stride_od,
              result.to(out_ptr.dtype.element_ty), mask=row_valid[:, None] & (offs_dv[None, :] < V_HEAD_DIM))
 
@@ -134,17 +134,21 @@ def prefill_attention(
     scale: float,
     v_head_dim: int,
     config: PrefillConfig | None = None,
+    k_scale: float = 1.0,
+    v_scale: float = 1.0,
 ) -> None:
-    """Causal paged attention for requests [first_req, first_req + num_reqs); writes their rows of `out`."""
+    """Causal paged attention for requests [first_req, first_req + num_reqs); writes their rows of `out`.
+    k_scale / v_scale: an fp8 cache's per-layer scales (ignored for other caches; see attention_tiles)."""
     if num_reqs == 0 or max_query_len == 0:
         return
+    k_scale, v_scale = cache_scales(kv_cache, k_scale, v_scale)
     num_heads, head_dim = q.shape[1], q.shape[2]
     page_size, num_kv_heads = kv_cache.shape[2], kv_cache.shape[3]
     cfg = config or default_prefill_config(head_dim, q.device, max_query_len)
     grid = (triton.cdiv(max_query_len, cfg.block_m), num_heads, num_reqs)
     _prefill_kernel[grid](
         q, kv_cache, out, block_tables, query_start_loc, seq_lens,
-        first_req, scale * LOG2E, 1 if kv_cache.shape[0] == 2 else 0,
+        first_req, scale * k_scale * LOG2E, 1 if kv_cache.shape[0] == 2 else 0, v_scale,
         q.stride(0), q.stride(1), q.stride(2),
         *kv_cache.stride(),
         out.stride(0), out.stride(1), out.stride(2),

@@ -2,22 +2,47 @@
 
 Written for clarity, computed in float32, returned in the input dtype.
 Shapes: T tokens, H query heads, Hk KV heads, D head dim, B requests, NB blocks, BS block size, K cache components.
+
+FP8 KV cache (float8_e4m3fn): one scale per layer and component (k_scale, v_scale; vLLM's convention): the cache holds
+saturate(x * (1 / scale)) and is read back as x_fp8 * scale. Scales are ignored for 16/32-bit caches.
 """
 
 from __future__ import annotations
 
 import torch
 
+from vdeploy_kernels.reference_deepseek import FP8_MAX
 
-def store_kv(k: torch.Tensor, v: torch.Tensor | None, kv_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+
+def is_fp8_cache(kv_cache: torch.Tensor) -> bool:
+    return kv_cache.dtype.itemsize == 1
+
+
+def quantize_kv(x: torch.Tensor, scale: float, cache_dtype: torch.dtype) -> torch.Tensor:
+    """x in the cache's dtype; for fp8: x * (1 / scale) in float32 (a product, as the kernel computes it), saturated
+    to +-448 (torch's cast would give NaN above it), rounded to nearest even."""
+    if cache_dtype.itemsize != 1:
+        return x.to(cache_dtype)
+    return (x.float() * (1.0 / scale)).clamp(-FP8_MAX, FP8_MAX).to(cache_dtype)
+
+
+def dequantize_kv(x: torch.Tensor, scale: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Cached values in `dtype`: x_fp8 * scale for an fp8 cache, a plain conversion otherwise."""
+    if x.dtype.itemsize != 1:
+        return x.to(dtype)
+    return (x.float() * scale).to(dtype)
+
+
+def store_kv(k: torch.Tensor, v: torch.Tensor | None, kv_cache: torch.Tensor, slot_mapping: torch.Tensor,
+             k_scale: float = 1.0, v_scale: float = 1.0) -> None:
     # k, v: [T, Hk, D]; kv_cache: [K, NB, BS, Hk, D]; slot_mapping: [T] (negative = padding, skipped)
     num_blocks, block_size = kv_cache.shape[1], kv_cache.shape[2]
     flat = kv_cache.view(kv_cache.shape[0], num_blocks * block_size, *kv_cache.shape[3:])
     valid = slot_mapping >= 0
     slots = slot_mapping[valid].long()
-    flat[0, slots] = k[valid].to(kv_cache.dtype)
+    flat[0, slots] = quantize_kv(k[valid], k_scale, kv_cache.dtype)
     if v is not None:
-        flat[1, slots] = v[valid].to(kv_cache.dtype)
+        flat[1, slots] = quantize_kv(v[valid], v_scale, kv_cache.dtype)
 
 
 def gather_kv(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_len: int, component: int) -> torch.Tensor:
@@ -28,8 +53,10 @@ def gather_kv(kv_cache: torch.Tensor, block_table: torch.Tensor, seq_len: int, c
     return blocks.reshape(-1, *kv_cache.shape[3:])[:seq_len]
 
 
-def paged_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, v_head_dim: int | None = None):
-    """q: [T, H, D]; kv_cache: [K, NB, BS, Hk, D] -> out [T, H, Dv].
+def paged_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, v_head_dim: int | None = None,
+                    k_scale: float = 1.0, v_scale: float = 1.0):
+    """q: [T, H, D]; kv_cache: [K, NB, BS, Hk, D] -> out [T, H, Dv]. An fp8 cache is dequantized with
+    k_scale / v_scale (K == 1: the values are the keys' channels, dequantized with k_scale).
 
     Query i of a request with q_len new tokens and context seq_len sits at position seq_len - q_len + i and sees
     keys [0, that position]. K == 1 (MLA latent cache) means values are the first `v_head_dim` channels of keys.
@@ -49,8 +76,11 @@ def paged_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float,
             break
         if q_len == 0:
             continue
-        k = gather_kv(kv_cache, meta.block_tables[i], seq_len, 0).float()  # [S, Hk, D]
-        v = gather_kv(kv_cache, meta.block_tables[i], seq_len, 1).float() if kv_cache.shape[0] == 2 else k[..., :dv]
+        k = dequantize_kv(gather_kv(kv_cache, meta.block_tables[i], seq_len, 0), k_scale)  # [S, Hk, D] fp32
+        if kv_cache.shape[0] == 2:
+            v = dequantize_kv(gather_kv(kv_cache, meta.block_tables[i], seq_len, 1), v_scale)
+        else:
+            v = k[..., :dv]
         qi = q[offset : offset + q_len].float()  # [q_len, H, D]
         k = k.repeat_interleave(group, dim=1)  # [S, H, D]
         v = v.repeat_interleave(group, dim=1)

@@ -72,14 +72,15 @@ def moe_loop(
 
 
 def mla_attention(
-    q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, kv_lora_rank: int
+    q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, kv_lora_rank: int, kv_scale: float = 1.0
 ) -> torch.Tensor:
     """Absorbed MLA over the paged latent cache. q [T, H, L + R] (q_nope·W_UK ‖ q_rope), kv_cache
     [1, NB, BS, 1, L + R] (c_kv ‖ k_rope) -> out [T, H, L]: attention output in latent space (W_UV applied after).
-    It is multi-query attention with keys = the whole cached vector and values = its first L channels."""
+    It is multi-query attention with keys = the whole cached vector and values = its first L channels.
+    An fp8 latent cache holds latent * (1 / kv_scale), one scale per layer for the whole vector."""
     from vdeploy_kernels.reference import paged_attention
 
-    return paged_attention(q, kv_cache, meta, scale, v_head_dim=kv_lora_rank)
+    return paged_attention(q, kv_cache, meta, scale, v_head_dim=kv_lora_rank, k_scale=kv_scale)
 
 
 def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len, max_seq_len, scale, v_head_dim):

@@ -13,7 +13,8 @@ from vdeploy.layers.forward_context import ForwardContext
 
 class Attention(nn.Module):
     """Heads are this rank's heads (already divided by TP). kv cache of this layer: ctx.kv_caches[layer_idx],
-    [2, NB, BS, Hk, D]."""
+    [2, NB, BS, Hk, D]. k_scale / v_scale: an fp8 cache's per-layer scales (cached = x / scale), 1.0 unless the
+    checkpoint carries them (see vdeploy.layers.kv_scales); host floats, so CUDA graphs bake them in."""
 
     def __init__(self, num_heads: int, head_dim: int, scale: float, num_kv_heads: int, layer_idx: int):
         super().__init__()
@@ -21,6 +22,7 @@ class Attention(nn.Module):
             raise ValueError(f"{num_heads} query heads cannot share {num_kv_heads} KV heads evenly")
         self.num_heads, self.head_dim, self.num_kv_heads = num_heads, head_dim, num_kv_heads
         self.scale, self.layer_idx = scale, layer_idx
+        self.k_scale, self.v_scale = 1.0, 1.0
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
         # q: [T, H * D], k, v: [T, Hk * D] -> [T, H * D]
@@ -33,8 +35,8 @@ class Attention(nn.Module):
             # before the KV cache exists (the memory-profiling warm-up run): plain causal attention per request
             out = self._attend_without_cache(q, k, v, ctx)
         else:
-            ops.store_kv(k, v, kv_cache, ctx.attn.slot_mapping)
-            out = ops.paged_attention(q, kv_cache, ctx.attn, self.scale)  # [T, H, D]
+            ops.store_kv(k, v, kv_cache, ctx.attn.slot_mapping, self.k_scale, self.v_scale)
+            out = ops.paged_attention(q, kv_cache, ctx.attn, self.scale, self.k_scale, self.v_scale)  # [T, H, D]
         return out.reshape(num_tokens, self.num_heads * self.head_dim)
 
     def _attend_without_cache(self, q, k, v, ctx: ForwardContext) -> torch.Tensor:

@@ -13,6 +13,8 @@ Decode rows take the absorbed form (one latent read serves every head). Prefill 
 form instead: their contexts are decompressed once through kv_b_proj and attended at head dim Dn + R (see
 _prefill_split), which is what a long prompt's FLOPs favour.
 `forward_naive` expands K and V per head from the cached latents: the test oracle for the absorbed path.
+FP8 latent cache (--kv-cache-dtype fp8): one scale per layer, `kv_scale` (default 1.0, or the checkpoint's
+`self_attn.k_scale` / `kv_scale`): the cache holds saturate(latent / kv_scale); every reader dequantizes with it.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class MLAttention(nn.Module):
         self.expand_ratio = max(1.0, per_moe_token / per_context_token)
         self.w_uk: torch.Tensor | None = None  # [H, Dn, L], set by prepare_absorbed_weights
         self.w_uv: torch.Tensor | None = None  # [H, Dv, L]
+        self.kv_scale = 1.0  # fp8 latent cache: cached = latent / kv_scale (a host float: CUDA graphs bake it in)
 
     def prepare_absorbed_weights(self) -> None:
         """Split kv_b_proj into W_UK and W_UV once, after loading (dequantized if the weight is FP8)."""
@@ -118,8 +121,8 @@ class MLAttention(nn.Module):
             return self._attend_uncached(q_nope, q_rope, entry, ctx)
         if self.w_uk is None:
             self.prepare_absorbed_weights()
-        ops.store_kv(entry, None, kv_cache, ctx.attn.slot_mapping)
-        split = self._prefill_split(ctx.attn, kv_cache, q_nope.dtype)  # first prefill row, or t: all absorbed
+        ops.store_kv(entry, None, kv_cache, ctx.attn.slot_mapping, self.kv_scale)
+        split = self._prefill_split(ctx.attn)  # first prefill row, or t: all absorbed
         parts = []
         if split > 0:
             parts.append(self._attend_absorbed(q_nope[:split], q_rope[:split], kv_cache, ctx))
@@ -132,17 +135,18 @@ class MLAttention(nn.Module):
         """Decode rows: MQA over the latent cache (rows are the first of the batch: the kernel maps them)."""
         q_lat = torch.bmm(q_nope.transpose(0, 1), self.w_uk).transpose(0, 1)  # [n, H, L]
         q_abs = torch.cat((q_lat, q_rope), dim=-1)  # [n, H, L + R]
-        o_lat = ops.mla_attention(q_abs, kv_cache, ctx.attn, self.scale, self.kv_lora_rank)  # [n, H, L]
+        o_lat = ops.mla_attention(q_abs, kv_cache, ctx.attn, self.scale, self.kv_lora_rank,
+                                  self.kv_scale)  # [n, H, L]
         return torch.bmm(o_lat.transpose(0, 1), self.w_uv.transpose(1, 2)).transpose(0, 1)  # [n, H, Dv]
 
-    def _prefill_split(self, meta, kv_cache: torch.Tensor, dtype: torch.dtype) -> int:
+    def _prefill_split(self, meta) -> int:
         """Row where the prefill/extend requests start when they take the expanded path, else T (all absorbed).
         Expanded prefill decompresses each context once (kv_b_proj) and runs flash attention at head dim
         Dn + R = 192 instead of the latent width 576 per query row: 3.4x fewer FLOPs, and query tiles of 64 rows
         share every key tile. It needs the host's lengths and a bounded transient (the decompressed K and V)."""
         t = int(meta.slot_mapping.shape[0])
         nd = meta.num_decodes
-        if meta.seq_lens_host is None or nd == meta.num_reqs or kv_cache.dtype != dtype:
+        if meta.seq_lens_host is None or nd == meta.num_reqs:
             return t
         if meta.prefill_context_len > t * self.expand_ratio:  # long cached prefixes: stay absorbed
             return t
@@ -153,7 +157,8 @@ class MLAttention(nn.Module):
         then causal attention of the rows over them. -> [n, H, Dv]"""
         nd = meta.num_decodes
         total = meta.prefill_context_len
-        latents = kv_cache.view(-1, self.kv_lora_rank + self.rope_dim)[meta.prefill_context_slots]  # [S, L + R]
+        gathered = kv_cache.view(-1, self.kv_lora_rank + self.rope_dim)[meta.prefill_context_slots]  # [S, L + R]
+        latents = ops.dequantize_kv(gathered, self.kv_scale, q_nope.dtype)  # fp8 cache -> q's dtype
         kv = self.kv_b_proj(latents[:, : self.kv_lora_rank].contiguous())  # [S, H·(Dn + Dv)]
         kv = kv.view(total, self.num_heads, self.nope_dim + self.v_dim)
         width = self.nope_dim + self.rope_dim
@@ -198,11 +203,12 @@ class MLAttention(nn.Module):
 
         q_nope, q_rope, entry = self._project(positions, hidden)
         kv_cache = ctx.kv_caches[self.layer_idx]
-        ops.store_kv(entry, None, kv_cache, ctx.attn.slot_mapping)
+        ops.store_kv(entry, None, kv_cache, ctx.attn.slot_mapping, self.kv_scale)
         q = torch.cat((q_nope, q_rope), dim=-1)
         out = torch.empty(q.shape[0], self.num_heads, self.v_dim, dtype=q.dtype, device=q.device)
         starts, seq_lens = ctx.attn.query_start_loc.tolist(), ctx.attn.seq_lens.tolist()
         for i, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
             latents = gather_kv(kv_cache, ctx.attn.block_tables[i], seq_lens[i], 0)[:, 0]  # [S, L + R]
+            latents = ops.dequantize_kv(latents, self.kv_scale, q.dtype)
             out[a:b] = self._attend(q[a:b], latents, seq_lens[i] - (b - a))
         return self.o_proj(out.reshape(q.shape[0], -1))

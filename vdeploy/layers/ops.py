@@ -23,29 +23,40 @@ def _use_triton(x: torch.Tensor) -> bool:
     return True
 
 
-def store_kv(k: torch.Tensor, v: torch.Tensor | None, kv_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
-    """Write k [T, Hk, D] (and v) into kv_cache [K, NB, BS, Hk, D] at the flat slots of slot_mapping [T]."""
+def store_kv(k: torch.Tensor, v: torch.Tensor | None, kv_cache: torch.Tensor, slot_mapping: torch.Tensor,
+             k_scale: float = 1.0, v_scale: float = 1.0) -> None:
+    """Write k [T, Hk, D] (and v) into kv_cache [K, NB, BS, Hk, D] at the flat slots of slot_mapping [T].
+    An fp8 cache stores saturate(x / scale) with the layer's k_scale / v_scale (ignored for 16/32-bit caches)."""
     from vdeploy_kernels import reference
 
     if _use_triton(k):
         from vdeploy_kernels.store_kv import store_kv as triton_store_kv
 
-        return triton_store_kv(k, v, kv_cache, slot_mapping)
-    return reference.store_kv(k, v, kv_cache, slot_mapping)
+        return triton_store_kv(k, v, kv_cache, slot_mapping, k_scale, v_scale)
+    return reference.store_kv(k, v, kv_cache, slot_mapping, k_scale, v_scale)
 
 
 def paged_attention(
-    q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float
+    q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float,
+    k_scale: float = 1.0, v_scale: float = 1.0,
 ) -> torch.Tensor:
     """Causal attention of q [T, H, D] over each request's paged context (prefix + this step's tokens, already
-    stored). Returns [T, H, Dv]. GQA when H > Hk."""
+    stored). Returns [T, H, Dv]. GQA when H > Hk. An fp8 cache is read back as x_fp8 * k_scale / v_scale."""
     from vdeploy_kernels import reference
 
     if _use_triton(q):
         from vdeploy_kernels.paged_attention import paged_attention as triton_paged_attention
 
-        return triton_paged_attention(q, kv_cache, meta, scale)
-    return reference.paged_attention(q, kv_cache, meta, scale)
+        return triton_paged_attention(q, kv_cache, meta, scale, k_scale=k_scale, v_scale=v_scale)
+    return reference.paged_attention(q, kv_cache, meta, scale, k_scale=k_scale, v_scale=v_scale)
+
+
+def dequantize_kv(x: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """Cached vectors (e.g. gathered MLA latents) in `dtype`: x_fp8 * scale for an fp8 cache, else a conversion.
+    Plain torch on every device (one elementwise pass over a gathered copy)."""
+    from vdeploy_kernels.reference import dequantize_kv as reference_dequantize_kv
+
+    return reference_dequantize_kv(x, scale, dtype)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None):
@@ -114,15 +125,17 @@ def w8a8_block_linear(x, weight, weight_scale_inv, block=(128, 128), bias=None):
     return y if bias is None else y + bias
 
 
-def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float, kv_lora_rank: int):
-    """Absorbed MLA: q [T, H, L+R] over the latent cache [1, NB, BS, 1, L+R] -> [T, H, L]."""
+def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float, kv_lora_rank: int,
+                  kv_scale: float = 1.0):
+    """Absorbed MLA: q [T, H, L+R] over the latent cache [1, NB, BS, 1, L+R] -> [T, H, L]; an fp8 latent cache is
+    read back as x_fp8 * kv_scale."""
     if _use_triton(q):
         from vdeploy_kernels.mla_attention import mla_attention as triton_mla_attention
 
-        return triton_mla_attention(q, kv_cache, meta, scale, kv_lora_rank)
+        return triton_mla_attention(q, kv_cache, meta, scale, kv_lora_rank, kv_scale=kv_scale)
     from vdeploy_kernels.reference_deepseek import mla_attention as reference_mla_attention
 
-    return reference_mla_attention(q, kv_cache, meta, scale, kv_lora_rank)
+    return reference_mla_attention(q, kv_cache, meta, scale, kv_lora_rank, kv_scale=kv_scale)
 
 
 def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len: int, max_seq_len: int,
