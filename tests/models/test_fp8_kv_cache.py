@@ -17,7 +17,7 @@ TINY = dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_la
 PROMPTS = {"a": [3, 17, 250, 9, 41, 77, 5, 300, 12, 8, 64, 31, 2, 99], "b": [7, 7, 8, 100, 101], "c": [200, 1]}
 STEPS = 6
 # e4m3 keeps 3 mantissa bits (relative error <= 2^-4 per cached value); over this model's logits (|l| ~ 1-3) that
-# moves a logit by a few hundredths. 0.15 absolute is the stated bound (measured max ~0.05 on these weights).
+# moves a logit by about a tenth. 0.15 absolute is the stated bound (measured max 0.11 on these weights).
 LOGIT_ATOL = 0.15
 
 
