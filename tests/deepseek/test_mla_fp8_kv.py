@@ -59,3 +59,12 @@ def test_engine_with_fp8_latent_cache_agrees_and_holds_twice_the_blocks(checkpoi
     fp8, blocks8 = engine_run(checkpoint, "fp8", PROMPTS, steps=5, max_num_batched_tokens=8)  # chunked prefill too
     assert blocks8 == 2 * blocks_bf16
     assert assert_greedy_agrees(ref, fp8, near_tie=2 * LOGIT_ATOL) >= 10
+
+
+def test_checkpoint_k_scale_sets_the_latent_scale(checkpoint, tmp_path):
+    from tests.models.test_fp8_kv_cache import _with_tensors
+
+    path = _with_tensors(checkpoint, tmp_path / "scaled", {"model.layers.1.self_attn.k_scale": torch.tensor(0.05),
+                                                           "model.layers.1.self_attn.v_scale": torch.tensor(9.0)})
+    model, _ = load_ours(path)
+    assert [layer.self_attn.kv_scale for layer in model.model.layers] == [1.0, pytest.approx(0.05), 1.0]

@@ -110,3 +110,50 @@ def test_planner_and_spec_count_one_byte_per_fp8_value():
         assert bf16.bytes_per_block == 2 * fp8.bytes_per_block
         assert kv_bytes_per_token_per_layer(cfg, 1, 1) == fp8.bytes_per_token_per_layer
         assert kv_bytes_per_token_per_layer(cfg, 1, 2) == bf16.bytes_per_token_per_layer
+
+
+def _with_tensors(src, dst, extra: dict[str, torch.Tensor]):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    tensors = load_file(str(dst / "model.safetensors"))
+    save_file({**tensors, **extra}, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    return dst
+
+
+def test_scale_names_of_the_exporters():
+    from vdeploy.checkpoint.kv_scales import kv_scale_target
+
+    assert kv_scale_target("model.layers.3.self_attn.k_scale") == (3, "k")
+    assert kv_scale_target("model.layers.0.self_attn.attn.v_scale") == (0, "v")
+    assert kv_scale_target("model.layers.12.self_attn.kv_scale") == (12, "kv")
+    assert kv_scale_target("model.layers.1.self_attn.v_proj.output_scale") == (1, "v")
+    assert kv_scale_target("model.layers.1.self_attn.k_proj.weight_scale") is None
+    assert kv_scale_target("model.layers.1.mlp.down_proj.weight") is None
+
+
+def test_checkpoint_kv_scales_are_loaded_and_used(checkpoint, tmp_path):
+    path = _with_tensors(checkpoint, tmp_path / "scaled", {
+        "model.layers.0.self_attn.k_scale": torch.tensor(0.02), "model.layers.0.self_attn.v_scale": torch.tensor(0.01),
+        "model.layers.1.self_attn.kv_scale": torch.tensor([0.03])})
+    runner = _runner(path, torch.float8_e4m3fn)  # _runner resets the scales to 1.0: load again to see the file's
+    cfg = ModelConfig.from_path(path)
+    model = load_model(EngineConfig(model=str(path)), cfg, ParallelState(), "cpu", "float32", quiet=True)
+    attns = [layer.self_attn.attn for layer in model.model.layers]
+    assert [(a.k_scale, a.v_scale) for a in attns] == [(pytest.approx(0.02), pytest.approx(0.01)),
+                                                         (pytest.approx(0.03), pytest.approx(0.03))]
+    runner.model = model
+    ref = _prefill_then_decode(_runner(checkpoint, torch.float32), PROMPTS)
+    for a, b in zip(ref, _prefill_then_decode(runner, PROMPTS)):
+        assert (a - b).abs().max().item() < LOGIT_ATOL
+
+
+def test_per_head_kv_scales_are_refused_by_name(checkpoint, tmp_path):
+    from vdeploy.errors import CheckpointError
+
+    path = _with_tensors(checkpoint, tmp_path / "per_head", {"model.layers.0.self_attn.k_scale": torch.ones(2)})
+    with pytest.raises(CheckpointError, match="k_scale holds 2 values"):
+        load_model(EngineConfig(model=str(path)), ModelConfig.from_path(path), ParallelState(), "cpu", "float32",
+                   quiet=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from vdeploy.checkpoint.findings import Finding, error, info, warning
 from vdeploy.checkpoint.index import ShardMap
+from vdeploy.checkpoint.kv_scales import kv_scale_target
 from vdeploy.checkpoint.layout import SCALE_SUFFIX, expected_tensors, fp8_block, layer_of, scale_shape
 from vdeploy.checkpoint.safetensors_header import FP8_DTYPES, ShardHeader, TensorEntry
 from vdeploy.config import ModelConfig
@@ -111,6 +112,8 @@ def check_against_config(cfg: ModelConfig, tensors: dict[str, Located], out: Fin
         t = loc.entry
         if name.endswith(SCALE_SUFFIX):
             _check_scale(name, loc, tensors, block, out)
+            continue
+        if kv_scale_target(name) is not None:  # fp8 KV-cache scales: optional, applied by the loader
             continue
         spec = expected.get(name)
         if spec is None:

@@ -125,6 +125,12 @@ class WeightFiller:
         self.loaded: set[tuple[str, Any]] = set()
 
     def load(self, source: str, tensor_name: str, weight: LoadedWeight) -> None:
+        from vdeploy.checkpoint.kv_scales import apply_kv_scale, kv_scale_target, scale_value
+
+        kv_scale = kv_scale_target(tensor_name)
+        if kv_scale is not None:  # an fp8 KV-cache scale: a float on the layer's attention, not a parameter
+            apply_kv_scale(self.model, *kv_scale, scale_value(source, tensor_name, weight))
+            return
         target = self.model.map_checkpoint_name(tensor_name)
         if target is None:
             return
