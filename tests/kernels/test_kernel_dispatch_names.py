@@ -20,9 +20,12 @@ DISPATCHED = [
 @pytest.mark.parametrize("module,function", DISPATCHED)
 def test_dispatched_kernel_exists_with_the_ops_signature(module, function):
     kernel = getattr(importlib.import_module(f"vdeploy_kernels.{module}"), function)
-    op_params = list(inspect.signature(getattr(ops, function)).parameters)
-    kernel_params = list(inspect.signature(kernel).parameters)
-    assert kernel_params[: len(op_params)] == op_params
-    # anything the kernel adds must be optional, so the ops call stays valid
-    extra = list(inspect.signature(kernel).parameters.values())[len(op_params):]
+    op_signature = inspect.signature(getattr(ops, function)).parameters.values()
+    required = [p.name for p in op_signature if p.default is inspect.Parameter.empty]
+    optional = [p.name for p in op_signature if p.default is not inspect.Parameter.empty]  # passed by keyword
+    kernel_params = list(inspect.signature(kernel).parameters.values())
+    assert [p.name for p in kernel_params[: len(required)]] == required
+    assert set(optional) <= {p.name for p in kernel_params}
+    # anything else the kernel takes must be optional, so the ops call stays valid
+    extra = [p for p in kernel_params[len(required):] if p.name not in optional]
     assert all(p.default is not inspect.Parameter.empty for p in extra)
