@@ -14,7 +14,7 @@ from vdeploy.layers.forward_context import ForwardContext
 class Attention(nn.Module):
     """Heads are this rank's heads (already divided by TP). kv cache of this layer: ctx.kv_caches[layer_idx],
     [2, NB, BS, Hk, D]. k_scale / v_scale: an fp8 cache's per-layer scales (cached = x / scale), 1.0 unless the
-    checkpoint carries them (see vdeploy.layers.kv_scales); host floats, so CUDA graphs bake them in."""
+    checkpoint carries them (see vdeploy.checkpoint.kv_scales); host floats, so CUDA graphs bake them in."""
 
     def __init__(self, num_heads: int, head_dim: int, scale: float, num_kv_heads: int, layer_idx: int):
         super().__init__()
