@@ -1,8 +1,9 @@
 """MLA attention over the paged latent cache, absorbed form (Triton, split-KV with a reduction step).
 
-mla_attention(q [T, H, L+R], kv_cache [1, NB, BS, 1, L+R], meta: AttentionMetadata, scale, kv_lora_rank=L,
-              kv_scale=1.0) -> out [T, H, L]
-q is the absorbed query: (q_nope · W_UK) ‖ q_rope. Every head attends to the same cached vectors
+mla_attention(q [T, H, L+R] or q_lat [T, H, L], kv_cache [1, NB, BS, 1, L+R], meta: AttentionMetadata, scale,
+              kv_lora_rank=L, kv_scale=1.0, q_rope=None [T, H, R]) -> out [T, H, L]
+q is the absorbed query: (q_nope · W_UK) ‖ q_rope, either concatenated or as two tensors of any row/head strides
+(the model passes W_UK's bmm output as it comes, [H, T, L] transposed, so no concatenated copy is written). Every head attends to the same cached vectors
 (c_kv ‖ k_rope), so this is multi-query attention with keys of width L+R (576 for R1) and values = the first L
 channels (512). One program handles BLOCK_H heads of one query row and one KV split; the heads form the M dimension
 of the tensor-core dots, so each cached vector is read once per head block, not once per head.
@@ -25,8 +26,8 @@ import triton.language as tl
 
 @triton.jit
 def _mla_split_kernel(
-    q_ptr, cache_ptr, block_tables_ptr, row_req_ptr, row_len_ptr, part_out_ptr, part_lse_ptr,
-    scale, out_scale, H, stride_qt, stride_qh, stride_bt, max_blocks_per_split,
+    q_ptr, q_rope_ptr, cache_ptr, block_tables_ptr, row_req_ptr, row_len_ptr, part_out_ptr, part_lse_ptr, out_ptr,
+    scale, out_scale, H, stride_qt, stride_qh, stride_rt, stride_rh, stride_bt, stride_ot, stride_oh,
     BLOCK_SIZE: tl.constexpr, L: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
 ):
@@ -41,7 +42,8 @@ def _mla_split_kernel(
     offs_r = tl.arange(0, R_PAD)
     q_base = q_ptr + row * stride_qt + heads[:, None] * stride_qh
     q_nope = tl.load(q_base + offs_l[None, :], mask=head_mask[:, None], other=0.0)  # [BH, L]
-    q_rope = tl.load(q_base + L + offs_r[None, :], mask=head_mask[:, None] & (offs_r[None, :] < R), other=0.0)
+    rope_base = q_rope_ptr + row * stride_rt + heads[:, None] * stride_rh
+    q_rope = tl.load(rope_base + offs_r[None, :], mask=head_mask[:, None] & (offs_r[None, :] < R), other=0.0)
 
     tokens_per_split = tl.cdiv(tl.cdiv(ctx_len, NUM_SPLITS), BLOCK_N) * BLOCK_N
     start = split * tokens_per_split
@@ -70,10 +72,14 @@ def _mla_split_kernel(
         l_i = l_i * alpha + tl.sum(p, axis=1)
         acc = acc * alpha[:, None] + tl.dot(p.to(k_nope.dtype), k_nope)
         m_i = m_new
-    out_base = part_out_ptr + ((row * H + heads) * NUM_SPLITS + split) * L
     has = l_i > 0
-    tl.store(out_base[:, None] + offs_l[None, :], acc / tl.where(has, l_i, 1.0)[:, None] * out_scale,
-             mask=head_mask[:, None])
+    result = acc / tl.where(has, l_i, 1.0)[:, None] * out_scale  # [BH, L]
+    if NUM_SPLITS == 1:  # the whole context in one program: the final output, no partials and no reduce launch
+        out_rows = out_ptr + row * stride_ot + heads * stride_oh
+        tl.store(out_rows[:, None] + offs_l[None, :], result.to(out_ptr.dtype.element_ty), mask=head_mask[:, None])
+        return
+    out_base = part_out_ptr + ((row * H + heads) * NUM_SPLITS + split) * L
+    tl.store(out_base[:, None] + offs_l[None, :], result, mask=head_mask[:, None])
     lse = tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf"))
     tl.store(part_lse_ptr + (row * H + heads) * NUM_SPLITS + split, lse, mask=head_mask)
 
@@ -94,16 +100,6 @@ def _mla_reduce_kernel(part_out_ptr, part_lse_ptr, out_ptr, H, stride_ot, stride
     tl.store(out_ptr + row * stride_ot + head * stride_oh + offs_l, out.to(out_ptr.dtype.element_ty))
 
 
-def _rows_from_meta(meta, num_tokens: int, device):
-    """Per query token: its request index and the context length it may see (causal), all on device."""
-    qsl = meta.query_start_loc.to(device).long()
-    tok = torch.arange(num_tokens, device=device)
-    req = torch.searchsorted(qsl[1:], tok, right=True)  # [T]
-    q_len = qsl[req + 1] - qsl[req]
-    row_len = meta.seq_lens.to(device).long()[req] - q_len + (tok - qsl[req]) + 1
-    return req.to(torch.int32), row_len.to(torch.int32)
-
-
 def decode_tiles(num_heads: int) -> dict:
     """Heads per program: every head block re-reads the whole context, so R1's 128 heads (TP 1-2) take 64 per
     program (2 reads of the cache instead of 8 with 16-head blocks), at 8 warps to hold the [64, L] accumulator.
@@ -115,30 +111,38 @@ def decode_tiles(num_heads: int) -> dict:
 
 
 def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, kv_lora_rank: int,
-                  num_splits: int | None = None, tiles: dict | None = None, kv_scale: float = 1.0) -> torch.Tensor:
-    t, h, width = q.shape
-    rope = width - kv_lora_rank
+                  num_splits: int | None = None, tiles: dict | None = None, kv_scale: float = 1.0,
+                  q_rope: torch.Tensor | None = None) -> torch.Tensor:
+    if q_rope is None:  # one concatenated query: two views of it
+        q, q_rope = q[..., :kv_lora_rank], q[..., kv_lora_rank:]
+    t, h, _ = q.shape
+    rope = q_rope.shape[-1]
+    width = kv_lora_rank + rope
+    assert q.stride(-1) == 1 and q_rope.stride(-1) == 1, "the channels of a query row must be contiguous"
     out = torch.empty(t, h, kv_lora_rank, dtype=q.dtype, device=q.device)
     if t == 0:
         return out
-    row_req, row_len = _rows_from_meta(meta, t, q.device)
+    row_req, row_len = (x[:t] for x in meta.query_rows)  # computed once per step for every layer
     tiles = tiles or decode_tiles(h)
     block_h = tiles["block_h"]
     head_blocks = triton.cdiv(h, block_h)
     if num_splits is None:  # enough programs to fill the GPU when rows are few; fixed per T (graph-safe)
         num_splits = max(1, min(16, triton.next_power_of_2(max(1, 264 // (t * head_blocks)))))
-    part_out = torch.empty(t, h, num_splits, kv_lora_rank, dtype=torch.float32, device=q.device)
-    part_lse = torch.empty(t, h, num_splits, dtype=torch.float32, device=q.device)
+    partial_rows = t if num_splits > 1 else 0  # one split writes `out` itself
+    part_out = torch.empty(partial_rows, h, num_splits, kv_lora_rank, dtype=torch.float32, device=q.device)
+    part_lse = torch.empty(partial_rows, h, num_splits, dtype=torch.float32, device=q.device)
     block_size = kv_cache.shape[2]
     cache = kv_cache.view(-1, width)  # [NB*BS, L+R]
     kv_scale = kv_scale if kv_cache.dtype.itemsize == 1 else 1.0  # only an fp8 cache is scaled
     _mla_split_kernel[(t, head_blocks, num_splits)](
-        q, cache, meta.block_tables, row_req, row_len, part_out, part_lse,
-        scale * kv_scale, kv_scale, h, q.stride(0), q.stride(1), meta.block_tables.stride(0), 0,
+        q, q_rope, cache, meta.block_tables, row_req, row_len, part_out, part_lse, out,
+        scale * kv_scale, kv_scale, h, q.stride(0), q.stride(1), q_rope.stride(0), q_rope.stride(1),
+        meta.block_tables.stride(0), out.stride(0), out.stride(1),
         BLOCK_SIZE=block_size, L=kv_lora_rank, R=rope, R_PAD=max(triton.next_power_of_2(rope), 16),
         BLOCK_H=block_h, BLOCK_N=tiles["block_n"], NUM_SPLITS=num_splits, num_warps=tiles["num_warps"],
         num_stages=tiles["num_stages"],
     )
-    _mla_reduce_kernel[(t, h)](part_out, part_lse, out, h, out.stride(0), out.stride(1),
-                               L=kv_lora_rank, NUM_SPLITS=num_splits)
+    if num_splits > 1:
+        _mla_reduce_kernel[(t, h)](part_out, part_lse, out, h, out.stride(0), out.stride(1),
+                                   L=kv_lora_rank, NUM_SPLITS=num_splits)
     return out

@@ -72,13 +72,18 @@ def moe_loop(
 
 
 def mla_attention(
-    q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, kv_lora_rank: int, kv_scale: float = 1.0
+    q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, kv_lora_rank: int, kv_scale: float = 1.0,
+    q_rope: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Absorbed MLA over the paged latent cache. q [T, H, L + R] (q_nope·W_UK ‖ q_rope), kv_cache
-    [1, NB, BS, 1, L + R] (c_kv ‖ k_rope) -> out [T, H, L]: attention output in latent space (W_UV applied after).
-    It is multi-query attention with keys = the whole cached vector and values = its first L channels.
-    An fp8 latent cache holds latent * (1 / kv_scale), one scale per layer for the whole vector."""
+    """Absorbed MLA over the paged latent cache. q [T, H, L + R] (q_nope·W_UK ‖ q_rope; or q [T, H, L] with
+    q_rope [T, H, R] apart), kv_cache [1, NB, BS, 1, L + R] (c_kv ‖ k_rope) -> out [T, H, L]: attention output in
+    latent space (W_UV applied after). It is multi-query attention with keys = the whole cached vector and values =
+    its first L channels. An fp8 latent cache holds latent * (1 / kv_scale), one scale per layer for the whole
+    vector."""
     from vdeploy_kernels.reference import paged_attention
+
+    if q_rope is not None:
+        q = torch.cat((q, q_rope), dim=-1)
 
     return paged_attention(q, kv_cache, meta, scale, v_head_dim=kv_lora_rank, k_scale=kv_scale)
 

@@ -166,6 +166,10 @@ def test_mla_attention_matches_twin_for_mixed_batch(heads, block_size, splits):
     q = torch.randn(8, heads, lora + rope)
     out = mla_attention(q, cache, meta, 0.125, lora, num_splits=splits)
     assert rel_err(out, ref.mla_attention(q, cache, meta, 0.125, lora)) < 1e-5
+    # the model's form: q_lat as the transposed view of W_UK's bmm output [H, T, L], q_rope apart
+    q_lat = q[..., :lora].transpose(0, 1).contiguous().transpose(0, 1)
+    apart = mla_attention(q_lat, cache, meta, 0.125, lora, num_splits=splits, q_rope=q[..., lora:].contiguous())
+    assert torch.equal(apart, out)
 
 
 def _contiguous_case(q_lens, seq_lens, heads, dim, v_dim, device="cpu", dtype=torch.float32):

@@ -99,6 +99,10 @@ def test_mla_attention_r1_shapes(heads, block_size):
     q = torch.randn(40, heads, lora + rope, device="cuda", dtype=torch.bfloat16)
     out = mla_attention(q, cache, meta, 0.1, lora)
     assert rel_err(out, ref.mla_attention(q.float(), cache.float(), meta, 0.1, lora)) < 2e-2
+    q_lat = q[..., :lora].transpose(0, 1).contiguous().transpose(0, 1)  # the model's form (see layers/mla.py)
+    for splits in (1, 4):
+        apart = mla_attention(q_lat, cache, meta, 0.1, lora, num_splits=splits, q_rope=q[..., lora:].contiguous())
+        assert rel_err(apart, ref.mla_attention(q.float(), cache.float(), meta, 0.1, lora)) < 2e-2
 
 
 # every tile config the tuned tables may pick (benchmarks/kernels/tune_fused_moe.py), at V2-Lite's width (bf16) and

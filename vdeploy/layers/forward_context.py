@@ -36,6 +36,18 @@ class AttentionMetadata:
         return sum(self.seq_lens_host[self.num_decodes :])
 
     @functools.cached_property
+    def query_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per query token (all T, padding included): its request index and the context length it may see
+        (causal: the cached prefix plus its own position in the chunk), int32 on the device. Every MLA layer's
+        kernel reads them; computed once per step (a handful of small launches that were once per layer)."""
+        qsl = self.query_start_loc.long()  # [B + 1]
+        tok = torch.arange(self.slot_mapping.shape[0], device=qsl.device)  # [T]
+        req = torch.searchsorted(qsl[1:], tok, right=True)  # [T]
+        start = qsl[req]
+        visible = self.seq_lens.long()[req] - (qsl[req + 1] - start) + (tok - start) + 1
+        return req.to(torch.int32), visible.to(torch.int32)
+
+    @functools.cached_property
     def prefill_context_slots(self) -> torch.Tensor:
         """[S] flat cache slot of every context token of the prefill/extend requests, request after request: the
         gather MLA's expanded prefill does, computed once per step for every layer."""

@@ -133,10 +133,10 @@ class MLAttention(nn.Module):
 
     def _attend_absorbed(self, q_nope, q_rope, kv_cache, ctx: ForwardContext) -> torch.Tensor:
         """Decode rows: MQA over the latent cache (rows are the first of the batch: the kernel maps them)."""
-        q_lat = torch.bmm(q_nope.transpose(0, 1), self.w_uk).transpose(0, 1)  # [n, H, L]
-        q_abs = torch.cat((q_lat, q_rope), dim=-1)  # [n, H, L + R]
-        o_lat = ops.mla_attention(q_abs, kv_cache, ctx.attn, self.scale, self.kv_lora_rank,
-                                  self.kv_scale)  # [n, H, L]
+        # [n, H, L], a transposed view of bmm's [H, n, L]: the kernel reads q_lat and q_rope where they lie
+        q_lat = torch.bmm(q_nope.transpose(0, 1), self.w_uk).transpose(0, 1)
+        o_lat = ops.mla_attention(q_lat, kv_cache, ctx.attn, self.scale, self.kv_lora_rank, self.kv_scale,
+                                  q_rope=q_rope)  # [n, H, L]
         return torch.bmm(o_lat.transpose(0, 1), self.w_uv.transpose(1, 2)).transpose(0, 1)  # [n, H, Dv]
 
     def _prefill_split(self, meta) -> int:

@@ -126,16 +126,16 @@ def w8a8_block_linear(x, weight, weight_scale_inv, block=(128, 128), bias=None):
 
 
 def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float, kv_lora_rank: int,
-                  kv_scale: float = 1.0):
-    """Absorbed MLA: q [T, H, L+R] over the latent cache [1, NB, BS, 1, L+R] -> [T, H, L]; an fp8 latent cache is
-    read back as x_fp8 * kv_scale."""
+                  kv_scale: float = 1.0, q_rope: torch.Tensor | None = None):
+    """Absorbed MLA: q [T, H, L+R] (or q [T, H, L] and q_rope [T, H, R], any row/head strides) over the latent
+    cache [1, NB, BS, 1, L+R] -> [T, H, L]; an fp8 latent cache is read back as x_fp8 * kv_scale."""
     if _use_triton(q):
         from vdeploy_kernels.mla_attention import mla_attention as triton_mla_attention
 
-        return triton_mla_attention(q, kv_cache, meta, scale, kv_lora_rank, kv_scale=kv_scale)
+        return triton_mla_attention(q, kv_cache, meta, scale, kv_lora_rank, kv_scale=kv_scale, q_rope=q_rope)
     from vdeploy_kernels.reference_deepseek import mla_attention as reference_mla_attention
 
-    return reference_mla_attention(q, kv_cache, meta, scale, kv_lora_rank, kv_scale=kv_scale)
+    return reference_mla_attention(q, kv_cache, meta, scale, kv_lora_rank, kv_scale=kv_scale, q_rope=q_rope)
 
 
 def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len: int, max_seq_len: int,

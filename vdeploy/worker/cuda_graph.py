@@ -91,6 +91,8 @@ class DecodeGraphRunner:
             input_ids, positions, ctx = self._context(batch)
             self.model(input_ids, positions, ctx)  # warm-up: lazy init, autotuning, workspace allocation
             torch.cuda.synchronize(self.device)
+            # a fresh context: the metadata caches per-step values (query_rows) that the graph must compute
+            input_ids, positions, ctx = self._context(batch)
             graph = torch.cuda.CUDAGraph()
             # thread_local: other engine threads may touch CUDA while this one captures
             with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
