@@ -56,6 +56,31 @@ def w8a8_block_matmul(x_fp8, x_scale, w_fp8, w_scale_inv, block=(128, 128), out_
     return (x @ w.t()).to(out_dtype)
 
 
+def select_experts(router_logits: torch.Tensor, correction_bias: torch.Tensor | None, spec):
+    """Twin of moe_routing.select_experts: router_logits [T, E] float32 -> (weights [T, k] float32, ids [T, k]
+    int64), as spec (vdeploy.layers.moe.RoutingSpec) says: scores, group limit on the (bias-corrected) choice, top-k,
+    renormalisation, scaling."""
+    num_experts = router_logits.shape[-1]
+    scores = router_logits.sigmoid() if spec.sigmoid else router_logits.softmax(dim=-1)
+    choice = scores + correction_bias.float() if correction_bias is not None else scores
+    if spec.group_score is not None:
+        grouped = choice.view(-1, spec.n_group, num_experts // spec.n_group)  # [T, G, E/G]
+        if spec.group_score == "sum_top2":
+            group_scores = grouped.topk(2, dim=-1).values.sum(dim=-1)  # [T, G]
+        else:
+            group_scores = grouped.max(dim=-1).values
+        keep_groups = group_scores.topk(spec.topk_group, dim=-1).indices  # [T, topk_group]
+        group_mask = torch.zeros_like(group_scores).scatter_(1, keep_groups, 1.0).bool()
+        expert_mask = group_mask.unsqueeze(-1).expand_as(grouped).reshape(-1, num_experts)
+        fill = float("-inf") if spec.group_score == "sum_top2" else 0.0
+        choice = choice.masked_fill(~expert_mask, fill)
+    topk_ids = choice.topk(spec.top_k, dim=-1).indices  # [T, k]
+    topk_weights = scores.gather(1, topk_ids)
+    if spec.renormalize:
+        topk_weights = topk_weights / (topk_weights.sum(dim=-1, keepdim=True) + 1e-20)
+    return topk_weights * spec.scaling, topk_ids
+
+
 def moe_loop(
     x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor
 ) -> torch.Tensor:

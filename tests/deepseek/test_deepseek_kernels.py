@@ -189,3 +189,27 @@ def test_contiguous_prefill_attention_matches_twin():
     q, kv, qsl, lens = _contiguous_case(q_lens, seq_lens, 3, 48, 32)
     out = contiguous_prefill_attention(q, kv, qsl, lens, 9, 27, 0.2, 32)
     assert rel_err(out, ref.contiguous_prefill_attention(q, kv, qsl, lens, 9, 27, 0.2, 32)) < 1e-5
+
+
+ROUTINGS = {  # (experts, spec) of the real configs: R1 (noaux_tc), V2 (group-limited greedy), V2-Lite (greedy)
+    "r1": (256, dict(top_k=8, sigmoid=True, n_group=8, topk_group=4, group_score="sum_top2", renormalize=True,
+                     scaling=2.5)),
+    "v2": (160, dict(top_k=6, sigmoid=False, n_group=8, topk_group=3, group_score="max", scaling=16.0)),
+    "v2-lite": (64, dict(top_k=6, sigmoid=False, scaling=1.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROUTINGS))
+def test_fused_routing_matches_twin(name):
+    from vdeploy.layers.moe import RoutingSpec
+    from vdeploy_kernels.moe_routing import select_experts
+
+    experts, fields = ROUTINGS[name]
+    spec = RoutingSpec(**fields)
+    torch.manual_seed(experts)
+    logits = torch.randn(37, experts) * 2  # [T, E]
+    bias = torch.randn(experts) * 0.1 if spec.sigmoid else None
+    weights, ids = select_experts(logits, bias, spec)
+    ref_weights, ref_ids = ref.select_experts(logits, bias, spec)
+    assert torch.equal(ids, ref_ids)  # same experts, same (descending) order
+    torch.testing.assert_close(weights, ref_weights, rtol=1e-5, atol=1e-6)

@@ -14,6 +14,8 @@ DISPATCHED = [
     ("norms", "rms_norm"),
     ("activation", "silu_and_mul"),
     ("rotary", "rotary"),
+    ("mla_attention", "mla_attention"),
+    ("moe_routing", "select_experts"),
 ]
 
 

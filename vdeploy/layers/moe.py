@@ -7,6 +7,8 @@ Expert parallelism (whole experts per rank, all-to-all dispatch) would slot in b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -16,34 +18,40 @@ from vdeploy.layers import ops
 from vdeploy.layers.weight_loading import as_lazy, copy_checked
 
 
-def select_experts(
-    router_logits: torch.Tensor, cfg: ModelConfig, correction_bias: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """router_logits [T, E] float32 -> (topk_weights [T, k] float32, topk_ids [T, k] int64).
-
+@dataclass(frozen=True)
+class RoutingSpec:
+    """How a DeepSeek router turns logits into (weights, experts), read once from the config.
     DeepSeek-V3: sigmoid scores; the choice (not the weights) adds e_score_correction_bias; experts come only from
-    the `topk_group` groups with the best sum of their top-2 choice scores (noaux_tc). DeepSeek-V2: softmax scores,
-    greedy or group_limited_greedy (group score = its best expert)."""
-    num_experts = router_logits.shape[-1]
-    k = cfg.num_experts_per_tok
-    scores = router_logits.sigmoid() if cfg.scoring_func == "sigmoid" else router_logits.softmax(dim=-1)
-    choice = scores + correction_bias.float() if correction_bias is not None else scores
-    if cfg.topk_method in ("noaux_tc", "group_limited_greedy") and cfg.n_group > 1:
-        grouped = choice.view(-1, cfg.n_group, num_experts // cfg.n_group)  # [T, G, E/G]
-        if cfg.topk_method == "noaux_tc":
-            group_scores = grouped.topk(2, dim=-1).values.sum(dim=-1)  # [T, G]
-        else:
-            group_scores = grouped.max(dim=-1).values
-        keep_groups = group_scores.topk(cfg.topk_group, dim=-1).indices  # [T, topk_group]
-        group_mask = torch.zeros_like(group_scores).scatter_(1, keep_groups, 1.0).bool()
-        expert_mask = group_mask.unsqueeze(-1).expand_as(grouped).reshape(-1, num_experts)
-        fill = float("-inf") if cfg.topk_method == "noaux_tc" else 0.0
-        choice = choice.masked_fill(~expert_mask, fill)
-    topk_ids = choice.topk(k, dim=-1).indices  # [T, k]
-    topk_weights = scores.gather(1, topk_ids)
-    if cfg.norm_topk_prob and cfg.family == "deepseek_v3":  # HF's V2 never renormalises
-        topk_weights = topk_weights / (topk_weights.sum(dim=-1, keepdim=True) + 1e-20)
-    return topk_weights * cfg.routed_scaling_factor, topk_ids
+    the `topk_group` groups with the best sum of their top-2 choice scores (group_score "sum_top2", noaux_tc).
+    DeepSeek-V2: softmax scores, greedy or group_limited_greedy (group_score "max": a group's best expert)."""
+
+    top_k: int
+    sigmoid: bool
+    n_group: int = 1
+    topk_group: int = 1
+    group_score: str | None = None  # "sum_top2" | "max" | None (no group limit)
+    renormalize: bool = False
+    scaling: float = 1.0
+
+    @classmethod
+    def of(cls, cfg: ModelConfig) -> "RoutingSpec":
+        grouped = cfg.topk_method in ("noaux_tc", "group_limited_greedy") and cfg.n_group > 1
+        return cls(
+            top_k=cfg.num_experts_per_tok, sigmoid=cfg.scoring_func == "sigmoid", n_group=cfg.n_group,
+            topk_group=cfg.topk_group,
+            group_score=("sum_top2" if cfg.topk_method == "noaux_tc" else "max") if grouped else None,
+            renormalize=cfg.norm_topk_prob and cfg.family == "deepseek_v3",  # HF's V2 never renormalises
+            scaling=float(cfg.routed_scaling_factor),
+        )
+
+
+def select_experts(
+    router_logits: torch.Tensor, cfg: ModelConfig | RoutingSpec, correction_bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """router_logits [T, E] float32 -> (topk_weights [T, k] float32, topk_ids [T, k] int64); one fused kernel on
+    CUDA (vdeploy_kernels.moe_routing), the torch twin elsewhere."""
+    spec = cfg if isinstance(cfg, RoutingSpec) else RoutingSpec.of(cfg)
+    return ops.select_experts(router_logits, correction_bias, spec)
 
 
 class RoutedExperts(nn.Module):

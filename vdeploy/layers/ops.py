@@ -138,6 +138,18 @@ def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetada
     return reference_mla_attention(q, kv_cache, meta, scale, kv_lora_rank, kv_scale=kv_scale, q_rope=q_rope)
 
 
+def select_experts(router_logits: torch.Tensor, correction_bias: torch.Tensor | None, spec):
+    """MoE routing: router_logits [T, E] float32 -> (topk_weights [T, k] float32, topk_ids [T, k] int64) as spec
+    (vdeploy.layers.moe.RoutingSpec) says; one program per token on CUDA instead of ~8 torch launches."""
+    if _use_triton(router_logits):
+        from vdeploy_kernels.moe_routing import select_experts as triton_select_experts
+
+        return triton_select_experts(router_logits, correction_bias, spec)
+    from vdeploy_kernels.reference_deepseek import select_experts as reference_select_experts
+
+    return reference_select_experts(router_logits, correction_bias, spec)
+
+
 def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len: int, max_seq_len: int,
                                  scale: float, v_head_dim: int) -> torch.Tensor:
     """Causal attention of q [T, H, D] over contexts laid out back to back in kv [2, S, H, D] (values: the first

@@ -29,7 +29,7 @@ from vdeploy.layers.layernorm import RMSNorm
 from vdeploy.layers.linear import MergedColumnParallelLinear, RowParallelLinear
 from vdeploy.layers.mla import MLAttention, mla_rotary
 from vdeploy.layers.rotary import RotaryEmbedding
-from vdeploy.layers.moe import RoutedExperts, select_experts
+from vdeploy.layers.moe import RoutedExperts, RoutingSpec, select_experts
 from vdeploy.layers.weight_loading import default_weight_loader, set_weight_attrs
 from vdeploy.models.pipeline_stage import PipelineStage, StageActivations
 from vdeploy.models.weight_mapping import StackedParam, StackedParamsMapping
@@ -67,6 +67,7 @@ class DeepseekMoE(nn.Module):
             self.gate.e_score_correction_bias = nn.Parameter(
                 torch.empty(cfg.n_routed_experts, dtype=torch.float32), requires_grad=False)
             set_weight_attrs(self.gate.e_score_correction_bias, weight_loader=default_weight_loader, dummy_fill=0.0)
+        self.routing = RoutingSpec.of(cfg)
         fp8 = cfg.quant is not None and cfg.quant.method == "fp8"
         self.experts = RoutedExperts(cfg, parallel, params_dtype, fp8)
         self.shared_experts = None
@@ -78,7 +79,7 @@ class DeepseekMoE(nn.Module):
         # x [T, D] -> [T, D]
         router_logits = F.linear(x.float(), self.gate.weight)  # [T, E]; the weight is float32 once loaded
         bias = getattr(self.gate, "e_score_correction_bias", None)
-        topk_weights, topk_ids = select_experts(router_logits, self.cfg, bias)
+        topk_weights, topk_ids = select_experts(router_logits, self.routing, bias)
         out = self.experts(x, topk_weights, topk_ids)  # this rank's partial sum
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)
