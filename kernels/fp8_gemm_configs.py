@@ -29,8 +29,8 @@ def default_config(m: int) -> dict:
 def block_gemm_config(m: int, n: int, k: int, block: tuple[int, int], device_index: int | None) -> dict:
     """The config for M = m tokens on this GPU (device_index None: the CPU interpreter, heuristic only)."""
     if device_index is not None:
-        name = config_name(n, k, tuple(block), tuned_tables.device_name(device_index))
-        table = tuned_tables.load_table(KIND, name)
+        table = tuned_tables.find_table(KIND, lambda gpu: config_name(n, k, tuple(block), gpu),
+                                        tuned_tables.device_name(device_index))
         if table is not None:
             return tuned_tables.nearest(table, m)
     return default_config(m)

@@ -31,8 +31,8 @@ def moe_config(num_tokens: int, num_experts: int, inter: int, hidden: int, top_k
                device_index: int | None) -> dict:
     """The tile config for T = num_tokens on this GPU (device_index None: the CPU interpreter, heuristic only)."""
     if device_index is not None:
-        name = config_name(num_experts, inter, hidden, fp8, tuned_tables.device_name(device_index))
-        table = tuned_tables.load_table(KIND, name)
+        table = tuned_tables.find_table(KIND, lambda gpu: config_name(num_experts, inter, hidden, fp8, gpu),
+                                        tuned_tables.device_name(device_index))
         if table is not None:
             return tuned_tables.nearest(table, num_tokens)
     return default_config(num_tokens, num_experts, top_k, fp8)

@@ -2,8 +2,8 @@
 
 Files are written on the GPU by the tuners in benchmarks/kernels/ (minutes, once per shape and GPU kind) and looked
 up first in `$VDEPLOY_HOME/kernel_configs/<kind>/` (a local tuning run), then in the shipped `configs/<kind>/`
-beside this file. The nearest tabulated token count is used. No file: the caller's heuristic (never a JIT sweep at
-engine start). File names use plain characters so they travel to and from lent machines.
+beside this file. The nearest tabulated token count is used. A GPU kind with no table of its own borrows a sibling's
+(SIBLINGS: the same chip with other memory). No file: the caller's heuristic (never a JIT sweep at engine start). File names use plain characters so they travel to and from lent machines.
 """
 
 from __future__ import annotations
@@ -25,6 +25,21 @@ def tuned_dirs(kind: str) -> list[Path]:
 def device_tag(device_name: str) -> str:
     """'NVIDIA H200' -> 'NVIDIA_H200' (the file-name spelling of a GPU kind)."""
     return "".join(c if c.isalnum() or c in "-." else "_" for c in device_name)
+
+
+# Kinds whose tables stand in for each other: the H100 SXM and the H200 are the same Hopper chip (132 SMs, the same
+# tensor cores and shared memory) with slower or faster HBM, so a tile that wins on one is a tuned start on the other
+# (an own table, once tuned, always comes first).
+SIBLINGS = {"NVIDIA H100 80GB HBM3": ("NVIDIA H200",), "NVIDIA H200": ("NVIDIA H100 80GB HBM3",)}
+
+
+def find_table(kind: str, name_for, device: str):
+    """The table for this GPU kind, else a sibling kind's; name_for(device_name) -> file name. None: no table."""
+    for candidate in (device, *SIBLINGS.get(device, ())):
+        table = load_table(kind, name_for(candidate))
+        if table is not None:
+            return table
+    return None
 
 
 @functools.lru_cache(maxsize=128)

@@ -111,6 +111,9 @@ def test_moe_config_takes_the_nearest_tuned_token_count_and_prefers_the_local_ta
     try:
         picked = [moe_configs.moe_config(t, 64, 1408, 2048, 6, False, 0)["block_m"] for t in (1, 30, 50, 200, 9999)]
         assert picked == [16, 16, 64, 256, 256]
+        # the H100 SXM has no table of its own: it borrows its sibling H200's (the same chip)
+        monkeypatch.setattr(tuned_tables, "device_name", lambda index: "NVIDIA H100 80GB HBM3")
+        assert moe_configs.moe_config(200, 64, 1408, 2048, 6, False, 0)["block_m"] == 256
         # another GPU kind has no table: the heuristic, never a sweep at start
         monkeypatch.setattr(tuned_tables, "device_name", lambda index: "NVIDIA A100")
         assert moe_configs.moe_config(1, 64, 1408, 2048, 6, False, 0) == moe_configs.default_config(1, 64, 6, False)
