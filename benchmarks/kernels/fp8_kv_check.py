@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import traceback
 from pathlib import Path
 
 import torch
@@ -166,13 +167,16 @@ def check_end_to_end(results: list) -> None:
 
     for family in ("llama", "deepseek_v3"):
         path = write_tiny_checkpoint(Path(tempfile.mkdtemp()) / family, family, dtype="bfloat16", num_shards=1)
+        print(f"  {family}: runner logits", flush=True)
         ref = _runner_logits(path, family, torch.bfloat16)
         fp8 = _runner_logits(path, family, FP8)
         diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(ref, fp8))
         finite = all(bool(torch.isfinite(b).all()) for b in fp8)
         results.append({"check": "logits fp8 vs bf16 cache", "model": family, "max_abs_diff": diff,
                         "bound": LOGIT_ATOL, "ok": finite and diff < LOGIT_ATOL})
+        print(f"  {family}: engine bf16 cache", flush=True)
         bf16_outs, bf16_blocks, _ = _engine(path, "bfloat16")
+        print(f"  {family}: engine fp8 cache", flush=True)
         fp8_outs, fp8_blocks, graphs = _engine(path, "fp8")
         agreement = greedy_agreement(bf16_outs, fp8_outs, near_tie=2 * LOGIT_ATOL)
         ok = agreement.ok
@@ -193,9 +197,11 @@ def main() -> None:
     results: list = []
     sections = [("store_kv", check_store_kv), ("attention", check_attention), ("end_to_end", check_end_to_end)]
     for name, fn in sections:
+        print(f"section {name}", flush=True)
         try:
             fn(results)
         except Exception as e:  # record and go on: one broken section must not hide the others' numbers
+            traceback.print_exc()
             results.append({"section": name, "error": f"{type(e).__name__}: {e}", "ok": False})
     bandwidth = None
     if not args.skip_timing:
