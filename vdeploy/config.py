@@ -261,6 +261,21 @@ class ParallelConfig:
 
 
 @dataclass(frozen=True)
+class LoRAConfig:
+    """Multi-LoRA serving: up to max_loras PEFT adapters live at once, each in a preallocated slot of every target
+    layer (the slots' memory is taken before the KV cache is sized)."""
+
+    enable_lora: bool = False
+    max_loras: int = 1  # adapters resident at once (slots)
+    max_lora_rank: int = 16  # slots are this wide; an adapter of a higher rank is refused
+    lora_modules: tuple[tuple[str, str], ...] = ()  # (name, adapter directory) loaded at start
+
+    @property
+    def enabled(self) -> bool:
+        return self.enable_lora or bool(self.lora_modules)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     model: str  # checkpoint directory
     tokenizer: str | None = None  # defaults to `model`
@@ -273,6 +288,7 @@ class EngineConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     def with_overrides(self, **kw: Any) -> "EngineConfig":
         """Return a copy with top-level or nested fields replaced (nested as 'cache.block_size')."""

@@ -37,6 +37,7 @@ class ScheduledRequest:
     token_bitmask: bytes | None = None
     new_table: bool = True
     num_draft_tokens: int = 0  # speculative decoding: the last this-many token_ids are drafts to verify
+    lora_slot: int = -1  # the adapter slot its tokens use (vdeploy.lora), -1: the base model
 
 
 @dataclass

@@ -224,6 +224,7 @@ class Scheduler:
                     num_prompt,
                     new_table=sent == 0,
                     num_draft_tokens=len(proposal) if proposal else 0,
+                    lora_slot=req.lora_slot,
                 )
             )
             # The tokens count as computed once scheduled: the next step builds on them.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from vdeploy.config import EngineConfig, ModelConfig
@@ -75,6 +76,8 @@ class ModelRunner:
         self._last_sampled: torch.Tensor | None = None
         self._last_sampled_rows: dict[str, int] = {}
         self.block_tables = BlockTables()  # the running requests' tables, from the scheduler's diffs
+        self.lora_batch = None  # LoRABatch when LoRA is enabled: this step's token -> adapter slot
+        self.lora_layers: dict[str, torch.nn.Module] = {}
 
     # ---- setup -----------------------------------------------------------------------------------------------
 
@@ -84,6 +87,21 @@ class ModelRunner:
         torch.manual_seed(self.engine_config.seed)
         self.model = load_model(self.engine_config, self.model_config, self.parallel, self.device, self.dtype)
         self.model.eval()
+        lora = self.engine_config.lora
+        if lora.enabled:  # before the KV cache is sized: the slots count like weights
+            from vdeploy.lora.adapter import check_model_supports_lora
+            from vdeploy.lora.layers import attach_lora
+
+            check_model_supports_lora(self.model_config)
+            self.lora_batch, self.lora_layers = attach_lora(
+                self.model, lora.max_loras, lora.max_lora_rank, self.engine_config.scheduler.max_num_batched_tokens,
+                self.dtype, self.device)
+
+    def load_lora(self, slot: int, adapter) -> None:
+        """Write a checked adapter (vdeploy.lora.adapter.LoRAAdapter) into `slot` of this rank's layers."""
+        from vdeploy.lora.layers import load_adapter
+
+        load_adapter(self.lora_layers, slot, adapter)
 
     def determine_num_kv_blocks(self) -> int:
         from vdeploy.worker.memory_profile import determine_num_kv_blocks
@@ -125,6 +143,7 @@ class ModelRunner:
             batch_sizes=sizes,
             block_size=self.block_size,
             max_model_len=max_model_len_of(self.engine_config, self.model_config),
+            lora_batch=self.lora_batch,
         )
         try:
             runner.capture()
@@ -209,6 +228,9 @@ class ModelRunner:
         if self.graphs is not None and self.graphs.can_run(hb):
             return self.graphs.run(hb, fill)
         batch = self.stager.stage(hb, self.block_size)
+        if self.lora_batch is not None:
+            self.lora_batch.set_eager(hb.token_lora_slots if hb.token_lora_slots is not None
+                                      else np.full(0, -1, dtype=np.int32))
         if fill is not None:
             batch.input_ids.index_copy_(0, *fill)
         ctx = ForwardContext(attn=batch.attn, kv_caches=self.kv_caches)
