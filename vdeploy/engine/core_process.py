@@ -88,7 +88,7 @@ class CoreProcess:
                     os._exit(1)  # the server went away while the model loads: nobody will ever ask for a step
                 self.inbox.close()
                 return
-            if isinstance(message, (wire.AddRequest, wire.AbortRequests)):
+            if isinstance(message, (wire.AddRequest, wire.AbortRequests, wire.LoRACommand)):
                 self.inbox.put(message)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
@@ -150,9 +150,20 @@ class CoreProcess:
             if isinstance(command, wire.AddRequest):
                 self.num_adds_applied += command.params.n
                 try:
-                    self.core.add_request(command.request_id, command.prompt_token_ids, command.params)
+                    self.core.add_request(command.request_id, command.prompt_token_ids, command.params,
+                                          lora_name=command.lora_name)
                 except VdeployError as e:  # e.g. QueueFull under a race: that request fails, the engine goes on
                     self.errors.append(wire.RequestError(command.request_id, type(e).__name__, e.message, e.hint))
+            elif isinstance(command, wire.LoRACommand):
+                result = wire.LoRAResult(command.call_id)
+                try:
+                    if command.path is None:
+                        self.core.remove_lora(command.name)
+                    else:
+                        self.core.add_lora(command.name, command.path)
+                except VdeployError as e:  # a bad adapter is refused; the engine goes on
+                    result = wire.LoRAResult(command.call_id, type(e).__name__, e.message, e.hint)
+                self.send(result)
             else:
                 self.core.abort_request(command.request_ids)
 
