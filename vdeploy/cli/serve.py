@@ -7,6 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from vdeploy.cli.lora_options import (
+    enable_lora_option,
+    lora_modules_option,
+    lora_settings,
+    max_lora_rank_option,
+    max_loras_option,
+)
 from vdeploy.cli.vllm_compat import size_option
 
 
@@ -72,6 +79,10 @@ def serve(
                                                         help="Most requests in one batch.")] = None,
     block_size: Annotated[Optional[int], typer.Option("--block-size", min=1, help="KV-cache block size (tokens).")
                           ] = None,
+    enable_lora: Annotated[bool, enable_lora_option()] = False,
+    lora_modules: Annotated[Optional[list[str]], lora_modules_option()] = None,
+    max_loras: Annotated[Optional[int], max_loras_option()] = None,
+    max_lora_rank: Annotated[Optional[int], max_lora_rank_option()] = None,
     download: Annotated[bool, typer.Option(
         "--download", help="Download a hub id that is not on disk yet (otherwise serve refuses).")] = False,
     drain_timeout: Annotated[float, typer.Option(
@@ -127,6 +138,7 @@ def serve(
             "max_num_batched_tokens": max_num_batched_tokens,
             "block_size": block_size,
             **_speculative_flags(speculative_config),
+            **lora_settings(enable_lora, lora_modules, max_loras, max_lora_rank),
         },
     )
     run_serve(opts, console(stderr=True))

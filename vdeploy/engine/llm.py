@@ -22,7 +22,7 @@ from vdeploy.engine.outputs import CompletionOutput, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.tokenizer import Tokenizer
 from vdeploy.errors import ConfigError
-from vdeploy.lora.request import LoRARequest
+from vdeploy.lora.request import LoRARequest, parse_lora_modules
 
 Prompt = str | list[int]
 Message = dict[str, Any]
@@ -59,23 +59,6 @@ def build_engine_config(model: str, **kwargs: Any) -> EngineConfig:
     if unknown:
         raise ConfigError(f"unknown engine option(s): {', '.join(unknown)}", hint="valid: " + ", ".join(sorted(paths)))
     return EngineConfig(model=model).with_overrides(**{paths[k]: v for k, v in kwargs.items()})
-
-
-def parse_lora_modules(modules) -> tuple[tuple[str, str], ...]:
-    """(name, path) pairs from "name=path" strings or pairs (--lora-modules, LLM(lora_modules=...))."""
-    pairs = []
-    for item in modules:
-        if isinstance(item, str):
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                raise ConfigError(f"--lora-modules expects name=path, got {item!r}")
-            item = (name, path)
-        name, path = item
-        pairs.append((str(name), str(path)))
-    names = [name for name, _ in pairs]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--lora-modules names an adapter twice: {', '.join(names)}")
-    return tuple(pairs)
 
 
 class LLM:
@@ -151,10 +134,12 @@ class LLM:
 
         return beam_search(self.core, self._to_token_prompts(prompts), params, self.core.eos_token_ids)
 
-    def generate_stream(self, prompt: Prompt, sampling_params: SamplingParams | None = None) -> Iterator[RequestOutput]:
-        """One prompt, yielding delta outputs step by step (the last has finished=True)."""
+    def generate_stream(self, prompt: Prompt, sampling_params: SamplingParams | None = None,
+                        lora_name: str | None = None) -> Iterator[RequestOutput]:
+        """One prompt, yielding delta outputs step by step (the last has finished=True); lora_name: a loaded
+        adapter (None: the base model)."""
         (token_prompt,) = self._to_token_prompts([prompt])
-        rid = self._add(token_prompt, sampling_params or self.default_sampling_params())
+        rid = self._add(token_prompt, sampling_params or self.default_sampling_params(), lora_name=lora_name)
         finished = False
         try:
             while not finished:

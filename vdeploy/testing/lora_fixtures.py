@@ -11,13 +11,14 @@ TINY_LLAMA = dict(vocab_size=160, hidden_size=48, intermediate_size=96, num_hidd
                   num_key_value_heads=3, max_position_embeddings=256, rope_theta=10000.0)
 
 
-def write_tiny_llama(path: Path, seed: int = 0):
-    """Save a tiny fp32 Llama with non-trivial weights at `path`; returns the HF model."""
+def write_tiny_llama(path: Path, seed: int = 0, **overrides):
+    """Save a tiny fp32 Llama (TINY_LLAMA, with `overrides`) with non-trivial weights at `path`; returns the HF
+    model."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    hf = LlamaForCausalLM(LlamaConfig(**TINY_LLAMA)).float().eval()
+    hf = LlamaForCausalLM(LlamaConfig(**{**TINY_LLAMA, **overrides})).float().eval()
     with torch.no_grad():
         for name, param in hf.named_parameters():
             if "norm" in name:
