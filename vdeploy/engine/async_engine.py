@@ -82,6 +82,7 @@ class AsyncEngine:
         self._accepting = True
         self._error: BaseException | None = None
         self._stats = self.core.stats()
+        self._lora_paths = self._read_loras()
         self._thread = threading.Thread(target=self._run, name=f"vdeploy-engine-{id(self):x}", daemon=True)
         self._thread.start()
 
@@ -140,7 +141,10 @@ class AsyncEngine:
 
     @property
     def lora_adapters(self) -> dict[str, str]:
-        """Loaded LoRA adapters: name -> directory."""
+        """Loaded LoRA adapters: name -> directory (a snapshot the step loop replaces after each change)."""
+        return dict(self._lora_paths)
+
+    def _read_loras(self) -> dict[str, str]:
         loras = self.core.loras
         return {name: loras.adapter(name).path for name in loras.names()} if loras is not None else {}
 
@@ -238,6 +242,7 @@ class AsyncEngine:
                 except VdeployError as e:  # a bad adapter is refused; the engine goes on
                     future.set_exception(e)
                 else:
+                    self._lora_paths = self._read_loras()
                     future.set_result(None)
             else:
                 self.core.abort_request([payload])

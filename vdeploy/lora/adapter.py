@@ -59,6 +59,22 @@ def module_shape(model: ModelConfig, module: str) -> tuple[int, int]:
             "down_proj": (model.intermediate_size, model.hidden_size)}[module]
 
 
+def lora_slot_bytes(model: ModelConfig, max_loras: int, max_rank: int, tp: int, dtype_bytes: int) -> int:
+    """Bytes of the adapter slots one tensor-parallel rank holds for all of the model's layers (vdeploy.lora.layers:
+    fused layers stack their projections' ranks; column-parallel layers keep all of A and 1/tp of B, row-parallel
+    ones 1/tp of A and all of B)."""
+    q_in, q_out = module_shape(model, "q_proj")
+    kv_out = module_shape(model, "k_proj")[1]
+    o_in, o_out = module_shape(model, "o_proj")
+    gate_in, gate_out = module_shape(model, "gate_proj")
+    down_in, down_out = module_shape(model, "down_proj")
+    per_layer = (3 * max_rank * (q_in + (q_out + 2 * kv_out) // tp)  # qkv_proj: column
+                 + max_rank * (o_in // tp + o_out)  # o_proj: row
+                 + 2 * max_rank * (gate_in + 2 * gate_out // tp)  # gate_up_proj: column
+                 + max_rank * (down_in // tp + down_out))  # down_proj: row
+    return per_layer * model.num_layers * max_loras * dtype_bytes
+
+
 def check_model_supports_lora(model: ModelConfig) -> None:
     if model.family not in ("llama", "qwen2"):
         raise ConfigError(f"LoRA adapters are supported for Llama and Qwen2 models, not {model.architecture}",

@@ -14,6 +14,8 @@ whole B, and its partial delta joins the partial product before the layer's one 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import nn
@@ -23,6 +25,7 @@ from vdeploy.layers.linear import MergedColumnParallelLinear, QKVParallelLinear,
 from vdeploy.lora.adapter import LoRAAdapter
 from vdeploy.models.llama import STACKED_PARAMS
 
+logger = logging.getLogger(__name__)
 _FUSED = {entry.checkpoint_name: (entry.param_name, entry.shard_id) for entry in STACKED_PARAMS}
 _TARGET_LAYERS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 
@@ -104,6 +107,9 @@ def attach_lora(model: nn.Module, max_loras: int, max_rank: int, max_tokens: int
             sub_ids = [None]
         module.lora = LoRASlots(module, batch, max_loras, max_rank, sub_ids, dtype, device)
         layers[name] = module
+    nbytes = sum(b.numel() * b.element_size() for m in layers.values() for b in m.lora.buffers())
+    logger.info("LoRA: %d slots of rank %d in %d layers, %.1f MiB on this rank", max_loras, max_rank, len(layers),
+                nbytes / 2**20)
     return batch, layers
 
 
