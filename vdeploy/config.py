@@ -254,6 +254,9 @@ class ParallelConfig:
     step_timeout_s: float = 120.0
     # engine replicas behind one server (each with tensor_parallel_size x pipeline_parallel_size GPUs of its own)
     data_parallel_size: int = 1
+    # DeepSeek MLA: every tensor rank runs attention for its own requests over its own latent cache (attention
+    # weights replicated, no latent copy per rank); the MLP / experts stay split over the ranks (vdeploy.layers.dp)
+    enable_dp_attention: bool = False
 
     @property
     def world_size(self) -> int:

@@ -57,6 +57,7 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "master_port": ("parallel.master_port", int),
     "step_timeout_s": ("parallel.step_timeout_s", float),
     "data_parallel_size": ("parallel.data_parallel_size", int),
+    "enable_dp_attention": ("parallel.enable_dp_attention", bool),
     "speculative_method": ("speculative.method", str),
     "num_speculative_tokens": ("speculative.num_speculative_tokens", int),
     "enable_lora": ("lora.enable_lora", bool),

@@ -33,6 +33,10 @@ def serve(
                                               help="Pipeline stages (contiguous layer ranges).")] = None,
     dp: Annotated[Optional[int], typer.Option("--dp", "--data-parallel-size", min=1,
                                               help="Engine replicas, each with --tp x --pp GPUs of its own.")] = None,
+    enable_dp_attention: Annotated[bool, typer.Option(
+        "--enable-dp-attention", help="DeepSeek MLA: each --tp rank runs attention for its own requests over its own "
+                                      "latent cache (no copy per rank); the experts stay split over the ranks.")
+    ] = False,
     nnodes: Annotated[Optional[int], typer.Option(
         "--nnodes", min=1, help="Nodes in a multi-node job; this one is node 0, the others run "
                                 "`vdeploy worker-host` (default: torchrun's environment, else 1).")] = None,
@@ -125,6 +129,7 @@ def serve(
             "tensor_parallel_size": tp,
             "pipeline_parallel_size": pp,
             "data_parallel_size": dp,
+            "enable_dp_attention": enable_dp_attention or None,
             "nnodes": nnodes,
             "node_rank": node_rank,
             "master_addr": master_addr,

@@ -81,6 +81,17 @@ def read_generation_config(model_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid JSON ({e})") from None
 
 
+def check_dp_attention(config: EngineConfig, model: ModelConfig) -> None:
+    """DP attention serves DeepSeek MLA on one pipeline stage, without speculative decoding."""
+    if model.kv_lora_rank == 0:
+        raise ConfigError("--enable-dp-attention is for DeepSeek models (MLA attention)",
+                          hint="other models split attention over --tp as usual")
+    if config.parallel.pipeline_parallel_size > 1:
+        raise ConfigError("--enable-dp-attention does not combine with --pp yet", hint="use --tp only")
+    if config.speculative.enabled:
+        raise ConfigError("--enable-dp-attention does not combine with speculative decoding yet")
+
+
 def _child_seed(seed: int | None, index: int) -> int | None:
     # Sample 0 keeps the request's seed (n=1 and sample 0 of n>1 agree); the others get distinct derived seeds.
     if seed is None or index == 0:
@@ -107,6 +118,8 @@ class EngineCore:
         self.generation_defaults = {k: generation_config[k] for k in _GENERATION_DEFAULT_KEYS if k in generation_config}
         self.eos_token_ids = self._collect_eos_ids(generation_config)
         self._check_max_model_len_within_model()
+        if config.parallel.enable_dp_attention:
+            check_dp_attention(config, self.model_config)
         if config.speculative.method not in (None, "ngram"):
             raise ConfigError(f"speculative method {config.speculative.method!r} is not supported",
                               hint='use {"method": "ngram", "num_speculative_tokens": k}; DeepSeek MTP drafts are '
@@ -125,7 +138,15 @@ class EngineCore:
         except BaseException:
             executor.shutdown()
             raise
-        self.kv_manager = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching)
+        parallel = config.parallel
+        if parallel.enable_dp_attention and parallel.tensor_parallel_size > 1:
+            from vdeploy.engine.dp_kv_cache import DPAttentionKVManager
+
+            # each tensor rank's num_blocks hold only its own requests' latents
+            self.kv_manager = DPAttentionKVManager(parallel.tensor_parallel_size, num_blocks, block_size,
+                                                   config.cache.enable_prefix_caching)
+        else:
+            self.kv_manager = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching)
         self.scheduler = Scheduler(config.scheduler, self.kv_manager, self.max_model_len, config.speculative)
         self._groups: dict[str, _Group] = {}
         self._sample_of: dict[str, tuple[_Group, _Sample]] = {}  # child request id -> its group and sample

@@ -61,6 +61,7 @@ class Request:
     # (prefix-cache blocks are shared only between requests of the same loaded adapter)
     lora_slot: int = -1
     cache_salt: bytes | None = None
+    dp_rank: int = 0  # DP attention: the tensor rank whose latent cache holds it (vdeploy.engine.dp_kv_cache)
 
     @property
     def num_prompt_tokens(self) -> int:
