@@ -60,3 +60,10 @@ def test_generate_with_an_adapter(tmp_path):
     assert json.loads(lora_out.stdout)["text"] != json.loads(base_out.stdout)["text"]
     wrong = runner.invoke(app, ["generate", *common, "--lora", "nope"])
     assert isinstance(wrong.exception, ConfigError) and "--lora-modules" in str(wrong.exception)
+    bench = runner.invoke(app, ["bench", str(tmp_path / "model"), "--num-prompts", "6", "--input-len", "8",
+                                "--output-len", "4", "--device", "cpu", "--dtype", "float32", "--json",
+                                "--lora-modules", f"sql={tmp_path / 'sql'}", "--max-lora-rank", "4"])
+    assert bench.exit_code == 0, bench.output
+    result = json.loads(bench.stdout)["results"][0]
+    assert result["num_requests"] == 6 and result["output_tokens"] == 24
+    assert result["extra"]["lora_adapters"] == ["sql"]

@@ -26,7 +26,16 @@ def test_two_adapters_and_base_batched_match_hf_peft(setup):
     for name in ("sql", "chat"):
         assert any(setup.expected[(name, i)][0] != setup.expected[(None, i)][0] for i in range(3)), name
     with LLM(str(setup.model), **ENGINE) as llm:
+        slots_per_step: list[set[int]] = []
+        launch = llm.core.executor.execute_async
+
+        def watched(sched):
+            slots_per_step.append({r.lora_slot for r in sched.requests})
+            return launch(sched)
+
+        llm.core.executor.execute_async = watched
         first = llm.generate(prompts, PARAMS, lora_request=requests)
+        assert {-1, 0, 1} in slots_per_step  # both adapters and the base model in one forward
         check_outputs(setup, jobs, first)
         # again: now every prompt's blocks are cached, under three different salts
         again = llm.generate(prompts, PARAMS, lora_request=requests)

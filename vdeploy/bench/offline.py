@@ -114,6 +114,7 @@ def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[i
     return ThroughputResult(
         "vdeploy", len(prompts), elapsed, sum(map(len, prompts)), generated, startup,
         extra={"num_preemptions": stats.num_preemptions, "num_kv_blocks": stats.num_total_blocks,
+               **({"lora_adapters": [name for name, _ in config.lora.lora_modules]} if loras else {}),
                **({"spec_draft_tokens": stats.spec_draft_tokens_total,
                    "spec_accepted_tokens": stats.spec_accepted_tokens_total,
                    "spec_acceptance_rate": round(stats.spec_accepted_tokens_total / stats.spec_draft_tokens_total, 4)}
