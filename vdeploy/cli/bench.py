@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from vdeploy.cli.lora_options import (
-    lora_modules_option,
     lora_settings,
     max_lora_rank_option,
     max_loras_option,
