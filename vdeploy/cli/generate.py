@@ -15,6 +15,7 @@ from vdeploy.cli.lora_options import (
     lora_modules_option,
     lora_settings,
     max_lora_rank_option,
+    max_loras_option,
 )
 from vdeploy.cli.vllm_compat import size_option
 
@@ -49,6 +50,7 @@ def generate(
     lora_modules: Annotated[list[str] | None, lora_modules_option()] = None,
     lora: Annotated[str | None, typer.Option(
         "--lora", help="Generate with this adapter of --lora-modules (default: the base model).")] = None,
+    max_loras: Annotated[int | None, max_loras_option()] = None,
     max_lora_rank: Annotated[int | None, max_lora_rank_option()] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming (schema: docs/generate.md).")
@@ -64,8 +66,8 @@ def generate(
     path = resolve_dummy_model(path, load_format)
     if path is None:
         path = demo_model_path()
-    lora_kwargs = {k: v for k, v in lora_settings(None, lora_modules, max(1, len(lora_modules or [])),
-                                                  max_lora_rank).items() if v is not None}
+    slots = max_loras or max(1, len(lora_modules or []))  # default: room for every adapter given
+    lora_kwargs = {k: v for k, v in lora_settings(None, lora_modules, slots, max_lora_rank).items() if v is not None}
     if lora is not None and lora not in dict(lora_kwargs.get("lora_modules", ())):
         from vdeploy.errors import ConfigError
 
