@@ -239,8 +239,11 @@ class AsyncEngine:
                 name, path, future = payload
                 try:
                     self.core.add_lora(name, path) if path is not None else self.core.remove_lora(name)
-                except VdeployError as e:  # a bad adapter is refused; the engine goes on
+                except ConfigError as e:  # a bad adapter is refused; the engine goes on (a rank failure does not)
                     future.set_exception(e)
+                except BaseException as e:  # the step loop dies with it: the caller must not wait forever
+                    future.set_exception(EngineDeadError(f"loading LoRA adapter {name!r} failed: {e}"))
+                    raise
                 else:
                     self._lora_paths = self._read_loras()
                     future.set_result(None)

@@ -144,7 +144,7 @@ class CoreProcess:
             self._send_outputs(core.step())
 
     def _apply(self, commands: list[Any]) -> None:
-        from vdeploy.errors import VdeployError
+        from vdeploy.errors import ConfigError, VdeployError
 
         for command in commands:
             if isinstance(command, wire.AddRequest):
@@ -161,7 +161,7 @@ class CoreProcess:
                         self.core.remove_lora(command.name)
                     else:
                         self.core.add_lora(command.name, command.path)
-                except VdeployError as e:  # a bad adapter is refused; the engine goes on
+                except ConfigError as e:  # a bad adapter is refused; the engine goes on (a rank failure does not)
                     result = wire.LoRAResult(command.call_id, type(e).__name__, e.message, e.hint)
                 self.send(result)
             else:
