@@ -63,6 +63,7 @@ def test_runtime_load_serve_unload(served):
     assert r.status_code == 200, r.text
     cards = {m.id: m for m in client.models.list().data}
     assert set(cards) == {"tiny", "sql", "chat"} and cards["chat"].parent == "tiny"
+    assert httpx.get(f"{url}/v1/models/chat").json()["root"] == str(setup.adapters["chat"])
 
     for model, name in (("tiny", None), ("sql", "sql"), ("chat", "chat")):
         for i in (0, 2):
