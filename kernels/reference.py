@@ -120,3 +120,17 @@ def rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin_ca
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
 
     return rotate(q), rotate(k)
+
+
+def add_lora(y: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, token_slots: torch.Tensor,
+             seg_starts: torch.Tensor | None = None, seg_slots: torch.Tensor | None = None) -> None:
+    """y [T, N] += (x [T, K] @ lora_a[s]ᵀ) @ lora_b[s]ᵀ per token, s = token_slots[t] (-1: unchanged); lora_a
+    [L, R, K], lora_b [L, N, R]. One gathered matmul pair per adapter present in the batch (the segments are the
+    kernel's; the twin groups by slot). h is rounded to the weights' dtype before the expand, as the kernel does."""
+    for slot in torch.unique(token_slots).tolist():
+        if slot < 0:
+            continue
+        rows = (token_slots == slot).nonzero().squeeze(1)  # [Ts]
+        h = x[rows].float() @ lora_a[slot].float().t()  # [Ts, R]
+        delta = h.to(lora_b.dtype).float() @ lora_b[slot].float().t()  # [Ts, N]
+        y.index_copy_(0, rows, (y[rows].float() + delta).to(y.dtype))

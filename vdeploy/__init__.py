@@ -5,7 +5,7 @@ Heavy parts (torch, the engine) are imported lazily so that `import vdeploy` and
 
 __version__ = "0.1.0"
 
-__all__ = ["LLM", "SamplingParams", "__version__"]
+__all__ = ["LLM", "LoRARequest", "SamplingParams", "__version__"]
 
 
 def __getattr__(name: str):
@@ -17,4 +17,8 @@ def __getattr__(name: str):
         from vdeploy.engine.sampling_params import SamplingParams
 
         return SamplingParams
+    if name == "LoRARequest":
+        from vdeploy.lora.request import LoRARequest
+
+        return LoRARequest
     raise AttributeError(name)

@@ -254,10 +254,28 @@ class ParallelConfig:
     step_timeout_s: float = 120.0
     # engine replicas behind one server (each with tensor_parallel_size x pipeline_parallel_size GPUs of its own)
     data_parallel_size: int = 1
+    # DeepSeek MLA: every tensor rank runs attention for its own requests over its own latent cache (attention
+    # weights replicated, no latent copy per rank); the MLP / experts stay split over the ranks (vdeploy.layers.dp)
+    enable_dp_attention: bool = False
 
     @property
     def world_size(self) -> int:
         return self.tensor_parallel_size * self.pipeline_parallel_size
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """Multi-LoRA serving: up to max_loras PEFT adapters live at once, each in a preallocated slot of every target
+    layer (the slots' memory is taken before the KV cache is sized)."""
+
+    enable_lora: bool = False
+    max_loras: int = 1  # adapters resident at once (slots)
+    max_lora_rank: int = 16  # slots are this wide; an adapter of a higher rank is refused
+    lora_modules: tuple[tuple[str, str], ...] = ()  # (name, adapter directory) loaded at start
+
+    @property
+    def enabled(self) -> bool:
+        return self.enable_lora or bool(self.lora_modules)
 
 
 @dataclass(frozen=True)
@@ -273,6 +291,7 @@ class EngineConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     def with_overrides(self, **kw: Any) -> "EngineConfig":
         """Return a copy with top-level or nested fields replaced (nested as 'cache.block_size')."""

@@ -57,8 +57,13 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "master_port": ("parallel.master_port", int),
     "step_timeout_s": ("parallel.step_timeout_s", float),
     "data_parallel_size": ("parallel.data_parallel_size", int),
+    "enable_dp_attention": ("parallel.enable_dp_attention", bool),
     "speculative_method": ("speculative.method", str),
     "num_speculative_tokens": ("speculative.num_speculative_tokens", int),
+    "enable_lora": ("lora.enable_lora", bool),
+    "max_loras": ("lora.max_loras", int),
+    "max_lora_rank": ("lora.max_lora_rank", int),
+    "lora_modules": ("lora.lora_modules", tuple),  # VDEPLOY_LORA_MODULES="name=path,name2=path2"
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -71,6 +76,10 @@ def env_var(setting: str) -> str:
 def _parse_env(name: str, text: str, kind: type) -> Any:
     value = text.strip()
     try:
+        if kind is tuple:
+            from vdeploy.lora.request import parse_lora_modules
+
+            return parse_lora_modules(item.strip() for item in value.split(",") if item.strip())
         if kind is bool:
             if value.lower() in _TRUE:
                 return True

@@ -16,6 +16,7 @@ DISPATCHED = [
     ("rotary", "rotary"),
     ("mla_attention", "mla_attention"),
     ("moe_routing", "select_experts"),
+    ("lora", "add_lora"),
 ]
 
 

@@ -79,6 +79,17 @@ class ThroughputResult:
         return d
 
 
+def lora_round_robin(config: EngineConfig, n: int) -> list | None:
+    """With --lora-modules: request i uses adapter i mod (adapters + 1), the last share being the base model."""
+    from vdeploy.lora.request import LoRARequest
+
+    modules = config.lora.lora_modules
+    if not modules:
+        return None
+    choices = [LoRARequest(name, k + 1, path) for k, (name, path) in enumerate(modules)] + [None]
+    return [choices[i % len(choices)] for i in range(n)]
+
+
 def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[int]) -> ThroughputResult:
     from vdeploy.engine.llm import LLM
     from vdeploy.engine.sampling_params import SamplingParams
@@ -88,9 +99,10 @@ def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[i
     startup = time.perf_counter() - start
     try:
         params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for n in out_lens]
+        loras = lora_round_robin(config, len(prompts))
         llm.generate(prompts[:1], params[:1])  # warm-up: first-call costs are not throughput
         begin = time.perf_counter()
-        outputs = llm.generate(prompts, params)
+        outputs = llm.generate(prompts, params, lora_request=loras)
         elapsed = time.perf_counter() - begin
         stats = llm.core.stats()
         generated = sum(len(o.outputs[0].token_ids) for o in outputs)
@@ -102,6 +114,7 @@ def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[i
     return ThroughputResult(
         "vdeploy", len(prompts), elapsed, sum(map(len, prompts)), generated, startup,
         extra={"num_preemptions": stats.num_preemptions, "num_kv_blocks": stats.num_total_blocks,
+               **({"lora_adapters": [name for name, _ in config.lora.lora_modules]} if loras else {}),
                **({"spec_draft_tokens": stats.spec_draft_tokens_total,
                    "spec_accepted_tokens": stats.spec_accepted_tokens_total,
                    "spec_acceptance_rate": round(stats.spec_accepted_tokens_total / stats.spec_draft_tokens_total, 4)}

@@ -8,6 +8,11 @@ from typing import Annotated
 
 import typer
 
+from vdeploy.cli.lora_options import (
+    lora_settings,
+    max_lora_rank_option,
+    max_loras_option,
+)
 from vdeploy.cli.vllm_compat import size_option
 
 
@@ -46,6 +51,11 @@ def bench(
     async_scheduling: Annotated[bool | None, typer.Option(
         "--async-scheduling/--no-async-scheduling",
         help="Schedule the next step while the device runs this one (default on).", show_default=False)] = None,
+    lora_modules: Annotated[list[str] | None, typer.Option(
+        "--lora-modules", help="PEFT LoRA adapters as name=path (repeatable): the requests are spread over them "
+                               "round-robin, with the base model (offline only).", show_default=False)] = None,
+    max_loras: Annotated[int | None, max_loras_option()] = None,
+    max_lora_rank: Annotated[int | None, max_lora_rank_option()] = None,
     compare_hf: Annotated[
         bool, typer.Option("--compare-hf", help="Also run the workload through HF transformers generate.")
     ] = False,
@@ -98,6 +108,9 @@ def bench(
             device=device, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, enforce_eager=enforce_eager,
             async_scheduling=async_scheduling, speculative_config=parse_speculative_config(speculative_config),
+            **{k: v for k, v in lora_settings(None, lora_modules, max_loras or (len(lora_modules) if lora_modules
+                                                                              else None), max_lora_rank).items()
+               if v is not None},
         )
         workload = Workload(num_prompts, input_len, output_len, random_range_ratio, seed)
         report = run_offline_benchmark(

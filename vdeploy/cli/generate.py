@@ -11,6 +11,12 @@ from typing import Annotated
 
 import typer
 
+from vdeploy.cli.lora_options import (
+    lora_modules_option,
+    lora_settings,
+    max_lora_rank_option,
+    max_loras_option,
+)
 from vdeploy.cli.vllm_compat import size_option
 
 
@@ -41,6 +47,11 @@ def generate(
     max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
     load_format: Annotated[str, typer.Option(
         "--load-format", help="safetensors | dummy (random weights at the config's shapes).")] = "safetensors",
+    lora_modules: Annotated[list[str] | None, lora_modules_option()] = None,
+    lora: Annotated[str | None, typer.Option(
+        "--lora", help="Generate with this adapter of --lora-modules (default: the base model).")] = None,
+    max_loras: Annotated[int | None, max_loras_option()] = None,
+    max_lora_rank: Annotated[int | None, max_lora_rank_option()] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming (schema: docs/generate.md).")
     ] = False,
@@ -55,8 +66,15 @@ def generate(
     path = resolve_dummy_model(path, load_format)
     if path is None:
         path = demo_model_path()
+    slots = max_loras or max(1, len(lora_modules or []))  # default: room for every adapter given
+    lora_kwargs = {k: v for k, v in lora_settings(None, lora_modules, slots, max_lora_rank).items() if v is not None}
+    if lora is not None and lora not in dict(lora_kwargs.get("lora_modules", ())):
+        from vdeploy.errors import ConfigError
+
+        raise ConfigError(f"--lora {lora!r} is not one of the adapters of --lora-modules",
+                          hint="add --lora-modules NAME=PATH")
     llm = LLM(path, chat_template=chat_template, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
-              device=device, max_model_len=max_model_len, load_format=load_format)
+              device=device, max_model_len=max_model_len, load_format=load_format, **lora_kwargs)
     try:
         params = _sampling_params(llm, max_tokens, temperature, top_p, seed)
         if no_chat:
@@ -64,7 +82,7 @@ def generate(
         else:
             messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
             token_ids = llm.encode_chat(messages)
-        _run(llm, token_ids, params, json_output)
+        _run(llm, token_ids, params, json_output, lora)
     finally:
         llm.close()
 
@@ -86,11 +104,11 @@ def _sampling_params(llm, max_tokens: int, temperature: float | None, top_p: flo
     return SamplingParams(max_tokens=max_tokens, seed=seed, **values)
 
 
-def _run(llm, token_ids: list[int], params, json_output: bool) -> None:
+def _run(llm, token_ids: list[int], params, json_output: bool, lora_name: str | None = None) -> None:
     start = time.perf_counter()
     first_token_s = None
     final = None
-    for out in llm.generate_stream(token_ids, params):
+    for out in llm.generate_stream(token_ids, params, lora_name=lora_name):
         completion = out.outputs[0]
         if first_token_s is None and completion.delta_token_ids:
             first_token_s = time.perf_counter() - start

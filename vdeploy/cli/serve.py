@@ -7,6 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from vdeploy.cli.lora_options import (
+    enable_lora_option,
+    lora_modules_option,
+    lora_settings,
+    max_lora_rank_option,
+    max_loras_option,
+)
 from vdeploy.cli.vllm_compat import size_option
 
 
@@ -26,6 +33,10 @@ def serve(
                                               help="Pipeline stages (contiguous layer ranges).")] = None,
     dp: Annotated[Optional[int], typer.Option("--dp", "--data-parallel-size", min=1,
                                               help="Engine replicas, each with --tp x --pp GPUs of its own.")] = None,
+    enable_dp_attention: Annotated[bool, typer.Option(
+        "--enable-dp-attention", help="DeepSeek MLA: each --tp rank runs attention for its own requests over its own "
+                                      "latent cache (no copy per rank); the experts stay split over the ranks.")
+    ] = False,
     nnodes: Annotated[Optional[int], typer.Option(
         "--nnodes", min=1, help="Nodes in a multi-node job; this one is node 0, the others run "
                                 "`vdeploy worker-host` (default: torchrun's environment, else 1).")] = None,
@@ -72,6 +83,10 @@ def serve(
                                                         help="Most requests in one batch.")] = None,
     block_size: Annotated[Optional[int], typer.Option("--block-size", min=1, help="KV-cache block size (tokens).")
                           ] = None,
+    enable_lora: Annotated[bool, enable_lora_option()] = False,
+    lora_modules: Annotated[Optional[list[str]], lora_modules_option()] = None,
+    max_loras: Annotated[Optional[int], max_loras_option()] = None,
+    max_lora_rank: Annotated[Optional[int], max_lora_rank_option()] = None,
     download: Annotated[bool, typer.Option(
         "--download", help="Download a hub id that is not on disk yet (otherwise serve refuses).")] = False,
     drain_timeout: Annotated[float, typer.Option(
@@ -114,6 +129,7 @@ def serve(
             "tensor_parallel_size": tp,
             "pipeline_parallel_size": pp,
             "data_parallel_size": dp,
+            "enable_dp_attention": enable_dp_attention or None,
             "nnodes": nnodes,
             "node_rank": node_rank,
             "master_addr": master_addr,
@@ -127,6 +143,7 @@ def serve(
             "max_num_batched_tokens": max_num_batched_tokens,
             "block_size": block_size,
             **_speculative_flags(speculative_config),
+            **lora_settings(enable_lora, lora_modules, max_loras, max_lora_rank),
         },
     )
     run_serve(opts, console(stderr=True))

@@ -20,6 +20,13 @@ class ParallelState:
     group: Any = None  # torch.distributed ProcessGroup of the TP ranks; None when tp_size == 1
     pp_rank: int = 0
     pp_size: int = 1
+    # DP attention (DeepSeek MLA): attention, embedding and LM head replicated, each tensor rank serving its own
+    # requests; only the MLP / experts use the tensor-parallel group (vdeploy.layers.dp)
+    dp_attention: bool = False
+
+    def attention_state(self) -> "ParallelState":
+        """The parallel state of the layers each rank runs for its own requests alone under DP attention."""
+        return ParallelState(pp_rank=self.pp_rank, pp_size=self.pp_size) if self.dp_attention else self
 
     @property
     def is_first_rank(self) -> bool:

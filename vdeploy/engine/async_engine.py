@@ -82,6 +82,7 @@ class AsyncEngine:
         self._accepting = True
         self._error: BaseException | None = None
         self._stats = self.core.stats()
+        self._lora_paths = self._read_loras()
         self._thread = threading.Thread(target=self._run, name=f"vdeploy-engine-{id(self):x}", daemon=True)
         self._thread.start()
 
@@ -116,7 +117,7 @@ class AsyncEngine:
 
     # ---- requests -----------------------------------------------------------------------------------------------
     async def generate(
-        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str
+        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, lora_name: str | None = None
     ) -> AsyncIterator[RequestOutput]:
         """Stream delta outputs for one request; the last has finished=True. Leaving the loop early (client gone,
         task cancelled) aborts the request and frees its KV blocks."""
@@ -132,11 +133,37 @@ class AsyncEngine:
                     f"the waiting queue is full ({self.config.scheduler.max_waiting} requests)", hint="retry shortly"
                 )
             self._streams[request_id] = stream
-            self._commands.append(("add", (request_id, list(prompt_token_ids), params)))
+            self._commands.append(("add", (request_id, list(prompt_token_ids), params, lora_name)))
             self._num_pending_adds += params.n
         self._wakeup.set()
         async for item in stream_outputs(stream, lambda finished: self._close_stream(request_id, finished)):
             yield item
+
+    @property
+    def lora_adapters(self) -> dict[str, str]:
+        """Loaded LoRA adapters: name -> directory (a snapshot the step loop replaces after each change)."""
+        return dict(self._lora_paths)
+
+    def _read_loras(self) -> dict[str, str]:
+        loras = self.core.loras
+        return {name: loras.adapter(name).path for name in loras.names()} if loras is not None else {}
+
+    async def load_lora(self, name: str, path: str) -> None:
+        """Load a LoRA adapter between two steps; raises its refusal (LoRAAdapterError …)."""
+        await self._lora_call(name, path)
+
+    async def unload_lora(self, name: str) -> None:
+        await self._lora_call(name, None)
+
+    async def _lora_call(self, name: str, path: str | None) -> None:
+        import concurrent.futures
+
+        self._check_accepting()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            self._commands.append(("lora", (name, path, future)))
+        self._wakeup.set()
+        await asyncio.wrap_future(future)
 
     def _close_stream(self, request_id: str, finished: bool) -> None:
         with self._lock:
@@ -201,13 +228,25 @@ class AsyncEngine:
             commands, self._commands = self._commands, []
         for kind, payload in commands:
             if kind == "add":
-                request_id, prompt, params = payload
+                request_id, prompt, params, lora_name = payload
                 with self._lock:
                     self._num_pending_adds -= params.n
                 try:
-                    self.core.add_request(request_id, prompt, params)
+                    self.core.add_request(request_id, prompt, params, lora_name=lora_name)
                 except VdeployError as e:  # e.g. QueueFull under a race: that request fails, the engine goes on
                     self._deliver_to(request_id, e)
+            elif kind == "lora":
+                name, path, future = payload
+                try:
+                    self.core.add_lora(name, path) if path is not None else self.core.remove_lora(name)
+                except ConfigError as e:  # a bad adapter is refused; the engine goes on (a rank failure does not)
+                    future.set_exception(e)
+                except BaseException as e:  # the step loop dies with it: the caller must not wait forever
+                    future.set_exception(EngineDeadError(f"loading LoRA adapter {name!r} failed: {e}"))
+                    raise
+                else:
+                    self._lora_paths = self._read_loras()
+                    future.set_result(None)
             else:
                 self.core.abort_request([payload])
 

@@ -42,6 +42,15 @@ class AddRequest(msgspec.Struct, tag=True):
     request_id: str
     prompt_token_ids: list[int]
     params: SamplingParams
+    lora_name: Optional[str] = None  # a loaded LoRA adapter (None: the base model)
+
+
+class LoRACommand(msgspec.Struct, tag=True):
+    """Load (path set) or unload (path None) a LoRA adapter; answered by one LoRAResult with the same call_id."""
+
+    call_id: int
+    name: str
+    path: Optional[str] = None
 
 
 class AbortRequests(msgspec.Struct, tag=True):
@@ -109,8 +118,15 @@ class StepOutputs(msgspec.Struct, tag=True):
     num_adds_applied: int  # running total of samples (n per request) the core has taken in
 
 
-ToCore = Union[Init, AddRequest, AbortRequests, Shutdown]
-FromCore = Union[Ready, Failed, StepOutputs]
+class LoRAResult(msgspec.Struct, tag=True):
+    call_id: int
+    error_type: Optional[str] = None  # None: done
+    message: str = ""
+    hint: Optional[str] = None
+
+
+ToCore = Union[Init, AddRequest, AbortRequests, LoRACommand, Shutdown]
+FromCore = Union[Ready, Failed, StepOutputs, LoRAResult]
 
 
 # ---- framing -----------------------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ class CoreProcess:
                     os._exit(1)  # the server went away while the model loads: nobody will ever ask for a step
                 self.inbox.close()
                 return
-            if isinstance(message, (wire.AddRequest, wire.AbortRequests)):
+            if isinstance(message, (wire.AddRequest, wire.AbortRequests, wire.LoRACommand)):
                 self.inbox.put(message)
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
@@ -144,15 +144,26 @@ class CoreProcess:
             self._send_outputs(core.step())
 
     def _apply(self, commands: list[Any]) -> None:
-        from vdeploy.errors import VdeployError
+        from vdeploy.errors import ConfigError, VdeployError
 
         for command in commands:
             if isinstance(command, wire.AddRequest):
                 self.num_adds_applied += command.params.n
                 try:
-                    self.core.add_request(command.request_id, command.prompt_token_ids, command.params)
+                    self.core.add_request(command.request_id, command.prompt_token_ids, command.params,
+                                          lora_name=command.lora_name)
                 except VdeployError as e:  # e.g. QueueFull under a race: that request fails, the engine goes on
                     self.errors.append(wire.RequestError(command.request_id, type(e).__name__, e.message, e.hint))
+            elif isinstance(command, wire.LoRACommand):
+                result = wire.LoRAResult(command.call_id)
+                try:
+                    if command.path is None:
+                        self.core.remove_lora(command.name)
+                    else:
+                        self.core.add_lora(command.name, command.path)
+                except ConfigError as e:  # a bad adapter is refused; the engine goes on (a rank failure does not)
+                    result = wire.LoRAResult(command.call_id, type(e).__name__, e.message, e.hint)
+                self.send(result)
             else:
                 self.core.abort_request(command.request_ids)
 

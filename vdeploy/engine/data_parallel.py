@@ -101,12 +101,12 @@ class DataParallelEngine:
         return min(live, key=lambda k: (self._assigned[k], self.replicas[k].stats().kv_usage, k))
 
     async def generate(self, prompt_token_ids: list[int], params: SamplingParams,
-                       request_id: str) -> AsyncIterator[RequestOutput]:
+                       request_id: str, lora_name: Optional[str] = None) -> AsyncIterator[RequestOutput]:
         k = self._pick()
         self._assigned[k] += 1
         self._replica_of[request_id] = k
         try:
-            async for out in self.replicas[k].generate(prompt_token_ids, params, request_id):
+            async for out in self.replicas[k].generate(prompt_token_ids, params, request_id, lora_name):
                 yield out
         except EngineDeadError as e:
             raise EngineDeadError(f"replica {k} (engine process {self.replicas[k].pid}): {e}",
@@ -114,6 +114,21 @@ class DataParallelEngine:
         finally:
             self._assigned[k] -= 1
             self._replica_of.pop(request_id, None)
+
+    @property
+    def lora_adapters(self) -> dict[str, str]:
+        return dict(self.replicas[0].lora_adapters)
+
+    async def load_lora(self, name: str, path: str) -> None:
+        """Every live replica loads the adapter (each checks it; the first refusal is raised)."""
+        for replica in self.replicas:
+            if replica.is_running:
+                await replica.load_lora(name, path)
+
+    async def unload_lora(self, name: str) -> None:
+        for replica in self.replicas:
+            if replica.is_running:
+                await replica.unload_lora(name)
 
     def abort(self, request_id: str) -> None:
         k = self._replica_of.get(request_id)

@@ -81,6 +81,17 @@ def read_generation_config(model_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid JSON ({e})") from None
 
 
+def check_dp_attention(config: EngineConfig, model: ModelConfig) -> None:
+    """DP attention serves DeepSeek MLA on one pipeline stage, without speculative decoding."""
+    if model.kv_lora_rank == 0:
+        raise ConfigError("--enable-dp-attention is for DeepSeek models (MLA attention)",
+                          hint="other models split attention over --tp as usual")
+    if config.parallel.pipeline_parallel_size > 1:
+        raise ConfigError("--enable-dp-attention does not combine with --pp yet", hint="use --tp only")
+    if config.speculative.enabled:
+        raise ConfigError("--enable-dp-attention does not combine with speculative decoding yet")
+
+
 def _child_seed(seed: int | None, index: int) -> int | None:
     # Sample 0 keeps the request's seed (n=1 and sample 0 of n>1 agree); the others get distinct derived seeds.
     if seed is None or index == 0:
@@ -107,6 +118,8 @@ class EngineCore:
         self.generation_defaults = {k: generation_config[k] for k in _GENERATION_DEFAULT_KEYS if k in generation_config}
         self.eos_token_ids = self._collect_eos_ids(generation_config)
         self._check_max_model_len_within_model()
+        if config.parallel.enable_dp_attention:
+            check_dp_attention(config, self.model_config)
         if config.speculative.method not in (None, "ngram"):
             raise ConfigError(f"speculative method {config.speculative.method!r} is not supported",
                               hint='use {"method": "ngram", "num_speculative_tokens": k}; DeepSeek MTP drafts are '
@@ -125,7 +138,15 @@ class EngineCore:
         except BaseException:
             executor.shutdown()
             raise
-        self.kv_manager = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching)
+        parallel = config.parallel
+        if parallel.enable_dp_attention and parallel.tensor_parallel_size > 1:
+            from vdeploy.engine.dp_kv_cache import DPAttentionKVManager
+
+            # each tensor rank's num_blocks hold only its own requests' latents
+            self.kv_manager = DPAttentionKVManager(parallel.tensor_parallel_size, num_blocks, block_size,
+                                                   config.cache.enable_prefix_caching)
+        else:
+            self.kv_manager = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching)
         self.scheduler = Scheduler(config.scheduler, self.kv_manager, self.max_model_len, config.speculative)
         self._groups: dict[str, _Group] = {}
         self._sample_of: dict[str, tuple[_Group, _Sample]] = {}  # child request id -> its group and sample
@@ -138,6 +159,17 @@ class EngineCore:
                                  and config.parallel.pipeline_parallel_size == 1 and not config.speculative.enabled)
         self._prompt_tokens_total = 0
         self._guided = None  # GuidedDecoder, created (xgrammar imported) by the first guided request
+        self.loras = None  # LoRARegistry when LoRA is enabled
+        if config.lora.enabled:
+            from vdeploy.lora.registry import LoRARegistry
+
+            try:
+                self.loras = LoRARegistry(config.lora, self.model_config)
+                for name, path in config.lora.lora_modules:
+                    self.add_lora(name, path)
+            except BaseException:
+                executor.shutdown()
+                raise
 
     def _guided_decoder(self):
         if self._guided is None:
@@ -184,14 +216,42 @@ class EngineCore:
         params.validate()
         self.scheduler.check_prompt(len(prompt_token_ids))
 
+    # ---- LoRA adapters ------------------------------------------------------------------------------------------
+    def add_lora(self, name: str, path: str) -> None:
+        """Check the PEFT adapter at `path` and load it into a free slot on every rank (raises LoRAAdapterError)."""
+        loras = self._lora_registry()
+        adapter = loras.check(name, path)
+        self._drain_inflight()  # the ranks answer this call in order: no step reply may be pending before it
+        slot = loras.add(adapter)
+        try:
+            self.executor.load_lora(slot, adapter)
+        except BaseException:
+            loras.remove(name)
+            raise
+
+    def remove_lora(self, name: str) -> None:
+        """Forget adapter `name`: new requests for it are refused; running ones finish on its slot."""
+        self._lora_registry().remove(name)
+
+    def list_loras(self) -> list[str]:
+        return self.loras.names() if self.loras is not None else []
+
+    def _lora_registry(self):
+        if self.loras is None:
+            raise ConfigError("LoRA is not enabled", hint="start the engine with --enable-lora or --lora-modules")
+        return self.loras
+
     def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams | None = None,
-                    *, final_only: bool = False) -> None:
+                    *, final_only: bool = False, lora_name: str | None = None) -> None:
         """final_only: report the request once, finished (offline generation), instead of a delta every step —
-        at a thousand running requests, building every step's outputs costs more host time than the GPU step."""
+        at a thousand running requests, building every step's outputs costs more host time than the GPU step.
+        lora_name: a loaded LoRA adapter to generate with (None: the base model)."""
         params = params or SamplingParams()
         self.check_request(prompt_token_ids, params)
         if request_id in self._groups:
             raise ConfigError(f"duplicate request id {request_id!r}")
+        if lora_name is not None:
+            self._lora_registry().adapter(lora_name)  # unknown names fail before anything is queued
         now = time.monotonic()
         group = _Group(request_id, list(prompt_token_ids), [], now, final_only)
         for index in range(params.n):
@@ -201,6 +261,8 @@ class EngineCore:
                 child_id, list(prompt_token_ids), child_params, self.eos_token_ids, now, parent_id=request_id, index=index
             )
             group.samples.append(_Sample(req, IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, child_params)))
+            if lora_name is not None:
+                req.lora_slot, req.cache_salt = self.loras.acquire(lora_name)
         added: list[Request] = []
         try:
             for sample in group.samples:
@@ -213,6 +275,7 @@ class EngineCore:
             if self._guided is not None:
                 for sample in group.samples:
                     self._guided.remove(sample.request.request_id)
+            self._release_loras(group)
             raise
         self._groups[request_id] = group
         for sample in group.samples:
@@ -244,6 +307,15 @@ class EngineCore:
         # the device works on the step in flight: schedule and launch the next one before waiting for it
         launched = self._launch() if self._can_overlap() else None
         (sched_out, handle), self._inflight = self._inflight, launched
+        return outputs + self._complete(sched_out, handle)
+
+    def _drain_inflight(self) -> None:
+        """Finish the step in flight now; its outputs are reported by the next step()."""
+        if self._inflight is not None:
+            (sched_out, handle), self._inflight = self._inflight, None
+            self._pending_outputs += self._complete(sched_out, handle)
+
+    def _complete(self, sched_out: SchedulerOutput, handle: StepHandle) -> list[RequestOutput]:
         runner_out = handle.result()
         updated = self.scheduler.update_from_output(sched_out, runner_out)
         if self._guided is not None and self._guided.num_live:
@@ -252,8 +324,8 @@ class EngineCore:
                     self.scheduler.finish_request(req, RequestStatus.FINISHED_STOPPED)
             processed = self._process(updated)
             self._guided.forget_finished(updated)
-            return outputs + processed
-        return outputs + self._process(updated)
+            return processed
+        return self._process(updated)
 
     def _launch(self) -> tuple[SchedulerOutput, StepHandle] | None:
         if not self.scheduler.has_unfinished_requests():
@@ -297,6 +369,7 @@ class EngineCore:
             del self._groups[group.request_id]
             for s in group.samples:
                 self._sample_of.pop(s.request.request_id, None)
+            self._release_loras(group)
         metrics = {"arrival_time": group.arrival_time}
         first_token_times = [t for t in (s.request.first_token_time for s in group.samples) if t]
         if first_token_times:
@@ -331,6 +404,12 @@ class EngineCore:
             finish_reason=req.status.finish_reason,
             stop_reason=req.stop_reason,
         )
+
+    def _release_loras(self, group: _Group) -> None:
+        for s in group.samples:
+            if s.request.lora_slot >= 0:
+                self.loras.release(s.request.lora_slot)
+                s.request.lora_slot = -1  # released once, whichever path finishes the group
 
     # ---- state --------------------------------------------------------------------------------------------------
     def stats(self) -> EngineStats:

@@ -122,7 +122,7 @@ class KVCacheManager:
         hashes = request.block_hashes
         bs = self.block_size
         for i in range(len(hashes), request.num_tokens // bs):
-            parent = hashes[i - 1] if i > 0 else None
+            parent = hashes[i - 1] if i > 0 else request.cache_salt
             hashes.append(hash_block_tokens(parent, request.token_ids_slice(i * bs, (i + 1) * bs)))
 
     def _register_full_blocks(self, request: Request, blocks: list[KVBlock], total_tokens: int) -> None:

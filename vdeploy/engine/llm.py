@@ -15,13 +15,14 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from vdeploy.config import CacheConfig, EngineConfig, ParallelConfig, SchedulerConfig, SpeculativeConfig
+from vdeploy.config import CacheConfig, EngineConfig, LoRAConfig, ParallelConfig, SchedulerConfig, SpeculativeConfig
 from vdeploy.engine.beam_search import BeamSearchParams, BeamSearchSequence
 from vdeploy.engine.engine_core import EngineCore
 from vdeploy.engine.outputs import CompletionOutput, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.tokenizer import Tokenizer
 from vdeploy.errors import ConfigError
+from vdeploy.lora.request import LoRARequest, parse_lora_modules
 
 Prompt = str | list[int]
 Message = dict[str, Any]
@@ -31,9 +32,10 @@ _ALIASES = {"tensor_parallel_size": "parallel.tensor_parallel_size", "cpu_kv_byt
 
 
 def _engine_field_paths() -> dict[str, str]:
-    sections = ("model", "cache", "scheduler", "parallel", "speculative")
+    sections = ("model", "cache", "scheduler", "parallel", "speculative", "lora")
     paths = {f.name: f.name for f in fields(EngineConfig) if f.name not in sections}
-    for section, cls in (("cache", CacheConfig), ("scheduler", SchedulerConfig), ("parallel", ParallelConfig)):
+    for section, cls in (("cache", CacheConfig), ("scheduler", SchedulerConfig), ("parallel", ParallelConfig),
+                         ("lora", LoRAConfig)):
         paths.update({f.name: f"{section}.{f.name}" for f in fields(cls)})
     paths.update({("speculative_method" if f.name == "method" else f.name): f"speculative.{f.name}"
                   for f in fields(SpeculativeConfig)})
@@ -44,6 +46,9 @@ def _engine_field_paths() -> dict[str, str]:
 def build_engine_config(model: str, **kwargs: Any) -> EngineConfig:
     """EngineConfig from flat keyword arguments (dtype=..., block_size=..., max_model_len=...); vLLM's
     speculative_config={"method": "ngram", "num_speculative_tokens": k} is accepted too."""
+    modules = kwargs.pop("lora_modules", None)
+    if modules:  # {name: path} or [(name, path)] or ["name=path"]
+        kwargs["lora_modules"] = parse_lora_modules(modules.items() if isinstance(modules, dict) else modules)
     spec = kwargs.pop("speculative_config", None)
     if spec:
         spec = dict(spec)
@@ -97,13 +102,17 @@ class LLM:
         self,
         prompts: Prompt | Sequence[Prompt],
         sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+        lora_request: LoRARequest | Sequence[LoRARequest | None] | None = None,
     ) -> list[RequestOutput]:
-        """Run every prompt to completion with continuous batching; outputs in prompt order, text complete."""
+        """Run every prompt to completion with continuous batching; outputs in prompt order, text complete.
+        lora_request: one adapter for every prompt, or one (or None: the base model) per prompt; adapters not yet
+        loaded are loaded first (LLM(..., enable_lora=True))."""
         token_prompts = self._to_token_prompts(prompts)
         params = self._align_params(sampling_params, len(token_prompts))
+        loras = self._lora_names(lora_request, len(token_prompts))
         order = []
-        for prompt, p in zip(token_prompts, params):
-            order.append(self._add(prompt, p, final_only=True))
+        for prompt, p, lora_name in zip(token_prompts, params, loras):
+            order.append(self._add(prompt, p, final_only=True, lora_name=lora_name))
         finals: dict[str, RequestOutput] = {}
         latest: dict[str, dict[int, CompletionOutput]] = {rid: {} for rid in order}
         try:
@@ -125,10 +134,12 @@ class LLM:
 
         return beam_search(self.core, self._to_token_prompts(prompts), params, self.core.eos_token_ids)
 
-    def generate_stream(self, prompt: Prompt, sampling_params: SamplingParams | None = None) -> Iterator[RequestOutput]:
-        """One prompt, yielding delta outputs step by step (the last has finished=True)."""
+    def generate_stream(self, prompt: Prompt, sampling_params: SamplingParams | None = None,
+                        lora_name: str | None = None) -> Iterator[RequestOutput]:
+        """One prompt, yielding delta outputs step by step (the last has finished=True); lora_name: a loaded
+        adapter (None: the base model)."""
         (token_prompt,) = self._to_token_prompts([prompt])
-        rid = self._add(token_prompt, sampling_params or self.default_sampling_params())
+        rid = self._add(token_prompt, sampling_params or self.default_sampling_params(), lora_name=lora_name)
         finished = False
         try:
             while not finished:
@@ -167,10 +178,26 @@ class LLM:
         self.close()
 
     # ---- helpers ------------------------------------------------------------------------------------------------
-    def _add(self, prompt: list[int], params: SamplingParams, final_only: bool = False) -> str:
+    def _add(self, prompt: list[int], params: SamplingParams, final_only: bool = False,
+             lora_name: str | None = None) -> str:
         rid = f"llm-{next(self._ids)}"
-        self.core.add_request(rid, prompt, params, final_only=final_only)
+        self.core.add_request(rid, prompt, params, final_only=final_only, lora_name=lora_name)
         return rid
+
+    def _lora_names(self, lora_request, n: int) -> list[str | None]:
+        requests = [lora_request] * n if lora_request is None or isinstance(lora_request, LoRARequest) else list(
+            lora_request)
+        if len(requests) != n:
+            raise ConfigError(f"{len(requests)} LoRA requests for {n} prompts")
+        for request in {r for r in requests if r is not None}:
+            if request.lora_name in self.core.list_loras():
+                loaded = self.core.loras.adapter(request.lora_name).path
+                if Path(request.lora_path).expanduser().resolve() != Path(loaded):
+                    raise ConfigError(f"LoRA adapter {request.lora_name!r} is already loaded from {loaded}",
+                                      hint="use another lora_name for another adapter")
+            else:
+                self.core.add_lora(request.lora_name, request.lora_path)
+        return [r.lora_name if r is not None else None for r in requests]
 
     def _require_tokenizer(self) -> Tokenizer:
         if self.core.tokenizer is None:

@@ -37,6 +37,8 @@ class ScheduledRequest:
     token_bitmask: bytes | None = None
     new_table: bool = True
     num_draft_tokens: int = 0  # speculative decoding: the last this-many token_ids are drafts to verify
+    lora_slot: int = -1  # the adapter slot its tokens use (vdeploy.lora), -1: the base model
+    dp_rank: int = 0  # DP attention: the only tensor rank that runs its attention (others skip the request)
 
 
 @dataclass

@@ -13,6 +13,8 @@ open stream with EngineDeadError; /health turns 503.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import itertools
 import os
 import signal
 import socket
@@ -44,7 +46,11 @@ def _error_from(error_type: str, message: str, hint: Optional[str]) -> VdeployEr
     400, CheckpointError at startup -> the CLI's message), a VdeployError otherwise."""
     import vdeploy.errors as errors
 
-    known: dict[str, type[VdeployError]] = {"QueueFull": QueueFull}
+    from vdeploy.lora.adapter import LoRAAdapterError
+    from vdeploy.lora.registry import LoRANotFoundError
+
+    known: dict[str, type[VdeployError]] = {"QueueFull": QueueFull, "LoRAAdapterError": LoRAAdapterError,
+                                            "LoRANotFoundError": LoRANotFoundError}
     for name in dir(errors):
         cls = getattr(errors, name)
         if isinstance(cls, type) and issubclass(cls, VdeployError):
@@ -84,6 +90,9 @@ class ProcessAsyncEngine:
         self._accepting = True
         self._closing = False
         self._error: Optional[BaseException] = None
+        self._lora_calls: dict[int, concurrent.futures.Future] = {}  # LoRACommands awaiting their LoRAResult
+        self._lora_ids = itertools.count()
+        self.lora_adapters: dict[str, str] = dict(config.lora.lora_modules)  # name -> path, as loaded by the core
         self._codec = wire.server_side_codec()
         self._decoder = wire.OutputDecoder()
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -125,7 +134,7 @@ class ProcessAsyncEngine:
 
     # ---- requests -----------------------------------------------------------------------------------------------
     async def generate(
-        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str
+        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, lora_name: Optional[str] = None
     ) -> AsyncIterator[RequestOutput]:
         """Stream delta outputs for one request; the last has finished=True. Leaving the loop early (client gone,
         task cancelled) aborts the request, and the core frees its KV blocks after the step in flight."""
@@ -143,12 +152,37 @@ class ProcessAsyncEngine:
             self._streams[request_id] = stream
             self._num_adds_sent += params.n
         try:
-            self._send(wire.AddRequest(request_id, list(prompt_token_ids), params))
+            self._send(wire.AddRequest(request_id, list(prompt_token_ids), params, lora_name))
         except BaseException:
             self._close_stream(request_id, finished=False)
             raise
         async for item in stream_outputs(stream, lambda finished: self._close_stream(request_id, finished)):
             yield item
+
+    async def load_lora(self, name: str, path: str) -> None:
+        """Load a LoRA adapter in the core (between two steps); raises its refusal (LoRAAdapterError …)."""
+        await self._lora_call(name, path)
+        self.lora_adapters[name] = path
+
+    async def unload_lora(self, name: str) -> None:
+        await self._lora_call(name, None)
+        self.lora_adapters.pop(name, None)
+
+    async def _lora_call(self, name: str, path: Optional[str]) -> None:
+        self._check_accepting()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            call_id = next(self._lora_ids)
+            self._lora_calls[call_id] = future
+        try:
+            self._send(wire.LoRACommand(call_id, name, path))
+        except BaseException:
+            with self._lock:
+                self._lora_calls.pop(call_id, None)
+            raise
+        result: wire.LoRAResult = await asyncio.wrap_future(future)
+        if result.error_type is not None:
+            raise _error_from(result.error_type, result.message, result.hint)
 
     def _close_stream(self, request_id: str, finished: bool) -> None:
         with self._lock:
@@ -231,6 +265,11 @@ class ProcessAsyncEngine:
                     break
                 if isinstance(message, wire.StepOutputs):
                     self._on_step(message)
+                elif isinstance(message, wire.LoRAResult):
+                    with self._lock:
+                        future = self._lora_calls.pop(message.call_id, None)
+                    if future is not None:
+                        future.set_result(message)
                 elif isinstance(message, wire.Failed):
                     failure = message
         except (wire.ProtocolError, OSError, ValueError) as e:  # ValueError: the file closed under us by close()
@@ -248,6 +287,10 @@ class ProcessAsyncEngine:
         self._error = error
         self._decoder.forget_all()
         self._fail_streams(error)
+        with self._lock:
+            calls, self._lora_calls = self._lora_calls, {}
+        for future in calls.values():
+            future.set_exception(error)
 
     def _on_step(self, message: wire.StepOutputs) -> None:
         deliveries: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, Any]]] = {}

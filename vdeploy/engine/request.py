@@ -57,6 +57,11 @@ class Request:
     # n > 1: the parent request id and this sample's index (children are scheduled as independent requests)
     parent_id: str | None = None
     index: int = 0
+    # LoRA: the adapter slot its tokens use (-1: the base model), and the salt that starts its block-hash chain
+    # (prefix-cache blocks are shared only between requests of the same loaded adapter)
+    lora_slot: int = -1
+    cache_salt: bytes | None = None
+    dp_rank: int = 0  # DP attention: the tensor rank whose latent cache holds it (vdeploy.engine.dp_kv_cache)
 
     @property
     def num_prompt_tokens(self) -> int:

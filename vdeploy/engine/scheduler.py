@@ -129,7 +129,9 @@ class Scheduler:
                     drafts[req.request_id] = proposal
                     num_new += len(proposal)
             while self.kv.allocate_slots(req, num_new) is None:
-                victim = self.running[-1]  # the newest; never one already scheduled this step (those are < i)
+                # the newest of the same KV pool (DP attention: one pool per rank); never one already scheduled
+                # this step (those are < i, and req itself qualifies)
+                victim = next(r for r in reversed(self.running) if r.dp_rank == req.dp_rank)
                 self._preempt(victim)
                 preempted_now = True
                 if victim is req:
@@ -224,6 +226,8 @@ class Scheduler:
                     num_prompt,
                     new_table=sent == 0,
                     num_draft_tokens=len(proposal) if proposal else 0,
+                    lora_slot=req.lora_slot,
+                    dp_rank=req.dp_rank,
                 )
             )
             # The tokens count as computed once scheduled: the next step builds on them.

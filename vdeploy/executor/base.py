@@ -48,6 +48,10 @@ class Executor(ABC):
         resolved in launch order."""
         return CompletedStep(self.execute(scheduler_output))
 
+    def load_lora(self, slot: int, adapter) -> None:
+        """Write a checked LoRA adapter into `slot` on every rank (no step may be in flight)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot load LoRA adapters")
+
     @abstractmethod
     def shutdown(self) -> None:
         """Release every rank. Idempotent."""

@@ -21,7 +21,7 @@ MAX_CONTROL_PAYLOAD_BYTES = 256 << 20
 EXECUTE = "execute"
 SHUTDOWN = "shutdown"
 # the ModelRunner methods a rank may be asked to run, and whether every rank answers
-RANK_METHODS = {"determine_num_kv_blocks", "initialize_kv_cache", EXECUTE}
+RANK_METHODS = {"determine_num_kv_blocks", "initialize_kv_cache", "load_lora", EXECUTE}
 
 
 @dataclass

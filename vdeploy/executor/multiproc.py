@@ -114,6 +114,9 @@ class MultiProcExecutor(Executor):
     def initialize_kv_cache(self, num_blocks: int) -> None:
         self._call_all(RankCall("initialize_kv_cache", (num_blocks,)))
 
+    def load_lora(self, slot: int, adapter) -> None:
+        self._call_all(RankCall("load_lora", (slot, adapter)))
+
     def execute(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput:
         return self.execute_async(scheduler_output).result()
 

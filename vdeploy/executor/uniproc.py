@@ -30,5 +30,8 @@ class UniProcExecutor(Executor):
     def execute_async(self, scheduler_output: SchedulerOutput) -> StepHandle:
         return self.runner.execute_async(scheduler_output)
 
+    def load_lora(self, slot: int, adapter) -> None:
+        self.runner.load_lora(slot, adapter)
+
     def shutdown(self) -> None:
         self.runner.shutdown()

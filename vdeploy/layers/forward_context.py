@@ -64,3 +64,26 @@ class AttentionMetadata:
 class ForwardContext:
     attn: AttentionMetadata
     kv_caches: list[torch.Tensor]  # per layer: [K, num_blocks, block_size, num_kv_heads, head_dim]
+    dp: "DPTokens | None" = None  # DP attention: how this step's tokens are spread over the tensor ranks
+
+
+@dataclass
+class DPTokens:
+    """DP attention: each tensor rank holds only its own requests' tokens; the MLP / experts run over every rank's
+    tokens, gathered (and their output given back row by row)."""
+
+    counts: list[int]  # tokens of each tensor rank this step (every rank computes the same list from the step)
+    rank: int
+
+    def gather(self, x: torch.Tensor, parallel) -> torch.Tensor:
+        """x [counts[rank], D] on each rank -> [sum(counts), D], rank after rank, on every rank."""
+        width = max(self.counts)
+        padded = x.new_zeros(width, *x.shape[1:])  # all_gather needs one shape on every rank
+        padded[: x.shape[0]] = x
+        full = parallel.all_gather(padded, dim=0)  # [tp * width, D]
+        return torch.cat([full[r * width: r * width + n] for r, n in enumerate(self.counts)])
+
+    def own(self, y: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a gathered [sum(counts), D]."""
+        start = sum(self.counts[: self.rank])
+        return y[start: start + self.counts[self.rank]]

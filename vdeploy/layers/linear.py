@@ -99,6 +99,7 @@ class LinearBase(nn.Module):
             self.register_parameter("bias", None)
         for param in self.parameters(recurse=False):
             set_weight_attrs(param, weight_loader=self.weight_loader)
+        self.lora = None  # LoRA adapter slots (vdeploy.lora.layers), attached after loading when LoRA is enabled
 
     def weight_loader(self, param: torch.Tensor, loaded_weight: LoadedWeight, shard_id: Any = None) -> None:
         raise NotImplementedError
@@ -145,6 +146,8 @@ class ColumnParallelLinear(LinearBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.linear_method.apply(self, x, self.bias)  # [T, out/tp]
+        if self.lora is not None:
+            self.lora.add_delta(y, x)
         return self.parallel.all_gather(y, dim=-1) if self.gather_output else y
 
 
@@ -268,4 +271,6 @@ class RowParallelLinear(LinearBase):
             x = x[..., start:end]
         bias = self.bias if self.parallel.tp_rank == 0 else None
         y = self.linear_method.apply(self, x, bias)  # [T, out], partial sum over this rank's inputs
+        if self.lora is not None:  # a partial sum too: the same all-reduce completes it
+            self.lora.add_delta(y, x)
         return self.parallel.all_reduce(y) if self.reduce_results else y

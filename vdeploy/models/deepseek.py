@@ -90,7 +90,9 @@ class DeepseekDecoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int, parallel: ParallelState, rotary: RotaryEmbedding,
                  params_dtype: torch.dtype):
         super().__init__()
-        self.self_attn = MLAttention(cfg, layer_idx, parallel, rotary, params_dtype)
+        self.parallel = parallel
+        # DP attention: replicated attention over this rank's own requests (parallel.attention_state())
+        self.self_attn = MLAttention(cfg, layer_idx, parallel.attention_state(), rotary, params_dtype)
         if cfg.is_moe_layer(layer_idx):
             self.mlp: nn.Module = DeepseekMoE(cfg, parallel, params_dtype)
         else:
@@ -104,8 +106,11 @@ class DeepseekDecoderLayer(nn.Module):
             hidden = self.input_layernorm(hidden)
         else:
             hidden, residual = self.input_layernorm(hidden, residual)
-        hidden = self.self_attn(positions, hidden, ctx)
+        if hidden.shape[0]:  # DP attention: a rank without requests this step still joins the MLP's gathers
+            hidden = self.self_attn(positions, hidden, ctx)
         hidden, residual = self.post_attention_layernorm(hidden, residual)
+        if ctx.dp is not None:  # DP attention: the experts (split over the ranks) see every rank's tokens
+            return ctx.dp.own(self.mlp(ctx.dp.gather(hidden, self.parallel))), residual
         return self.mlp(hidden), residual
 
 
@@ -114,7 +119,7 @@ class DeepseekModel(nn.Module):
         super().__init__()
         self.stage = PipelineStage.of(cfg.num_layers, parallel)  # every layer when there is one stage
         self.embed_tokens = self.stage.first_stage_module(lambda: VocabParallelEmbedding(
-            cfg.vocab_size, cfg.hidden_size, parallel=parallel, params_dtype=params_dtype))
+            cfg.vocab_size, cfg.hidden_size, parallel=parallel.attention_state(), params_dtype=params_dtype))
         self.rotary_emb = mla_rotary(cfg)  # shared by every layer
         self.layers = self.stage.build_layers(
             lambda i: DeepseekDecoderLayer(cfg, i, parallel, self.rotary_emb, params_dtype))
@@ -134,8 +139,10 @@ class DeepseekV3ForCausalLM(nn.Module):
         self.parallel = parallel or ParallelState()
         self.params_dtype = params_dtype or torch.get_default_dtype()
         self.model = DeepseekModel(config, self.parallel, self.params_dtype)
+        # DP attention: each rank computes its own requests' logits (a replicated head, no gather)
         self.lm_head = self.model.stage.last_stage_module(lambda: ParallelLMHead(
-            config.vocab_size, config.hidden_size, parallel=self.parallel, params_dtype=self.params_dtype))
+            config.vocab_size, config.hidden_size, parallel=self.parallel.attention_state(),
+            params_dtype=self.params_dtype))
         self.weight_mapping = StackedParamsMapping(
             stacked=(StackedParam("gate_up_proj", "gate_proj", 0), StackedParam("gate_up_proj", "up_proj", 1)),
             ignored_patterns=(r"rotary_emb\.inv_freq$",),

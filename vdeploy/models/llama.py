@@ -28,6 +28,17 @@ from vdeploy.models.pipeline_stage import PipelineStage, StageActivations
 from vdeploy.models.weight_mapping import StackedParam, StackedParamsMapping
 
 
+# checkpoint projections fused into one of our layers: (our layer, checkpoint name, shard id); LoRA adapters
+# (vdeploy.lora) target the same checkpoint names
+STACKED_PARAMS = (
+    StackedParam("qkv_proj", "q_proj", "q"),
+    StackedParam("qkv_proj", "k_proj", "k"),
+    StackedParam("qkv_proj", "v_proj", "v"),
+    StackedParam("gate_up_proj", "gate_proj", 0),
+    StackedParam("gate_up_proj", "up_proj", 1),
+)
+
+
 class LlamaMLP(nn.Module):
     def __init__(self, cfg: ModelConfig, parallel: ParallelState, params_dtype: torch.dtype):
         super().__init__()
@@ -127,13 +138,7 @@ class LlamaForCausalLM(nn.Module):
         if config.tie_word_embeddings:
             ignored.append(r"^lm_head\.weight$")  # some tied checkpoints still store a copy
         self.weight_mapping = StackedParamsMapping(
-            stacked=(
-                StackedParam("qkv_proj", "q_proj", "q"),
-                StackedParam("qkv_proj", "k_proj", "k"),
-                StackedParam("qkv_proj", "v_proj", "v"),
-                StackedParam("gate_up_proj", "gate_proj", 0),
-                StackedParam("gate_up_proj", "up_proj", 1),
-            ),
+            stacked=STACKED_PARAMS,
             ignored_patterns=tuple(ignored),
         )
 

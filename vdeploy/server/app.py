@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from vdeploy import __version__
+from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown
 from vdeploy.server.errors import APIError, install_error_handlers
 from vdeploy.server.metrics import ServerMetrics
 from vdeploy.server.protocol import (
@@ -19,8 +20,10 @@ from vdeploy.server.protocol import (
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
+    LoadLoRAAdapterRequest,
     ModelCard,
     ModelList,
+    UnloadLoRAAdapterRequest,
 )
 from vdeploy.server.serving_base import ServerSettings, ServingContext
 from vdeploy.server.serving_chat import ChatCompletions
@@ -113,16 +116,35 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
         return ModelCard(id=name, root=settings.model_path or name, max_model_len=ctx.max_model_len,
                          vocab_size=ctx.vocab_size)
 
+    def lora_cards() -> list[ModelCard]:
+        return [ModelCard(id=name, root=path, parent=settings.served_model_names[0], max_model_len=ctx.max_model_len,
+                          vocab_size=ctx.vocab_size) for name, path in ctx.lora_adapters.items()]
+
     @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> ModelList:
-        return ModelList(data=[model_card(name) for name in settings.served_model_names])
+        return ModelList(data=[model_card(name) for name in settings.served_model_names] + lora_cards())
 
     @app.get("/v1/models/{model_id:path}", response_model=ModelCard)
     async def get_model(model_id: str) -> ModelCard:
+        lora = next((card for card in lora_cards() if card.id == model_id), None)
+        if lora is not None:
+            return lora
         if model_id not in settings.served_model_names:
             raise APIError(f"the model {model_id!r} does not exist", status=HTTPStatus.NOT_FOUND,
                            type="not_found_error", param="model", code="model_not_found")
         return model_card(model_id)
+
+    @app.post("/v1/load_lora_adapter", summary="Load a PEFT LoRA adapter, then serve it as `model`")
+    async def load_lora_adapter(body: LoadLoRAAdapterRequest) -> Response:
+        if body.lora_name in settings.served_model_names:
+            raise APIError(f"{body.lora_name!r} is the base model's name", param="lora_name", code="invalid_value")
+        await lora_call(engine.load_lora(body.lora_name, body.lora_path))
+        return Response(f"Success: LoRA adapter '{body.lora_name}' added successfully.", media_type="text/plain")
+
+    @app.post("/v1/unload_lora_adapter", summary="Stop serving a LoRA adapter")
+    async def unload_lora_adapter(body: UnloadLoRAAdapterRequest) -> Response:
+        await lora_call(engine.unload_lora(body.lora_name))
+        return Response(f"Success: LoRA adapter '{body.lora_name}' removed successfully.", media_type="text/plain")
 
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
     async def create_chat_completion(request: Request, body: ChatCompletionRequest) -> Response:
@@ -137,6 +159,25 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
             return await completions.create(request, body)
         except ClientDisconnected:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    async def lora_call(call) -> None:
+        from vdeploy.errors import VdeployError
+        from vdeploy.lora.registry import LoRANotFoundError
+
+        if not hasattr(engine, "load_lora"):
+            call.close()
+            raise APIError("this engine cannot load LoRA adapters", code="unsupported_value")
+        try:
+            await call
+        except LoRANotFoundError as e:
+            raise APIError(e.message, status=HTTPStatus.NOT_FOUND, type="not_found_error", param="lora_name",
+                           code="lora_not_found") from None
+        except (EngineShuttingDown, EngineDeadError) as e:
+            raise APIError(f"service unavailable: {e.message}", status=HTTPStatus.SERVICE_UNAVAILABLE,
+                           type="server_error", code="engine_dead") from None
+        except VdeployError as e:  # a refused adapter (rank, targets, shapes, path), or LoRA not enabled
+            message = f"{e.message} ({e.hint})" if e.hint else e.message
+            raise APIError(message, param="lora_path", code="invalid_lora_adapter") from None
 
     # the last middleware added is the outermost: count errors around the key check so 401s are counted too
     if settings.api_key:

@@ -78,9 +78,18 @@ def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, mode
         memory = hardware.min_gpu_memory
         utilization = engine_cfg.cache.gpu_memory_utilization
         fp8_cores = all(g.has_fp8_tensor_cores for g in hardware.gpus)
+    weight_bytes = _checkpoint_bytes(model_path)
+    lora = engine_cfg.lora
+    if weight_bytes is not None and lora.enabled and model_cfg.family in ("llama", "qwen2"):
+        from vdeploy.config import DTYPE_BYTES
+        from vdeploy.lora.adapter import lora_slot_bytes
+
+        # the adapter slots are allocated with the weights: plan them as weights (summed over the ranks)
+        weight_bytes += tp * lora_slot_bytes(model_cfg, lora.max_loras, lora.max_lora_rank, tp,
+                                             DTYPE_BYTES.get(model_cfg.torch_dtype, 2))
     plan = plan_memory(
         model_cfg, tp=tp, pp=pp, gpu_memory_bytes=memory, gpu_memory_utilization=utilization,
-        weight_bytes=_checkpoint_bytes(model_path), max_model_len=engine_cfg.scheduler.max_model_len,
+        weight_bytes=weight_bytes, max_model_len=engine_cfg.scheduler.max_model_len,
         fp8_tensor_cores=fp8_cores,
     )
     where = "of RAM" if on_cpu else "per GPU"

@@ -250,8 +250,19 @@ class ModelCard(BaseModel):
     created: int = Field(default_factory=lambda: int(time.time()))
     owned_by: str = "vdeploy"
     root: Optional[str] = None
+    parent: Optional[str] = None  # a LoRA adapter's base model
     max_model_len: Optional[int] = None
     vocab_size: Optional[int] = None  # vdeploy extension: lets `vdeploy bench --url` draw valid token-id prompts
+
+
+class LoadLoRAAdapterRequest(BaseModel):
+    lora_name: str
+    lora_path: str
+
+
+class UnloadLoRAAdapterRequest(BaseModel):
+    lora_name: str
+    lora_int_id: Optional[int] = None  # vLLM sends it; vdeploy goes by the name
 
 
 class ModelList(BaseModel):

@@ -92,11 +92,20 @@ class ServingContext:
 
     # ---------------------------------------------------------------- validation
 
-    def check_model(self, requested: Optional[str]) -> None:
+    @property
+    def lora_adapters(self) -> dict[str, str]:
+        """The engine's loaded LoRA adapters (name -> directory), servable by name in `model`."""
+        return dict(getattr(self.engine, "lora_adapters", None) or {})
+
+    def check_model(self, requested: Optional[str]) -> Optional[str]:
+        """The LoRA adapter `requested` names (None: the base model); a 404-style error for an unknown name."""
         if requested is None or requested in self.settings.served_model_names:
-            return
+            return None
+        if requested in self.lora_adapters:
+            return requested
+        served = [*self.settings.served_model_names, *self.lora_adapters]
         raise APIError(
-            f"the model {requested!r} does not exist; this server serves {', '.join(self.settings.served_model_names)}",
+            f"the model {requested!r} does not exist; this server serves {', '.join(served)}",
             param="model",
             code="model_not_found",
         )
@@ -174,12 +183,16 @@ class ServingContext:
     # ---------------------------------------------------------------- engine
 
     async def generate(
-        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, timing: RequestTiming
+        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, timing: RequestTiming,
+        lora_name: Optional[str] = None,
     ) -> AsyncIterator[RequestOutput]:
         """The engine's delta outputs for one request. Stopping early (disconnect, error) aborts the request, which
         frees its KV blocks; a full waiting queue is a 503 and invalid parameters a 400."""
         finished = False
-        stream = self.engine.generate(prompt_token_ids, params, request_id)
+        if lora_name is None:
+            stream = self.engine.generate(prompt_token_ids, params, request_id)
+        else:
+            stream = self.engine.generate(prompt_token_ids, params, request_id, lora_name=lora_name)
         try:
             async for output in stream:
                 if timing.first_token is None and any(c.delta_token_ids for c in output.outputs):

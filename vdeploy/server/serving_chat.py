@@ -74,7 +74,7 @@ class ChatCompletions:
     async def create(self, raw: Request, req: ChatCompletionRequest) -> Any:
         ctx = self.ctx
         timing = RequestTiming(arrival=time.monotonic())
-        ctx.check_model(req.model)
+        lora_name = ctx.check_model(req.model)
         ctx.reject_unsupported(req)
         if (req.model_extra or {}).get("use_beam_search"):
             raise invalid_param("use_beam_search is served on /v1/completions (apply the chat template to the prompt)",
@@ -96,7 +96,7 @@ class ChatCompletions:
             params.skip_special_tokens = False  # the call markers are special tokens
 
         request_id = random_id("chatcmpl")
-        outputs = ctx.generate(prompt_ids, params, request_id, timing)
+        outputs = ctx.generate(prompt_ids, params, request_id, timing, lora_name=lora_name)
         if req.stream:
             outputs = await await_first_item(raw, outputs)
             return sse_response(self._stream(req, request_id, outputs, timing, top_k, tools))

@@ -86,7 +86,7 @@ class Completions:
 
     async def create(self, raw: Request, req: CompletionRequest) -> Any:
         ctx = self.ctx
-        ctx.check_model(req.model)
+        lora_name = ctx.check_model(req.model)
         ctx.reject_unsupported(req)
         _check_unsupported(req)
         prompts = _prompts(req)
@@ -102,6 +102,9 @@ class Completions:
         ]
         request_id = random_id("cmpl")
         if req.use_beam_search:
+            if lora_name is not None:
+                raise invalid_param("beam search with a LoRA adapter is not supported", "use_beam_search",
+                                    code="unsupported_value")
             from vdeploy.server.serving_beam_search import beam_search_completion
 
             search = beam_search_completion(ctx, req, request_id, token_lists, budgets, echo_texts)
@@ -112,7 +115,8 @@ class Completions:
             params[-1].guided = guided
         timings = [RequestTiming(arrival=time.monotonic()) for _ in token_lists]
         streams = [
-            ctx.generate(ids, sp, f"{request_id}-{i}" if len(token_lists) > 1 else request_id, timings[i])
+            ctx.generate(ids, sp, f"{request_id}-{i}" if len(token_lists) > 1 else request_id, timings[i],
+                         lora_name=lora_name)
             for i, (ids, sp) in enumerate(zip(token_lists, params, strict=True))
         ]
         merged = merge_streams(streams)

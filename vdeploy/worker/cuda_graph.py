@@ -43,6 +43,7 @@ class DecodeGraphRunner:
         batch_sizes: list[int],
         block_size: int,
         max_model_len: int,
+        lora_batch=None,
     ):
         self.model = model
         self.kv_caches = kv_caches
@@ -50,6 +51,7 @@ class DecodeGraphRunner:
         self.batch_sizes = sorted(batch_sizes)
         self.block_size = block_size
         self.max_model_len = max_model_len
+        self.lora_batch = lora_batch  # LoRABatch: graphs read its static buffers, one run per token
         self.max_batch = self.batch_sizes[-1]
         width = -(-max_model_len // block_size)
         width = -(-width // 16) * 16  # as eager steps round theirs: a multiple of 16 (see build_host_batch)
@@ -89,6 +91,8 @@ class DecodeGraphRunner:
         pool = None
         for batch in reversed(self.batch_sizes):
             input_ids, positions, ctx = self._context(batch)
+            if self.lora_batch is not None:  # captured with the LoRA op in: a step without adapters skips it inside
+                self.lora_batch.set_graph(np.full(0, -1, dtype=np.int32), batch)
             self.model(input_ids, positions, ctx)  # warm-up: lazy init, autotuning, workspace allocation
             torch.cuda.synchronize(self.device)
             # a fresh context: the metadata caches per-step values (query_rows) that the graph must compute
@@ -129,6 +133,9 @@ class DecodeGraphRunner:
         self.fence.after_copies()
         if fill is not None:
             self.input_ids.index_copy_(0, *fill)
+        if self.lora_batch is not None:
+            slots = hb.token_lora_slots if hb.token_lora_slots is not None else np.full(0, -1, dtype=np.int32)
+            self.lora_batch.set_graph(slots, bucket)
         width = hb.block_tables.shape[1]
         # only the columns this step needs; stale columns beyond each seq_len are never read, and padding rows
         # read column 0 of whatever table was there before, which is always a valid block id

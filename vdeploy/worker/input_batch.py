@@ -37,6 +37,8 @@ class HostBatch:
     # sample_requests speculate (their drafts, in order, own consecutive stretches of spec_rows)
     spec_rows: np.ndarray | None = None
     spec_samples: list[int] | None = None
+    # LoRA: each token's adapter slot [T] int32 (-1: the base model); None when no request of the step has one
+    token_lora_slots: np.ndarray | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -153,6 +155,10 @@ def build_host_batch(
     spec_rows = None
     if spec:  # rows of t0, d1 … d(k-1): the logits that judge each draft (the last row's logits give the bonus)
         spec_rows = np.concatenate([logits_indices[j] - k + np.arange(k) for j, k in spec]).astype(np.int64)
+    token_lora_slots = None
+    if any(r.lora_slot >= 0 for r in ordered):
+        req_slots = np.fromiter((r.lora_slot for r in ordered), dtype=np.int32, count=num_reqs)  # [B]
+        token_lora_slots = req_slots[req_of_token]  # [T]
     return HostBatch(
         input_ids=input_ids,
         positions=positions,
@@ -169,6 +175,7 @@ def build_host_batch(
         placeholder_req_ids=placeholder_req_ids,
         spec_rows=spec_rows,
         spec_samples=[j for j, _ in spec] if spec else None,
+        token_lora_slots=token_lora_slots,
     )
 
 

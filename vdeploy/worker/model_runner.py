@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from vdeploy.config import EngineConfig, ModelConfig
@@ -54,6 +55,7 @@ class ModelRunner:
     ):
         self.engine_config = engine_config
         self.model_config = model_config
+        parallel.dp_attention = engine_config.parallel.enable_dp_attention and parallel.tp_size > 1
         self.parallel = parallel
         self.device = device
         self.dtype = TORCH_DTYPES[resolve_dtype_name(engine_config, model_config)]
@@ -75,6 +77,8 @@ class ModelRunner:
         self._last_sampled: torch.Tensor | None = None
         self._last_sampled_rows: dict[str, int] = {}
         self.block_tables = BlockTables()  # the running requests' tables, from the scheduler's diffs
+        self.lora_batch = None  # LoRABatch when LoRA is enabled: this step's token -> adapter slot
+        self.lora_layers: dict[str, torch.nn.Module] = {}
 
     # ---- setup -----------------------------------------------------------------------------------------------
 
@@ -84,6 +88,21 @@ class ModelRunner:
         torch.manual_seed(self.engine_config.seed)
         self.model = load_model(self.engine_config, self.model_config, self.parallel, self.device, self.dtype)
         self.model.eval()
+        lora = self.engine_config.lora
+        if lora.enabled:  # before the KV cache is sized: the slots count like weights
+            from vdeploy.lora.adapter import check_model_supports_lora
+            from vdeploy.lora.layers import attach_lora
+
+            check_model_supports_lora(self.model_config)
+            self.lora_batch, self.lora_layers = attach_lora(
+                self.model, lora.max_loras, lora.max_lora_rank, self.engine_config.scheduler.max_num_batched_tokens,
+                self.dtype, self.device)
+
+    def load_lora(self, slot: int, adapter) -> None:
+        """Write a checked adapter (vdeploy.lora.adapter.LoRAAdapter) into `slot` of this rank's layers."""
+        from vdeploy.lora.layers import load_adapter
+
+        load_adapter(self.lora_layers, slot, adapter)
 
     def determine_num_kv_blocks(self) -> int:
         from vdeploy.worker.memory_profile import determine_num_kv_blocks
@@ -112,8 +131,11 @@ class ModelRunner:
 
     def capture_cuda_graphs(self) -> None:
         """Decode CUDA graphs, after the KV cache exists (the graphs bake in its addresses)."""
-        if self.device.type != "cuda" or self.engine_config.enforce_eager or self.parallel.pp_size > 1:
-            return  # pipeline stages run eagerly: a graph would have to capture the stage-to-stage transfers
+        if (self.device.type != "cuda" or self.engine_config.enforce_eager or self.parallel.pp_size > 1
+                or self.parallel.dp_attention):
+            # pipeline stages run eagerly: a graph would have to capture the stage-to-stage transfers; so do DP
+            # attention ranks: their step's shape depends on how many tokens every other rank has
+            return
         from vdeploy.worker.cuda_graph import DecodeGraphRunner, graph_batch_sizes
 
         sched = self.engine_config.scheduler
@@ -125,6 +147,7 @@ class ModelRunner:
             batch_sizes=sizes,
             block_size=self.block_size,
             max_model_len=max_model_len_of(self.engine_config, self.model_config),
+            lora_batch=self.lora_batch,
         )
         try:
             runner.capture()
@@ -146,23 +169,36 @@ class ModelRunner:
     def execute_async(self, sched: SchedulerOutput) -> StepHandle:
         """Launch one step; the handle's result() waits for its tokens. Placeholder tokens in the step's input
         are the tokens this runner sampled in the step before (kept on the device)."""
+        share = None
+        if self.parallel.dp_attention and not sched.is_empty:
+            from vdeploy.worker.dp_attention import share_of
+
+            share = share_of(sched, self.parallel)
+            sched = share.local  # this rank's requests (possibly none: it still joins every collective)
         tables = self.block_tables.apply(sched)
-        if sched.is_empty:
+        if sched.is_empty and share is None:
             return CompletedStep(self._empty_output())
         hb = build_host_batch(sched, self.block_size, width_multiple=self.block_table_width_multiple, tables=tables)
         self.stager.fence.before_write()
-        hidden = self._forward(hb, self._placeholder_fill(hb))  # [T, D]; None before the last pipeline stage
-        if hidden is None or not hb.sample_requests:
+        # [T, D]; None before the last pipeline stage
+        hidden = self._forward(hb, self._placeholder_fill(hb), share.tokens if share else None)
+        sample_requests = hb.sample_requests if share is None else share.sample_requests
+        if hidden is None or not sample_requests:
             self.stager.fence.after_copies()
             self._finish_step_without_sampling()
             return CompletedStep(self._empty_output())
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
         self.stager.fence.after_copies()
-        # an all-gather across the tensor ranks: every rank must call it, though only the driver samples
-        logits = self.model.compute_logits(hidden[logits_indices])  # [N, V]
-        req_ids = [r.req_id for r in hb.sample_requests]
+        rows = hidden[logits_indices]  # [N, D]
+        if share is None:
+            # an all-gather across the tensor ranks: every rank must call it, though only the driver samples
+            logits = self.model.compute_logits(rows)  # [N, V]
+        else:  # every rank's sampling rows reach every rank; the driver's (replicated) head alone computes logits
+            rows = share.samples.gather(rows, self.parallel)  # [N_all, D]
+            logits = self.model.compute_logits(rows) if self.sampler is not None else None
+        req_ids = [r.req_id for r in sample_requests]
         if self.sampler is not None:
-            sample = self.sampler.sample(logits, hb.sample_requests)
+            sample = self.sampler.sample(logits, sample_requests)
             sampled = sample.sampled  # [N]
         else:
             sample, sampled = None, torch.empty(len(req_ids), dtype=torch.int64, device=self.device)
@@ -205,13 +241,16 @@ class ModelRunner:
         dst_rows = torch.from_numpy(hb.placeholder_rows).to(self.device, non_blocking=True)
         return dst_rows, self._last_sampled[src_rows]
 
-    def _forward(self, hb: HostBatch, fill: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def _forward(self, hb: HostBatch, fill: tuple[torch.Tensor, torch.Tensor] | None, dp=None) -> torch.Tensor:
         if self.graphs is not None and self.graphs.can_run(hb):
             return self.graphs.run(hb, fill)
         batch = self.stager.stage(hb, self.block_size)
+        if self.lora_batch is not None:
+            self.lora_batch.set_eager(hb.token_lora_slots if hb.token_lora_slots is not None
+                                      else np.full(0, -1, dtype=np.int32))
         if fill is not None:
             batch.input_ids.index_copy_(0, *fill)
-        ctx = ForwardContext(attn=batch.attn, kv_caches=self.kv_caches)
+        ctx = ForwardContext(attn=batch.attn, kv_caches=self.kv_caches, dp=dp)
         if self.parallel.pp_size > 1:
             from vdeploy.models.pipeline_stage import forward_stage
 
