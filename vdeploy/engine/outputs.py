@@ -67,6 +67,9 @@ class ModelRunnerOutput:
     # speculative decoding: per row, every token the step emits (accepted drafts + one more), None for rows that
     # did not speculate; sampled_token_ids[i] is then the first of them
     accepted_token_ids: list[list[int] | None] | None = None
+    # MTP speculative decoding: per row, the drafts for the request's next step, and the time drafting took
+    draft_token_ids: list[list[int]] | None = None
+    draft_seconds: float = 0.0
 
 
 @dataclass

@@ -57,6 +57,8 @@ class Request:
     # n > 1: the parent request id and this sample's index (children are scheduled as independent requests)
     parent_id: str | None = None
     index: int = 0
+    # MTP speculative decoding: the drafts the last step proposed for the token after the last known one
+    draft_token_ids: list[int] = field(default_factory=list)
 
     @property
     def num_prompt_tokens(self) -> int:

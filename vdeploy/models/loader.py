@@ -73,10 +73,12 @@ def checkpoint_files(path: str | Path, model_config: ModelConfig | None = None, 
     return [root / name for name in validation.shard_map.files]
 
 
-def build_on_meta(model_config: ModelConfig, parallel: ParallelState, dtype: torch.dtype) -> nn.Module:
+def build_on_meta(model_config: ModelConfig, parallel: ParallelState, dtype: torch.dtype,
+                  mtp: bool = False) -> nn.Module:
+    """mtp: also build the checkpoint's multi-token-prediction module (DeepSeek-V3/R1), the MTP draft model."""
     model_cls = get_model_class(model_config)
     with torch.device("meta"):
-        return model_cls(model_config, parallel, dtype)
+        return model_cls(model_config, parallel, dtype, mtp=True) if mtp else model_cls(model_config, parallel, dtype)
 
 
 def materialize(model: nn.Module, device: torch.device) -> None:
@@ -204,7 +206,7 @@ def load_model(engine_config: EngineConfig, model_config: ModelConfig, parallel:
     start = time.perf_counter()
     device = torch.device(device)
     torch_dtype = resolve_dtype(dtype if dtype is not None else engine_config.dtype, model_config)
-    model = build_on_meta(model_config, parallel, torch_dtype)
+    model = build_on_meta(model_config, parallel, torch_dtype, mtp=engine_config.speculative.uses_mtp)
     materialize(model, device)
     num_files = 0
     if engine_config.load_format == "dummy":

@@ -8,6 +8,7 @@ rank 0 of the last pipeline stage).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import torch
@@ -31,12 +32,13 @@ def kv_cache_spec_for(engine_config: EngineConfig, model_config: ModelConfig, pp
     from vdeploy.models.pipeline_stage import pp_layer_range
 
     start, end = pp_layer_range(model_config.num_layers, pp_rank, engine_config.parallel.pipeline_parallel_size)
+    mtp = engine_config.speculative.uses_mtp  # the MTP module's attention caches one layer more
     return KVCacheSpec.for_model(
         model_config,
         block_size=engine_config.cache.block_size,
         dtype=resolve_kv_cache_dtype_name(engine_config, model_config),
         tp_size=engine_config.parallel.tensor_parallel_size,
-        num_layers=end - start,
+        num_layers=end - start + mtp,
     )
 
 
@@ -75,6 +77,7 @@ class ModelRunner:
         self._last_sampled: torch.Tensor | None = None
         self._last_sampled_rows: dict[str, int] = {}
         self.block_tables = BlockTables()  # the running requests' tables, from the scheduler's diffs
+        self.drafter = None  # MTPDrafter once the model is loaded, with MTP speculative decoding
 
     # ---- setup -----------------------------------------------------------------------------------------------
 
@@ -84,6 +87,12 @@ class ModelRunner:
         torch.manual_seed(self.engine_config.seed)
         self.model = load_model(self.engine_config, self.model_config, self.parallel, self.device, self.dtype)
         self.model.eval()
+        spec = self.engine_config.speculative
+        if spec.uses_mtp:
+            from vdeploy.worker.mtp_drafter import MTPDrafter
+
+            self.drafter = MTPDrafter(self.model, self.parallel, self.device, self.block_size,
+                                      spec.num_speculative_tokens)
 
     def determine_num_kv_blocks(self) -> int:
         from vdeploy.worker.memory_profile import determine_num_kv_blocks
@@ -154,6 +163,8 @@ class ModelRunner:
         hidden = self._forward(hb, self._placeholder_fill(hb))  # [T, D]; None before the last pipeline stage
         if hidden is None or not hb.sample_requests:
             self.stager.fence.after_copies()
+            if self.drafter is not None and hidden is not None:  # its cache follows every computed position
+                self.drafter.propose(hb, hidden, self.kv_caches, tables, [], [])
             self._finish_step_without_sampling()
             return CompletedStep(self._empty_output())
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
@@ -170,10 +181,34 @@ class ModelRunner:
         self.parallel.broadcast_from_first(sampled)
         self._last_sampled, self._last_sampled_rows = sampled, {rid: i for i, rid in enumerate(req_ids)}
         verdict = self._verify_drafts(hidden, hb) if hb.spec_rows is not None else None
-        if sample is None:
+        pending = _PendingTokens(req_ids, sample.copy_to_host(), verdict) if sample is not None else None
+        if self.drafter is not None:  # drafts need the step's tokens: this step ends here
+            return CompletedStep(self._draft(hb, hidden, tables, pending))
+        if pending is None:
             self._finish_step_without_sampling()
             return CompletedStep(None)
-        return _PendingTokens(req_ids, sample.copy_to_host(), verdict)
+        return pending
+
+    def _draft(self, hb: HostBatch, hidden: torch.Tensor, tables: dict[str, list[int]],
+               pending: _PendingTokens | None) -> ModelRunnerOutput | None:
+        """MTP drafts for the next step, from this step's hidden states and emitted tokens (the driver knows
+        them; every rank runs the MTP module on the same inputs)."""
+        out = pending.result() if pending is not None else None
+        start = time.perf_counter()
+        info = torch.zeros(2, len(hb.sample_requests), dtype=torch.int64)  # [2, N] rows rejected, last token
+        if out is not None:
+            for j, req in enumerate(hb.sample_requests):
+                emitted = out.accepted_token_ids[j] if out.accepted_token_ids else None
+                if emitted is None:
+                    info[1, j] = out.sampled_token_ids[j]
+                else:
+                    info[0, j], info[1, j] = req.num_draft_tokens + 1 - len(emitted), emitted[-1]
+        info = self.parallel.broadcast_from_first(info.to(self.device)).tolist()
+        drafts = self.drafter.propose(hb, hidden, self.kv_caches, tables, info[0], info[1])
+        if out is not None:
+            out.draft_token_ids = drafts
+            out.draft_seconds = time.perf_counter() - start
+        return out
 
     def _verify_drafts(self, hidden: torch.Tensor, hb: HostBatch) -> _DraftVerdict | None:
         """Speculative rows: the logits at t0, d1 … d(k-1) (every tensor rank gathers them), judged on the driver."""
