@@ -56,7 +56,7 @@ def save_hf_model(config, path: Path, seed: int = 0):
     return model.eval()
 
 
-def add_mtp_layer(config, path: Path, seed: int = 0, copy_weight: float = 1.0) -> None:
+def add_mtp_layer(config, path: Path, seed: int = 0, copy_weight: float = 1.0):
     """Append a multi-token-prediction layer to a saved checkpoint under the R1 checkpoint's tensor names
     (`model.layers.{N}.` with N = num_hidden_layers: the decoder layer's usual names, enorm, hnorm, eh_proj,
     shared_head.norm, and copies of embed_tokens and the head as shared_head.head) and set
@@ -64,7 +64,9 @@ def add_mtp_layer(config, path: Path, seed: int = 0, copy_weight: float = 1.0) -
 
     Random weights would accept almost no draft; `copy_weight` > 0 steers the module towards repeating the last
     token (eh_proj passes the main hidden state through, so the head sees roughly the main model's own logits),
-    which greedy random models often do: some drafts stand and some fall, both paths get exercised."""
+    which greedy random models often do: some drafts stand and some fall, both paths get exercised.
+
+    Returns the HF model whose layer N is the MTP block (an independent reference for the block)."""
     import copy
 
     import tempfile
@@ -75,7 +77,7 @@ def add_mtp_layer(config, path: Path, seed: int = 0, copy_weight: float = 1.0) -
     deeper = copy.deepcopy(config)
     deeper.num_hidden_layers = n + 1
     with tempfile.TemporaryDirectory() as tmp:  # saved, so the experts get the checkpoint's per-expert names
-        save_hf_model(deeper, Path(tmp), seed=seed + 1000)
+        donor_model = save_hf_model(deeper, Path(tmp), seed=seed + 1000)
         donor = load_file(Path(tmp) / "model.safetensors")
     file = path / "model.safetensors"
     tensors = load_file(file)
@@ -95,6 +97,7 @@ def add_mtp_layer(config, path: Path, seed: int = 0, copy_weight: float = 1.0) -
     cfg = json.loads((path / "config.json").read_text())
     cfg["num_nextn_predict_layers"] = 1
     (path / "config.json").write_text(json.dumps(cfg))
+    return donor_model
 
 
 def convert_to_fp8(path: Path) -> None:

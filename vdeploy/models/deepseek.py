@@ -162,13 +162,13 @@ class DeepseekV3ForCausalLM(nn.Module):
 
     def mtp_forward(self, input_ids: torch.Tensor, positions: torch.Tensor, prev_hidden: torch.Tensor,
                     ctx: ForwardContext) -> torch.Tensor:
-        """The MTP module on tokens [T] (each the token after its position) and hidden states [T, D] -> [T, D];
-        the embedding is the main model's."""
+        """The MTP module on tokens [T] (each the token after its position) and hidden states [T, D] -> its
+        normalised hidden states [T, D]; the embedding is the main model's."""
         return self.mtp(self.model.embed_tokens(input_ids), positions, prev_hidden, ctx)
 
     def mtp_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """float32 [N, V] draft logits from MTP hidden states [N, D], through the main model's head."""
-        return self.lm_head.compute_logits(self.mtp.shared_head.norm(hidden))
+        """float32 [N, V] draft logits from mtp_forward's hidden states [N, D], through the main model's head."""
+        return self.lm_head.compute_logits(hidden)
 
     def process_weights_after_loading(self) -> None:
         """Once, after every weight is in place: float32 routers (routing runs in float32: converting the BF16

@@ -10,7 +10,8 @@ At position i the module combines the main model's final hidden state h_i and th
     x = eh_proj([enorm(emb(t_{i+1})) ; hnorm(h_i)]),  h'_i = block(x) (+ its residual),
     logits(t_{i+2}) = head(shared_head.norm(h'_i)).
 Its attention keeps its own paged KV cache layer (index num_hidden_layers) in the same blocks as the main model's
-layers. For k > 1 drafts the module runs again on its own output h'_i and the draft it just produced.
+layers. For k > 1 drafts the module runs again on its own normalised output shared_head.norm(h'_i) and the
+draft it just produced.
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ class DeepseekMTP(nn.Module):
     def forward(self, input_embeds: torch.Tensor, positions: torch.Tensor, prev_hidden: torch.Tensor,
                 ctx: ForwardContext) -> torch.Tensor:
         """input_embeds [T, D] (embedding of the token after each position), positions [T], prev_hidden [T, D]
-        (the main model's, or this module's own output for a further draft) -> this module's hidden [T, D]."""
+        (the main model's, or this module's own output for a further draft) -> its normalised hidden [T, D]."""
         x = torch.cat([self.enorm(input_embeds), self.hnorm(prev_hidden)], dim=-1)  # [T, 2D]
         hidden, residual = self.mtp_block(positions, self.eh_proj(x), None, ctx)
-        return hidden + residual  # [T, D]
+        # normalised for the head, and in that form the input of a further draft (as the main model's hidden
+        # state is: after its final norm), as HF transformers' MtpLayer and SGLang chain it
+        return self.shared_head.norm(hidden, residual)[0]  # [T, D]
 
 
 def mtp_param_name(suffix: str) -> str | None:
