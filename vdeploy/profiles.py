@@ -41,6 +41,8 @@ PROFILE_SETTINGS: dict[str, tuple[str, type]] = {
     "enforce_eager": ("enforce_eager", bool),
     "dtype": ("dtype", str),
     "kv_cache_dtype": ("cache.kv_cache_dtype", str),
+    "speculative_method": ("speculative.method", str),
+    "num_speculative_tokens": ("speculative.num_speculative_tokens", int),
 }
 SETTINGS: dict[str, tuple[str, type]] = {
     **PROFILE_SETTINGS,
@@ -57,8 +59,6 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "master_port": ("parallel.master_port", int),
     "step_timeout_s": ("parallel.step_timeout_s", float),
     "data_parallel_size": ("parallel.data_parallel_size", int),
-    "speculative_method": ("speculative.method", str),
-    "num_speculative_tokens": ("speculative.num_speculative_tokens", int),
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")

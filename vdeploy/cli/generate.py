@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vdeploy.cli.vllm_compat import size_option
+from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, size_option, speculative_flags
 
 
 def generate(
@@ -41,6 +41,7 @@ def generate(
     max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
     load_format: Annotated[str, typer.Option(
         "--load-format", help="safetensors | dummy (random weights at the config's shapes).")] = "safetensors",
+    speculative_config: Annotated[str | None, typer.Option("--speculative-config", help=SPECULATIVE_HELP)] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming (schema: docs/generate.md).")
     ] = False,
@@ -48,6 +49,7 @@ def generate(
     """Generate a reply to one prompt (chat template applied) and stream it to the terminal."""
     from vdeploy.cli.serve_checks import pick_model, preflight
 
+    spec_flags = speculative_flags(speculative_config)  # a malformed value fails before anything loads
     path, _ = preflight(pick_model(path, model_option), load_format=load_format, local_path=True)
     from vdeploy.engine.llm import LLM
     from vdeploy.model_configs import resolve_dummy_model
@@ -56,7 +58,8 @@ def generate(
     if path is None:
         path = demo_model_path()
     llm = LLM(path, chat_template=chat_template, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
-              device=device, max_model_len=max_model_len, load_format=load_format)
+              device=device, max_model_len=max_model_len, load_format=load_format,
+              **spec_flags)
     try:
         params = _sampling_params(llm, max_tokens, temperature, top_p, seed)
         if no_chat:
