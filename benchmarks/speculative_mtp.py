@@ -58,7 +58,7 @@ class ReplayDrafts:
 
     def __call__(self, req, budget: int) -> list[int]:
         real = self._propose(req, budget)
-        ref = self.reference[req.request_id]
+        ref = self.reference.get(req.request_id, [])
         n = len(req.output_token_ids)
         out = []
         for i in range(len(real)):
@@ -112,7 +112,11 @@ def run(model: Path, args, k: int, variants: list[float | None], reference: dict
              speculative_config=spec, **kw) as llm:
         scheduler = llm.core.scheduler
         real_propose = scheduler._propose
-        decode_run(llm, "warm-up", prompts[0], 8)
+        if reference is None:
+            decode_run(llm, "warm-up", prompts[0], 8)
+        else:  # verify steps of every accepted length (kernel variants compile here, not in a timed run)
+            scheduler._propose = ReplayDrafts(real_propose, reference, 0.5, llm.core.model_config.vocab_size, seed=1)
+            decode_run(llm, "r0", prompts[0], min(48, args.output_len))
         for v, acceptance in enumerate(variants):
             scheduler._propose = real_propose if acceptance is None else ReplayDrafts(
                 real_propose, reference, acceptance, llm.core.model_config.vocab_size)
