@@ -44,6 +44,9 @@ class SchedulerOutput:
     requests: list[ScheduledRequest]
     num_scheduled_tokens: int
     finished_req_ids: list[str] = field(default_factory=list)  # freed since the last step (runners drop state)
+    # MTP speculative decoding: the known token after each non-final prefill chunk, by request (the MTP module's
+    # input at the chunk's last row); empty otherwise
+    next_token_ids: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:

@@ -55,8 +55,8 @@ class Scheduler:
         self.num_spec_steps = 0  # request-steps that verified drafts (mean accepted length = 1 + accepted / this)
         self.draft_seconds = 0.0  # time spent proposing drafts (host n-gram lookup, or the workers' MTP passes)
         # MTP: slots reserved past a decode's tokens for the recurrent drafts (never anyone preempted for them)
-        self._lookahead = (self.speculative.num_speculative_tokens - 1
-                           if self.speculative is not None and self.speculative.uses_mtp else 0)
+        self._mtp = self.speculative is not None and self.speculative.uses_mtp
+        self._lookahead = self.speculative.num_speculative_tokens - 1 if self._mtp else 0
         self.num_penalty_requests = 0  # live requests whose sampling needs every token's value (penalties)
         self.num_guided_requests = 0  # live requests whose grammar mask needs the previous token's value
 
@@ -199,6 +199,7 @@ class Scheduler:
 
     def _build_output(self, scheduled: list[tuple[Request, int]], drafts: dict[str, list[int]]) -> SchedulerOutput:
         items = []
+        next_token_ids: dict[str, int] = {}  # MTP: the token after each non-final prefill chunk
         block_ids_of = self.kv.block_ids_view
         for req, num_new in scheduled:
             start = req.num_computed_tokens
@@ -217,6 +218,8 @@ class Scheduler:
                 if end > num_known:  # placeholders only ever end a one-token decode; kept general
                     token_ids = token_ids + [PLACEHOLDER_TOKEN_ID] * (end - max(start, num_known))
             sample = proposal is not None or end == num_known + req.num_output_placeholders
+            if self._mtp and end < num_known:
+                next_token_ids[req.request_id] = req.token_ids_slice(end, end + 1)[0]
             params = req.sampling_params
             table, sent = block_ids_of(req.request_id), req.num_blocks_sent
             req.num_blocks_sent = len(table)
@@ -245,7 +248,8 @@ class Scheduler:
         if items:  # an empty step is never sent: its finished ids wait for the next one (ranks drop their tables)
             finished, self._finished_since_last_step = self._finished_since_last_step, []
         return SchedulerOutput(
-            requests=items, num_scheduled_tokens=sum(len(s.token_ids) for s in items), finished_req_ids=finished
+            requests=items, num_scheduled_tokens=sum(len(s.token_ids) for s in items), finished_req_ids=finished,
+            next_token_ids=next_token_ids,
         )
 
     def update_from_output(self, sched_out: SchedulerOutput, runner_out: ModelRunnerOutput) -> list[Request]:

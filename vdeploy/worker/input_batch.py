@@ -37,6 +37,9 @@ class HostBatch:
     # sample_requests speculate (their drafts, in order, own consecutive stretches of spec_rows)
     spec_rows: np.ndarray | None = None
     spec_samples: list[int] | None = None
+    # MTP: the last rows of non-final prefill chunks [C] and the known token after each [C]
+    next_token_rows: np.ndarray | None = None
+    next_token_ids: np.ndarray | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -153,6 +156,12 @@ def build_host_batch(
     spec_rows = None
     if spec:  # rows of t0, d1 … d(k-1): the logits that judge each draft (the last row's logits give the bonus)
         spec_rows = np.concatenate([logits_indices[j] - k + np.arange(k) for j, k in spec]).astype(np.int64)
+    next_token_rows = next_token_ids = None
+    if sched.next_token_ids:  # MTP only: a few prefill chunks
+        known = [(int(query_start_loc[b + 1]) - 1, sched.next_token_ids[r.req_id])
+                 for b, r in enumerate(ordered) if r.req_id in sched.next_token_ids]
+        next_token_rows = np.asarray([row for row, _ in known], dtype=np.int64)
+        next_token_ids = np.asarray([tok for _, tok in known], dtype=np.int64)
     return HostBatch(
         input_ids=input_ids,
         positions=positions,
@@ -169,6 +178,8 @@ def build_host_batch(
         placeholder_req_ids=placeholder_req_ids,
         spec_rows=spec_rows,
         spec_samples=[j for j, _ in spec] if spec else None,
+        next_token_rows=next_token_rows,
+        next_token_ids=next_token_ids,
     )
 
 

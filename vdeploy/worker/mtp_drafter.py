@@ -11,8 +11,8 @@ After a step's tokens are known (sampled, or verified drafts), for each request 
   3. drafts 2..k reuse the module recurrently on its own hidden state and the previous draft, one decode row per
      request at positions P+1 …, in KV slots the scheduler reserved ahead (a request without such room gets
      fewer drafts; those slots are rewritten by the next step's pass 1).
-A non-final prefill chunk does not know the token after its last row: that one position of the MTP cache gets
-token 0 (draft quality only; the target verifies every draft).
+A non-final prefill chunk's last row gets the prompt token after it from the scheduler
+(SchedulerOutput.next_token_ids), so chunked prefill leaves the same MTP cache as one pass.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ class MTPDrafter:
         num = len(hb.sample_requests)
         last_valid = hb.logits_indices - np.asarray(num_rejected, dtype=np.int64)  # [N] rows
         ids = np.roll(hb.input_ids, -1)  # [T] the token after each row, within a request
-        ids[hb.query_start_loc[1:] - 1] = 0  # a chunk's last row: unknown unless it sampled (below)
-        ids[last_valid] = np.asarray(next_tokens, dtype=np.int64)
+        ids[hb.query_start_loc[1:] - 1] = 0  # a chunk's last row: the token after it is set below
+        if hb.next_token_rows is not None:  # non-final prefill chunks: the next prompt token
+            ids[hb.next_token_rows] = hb.next_token_ids
+        ids[last_valid] = np.asarray(next_tokens, dtype=np.int64)  # sampling rows: the token just emitted
         attn = _metadata(hb, self.block_size, self.device)
         ctx = ForwardContext(attn=attn, kv_caches=kv_caches)
         h = self.model.mtp_forward(_dev(ids, self.device), _dev(hb.positions, self.device), hidden, ctx)  # [T, D]
