@@ -21,7 +21,7 @@ from vdeploy.engine.step_handle import CompletedStep, StepHandle
 from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.worker.device import TORCH_DTYPES, resolve_dtype_name, resolve_kv_cache_dtype_name
 from vdeploy.worker.block_tables import BlockTables
-from vdeploy.worker.input_batch import HostBatch, InputStager, build_host_batch
+from vdeploy.worker.input_batch import HostBatch, InputStager, as_decode_rows, build_host_batch
 from vdeploy.worker.sampler import HostSample, Sampler
 
 logger = logging.getLogger(__name__)
@@ -159,12 +159,14 @@ class ModelRunner:
         if sched.is_empty:
             return CompletedStep(self._empty_output())
         hb = build_host_batch(sched, self.block_size, width_multiple=self.block_table_width_multiple, tables=tables)
+        # verification of drafts in an all-decode batch: one decode row per token (decode path, CUDA graphs)
+        rows = as_decode_rows(hb) if hb.spec_rows is not None else None
         self.stager.fence.before_write()
-        hidden = self._forward(hb, self._placeholder_fill(hb))  # [T, D]; None before the last pipeline stage
+        hidden = self._forward(rows or hb, self._placeholder_fill(hb))  # [T, D]; None before the last stage
         if hidden is None or not hb.sample_requests:
             self.stager.fence.after_copies()
             if self.drafter is not None and hidden is not None:  # its cache follows every computed position
-                self.drafter.propose(hb, hidden, self.kv_caches, tables, [], [])
+                self.drafter.propose(hb, hidden, self.kv_caches, tables, [], [], rows)
             self._finish_step_without_sampling()
             return CompletedStep(self._empty_output())
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
@@ -183,14 +185,14 @@ class ModelRunner:
         verdict = self._verify_drafts(hidden, hb) if hb.spec_rows is not None else None
         pending = _PendingTokens(req_ids, sample.copy_to_host(), verdict) if sample is not None else None
         if self.drafter is not None:  # drafts need the step's tokens: this step ends here
-            return CompletedStep(self._draft(hb, hidden, tables, pending))
+            return CompletedStep(self._draft(hb, hidden, tables, pending, rows))
         if pending is None:
             self._finish_step_without_sampling()
             return CompletedStep(None)
         return pending
 
     def _draft(self, hb: HostBatch, hidden: torch.Tensor, tables: dict[str, list[int]],
-               pending: _PendingTokens | None) -> ModelRunnerOutput | None:
+               pending: _PendingTokens | None, rows: HostBatch | None) -> ModelRunnerOutput | None:
         """MTP drafts for the next step, from this step's hidden states and emitted tokens (the driver knows
         them; every rank runs the MTP module on the same inputs)."""
         out = pending.result() if pending is not None else None
@@ -204,7 +206,7 @@ class ModelRunner:
                 else:
                     info[0, j], info[1, j] = req.num_draft_tokens + 1 - len(emitted), emitted[-1]
         info = self.parallel.broadcast_from_first(info.to(self.device)).tolist()
-        drafts = self.drafter.propose(hb, hidden, self.kv_caches, tables, info[0], info[1])
+        drafts = self.drafter.propose(hb, hidden, self.kv_caches, tables, info[0], info[1], rows)
         if out is not None:
             out.draft_token_ids = drafts
             out.draft_seconds = time.perf_counter() - start

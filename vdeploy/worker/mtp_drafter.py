@@ -31,9 +31,12 @@ class MTPDrafter:
         self.k = num_speculative_tokens
 
     def propose(self, hb: HostBatch, hidden: torch.Tensor, kv_caches: list[torch.Tensor],
-                tables: dict[str, list[int]], num_rejected: list[int], next_tokens: list[int]) -> list[list[int]]:
+                tables: dict[str, list[int]], num_rejected: list[int], next_tokens: list[int],
+                decode_rows: HostBatch | None = None) -> list[list[int]]:
         """hidden [T, D]: the main model's output for the step's rows; per sampling request (hb.sample_requests
-        order): how many of its rows were rejected drafts, and the last token it emitted. Returns its drafts."""
+        order): how many of its rows were rejected drafts, and the last token it emitted. `decode_rows`: the
+        step's batch as one decode row per token, when it ran so (the attention metadata to use). Returns the
+        drafts of each sampling request."""
         num = len(hb.sample_requests)
         last_valid = hb.logits_indices - np.asarray(num_rejected, dtype=np.int64)  # [N] rows
         ids = np.roll(hb.input_ids, -1)  # [T] the token after each row, within a request
@@ -41,7 +44,7 @@ class MTPDrafter:
         if hb.next_token_rows is not None:  # non-final prefill chunks: the next prompt token
             ids[hb.next_token_rows] = hb.next_token_ids
         ids[last_valid] = np.asarray(next_tokens, dtype=np.int64)  # sampling rows: the token just emitted
-        attn = _metadata(hb, self.block_size, self.device)
+        attn = _metadata(decode_rows or hb, self.block_size, self.device)
         ctx = ForwardContext(attn=attn, kv_caches=kv_caches)
         h = self.model.mtp_forward(_dev(ids, self.device), _dev(hb.positions, self.device), hidden, ctx)  # [T, D]
         h = h[_dev(last_valid, self.device)]  # [N, D]
