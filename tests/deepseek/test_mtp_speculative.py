@@ -167,3 +167,44 @@ def test_mtp_refused_without_an_mtp_layer(tmp_path):
     with pytest.raises(ConfigError, match="multi-token-prediction"):
         LLM(str(tmp_path), dtype="float32", device="cpu",
             speculative_config={"method": "mtp", "num_speculative_tokens": 1})
+
+
+def test_async_engine_streams_mtp_speculation_and_cancelling_frees(checkpoints):
+    """The asynchronous engine (the server's): streamed greedy tokens equal HF's while another stream is
+    cancelled mid-speculation; every block comes back."""
+    import asyncio
+
+    from vdeploy import SamplingParams
+    from vdeploy.config import CacheConfig, EngineConfig, SpeculativeConfig
+    from vdeploy.engine.async_engine import AsyncEngine
+
+    path, expected, _, _ = checkpoints
+    cfg = EngineConfig(model=str(path), dtype="float32", device="cpu",
+                       cache=CacheConfig(block_size=4, num_gpu_blocks_override=64),
+                       speculative=SpeculativeConfig(method="mtp", num_speculative_tokens=2))
+    engine = AsyncEngine(cfg)
+
+    async def main():
+        greedy = SamplingParams(temperature=0, max_tokens=STEPS, ignore_eos=True)
+
+        async def collect(rid, prompt):
+            return [t async for o in engine.generate(prompt, greedy, rid) for t in o.outputs[0].delta_token_ids]
+
+        async def cancelled():
+            async for _ in engine.generate(PROMPTS[3], SamplingParams(temperature=0, max_tokens=500,
+                                                                      ignore_eos=True), "gone"):
+                if engine.stats().spec_draft_tokens_total > 0:
+                    return  # leaving the loop aborts the request
+
+        results = await asyncio.gather(collect("a", PROMPTS[2]), cancelled())
+        assert results[0] == expected[2]
+        for _ in range(200):
+            if engine.stats().num_free_blocks == engine.stats().num_total_blocks:
+                break
+            await asyncio.sleep(0.01)
+        stats = engine.stats()
+        await engine.shutdown(1)
+        return stats
+
+    stats = asyncio.run(main())
+    assert stats.num_free_blocks == stats.num_total_blocks and stats.spec_draft_tokens_total > 0
