@@ -121,7 +121,18 @@ def run(model: Path, args, k: int, variants: list[float | None], reference: dict
             scheduler._propose = real_propose if acceptance is None else ReplayDrafts(
                 real_propose, reference, acceptance, llm.core.model_config.vocab_size)
             out.append([decode_run(llm, f"r{i}", p, args.output_len) for i, p in enumerate(prompts)])
+    release_device_memory()  # the next engine loads the model again
     return out
+
+
+def release_device_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def main() -> None:
