@@ -208,3 +208,22 @@ def test_async_engine_streams_mtp_speculation_and_cancelling_frees(checkpoints):
 
     stats = asyncio.run(main())
     assert stats.num_free_blocks == stats.num_total_blocks and stats.spec_draft_tokens_total > 0
+
+
+def test_drafts_stop_at_the_context_limit(checkpoints):
+    """A request that runs into max_model_len (here the model's max_position_embeddings, the rotary cache's
+    length) with k = 3: no draft row is placed past it, and the tokens are plain greedy decoding's."""
+    from vdeploy import LLM, SamplingParams
+    from vdeploy.config import ModelConfig
+
+    path, _, _, _ = checkpoints
+    limit = ModelConfig.from_path(path).max_position_embeddings
+    prompt = [(7 * i) % 290 + 3 for i in range(limit - 12)]
+    params = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
+    outs = []
+    for spec in (None, {"method": "mtp", "num_speculative_tokens": 3}):
+        with LLM(str(path), dtype="float32", device="cpu", block_size=4, num_gpu_blocks_override=300,
+                 speculative_config=spec) as llm:
+            outs.append(llm.generate([prompt], params)[0].outputs[0])
+    assert outs[0].token_ids == outs[1].token_ids and len(outs[1].token_ids) == 12
+    assert outs[1].finish_reason == "length"

@@ -69,7 +69,7 @@ def paged(ours, cfg, chunks, next_token_ids=None, seed=0):
     t = sum(map(len, chunks))
     blocks = torch.randperm(32, generator=torch.Generator().manual_seed(seed))[: -(-(t + K) // BLOCK)].tolist()
     kv = [torch.zeros(1, 32, BLOCK, 1, cfg.kv_cache_dim) for _ in range(cfg.num_layers + 1)]
-    drafter = MTPDrafter(ours, ParallelState(0, 1), torch.device("cpu"), BLOCK, K)
+    drafter = MTPDrafter(ours, ParallelState(0, 1), torch.device("cpu"), BLOCK, K, cfg.max_position_embeddings)
     start = 0
     for i, chunk in enumerate(chunks):
         last = i == len(chunks) - 1
@@ -108,7 +108,7 @@ def test_mtp_logits_and_recurrent_drafts_match_hf(models):
 
         # the drafter end to end: k recurrent drafts against HF's module run over the growing sequence
         kv2 = [torch.zeros_like(c) for c in kv]
-        drafter = MTPDrafter(ours, ParallelState(0, 1), torch.device("cpu"), BLOCK, k)
+        drafter = MTPDrafter(ours, ParallelState(0, 1), torch.device("cpu"), BLOCK, k, cfg.max_position_embeddings)
         ours(torch.tensor(PROMPT), torch.arange(t), ForwardContext(ctx.attn, kv2))
         drafts = drafter.propose(hb, hidden, kv2, {"r": blocks}, [0], [x])[0]
         tokens, prev, expected = list(shifted), ref_hidden, []
@@ -138,7 +138,7 @@ def test_chunked_prefill_leaves_the_same_mtp_cache(models):
 
     def last_pass(chunks, next_token_ids=None, seed=0):  # the sampling step's MTP pass (emitted token: any)
         hb, hidden, kv, blocks = paged(ours, cfg, chunks, next_token_ids, seed)
-        MTPDrafter(ours, ParallelState(0, 1), torch.device("cpu"), BLOCK, 1).propose(
+        MTPDrafter(ours, ParallelState(0, 1), torch.device("cpu"), BLOCK, 1, cfg.max_position_embeddings).propose(
             hb, hidden, kv, {"r": blocks}, [0], [0])
         return mtp_cache(kv, blocks)
 

@@ -136,8 +136,10 @@ class Scheduler:
                 if proposal and self.kv.allocate_slots(req, 1 + len(proposal)) is not None:
                     drafts[req.request_id] = proposal
                     num_new += len(proposal)
-                if self._lookahead:
-                    self.kv.allocate_slots(req, num_new + self._lookahead)  # best effort
+                # best effort, and never past max_model_len (no token can land there)
+                lookahead = min(self._lookahead, self.max_model_len - req.num_computed_tokens - num_new)
+                if lookahead > 0:
+                    self.kv.allocate_slots(req, num_new + lookahead)
             while self.kv.allocate_slots(req, num_new) is None:
                 victim = self.running[-1]  # the newest; never one already scheduled this step (those are < i)
                 self._preempt(victim)

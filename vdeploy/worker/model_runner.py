@@ -92,7 +92,7 @@ class ModelRunner:
             from vdeploy.worker.mtp_drafter import MTPDrafter
 
             self.drafter = MTPDrafter(self.model, self.parallel, self.device, self.block_size,
-                                      spec.num_speculative_tokens)
+                                      spec.num_speculative_tokens, self.model_config.max_position_embeddings)
 
     def determine_num_kv_blocks(self) -> int:
         from vdeploy.worker.memory_profile import determine_num_kv_blocks

@@ -25,10 +25,12 @@ from vdeploy.worker.input_batch import HostBatch
 
 
 class MTPDrafter:
-    def __init__(self, model, parallel, device: torch.device, block_size: int, num_speculative_tokens: int):
+    def __init__(self, model, parallel, device: torch.device, block_size: int, num_speculative_tokens: int,
+                 max_positions: int):
         self.model, self.parallel, self.device = model, parallel, device
         self.block_size = block_size
         self.k = num_speculative_tokens
+        self.max_positions = max_positions  # the rotary cache's length: no draft row beyond it
 
     def propose(self, hb: HostBatch, hidden: torch.Tensor, kv_caches: list[torch.Tensor],
                 tables: dict[str, list[int]], num_rejected: list[int], next_tokens: list[int],
@@ -56,8 +58,8 @@ class MTPDrafter:
         for _ in range(1, self.k):
             positions = positions + 1
             # only where the request holds a slot for the new position (reserved ahead by the scheduler)
-            room = np.fromiter((pos // self.block_size < len(block_tables[i]) for pos, i in zip(positions, rows)),
-                               dtype=bool, count=rows.size)
+            room = np.fromiter((pos // self.block_size < len(block_tables[i]) and pos < self.max_positions
+                                for pos, i in zip(positions, rows)), dtype=bool, count=rows.size)
             if not room.any():
                 break
             keep = np.flatnonzero(room)
