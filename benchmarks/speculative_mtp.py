@@ -162,8 +162,8 @@ def main() -> None:
             drafts = sum(r["draft_tokens"] for r in results)
             if drafts:
                 accepted = sum(r["accepted_tokens"] for r in results)
-                row.update(acceptance_rate=round(accepted / drafts, 4),
-                           mean_accepted_length=round(sum(r["mean_accepted_length"] for r in results) / len(results), 3),
+                mean_len = sum(r["mean_accepted_length"] for r in results) / len(results)
+                row.update(acceptance_rate=round(accepted / drafts, 4), mean_accepted_length=round(mean_len, 3),
                            draft_ms_per_step=round(1e3 * sum(r["draft_s"] for r in results)
                                                    / sum(r["steps_after_first"] for r in results), 3))
             row["speedup"] = round(tok_s / runs[0]["decode_tok_per_s"], 3) if runs else 1.0

@@ -57,8 +57,9 @@ def cpu_only_host() -> bool:
     return detect_hardware().is_cpu_only
 
 
-SPECULATIVE_HELP = ('Speculative decoding, as vLLM: \'{"method": "ngram", "num_speculative_tokens": 3}\' (prompt lookup, '
-                    'any model) or {"method": "mtp", ...} (the checkpoint\'s MTP layer: DeepSeek-V3/R1).')
+SPECULATIVE_HELP = ('Speculative decoding, as vLLM: \'{"method": "ngram", "num_speculative_tokens": 3}\' '
+                    '(prompt lookup, any model) or {"method": "mtp", ...} (the checkpoint\'s MTP layer: '
+                    'DeepSeek-V3/R1).')
 
 
 def speculative_flags(text: str | None) -> dict:
