@@ -68,7 +68,6 @@ def add_mtp_layer(config, path: Path, seed: int = 0, copy_weight: float = 1.0):
 
     Returns the HF model whose layer N is the MTP block (an independent reference for the block)."""
     import copy
-
     import tempfile
 
     from safetensors.torch import load_file, save_file
