@@ -230,7 +230,7 @@ class SchedulerConfig:
 
 @dataclass(frozen=True)
 class SpeculativeConfig:
-    method: str | None = None  # None (off) | "ngram" (prompt lookup)
+    method: str | None = None  # None (off) | "ngram" (prompt lookup) | "mtp" (DeepSeek's MTP module)
     num_speculative_tokens: int = 3  # drafts per step and request
     prompt_lookup_min: int = 1  # n-gram sizes searched, longest first
     prompt_lookup_max: int = 3
@@ -238,6 +238,11 @@ class SpeculativeConfig:
     @property
     def enabled(self) -> bool:
         return self.method is not None and self.num_speculative_tokens > 0
+
+    @property
+    def uses_mtp(self) -> bool:
+        """The checkpoint's multi-token-prediction module is built, cached and run as the draft model."""
+        return self.enabled and self.method == "mtp"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from vdeploy.config import ARCHITECTURE_FAMILIES
 from vdeploy.errors import ConfigError
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+SPECULATIVE_METHODS = ("ngram", "mtp")
 KV_CACHE_DTYPES = (*DTYPES, "fp8_e4m3", "fp8")  # fp8 halves KV memory (vdeploy.worker.device resolves the names)
 QUANTIZATIONS = ("none", "fp8")
 USER_PROFILES_ENV = "VDEPLOY_PROFILES_DIR"  # a directory of extra profiles; same name shadows a built-in
@@ -53,6 +54,9 @@ class EngineSettings:
     enforce_eager: bool | None = None  # true: no CUDA graphs
     dtype: str | None = None
     kv_cache_dtype: str | None = None
+    # speculative decoding, as --speculative-config: "ngram" (any model) | "mtp" (DeepSeek-V3/R1's MTP layer)
+    speculative_method: str | None = None
+    num_speculative_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,10 @@ def validate_profile(p: Profile) -> None:
         raise bad("engine.gpu_memory_utilization must be in (0, 1]")
     if e.block_size is not None and (e.block_size < 1 or e.block_size & (e.block_size - 1)):
         raise bad("engine.block_size must be a power of two")
-    for key in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
+    if e.speculative_method is not None and e.speculative_method not in SPECULATIVE_METHODS:
+        raise bad(f"engine.speculative_method: unknown method '{e.speculative_method}'",
+                  "one of " + ", ".join(SPECULATIVE_METHODS))
+    for key in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "num_speculative_tokens"):
         value = getattr(e, key)
         if value is not None and value < 1:
             raise bad(f"engine.{key} must be positive")

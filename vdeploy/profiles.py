@@ -41,6 +41,8 @@ PROFILE_SETTINGS: dict[str, tuple[str, type]] = {
     "enforce_eager": ("enforce_eager", bool),
     "dtype": ("dtype", str),
     "kv_cache_dtype": ("cache.kv_cache_dtype", str),
+    "speculative_method": ("speculative.method", str),
+    "num_speculative_tokens": ("speculative.num_speculative_tokens", int),
 }
 SETTINGS: dict[str, tuple[str, type]] = {
     **PROFILE_SETTINGS,
@@ -58,8 +60,6 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "step_timeout_s": ("parallel.step_timeout_s", float),
     "data_parallel_size": ("parallel.data_parallel_size", int),
     "enable_dp_attention": ("parallel.enable_dp_attention", bool),
-    "speculative_method": ("speculative.method", str),
-    "num_speculative_tokens": ("speculative.num_speculative_tokens", int),
     "enable_lora": ("lora.enable_lora", bool),
     "max_loras": ("lora.max_loras", int),
     "max_lora_rank": ("lora.max_lora_rank", int),

@@ -56,6 +56,49 @@ def save_hf_model(config, path: Path, seed: int = 0):
     return model.eval()
 
 
+def add_mtp_layer(config, path: Path, seed: int = 0, copy_weight: float = 1.0):
+    """Append a multi-token-prediction layer to a saved checkpoint under the R1 checkpoint's tensor names
+    (`model.layers.{N}.` with N = num_hidden_layers: the decoder layer's usual names, enorm, hnorm, eh_proj,
+    shared_head.norm, and copies of embed_tokens and the head as shared_head.head) and set
+    num_nextn_predict_layers. The decoder block has HF's initialisation (a layer N of a model one layer deeper).
+
+    Random weights would accept almost no draft; `copy_weight` > 0 steers the module towards repeating the last
+    token (eh_proj passes the main hidden state through, so the head sees roughly the main model's own logits),
+    which greedy random models often do: some drafts stand and some fall, both paths get exercised.
+
+    Returns the HF model whose layer N is the MTP block (an independent reference for the block)."""
+    import copy
+    import tempfile
+
+    from safetensors.torch import load_file, save_file
+
+    n, h = config.num_hidden_layers, config.hidden_size
+    deeper = copy.deepcopy(config)
+    deeper.num_hidden_layers = n + 1
+    with tempfile.TemporaryDirectory() as tmp:  # saved, so the experts get the checkpoint's per-expert names
+        donor_model = save_hf_model(deeper, Path(tmp), seed=seed + 1000)
+        donor = load_file(Path(tmp) / "model.safetensors")
+    file = path / "model.safetensors"
+    tensors = load_file(file)
+    p = f"model.layers.{n}."
+    gen = torch.Generator().manual_seed(seed + 2000)
+    for name, t in donor.items():
+        if name.startswith(p):
+            tensors[name] = t
+    eh = torch.randn(h, 2 * h, generator=gen) * 0.02
+    eh[:, h:] += copy_weight * torch.eye(h)  # [embeds ; hidden] -> hidden: the hidden half passes through
+    tensors[p + "eh_proj.weight"] = eh
+    for norm in ("enorm", "hnorm", "shared_head.norm"):
+        tensors[p + norm + ".weight"] = 1 + 0.05 * torch.randn(h, generator=gen)
+    tensors[p + "embed_tokens.weight"] = tensors["model.embed_tokens.weight"].clone()
+    tensors[p + "shared_head.head.weight"] = tensors["lm_head.weight"].clone()
+    save_file(tensors, file, metadata={"format": "pt"})
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["num_nextn_predict_layers"] = 1
+    (path / "config.json").write_text(json.dumps(cfg))
+    return donor_model
+
+
 def convert_to_fp8(path: Path) -> None:
     """Rewrite a saved checkpoint like R1: 2-D projection weights as e4m3 + float32 weight_scale_inv per 128×128
     block; embeddings, norms, router and lm_head stay unquantized."""
@@ -67,7 +110,9 @@ def convert_to_fp8(path: Path) -> None:
     tensors = load_file(file)
     out = {}
     for name, t in tensors.items():
-        quantize = t.dim() == 2 and (name.endswith("_proj.weight") or name.endswith("_with_mqa.weight"))
+        # R1 keeps the MTP layer's eh_proj unquantized
+        quantize = t.dim() == 2 and (name.endswith("_proj.weight") or name.endswith("_with_mqa.weight")) \
+            and not name.endswith("eh_proj.weight")
         if quantize:
             q, s = quantize_weight_block(t)
             out[name], out[name.replace(".weight", ".weight_scale_inv")] = q, s

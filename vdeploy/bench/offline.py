@@ -117,7 +117,9 @@ def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[i
                **({"lora_adapters": [name for name, _ in config.lora.lora_modules]} if loras else {}),
                **({"spec_draft_tokens": stats.spec_draft_tokens_total,
                    "spec_accepted_tokens": stats.spec_accepted_tokens_total,
-                   "spec_acceptance_rate": round(stats.spec_accepted_tokens_total / stats.spec_draft_tokens_total, 4)}
+                   "spec_acceptance_rate": round(stats.spec_accepted_tokens_total / stats.spec_draft_tokens_total, 4),
+                   "spec_mean_accepted_length": round(stats.spec_mean_accepted_length, 3),
+                   "spec_draft_seconds": round(stats.spec_draft_seconds_total, 4)}
                   if stats.spec_draft_tokens_total else {}),
                **({"roofline": roofline} if roofline else {})},
     )

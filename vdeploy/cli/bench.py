@@ -13,7 +13,7 @@ from vdeploy.cli.lora_options import (
     max_lora_rank_option,
     max_loras_option,
 )
-from vdeploy.cli.vllm_compat import size_option
+from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, size_option, speculative_flags
 
 
 def bench(
@@ -46,7 +46,7 @@ def bench(
     max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
     enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs.")] = False,
     speculative_config: Annotated[str | None, typer.Option(
-        "--speculative-config", help='Speculative decoding, as vLLM: \'{"method": "ngram", "num_speculative_tokens": 3}\'.'
+        "--speculative-config", help=SPECULATIVE_HELP
     )] = None,
     async_scheduling: Annotated[bool | None, typer.Option(
         "--async-scheduling/--no-async-scheduling",
@@ -107,7 +107,7 @@ def bench(
             model, load_format=load_format, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
             device=device, max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, enforce_eager=enforce_eager,
-            async_scheduling=async_scheduling, speculative_config=parse_speculative_config(speculative_config),
+            async_scheduling=async_scheduling, **speculative_flags(speculative_config),
             **{k: v for k, v in lora_settings(None, lora_modules, max_loras or (len(lora_modules) if lora_modules
                                                                               else None), max_lora_rank).items()
                if v is not None},
@@ -126,24 +126,6 @@ def bench(
         print_json(report)
     else:
         _print_report(report)
-
-
-def parse_speculative_config(text: str | None) -> dict | None:
-    """vLLM's JSON form of --speculative-config; a clear usage error for anything else."""
-    if not text:
-        return None
-    import json
-
-    from vdeploy.errors import ConfigError
-
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--speculative-config is not JSON ({e})",
-                          hint='e.g. --speculative-config \'{"method": "ngram", "num_speculative_tokens": 3}\'') from None
-    if not isinstance(value, dict):
-        raise ConfigError("--speculative-config must be a JSON object")
-    return value
 
 
 def _print_report(report: dict) -> None:
@@ -178,5 +160,10 @@ def _print_report(report: dict) -> None:
                   f"{roofline['decode_bound_tokens_per_s']:,.0f} tok/s (weights + KV read per step at "
                   f"{roofline['copy_bandwidth_tb_per_s']} TB/s copy bandwidth, measured now); this run: "
                   f"[bold]{roofline['fraction_of_bound']}[/] of it")
+    extra = report["results"][0].get("extra", {})
+    if "spec_acceptance_rate" in extra:
+        out.print(f"speculative decoding: acceptance [bold]{extra['spec_acceptance_rate']:.1%}[/] "
+                  f"({extra['spec_accepted_tokens']} of {extra['spec_draft_tokens']} drafts), mean accepted length "
+                  f"{extra['spec_mean_accepted_length']} tokens per step, drafting {extra['spec_draft_seconds']} s")
     if "speedup_output_tokens_per_s" in report:
         out.print(f"vdeploy vs HF transformers: [bold]{report['speedup_output_tokens_per_s']}x[/] output tokens/s")

@@ -17,7 +17,7 @@ from vdeploy.cli.lora_options import (
     max_lora_rank_option,
     max_loras_option,
 )
-from vdeploy.cli.vllm_compat import size_option
+from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, size_option, speculative_flags
 
 
 def generate(
@@ -52,6 +52,7 @@ def generate(
         "--lora", help="Generate with this adapter of --lora-modules (default: the base model).")] = None,
     max_loras: Annotated[int | None, max_loras_option()] = None,
     max_lora_rank: Annotated[int | None, max_lora_rank_option()] = None,
+    speculative_config: Annotated[str | None, typer.Option("--speculative-config", help=SPECULATIVE_HELP)] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming (schema: docs/generate.md).")
     ] = False,
@@ -59,6 +60,7 @@ def generate(
     """Generate a reply to one prompt (chat template applied) and stream it to the terminal."""
     from vdeploy.cli.serve_checks import pick_model, preflight
 
+    spec_flags = speculative_flags(speculative_config)  # a malformed value fails before anything loads
     path, _ = preflight(pick_model(path, model_option), load_format=load_format, local_path=True)
     from vdeploy.engine.llm import LLM
     from vdeploy.model_configs import resolve_dummy_model
@@ -74,7 +76,8 @@ def generate(
         raise ConfigError(f"--lora {lora!r} is not one of the adapters of --lora-modules",
                           hint="add --lora-modules NAME=PATH")
     llm = LLM(path, chat_template=chat_template, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
-              device=device, max_model_len=max_model_len, load_format=load_format, **lora_kwargs)
+              device=device, max_model_len=max_model_len, load_format=load_format, **lora_kwargs,
+              **spec_flags)
     try:
         params = _sampling_params(llm, max_tokens, temperature, top_p, seed)
         if no_chat:

@@ -14,7 +14,7 @@ from vdeploy.cli.lora_options import (
     max_lora_rank_option,
     max_loras_option,
 )
-from vdeploy.cli.vllm_compat import size_option
+from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, size_option, speculative_flags
 
 
 def serve(
@@ -77,7 +77,7 @@ def serve(
     enforce_eager: Annotated[Optional[bool], typer.Option(
         "--enforce-eager/--no-enforce-eager", help="Disable CUDA graphs.", show_default=False)] = None,
     speculative_config: Annotated[Optional[str], typer.Option(
-        "--speculative-config", help='Speculative decoding, as vLLM: \'{"method": "ngram", "num_speculative_tokens": 3}\'.'
+        "--speculative-config", help=SPECULATIVE_HELP
     )] = None,
     max_num_seqs: Annotated[Optional[int], typer.Option("--max-num-seqs", min=1,
                                                         help="Most requests in one batch.")] = None,
@@ -142,22 +142,8 @@ def serve(
             "max_num_seqs": max_num_seqs,
             "max_num_batched_tokens": max_num_batched_tokens,
             "block_size": block_size,
-            **_speculative_flags(speculative_config),
+            **speculative_flags(speculative_config),
             **lora_settings(enable_lora, lora_modules, max_loras, max_lora_rank),
         },
     )
     run_serve(opts, console(stderr=True))
-
-
-def _speculative_flags(text: Optional[str]) -> dict:
-    from vdeploy.cli.bench import parse_speculative_config
-
-    spec = parse_speculative_config(text) or {}
-    flags = {"speculative_method": spec.pop("method", None), "num_speculative_tokens": spec.pop(
-        "num_speculative_tokens", None)}
-    if spec:
-        from vdeploy.errors import ConfigError
-
-        raise ConfigError(f"--speculative-config: unknown key(s) {', '.join(sorted(spec))}",
-                          hint="method and num_speculative_tokens")
-    return flags

@@ -55,3 +55,39 @@ def cpu_only_host() -> bool:
     from vdeploy.env.hardware import detect_hardware
 
     return detect_hardware().is_cpu_only
+
+
+SPECULATIVE_HELP = ('Speculative decoding, as vLLM: \'{"method": "ngram", "num_speculative_tokens": 3}\' '
+                    '(prompt lookup, any model) or {"method": "mtp", ...} (the checkpoint\'s MTP layer: '
+                    'DeepSeek-V3/R1).')
+
+
+def speculative_flags(text: str | None) -> dict:
+    """--speculative-config as engine flags (speculative_method, num_speculative_tokens); unknown keys refused."""
+    spec = parse_speculative_config(text) or {}
+    flags = {"speculative_method": spec.pop("method", None), "num_speculative_tokens": spec.pop(
+        "num_speculative_tokens", None)}
+    if spec:
+        from vdeploy.errors import ConfigError
+
+        raise ConfigError(f"--speculative-config: unknown key(s) {', '.join(sorted(spec))}",
+                          hint="method and num_speculative_tokens")
+    return flags
+
+
+def parse_speculative_config(text: str | None) -> dict | None:
+    """vLLM's JSON form of --speculative-config; a clear usage error for anything else."""
+    if not text:
+        return None
+    import json
+
+    from vdeploy.errors import ConfigError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--speculative-config is not JSON ({e})",
+                          hint='e.g. --speculative-config \'{"method": "ngram", "num_speculative_tokens": 3}\'') from None
+    if not isinstance(value, dict):
+        raise ConfigError("--speculative-config must be a JSON object")
+    return value

@@ -45,6 +45,13 @@ class EngineStats:
     generation_tokens_total: int
     spec_draft_tokens_total: int = 0  # speculative decoding: drafts verified
     spec_accepted_tokens_total: int = 0  # of those, accepted
+    spec_steps_total: int = 0  # request-steps that verified drafts
+    spec_draft_seconds_total: float = 0.0  # time spent proposing drafts (n-gram lookup or MTP passes)
+
+    @property
+    def spec_mean_accepted_length(self) -> float:
+        """Tokens a speculative request-step emits on average (accepted drafts + the one it always gets)."""
+        return 1 + self.spec_accepted_tokens_total / self.spec_steps_total if self.spec_steps_total else 0.0
 
 
 @dataclass
@@ -120,10 +127,13 @@ class EngineCore:
         self._check_max_model_len_within_model()
         if config.parallel.enable_dp_attention:
             check_dp_attention(config, self.model_config)
-        if config.speculative.method not in (None, "ngram"):
+        if config.speculative.method not in (None, "ngram", "mtp"):
             raise ConfigError(f"speculative method {config.speculative.method!r} is not supported",
-                              hint='use {"method": "ngram", "num_speculative_tokens": k}; DeepSeek MTP drafts are '
-                                   "not built yet")
+                              hint='use {"method": "ngram" or "mtp", "num_speculative_tokens": k}')
+        if config.speculative.uses_mtp and self.model_config.num_nextn_predict_layers < 1:
+            raise ConfigError(f"speculative method 'mtp' needs a checkpoint with a multi-token-prediction layer; "
+                              f"{config.model} has none (num_nextn_predict_layers is 0)",
+                              hint='DeepSeek-V3/R1 checkpoints have one; other models: {"method": "ngram", ...}')
 
         if executor is None:
             from vdeploy.executor import create_executor
@@ -427,6 +437,8 @@ class EngineCore:
             generation_tokens_total=self.scheduler.num_generated_tokens,
             spec_draft_tokens_total=self.scheduler.num_draft_tokens,
             spec_accepted_tokens_total=self.scheduler.num_accepted_tokens,
+            spec_steps_total=self.scheduler.num_spec_steps,
+            spec_draft_seconds_total=self.scheduler.draft_seconds,
         )
 
     def shutdown(self) -> None:

@@ -46,6 +46,9 @@ class SchedulerOutput:
     requests: list[ScheduledRequest]
     num_scheduled_tokens: int
     finished_req_ids: list[str] = field(default_factory=list)  # freed since the last step (runners drop state)
+    # MTP speculative decoding: the known token after each non-final prefill chunk, by request (the MTP module's
+    # input at the chunk's last row); empty otherwise
+    next_token_ids: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -69,6 +72,9 @@ class ModelRunnerOutput:
     # speculative decoding: per row, every token the step emits (accepted drafts + one more), None for rows that
     # did not speculate; sampled_token_ids[i] is then the first of them
     accepted_token_ids: list[list[int] | None] | None = None
+    # MTP speculative decoding: per row, the drafts for the request's next step, and the time drafting took
+    draft_token_ids: list[list[int]] | None = None
+    draft_seconds: float = 0.0
 
 
 @dataclass

@@ -62,6 +62,8 @@ class Request:
     lora_slot: int = -1
     cache_salt: bytes | None = None
     dp_rank: int = 0  # DP attention: the tensor rank whose latent cache holds it (vdeploy.engine.dp_kv_cache)
+    # MTP speculative decoding: the drafts the last step proposed for the token after the last known one
+    draft_token_ids: list[int] = field(default_factory=list)
 
     @property
     def num_prompt_tokens(self) -> int:

@@ -12,12 +12,15 @@ with `PLACEHOLDER_TOKEN_ID`, which every worker replaces on the device with the 
 pending token will reach (max_tokens, max_model_len) are respected before it is known; stops that depend on its value
 (EOS, stop ids, stop strings) cost at most one discarded step for that request.
 
-Speculative decoding (n-gram drafts): a decode may carry k draft tokens after its last known token; the step
-emits 1..k+1 tokens and the rejected drafts stop counting as computed (`_append_speculated`).
+Speculative decoding: a decode may carry k draft tokens after its last known token (n-gram: proposed here; MTP:
+proposed by the workers at the end of the request's previous step, `Request.draft_token_ids`); the step emits
+1..k+1 tokens and the rejected drafts stop counting as computed (`_append_speculated`). MTP with k > 1 also
+reserves k - 1 slots ahead where the pool has room: the workers' recurrent drafts write the MTP layer's KV there.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 from vdeploy.config import SchedulerConfig, SpeculativeConfig
@@ -49,6 +52,11 @@ class Scheduler:
         self.num_draft_tokens = 0  # drafts verified so far
         self.num_generated_tokens = 0  # every token appended to an output
         self.num_accepted_tokens = 0  # of those, accepted
+        self.num_spec_steps = 0  # request-steps that verified drafts (mean accepted length = 1 + accepted / this)
+        self.draft_seconds = 0.0  # time spent proposing drafts (host n-gram lookup, or the workers' MTP passes)
+        # MTP: slots reserved past a decode's tokens for the recurrent drafts (never anyone preempted for them)
+        self._mtp = self.speculative is not None and self.speculative.uses_mtp
+        self._lookahead = self.speculative.num_speculative_tokens - 1 if self._mtp else 0
         self.num_penalty_requests = 0  # live requests whose sampling needs every token's value (penalties)
         self.num_guided_requests = 0  # live requests whose grammar mask needs the previous token's value
 
@@ -128,6 +136,10 @@ class Scheduler:
                 if proposal and self.kv.allocate_slots(req, 1 + len(proposal)) is not None:
                     drafts[req.request_id] = proposal
                     num_new += len(proposal)
+                # best effort, and never past max_model_len (no token can land there)
+                lookahead = min(self._lookahead, self.max_model_len - req.num_computed_tokens - num_new)
+                if lookahead > 0:
+                    self.kv.allocate_slots(req, num_new + lookahead)
             while self.kv.allocate_slots(req, num_new) is None:
                 # the newest of the same KV pool (DP attention: one pool per rank); never one already scheduled
                 # this step (those are < i, and req itself qualifies)
@@ -191,6 +203,7 @@ class Scheduler:
 
     def _build_output(self, scheduled: list[tuple[Request, int]], drafts: dict[str, list[int]]) -> SchedulerOutput:
         items = []
+        next_token_ids: dict[str, int] = {}  # MTP: the token after each non-final prefill chunk
         block_ids_of = self.kv.block_ids_view
         for req, num_new in scheduled:
             start = req.num_computed_tokens
@@ -209,6 +222,8 @@ class Scheduler:
                 if end > num_known:  # placeholders only ever end a one-token decode; kept general
                     token_ids = token_ids + [PLACEHOLDER_TOKEN_ID] * (end - max(start, num_known))
             sample = proposal is not None or end == num_known + req.num_output_placeholders
+            if self._mtp and end < num_known:
+                next_token_ids[req.request_id] = req.token_ids_slice(end, end + 1)[0]
             params = req.sampling_params
             table, sent = block_ids_of(req.request_id), req.num_blocks_sent
             req.num_blocks_sent = len(table)
@@ -239,7 +254,8 @@ class Scheduler:
         if items:  # an empty step is never sent: its finished ids wait for the next one (ranks drop their tables)
             finished, self._finished_since_last_step = self._finished_since_last_step, []
         return SchedulerOutput(
-            requests=items, num_scheduled_tokens=sum(len(s.token_ids) for s in items), finished_req_ids=finished
+            requests=items, num_scheduled_tokens=sum(len(s.token_ids) for s in items), finished_req_ids=finished,
+            next_token_ids=next_token_ids,
         )
 
     def update_from_output(self, sched_out: SchedulerOutput, runner_out: ModelRunnerOutput) -> list[Request]:
@@ -250,6 +266,8 @@ class Scheduler:
         accepted = runner_out.accepted_token_ids
         num_drafts = {s.req_id: s.num_draft_tokens for s in sched_out.requests if s.num_draft_tokens} \
             if accepted else {}
+        next_drafts = runner_out.draft_token_ids
+        self.draft_seconds += runner_out.draft_seconds
         for row, (rid, token, lp) in enumerate(zip(runner_out.req_ids, runner_out.sampled_token_ids, logprobs)):
             req = self.requests.get(rid)
             if req is None:  # finished or aborted while the step ran (finishing removes it): the token is dropped
@@ -263,6 +281,8 @@ class Scheduler:
                 status, reason = self._check_stop(req, token)
                 if status is not None:
                     self.finish_request(req, status, reason)
+            if next_drafts is not None:
+                req.draft_token_ids = next_drafts[row]
             updated.append(req)
         return updated
 
@@ -271,6 +291,7 @@ class Scheduler:
         rejected drafts' KV slots no longer count as computed (the next step overwrites them)."""
         self.num_draft_tokens += num_drafts
         self.num_accepted_tokens += len(tokens) - 1
+        self.num_spec_steps += 1
         for token in tokens:
             req.append_output_token(token)
             self.num_generated_tokens += 1
@@ -281,9 +302,10 @@ class Scheduler:
         req.num_computed_tokens -= num_drafts - (len(tokens) - 1)
 
     def _propose(self, req: Request, budget: int) -> list[int]:
-        """n-gram drafts for a decode, within its limits; none where verification could not be exact (penalties,
-        logprobs, grammars, min_tokens still banning EOS)."""
+        """Drafts for a decode (n-gram, or the MTP drafts the workers proposed), within its limits; none where
+        verification could not be exact (penalties, logprobs, grammars, min_tokens still banning EOS)."""
         params, spec = req.sampling_params, self.speculative
+        mtp_drafts, req.draft_token_ids = req.draft_token_ids, []  # proposed for this decode only
         num_output = len(req.output_token_ids)
         if (params.logprobs is not None or params.uses_penalties or params.guided is not None
                 or num_output < params.min_tokens or req.num_output_placeholders):
@@ -293,7 +315,12 @@ class Scheduler:
             k = min(k, params.max_tokens - num_output - 1)
         if k <= 0:
             return []
-        return propose_ngram(req.all_token_ids, k, spec.prompt_lookup_min, spec.prompt_lookup_max)
+        if spec.method == "mtp":
+            return mtp_drafts[:k]
+        start = time.perf_counter()
+        proposal = propose_ngram(req.all_token_ids, k, spec.prompt_lookup_min, spec.prompt_lookup_max)
+        self.draft_seconds += time.perf_counter() - start
+        return proposal
 
     def _check_stop(self, req: Request, token: int) -> tuple[RequestStatus | None, int | None]:
         params = req.sampling_params

@@ -3,8 +3,8 @@
 Attention is MLA over a latent paged cache (vdeploy.layers.mla); the first `first_k_dense_replace` layers have a
 dense MLP, the rest a mixture of experts (vdeploy.layers.moe): router → routed experts (split across TP ranks along
 the intermediate dim) + shared experts, summed and all-reduced once. Block-FP8 checkpoints (R1) load through the
-FP8 linear method. The multi-token-prediction layer (index num_hidden_layers, R1's layer 61) is recognised and
-skipped: speculative decoding is not implemented yet.
+FP8 linear method. The multi-token-prediction layer (index num_hidden_layers, R1's layer 61) is built and loaded
+only for MTP speculative decoding (`mtp=True`, vdeploy.models.deepseek_mtp); otherwise its tensors are skipped.
 
 forward(input_ids [T], positions [T], ctx) -> hidden [T, D]; compute_logits(hidden [N, D]) -> float32 [N, V].
 With pipeline stages (vdeploy.models.pipeline_stage) a rank builds only its stage: forward takes the previous
@@ -133,7 +133,7 @@ class DeepseekModel(nn.Module):
 
 class DeepseekV3ForCausalLM(nn.Module):
     def __init__(self, config: ModelConfig, parallel: ParallelState | None = None,
-                 params_dtype: torch.dtype | None = None):
+                 params_dtype: torch.dtype | None = None, mtp: bool = False):
         super().__init__()
         self.config = config
         self.parallel = parallel or ParallelState()
@@ -147,12 +147,35 @@ class DeepseekV3ForCausalLM(nn.Module):
             stacked=(StackedParam("gate_up_proj", "gate_proj", 0), StackedParam("gate_up_proj", "up_proj", 1)),
             ignored_patterns=(r"rotary_emb\.inv_freq$",),
         )
+        self.mtp = self._build_mtp() if mtp else None
+
+    def _build_mtp(self) -> nn.Module:
+        from vdeploy.errors import ConfigError
+        from vdeploy.models.deepseek_mtp import DeepseekMTP
+
+        if self.config.num_nextn_predict_layers < 1:
+            raise ConfigError("speculative method 'mtp' needs a multi-token-prediction layer, and this checkpoint "
+                              "has none (num_nextn_predict_layers is 0)", hint='use {"method": "ngram", ...}')
+        if self.parallel.pp_size > 1:
+            raise ConfigError("MTP speculative decoding runs with one pipeline stage",
+                              hint="use tensor parallelism, or n-gram drafts")
+        return DeepseekMTP(self.config, self.parallel, self.model.rotary_emb, self.params_dtype)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext,
                 intermediate: StageActivations | None = None) -> torch.Tensor | StageActivations:
         return self.model(input_ids, positions, ctx, intermediate)  # [T, D] (last stage)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head.compute_logits(hidden)
+
+    def mtp_forward(self, input_ids: torch.Tensor, positions: torch.Tensor, prev_hidden: torch.Tensor,
+                    ctx: ForwardContext) -> torch.Tensor:
+        """The MTP module on tokens [T] (each the token after its position) and hidden states [T, D] -> its
+        normalised hidden states [T, D]; the embedding is the main model's."""
+        return self.mtp(self.model.embed_tokens(input_ids), positions, prev_hidden, ctx)
+
+    def mtp_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 [N, V] draft logits from mtp_forward's hidden states [N, D], through the main model's head."""
         return self.lm_head.compute_logits(hidden)
 
     def process_weights_after_loading(self) -> None:
@@ -169,8 +192,16 @@ class DeepseekV3ForCausalLM(nn.Module):
     def map_checkpoint_name(self, name: str) -> tuple[str, Any] | None:
         layer = _LAYER.match(name)
         if layer and int(layer.group(1)) >= self.config.num_layers:
-            return None  # multi-token-prediction module (R1's layer 61): not used for plain decoding
-        if not self.model.stage.owns_checkpoint_tensor(name):
+            # multi-token-prediction module (R1's layer 61): loaded only as the MTP draft model
+            if self.mtp is None or int(layer.group(1)) != self.mtp.layer_idx:
+                return None
+            from vdeploy.models.deepseek_mtp import mtp_param_name
+
+            param = mtp_param_name(name[layer.end():])
+            if param is None:
+                return None  # the copy of the embedding or head: the main model's are used
+            name = "mtp." + param
+        elif not self.model.stage.owns_checkpoint_tensor(name):
             return None  # another pipeline stage's weight
         expert = _EXPERT.match(name)
         if expert:
@@ -184,8 +215,14 @@ class DeepseekV3ForCausalLM(nn.Module):
         if isinstance(shard_id, tuple):
             expert, proj, is_scale = shard_id
             prefix = param_name.rsplit(".", 1)[0]
-            return f"{prefix}.{expert}.{proj}.{'weight_scale_inv' if is_scale else 'weight'}"
-        return self.weight_mapping.to_checkpoint(param_name, shard_id)
+            name = f"{prefix}.{expert}.{proj}.{'weight_scale_inv' if is_scale else 'weight'}"
+        else:
+            name = self.weight_mapping.to_checkpoint(param_name, shard_id)
+        if name.startswith("mtp."):
+            from vdeploy.models.deepseek_mtp import mtp_checkpoint_suffix
+
+            name = f"model.layers.{self.mtp.layer_idx}." + mtp_checkpoint_suffix(name.removeprefix("mtp."))
+        return name
 
 
 class DeepseekV2ForCausalLM(DeepseekV3ForCausalLM):

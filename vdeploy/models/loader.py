@@ -73,10 +73,12 @@ def checkpoint_files(path: str | Path, model_config: ModelConfig | None = None, 
     return [root / name for name in validation.shard_map.files]
 
 
-def build_on_meta(model_config: ModelConfig, parallel: ParallelState, dtype: torch.dtype) -> nn.Module:
+def build_on_meta(model_config: ModelConfig, parallel: ParallelState, dtype: torch.dtype,
+                  mtp: bool = False) -> nn.Module:
+    """mtp: also build the checkpoint's multi-token-prediction module (DeepSeek-V3/R1), the MTP draft model."""
     model_cls = get_model_class(model_config)
     with torch.device("meta"):
-        return model_cls(model_config, parallel, dtype)
+        return model_cls(model_config, parallel, dtype, mtp=True) if mtp else model_cls(model_config, parallel, dtype)
 
 
 def materialize(model: nn.Module, device: torch.device) -> None:
@@ -91,14 +93,18 @@ def materialize(model: nn.Module, device: torch.device) -> None:
             module.initialize_buffers()
 
 
-def fill_dummy(model: nn.Module, seed: int) -> None:
+def fill_dummy(model: nn.Module, seed: int, skip: nn.Module | None = None) -> None:
     """Seeded random weights: N(0, 0.02) generated in float32 then cast (works for fp8 too); parameters tagged
-    with `dummy_fill` (norm weights) get that constant; modules may override with `fill_dummy_weights(gen)`."""
+    with `dummy_fill` (norm weights) get that constant; modules may override with `fill_dummy_weights(gen)`.
+    `skip`: a submodule left alone (filled separately)."""
     params = dict(model.named_parameters())
     device = next(iter(params.values())).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    handled: set[int] = set()
+    handled: set[int] = set() if skip is None else {id(p) for p in skip.parameters()}
+    skipped = set() if skip is None else {id(m) for m in skip.modules()}
     for module in model.modules():
+        if id(module) in skipped:
+            continue
         if hasattr(module, "fill_dummy_weights"):
             module.fill_dummy_weights(generator)
             handled.update(id(p) for p in module.parameters())
@@ -204,11 +210,15 @@ def load_model(engine_config: EngineConfig, model_config: ModelConfig, parallel:
     start = time.perf_counter()
     device = torch.device(device)
     torch_dtype = resolve_dtype(dtype if dtype is not None else engine_config.dtype, model_config)
-    model = build_on_meta(model_config, parallel, torch_dtype)
+    model = build_on_meta(model_config, parallel, torch_dtype, mtp=engine_config.speculative.uses_mtp)
     materialize(model, device)
     num_files = 0
     if engine_config.load_format == "dummy":
-        fill_dummy(model, engine_config.seed)
+        # the MTP draft module from a generator of its own: the main model's weights stay those of a model built
+        # without it (speculative and plain runs of the same dummy model give the same tokens)
+        fill_dummy(model, engine_config.seed, skip=getattr(model, "mtp", None))
+        if getattr(model, "mtp", None) is not None:
+            fill_dummy(model.mtp, engine_config.seed + 1)
     elif engine_config.load_format in ("safetensors", "auto"):
         files = checkpoint_files(engine_config.model, model_config, parallel.tp_size)
         num_files = len(files)

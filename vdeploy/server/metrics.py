@@ -61,6 +61,15 @@ class EngineStatsCollector(Collector):
                             s.spec_draft_tokens_total)
         yield self._counter("spec_decode_num_accepted_tokens", "Speculative draft tokens accepted.",
                             s.spec_accepted_tokens_total)
+        yield self._counter("spec_decode_num_steps", "Request-steps that verified speculative drafts.",
+                            s.spec_steps_total)
+        yield self._counter("spec_decode_draft_seconds", "Time spent proposing speculative drafts.",
+                            s.spec_draft_seconds_total)
+        yield self._gauge("spec_decode_acceptance_rate", "Speculative draft tokens accepted / verified.",
+                          s.spec_accepted_tokens_total / s.spec_draft_tokens_total if s.spec_draft_tokens_total
+                          else 0.0)
+        yield self._gauge("spec_decode_mean_accepted_length",
+                          "Tokens per speculative request-step (accepted drafts + 1).", s.spec_mean_accepted_length)
 
 
 @dataclass

@@ -7,6 +7,7 @@ AttentionMetadata requires), positions, KV slots, lengths, block tables and the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from itertools import chain
 
@@ -39,6 +40,9 @@ class HostBatch:
     spec_samples: list[int] | None = None
     # LoRA: each token's adapter slot [T] int32 (-1: the base model); None when no request of the step has one
     token_lora_slots: np.ndarray | None = None
+    # MTP: the last rows of non-final prefill chunks [C] and the known token after each [C]
+    next_token_rows: np.ndarray | None = None
+    next_token_ids: np.ndarray | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -159,6 +163,12 @@ def build_host_batch(
     if any(r.lora_slot >= 0 for r in ordered):
         req_slots = np.fromiter((r.lora_slot for r in ordered), dtype=np.int32, count=num_reqs)  # [B]
         token_lora_slots = req_slots[req_of_token]  # [T]
+    next_token_rows = next_token_ids = None
+    if sched.next_token_ids:  # MTP only: a few prefill chunks
+        known = [(int(query_start_loc[b + 1]) - 1, sched.next_token_ids[r.req_id])
+                 for b, r in enumerate(ordered) if r.req_id in sched.next_token_ids]
+        next_token_rows = np.asarray([row for row, _ in known], dtype=np.int64)
+        next_token_ids = np.asarray([tok for _, tok in known], dtype=np.int64)
     return HostBatch(
         input_ids=input_ids,
         positions=positions,
@@ -176,7 +186,27 @@ def build_host_batch(
         spec_rows=spec_rows,
         spec_samples=[j for j, _ in spec] if spec else None,
         token_lora_slots=token_lora_slots,
+        next_token_rows=next_token_rows,
+        next_token_ids=next_token_ids,
     )
+
+
+def as_decode_rows(hb: HostBatch) -> HostBatch | None:
+    """A speculative batch whose requests are all decodes or draft verifications, as one decode row per token:
+    row j of a request at position p attends to the context up to and including p (seq_len p + 1) through the
+    request's block table. Every layer stores the whole batch's keys/values before attending, so a row sees the
+    keys of the rows before it in the same step: the same causal attention, computed by the decode path, and the
+    step becomes a pure-decode batch the decode CUDA graphs replay. Token rows (and so logits_indices, spec_rows,
+    placeholder rows) are unchanged. None when some request prefills (the batch keeps its extend path)."""
+    if hb.spec_rows is None or hb.num_tokens != hb.num_reqs + hb.spec_rows.size:
+        return None
+    q_lens = np.diff(hb.query_start_loc)  # [B]
+    req_of_token = np.repeat(np.arange(hb.num_reqs), q_lens)  # [T]
+    seq_lens = (hb.positions + 1).astype(np.int32)  # [T]
+    return dataclasses.replace(
+        hb, query_start_loc=np.arange(hb.num_tokens + 1, dtype=np.int32), seq_lens=seq_lens,
+        block_tables=hb.block_tables[req_of_token], num_decodes=hb.num_tokens, query_lens=[1] * hb.num_tokens,
+        seq_lens_list=seq_lens.tolist(), next_token_rows=None, next_token_ids=None)
 
 
 @dataclass

@@ -8,6 +8,7 @@ rank 0 of the last pipeline stage).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ from vdeploy.engine.step_handle import CompletedStep, StepHandle
 from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.worker.device import TORCH_DTYPES, resolve_dtype_name, resolve_kv_cache_dtype_name
 from vdeploy.worker.block_tables import BlockTables
-from vdeploy.worker.input_batch import HostBatch, InputStager, build_host_batch
+from vdeploy.worker.input_batch import HostBatch, InputStager, as_decode_rows, build_host_batch
 from vdeploy.worker.sampler import HostSample, Sampler
 
 logger = logging.getLogger(__name__)
@@ -32,12 +33,13 @@ def kv_cache_spec_for(engine_config: EngineConfig, model_config: ModelConfig, pp
     from vdeploy.models.pipeline_stage import pp_layer_range
 
     start, end = pp_layer_range(model_config.num_layers, pp_rank, engine_config.parallel.pipeline_parallel_size)
+    mtp = engine_config.speculative.uses_mtp  # the MTP module's attention caches one layer more
     return KVCacheSpec.for_model(
         model_config,
         block_size=engine_config.cache.block_size,
         dtype=resolve_kv_cache_dtype_name(engine_config, model_config),
         tp_size=engine_config.parallel.tensor_parallel_size,
-        num_layers=end - start,
+        num_layers=end - start + mtp,
     )
 
 
@@ -79,6 +81,7 @@ class ModelRunner:
         self.block_tables = BlockTables()  # the running requests' tables, from the scheduler's diffs
         self.lora_batch = None  # LoRABatch when LoRA is enabled: this step's token -> adapter slot
         self.lora_layers: dict[str, torch.nn.Module] = {}
+        self.drafter = None  # MTPDrafter once the model is loaded, with MTP speculative decoding
 
     # ---- setup -----------------------------------------------------------------------------------------------
 
@@ -97,6 +100,13 @@ class ModelRunner:
             self.lora_batch, self.lora_layers = attach_lora(
                 self.model, lora.max_loras, lora.max_lora_rank, self.engine_config.scheduler.max_num_batched_tokens,
                 self.dtype, self.device)
+
+        spec = self.engine_config.speculative
+        if spec.uses_mtp:
+            from vdeploy.worker.mtp_drafter import MTPDrafter
+
+            self.drafter = MTPDrafter(self.model, self.parallel, self.device, self.block_size,
+                                      spec.num_speculative_tokens, self.model_config.max_position_embeddings)
 
     def load_lora(self, slot: int, adapter) -> None:
         """Write a checked adapter (vdeploy.lora.adapter.LoRAAdapter) into `slot` of this rank's layers."""
@@ -179,23 +189,27 @@ class ModelRunner:
         if sched.is_empty and share is None:
             return CompletedStep(self._empty_output())
         hb = build_host_batch(sched, self.block_size, width_multiple=self.block_table_width_multiple, tables=tables)
+        # verification of drafts in an all-decode batch: one decode row per token (decode path, CUDA graphs)
+        rows = as_decode_rows(hb) if hb.spec_rows is not None else None
         self.stager.fence.before_write()
         # [T, D]; None before the last pipeline stage
-        hidden = self._forward(hb, self._placeholder_fill(hb), share.tokens if share else None)
+        hidden = self._forward(rows or hb, self._placeholder_fill(hb), share.tokens if share else None)
         sample_requests = hb.sample_requests if share is None else share.sample_requests
         if hidden is None or not sample_requests:
             self.stager.fence.after_copies()
+            if self.drafter is not None and hidden is not None:  # its cache follows every computed position
+                self.drafter.propose(hb, hidden, self.kv_caches, tables, [], [], rows)
             self._finish_step_without_sampling()
             return CompletedStep(self._empty_output())
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
         self.stager.fence.after_copies()
-        rows = hidden[logits_indices]  # [N, D]
+        sample_hidden = hidden[logits_indices]  # [N, D]
         if share is None:
             # an all-gather across the tensor ranks: every rank must call it, though only the driver samples
-            logits = self.model.compute_logits(rows)  # [N, V]
+            logits = self.model.compute_logits(sample_hidden)  # [N, V]
         else:  # every rank's sampling rows reach every rank; the driver's (replicated) head alone computes logits
-            rows = share.samples.gather(rows, self.parallel)  # [N_all, D]
-            logits = self.model.compute_logits(rows) if self.sampler is not None else None
+            sample_hidden = share.samples.gather(sample_hidden, self.parallel)  # [N_all, D]
+            logits = self.model.compute_logits(sample_hidden) if self.sampler is not None else None
         req_ids = [r.req_id for r in sample_requests]
         if self.sampler is not None:
             sample = self.sampler.sample(logits, sample_requests)
@@ -206,10 +220,34 @@ class ModelRunner:
         self.parallel.broadcast_from_first(sampled)
         self._last_sampled, self._last_sampled_rows = sampled, {rid: i for i, rid in enumerate(req_ids)}
         verdict = self._verify_drafts(hidden, hb) if hb.spec_rows is not None else None
-        if sample is None:
+        pending = _PendingTokens(req_ids, sample.copy_to_host(), verdict) if sample is not None else None
+        if self.drafter is not None:  # drafts need the step's tokens: this step ends here
+            return CompletedStep(self._draft(hb, hidden, tables, pending, rows))
+        if pending is None:
             self._finish_step_without_sampling()
             return CompletedStep(None)
-        return _PendingTokens(req_ids, sample.copy_to_host(), verdict)
+        return pending
+
+    def _draft(self, hb: HostBatch, hidden: torch.Tensor, tables: dict[str, list[int]],
+               pending: _PendingTokens | None, rows: HostBatch | None) -> ModelRunnerOutput | None:
+        """MTP drafts for the next step, from this step's hidden states and emitted tokens (the driver knows
+        them; every rank runs the MTP module on the same inputs)."""
+        out = pending.result() if pending is not None else None
+        start = time.perf_counter()
+        info = torch.zeros(2, len(hb.sample_requests), dtype=torch.int64)  # [2, N] rows rejected, last token
+        if out is not None:
+            for j, req in enumerate(hb.sample_requests):
+                emitted = out.accepted_token_ids[j] if out.accepted_token_ids else None
+                if emitted is None:
+                    info[1, j] = out.sampled_token_ids[j]
+                else:
+                    info[0, j], info[1, j] = req.num_draft_tokens + 1 - len(emitted), emitted[-1]
+        info = self.parallel.broadcast_from_first(info.to(self.device)).tolist()
+        drafts = self.drafter.propose(hb, hidden, self.kv_caches, tables, info[0], info[1], rows)
+        if out is not None:
+            out.draft_token_ids = drafts
+            out.draft_seconds = time.perf_counter() - start
+        return out
 
     def _verify_drafts(self, hidden: torch.Tensor, hb: HostBatch) -> _DraftVerdict | None:
         """Speculative rows: the logits at t0, d1 … d(k-1) (every tensor rank gathers them), judged on the driver."""

@@ -1,0 +1,26 @@
+"""benchmarks/speculative_mtp.py smoke-runs on CPU with a tiny DeepSeek-V3: the REPLAY draft source (benchmark-only)
+gives the acceptance it is asked for, and every speculative run reproduces the plain run's greedy tokens."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(300)
+def test_speculative_mtp_benchmark_smoke_runs_on_cpu(tmp_path):
+    out = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speculative_mtp.py"), "--tiny", "--ks", "2",
+                           "--acceptance", "0", "1.0", "--prompt-len", "8", "--output-len", "12",
+                           "--num-prompts", "1", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = {(r["k"], r["replay_acceptance"]): r for r in json.loads(out.read_text())["runs"]}
+    assert all(r["identical_tokens"] for r in runs.values())
+    assert runs[(2, 0.0)]["acceptance_rate"] == 0.0
+    assert runs[(2, 1.0)]["acceptance_rate"] == 1.0 and runs[(2, 1.0)]["mean_accepted_length"] > 2
+    assert "real drafts" in runs[(2, None)]["run"] and "REPLAY" in runs[(2, 1.0)]["run"]
