@@ -14,6 +14,7 @@ DISPATCHED = [
     ("norms", "rms_norm"),
     ("activation", "silu_and_mul"),
     ("rotary", "rotary"),
+    ("w4a16_gemm", "w4a16_matmul"),
 ]
 
 

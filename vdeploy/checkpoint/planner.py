@@ -70,7 +70,7 @@ class MemoryPlan:
 def estimate_params(cfg: ModelConfig) -> ParamEstimate:
     by_component = dict.fromkeys(COMPONENTS, 0)
     for spec, count in _counted_tensors(cfg, include_mtp=True):
-        by_component[spec.component] += spec.numel * count
+        by_component[spec.component] += spec.numel * spec.params_per_value * count
     total = sum(n for c, n in by_component.items() if c != "mtp")
     active = total
     if cfg.is_moe and cfg.n_routed_experts:

@@ -21,7 +21,10 @@ def tally(headers: list[ShardHeader], tensors: dict[str, Located], cfg: ModelCon
           index_total_size: int | None) -> tuple[Parameters, Storage, int]:
     """Parameters per component, storage per dtype and the bytes serving loads (MTP excluded), in one pass over the
     tensors (R1: ~92k)."""
+    from vdeploy.checkpoint.quant_schemes import packed_scheme
+
     num_layers = cfg.num_layers if cfg else None
+    scheme = packed_scheme(cfg.quant) if cfg else None  # AWQ/GPTQ: a qweight holds 8 parameters per int32
     by_component = dict.fromkeys(COMPONENTS, 0)
     counts: dict[str, int] = defaultdict(int)
     sizes: dict[str, int] = defaultdict(int)
@@ -41,7 +44,8 @@ def tally(headers: list[ShardHeader], tensors: dict[str, Located], cfg: ModelCon
             continue
         if component is None:
             continue
-        by_component[component] = by_component.get(component, 0) + entry.numel
+        params = entry.numel if scheme is None else scheme.params_in(name, entry.numel)
+        by_component[component] = by_component.get(component, 0) + params
         if len(entry.shape) == 2:
             weights_2d[entry.dtype] += nbytes
     total = sum(n for c, n in by_component.items() if c != "mtp")

@@ -158,9 +158,8 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
         self.output_sizes = list(output_sizes)
         super().__init__(input_size, sum(output_sizes), bias=bias, gather_output=gather_output, parallel=parallel,
                          quant_config=quant_config, params_dtype=params_dtype, output_sizes=output_sizes)
-        for param in self.parameters(recurse=False):
-            if getattr(param, "output_dim", None) is not None:
-                set_weight_attrs(param, shard_ids=list(range(len(output_sizes))))
+        for param in self.parameters(recurse=False):  # one checkpoint tensor per shard, split or not (GPTQ g_idx)
+            set_weight_attrs(param, shard_ids=list(range(len(output_sizes))))
 
     def weight_loader(self, param, loaded_weight, shard_id=None):
         if shard_id is None:  # a checkpoint that stores the merged tensor: load every shard from it
@@ -210,9 +209,8 @@ class QKVParallelLinear(ColumnParallelLinear):
                          parallel=parallel, quant_config=quant_config, params_dtype=params_dtype,
                          output_sizes=[q_size * tp, kv_size * tp, kv_size * tp])
         self.q_size, self.kv_size = q_size, kv_size
-        for param in self.parameters(recurse=False):
-            if getattr(param, "output_dim", None) is not None:
-                set_weight_attrs(param, shard_ids=["q", "k", "v"])
+        for param in self.parameters(recurse=False):  # one checkpoint tensor per shard, split or not (GPTQ g_idx)
+            set_weight_attrs(param, shard_ids=["q", "k", "v"])
 
     def _shard_layout(self, shard_id: str) -> tuple[int, int, int, int]:
         """(offset in this rank's partition, offset of this rank's rows in the shard's tensor, size, the shard
