@@ -120,3 +120,30 @@ def test_engine_greedy_tokens_equal_the_dense_dequantized_checkpoint_at_tp1_and_
     expected = greedy_tokens(path / "dense")
     assert greedy_tokens(path / "quant") == expected
     assert greedy_tokens(path / "quant", tensor_parallel_size=2) == expected
+
+
+def test_a_tp_that_splits_a_group_is_refused_naming_the_layer(quantized):
+    from vdeploy.checkpoint.validate import CheckpointInvalidError, validate_for_loading
+
+    name, path, _ = quantized
+    cfg = ModelConfig.from_path(path / "quant")
+    if cfg.quant.source.get("desc_act"):  # act-order ranks hold every group's scales: no group to split
+        validate_for_loading(path / "quant", cfg, 4)
+        return
+    with pytest.raises(CheckpointInvalidError, match=r"TP 4 splits model\.layers\.N\.self_attn\.o_proj \(64 input "
+                       r"features\) into 16 per rank, not whole (awq|gptq) groups of 32"):
+        validate_for_loading(path / "quant", cfg, 4)
+
+
+@pytest.mark.parametrize("source,message", [
+    ({"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemv"}, "GEMM layout"),
+    ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "4-bit gptq only"),
+    ({"quant_method": "gptq", "bits": 4, "group_size": 128, "checkpoint_format": "marlin"}, "checkpoint_format"),
+])
+def test_unsupported_variants_are_refused_by_name(source, message):
+    from vdeploy.checkpoint.quant_schemes import packed_scheme
+    from vdeploy.config import QuantConfig
+    from vdeploy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        packed_scheme(QuantConfig(source["quant_method"], "", None, source=source))
