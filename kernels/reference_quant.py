@@ -43,3 +43,29 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
     """x [M, K] @ dequantized W [K, N] -> [M, N] in x's dtype. `group_size` (rows per group when the groups are
     uniform) only steers the kernel's tiles; the twin always follows g_idx."""
     return x @ dequantize_w4(qweight, scales, zeros, g_idx, x.dtype)
+
+
+# W8A8 (compressed-tensors INT8 / FP8): weight [N, K] int8 or float8_e4m3fn with one float32 scale per output
+# channel [N]; activations quantized per token at run time: x ≈ x_q * x_scale, x_scale [M] = amax(|x|) / QMAX.
+# Rounding to int8 is half up (floor(v + 0.5)), the same rule as the kernel; fp8 conversion is torch's / Triton's
+# round-to-nearest-even.
+W8A8_QMAX = {torch.int8: 127.0, torch.float8_e4m3fn: 448.0}
+
+
+def quantize_per_token(x: torch.Tensor, qdtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [M, K] -> (x_q [M, K] in qdtype, x_scale [M] float32)."""
+    qmax = W8A8_QMAX[qdtype]
+    xf = x.float()
+    scale = xf.abs().amax(dim=-1).clamp(min=1e-12) / qmax  # [M]
+    v = (xf / scale[:, None]).clamp(-qmax, qmax)
+    if qdtype == torch.int8:
+        v = torch.floor(v + 0.5).clamp(-128, 127)
+    return v.to(qdtype), scale
+
+
+def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
+    """x [M, K] (activations quantized per token here) @ weight [N, K]ᵀ, scaled by x_scale [M] and weight_scale [N]
+    -> [M, N] in x's dtype. The integer / fp8 products are summed in float64 (exact for int8, as the kernel's int32)."""
+    xq, xs = quantize_per_token(x, weight.dtype)
+    acc = xq.double() @ weight.double().t()  # [M, N]
+    return (acc * xs.double()[:, None] * weight_scale.double()[None, :]).to(x.dtype)

@@ -15,6 +15,7 @@ DISPATCHED = [
     ("activation", "silu_and_mul"),
     ("rotary", "rotary"),
     ("w4a16_gemm", "w4a16_matmul"),
+    ("w8a8_gemm", "w8a8_matmul"),
 ]
 
 

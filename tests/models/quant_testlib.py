@@ -9,6 +9,10 @@ published layouts (AutoAWQ's GEMM packer, AutoGPTQ's QuantLinear.pack), independ
   nibble j of word c = column 8c + j, storing zero - 1 in v1 ("gptq") checkpoints, zero in "gptq_v2". scales
   [groups, out] fp16. sym: scale = max|w| / 7.5... rounded GPTQ-style (zero 8); asym: min-max.
 
+- compressed-tensors W8A8 (int-quantized / float-quantized): weight [out, in] int8 (round(w / scale) in -127..127)
+  or float8_e4m3 (w / scale), scale = amax / 127 or / 448 per output channel (weight_scale [out, 1]) or per tensor
+  ([1]); activations are quantized per token at run time (not stored).
+
 Each packer returns the tensors and the dequantized weight [out, in] the format encodes, from which the reference
 model is built.
 """
@@ -122,3 +126,44 @@ def write_quantized(model, path: Path, quant: dict, pack) -> None:
     config = model.config.to_dict()
     config.update(architectures=[type(model).__name__], torch_dtype="float32", quantization_config=quant)
     (path / "config.json").write_text(json.dumps(config))
+
+
+def w8a8_config(kind: str, strategy: str) -> dict:
+    args = {"num_bits": 8, "type": kind, "symmetric": True}
+    return {"quant_method": "compressed-tensors", "format": f"{kind}-quantized", "ignore": ["lm_head"],
+            "config_groups": {"group_0": {"targets": ["Linear"],
+                                          "weights": {**args, "strategy": strategy, "dynamic": False},
+                                          "input_activations": {**args, "strategy": "token", "dynamic": True}}}}
+
+
+def w8a8_pack(w: torch.Tensor, kind: str, strategy: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    qmax = 127.0 if kind == "int" else 448.0
+    amax = w.abs().amax(dim=1, keepdim=True) if strategy == "channel" else w.abs().amax().reshape(1, 1)
+    scale = (amax / qmax).float()  # [out, 1] or [1, 1]
+    if kind == "int":
+        q = torch.round(w / scale).clamp(-127, 127).to(torch.int8)
+    else:
+        q = (w / scale).to(torch.float8_e4m3fn)
+    deq = q.float() * scale
+    return {"weight": q, "weight_scale": scale if strategy == "channel" else scale.reshape(1)}, deq
+
+
+def fake_quantize_activations(model, kind: str, tp: int) -> None:
+    """Make `model` (transformers, dequantized weights) quantize each decoder linear's input per token like a W8A8
+    engine: scale = amax / 127 (int8, rounded half up) or / 448 (e4m3); a row-parallel layer (o_proj, down_proj)
+    split over `tp` ranks quantizes each rank's slice of the input with its own scale."""
+    qmax = 127.0 if kind == "int" else 448.0
+
+    def quantize(x: torch.Tensor, parts: int) -> torch.Tensor:
+        out = []
+        for chunk in x.float().chunk(parts, dim=-1):
+            s = chunk.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / qmax
+            v = (chunk / s).clamp(-qmax, qmax)
+            v = torch.floor(v + 0.5).clamp(-128, 127) if kind == "int" else v.to(torch.float8_e4m3fn).float()
+            out.append(v * s)
+        return torch.cat(out, dim=-1).to(x.dtype)
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.endswith(tuple(LINEARS)):
+            parts = tp if name.endswith(("o_proj", "down_proj")) else 1
+            module.register_forward_pre_hook(lambda m, args, parts=parts: (quantize(args[0], parts),))

@@ -124,8 +124,8 @@ def check_against_config(cfg: ModelConfig, tensors: dict[str, Located], out: Fin
                           f"{list(spec.shape)}", file=loc.file, tensor=name,
                           hint="the config.json does not belong to these weights (hidden size, heads, vocab?)"))
         has_scale = name + SCALE_SUFFIX in tensors
-        if spec.dtype.startswith(("I", "U")):  # AWQ/GPTQ packed integers (qweight, qzeros, g_idx)
-            if t.dtype != spec.dtype:
+        if spec.scheme_tensor:  # AWQ/GPTQ/compressed-tensors: integer and 8-bit tensors exactly as the scheme says
+            if t.dtype != spec.dtype and not (t.dtype in FLOAT_DTYPES and spec.dtype in FLOAT_DTYPES):
                 out.add(error("wrong_dtype", f"stored as {t.dtype}; the {cfg.quant.method if cfg.quant else ''} "
                               f"layout stores it as {spec.dtype}", file=loc.file, tensor=name,
                               hint="use the config.json that came with these weights, or re-download this shard"))

@@ -43,6 +43,7 @@ class TensorSpec:
     quantized: bool = False  # an FP8 weight that comes with a `_scale_inv` tensor
     linear: bool = False  # a decoder linear's weight [out, in]: what AWQ/GPTQ store packed (quant_schemes)
     params_per_value: int = 1  # parameters one stored value holds: 8 in a 4-bit qweight, 0 in scales/zeros/g_idx
+    scheme_tensor: bool = False  # stored as an AWQ/GPTQ/compressed-tensors scheme says (quant_schemes)
 
     @property
     def numel(self) -> int:
@@ -99,7 +100,7 @@ def layer_kind(cfg: ModelConfig, i: int) -> str:
 
 
 def decoder_layer_tensors(cfg: ModelConfig, i: int, *, quantized: bool | None = None) -> list[TensorSpec]:
-    """Layer i's tensors as stored: with an AWQ/GPTQ config each linear weight becomes its packed tensors."""
+    """Layer i's tensors as stored: with an AWQ/GPTQ/W8A8 config each linear weight becomes its scheme's tensors."""
     return _packed(cfg, logical_layer_tensors(cfg, i, quantized=quantized))
 
 
@@ -109,9 +110,9 @@ def logical_layer_tensors(cfg: ModelConfig, i: int, *, quantized: bool | None = 
 
 
 def _packed(cfg: ModelConfig, specs: list[TensorSpec]) -> list[TensorSpec]:
-    from vdeploy.checkpoint.quant_schemes import packed_scheme
+    from vdeploy.checkpoint.quant_schemes import quant_scheme
 
-    scheme = packed_scheme(cfg.quant)
+    scheme = quant_scheme(cfg.quant)
     if scheme is None:
         return specs
     out: list[TensorSpec] = []
@@ -122,7 +123,7 @@ def _packed(cfg: ModelConfig, specs: list[TensorSpec]) -> list[TensorSpec]:
         prefix = spec.name[: -len("weight")]
         for name, shape, dtype, per_value in scheme.disk_tensors(prefix, spec.shape[0], spec.shape[1]):
             out.append(TensorSpec(name, shape, dtype, spec.component, spec.tp, spec.layer,
-                                  params_per_value=per_value))
+                                  params_per_value=per_value, scheme_tensor=True))
     return out
 
 

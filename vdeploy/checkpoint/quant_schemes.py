@@ -12,6 +12,10 @@ On-disk layouts (int32 words hold 32 / bits values, the first value in the lowes
   packed along out in plain order; scales [groups, out] fp16; g_idx [in] int32, the group of each input row
   (act-order / desc_act: any order). checkpoint_format "gptq" (v1) stores zero - 1, "gptq_v2" the zero itself;
   group_size -1 means one group over the whole input.
+- compressed-tensors W8A8 (formats "int-quantized" / "float-quantized", one config group over the Linear layers):
+  weight [out, in] int8 or float8_e4m3; weight_scale [out, 1] (strategy "channel") or [1] (strategy "tensor", one
+  per projection, so a merged q/k/v keeps three); activations quantized per token at run time (dynamic);
+  w = weight * scale.
 """
 
 from __future__ import annotations
@@ -94,6 +98,76 @@ class PackedScheme:
         extra = (", act-order" if self.desc_act else "") + (", symmetric" if self.sym and self.method == "gptq"
                                                              else ", zero points")
         return f"{self.method} int{self.bits} W{self.bits}A16, {group}{extra}"
+
+
+@dataclass(frozen=True)
+class W8A8Scheme:
+    """compressed-tensors W8A8: symmetric 8-bit weights with per-channel or per-tensor scales, activations
+    quantized per token at run time."""
+
+    method: str  # "compressed-tensors"
+    kind: str  # "int" | "float"
+    strategy: str  # "channel" | "tensor"
+    bits: int = 8
+    group_size: int = -1  # no groups along the input
+
+    @property
+    def weight_dtype(self) -> str:
+        return "I8" if self.kind == "int" else "F8_E4M3"
+
+    def disk_tensors(self, prefix: str, out_features: int, in_features: int,
+                     scale_dtype: str = "F32") -> list[tuple[str, tuple[int, ...], str, int]]:
+        scale_shape = (out_features, 1) if self.strategy == "channel" else (1,)
+        return [(prefix + "weight", (out_features, in_features), self.weight_dtype, 1),
+                (prefix + "weight_scale", scale_shape, scale_dtype, 0)]
+
+    def bytes_per_param(self, in_features: int, out_features: int) -> float:
+        return 1 + (4 * out_features if self.strategy == "channel" else 4) / (in_features * out_features)
+
+    def params_in(self, name: str, numel: int) -> int:
+        return 0 if name.endswith(".weight_scale") else numel
+
+    def tp_problem(self, name: str, size: int, row_parallel: bool, tp: int) -> str | None:
+        return None  # one scale per output channel (or per tensor): any split the heads allow
+
+    def describe(self) -> str:
+        return f"compressed-tensors {'INT8' if self.kind == 'int' else 'FP8'} W8A8, per-{self.strategy} weight " \
+               "scales, dynamic per-token activations"
+
+
+def quant_scheme(quant: QuantConfig | None) -> PackedScheme | W8A8Scheme | None:
+    """The weight scheme of any non-FP8-block quantization_config vdeploy loads, or None."""
+    if quant is not None and quant.method == "compressed-tensors":
+        return w8a8_scheme(quant)
+    return packed_scheme(quant)
+
+
+def w8a8_scheme(quant: QuantConfig) -> W8A8Scheme:
+    src = quant.source
+    fmt = str(src.get("format", ""))
+    groups = src.get("config_groups") or {}
+    if fmt not in ("int-quantized", "float-quantized", "naive-quantized") or len(groups) != 1:
+        raise ConfigError(f"compressed-tensors format {fmt!r} with {len(groups)} config group(s): vdeploy loads one "
+                          "W8A8 group in the int-quantized / float-quantized formats",
+                          hint="use an INT8 or FP8 W8A8 (dynamic activations) export")
+    group = next(iter(groups.values()))
+    weights, acts = group.get("weights") or {}, group.get("input_activations") or {}
+    kind, strategy = str(weights.get("type", "int")), str(weights.get("strategy", ""))
+    problems = []
+    if weights.get("num_bits") != 8 or kind not in ("int", "float"):
+        problems.append(f"weights {weights.get('num_bits')}-bit {kind}")
+    if strategy not in ("channel", "tensor") or not weights.get("symmetric", True) or weights.get("dynamic"):
+        problems.append(f"weight strategy {strategy!r} (symmetric, static channel/tensor scales only)")
+    if acts.get("num_bits") != 8 or acts.get("type", kind) != kind or not acts.get("dynamic") \
+            or acts.get("strategy") != "token":
+        problems.append("activations not 8-bit dynamic per-token of the weights' type")
+    if any(str(x) != "lm_head" for x in src.get("ignore") or []):
+        problems.append(f"ignore list {src.get('ignore')!r} (only lm_head may stay unquantized)")
+    if problems:
+        raise ConfigError("compressed-tensors scheme vdeploy does not load: " + "; ".join(problems),
+                          hint="vdeploy loads INT8 / FP8 W8A8 with per-channel or per-tensor weight scales and "
+                          "dynamic per-token activations")
+    return W8A8Scheme(quant.method, kind, strategy)
 
 
 def _numel(shape: tuple[int, ...]) -> int:

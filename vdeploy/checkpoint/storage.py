@@ -21,10 +21,10 @@ def tally(headers: list[ShardHeader], tensors: dict[str, Located], cfg: ModelCon
           index_total_size: int | None) -> tuple[Parameters, Storage, int]:
     """Parameters per component, storage per dtype and the bytes serving loads (MTP excluded), in one pass over the
     tensors (R1: ~92k)."""
-    from vdeploy.checkpoint.quant_schemes import packed_scheme
+    from vdeploy.checkpoint.quant_schemes import quant_scheme
 
     num_layers = cfg.num_layers if cfg else None
-    scheme = packed_scheme(cfg.quant) if cfg else None  # AWQ/GPTQ: a qweight holds 8 parameters per int32
+    scheme = quant_scheme(cfg.quant) if cfg else None  # AWQ/GPTQ: a qweight holds 8 parameters per int32
     by_component = dict.fromkeys(COMPONENTS, 0)
     counts: dict[str, int] = defaultdict(int)
     sizes: dict[str, int] = defaultdict(int)

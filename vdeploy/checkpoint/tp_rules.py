@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from vdeploy.checkpoint.layout import decoder_layer_tensors, fp8_block, layer_kind, logical_layer_tensors
-from vdeploy.checkpoint.quant_schemes import packed_scheme
+from vdeploy.checkpoint.quant_schemes import quant_scheme
 from vdeploy.config import ModelConfig
 
 # Row-parallel linears split their input features (dim 1); every other split linear its output features (dim 0).
@@ -83,7 +83,7 @@ def tp_problem(cfg: ModelConfig, tp: int, split_dims: list[SplitDim] | None = No
 def _packed_problem(cfg: ModelConfig, tp: int) -> str | None:
     """AWQ/GPTQ: each rank's slice of a split linear must be whole packed int32 words and (row parallel) whole
     groups; checked on one layer of each kind (layers of a kind have equal shapes)."""
-    scheme = packed_scheme(cfg.quant)
+    scheme = quant_scheme(cfg.quant)
     if scheme is None or tp == 1:
         return None
     seen: set[str] = set()

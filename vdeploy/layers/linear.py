@@ -24,6 +24,7 @@ from vdeploy.layers.weight_loading import (
     as_lazy,
     block_scaled,
     copy_checked,
+    copy_shard_value,
     set_weight_attrs,
 )
 
@@ -173,6 +174,9 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
         self._load_shard(param, loaded_weight, shard_id, 0, self.output_sizes[shard_id])
 
     def _load_shard(self, param, loaded_weight, index: int, source_offset: int, source_total: int) -> None:
+        if getattr(param, "per_shard_value", False):  # one value per merged projection (per-tensor scales)
+            copy_shard_value(param, loaded_weight, index)
+            return
         if getattr(param, "output_dim", None) is None:  # e.g. a per-tensor scale
             load_regions(param, loaded_weight, None, None)
             return
@@ -234,6 +238,9 @@ class QKVParallelLinear(ColumnParallelLinear):
         self._load_shard(param, loaded_weight, shard_id, 0, None)
 
     def _load_shard(self, param, loaded_weight, shard_id: str, source_offset: int, fused_total: int | None) -> None:
+        if getattr(param, "per_shard_value", False):  # one value per projection (per-tensor scales)
+            copy_shard_value(param, loaded_weight, "qkv".index(shard_id))
+            return
         if getattr(param, "output_dim", None) is None:
             load_regions(param, loaded_weight, None, None)
             return

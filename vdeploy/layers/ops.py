@@ -139,6 +139,19 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
     return reference_w4a16_matmul(x, qweight, scales, zeros, g_idx, group_size)
 
 
+def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
+    """x [M, K] @ 8-bit weight [N, K]ᵀ (int8 or float8_e4m3fn) -> [M, N] in x's dtype; x is quantized per token on
+    the fly (scale = amax / 127 or / 448) and weight_scale [N] float32 is per output channel. Triton on CUDA;
+    the twin (vdeploy_kernels.reference_quant) elsewhere."""
+    if _use_triton(x):
+        from vdeploy_kernels.w8a8_gemm import w8a8_matmul as triton_w8a8_matmul
+
+        return triton_w8a8_matmul(x, weight, weight_scale)
+    from vdeploy_kernels.reference_quant import w8a8_matmul as reference_w8a8_matmul
+
+    return reference_w8a8_matmul(x, weight, weight_scale)
+
+
 def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float, kv_lora_rank: int,
                   kv_scale: float = 1.0):
     """Absorbed MLA: q [T, H, L+R] over the latent cache [1, NB, BS, 1, L+R] -> [T, H, L]; an fp8 latent cache is
