@@ -77,6 +77,10 @@ class PackedScheme:
             return numel * self.pack
         return 0 if name.endswith(AUX_SUFFIXES) else numel
 
+    def holds(self, name: str, dtype: str) -> bool:
+        """Whether a checkpoint tensor is part of a quantized linear of this scheme."""
+        return name.endswith((".qweight",) + AUX_SUFFIXES)
+
     def tp_problem(self, name: str, size: int, row_parallel: bool, tp: int) -> str | None:
         """Why splitting the linear `name` (`size` features along its split dimension) over `tp` ranks cannot
         work, or None."""
@@ -126,6 +130,9 @@ class W8A8Scheme:
 
     def params_in(self, name: str, numel: int) -> int:
         return 0 if name.endswith(".weight_scale") else numel
+
+    def holds(self, name: str, dtype: str) -> bool:
+        return name.endswith(".weight_scale") or (name.endswith(".weight") and dtype == self.weight_dtype)
 
     def tp_problem(self, name: str, size: int, row_parallel: bool, tp: int) -> str | None:
         return None  # one scale per output channel (or per tensor): any split the heads allow
