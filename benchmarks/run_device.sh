@@ -2,7 +2,7 @@
 # Everything the lent GPU is for, in one call (the device tool runs it from the repository root; results under $OUT,
 # which brings back at most 8 files). Correctness first, then the benchmarks, most important first.
 #   carry: [".whl"] (server/CLI wheels for the device's Python 3.12: see benchmarks/README.md)
-#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving
+#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving quant
 set -o pipefail
 OUT=${OUT:-/tmp/vdeploy-device-out}
 # the installed layout without installing: kernels/ is vdeploy_kernels, profiles/ is vdeploy.profiles_data
@@ -31,6 +31,7 @@ for part in $parts; do
               --output-len 256 --json -o "$OUT/v2lite-single.json" | tail -3
             python3 -m vdeploy bench /tmp/deepseek-v2-lite --load-format dummy --num-prompts 128 --input-len 512 \
               --output-len 256 --json -o "$OUT/v2lite-throughput.json" | tail -3 ;;
+    quant) python3 benchmarks/kernels/quant_gemm_check.py --out "$OUT" --git-rev "$VDEPLOY_GIT_REV" | tail -40 ;;
   esac
 done
 echo "=== done $(date -u +%T)"
