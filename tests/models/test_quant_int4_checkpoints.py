@@ -147,3 +147,14 @@ def test_unsupported_variants_are_refused_by_name(source, message):
 
     with pytest.raises(ConfigError, match=message):
         packed_scheme(QuantConfig(source["quant_method"], "", None, source=source))
+
+
+def test_deepseek_with_awq_is_refused_before_loading():
+    from vdeploy.checkpoint.synthetic import tiny_config
+    from vdeploy.errors import ConfigError
+    from vdeploy.models.loader import build_on_meta
+
+    raw = tiny_config("deepseek_v3")
+    raw["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 32, "version": "gemm"}
+    with pytest.raises(ConfigError, match="supported for Llama and Qwen2"):
+        build_on_meta(ModelConfig.from_dict(raw), ParallelState(), torch.float32)

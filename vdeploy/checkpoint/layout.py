@@ -110,9 +110,11 @@ def logical_layer_tensors(cfg: ModelConfig, i: int, *, quantized: bool | None = 
 
 
 def _packed(cfg: ModelConfig, specs: list[TensorSpec]) -> list[TensorSpec]:
-    from vdeploy.checkpoint.quant_schemes import quant_scheme
+    from vdeploy.checkpoint.quant_schemes import quant_scheme, refuse_unsupported_model
 
     scheme = quant_scheme(cfg.quant)
+    if scheme is not None:
+        refuse_unsupported_model(cfg.family, cfg.quant)
     if scheme is None:
         return specs
     out: list[TensorSpec] = []

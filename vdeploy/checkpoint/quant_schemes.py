@@ -142,6 +142,16 @@ class W8A8Scheme:
                "scales, dynamic per-token activations"
 
 
+def refuse_unsupported_model(family: str, quant: QuantConfig | None) -> None:
+    """AWQ / GPTQ / W8A8 are wired into the dense Llama/Qwen2 linears; DeepSeek's MoE experts and MLA only read
+    block FP8. Refuse early (before any tensor is read) instead of failing on an unexpected tensor."""
+    if quant is not None and quant.method in PACKED_METHODS + ("compressed-tensors",) \
+            and family.startswith("deepseek"):
+        raise ConfigError(f"{quant.method} quantization of {family} models: vdeploy serves DeepSeek-V2/V3 in bf16 "
+                          "or DeepSeek's block FP8; AWQ/GPTQ/W8A8 are supported for Llama and Qwen2",
+                          hint="use the block-FP8 checkpoint, or a quantized R1 distill (Qwen2 / Llama)")
+
+
 def quant_scheme(quant: QuantConfig | None) -> PackedScheme | W8A8Scheme | None:
     """The weight scheme of any non-FP8-block quantization_config vdeploy loads, or None."""
     if quant is not None and quant.method == "compressed-tensors":
