@@ -50,6 +50,7 @@ class _Int4LinearMethod(LinearMethod):
         self.scheme: PackedScheme = scheme
 
     def _check_partition(self, layer, k_part: int, input_size: int, output_partition_sizes: list[int]) -> None:
+        layer.fill_dummy_weights = lambda generator: self.fill_dummy(layer, generator)  # vdeploy.models.loader
         s = self.scheme
         for size in output_partition_sizes:
             if size % s.pack:
@@ -75,6 +76,26 @@ class _Int4LinearMethod(LinearMethod):
         layer.register_parameter("g_idx", nn.Parameter(g_idx.to(torch.int32).contiguous(), requires_grad=False))
         layer.register_buffer("int4_perm", perm, persistent=False)
         layer.int4_group = group  # > 0: uniform groups of this many consecutive rows (the kernel's fast path)
+
+    def fill_dummy(self, layer, generator: torch.Generator) -> None:
+        """`--load-format dummy`: random 4-bit values and zeros, scales giving weights of std ~0.02 (like the
+        unquantized dummy init), a g_idx in group order: the kernels' normal path, not a degenerate one."""
+        from vdeploy.models.loader import DUMMY_INIT_STD
+
+        s = self.scheme
+        with torch.no_grad():
+            for name, p in layer.named_parameters(recurse=False):
+                if name == "g_idx":  # the global input row of each of this rank's rows, in group order
+                    k = p.shape[0]
+                    first = layer.parallel.tp_rank * k if k != layer.input_size else 0
+                    rows = torch.arange(first, first + k, device=p.device)
+                    p.copy_(rows // s.group_size if s.group_size > 0 else torch.zeros_like(rows))
+                elif p.dtype == torch.int32:
+                    p.copy_(torch.randint(-2**31, 2**31 - 1, p.shape, generator=generator, device=p.device))
+                elif name == "scales":
+                    p.fill_(DUMMY_INIT_STD / 6.5)  # q - zero of uniform nibbles has std ~6.5
+                else:
+                    p.normal_(0.0, DUMMY_INIT_STD, generator=generator)
 
     def apply(self, layer, x, bias=None):
         x2 = x.reshape(-1, x.shape[-1])  # [T, K]

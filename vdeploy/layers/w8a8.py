@@ -49,6 +49,23 @@ class W8A8LinearMethod(LinearMethod):
         layer.register_parameter("weight", weight)
         layer.register_parameter("weight_scale", scale)
         layer.w8a8_params_dtype = params_dtype
+        layer.fill_dummy_weights = lambda generator: self.fill_dummy(layer, generator)  # vdeploy.models.loader
+
+    def fill_dummy(self, layer, generator: torch.Generator) -> None:
+        """`--load-format dummy`: random 8-bit weights and scales giving weights of std ~0.02."""
+        from vdeploy.models.loader import DUMMY_INIT_STD
+
+        with torch.no_grad():
+            w = layer.weight
+            if w.dtype == torch.int8:
+                w.copy_(torch.randint(-127, 128, w.shape, generator=generator, device=w.device, dtype=torch.int8))
+                layer.weight_scale.fill_(DUMMY_INIT_STD / 73.0)  # uniform -127..127 has std ~73
+            else:
+                values = torch.empty(w.shape, device=w.device).normal_(0.0, 1.0, generator=generator)
+                w.copy_(values.to(w.dtype))
+                layer.weight_scale.fill_(DUMMY_INIT_STD)
+            if layer.bias is not None:
+                layer.bias.normal_(0.0, DUMMY_INIT_STD, generator=generator)
 
     def process_weights_after_loading(self, layer):
         scale = layer.weight_scale.data
