@@ -88,6 +88,14 @@ def test_tp1_logits_match_transformers_on_the_dequantized_weights(quantized):
     _assert_close(_vdeploy_logits(path / "quant", ParallelState()), _hf_logits(hf))
 
 
+def test_repacking_in_column_blocks_gives_the_same_model(quantized, monkeypatch):
+    import vdeploy.layers.int4 as int4
+
+    monkeypatch.setattr(int4, "REPACK_COLUMNS", 16)  # several blocks per projection (the default: 1024 columns)
+    name, path, hf = quantized
+    _assert_close(_vdeploy_logits(path / "quant", ParallelState()), _hf_logits(hf))
+
+
 def test_tp2_logits_match_transformers_on_the_dequantized_weights(quantized):
     name, path, hf = quantized
     exchange, results, errors = _Exchange(2), {}, []

@@ -37,6 +37,18 @@ def unpack_int4_columns(packed: torch.Tensor, order: tuple[int, ...] = tuple(ran
     return by_column.reshape(packed.shape[0], -1)
 
 
+REPACK_COLUMNS = 1024  # output columns repacked at a time: bounds the int64 temporaries (~20 bytes per weight)
+
+
+def repack_by_columns(qweight_out: torch.Tensor, n: int, pack_columns) -> torch.Tensor:
+    """Fill qweight_out [K/8, N] column block by column block: pack_columns(start, end) -> [K/8, end - start].
+    Unpacking a whole 32B-model projection at once would need several GB of temporaries on the GPU."""
+    for start in range(0, n, REPACK_COLUMNS):
+        end = min(start + REPACK_COLUMNS, n)
+        qweight_out[:, start:end] = pack_columns(start, end)
+    return qweight_out
+
+
 def _param(shape: tuple[int, ...], dtype: torch.dtype, **attrs) -> nn.Parameter:
     p = nn.Parameter(torch.empty(*shape, dtype=dtype), requires_grad=False)
     set_weight_attrs(p, **attrs)
@@ -124,11 +136,14 @@ class AwqLinearMethod(_Int4LinearMethod):
     def process_weights_after_loading(self, layer):
         from vdeploy_kernels.reference_quant import pack_int4_rows
 
-        k, g = layer.qweight.shape[0], self.scheme.group_size
-        values = unpack_int4_columns(layer.qweight.data, AWQ_PACK_ORDER)  # [K, N]
+        src, g, p = layer.qweight.data, self.scheme.group_size, self.scheme.pack
+        k, n = src.shape[0], src.shape[1] * p
+        qweight = torch.empty(k // 8, n, dtype=torch.int32, device=src.device)  # [K/8, N]
+        repack_by_columns(qweight, n, lambda a, b: pack_int4_rows(  # [K, cols] unpacked, packed again along K
+            unpack_int4_columns(src[:, a // p: b // p], AWQ_PACK_ORDER)))
         zeros = unpack_int4_columns(layer.qzeros.data, AWQ_PACK_ORDER)  # [K/g, N]
-        g_idx = torch.arange(k, device=values.device) // g
-        self._register(layer, pack_int4_rows(values), zeros, layer.scales.data, g_idx, g, None)
+        g_idx = torch.arange(k, device=src.device) // g
+        self._register(layer, qweight, zeros, layer.scales.data, g_idx, g, None)
 
 
 class GptqLinearMethod(_Int4LinearMethod):
@@ -171,7 +186,9 @@ class GptqLinearMethod(_Int4LinearMethod):
             order = torch.argsort(g_idx, stable=True)
             if not torch.equal(order, torch.arange(k, device=order.device)):
                 perm, g_idx = order, g_idx[order]
-                qweight = pack_int4_rows(unpack_int4_rows(qweight)[order])
+                src = qweight
+                qweight = repack_by_columns(torch.empty_like(src), src.shape[1], lambda a, b: pack_int4_rows(
+                    unpack_int4_rows(src[:, a:b])[order]))
         uniform = s.group_size if s.group_size > 0 and torch.equal(
             g_idx, torch.arange(k, device=g_idx.device) // s.group_size) else 0
         self._register(layer, qweight, zeros, layer.scales.data, g_idx, uniform, perm)
