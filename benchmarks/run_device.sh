@@ -31,7 +31,7 @@ for part in $parts; do
               --output-len 256 --json -o "$OUT/v2lite-single.json" | tail -3
             python3 -m vdeploy bench /tmp/deepseek-v2-lite --load-format dummy --num-prompts 128 --input-len 512 \
               --output-len 256 --json -o "$OUT/v2lite-throughput.json" | tail -3 ;;
-    quant) python3 benchmarks/kernels/quant_gemm_check.py --out "$OUT" --git-rev "$VDEPLOY_GIT_REV" | tail -40 ;;
+    quant) python3 benchmarks/kernels/quant_gemm_check.py --out "$OUT" --git-rev "$VDEPLOY_GIT_REV" --sweep | tail -60 ;;
   esac
 done
 echo "=== done $(date -u +%T)"

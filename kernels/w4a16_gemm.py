@@ -7,7 +7,9 @@ Two ways to find a row's group: uniform groups (`group_size` rows each, a multip
 tile, the common case) or a gather through g_idx (act-order split over TP ranks, or groups smaller than 16).
 Decode (M ≤ 16) splits K over several programs so that a few output tiles still keep every SM streaming weights;
 the fp32 partial sums are added in a fixed order by fp8_gemm's split reducer (results do not depend on timing).
-Tiles come from `w4a16_config` (a heuristic per M range, not autotuned at launch).
+Tiles come from `w4a16_config` (a heuristic per M range, not autotuned at launch); a config may replace the
+tensor-core dot by a multiply-and-sum (`dot: False`, tiles of 1-4 rows: decode without padding M to 16).
+benchmarks/kernels/quant_gemm_check.py --sweep times a grid of configs at the distills' shapes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def _w4a16_kernel(
     M, N, K, stride_xm, stride_cm,
     GROUP: tl.constexpr,  # rows per group when uniform and a multiple of BLOCK_K; 0: read each row's g_idx
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
+    USE_DOT: tl.constexpr,  # False: a multiply-and-sum on the CUDA cores (decode tiles of 1-4 rows, no padding to 16)
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -57,7 +60,10 @@ def _w4a16_kernel(
             s = tl.load(s_ptr + g[:, None] * N + offs_n[None, :], mask=sz_mask, other=0.0).to(tl.float32)
             z = tl.load(z_ptr + g[:, None] * N + offs_n[None, :], mask=sz_mask, other=0.0).to(tl.float32)
             w = (q - z) * s  # [BK, BN]
-        acc += tl.dot(a, w.to(a.dtype))
+        if USE_DOT:
+            acc += tl.dot(a, w.to(a.dtype))
+        else:
+            acc += tl.sum(a.to(tl.float32)[:, :, None] * w.to(a.dtype).to(tl.float32)[None, :, :], axis=1)
     c_ptrs = c_ptr + pid_k * M * N + offs_m[:, None] * stride_cm + offs_n[None, :]
     tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
@@ -108,6 +114,7 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
     _w4a16_kernel[grid](
         x, qweight, scales, zeros, g_idx, target, m, n, k, x.stride(0), n,
         GROUP=uniform, BLOCK_M=cfg["block_m"], BLOCK_N=cfg["block_n"], BLOCK_K=block_k, SPLIT_K=split,
+        USE_DOT=cfg.get("dot", True),
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if split > 1:

@@ -1,15 +1,16 @@
 """Quantized GEMM kernels on the GPU: each against its torch twin and timed against a bf16 matmul of the same shape,
 at the linear shapes of R1-Distill-Qwen-7B and -32B (fused qkv, o, fused gate_up, down) and M = 1, 16, 256, 4096.
 
-    PYTHONPATH=/tmp/shim:$PWD python benchmarks/kernels/quant_gemm_check.py --out $OUT/quant
+    PYTHONPATH=/tmp/shim:$PWD python benchmarks/kernels/quant_gemm_check.py --out $OUT/quant [--sweep]
     python benchmarks/kernels/quant_gemm_check.py --device cpu --tiny --out /tmp/quant   # smoke test (interpreter)
 
 Kernels (vdeploy_kernels): w4a16 (AWQ/GPTQ layout after load, group 128, uniform groups), w4a16_actorder (GPTQ
 act-order split over ranks: per-row g_idx gather; down_proj only), w8a8_int8 and w8a8_fp8 (compressed-tensors,
 per-channel weight scales, dynamic per-token activations; fp8 needs sm89+). For each: relative error against the
 twin (‖out − twin‖ / ‖twin‖, bound REL_TOL), the kernel's median time, the bf16 x @ Wᵀ time (cuBLAS), their ratio,
-and for M = 1 the weight bytes streamed per second. Writes quant_gemm_check.json under --out; exit code 1 when a
-check fails. The issue's targets: W4A16 at M = 1 ≥ 2.5× faster than bf16 (the bytes allow ~3.5×).
+and for M = 1 the weight bytes streamed per second. --sweep also times a grid of tile configs per shape (each
+checked against the twin) and reports the default's time beside the best config: the data for tuning the
+heuristics. Writes quant_gemm_check.json under --out; exit code 1 when a check fails. The issue's targets: W4A16 at M = 1 ≥ 2.5× faster than bf16 (the bytes allow ~3.5×).
 """
 
 from __future__ import annotations
@@ -39,18 +40,15 @@ TINY_MODELS = {"tiny": {"qkv": (96, 128), "down": (64, 256)}}
 
 
 def time_ms(fn, device: str) -> float:
-    """Median milliseconds (CUDA: triton's do_bench; CPU: the middle of three wall-clock runs)."""
+    """Median milliseconds (CUDA: triton's do_bench). CPU (the interpreter, a smoke test: the number only shows the
+    plumbing works): one wall-clock run."""
     if device == "cuda":
         import triton.testing
 
         return triton.testing.do_bench(fn, warmup=10, rep=60, return_mode="median")
+    start = time.perf_counter()
     fn()
-    runs = []
-    for _ in range(3):
-        start = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - start) * 1e3)
-    return sorted(runs)[1]
+    return (time.perf_counter() - start) * 1e3
 
 
 def rel_err(out, ref) -> float:
@@ -82,6 +80,18 @@ def make_w8(n: int, k: int, device: str, fp8: bool, gen):
     return w, torch.rand(n, generator=gen, device=device) * 1e-3 + 1e-5
 
 
+def make_x(kernel: str, m: int, k: int, device: str, dtype, gen):
+    import torch
+
+    if kernel == "w8a8_fp8" and device == "cpu":
+        # the interpreter converts fp32 -> e4m3 with its own rounding: activations whose quantized values are exact
+        # (e4m3 values, each row's amax 448, times a power of two), as in tests/kernels/test_kernel_w8a8.py
+        q = (torch.randn(m, k, generator=gen) * 100).clamp(-440, 440).to(torch.float8_e4m3fn).float()
+        q[:, 0] = 448.0
+        return (q * 2.0**-6).to(dtype)
+    return torch.randn(m, k, generator=gen, device=device).to(dtype)
+
+
 def check_one(kernel: str, n: int, k: int, m: int, device: str, dtype, gen) -> dict:
     import torch
 
@@ -89,13 +99,7 @@ def check_one(kernel: str, n: int, k: int, m: int, device: str, dtype, gen) -> d
     from vdeploy_kernels.w4a16_gemm import w4a16_matmul
     from vdeploy_kernels.w8a8_gemm import w8a8_matmul
 
-    x = torch.randn(m, k, generator=gen, device=device).to(dtype)
-    if kernel == "w8a8_fp8" and device == "cpu":
-        # the interpreter converts fp32 -> e4m3 with its own rounding: activations whose quantized values are exact
-        # (e4m3 values, each row's amax 448, times a power of two), as in tests/kernels/test_kernel_w8a8.py
-        q = (torch.randn(m, k, generator=gen) * 100).clamp(-440, 440).to(torch.float8_e4m3fn).float()
-        q[:, 0] = 448.0
-        x = (q * 2.0**-6).to(dtype)
+    x = make_x(kernel, m, k, device, dtype, gen)
     if kernel.startswith("w4a16"):
         actorder = kernel == "w4a16_actorder"
         qweight, scales, zeros, g_idx = make_w4(n, k, device, actorder, gen)
@@ -126,12 +130,76 @@ def check_one(kernel: str, n: int, k: int, m: int, device: str, dtype, gen) -> d
     return row
 
 
+def _cfg(bm, bn, bk, split=1, warps=4, stages=4, dot=True) -> dict:
+    return dict(block_m=bm, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages, dot=dot)
+
+
+def sweep_candidates(kernel: str, m: int, tiny: bool) -> list[dict]:
+    """The configs --sweep times (kernel tiles are chosen by a heuristic; this is the data to tune it)."""
+    if tiny:
+        return [_cfg(16, 32, 64, 2, stages=1)] + ([_cfg(1, 32, 64, 2, stages=1, dot=False)]
+                                                  if kernel == "w4a16" and m == 1 else [])
+    if kernel == "w4a16":
+        if m <= 16:
+            out = [_cfg(16, bn, 128, s) for bn in (32, 64, 128) for s in (1, 2, 4, 8, 16)]
+            if m <= 4:
+                out += [_cfg(m if m in (1, 2, 4) else 4, bn, bk, s, dot=False)
+                        for bn in (64, 128, 256) for bk in (64, 128) for s in (1, 4, 8)]
+            return out
+        return [_cfg(bm, bn, 64, 1, w, st) for bm in (64, 128) for bn in (64, 128, 256) for w in (4, 8)
+                for st in (3, 4)] + ([_cfg(32, 128, 64, s) for s in (2, 4)] if m <= 256 else [])
+    return [_cfg(bm, bn, bk, 1, w, st) for bm in ((16, 32) if m <= 16 else (64, 128)) for bn in (64, 128, 256)
+            for bk in (64, 128) for w in (4, 8) for st in (3, 4)]
+
+
+def sweep_one(kernel: str, n: int, k: int, m: int, device: str, dtype, gen, tiny: bool) -> dict:
+    """Time every candidate config at one shape; each is checked against the twin too."""
+    import torch
+
+    from vdeploy_kernels import reference_quant as ref
+    from vdeploy_kernels.w4a16_gemm import w4a16_config, w4a16_matmul
+    from vdeploy_kernels.w8a8_gemm import w8a8_config, w8a8_matmul
+
+    x = make_x(kernel, m, k, device, dtype, gen)
+    if kernel == "w4a16":
+        qweight, scales, zeros, g_idx = make_w4(n, k, device, False, gen)
+        twin = ref.w4a16_matmul(x, qweight, scales, zeros, g_idx)
+        sms = torch.cuda.get_device_properties(device).multi_processor_count if device == "cuda" else 4
+        default = w4a16_config(m, n, k, GROUP, sms)
+
+        def run(cfg):
+            return w4a16_matmul(x, qweight, scales, zeros, g_idx, GROUP, config=cfg)
+    else:
+        w, ws = make_w8(n, k, device, kernel == "w8a8_fp8", gen)
+        twin = ref.w8a8_matmul(x, w, ws)
+        default = w8a8_config(m)
+
+        def run(cfg):
+            return w8a8_matmul(x, w, ws, config=cfg)
+
+    tried = []
+    for cfg in [default] + sweep_candidates(kernel, m, tiny):
+        try:
+            err = rel_err(run(cfg), twin)
+            ms = time_ms(lambda cfg=cfg: run(cfg), device) if err < REL_TOL[kernel] else None
+            tried.append({"config": cfg, "rel_err": err, "ms": ms})
+        except Exception as e:  # a config that does not compile or does not fit shared memory
+            tried.append({"config": cfg, "error": repr(e)[:200], "ms": None})
+    timed = [t for t in tried if t["ms"] is not None]
+    best = min(timed, key=lambda t: t["ms"]) if timed else None
+    return {"kernel": kernel, "m": m, "n": n, "k": k, "default_config": default, "default_ms": tried[0]["ms"],
+            "best_config": best["config"] if best else None, "best_ms": best["ms"] if best else None,
+            "ok": best is not None and tried[0]["ms"] is not None, "tried": tried}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="directory for quant_gemm_check.json")
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--tiny", action="store_true", help="small shapes (CPU smoke test in the interpreter)")
     parser.add_argument("--git-rev", default=os.environ.get("VDEPLOY_GIT_REV", "unknown"))
+    parser.add_argument("--sweep", action="store_true",
+                        help="also time a grid of tile configs per shape (w4a16, w8a8) and report the best")
     args = parser.parse_args(argv)
     if args.device == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"  # before any kernel import
@@ -162,15 +230,28 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{model:20s} {layer:8s} {kernel:15s} M={m:5d} err={row.get('rel_err', float('nan')):.2e} "
                           f"{row.get('ms', float('nan')):8.4f} ms  bf16 {row.get('bf16_ms', float('nan')):8.4f} ms  "
                           f"x{speed if speed else float('nan'):.2f}  {'ok' if row['ok'] else 'FAIL'}", flush=True)
+    sweeps = []
+    if args.sweep:
+        for model, shapes in models.items():
+            for layer, (n, k) in shapes.items():
+                if args.tiny and layer != "qkv":  # the smoke test: one shape is enough
+                    continue
+                for kernel in [kk for kk in kernels if kk in ("w4a16", "w8a8_int8", "w8a8_fp8")]:
+                    for m in ms_list:
+                        row = sweep_one(kernel, n, k, m, args.device, dtype, gen, args.tiny)
+                        row.update(model=model, layer=layer)
+                        sweeps.append(row)
+                        print(f"sweep {model:20s} {layer:8s} {kernel:10s} M={m:5d} default {row['default_ms']} ms, "
+                              f"best {row['best_ms']} ms {row['best_config']}", flush=True)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (Triton interpreter)"
     report = {"benchmark": "quant_gemm_check", "git_revision": args.git_rev, "device": device_name,
               "dtype": str(dtype).removeprefix("torch."), "group_size": GROUP, "rel_tol": REL_TOL,
-              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ok": all(r["ok"] for r in results),
-              "results": results}
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "ok": all(r["ok"] for r in results + sweeps), "results": results, "sweeps": sweeps}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quant_gemm_check.json").write_text(json.dumps(report, indent=1))
-    print("all ok" if report["ok"] else f"{sum(not r['ok'] for r in results)} check(s) FAILED")
+    print("all ok" if report["ok"] else f"{sum(not r['ok'] for r in results + sweeps)} check(s) FAILED")
     return 0 if report["ok"] else 1
 
 

@@ -37,6 +37,10 @@ def test_pack_unpack_roundtrip_and_nibble_order():
     (33, 64, 128, 32, False, None),  # groups smaller than the default K tile: tile shrinks to one group
     (3, 64, 256, 128, True, None),  # act-order rows: g_idx gathered per row
     (20, 40, 136, 8, False, dict(block_m=16, block_n=32, block_k=32, split_k=3, num_warps=4, num_stages=1)),
+    (3, 64, 256, 128, False, dict(block_m=2, block_n=32, block_k=64, split_k=2, num_warps=4, num_stages=1,
+                                  dot=False)),  # decode without the tensor-core dot
+    (1, 64, 256, 128, True, dict(block_m=1, block_n=64, block_k=128, split_k=1, num_warps=4, num_stages=1,
+                                 dot=False)),
 ])
 def test_w4a16_matches_twin(dtype, m, n, k, group, gather, cfg):
     gen = torch.Generator().manual_seed(m * 1000 + k)
