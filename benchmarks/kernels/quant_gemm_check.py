@@ -141,15 +141,15 @@ def sweep_candidates(kernel: str, m: int, tiny: bool) -> list[dict]:
                                                   if kernel == "w4a16" and m == 1 else [])
     if kernel == "w4a16":
         if m <= 16:
-            out = [_cfg(16, bn, 128, s) for bn in (32, 64, 128) for s in (1, 2, 4, 8, 16)]
+            out = [_cfg(16, bn, 128, s) for bn in (32, 64, 128) for s in (1, 4, 8, 16)]
             if m <= 4:
-                out += [_cfg(m if m in (1, 2, 4) else 4, bn, bk, s, dot=False)
-                        for bn in (64, 128, 256) for bk in (64, 128) for s in (1, 4, 8)]
+                out += [_cfg(m if m in (1, 2, 4) else 4, bn, 128, s, dot=False) for bn in (64, 128, 256)
+                        for s in (1, 4, 8)]
             return out
-        return [_cfg(bm, bn, 64, 1, w, st) for bm in (64, 128) for bn in (64, 128, 256) for w in (4, 8)
-                for st in (3, 4)] + ([_cfg(32, 128, 64, s) for s in (2, 4)] if m <= 256 else [])
-    return [_cfg(bm, bn, bk, 1, w, st) for bm in ((16, 32) if m <= 16 else (64, 128)) for bn in (64, 128, 256)
-            for bk in (64, 128) for w in (4, 8) for st in (3, 4)]
+        return [_cfg(bm, bn, 64, 1, w, 3) for bm in (64, 128) for bn in (128, 256) for w in (4, 8)] + (
+            [_cfg(32, 128, 64, s) for s in (2, 4)] if m <= 256 else [])
+    return [_cfg(bm, bn, 128, 1, w, st) for bm in ((16,) if m <= 16 else (64, 128)) for bn in (64, 128)
+            for w in (4, 8) for st in (3, 4)]
 
 
 def sweep_one(kernel: str, n: int, k: int, m: int, device: str, dtype, gen, tiny: bool) -> dict:
@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--git-rev", default=os.environ.get("VDEPLOY_GIT_REV", "unknown"))
     parser.add_argument("--sweep", action="store_true",
                         help="also time a grid of tile configs per shape (w4a16, w8a8) and report the best")
+    parser.add_argument("--sweep-budget-s", type=float, default=360.0,
+                        help="stop sweeping after this many seconds (the report says it was cut short)")
     args = parser.parse_args(argv)
     if args.device == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"  # before any kernel import
@@ -231,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"{row.get('ms', float('nan')):8.4f} ms  bf16 {row.get('bf16_ms', float('nan')):8.4f} ms  "
                           f"x{speed if speed else float('nan'):.2f}  {'ok' if row['ok'] else 'FAIL'}", flush=True)
     sweeps = []
+    sweep_cut = False
+    deadline = time.monotonic() + args.sweep_budget_s
     if args.sweep:
         for model, shapes in models.items():
             for layer, (n, k) in shapes.items():
@@ -238,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 for kernel in [kk for kk in kernels if kk in ("w4a16", "w8a8_int8", "w8a8_fp8")]:
                     for m in ms_list:
+                        if time.monotonic() > deadline:
+                            sweep_cut = True
+                            break
                         row = sweep_one(kernel, n, k, m, args.device, dtype, gen, args.tiny)
                         row.update(model=model, layer=layer)
                         sweeps.append(row)
@@ -247,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "quant_gemm_check", "git_revision": args.git_rev, "device": device_name,
               "dtype": str(dtype).removeprefix("torch."), "group_size": GROUP, "rel_tol": REL_TOL,
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "ok": all(r["ok"] for r in results + sweeps), "results": results, "sweeps": sweeps}
+              "ok": all(r["ok"] for r in results + sweeps), "results": results, "sweeps": sweeps,
+              "sweep_cut_short": sweep_cut}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quant_gemm_check.json").write_text(json.dumps(report, indent=1))
