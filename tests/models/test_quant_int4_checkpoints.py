@@ -147,14 +147,21 @@ def test_a_tp_that_splits_a_group_is_refused_naming_the_layer(quantized):
     ({"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemv"}, "GEMM layout"),
     ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "4-bit gptq only"),
     ({"quant_method": "gptq", "bits": 4, "group_size": 128, "checkpoint_format": "marlin"}, "checkpoint_format"),
+    ({"quant_method": "gptq", "bits": 4, "group_size": 128, "is_marlin_format": True}, "checkpoint_format"),
+    ({"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {"g": {}}},
+     "compressed-tensors format 'pack-quantized'"),
+    ({"quant_method": "compressed-tensors", "format": "int-quantized", "ignore": ["re:.*lm_head", "model.layers.0"],
+      "config_groups": {"g": {"weights": {"num_bits": 8, "type": "int", "strategy": "channel"},
+                              "input_activations": {"num_bits": 8, "type": "int", "strategy": "token",
+                                                    "dynamic": True}}}}, "ignore list"),
 ])
 def test_unsupported_variants_are_refused_by_name(source, message):
-    from vdeploy.checkpoint.quant_schemes import packed_scheme
+    from vdeploy.checkpoint.quant_schemes import quant_scheme
     from vdeploy.config import QuantConfig
     from vdeploy.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
-        packed_scheme(QuantConfig(source["quant_method"], "", None, source=source))
+        quant_scheme(QuantConfig(source["quant_method"], "", None, source=source))
 
 
 def test_deepseek_with_awq_is_refused_before_loading():

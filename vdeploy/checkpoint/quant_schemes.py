@@ -178,7 +178,7 @@ def w8a8_scheme(quant: QuantConfig) -> W8A8Scheme:
     if acts.get("num_bits") != 8 or acts.get("type", kind) != kind or not acts.get("dynamic") \
             or acts.get("strategy") != "token":
         problems.append("activations not 8-bit dynamic per-token of the weights' type")
-    if any(str(x) != "lm_head" for x in src.get("ignore") or []):
+    if any("lm_head" not in str(x) for x in src.get("ignore") or []):  # "lm_head" or a regex such as "re:.*lm_head"
         problems.append(f"ignore list {src.get('ignore')!r} (only lm_head may stay unquantized)")
     if problems:
         raise ConfigError("compressed-tensors scheme vdeploy does not load: " + "; ".join(problems),
@@ -220,7 +220,7 @@ def packed_scheme(quant: QuantConfig | None) -> PackedScheme | None:
         if group == -1:
             raise ConfigError("AWQ group_size -1: AWQ checkpoints are grouped; vdeploy reads positive group sizes")
         return PackedScheme("awq", bits, group, sym=False, desc_act=False, zero_offset=0)
-    fmt = str(src.get("checkpoint_format", "gptq")).lower()
+    fmt = "marlin" if src.get("is_marlin_format") else str(src.get("checkpoint_format", "gptq")).lower()
     if fmt not in ("gptq", "gptq_v2"):
         raise ConfigError(f"GPTQ checkpoint_format {fmt!r}: vdeploy loads the \"gptq\" and \"gptq_v2\" layouts",
                           hint="re-export the model in the plain GPTQ layout (not marlin/bitblas)")
