@@ -19,7 +19,7 @@ for part in $parts; do
   case $part in
     env) python3 -m vdeploy env check --json > "$OUT/env-check.json"; python3 -m vdeploy env check | tail -20 ;;
     tests) python3 -m pytest -q -p no:cacheprovider tests/worker/test_model_runner_cuda_worker.py \
-             tests/deepseek/test_deepseek_kernels_gpu.py 2>&1 | tail -15 | tee "$OUT/gpu-tests.txt" ;;
+             tests/deepseek/test_deepseek_kernels_gpu.py tests/models/test_quant_gpu.py 2>&1 | tail -15 | tee "$OUT/gpu-tests.txt" ;;
     deepseek) python3 benchmarks/deepseek_r1_layers.py --moe-layers 4 --out "$OUT/deepseek-r1-layers.json" ;;
     suite) python3 benchmarks/engine/gpu_suite.py --out /tmp/suite --quick --budget-s "${SUITE_BUDGET_S:-240}" \
              --git-rev "$VDEPLOY_GIT_REV"; tar czf "$OUT/engine-suite.tar.gz" -C /tmp suite ;;
