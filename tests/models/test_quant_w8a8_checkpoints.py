@@ -1,7 +1,7 @@
 """compressed-tensors W8A8 checkpoints (INT8 and FP8 weights, per-channel and per-tensor scales, dynamic per-token
 activations), packed by the tests' own implementation (quant_testlib), load in vdeploy and match transformers on the
-dequantized weights with each linear's input quantized per token the same way (at TP 2, row-parallel layers quantize
-each rank's slice): logits at TP 1 and TP 2 (ranks in threads); through the engine at TP 1 and TP 2 (real rank
+dequantized weights with each linear's input quantized per token the same way (at TP > 1, row-parallel layers quantize
+each rank's slice): logits at TP 1, 2 and 4 (ranks in threads); through the engine at TP 1 and TP 2 (real rank
 processes) the greedy tokens of a dense checkpoint of the dequantized weights, except at near-ties (activation
 quantization is an approximation of the dense model)."""
 
@@ -68,25 +68,26 @@ def test_tp1_logits_match_transformers_with_per_token_activation_quantization(qu
     _assert_close(_vdeploy_logits(path / "quant", ParallelState()), _reference_logits(hf, kind, 1))
 
 
-def test_tp2_logits_match_transformers_with_per_rank_activation_quantization(quantized):
+@pytest.mark.parametrize("tp", [2, 4])  # TP 4: each KV head (2) replicated on 2 ranks
+def test_tp_logits_match_transformers_with_per_rank_activation_quantization(quantized, tp):
     _, kind, path, hf = quantized
-    exchange, results, errors = _Exchange(2), {}, []
+    exchange, results, errors = _Exchange(tp), {}, []
 
     def target(rank):
         try:
-            results[rank] = _vdeploy_logits(path / "quant", ThreadParallelState(rank, 2, exchange=exchange))
+            results[rank] = _vdeploy_logits(path / "quant", ThreadParallelState(rank, tp, exchange=exchange))
         except BaseException as e:  # surface thread failures in the test
             errors.append(e)
             exchange.barrier.abort()
 
-    threads = [threading.Thread(target=target, args=(rank,)) for rank in range(2)]
+    threads = [threading.Thread(target=target, args=(rank,)) for rank in range(tp)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors, errors
-    ref = _reference_logits(hf, kind, 2)
-    for rank in range(2):
+    ref = _reference_logits(hf, kind, tp)
+    for rank in range(tp):
         _assert_close(results[rank], ref)
 
 
