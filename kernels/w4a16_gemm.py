@@ -8,7 +8,8 @@ tile, the common case) or a gather through g_idx (act-order split over TP ranks,
 Decode (M ≤ 16) splits K over several programs so that a few output tiles still keep every SM streaming weights;
 the fp32 partial sums are added in a fixed order by fp8_gemm's split reducer (results do not depend on timing).
 Tiles come from `w4a16_config` (a heuristic per M range, not autotuned at launch); a config may replace the
-tensor-core dot by a multiply-and-sum (`dot: False`, tiles of 1-4 rows: decode without padding M to 16).
+tensor-core dot by a multiply-and-sum (`dot: False`, tiles of 1-4 rows: decode without padding M to 16), or load
+each packed word once and expand it in registers (`unpack3d: True`) instead of once per row it holds.
 benchmarks/kernels/quant_gemm_check.py --sweep times a grid of configs at the distills' shapes.
 """
 
@@ -26,6 +27,7 @@ def _w4a16_kernel(
     GROUP: tl.constexpr,  # rows per group when uniform and a multiple of BLOCK_K; 0: read each row's g_idx
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
     USE_DOT: tl.constexpr,  # False: a multiply-and-sum on the CUDA cores (decode tiles of 1-4 rows, no padding to 16)
+    UNPACK_3D: tl.constexpr,  # True: load each int32 word once ([BK/8, BN]) and expand it to its 8 rows in registers
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -46,9 +48,16 @@ def _w4a16_kernel(
         k_mask = k < K
         a = tl.load(x_ptr + offs_m[:, None] * stride_xm + k[None, :], mask=m_mask[:, None] & k_mask[None, :],
                     other=0.0)  # [BM, BK]
-        packed = tl.load(qw_ptr + (k // 8)[:, None] * N + offs_n[None, :], mask=k_mask[:, None] & n_mask[None, :],
-                         other=0)  # [BK, BN], each word read by its 8 rows (one cache line)
-        q = ((packed >> shifts[:, None]) & 0xF).to(tl.float32)
+        if UNPACK_3D:
+            words = kb * (BLOCK_K // 8) + tl.arange(0, BLOCK_K // 8)  # [BK/8]
+            packed = tl.load(qw_ptr + words[:, None] * N + offs_n[None, :],
+                             mask=(words < K // 8)[:, None] & n_mask[None, :], other=0)  # [BK/8, BN]
+            nibbles = (packed[:, None, :] >> (tl.arange(0, 8) * 4)[None, :, None]) & 0xF  # [BK/8, 8, BN]
+            q = tl.reshape(nibbles, (BLOCK_K, BLOCK_N)).to(tl.float32)  # row 8i + j = nibble j of word i
+        else:
+            packed = tl.load(qw_ptr + (k // 8)[:, None] * N + offs_n[None, :],
+                             mask=k_mask[:, None] & n_mask[None, :], other=0)  # [BK, BN]: a word per row (cached)
+            q = ((packed >> shifts[:, None]) & 0xF).to(tl.float32)
         if GROUP > 0:  # the whole tile is in one group: one row of scales and zeros
             g = (kb * BLOCK_K) // GROUP
             s = tl.load(s_ptr + g * N + offs_n, mask=n_mask, other=0.0).to(tl.float32)  # [BN]
@@ -114,7 +123,7 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
     _w4a16_kernel[grid](
         x, qweight, scales, zeros, g_idx, target, m, n, k, x.stride(0), n,
         GROUP=uniform, BLOCK_M=cfg["block_m"], BLOCK_N=cfg["block_n"], BLOCK_K=block_k, SPLIT_K=split,
-        USE_DOT=cfg.get("dot", True),
+        USE_DOT=cfg.get("dot", True), UNPACK_3D=cfg.get("unpack3d", False),
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if split > 1:

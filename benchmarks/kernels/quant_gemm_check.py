@@ -130,24 +130,26 @@ def check_one(kernel: str, n: int, k: int, m: int, device: str, dtype, gen) -> d
     return row
 
 
-def _cfg(bm, bn, bk, split=1, warps=4, stages=4, dot=True) -> dict:
-    return dict(block_m=bm, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages, dot=dot)
+def _cfg(bm, bn, bk, split=1, warps=4, stages=4, dot=True, unpack3d=False) -> dict:
+    return dict(block_m=bm, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages, dot=dot,
+                unpack3d=unpack3d)
 
 
 def sweep_candidates(kernel: str, m: int, tiny: bool) -> list[dict]:
     """The configs --sweep times (kernel tiles are chosen by a heuristic; this is the data to tune it)."""
     if tiny:
-        return [_cfg(16, 32, 64, 2, stages=1)] + ([_cfg(1, 32, 64, 2, stages=1, dot=False)]
+        return [_cfg(16, 32, 64, 2, stages=1)] + ([_cfg(1, 32, 64, 2, stages=1, dot=False, unpack3d=True)]
                                                   if kernel == "w4a16" and m == 1 else [])
     if kernel == "w4a16":
         if m <= 16:
-            out = [_cfg(16, bn, 128, s) for bn in (32, 64, 128) for s in (1, 4, 8, 16)]
+            out = [_cfg(16, bn, 128, s, unpack3d=u) for bn in (32, 64, 128) for s in (1, 4, 8, 16)
+                   for u in (False, True)]
             if m <= 4:
-                out += [_cfg(m if m in (1, 2, 4) else 4, bn, 128, s, dot=False) for bn in (64, 128, 256)
-                        for s in (1, 4, 8)]
+                out += [_cfg(m if m in (1, 2, 4) else 4, bn, 128, s, dot=False, unpack3d=u) for bn in (64, 128, 256)
+                        for s in (1, 4, 8) for u in (False, True)]
             return out
-        return [_cfg(bm, bn, 64, 1, w, 3) for bm in (64, 128) for bn in (128, 256) for w in (4, 8)] + (
-            [_cfg(32, 128, 64, s) for s in (2, 4)] if m <= 256 else [])
+        return [_cfg(bm, bn, 64, 1, w, 3, unpack3d=u) for bm in (64, 128) for bn in (128, 256) for w in (4, 8)
+                for u in (False, True)] + ([_cfg(32, 128, 64, s) for s in (2, 4)] if m <= 256 else [])
     return [_cfg(bm, bn, 128, 1, w, st) for bm in ((16,) if m <= 16 else (64, 128)) for bn in (64, 128)
             for w in (4, 8) for st in (3, 4)]
 

@@ -41,6 +41,10 @@ def test_pack_unpack_roundtrip_and_nibble_order():
                                   dot=False)),  # decode without the tensor-core dot
     (1, 64, 256, 128, True, dict(block_m=1, block_n=64, block_k=128, split_k=1, num_warps=4, num_stages=1,
                                  dot=False)),
+    (5, 96, 192, 64, False, dict(block_m=16, block_n=32, block_k=64, split_k=2, num_warps=4, num_stages=1,
+                                 unpack3d=True)),  # each packed word loaded once, expanded in registers
+    (2, 64, 256, 128, True, dict(block_m=2, block_n=64, block_k=128, split_k=1, num_warps=4, num_stages=1,
+                                 unpack3d=True, dot=False)),
 ])
 def test_w4a16_matches_twin(dtype, m, n, k, group, gather, cfg):
     gen = torch.Generator().manual_seed(m * 1000 + k)
