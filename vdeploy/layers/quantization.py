@@ -1,7 +1,7 @@
 """The quantization hook of every linear layer: a `LinearMethod` creates the layer's parameters and computes
 y = x W^T (+ b) with them. `get_linear_method(quant_config)` picks one; the unquantized method is plain
-F.linear. Quantized methods (FP8 block scales for DeepSeek-V3, AWQ / GPTQ W4A16, compressed-tensors W8A8) are listed in a constant table
-(QUANTIZED_LINEAR_METHODS, by QuantConfig.method) and follow the same contract:
+F.linear. Quantized methods (FP8 block scales for DeepSeek-V3, AWQ / GPTQ W4A16, compressed-tensors W8A8) are
+listed in a constant table (QUANTIZED_LINEAR_METHODS, by QuantConfig.method) and follow the same contract:
 
 - create_weights registers parameters on `layer` and tags each with `output_dim` / `input_dim` (which tensor
   dimension is split across tensor-parallel ranks; None when not split) and optionally `weight_block =
