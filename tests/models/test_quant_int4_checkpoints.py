@@ -151,6 +151,7 @@ def test_a_tp_that_splits_a_group_is_refused_naming_the_layer(quantized):
     ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "4-bit gptq only"),
     ({"quant_method": "gptq", "bits": 4, "group_size": 128, "checkpoint_format": "marlin"}, "checkpoint_format"),
     ({"quant_method": "gptq", "bits": 4, "group_size": 128, "is_marlin_format": True}, "checkpoint_format"),
+    ({"quant_method": "gptq", "bits": 4, "group_size": 128, "pack_dtype": "int16"}, "pack_dtype"),
     ({"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {"g": {}}},
      "compressed-tensors format 'pack-quantized'"),
     ({"quant_method": "compressed-tensors", "format": "int-quantized", "ignore": ["re:.*lm_head", "model.layers.0"],

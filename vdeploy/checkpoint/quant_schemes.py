@@ -224,6 +224,9 @@ def packed_scheme(quant: QuantConfig | None) -> PackedScheme | None:
     if fmt not in ("gptq", "gptq_v2"):
         raise ConfigError(f"GPTQ checkpoint_format {fmt!r}: vdeploy loads the \"gptq\" and \"gptq_v2\" layouts",
                           hint="re-export the model in the plain GPTQ layout (not marlin/bitblas)")
+    if str(src.get("pack_dtype", "int32")).removeprefix("torch.") != "int32":
+        raise ConfigError(f"GPTQ pack_dtype {src['pack_dtype']!r}: vdeploy reads values packed into int32 words",
+                          hint="re-export the model with pack_dtype int32 (the GPTQ default)")
     if src.get("lm_head"):
         raise ConfigError("GPTQ with a quantized lm_head: vdeploy loads GPTQ checkpoints whose lm_head is not "
                           "quantized")
