@@ -2,7 +2,7 @@
 # Everything the lent GPU is for, in one call (the device tool runs it from the repository root; results under $OUT,
 # which brings back at most 8 files). Correctness first, then the benchmarks, most important first.
 #   carry: [".whl"] (server/CLI wheels for the device's Python 3.12: see benchmarks/README.md)
-#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving
+#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving quant quant-engine
 set -o pipefail
 OUT=${OUT:-/tmp/vdeploy-device-out}
 # the installed layout without installing: kernels/ is vdeploy_kernels, profiles/ is vdeploy.profiles_data
@@ -19,7 +19,7 @@ for part in $parts; do
   case $part in
     env) python3 -m vdeploy env check --json > "$OUT/env-check.json"; python3 -m vdeploy env check | tail -20 ;;
     tests) python3 -m pytest -q -p no:cacheprovider tests/worker/test_model_runner_cuda_worker.py \
-             tests/deepseek/test_deepseek_kernels_gpu.py 2>&1 | tail -15 | tee "$OUT/gpu-tests.txt" ;;
+             tests/deepseek/test_deepseek_kernels_gpu.py tests/models/test_quant_gpu.py 2>&1 | tail -15 | tee "$OUT/gpu-tests.txt" ;;
     deepseek) python3 benchmarks/deepseek_r1_layers.py --moe-layers 4 --out "$OUT/deepseek-r1-layers.json" ;;
     suite) python3 benchmarks/engine/gpu_suite.py --out /tmp/suite --quick --budget-s "${SUITE_BUDGET_S:-240}" \
              --git-rev "$VDEPLOY_GIT_REV"; tar czf "$OUT/engine-suite.tar.gz" -C /tmp suite ;;
@@ -31,6 +31,19 @@ for part in $parts; do
               --output-len 256 --json -o "$OUT/v2lite-single.json" | tail -3
             python3 -m vdeploy bench /tmp/deepseek-v2-lite --load-format dummy --num-prompts 128 --input-len 512 \
               --output-len 256 --json -o "$OUT/v2lite-throughput.json" | tail -3 ;;
+    quant) python3 benchmarks/kernels/quant_gemm_check.py --out "$OUT" --git-rev "$VDEPLOY_GIT_REV" --sweep | tail -60 ;;
+    quant-engine)  # W4A16 decode (batch 1, 256 sequences) and W8A8 prefill against bf16, dummy weights
+      python3 benchmarks/quant_configs.py /tmp/qm > /dev/null; mkdir -p /tmp/qe
+      bench() { python3 -m vdeploy bench "/tmp/qm/$1" --load-format dummy --json -o "/tmp/qe/$1-$2.json" "${@:3}" | tail -2; }
+      for m in deepseek-r1-distill-qwen-7b-bf16 deepseek-r1-distill-qwen-7b-awq deepseek-r1-distill-qwen-7b-gptq \
+               deepseek-r1-distill-qwen-32b-bf16 deepseek-r1-distill-qwen-32b-awq; do
+        bench $m b1 --num-prompts 1 --input-len 128 --output-len 256
+        bench $m b256 --num-prompts 256 --input-len 512 --output-len 256 --max-model-len 4096
+      done
+      for m in deepseek-r1-distill-qwen-7b-bf16 deepseek-r1-distill-qwen-7b-int8 deepseek-r1-distill-qwen-7b-fp8; do
+        bench $m prefill --num-prompts 64 --input-len 2048 --output-len 1 --max-model-len 4096
+      done
+      tar czf "$OUT/quant-engine.tar.gz" -C /tmp qe ;;
   esac
 done
 echo "=== done $(date -u +%T)"

@@ -17,6 +17,8 @@ DISPATCHED = [
     ("mla_attention", "mla_attention"),
     ("moe_routing", "select_experts"),
     ("lora", "add_lora"),
+    ("w4a16_gemm", "w4a16_matmul"),
+    ("w8a8_gemm", "w8a8_matmul"),
 ]
 
 

@@ -124,7 +124,12 @@ def check_against_config(cfg: ModelConfig, tensors: dict[str, Located], out: Fin
                           f"{list(spec.shape)}", file=loc.file, tensor=name,
                           hint="the config.json does not belong to these weights (hidden size, heads, vocab?)"))
         has_scale = name + SCALE_SUFFIX in tensors
-        if t.dtype in FP8_DTYPES:
+        if spec.scheme_tensor:  # AWQ/GPTQ/compressed-tensors: integer and 8-bit tensors exactly as the scheme says
+            if t.dtype != spec.dtype and not (t.dtype in FLOAT_DTYPES and spec.dtype in FLOAT_DTYPES):
+                out.add(error("wrong_dtype", f"stored as {t.dtype}; the {cfg.quant.method if cfg.quant else ''} "
+                              f"layout stores it as {spec.dtype}", file=loc.file, tensor=name,
+                              hint="use the config.json that came with these weights, or re-download this shard"))
+        elif t.dtype in FP8_DTYPES:
             if block is None:
                 out.add(error("fp8_without_quant_config", f"{t.dtype} weight but config.json has no fp8 "
                               "quantization_config", file=loc.file, tensor=name,

@@ -41,6 +41,9 @@ class TensorSpec:
     tp: str  # one of TP_RULES
     layer: int | None = None  # decoder layer index; MTP layers come after the main ones
     quantized: bool = False  # an FP8 weight that comes with a `_scale_inv` tensor
+    linear: bool = False  # a decoder linear's weight [out, in]: what AWQ/GPTQ store packed (quant_schemes)
+    params_per_value: int = 1  # parameters one stored value holds: 8 in a 4-bit qweight, 0 in scales/zeros/g_idx
+    scheme_tensor: bool = False  # stored as an AWQ/GPTQ/compressed-tensors scheme says (quant_schemes)
 
     @property
     def numel(self) -> int:
@@ -97,7 +100,33 @@ def layer_kind(cfg: ModelConfig, i: int) -> str:
 
 
 def decoder_layer_tensors(cfg: ModelConfig, i: int, *, quantized: bool | None = None) -> list[TensorSpec]:
+    """Layer i's tensors as stored: with an AWQ/GPTQ/W8A8 config each linear weight becomes its scheme's tensors."""
+    return _packed(cfg, logical_layer_tensors(cfg, i, quantized=quantized))
+
+
+def logical_layer_tensors(cfg: ModelConfig, i: int, *, quantized: bool | None = None) -> list[TensorSpec]:
+    """Layer i's tensors with every linear as its [out, in] weight, whatever the storage (the TP rules' view)."""
     return list(_decoder_layer(cfg, i, _is_fp8(cfg, quantized), storage_dtype(cfg), component_override=None))
+
+
+def _packed(cfg: ModelConfig, specs: list[TensorSpec]) -> list[TensorSpec]:
+    from vdeploy.checkpoint.quant_schemes import quant_scheme, refuse_unsupported_model
+
+    scheme = quant_scheme(cfg.quant)
+    if scheme is not None:
+        refuse_unsupported_model(cfg.family, cfg.quant)
+    if scheme is None:
+        return specs
+    out: list[TensorSpec] = []
+    for spec in specs:
+        if not spec.linear:
+            out.append(spec)
+            continue
+        prefix = spec.name[: -len("weight")]
+        for name, shape, dtype, per_value in scheme.disk_tensors(prefix, spec.shape[0], spec.shape[1]):
+            out.append(TensorSpec(name, shape, dtype, spec.component, spec.tp, spec.layer,
+                                  params_per_value=per_value, scheme_tensor=True))
+    return out
 
 
 def mtp_tensors(cfg: ModelConfig, *, quantized: bool | None = None) -> list[TensorSpec]:
@@ -119,7 +148,7 @@ def _decoder_layer(cfg: ModelConfig, i: int, fp8: bool, dtype: str,
     linear_dtype = "F8_E4M3" if fp8 else dtype
 
     def linear(name: str, shape: tuple[int, int], component: str, tp: str, layer: int) -> TensorSpec:
-        return TensorSpec(name, shape, linear_dtype, component, tp, layer, fp8)
+        return TensorSpec(name, shape, linear_dtype, component, tp, layer, fp8, linear=True)
 
     def comp(c: str) -> str:
         return component_override or c

@@ -70,7 +70,7 @@ class MemoryPlan:
 def estimate_params(cfg: ModelConfig) -> ParamEstimate:
     by_component = dict.fromkeys(COMPONENTS, 0)
     for spec, count in _counted_tensors(cfg, include_mtp=True):
-        by_component[spec.component] += spec.numel * count
+        by_component[spec.component] += spec.numel * spec.params_per_value * count
     total = sum(n for c, n in by_component.items() if c != "mtp")
     active = total
     if cfg.is_moe and cfg.n_routed_experts:
@@ -124,7 +124,9 @@ def _summarize(cfg: ModelConfig, fp8_tensor_cores: bool) -> _WeightSummary:
                     nbytes = spec.numel + math.prod(scale_shape(spec.shape, block)) * 4
                 else:  # no FP8 tensor cores: weights are dequantized to bf16 at load time
                     nbytes = spec.numel * 2
-            else:
+            elif spec.scheme_tensor and spec.dtype.startswith("F8") and not fp8_tensor_cores:
+                nbytes = spec.numel * 2  # W8A8 FP8 weights are dequantized at load where FP8 cannot be multiplied
+            else:  # AWQ/GPTQ packed int32, W8A8 int8: the stored bytes are the loaded bytes
                 nbytes = spec.numel * DTYPE_SIZES[spec.dtype]
             out[spec.tp] = out.get(spec.tp, 0) + nbytes
         return out

@@ -71,7 +71,9 @@ def _architecture_table(a: Architecture) -> Table:
                   + (f", ids up to {a.tokenizer_vocab_size - 1:,}" if a.tokenizer_vocab_size else ""))
     t.add_row("vocabulary", f"{a.vocab_size:,}" + (" (tied embeddings)" if a.tie_word_embeddings else ""))
     quant = "none"
-    if a.quant_method:
+    if a.quant_scheme:
+        quant = f"{a.quant_scheme}; {a.quant_bytes_per_param:.3f} bytes per quantized weight"
+    elif a.quant_method:
         block = f", {a.quant_block[0]}×{a.quant_block[1]} blocks" if a.quant_block else ""
         quant = f"{a.quant_method} {a.quant_format}{block}"
     t.add_row("dtype / quantization", f"{a.torch_dtype} / {quant}")

@@ -45,6 +45,10 @@ class Architecture:
     quant_method: str | None = None  # "fp8"
     quant_format: str | None = None  # "e4m3"
     quant_block: list[int] | None = None  # [128, 128]
+    quant_scheme: str | None = None  # AWQ / GPTQ / compressed-tensors: one line (vdeploy.checkpoint.quant_schemes)
+    quant_bits: int | None = None  # bits per quantized weight
+    quant_group_size: int | None = None  # input rows per scale; -1: one scale per output channel
+    quant_bytes_per_param: float | None = None  # real bytes per quantized weight (scales, zeros included)
     tokenizer_max_length: int | None = None  # tokenizer_config.json model_max_length
     tokenizer_vocab_size: int | None = None  # highest token id + 1 the tokenizer can produce
 
@@ -69,7 +73,19 @@ class Architecture:
             mtp_layers=cfg.num_nextn_predict_layers,
             quant_method=cfg.quant.method if cfg.quant else None, quant_format=cfg.quant.fmt if cfg.quant else None,
             quant_block=list(cfg.quant.weight_block_size) if cfg.quant and cfg.quant.weight_block_size else None,
+            **_scheme_fields(cfg),
         )
+
+
+def _scheme_fields(cfg: ModelConfig) -> dict[str, Any]:
+    from vdeploy.checkpoint.quant_schemes import quant_scheme
+
+    scheme = quant_scheme(cfg.quant)
+    if scheme is None:
+        return {}
+    # an MLP projection [intermediate, hidden] stands for all: the scales' share barely depends on the shape
+    return dict(quant_scheme=scheme.describe(), quant_bits=scheme.bits, quant_group_size=scheme.group_size,
+                quant_bytes_per_param=round(scheme.bytes_per_param(cfg.hidden_size, cfg.intermediate_size), 4))
 
 
 @dataclass

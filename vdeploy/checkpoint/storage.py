@@ -21,12 +21,16 @@ def tally(headers: list[ShardHeader], tensors: dict[str, Located], cfg: ModelCon
           index_total_size: int | None) -> tuple[Parameters, Storage, int]:
     """Parameters per component, storage per dtype and the bytes serving loads (MTP excluded), in one pass over the
     tensors (R1: ~92k)."""
+    from vdeploy.checkpoint.quant_schemes import quant_scheme
+
     num_layers = cfg.num_layers if cfg else None
+    scheme = quant_scheme(cfg.quant) if cfg else None  # AWQ/GPTQ: a qweight holds 8 parameters per int32
     by_component = dict.fromkeys(COMPONENTS, 0)
     counts: dict[str, int] = defaultdict(int)
     sizes: dict[str, int] = defaultdict(int)
     weights_2d: dict[str, int] = defaultdict(int)  # dtype -> bytes of 2-D parameter tensors
     scales = mtp_bytes = 0
+    scheme_bytes = scheme_params = 0  # the quantized linears' tensors, as stored
     for name, loc in tensors.items():
         entry = loc.entry
         nbytes = entry.end - entry.begin
@@ -41,7 +45,11 @@ def tally(headers: list[ShardHeader], tensors: dict[str, Located], cfg: ModelCon
             continue
         if component is None:
             continue
-        by_component[component] = by_component.get(component, 0) + entry.numel
+        params = entry.numel if scheme is None else scheme.params_in(name, entry.numel)
+        if scheme is not None and component != "mtp" and scheme.holds(name, entry.dtype):
+            scheme_bytes += nbytes
+            scheme_params += params
+        by_component[component] = by_component.get(component, 0) + params
         if len(entry.shape) == 2:
             weights_2d[entry.dtype] += nbytes
     total = sum(n for c, n in by_component.items() if c != "mtp")
@@ -58,7 +66,8 @@ def tally(headers: list[ShardHeader], tensors: dict[str, Located], cfg: ModelCon
                 if median and abs(h.file_size - median) > OUTLIER_FRACTION * median]
     tensor_bytes = sum(sizes.values())
     storage = Storage(
-        weight_format=weight_format(weights_2d, scales, cfg),
+        weight_format=(scheme_format(scheme, scheme_bytes, scheme_params, weights_2d) if scheme is not None
+                       else weight_format(weights_2d, scales, cfg)),
         dtypes=dtypes,
         shard_count=len(headers),
         shard_min=min(files, default=0),
@@ -94,6 +103,14 @@ def weight_format(weights_2d: dict[str, int], scales: int, cfg: ModelConfig | No
     main = max(weights_2d, key=weights_2d.__getitem__)
     share = weights_2d[main] / total
     return f"{main} weights ({share:.0%} of the 2-D weight bytes), not quantized"
+
+
+def scheme_format(scheme, scheme_bytes: int, scheme_params: int, weights_2d: dict[str, int]) -> str:
+    """AWQ / GPTQ / compressed-tensors: the scheme and the measured bytes per quantized weight."""
+    per_param = f"{scheme_bytes / scheme_params:.3f} bytes per quantized weight" if scheme_params else "no weights"
+    share = scheme_bytes / sum(weights_2d.values()) if weights_2d else 0.0
+    return (f"{scheme.describe()}: {per_param} as stored (scales and zeros included); the quantized linears are "
+            f"{share:.0%} of the 2-D weight bytes (the rest: embeddings, lm_head)")
 
 
 def describe_contents(shard: ShardHeader, cfg: ModelConfig | None) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vdeploy.checkpoint.layout import decoder_layer_tensors, fp8_block, layer_kind
+from vdeploy.checkpoint.layout import decoder_layer_tensors, fp8_block, layer_kind, logical_layer_tensors
+from vdeploy.checkpoint.quant_schemes import quant_scheme
 from vdeploy.config import ModelConfig
 
 # Row-parallel linears split their input features (dim 1); every other split linear its output features (dim 0).
@@ -59,6 +60,9 @@ def tp_problem(cfg: ModelConfig, tp: int, split_dims: list[SplitDim] | None = No
                        ("moe_intermediate_size", cfg.moe_intermediate_size if cfg.is_moe else 0)):
         if size and size % tp:
             return f"TP {tp} does not divide {what} {size}"
+    problem = _packed_problem(cfg, tp)
+    if problem is not None:
+        return problem
     block = fp8_block(cfg)
     if block is None:
         return None
@@ -73,6 +77,28 @@ def tp_problem(cfg: ModelConfig, tp: int, split_dims: list[SplitDim] | None = No
                         "block, so the weight merged after it cannot be loaded")
             return (f"TP {tp} splits {d.name} ({d.size} {'input' if d.dim else 'output'} features) into "
                     f"{d.size / tp:g} per rank, not whole {block[0]}×{block[1]} FP8 blocks")
+    return None
+
+
+def _packed_problem(cfg: ModelConfig, tp: int) -> str | None:
+    """AWQ/GPTQ: each rank's slice of a split linear must be whole packed int32 words and (row parallel) whole
+    groups; checked on one layer of each kind (layers of a kind have equal shapes)."""
+    scheme = quant_scheme(cfg.quant)
+    if scheme is None or tp == 1:
+        return None
+    seen: set[str] = set()
+    for i in range(cfg.num_layers):
+        if layer_kind(cfg, i) in seen:
+            continue
+        seen.add(layer_kind(cfg, i))
+        for spec in logical_layer_tensors(cfg, i):
+            if not spec.linear or spec.tp != "split":
+                continue
+            row = spec.name.endswith(_ROW_PARALLEL)
+            generic = spec.name.replace(f"model.layers.{i}.", "model.layers.N.")[: -len(".weight")]
+            problem = scheme.tp_problem(generic, spec.shape[1 if row else 0], row, tp)
+            if problem is not None:
+                return problem
     return None
 
 

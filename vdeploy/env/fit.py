@@ -29,6 +29,19 @@ class FitReport:
     advice: str
     pp: int = 1
     target: str = "this machine"  # or "N x G GB GPUs" when planned with --gpu-memory for hardware not here
+    quant_scheme: str | None = None  # AWQ / GPTQ / compressed-tensors W8A8, one line; None otherwise
+    quant_path: str | None = None  # how that scheme's linears run here (quant_path())
+
+
+def quant_path(scheme, on_gpu: bool, fp8_cores: bool, int8_cores: bool) -> str:
+    """How an AWQ/GPTQ/W8A8 checkpoint's linears run: the Triton kernel, or what replaces it here."""
+    if not on_gpu:
+        return "torch-twin-on-cpu"
+    if scheme.bits == 4:
+        return "w4a16-triton-gemm"
+    if getattr(scheme, "kind", "") == "float":
+        return "w8a8-fp8-triton-gemm" if fp8_cores else "dequantize-to-bf16"
+    return "w8a8-int8-triton-gemm" if int8_cores else "dequantize-to-bf16"
 
 
 def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | None, pp: int | None = None,
@@ -36,6 +49,7 @@ def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | Non
     """Plan at the requested TP x PP. gpu_memory_gb: plan for GPUs of that size that are not in this machine (the
     question before renting them); on a CPU host without it, the ranks share this host's RAM."""
     from vdeploy.checkpoint.planner import estimate_params, plan_memory
+    from vdeploy.checkpoint.quant_schemes import quant_scheme
     from vdeploy.config import ModelConfig
 
     cfg = ModelConfig.from_path(model_path)
@@ -47,25 +61,29 @@ def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | Non
     target = "this machine"
     if gpu_memory_gb is not None:
         # decimal GB, as GPU vendors say; the GPUs one rents for R1 (H100/H200) have FP8 cores
-        memory, fp8_cores = int(gpu_memory_gb * 1e9), True
+        memory, fp8_cores, int8_cores = int(gpu_memory_gb * 1e9), True, True
         target = f"{ranks} x {gpu_memory_gb:g} GB GPUs"
     elif on_gpu:
         memory = hw.min_gpu_memory
         fp8_cores = all(g.has_fp8_tensor_cores for g in hw.gpus)
+        int8_cores = all(g.supports_bf16 for g in hw.gpus)  # INT8 tensor-core GEMMs in Triton: sm80+, as bf16
     else:
         # CPU mode: weights and KV cache of every rank live in the same RAM, so each rank gets its share.
         memory = (host.memory_available or host.memory_total or 0) // ranks
-        fp8_cores = False
+        fp8_cores = int8_cores = False
     plan = plan_memory(cfg, tp=tp, pp=pp, gpu_memory_bytes=memory, fp8_tensor_cores=fp8_cores)
     is_fp8 = cfg.quant is not None and cfg.quant.method == "fp8"
     fp8_path = None
     if is_fp8:
         fp8_path = "w8a8-block-fp8-gemm" if fp8_cores else "dequantize-to-bf16"
+    scheme = quant_scheme(cfg.quant)
+    path = quant_path(scheme, on_gpu, fp8_cores, int8_cores) if scheme is not None else None
     report = FitReport(
         model=str(model_path), architecture=cfg.architecture, params_total=params.total,
         params_active=params.active, device="cuda" if on_gpu else "cpu", tp=tp, memory_per_device=memory,
         fp8_path=fp8_path, weight_bytes_per_gpu=plan.weight_bytes_per_gpu, kv_tokens_per_gpu=plan.kv_tokens_per_gpu,
         max_model_len=plan.max_model_len, verdict=plan.verdict, advice=plan.advice, pp=pp, target=target,
+        quant_scheme=scheme.describe() if scheme is not None else None, quant_path=path,
     )
     unit = "GPU" if on_gpu else "rank"
     layout = f"TP{tp}" + (f" x PP{pp}" if pp > 1 else "")
@@ -79,6 +97,8 @@ def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | Non
                f"(weights {plan.weight_bytes_per_gpu / GIB:.1f} GiB/{unit}, KV room {plan.kv_tokens_per_gpu:,} tokens)")
     if fp8_path == "dequantize-to-bf16":
         message += "; FP8 weights dequantized to bf16 (2x memory)"
+    if scheme is not None:
+        message += f"; {scheme.describe()} runs as {path}"
     remedy = None if plan.verdict == "fits" else plan.advice
     if not on_gpu and plan.verdict != "fits":
         remedy = f"{remedy}; for the verdict on GPUs you would rent, add --gpu-memory 141 (H200) or 80 (H100)"

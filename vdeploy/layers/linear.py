@@ -24,6 +24,7 @@ from vdeploy.layers.weight_loading import (
     as_lazy,
     block_scaled,
     copy_checked,
+    copy_shard_value,
     set_weight_attrs,
 )
 
@@ -161,9 +162,8 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
         self.output_sizes = list(output_sizes)
         super().__init__(input_size, sum(output_sizes), bias=bias, gather_output=gather_output, parallel=parallel,
                          quant_config=quant_config, params_dtype=params_dtype, output_sizes=output_sizes)
-        for param in self.parameters(recurse=False):
-            if getattr(param, "output_dim", None) is not None:
-                set_weight_attrs(param, shard_ids=list(range(len(output_sizes))))
+        for param in self.parameters(recurse=False):  # one checkpoint tensor per shard, split or not (GPTQ g_idx)
+            set_weight_attrs(param, shard_ids=list(range(len(output_sizes))))
 
     def weight_loader(self, param, loaded_weight, shard_id=None):
         if shard_id is None:  # a checkpoint that stores the merged tensor: load every shard from it
@@ -177,6 +177,9 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
         self._load_shard(param, loaded_weight, shard_id, 0, self.output_sizes[shard_id])
 
     def _load_shard(self, param, loaded_weight, index: int, source_offset: int, source_total: int) -> None:
+        if getattr(param, "per_shard_value", False):  # one value per merged projection (per-tensor scales)
+            copy_shard_value(param, loaded_weight, index)
+            return
         if getattr(param, "output_dim", None) is None:  # e.g. a per-tensor scale
             load_regions(param, loaded_weight, None, None)
             return
@@ -213,9 +216,8 @@ class QKVParallelLinear(ColumnParallelLinear):
                          parallel=parallel, quant_config=quant_config, params_dtype=params_dtype,
                          output_sizes=[q_size * tp, kv_size * tp, kv_size * tp])
         self.q_size, self.kv_size = q_size, kv_size
-        for param in self.parameters(recurse=False):
-            if getattr(param, "output_dim", None) is not None:
-                set_weight_attrs(param, shard_ids=["q", "k", "v"])
+        for param in self.parameters(recurse=False):  # one checkpoint tensor per shard, split or not (GPTQ g_idx)
+            set_weight_attrs(param, shard_ids=["q", "k", "v"])
 
     def _shard_layout(self, shard_id: str) -> tuple[int, int, int, int]:
         """(offset in this rank's partition, offset of this rank's rows in the shard's tensor, size, the shard
@@ -239,6 +241,9 @@ class QKVParallelLinear(ColumnParallelLinear):
         self._load_shard(param, loaded_weight, shard_id, 0, None)
 
     def _load_shard(self, param, loaded_weight, shard_id: str, source_offset: int, fused_total: int | None) -> None:
+        if getattr(param, "per_shard_value", False):  # one value per projection (per-tensor scales)
+            copy_shard_value(param, loaded_weight, "qkv".index(shard_id))
+            return
         if getattr(param, "output_dim", None) is None:
             load_regions(param, loaded_weight, None, None)
             return

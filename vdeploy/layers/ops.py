@@ -125,6 +125,33 @@ def w8a8_block_linear(x, weight, weight_scale_inv, block=(128, 128), bias=None):
     return y if bias is None else y + bias
 
 
+def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                 g_idx: torch.Tensor, group_size: int = 0) -> torch.Tensor:
+    """x [M, K] @ 4-bit W [K, N] -> [M, N] in x's dtype; qweight [K/8, N] int32 packed along K, scales / zeros
+    [G, N], g_idx [K] (layout: vdeploy_kernels.reference_quant). group_size > 0 when every group is that many
+    consecutive rows. Triton on CUDA (dequantized in the K loop); dequantize + matmul elsewhere."""
+    if _use_triton(x):
+        from vdeploy_kernels.w4a16_gemm import w4a16_matmul as triton_w4a16_matmul
+
+        return triton_w4a16_matmul(x, qweight, scales, zeros, g_idx, group_size)
+    from vdeploy_kernels.reference_quant import w4a16_matmul as reference_w4a16_matmul
+
+    return reference_w4a16_matmul(x, qweight, scales, zeros, g_idx, group_size)
+
+
+def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
+    """x [M, K] @ 8-bit weight [N, K]ᵀ (int8 or float8_e4m3fn) -> [M, N] in x's dtype; x is quantized per token on
+    the fly (scale = amax / 127 or / 448) and weight_scale [N] float32 is per output channel. Triton on CUDA;
+    the twin (vdeploy_kernels.reference_quant) elsewhere."""
+    if _use_triton(x):
+        from vdeploy_kernels.w8a8_gemm import w8a8_matmul as triton_w8a8_matmul
+
+        return triton_w8a8_matmul(x, weight, weight_scale)
+    from vdeploy_kernels.reference_quant import w8a8_matmul as reference_w8a8_matmul
+
+    return reference_w8a8_matmul(x, weight, weight_scale)
+
+
 def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float, kv_lora_rank: int,
                   kv_scale: float = 1.0, q_rope: torch.Tensor | None = None):
     """Absorbed MLA: q [T, H, L+R] (or q [T, H, L] and q_rope [T, H, R], any row/head strides) over the latent

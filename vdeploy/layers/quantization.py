@@ -1,7 +1,7 @@
 """The quantization hook of every linear layer: a `LinearMethod` creates the layer's parameters and computes
 y = x W^T (+ b) with them. `get_linear_method(quant_config)` picks one; the unquantized method is plain
-F.linear. Quantized methods (FP8 block scales for DeepSeek-V3) are listed in a constant table
-(QUANTIZED_LINEAR_METHODS, by QuantConfig.method) and follow the same contract:
+F.linear. Quantized methods (FP8 block scales for DeepSeek-V3, AWQ / GPTQ W4A16, compressed-tensors W8A8) are
+listed in a constant table (QUANTIZED_LINEAR_METHODS, by QuantConfig.method) and follow the same contract:
 
 - create_weights registers parameters on `layer` and tags each with `output_dim` / `input_dim` (which tensor
   dimension is split across tensor-parallel ranks; None when not split) and optionally `weight_block =
@@ -65,6 +65,9 @@ class UnquantizedLinearMethod(LinearMethod):
 # Class(quant_config). A constant table (no registration at import) so engines in one process never interact.
 QUANTIZED_LINEAR_METHODS: dict[str, str] = {
     "fp8": "vdeploy.layers.fp8:Fp8LinearMethod",
+    "awq": "vdeploy.layers.int4:AwqLinearMethod",
+    "gptq": "vdeploy.layers.int4:GptqLinearMethod",
+    "compressed-tensors": "vdeploy.layers.w8a8:W8A8LinearMethod",
 }
 
 

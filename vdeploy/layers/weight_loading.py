@@ -72,6 +72,16 @@ def set_weight_attrs(param: torch.Tensor, **attrs: Any) -> None:
         setattr(param, key, value)
 
 
+def copy_shard_value(param: torch.Tensor, loaded_weight: LoadedWeight, index: int) -> None:
+    """A per-tensor value of one projection merged into a layer (compressed-tensors' per-tensor weight_scale of
+    q_proj, k_proj, ...): the layer keeps one per projection, at `index`."""
+    src = as_lazy(loaded_weight).materialize().reshape(-1)
+    if src.numel() != 1:
+        raise WeightShapeError(f"expected one per-tensor value, checkpoint tensor has shape {list(src.shape)}")
+    with torch.no_grad():
+        param.data[index: index + 1].copy_(src)
+
+
 def block_scaled(n: int, block: int | None, round_up: bool) -> int:
     """Convert an element offset/size along a dimension to units of `block` (block-quantized scales)."""
     if not block:

@@ -135,6 +135,9 @@ class DeepseekV3ForCausalLM(nn.Module):
     def __init__(self, config: ModelConfig, parallel: ParallelState | None = None,
                  params_dtype: torch.dtype | None = None, mtp: bool = False):
         super().__init__()
+        from vdeploy.checkpoint.quant_schemes import refuse_unsupported_model
+
+        refuse_unsupported_model(config.family, config.quant)
         self.config = config
         self.parallel = parallel or ParallelState()
         self.params_dtype = params_dtype or torch.get_default_dtype()

@@ -1,0 +1,132 @@
+"""W4A16 GEMM (Triton): y [M, N] = x [M, K] @ W [K, N], W stored as 4-bit integers with per-group scales and zero
+points, dequantized tile by tile inside the K loop (the weights cross memory as 4 bits, the dot runs in x's dtype
+with fp32 accumulation). Layout and twin: vdeploy_kernels.reference_quant (qweight [K/8, N] int32 packed along K,
+scales / zeros [G, N], g_idx [K]); AWQ and GPTQ checkpoints are both repacked to it at load (vdeploy.layers.int4).
+
+Two ways to find a row's group: uniform groups (`group_size` rows each, a multiple of BLOCK_K: one scale row per K
+tile, the common case) or a gather through g_idx (act-order split over TP ranks, or groups smaller than 16).
+Decode (M ≤ 16) splits K over several programs so that a few output tiles still keep every SM streaming weights;
+the fp32 partial sums are added in a fixed order by fp8_gemm's split reducer (results do not depend on timing).
+Tiles come from `w4a16_config` (a heuristic per M range, not autotuned at launch); a config may replace the
+tensor-core dot by a multiply-and-sum (`dot: False`, tiles of 1-4 rows: decode without padding M to 16), or load
+each packed word once and expand it in registers (`unpack3d: True`) instead of once per row it holds.
+benchmarks/kernels/quant_gemm_check.py --sweep times a grid of configs at the distills' shapes.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _w4a16_kernel(
+    x_ptr, qw_ptr, s_ptr, z_ptr, g_ptr, c_ptr,
+    M, N, K, stride_xm, stride_cm,
+    GROUP: tl.constexpr,  # rows per group when uniform and a multiple of BLOCK_K; 0: read each row's g_idx
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
+    USE_DOT: tl.constexpr,  # False: a multiply-and-sum on the CUDA cores (decode tiles of 1-4 rows, no padding to 16)
+    UNPACK_3D: tl.constexpr,  # True: load each int32 word once ([BK/8, BN]) and expand it to its 8 rows in registers
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # [BM]
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
+    offs_k = tl.arange(0, BLOCK_K)  # [BK]
+    m_mask = offs_m < M
+    n_mask = offs_n < N
+    shifts = (offs_k % 8) * 4  # [BK] nibble of each row in its int32 word (BLOCK_K is a multiple of 8)
+    k_blocks = tl.cdiv(K, BLOCK_K)
+    per_split = tl.cdiv(k_blocks, SPLIT_K)
+    kb_start = pid_k * per_split
+    kb_end = min(kb_start + per_split, k_blocks)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kb in range(kb_start, kb_end):
+        k = kb * BLOCK_K + offs_k  # [BK]
+        k_mask = k < K
+        a = tl.load(x_ptr + offs_m[:, None] * stride_xm + k[None, :], mask=m_mask[:, None] & k_mask[None, :],
+                    other=0.0)  # [BM, BK]
+        if UNPACK_3D:
+            words = kb * (BLOCK_K // 8) + tl.arange(0, BLOCK_K // 8)  # [BK/8]
+            packed = tl.load(qw_ptr + words[:, None] * N + offs_n[None, :],
+                             mask=(words < K // 8)[:, None] & n_mask[None, :], other=0)  # [BK/8, BN]
+            nibbles = (packed[:, None, :] >> (tl.arange(0, 8) * 4)[None, :, None]) & 0xF  # [BK/8, 8, BN]
+            q = tl.reshape(nibbles, (BLOCK_K, BLOCK_N)).to(tl.float32)  # row 8i + j = nibble j of word i
+        else:
+            packed = tl.load(qw_ptr + (k // 8)[:, None] * N + offs_n[None, :],
+                             mask=k_mask[:, None] & n_mask[None, :], other=0)  # [BK, BN]: a word per row (cached)
+            q = ((packed >> shifts[:, None]) & 0xF).to(tl.float32)
+        if GROUP > 0:  # the whole tile is in one group: one row of scales and zeros
+            g = (kb * BLOCK_K) // GROUP
+            s = tl.load(s_ptr + g * N + offs_n, mask=n_mask, other=0.0).to(tl.float32)  # [BN]
+            z = tl.load(z_ptr + g * N + offs_n, mask=n_mask, other=0.0).to(tl.float32)
+            w = (q - z[None, :]) * s[None, :]
+        else:
+            g = tl.load(g_ptr + k, mask=k_mask, other=0)  # [BK]
+            sz_mask = k_mask[:, None] & n_mask[None, :]
+            s = tl.load(s_ptr + g[:, None] * N + offs_n[None, :], mask=sz_mask, other=0.0).to(tl.float32)
+            z = tl.load(z_ptr + g[:, None] * N + offs_n[None, :], mask=sz_mask, other=0.0).to(tl.float32)
+            w = (q - z) * s  # [BK, BN]
+        if USE_DOT:
+            acc += tl.dot(a, w.to(a.dtype))
+        else:
+            acc += tl.sum(a.to(tl.float32)[:, :, None] * w.to(a.dtype).to(tl.float32)[None, :, :], axis=1)
+    c_ptrs = c_ptr + pid_k * M * N + offs_m[:, None] * stride_cm + offs_n[None, :]
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 4  # the interpreter: small grids
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
+    """Tiles for an [m, k] x [k, n] product: decode (m ≤ 16) reads weights once with narrow N tiles and a K split
+    that gives ~2 programs per SM; larger M uses wide tiles (the dequantized tile is reused by BLOCK_M rows)."""
+    if m <= 16:
+        cfg = dict(block_m=16, block_n=64, block_k=128, num_warps=4, num_stages=4)
+    elif m <= 64:
+        cfg = dict(block_m=32, block_n=128, block_k=64, num_warps=4, num_stages=4)
+    else:
+        cfg = dict(block_m=128, block_n=128, block_k=64, num_warps=8, num_stages=3)
+    if group_size > 0 and group_size % cfg["block_k"] and group_size >= 16 and cfg["block_k"] % group_size == 0:
+        cfg["block_k"] = group_size  # small groups: shrink the K tile to one group rather than gather
+    split = 1
+    if m <= 64:
+        tiles = triton.cdiv(m, cfg["block_m"]) * triton.cdiv(n, cfg["block_n"])
+        k_blocks = triton.cdiv(k, cfg["block_k"])
+        split = max(1, min(2 * num_sms // max(tiles, 1), k_blocks // 4, 16))
+    cfg["split_k"] = split
+    return cfg
+
+
+def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                 g_idx: torch.Tensor, group_size: int = 0, config: dict | None = None) -> torch.Tensor:
+    """x [M, K] -> [M, N] in x's dtype. group_size > 0: every group is that many consecutive rows (g_idx then only
+    serves tiles that straddle groups); 0: rows follow g_idx in any order."""
+    from vdeploy_kernels.fp8_gemm import _sum_splits_kernel
+
+    x = x.contiguous()
+    m, k = x.shape
+    n = qweight.shape[1]
+    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    if m == 0:
+        return out
+    cfg = config or w4a16_config(m, n, k, group_size, _num_sms(x.device))
+    block_k, split = cfg["block_k"], cfg["split_k"]
+    uniform = group_size if group_size > 0 and group_size % block_k == 0 else 0
+    target = out if split == 1 else torch.empty(split, m, n, dtype=torch.float32, device=x.device)
+    grid = (triton.cdiv(m, cfg["block_m"]), triton.cdiv(n, cfg["block_n"]), split)
+    _w4a16_kernel[grid](
+        x, qweight, scales, zeros, g_idx, target, m, n, k, x.stride(0), n,
+        GROUP=uniform, BLOCK_M=cfg["block_m"], BLOCK_N=cfg["block_n"], BLOCK_K=block_k, SPLIT_K=split,
+        USE_DOT=cfg.get("dot", True), UNPACK_3D=cfg.get("unpack3d", False),
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+    )
+    if split > 1:
+        numel, chunk = m * n, 1024
+        _sum_splits_kernel[(triton.cdiv(numel, chunk),)](target, out, numel, SPLIT_K=split, BLOCK=chunk)
+    return out

@@ -1,0 +1,95 @@
+"""W8A8 GEMM with per-token dynamic activation quantization (Triton), for compressed-tensors INT8 and FP8 W8A8:
+y [M, N] = (x_q [M, K] · W [N, K]ᵀ) * x_scale [M] * w_scale [N]. Twin and rounding rules:
+vdeploy_kernels.reference_quant.w8a8_matmul.
+
+Two launches: `_row_scale_kernel` finds each token's amax (x_scale = amax / QMAX); the GEMM then quantizes each
+x tile as it loads it (no x_q round trip through memory), multiplies int8·int8 into int32 (INT8, sm80+ tensor cores)
+or e4m3·e4m3 into fp32 (FP8, sm89+), and applies both scales once in the epilogue.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _row_scale_kernel(x_ptr, s_ptr, K, stride_xm, QMAX: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    offs = tl.arange(0, BLOCK)
+    amax = tl.zeros((BLOCK,), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK):
+        x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
+        amax = tl.maximum(amax, tl.abs(x))
+    tl.store(s_ptr + row, tl.maximum(tl.max(amax, axis=0), 1e-12) / QMAX)
+
+
+@triton.jit
+def _w8a8_kernel(
+    x_ptr, xs_ptr, w_ptr, ws_ptr, c_ptr,
+    M, N, K, stride_xm, stride_wn, stride_cm,
+    IS_INT8: tl.constexpr, QMAX: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # [BM]
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
+    offs_k = tl.arange(0, BLOCK_K)
+    m_mask = offs_m < M
+    n_mask = offs_n < N
+    xs = tl.load(xs_ptr + offs_m, mask=m_mask, other=1.0)  # [BM]
+    if IS_INT8:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + offs_k
+        k_mask = k < K
+        x = tl.load(x_ptr + offs_m[:, None] * stride_xm + k[None, :], mask=m_mask[:, None] & k_mask[None, :],
+                    other=0.0).to(tl.float32)  # [BM, BK]
+        v = tl.clamp(x / xs[:, None], -QMAX, QMAX)
+        w = tl.load(w_ptr + offs_n[None, :] * stride_wn + k[:, None], mask=n_mask[None, :] & k_mask[:, None],
+                    other=0.0)  # [BK, BN] (W is [N, K])
+        if IS_INT8:
+            a = tl.clamp(tl.floor(v + 0.5), -128.0, 127.0).to(tl.int8)
+            acc += tl.dot(a, w, out_dtype=tl.int32)
+        else:
+            acc += tl.dot(v.to(w.dtype), w)
+    ws = tl.load(ws_ptr + offs_n, mask=n_mask, other=0.0)  # [BN]
+    out = acc.to(tl.float32) * xs[:, None] * ws[None, :]
+    tl.store(c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :], out.to(c_ptr.dtype.element_ty),
+             mask=m_mask[:, None] & n_mask[None, :])
+
+
+def w8a8_config(m: int) -> dict:
+    """Tiles by token count: narrow M tiles for decode (the weight stream dominates), square ones for prefill."""
+    if m <= 16:
+        return dict(block_m=16, block_n=64, block_k=128, num_warps=4, num_stages=4)
+    if m <= 128:
+        return dict(block_m=64, block_n=128, block_k=128, num_warps=4, num_stages=4)
+    return dict(block_m=128, block_n=128, block_k=128, num_warps=8, num_stages=3)
+
+
+def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
+                config: dict | None = None) -> torch.Tensor:
+    """x [M, K] (fp16/bf16/fp32) @ weight [N, K]ᵀ (int8 or float8_e4m3fn), weight_scale [N] float32 -> [M, N]."""
+    x = x.contiguous()
+    m, k = x.shape
+    n = weight.shape[0]
+    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    if m == 0:
+        return out
+    is_int8 = weight.dtype == torch.int8
+    qmax = 127.0 if is_int8 else 448.0
+    x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
+    _row_scale_kernel[(m,)](x, x_scale, k, x.stride(0), QMAX=qmax, BLOCK=1024)
+    cfg = config or w8a8_config(m)
+    grid = (triton.cdiv(m, cfg["block_m"]), triton.cdiv(n, cfg["block_n"]))
+    _w8a8_kernel[grid](
+        x, x_scale, weight, weight_scale, out, m, n, k, x.stride(0), weight.stride(0), n,
+        IS_INT8=is_int8, QMAX=qmax, BLOCK_M=cfg["block_m"], BLOCK_N=cfg["block_n"], BLOCK_K=cfg["block_k"],
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+    )
+    return out

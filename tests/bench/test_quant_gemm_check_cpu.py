@@ -1,0 +1,28 @@
+"""benchmarks/kernels/quant_gemm_check.py as a CPU smoke test (--device cpu --tiny, Triton interpreter): every
+quantized kernel runs against its twin, the --sweep grid runs, and the JSON report has what the GPU run will fill in."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "kernels" / "quant_gemm_check.py"
+
+
+def test_tiny_cpu_run_checks_every_kernel_and_writes_the_report(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", "--out", str(tmp_path),
+                           "--git-rev", "test-rev", "--sweep"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "quant_gemm_check.json").read_text())
+    assert report["ok"] and report["git_revision"] == "test-rev" and report["device"].startswith("CPU")
+    rows = report["results"]
+    assert {r["kernel"] for r in rows} == {"w4a16", "w4a16_actorder", "w8a8_int8", "w8a8_fp8"}
+    assert all(r["ok"] and r["rel_err"] < report["rel_tol"][r["kernel"]] for r in rows)
+    assert all(r["ms"] > 0 and r["bf16_ms"] > 0 and r["speedup_vs_bf16"] > 0 for r in rows)
+    assert all("weight_bytes_per_s" in r for r in rows if r["m"] == 1)
+    sweeps = report["sweeps"]
+    assert {s["kernel"] for s in sweeps} == {"w4a16", "w8a8_int8", "w8a8_fp8"}
+    assert all(s["ok"] and s["best_ms"] <= s["default_ms"] for s in sweeps)
+    assert any(t["config"].get("dot") is False for s in sweeps for t in s["tried"])  # the decode variant was tried
+    assert "all ok" in proc.stdout
