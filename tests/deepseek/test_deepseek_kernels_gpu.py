@@ -177,3 +177,26 @@ def test_fused_routing_matches_twin_on_gpu(name, tokens):
     assert (ids == ref_ids).float().mean().item() > 0.999  # exact ties aside, the same experts in the same order
     same = (ids == ref_ids).all(dim=-1)
     torch.testing.assert_close(weights[same], ref_weights[same], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.xfail(reason="known (2026-12-06, H100): illegal memory access in the expanded prefill of the tiny "
+                          "synthetic DeepSeek-V3 (keys 16 + 8 = 24 wide, values 16) during the engine's memory "
+                          "profile; real configs (192 / 128) pass above. benchmarks/results/2026-12-06-h100-vs-vllm/",
+                   strict=False)
+def test_tiny_deepseek_engine_on_gpu_matches_cpu(tmp_path):
+    """The whole engine (memory profile, CUDA graphs, expanded prefill, absorbed decode) on a tiny DeepSeek-V3 at
+    head dims that are not powers of two: the same greedy tokens as the CPU twins."""
+    from vdeploy import LLM, SamplingParams
+    from vdeploy.checkpoint.synthetic import write_tiny_checkpoint
+
+    path = write_tiny_checkpoint(tmp_path / "v3", "deepseek_v3", dtype="float32", num_shards=1)
+    prompts = [list(range(3, 40)), [7, 8, 9], [200, 1, 2, 3]]
+    params = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
+    tokens = {}
+    for device in ("cpu", "cuda"):
+        llm = LLM(str(path), device=device, dtype="float32", max_model_len=256, gpu_memory_utilization=0.3)
+        try:
+            tokens[device] = [o.outputs[0].token_ids for o in llm.generate(prompts, params)]
+        finally:
+            llm.close()
+    assert tokens["cuda"] == tokens["cpu"]
