@@ -45,6 +45,27 @@ class ThreadParallelState(ParallelState):
         return torch.cat(self._gather(x), dim=dim)
 
 
+def run_thread_ranks(tp: int, fn) -> dict[int, Any]:
+    """fn(parallel_state) on tp thread ranks that share one exchange; {rank: result}. A rank that raises aborts
+    the barrier (the others stop waiting) and the error is raised here."""
+    exchange, results, errors = _Exchange(tp), {}, []
+
+    def target(rank):
+        try:
+            results[rank] = fn(ThreadParallelState(rank, tp, exchange=exchange))
+        except BaseException as e:  # surface thread failures in the test
+            errors.append(e)
+            exchange.barrier.abort()
+
+    threads = [threading.Thread(target=target, args=(rank,)) for rank in range(tp)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results
+
+
 @pytest.fixture(scope="module", params=["qwen2", "llama_tied"])
 def checkpoint(request, tmp_path_factory):
     torch.manual_seed(7)
@@ -76,22 +97,8 @@ def test_tensor_parallel_logits_equal_single_rank(checkpoint, tp):
     prompts = {"a": [1, 2, 3, 4, 5, 6, 7], "b": [300, 320, 0]}
     single: dict[int, Any] = {}
     _run_rank(checkpoint, ParallelState(), prompts, single)
-    exchange, results = _Exchange(tp), {}
-    errors: list[BaseException] = []
-
-    def target(rank):
-        try:
-            _run_rank(checkpoint, ThreadParallelState(rank, tp, exchange=exchange), prompts, results)
-        except BaseException as e:  # surface thread failures in the test
-            errors.append(e)
-            exchange.barrier.abort()
-
-    threads = [threading.Thread(target=target, args=(rank,)) for rank in range(tp)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    results: dict[int, Any] = {}
+    run_thread_ranks(tp, lambda parallel: _run_rank(checkpoint, parallel, prompts, results))
     for rank in range(tp):
         for step in range(2):
             for seq_id in prompts:

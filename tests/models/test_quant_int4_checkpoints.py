@@ -5,13 +5,12 @@ at TP 1 and TP 2 (real rank processes) equal to those of a dense checkpoint of t
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 import torch
 
 from tests.models.quant_testlib import awq_pack, gptq_pack, tiny_hf_model, write_quantized
-from tests.models.test_llama_tp_threads import ThreadParallelState, _Exchange
+from tests.models.test_llama_tp_threads import run_thread_ranks
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.models.loader import load_model
@@ -101,21 +100,7 @@ def test_tp_logits_match_transformers_on_the_dequantized_weights(quantized, tp):
     name, path, hf = quantized
     if tp == 4 and "actorder" not in name:  # 16 input rows per rank would split a group of 32: refused (below)
         pytest.skip("TP 4 splits a group of this checkpoint")
-    exchange, results, errors = _Exchange(tp), {}, []
-
-    def target(rank):
-        try:
-            results[rank] = _vdeploy_logits(path / "quant", ThreadParallelState(rank, tp, exchange=exchange))
-        except BaseException as e:  # surface thread failures in the test
-            errors.append(e)
-            exchange.barrier.abort()
-
-    threads = [threading.Thread(target=target, args=(rank,)) for rank in range(tp)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    results = run_thread_ranks(tp, lambda parallel: _vdeploy_logits(path / "quant", parallel))
     ref = _hf_logits(hf)
     for rank in range(tp):
         _assert_close(results[rank], ref)

@@ -8,13 +8,12 @@ quantization is an approximation of the dense model)."""
 from __future__ import annotations
 
 import copy
-import threading
 
 import pytest
 import torch
 
 from tests.models.quant_testlib import fake_quantize_activations, tiny_hf_model, w8a8_config, w8a8_pack, write_quantized
-from tests.models.test_llama_tp_threads import ThreadParallelState, _Exchange
+from tests.models.test_llama_tp_threads import run_thread_ranks
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.models.loader import load_model
@@ -71,21 +70,7 @@ def test_tp1_logits_match_transformers_with_per_token_activation_quantization(qu
 @pytest.mark.parametrize("tp", [2, 4])  # TP 4: each KV head (2) replicated on 2 ranks
 def test_tp_logits_match_transformers_with_per_rank_activation_quantization(quantized, tp):
     _, kind, path, hf = quantized
-    exchange, results, errors = _Exchange(tp), {}, []
-
-    def target(rank):
-        try:
-            results[rank] = _vdeploy_logits(path / "quant", ThreadParallelState(rank, tp, exchange=exchange))
-        except BaseException as e:  # surface thread failures in the test
-            errors.append(e)
-            exchange.barrier.abort()
-
-    threads = [threading.Thread(target=target, args=(rank,)) for rank in range(tp)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    results = run_thread_ranks(tp, lambda parallel: _vdeploy_logits(path / "quant", parallel))
     ref = _reference_logits(hf, kind, tp)
     for rank in range(tp):
         _assert_close(results[rank], ref)
