@@ -2,7 +2,7 @@
 # Everything the lent GPU is for, in one call (the device tool runs it from the repository root; results under $OUT,
 # which brings back at most 8 files). Correctness first, then the benchmarks, most important first.
 #   carry: [".whl"] (server/CLI wheels for the device's Python 3.12: see benchmarks/README.md)
-#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving quant quant-engine
+#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving quant quant-engine lora fp8kv mtp
 set -o pipefail
 OUT=${OUT:-/tmp/vdeploy-device-out}
 # the installed layout without installing: kernels/ is vdeploy_kernels, profiles/ is vdeploy.profiles_data
@@ -44,6 +44,10 @@ for part in $parts; do
         bench $m prefill --num-prompts 64 --input-len 2048 --output-len 1 --max-model-len 4096
       done
       tar czf "$OUT/quant-engine.tar.gz" -C /tmp qe ;;
+    lora) python3 benchmarks/kernels/lora_check.py --out "$OUT/lora-check.json" | tail -20 ;;
+    fp8kv) python3 benchmarks/kernels/fp8_kv_check.py --out "$OUT/fp8-kv-check.json" | tail -30 ;;
+    # R1 at 8 layers + the MTP layer is ~75 GB of weights: an H200 (an 80 GB H100 leaves no room for the cache)
+    mtp) python3 benchmarks/speculative_mtp.py --out "$OUT/speculative-mtp.json" | tail -20 ;;
   esac
 done
 echo "=== done $(date -u +%T)"
