@@ -56,6 +56,7 @@ SETTINGS: dict[str, tuple[str, type]] = {
     "master_addr": ("parallel.master_addr", str),
     "master_port": ("parallel.master_port", int),
     "step_timeout_s": ("parallel.step_timeout_s", float),
+    "idle_timeout_s": ("parallel.idle_timeout_s", float),
     "data_parallel_size": ("parallel.data_parallel_size", int),
     "speculative_method": ("speculative.method", str),
     "num_speculative_tokens": ("speculative.num_speculative_tokens", int),

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from vdeploy.cli.engine_options import step_timeout_option
 from vdeploy.cli.vllm_compat import size_option
 
 
@@ -41,6 +42,7 @@ def generate(
     max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
     load_format: Annotated[str, typer.Option(
         "--load-format", help="safetensors | dummy (random weights at the config's shapes).")] = "safetensors",
+    step_timeout: Annotated[float | None, step_timeout_option()] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming (schema: docs/generate.md).")
     ] = False,
@@ -56,7 +58,8 @@ def generate(
     if path is None:
         path = demo_model_path()
     llm = LLM(path, chat_template=chat_template, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
-              device=device, max_model_len=max_model_len, load_format=load_format)
+              device=device, max_model_len=max_model_len, load_format=load_format,
+              **({} if step_timeout is None else {"step_timeout_s": step_timeout}))
     try:
         params = _sampling_params(llm, max_tokens, temperature, top_p, seed)
         if no_chat:
@@ -90,14 +93,22 @@ def _run(llm, token_ids: list[int], params, json_output: bool) -> None:
     start = time.perf_counter()
     first_token_s = None
     final = None
-    for out in llm.generate_stream(token_ids, params):
-        completion = out.outputs[0]
-        if first_token_s is None and completion.delta_token_ids:
-            first_token_s = time.perf_counter() - start
-        if not json_output and completion.delta_text:
-            sys.stdout.write(completion.delta_text)
+    wrote = False
+    try:
+        for out in llm.generate_stream(token_ids, params):
+            completion = out.outputs[0]
+            if first_token_s is None and completion.delta_token_ids:
+                first_token_s = time.perf_counter() - start
+            if not json_output and completion.delta_text:
+                sys.stdout.write(completion.delta_text)
+                sys.stdout.flush()
+                wrote = True
+            final = out
+    except BaseException:
+        if wrote:  # end the partial answer's line: the error (on stderr) must not read as part of the text
+            sys.stdout.write("\n")
             sys.stdout.flush()
-        final = out
+        raise
     elapsed = time.perf_counter() - start
     completion = final.outputs[0]
     n = len(completion.token_ids)

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from vdeploy.cli.engine_options import step_timeout_option
 from vdeploy.cli.vllm_compat import size_option
 
 
@@ -72,6 +73,7 @@ def serve(
                                                         help="Most requests in one batch.")] = None,
     block_size: Annotated[Optional[int], typer.Option("--block-size", min=1, help="KV-cache block size (tokens).")
                           ] = None,
+    step_timeout: Annotated[Optional[float], step_timeout_option()] = None,
     download: Annotated[bool, typer.Option(
         "--download", help="Download a hub id that is not on disk yet (otherwise serve refuses).")] = False,
     drain_timeout: Annotated[float, typer.Option(
@@ -126,6 +128,7 @@ def serve(
             "max_num_seqs": max_num_seqs,
             "max_num_batched_tokens": max_num_batched_tokens,
             "block_size": block_size,
+            "step_timeout_s": step_timeout,
             **_speculative_flags(speculative_config),
         },
     )

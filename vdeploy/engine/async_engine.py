@@ -186,6 +186,7 @@ class AsyncEngine:
                 self._apply_commands()
                 if not core.has_unfinished_requests():
                     self._stats = core.stats()
+                    core.check_idle()
                     self._wakeup.wait(_IDLE_WAIT_S)
                     self._wakeup.clear()
                     continue

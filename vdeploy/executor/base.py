@@ -48,6 +48,10 @@ class Executor(ABC):
         resolved in launch order."""
         return CompletedStep(self.execute(scheduler_output))
 
+    def check_idle(self) -> None:
+        """Called by the engine's loop while no step is in flight: raise ExecutorError when a rank died or is stuck
+        (a single in-process rank cannot be)."""
+
     @abstractmethod
     def shutdown(self) -> None:
         """Release every rank. Idempotent."""
