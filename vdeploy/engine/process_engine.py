@@ -163,8 +163,10 @@ class ProcessAsyncEngine:
         except EngineDeadError:
             pass
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
-        """Refuse new requests, let in-flight ones finish for up to drain_timeout_s, then abort the rest and stop."""
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> int:
+        """Refuse new requests, let in-flight ones finish for up to drain_timeout_s, then stop: the requests still
+        open fail with EngineShuttingDown (the server answers a stream's with an error event, a waiting request's
+        with a 503). Returns how many were cut."""
         self._accepting = False
         deadline = time.monotonic() + drain_timeout_s
         while self.is_running and time.monotonic() < deadline:
@@ -173,7 +175,10 @@ class ProcessAsyncEngine:
             if not busy:
                 break
             await asyncio.sleep(0.05)
+        with self._lock:
+            cut = len(self._streams)
         await asyncio.to_thread(self.close)
+        return cut
 
     def close(self) -> None:
         """Stop at once: open streams get EngineShuttingDown, the core process releases the executor and exits."""

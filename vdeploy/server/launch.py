@@ -281,8 +281,8 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
         engine.close()
         raise
 
-    def stop_engine() -> None:
-        asyncio.run(engine.shutdown(opts.drain_timeout_s))
+    async def drain() -> int:
+        return await engine.shutdown(opts.drain_timeout_s)
 
     from vdeploy.local_servers import registered, server_record
 
@@ -291,6 +291,12 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
     record = server_record(model=opts.model or str(dep.source.path), served_model_name=dep.served_model_name,
                            host=host, port=port, tp=par.tensor_parallel_size, pp=par.pipeline_parallel_size)
     with registered(record):
-        serve_foreground(app, sock, drain_timeout_s=opts.drain_timeout_s, log_level=opts.log_level,
-                         json_logs=opts.json_logs, on_drained=stop_engine)
-    console.print("[green]stopped[/] (drained)")
+        cut = serve_foreground(app, sock, drain_timeout_s=opts.drain_timeout_s, log_level=opts.log_level,
+                               json_logs=opts.json_logs, drain=drain, on_drained=engine.close)
+    if cut is None:
+        console.print("[green]stopped[/]")
+    elif cut == 0:
+        console.print("[green]stopped[/]: drained, every request finished")
+    else:
+        console.print(f"[yellow]stopped[/]: {cut} request(s) cut at the {opts.drain_timeout_s:g} s drain deadline "
+                      "(streams got an error event, waiting requests a 503)")
