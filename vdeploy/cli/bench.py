@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vdeploy.cli.vllm_compat import size_option
+from vdeploy.cli.engine_options import engine_option
 
 
 def bench(
@@ -27,25 +27,19 @@ def bench(
         typer.Option("--random-range-ratio", min=0.0, max=1.0, help="Lengths uniform in len*(1±ratio); 0 = fixed."),
     ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random prompts and lengths.")] = 0,
-    load_format: Annotated[
-        str, typer.Option("--load-format", help="safetensors | dummy (random weights at the config's shapes).")
-    ] = "safetensors",
-    tp: Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel size (GPUs).")] = 1,
-    pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1,
-                                    help="Pipeline stages (contiguous layer ranges).")] = 1,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto | bfloat16 | float16 | float32.")] = "auto",
-    device: Annotated[str, typer.Option("--device", help="auto | cuda | cpu.")] = "auto",
-    max_num_seqs: Annotated[int | None, typer.Option("--max-num-seqs", min=1, help="Batch size limit.")] = None,
-    max_num_batched_tokens: Annotated[int | None, size_option("--max-num-batched-tokens",
-                                                              help="Token budget per step.")] = None,
-    max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
-    enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs.")] = False,
+    load_format: Annotated[str, engine_option("load_format")] = "safetensors",
+    tp: Annotated[int, engine_option("tensor_parallel_size")] = 1,
+    pp: Annotated[int, engine_option("pipeline_parallel_size")] = 1,
+    dtype: Annotated[str, engine_option("dtype")] = "auto",
+    device: Annotated[str, engine_option("device")] = "auto",
+    max_num_seqs: Annotated[int | None, engine_option("max_num_seqs")] = None,
+    max_num_batched_tokens: Annotated[int | None, engine_option("max_num_batched_tokens")] = None,
+    max_model_len: Annotated[int | None, engine_option("max_model_len")] = None,
+    enforce_eager: Annotated[bool, engine_option("enforce_eager")] = False,
     speculative_config: Annotated[str | None, typer.Option(
         "--speculative-config", help='Speculative decoding, as vLLM: \'{"method": "ngram", "num_speculative_tokens": 3}\'.'
     )] = None,
-    async_scheduling: Annotated[bool | None, typer.Option(
-        "--async-scheduling/--no-async-scheduling",
-        help="Schedule the next step while the device runs this one (default on).", show_default=False)] = None,
+    async_scheduling: Annotated[bool | None, engine_option("async_scheduling")] = None,
     compare_hf: Annotated[
         bool, typer.Option("--compare-hf", help="Also run the workload through HF transformers generate.")
     ] = False,

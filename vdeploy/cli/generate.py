@@ -11,8 +11,7 @@ from typing import Annotated
 
 import typer
 
-from vdeploy.cli.engine_options import step_timeout_option
-from vdeploy.cli.vllm_compat import size_option
+from vdeploy.cli.engine_options import engine_option
 
 
 def generate(
@@ -34,15 +33,13 @@ def generate(
     chat_template: Annotated[
         Path | None, typer.Option("--chat-template", exists=True, help="A Jinja chat template file to use instead.")
     ] = None,
-    tp: Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel size (GPUs).")] = 1,
-    pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1,
-                                    help="Pipeline stages (contiguous layer ranges).")] = 1,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto | bfloat16 | float16 | float32.")] = "auto",
-    device: Annotated[str, typer.Option("--device", help="auto | cuda | cpu.")] = "auto",
-    max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
-    load_format: Annotated[str, typer.Option(
-        "--load-format", help="safetensors | dummy (random weights at the config's shapes).")] = "safetensors",
-    step_timeout: Annotated[float | None, step_timeout_option()] = None,
+    tp: Annotated[int, engine_option("tensor_parallel_size")] = 1,
+    pp: Annotated[int, engine_option("pipeline_parallel_size")] = 1,
+    dtype: Annotated[str, engine_option("dtype")] = "auto",
+    device: Annotated[str, engine_option("device")] = "auto",
+    max_model_len: Annotated[int | None, engine_option("max_model_len")] = None,
+    load_format: Annotated[str, engine_option("load_format")] = "safetensors",
+    step_timeout: Annotated[float | None, engine_option("step_timeout_s", envvar=True)] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming (schema: docs/generate.md).")
     ] = False,

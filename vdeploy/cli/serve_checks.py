@@ -35,9 +35,11 @@ def preflight(spec: Optional[str], *, load_format: Optional[str], allow_download
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if trust_remote_code:
         console.print(f"[dim]note: {TRUST_REMOTE_CODE_NOTE}[/]", soft_wrap=True)
+    from vdeploy.engine_settings import SETTINGS
+
     flags = flags or {}
     # the hardware probe costs a moment, so only when some device-specific option was given
-    if any(flags.get(k) not in (None, False) for k in flags):
+    if any(flags.get(s.name) not in (None, False) for s in SETTINGS if s.cpu_no_effect):
         for warning in no_effect_warnings(flags, cpu_only=cpu_only_host()):
             console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     served_as = spec if note and spec != loader_spec else None  # only for a bundled config under its hub id

@@ -32,7 +32,10 @@ class ServeOptions:
     drain_timeout_s: float = 30.0
     log_level: str = "info"
     json_logs: bool = False
-    engine_flags: dict[str, Any] = field(default_factory=dict)  # vdeploy.profiles.SETTINGS name -> value
+    engine_flags: dict[str, Any] = field(default_factory=dict)  # vdeploy.engine_settings name -> value
+    config_values: dict[str, Any] = field(default_factory=dict)  # from --config FILE.yaml (vdeploy.config_file)
+    config_file: Optional[str] = None
+    explain: bool = False  # print every setting's value and source, then stop before loading
     # the engine core in its own process (no GIL shared with the HTTP side); False: a thread of this process
     engine_process: bool = True
 
@@ -127,7 +130,8 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
         raise ConfigError(f"chat template file not found: {opts.chat_template}")
     from vdeploy.model_configs import resolve_dummy_model
 
-    model_spec = resolve_dummy_model(opts.model, opts.engine_flags.get("load_format"))
+    load_format = opts.engine_flags.get("load_format") or opts.config_values.get("load_format")
+    model_spec = resolve_dummy_model(opts.model, load_format)
     source = resolve_model_source(model_spec, allow_download=opts.download, log=log)
     model_cfg = ModelConfig.from_path(source.path)
     hardware = detect_hardware()
@@ -137,7 +141,8 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
     else:
         selection = select_profile(model_cfg, hardware)
         profile, reasons = selection.profile, selection.reasons
-    engine_cfg, provenance = resolve_engine_config(str(source.path), profile, os.environ, opts.engine_flags)
+    engine_cfg, provenance = resolve_engine_config(str(source.path), profile, os.environ, opts.engine_flags,
+                                                   opts.config_values, opts.config_file or "")
     engine_cfg = cap_profile_context(engine_cfg, provenance, model_cfg)
     memory_note = check_memory(model_cfg, engine_cfg, hardware, detect_host(), source.path)
     # the id the user typed, the directory, and the name the checkpoint was saved under all hint at "R1"
@@ -231,6 +236,24 @@ def summary_rows(dep: Deployment, engine: Any, url: str, api_key_set: bool, warm
     ]
 
 
+def print_explained_settings(dep: Deployment, console: Any) -> None:
+    """--explain: every registry setting, the value it resolved to and where that came from."""
+    from rich.table import Table
+
+    from vdeploy.engine_settings import SETTINGS
+
+    table = Table("setting", "option", "value", "from", box=None, pad_edge=False)
+    for s in SETTINGS:
+        value: Any = dep.engine_config
+        for part in s.path.split("."):
+            value = getattr(value, part)
+        origin = dep.provenance.get(s.name, "default")
+        table.add_row(s.name, s.option if s.flags else f"({s.option[2:]} in --config)", str(value),
+                      origin if origin == "default" else f"[bold]{origin}[/]")
+    console.print(table)
+    console.print(f"[bold]memory[/] {dep.memory_note}", soft_wrap=True)
+
+
 def run_serve(opts: ServeOptions, console: Any) -> None:
     from vdeploy.server.app import create_app
     from vdeploy.server.runner import bind_socket, is_loopback, serve_foreground
@@ -239,6 +262,9 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
     dep = resolve_deployment(opts, log=lambda line: console.print(f"[dim]{line}[/]"))
     console.print(f"[bold]model[/] {dep.source.describe()}")
     console.print(f"[bold]profile[/] {dep.profile.name if dep.profile else 'none'}: {'; '.join(dep.profile_reasons)}")
+    if opts.explain:
+        print_explained_settings(dep, console)
+        return
     # bind before the (long) load so that a busy port fails in a second, not after minutes of loading
     sock = bind_socket(opts.host, opts.port)
     try:
