@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from vdeploy.dtypes import byte_sizes
 from vdeploy.errors import ConfigError
 
 # architecture name in config.json -> family
@@ -22,7 +23,7 @@ ARCHITECTURE_FAMILIES = {
     "DeepseekV3ForCausalLM": "deepseek_v3",
 }
 
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8_e4m3": 1, "fp8": 1}
+DTYPE_BYTES = byte_sizes()  # every dtype spelling -> bytes (vdeploy.dtypes)
 
 
 @dataclass(frozen=True)

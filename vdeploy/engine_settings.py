@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
-KV_CACHE_DTYPE_CHOICES = (*DTYPE_CHOICES, "fp8_e4m3", "fp8")  # fp8 halves KV memory (vdeploy.dtypes names them)
+from vdeploy.dtypes import ACTIVATION, TABLE
+
+DTYPE_CHOICES = ("auto", *(d.name for d in ACTIVATION))
+# fp8 halves KV memory
+KV_CACHE_DTYPE_CHOICES = (*DTYPE_CHOICES, *(spelling for d in TABLE if d.is_float8 for spelling in d.spellings))
 _NO_GPU = "no GPU here: "
 # vLLM's human_readable_int: lower-case suffixes are decimal, upper-case binary ("32k" = 32,000, "32K" = 32,768).
 _SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9, "K": 2**10, "M": 2**20, "G": 2**30}

@@ -110,3 +110,26 @@ def test_every_cpu_no_effect_setting_warns_on_cpu():
     warnings = no_effect_warnings({s.name: True for s in noop}, cpu_only=True)
     assert [w.split(" ", 1)[0] for w in warnings] == [s.option for s in noop]
     assert setting("max_model_len").size
+
+
+def test_one_dtype_table_behind_every_dtype_map():
+    import torch
+
+    from vdeploy.checkpoint.layout import HF_DTYPES
+    from vdeploy.cli.inspect import KV_DTYPE_BYTES
+    from vdeploy.config import DTYPE_BYTES
+    from vdeploy.dtypes import TABLE, lookup
+    from vdeploy.engine_settings import DTYPE_CHOICES, KV_CACHE_DTYPE_CHOICES
+    from vdeploy.models.loader import DTYPES
+    from vdeploy.profile_schema import KV_CACHE_DTYPES
+    from vdeploy.worker.device import TORCH_DTYPES
+
+    assert DTYPE_CHOICES == ("auto", "bfloat16", "float16", "float32")
+    assert KV_CACHE_DTYPES == KV_CACHE_DTYPE_CHOICES == (*DTYPE_CHOICES, "fp8_e4m3", "fp8")
+    for d in TABLE:
+        for spelling in d.spellings:
+            assert lookup(spelling.upper()) is d
+            assert DTYPE_BYTES[spelling] == KV_DTYPE_BYTES[spelling] == torch.empty(0, dtype=TORCH_DTYPES[spelling]
+                                                                                    ).element_size() == d.bytes
+    assert DTYPES["bf16"] is torch.bfloat16 and "fp8" not in DTYPES  # the loader casts to activation dtypes only
+    assert HF_DTYPES == {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
