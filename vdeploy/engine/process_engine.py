@@ -44,7 +44,9 @@ def _error_from(error_type: str, message: str, hint: Optional[str]) -> VdeployEr
     400, CheckpointError at startup -> the CLI's message), a VdeployError otherwise."""
     import vdeploy.errors as errors
 
-    known: dict[str, type[VdeployError]] = {"QueueFull": QueueFull}
+    from vdeploy.engine.guided import InvalidGrammarError
+
+    known: dict[str, type[VdeployError]] = {"QueueFull": QueueFull, "InvalidGrammarError": InvalidGrammarError}
     for name in dir(errors):
         cls = getattr(errors, name)
         if isinstance(cls, type) and issubclass(cls, VdeployError):

@@ -14,11 +14,20 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from vdeploy import __version__
 from vdeploy.server.errors import APIError, install_error_handlers
 from vdeploy.server.metrics import ServerMetrics
+from vdeploy.server.openapi_doc import (
+    METRICS_RESPONSES,
+    error_responses,
+    generation_responses,
+    install_openapi,
+    v1_responses,
+)
 from vdeploy.server.protocol import (
+    ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
+    HealthStatus,
     ModelCard,
     ModelList,
 )
@@ -93,8 +102,11 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
     )
     app.state.serving = ctx
     install_error_handlers(app)
+    install_openapi(app, ctx.vocab_size, settings.served_model_names)
+    keyed = bool(settings.api_key)
 
-    @app.get("/health", summary="200 while the engine is serving")
+    @app.get("/health", summary="200 while the engine is serving", response_model=HealthStatus,
+             responses=error_responses(503))
     async def health() -> Response:
         if not getattr(engine, "is_running", True):
             raise APIError("the engine has stopped", status=HTTPStatus.SERVICE_UNAVAILABLE, type="server_error",
@@ -105,7 +117,7 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
     async def version() -> dict[str, str]:
         return {"version": __version__}
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=METRICS_RESPONSES)
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
@@ -113,25 +125,27 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
         return ModelCard(id=name, root=settings.model_path or name, max_model_len=ctx.max_model_len,
                          vocab_size=ctx.vocab_size)
 
-    @app.get("/v1/models", response_model=ModelList)
+    @app.get("/v1/models", response_model=ModelList, responses=v1_responses(keyed))
     async def list_models() -> ModelList:
         return ModelList(data=[model_card(name) for name in settings.served_model_names])
 
-    @app.get("/v1/models/{model_id:path}", response_model=ModelCard)
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=v1_responses(keyed, 404))
     async def get_model(model_id: str) -> ModelCard:
         if model_id not in settings.served_model_names:
             raise APIError(f"the model {model_id!r} does not exist", status=HTTPStatus.NOT_FOUND,
                            type="not_found_error", param="model", code="model_not_found")
         return model_card(model_id)
 
-    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
+    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse,
+              responses=generation_responses(keyed, ChatCompletionChunk))
     async def create_chat_completion(request: Request, body: ChatCompletionRequest) -> Response:
         try:
             return await chat.create(request, body)
         except ClientDisconnected:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
 
-    @app.post("/v1/completions", response_model=CompletionResponse)
+    @app.post("/v1/completions", response_model=CompletionResponse,
+              responses=generation_responses(keyed, CompletionResponse))
     async def create_completion(request: Request, body: CompletionRequest) -> Response:
         try:
             return await completions.create(request, body)
