@@ -67,11 +67,13 @@ def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, mode
     tp = engine_cfg.parallel.tensor_parallel_size
     pp = engine_cfg.parallel.pipeline_parallel_size
     on_cpu = engine_cfg.device == "cpu" or hardware.is_cpu_only
+    kv_dtype_bytes = 2
     if on_cpu:
         memory = host.memory_available or host.memory_total
         if not memory:
             return "CPU: memory not measurable here, plan skipped"
         utilization, fp8_cores = 0.9, False
+        kv_dtype_bytes = _cpu_kv_dtype_bytes(engine_cfg)
     else:
         if tp * pp > hardware.gpu_count * max(hardware.nodes, engine_cfg.parallel.nnodes):
             raise DoesNotFitError(
@@ -84,7 +86,7 @@ def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, mode
     plan = plan_memory(
         model_cfg, tp=tp, pp=pp, gpu_memory_bytes=memory, gpu_memory_utilization=utilization,
         weight_bytes=_checkpoint_bytes(model_path), max_model_len=engine_cfg.scheduler.max_model_len,
-        fp8_tensor_cores=fp8_cores,
+        fp8_tensor_cores=fp8_cores, kv_cache_dtype_bytes=kv_dtype_bytes,
     )
     where = "of RAM" if on_cpu else "per GPU"
     if plan.verdict == "does_not_fit":
@@ -93,11 +95,28 @@ def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, mode
             f"{memory / GIB:.1f} GiB {where} at utilization {utilization}",
             hint=plan.advice,
         )
-    note = (f"{plan.weight_bytes_per_gpu / GIB:.1f} GiB weights per rank, room for "
-            f"{plan.kv_tokens_per_gpu:,} KV tokens ({memory / GIB:.0f} GiB {where})")
+    if on_cpu:  # the CPU KV cache gets a fixed byte budget, not what is left of the RAM (worker/memory_profile.py)
+        budget = engine_cfg.cache.cpu_kv_cache_bytes
+        note = (f"{plan.weight_bytes_per_gpu / GIB:.1f} GiB weights per rank ({memory / GIB:.0f} GiB {where}); KV "
+                f"budget {budget / (1 << 20):.0f} MiB = {budget // max(plan.kv_bytes_per_token_per_gpu, 1):,} "
+                f"tokens (cache.cpu_kv_cache_bytes)")
+    else:
+        note = (f"{plan.weight_bytes_per_gpu / GIB:.1f} GiB weights per rank, room for "
+                f"{plan.kv_tokens_per_gpu:,} KV tokens ({memory / GIB:.0f} GiB {where})")
     if plan.verdict == "fits_limited":
         note += f"; context limited to {plan.max_model_len}: {plan.advice}"
     return note
+
+
+def _cpu_kv_dtype_bytes(engine_cfg: Any) -> int:
+    """Bytes per KV element on CPU without importing torch: "auto" is the activation dtype, and "auto" activations
+    are float32 on CPU (vdeploy.worker.device.resolve_dtype_name)."""
+    from vdeploy.config import DTYPE_BYTES
+
+    name = engine_cfg.cache.kv_cache_dtype
+    if name == "auto":
+        name = "float32" if engine_cfg.dtype == "auto" else engine_cfg.dtype
+    return DTYPE_BYTES.get(name, 4)
 
 
 def cap_profile_context(engine_cfg: Any, provenance: dict[str, str], model_cfg: Any) -> Any:
@@ -226,7 +245,8 @@ def summary_rows(dep: Deployment, engine: Any, url: str, api_key_set: bool, warm
         ("device / dtype", f"{cfg.device}{src('device')} / {cfg.dtype}{src('dtype')}"),
         ("tensor parallel", f"{cfg.parallel.tensor_parallel_size}{src('tensor_parallel_size')}"),
         ("max model len", f"{engine.max_model_len}{src('max_model_len')}"),
-        ("KV cache", f"{stats.num_total_blocks} blocks of {cfg.cache.block_size} tokens{src('block_size')}"),
+        ("KV cache", f"{stats.num_total_blocks} blocks of {cfg.cache.block_size} tokens "
+                     f"({stats.num_total_blocks * cfg.cache.block_size:,} tokens){src('block_size')}"),
         ("max num seqs", f"{cfg.scheduler.max_num_seqs}{src('max_num_seqs')}"),
         ("reasoning parser", dep.reasoning_parser),
         ("sampling defaults", ", ".join(f"{k}={v}" for k, v in defaults.items()) or "OpenAI's"),
