@@ -256,6 +256,20 @@ def summary_rows(dep: Deployment, engine: Any, url: str, api_key_set: bool, warm
     ]
 
 
+def reasoning_warning(dep: Deployment, chat_template: Optional[str]) -> Optional[str]:
+    """A deepseek_r1 parser on a model that never writes </think> (judged from its tokenizer files, before loading)."""
+    if dep.reasoning_parser != "deepseek_r1":
+        return None
+    from vdeploy.engine.tokenizer import Tokenizer
+    from vdeploy.server.reasoning import reasoning_parser_warning
+
+    try:
+        tokenizer = Tokenizer.from_dir(dep.engine_config.tokenizer or dep.source.path, chat_template_file=chat_template)
+    except Exception:  # noqa: BLE001 - no tokenizer files (dummy weights): nothing to judge by
+        return None
+    return reasoning_parser_warning(dep.reasoning_parser, tokenizer)
+
+
 def print_explained_settings(dep: Deployment, console: Any) -> None:
     """--explain: every registry setting, the value it resolved to and where that came from."""
     from rich.table import Table
@@ -282,6 +296,9 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
     dep = resolve_deployment(opts, log=lambda line: console.print(f"[dim]{line}[/]"))
     console.print(f"[bold]model[/] {dep.source.describe()}")
     console.print(f"[bold]profile[/] {dep.profile.name if dep.profile else 'none'}: {'; '.join(dep.profile_reasons)}")
+    warning = reasoning_warning(dep, opts.chat_template)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     if opts.explain:
         print_explained_settings(dep, console)
         return
