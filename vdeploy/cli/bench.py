@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
-from vdeploy.cli.engine_options import engine_option
+from vdeploy.cli.engine_options import config_file_option, engine_option
 
 
 def bench(
+    ctx: typer.Context,
     path: Annotated[
         str | None,
         typer.Argument(help="Model directory (Hugging Face layout), or a bundled config name (e.g. deepseek-r1) with "
@@ -40,6 +41,7 @@ def bench(
         "--speculative-config", help='Speculative decoding, as vLLM: \'{"method": "ngram", "num_speculative_tokens": 3}\'.'
     )] = None,
     async_scheduling: Annotated[bool | None, engine_option("async_scheduling")] = None,
+    config_file: Annotated[Path | None, config_file_option()] = None,
     compare_hf: Annotated[
         bool, typer.Option("--compare-hf", help="Also run the workload through HF transformers generate.")
     ] = False,
@@ -81,18 +83,24 @@ def bench(
         from vdeploy.cli.serve_checks import preflight
         from vdeploy.model_configs import resolve_dummy_model
 
-        model, _ = preflight(path, load_format=load_format, flags={"enforce_eager": enforce_eager}, local_path=True)
+        from vdeploy.cli.engine_options import merge_config_file
+
+        settings = merge_config_file(ctx, config_file, {
+            "load_format": ("load_format", load_format), "tp": ("tensor_parallel_size", tp),
+            "pp": ("pipeline_parallel_size", pp), "dtype": ("dtype", dtype), "device": ("device", device),
+            "max_num_seqs": ("max_num_seqs", max_num_seqs),
+            "max_num_batched_tokens": ("max_num_batched_tokens", max_num_batched_tokens),
+            "max_model_len": ("max_model_len", max_model_len), "enforce_eager": ("enforce_eager", enforce_eager),
+            "async_scheduling": ("async_scheduling", async_scheduling)})
+        load_format = settings["load_format"]
+        model, _ = preflight(path, load_format=load_format, flags=settings, local_path=True)
         model = resolve_dummy_model(model, load_format)
         if model is None:
             from vdeploy.cli.generate import demo_model_path
 
             model = demo_model_path()
         config = build_engine_config(
-            model, load_format=load_format, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
-            device=device, max_num_seqs=max_num_seqs,
-            max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, enforce_eager=enforce_eager,
-            async_scheduling=async_scheduling, speculative_config=parse_speculative_config(speculative_config),
-        )
+            model, speculative_config=parse_speculative_config(speculative_config), **settings)
         workload = Workload(num_prompts, input_len, output_len, random_range_ratio, seed)
         report = run_offline_benchmark(
             config, workload, compare_hf=compare_hf, hf_batch_size=hf_batch_size,

@@ -32,3 +32,27 @@ def engine_option(name: str, *, envvar: bool = False, help: str | None = None) -
     if s.maximum is not None:
         kw["max"] = s.maximum
     return typer.Option(*s.flags, help=text, **kw)
+
+
+def config_file_option() -> Any:
+    return typer.Option(
+        "--config", exists=True, dir_okay=False, metavar="FILE.yaml",
+        help="Engine settings from a YAML file (keys as the options, e.g. max-model-len: 32k). Precedence: "
+             "options > VDEPLOY_* > this file > profile > defaults.")
+
+
+def merge_config_file(ctx: typer.Context, config: Any, options: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """Engine settings for commands without the profile resolver (generate, bench): `options` maps a command's
+    parameter name to (registry setting, value). An option given on the command line (or by its environment
+    variable) wins over the --config file, which wins over the command's own default, as vLLM orders them."""
+    values = {setting: value for setting, value in options.values()}
+    if config is None:
+        return values
+    from vdeploy.config_file import load_config_file
+
+    from_file = load_config_file(config)
+    # by name: typer may bring its own copy of click, whose ParameterSource is another enum than click's
+    given = {setting for param, (setting, _) in options.items()
+             if getattr(ctx.get_parameter_source(param), "name", "DEFAULT") != "DEFAULT"}
+    values.update({k: v for k, v in from_file.items() if k not in given})
+    return values

@@ -11,10 +11,11 @@ from typing import Annotated
 
 import typer
 
-from vdeploy.cli.engine_options import engine_option
+from vdeploy.cli.engine_options import config_file_option, engine_option
 
 
 def generate(
+    ctx: typer.Context,
     path: Annotated[
         str | None, typer.Argument(help="Model directory (Hugging Face layout), downloaded hub id, or a bundled "
                                         "config (e.g. deepseek-r1) with --load-format dummy. Default: the demo model.")
@@ -40,23 +41,29 @@ def generate(
     max_model_len: Annotated[int | None, engine_option("max_model_len")] = None,
     load_format: Annotated[str, engine_option("load_format")] = "safetensors",
     step_timeout: Annotated[float | None, engine_option("step_timeout_s", envvar=True)] = None,
+    config: Annotated[Path | None, config_file_option()] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming (schema: docs/generate.md).")
     ] = False,
 ) -> None:
     """Generate a reply to one prompt (chat template applied) and stream it to the terminal."""
+    from vdeploy.cli.engine_options import merge_config_file
     from vdeploy.cli.serve_checks import pick_model, preflight
 
-    path, _ = preflight(pick_model(path, model_option), load_format=load_format, local_path=True)
+    settings = merge_config_file(ctx, config, {
+        "tp": ("tensor_parallel_size", tp), "pp": ("pipeline_parallel_size", pp), "dtype": ("dtype", dtype),
+        "device": ("device", device), "max_model_len": ("max_model_len", max_model_len),
+        "load_format": ("load_format", load_format), "step_timeout": ("step_timeout_s", step_timeout)})
+    settings = {k: v for k, v in settings.items() if v is not None}
+    load_format = settings["load_format"]
+    path, _ = preflight(pick_model(path, model_option), load_format=load_format, local_path=True, flags=settings)
     from vdeploy.engine.llm import LLM
     from vdeploy.model_configs import resolve_dummy_model
 
     path = resolve_dummy_model(path, load_format)
     if path is None:
         path = demo_model_path()
-    llm = LLM(path, chat_template=chat_template, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
-              device=device, max_model_len=max_model_len, load_format=load_format,
-              **({} if step_timeout is None else {"step_timeout_s": step_timeout}))
+    llm = LLM(path, chat_template=chat_template, **settings)
     try:
         params = _sampling_params(llm, max_tokens, temperature, top_p, seed)
         if no_chat:
