@@ -38,7 +38,7 @@ def config_file_option() -> Any:
     return typer.Option(
         "--config", exists=True, dir_okay=False, metavar="FILE.yaml",
         help="Engine settings from a YAML file (keys as the options, e.g. max-model-len: 32k). Precedence: "
-             "options > VDEPLOY_* > this file > profile > defaults.")
+             "options > VDEPLOY_* > this file > profile (serve) > defaults.")
 
 
 def merge_config_file(ctx: typer.Context, config: Any, options: dict[str, tuple[str, Any]]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vdeploy.cli.engine_options import engine_option
+from vdeploy.cli.engine_options import config_file_option, engine_option
 
 
 def serve(
@@ -21,10 +21,7 @@ def serve(
     profile: Annotated[Optional[str], typer.Option(
         "--profile", help="Deployment profile name or YAML file (default: the best match for model and hardware).")
     ] = None,
-    config: Annotated[Optional[Path], typer.Option(
-        "--config", exists=True, dir_okay=False, metavar="FILE.yaml",
-        help="Engine settings from a YAML file (keys as the options, e.g. max-model-len: 32k). Precedence: "
-             "options > VDEPLOY_* > this file > profile > defaults.")] = None,
+    config: Annotated[Optional[Path], config_file_option()] = None,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Print every engine setting with the value it resolves to and where that came from, "
                           "then exit without loading the model.")] = False,
