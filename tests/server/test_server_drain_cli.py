@@ -15,14 +15,22 @@ import httpx
 import openai
 import pytest
 
-LONG = {"model": "tiny", "prompt": "hello", "max_tokens": 500, "ignore_eos": True}  # far longer than the drain
+# --drain-timeout 0: the deadline is the signal itself, so whatever this machine's speed, all three are still open
+LONG = {"model": "tiny", "prompt": "hello", "max_tokens": 500, "ignore_eos": True}
+
+
+def _waiting(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("vdeploy_num_requests_waiting"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 @pytest.mark.timeout(180)
 def test_drain_deadline_cuts_open_requests_with_errors_not_broken_connections(tiny_model_dir, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "vdeploy", "serve", str(tiny_model_dir), "--port", "0", "--max-model-len", "512",
-         "--served-model-name", "tiny", "--drain-timeout", "1", "--max-num-seqs", "1"],
+         "--served-model-name", "tiny", "--drain-timeout", "0", "--max-num-seqs", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "VDEPLOY_HOME": str(tmp_path), "VDEPLOY_RUNTIME_DIR": str(tmp_path / "run"),
              "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
@@ -58,7 +66,10 @@ def test_drain_deadline_cuts_open_requests_with_errors_not_broken_connections(ti
         threads += [threading.Thread(target=waiting, args=(n,)) for n in ("a", "b")]  # queued: --max-num-seqs 1
         for t in threads[1:]:
             t.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while _waiting(url) < 2:  # both are queued behind the stream (--max-num-seqs 1) before the signal
+            assert time.monotonic() < deadline, "the two requests never queued"
+            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(60)
@@ -75,4 +86,4 @@ def test_drain_deadline_cuts_open_requests_with_errors_not_broken_connections(ti
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "shutting_down"
     assert "Traceback" not in log and "CancelledError" not in log and "Cancel " not in log, log
-    assert log.strip().splitlines()[-1].startswith("stopped: 3 request(s) cut at the 1 s drain deadline"), log
+    assert log.strip().splitlines()[-1].startswith("stopped: 3 request(s) cut at the 0 s drain deadline"), log
