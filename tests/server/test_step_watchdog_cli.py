@@ -68,8 +68,8 @@ def test_generate_names_a_stopped_rank_and_exits_1(tiny_model_dir, tmp_path):
          "--max-tokens", "480", "--dtype", "float32", "--device", "cpu", "--step-timeout", str(STEP_TIMEOUT_S)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path))
     try:
+        ranks = _rank_pids(proc.pid, 2)  # found while the model loads, so the stop follows the first token at once
         first = proc.stdout.read(1)  # tokens stream: every rank is in its step loop
-        ranks = _rank_pids(proc.pid, 2)
         os.kill(ranks[-1], signal.SIGSTOP)
         stopped = time.monotonic()
         rest, err = proc.communicate(timeout=STEP_TIMEOUT_S + 30)
