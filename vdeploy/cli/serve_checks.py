@@ -22,7 +22,8 @@ def preflight(spec: Optional[str], *, load_format: Optional[str], allow_download
     """(the spec for the loader, the name to serve it under when the user typed a hub id for a bundled config).
     local_path: a downloaded hub id becomes its directory (generate, bench and run load paths only)."""
     from vdeploy.cli.model_ref import loadable_spec
-    from vdeploy.cli.vllm_compat import TRUST_REMOTE_CODE_NOTE, cpu_only_host, no_effect_warnings
+    from vdeploy.cli.vllm_compat import TRUST_REMOTE_CODE_NOTE, cpu_only_host
+    from vdeploy.engine_settings import no_effect_warnings
 
     if console is None:
         from vdeploy.cli.output import console as make_console

@@ -1,14 +1,12 @@
-"""vLLM's command-line habits that vdeploy accepts: size suffixes on token counts, `--trust-remote-code` (a note:
-vdeploy runs no repository code), and a warning for every option that does nothing on this device, so that a
-command line copied from a GPU server never silently means less than it says."""
+"""vLLM's command-line habits that vdeploy accepts: size suffixes on token counts (parsed by the settings registry,
+vdeploy.engine_settings, which also names the options that do nothing on this device) and `--trust-remote-code`
+(a note: vdeploy runs no repository code), so that a command line copied from a GPU server never silently means
+less than it says."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
-from vdeploy.engine_settings import no_effect_warnings  # noqa: F401 - the registry's, used by serve_checks
 from vdeploy.engine_settings import parse_size as parse_token_count
 
 TRUST_REMOTE_CODE_NOTE = ("--trust-remote-code accepted for vLLM compatibility; vdeploy never runs code from a model "
@@ -21,11 +19,6 @@ def parse_size(text: str) -> int:
         return parse_token_count(text)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-
-
-def size_option(*names: str, help: str) -> Any:
-    """A typer option for a token count that takes vLLM's size suffixes."""
-    return typer.Option(*names, parser=parse_size, metavar="N", help=f"{help} Suffixes: 32k = 32,000, 32K = 32,768.")
 
 
 def cpu_only_host() -> bool:
