@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from vdeploy.dtypes import byte_sizes
 from vdeploy.errors import ConfigError
 
 # architecture name in config.json -> family
@@ -22,7 +23,7 @@ ARCHITECTURE_FAMILIES = {
     "DeepseekV3ForCausalLM": "deepseek_v3",
 }
 
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8_e4m3": 1, "fp8": 1}
+DTYPE_BYTES = byte_sizes()  # every dtype spelling -> bytes (vdeploy.dtypes)
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,10 @@ class ParallelConfig:
     # collective): the ranks are named and stopped. Far above any real step (a 16k-token prefill of R1 at TP 8 is
     # seconds), and below the patience of anyone waiting on a frozen server.
     step_timeout_s: float = 120.0
+    # While no step is in flight, a rank that stays stopped (SIGSTOP, a debugger) or in uninterruptible sleep this
+    # long is named and every rank stopped: an idle server must not look healthy until its next request hangs.
+    # Shorter than the step timeout because an idle rank has no work that could legitimately take time.
+    idle_timeout_s: float = 30.0
     # engine replicas behind one server (each with tensor_parallel_size x pipeline_parallel_size GPUs of its own)
     data_parallel_size: int = 1
     # DeepSeek MLA: every tensor rank runs attention for its own requests over its own latent cache (attention

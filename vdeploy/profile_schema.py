@@ -8,17 +8,18 @@ import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from vdeploy.config import ARCHITECTURE_FAMILIES
+from vdeploy.engine_settings import DTYPE_CHOICES, KV_CACHE_DTYPE_CHOICES, profile_settings, setting
 from vdeploy.errors import ConfigError
 
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-SPECULATIVE_METHODS = ("ngram", "mtp")
-KV_CACHE_DTYPES = (*DTYPES, "fp8_e4m3", "fp8")  # fp8 halves KV memory (vdeploy.worker.device resolves the names)
+DTYPES = DTYPE_CHOICES
+KV_CACHE_DTYPES = KV_CACHE_DTYPE_CHOICES
+SPECULATIVE_METHODS = setting("speculative_method").choices
 QUANTIZATIONS = ("none", "fp8")
 USER_PROFILES_ENV = "VDEPLOY_PROFILES_DIR"  # a directory of extra profiles; same name shadows a built-in
 
@@ -39,24 +40,11 @@ class HardwareRequirements:
     nodes: int = 1
 
 
-@dataclass(frozen=True)
-class EngineSettings:
-    """Every field None = leave the built-in default (vdeploy.config) alone."""
-
-    tensor_parallel_size: int | None = None
-    pipeline_parallel_size: int | None = None
-    max_model_len: int | None = None
-    gpu_memory_utilization: float | None = None
-    block_size: int | None = None
-    max_num_seqs: int | None = None
-    max_num_batched_tokens: int | None = None
-    enable_prefix_caching: bool | None = None
-    enforce_eager: bool | None = None  # true: no CUDA graphs
-    dtype: str | None = None
-    kv_cache_dtype: str | None = None
-    # speculative decoding, as --speculative-config: "ngram" (any model) | "mtp" (DeepSeek-V3/R1's MTP layer)
-    speculative_method: str | None = None
-    num_speculative_tokens: int | None = None
+# A profile's `engine:` section: the registry's profile settings (vdeploy.engine_settings), every field None =
+# leave the built-in default (vdeploy.config) alone.
+EngineSettings = make_dataclass(
+    "EngineSettings", [(s.name, s.kind | None, field(default=None)) for s in profile_settings()], frozen=True)
+EngineSettings.__module__ = __name__
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Deployment profiles, the public API: load and look up profiles (schema in vdeploy.profile_schema), choose one for
 a model and machine (vdeploy.profile_selection), and resolve the engine configuration with the precedence
 
-    built-in defaults (vdeploy.config) < profile < VDEPLOY_* environment < command-line flags.
+    built-in defaults (vdeploy.config) < profile < --config FILE.yaml < VDEPLOY_* environment < command-line flags.
 
 See docs/profiles.md.
 """
@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vdeploy.config import EngineConfig
+from vdeploy.engine_settings import SETTINGS as ALL_SETTINGS, env_var, profile_settings
 from vdeploy.errors import ConfigError
 from vdeploy.profile_schema import (
     EngineSettings,
@@ -25,52 +26,13 @@ from vdeploy.profile_schema import (
 )
 from vdeploy.profile_selection import Selection, select_profile
 
-ENV_PREFIX = "VDEPLOY_"
 
-# Setting name (profile `engine:` key, flag dict key, VDEPLOY_<NAME> variable) -> (EngineConfig path, type).
-# The profile schema covers the first block; environment and flags may also set the deployment-specific rest.
-PROFILE_SETTINGS: dict[str, tuple[str, type]] = {
-    "tensor_parallel_size": ("parallel.tensor_parallel_size", int),
-    "pipeline_parallel_size": ("parallel.pipeline_parallel_size", int),
-    "max_model_len": ("scheduler.max_model_len", int),
-    "gpu_memory_utilization": ("cache.gpu_memory_utilization", float),
-    "block_size": ("cache.block_size", int),
-    "max_num_seqs": ("scheduler.max_num_seqs", int),
-    "max_num_batched_tokens": ("scheduler.max_num_batched_tokens", int),
-    "enable_prefix_caching": ("cache.enable_prefix_caching", bool),
-    "enforce_eager": ("enforce_eager", bool),
-    "dtype": ("dtype", str),
-    "kv_cache_dtype": ("cache.kv_cache_dtype", str),
-    "speculative_method": ("speculative.method", str),
-    "num_speculative_tokens": ("speculative.num_speculative_tokens", int),
-}
-SETTINGS: dict[str, tuple[str, type]] = {
-    **PROFILE_SETTINGS,
-    "tokenizer": ("tokenizer", str),
-    "device": ("device", str),
-    "load_format": ("load_format", str),
-    "seed": ("seed", int),
-    "enable_chunked_prefill": ("scheduler.enable_chunked_prefill", bool),
-    "max_waiting": ("scheduler.max_waiting", int),
-    "async_scheduling": ("scheduler.async_scheduling", bool),
-    "nnodes": ("parallel.nnodes", int),
-    "node_rank": ("parallel.node_rank", int),
-    "master_addr": ("parallel.master_addr", str),
-    "master_port": ("parallel.master_port", int),
-    "step_timeout_s": ("parallel.step_timeout_s", float),
-    "data_parallel_size": ("parallel.data_parallel_size", int),
-    "enable_dp_attention": ("parallel.enable_dp_attention", bool),
-    "enable_lora": ("lora.enable_lora", bool),
-    "max_loras": ("lora.max_loras", int),
-    "max_lora_rank": ("lora.max_lora_rank", int),
-    "lora_modules": ("lora.lora_modules", tuple),  # VDEPLOY_LORA_MODULES="name=path,name2=path2"
-}
+# Setting name (profile `engine:` key, flag dict key, VDEPLOY_<NAME> variable) -> (EngineConfig path, type), derived
+# from the one registry (vdeploy.engine_settings). Profiles set the first; environment and flags may set them all.
+PROFILE_SETTINGS: dict[str, tuple[str, type]] = {s.name: (s.path, s.kind) for s in profile_settings()}
+SETTINGS: dict[str, tuple[str, type]] = {s.name: (s.path, s.kind) for s in ALL_SETTINGS}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-
-
-def env_var(setting: str) -> str:
-    return ENV_PREFIX + setting.upper()
 
 
 def _parse_env(name: str, text: str, kind: type) -> Any:
@@ -109,12 +71,15 @@ def resolve_engine_config(
     profile: Profile | None,
     env: Mapping[str, str],
     flags: dict[str, Any],
+    file_values: Mapping[str, Any] | None = None,
+    file_source: str = "",
 ) -> tuple[EngineConfig, dict[str, str]]:
     """EngineConfig for `model_path` with every setting taken from the strongest source that gives it.
 
     `flags` maps setting names (see SETTINGS) to command-line values; None means the flag was not given.
+    `file_values` are a --config file's settings (vdeploy.config_file), read from `file_source`.
     Returns the config and, for every setting, where its value came from: "default", "profile:<name>",
-    "env:VDEPLOY_<NAME>" or "flag".
+    "file:<path>", "env:VDEPLOY_<NAME>" or "flag".
     """
     unknown = sorted(set(flags) - set(SETTINGS))
     if unknown:
@@ -124,6 +89,9 @@ def resolve_engine_config(
     for name, value in _profile_values(profile).items():
         chosen[name] = value
         provenance[name] = f"profile:{profile.name}"  # type: ignore[union-attr]
+    for name, value in (file_values or {}).items():  # --config FILE.yaml (vdeploy.config_file)
+        chosen[name] = value
+        provenance[name] = f"file:{file_source}"
     for name, (_, kind) in SETTINGS.items():
         var = env_var(name)
         if env.get(var, "").strip():

@@ -12,7 +12,8 @@ import pytest
 import typer
 from cli_testlib import vdeploy
 
-from vdeploy.cli.vllm_compat import no_effect_warnings, parse_size
+from vdeploy.cli.vllm_compat import parse_size
+from vdeploy.engine_settings import no_effect_warnings
 
 
 def test_size_suffixes_as_vllm_parses_them():

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from vdeploy.config import ModelConfig
+from vdeploy.dtypes import safetensors_codes
 
 # Components, in report order. Scales of FP8 weights are storage, not parameters: they have no component.
 COMPONENTS = ("embeddings", "attention", "dense_mlp", "routed_experts", "shared_experts", "router", "norms",
@@ -26,7 +27,7 @@ COMPONENTS = ("embeddings", "attention", "dense_mlp", "routed_experts", "shared_
 #   replicated - every rank holds all of it (norms, MLA's latent down-projections q_a/kv_a, MoE routers)
 TP_RULES = ("split", "vocab", "kv", "replicated")
 
-HF_DTYPES = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
+HF_DTYPES = safetensors_codes()  # config.json torch_dtype -> safetensors code (vdeploy.dtypes)
 SCALE_SUFFIX = "_scale_inv"  # DeepSeek block-FP8: `<weight>_scale_inv`, i.e. `x.weight_scale_inv`
 
 _LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.*)$")

@@ -25,6 +25,7 @@ from vdeploy.checkpoint.layout import (
     scale_shape,
 )
 from vdeploy.checkpoint.safetensors_header import DTYPE_SIZES
+from vdeploy.dtypes import ACTIVATION, DType, lookup
 from vdeploy.config import ModelConfig
 
 T = TypeVar("T")
@@ -59,7 +60,6 @@ _TINY_FAMILIES: dict[str, dict[str, Any]] = {
         "routed_scaling_factor": 2.5, "num_nextn_predict_layers": 1,
     },
 }
-_HF_TORCH_DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
 def tiny_config(family: str, *, dtype: str = "bfloat16", fp8: bool = False,
@@ -67,7 +67,7 @@ def tiny_config(family: str, *, dtype: str = "bfloat16", fp8: bool = False,
     """The config.json of a tiny model of `family` (llama | qwen2 | deepseek_v2 | deepseek_v3)."""
     if family not in _TINY_FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {sorted(_TINY_FAMILIES)}")
-    cfg = {**_TINY_BASE, **_TINY_FAMILIES[family], "torch_dtype": _HF_TORCH_DTYPES[dtype]}
+    cfg = {**_TINY_BASE, **_TINY_FAMILIES[family], "torch_dtype": _activation_dtype(dtype).name}
     if fp8:
         cfg["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                                       "weight_block_size": [128, 128]}
@@ -78,6 +78,13 @@ def tiny_config(family: str, *, dtype: str = "bfloat16", fp8: bool = False,
 def shard_file_name(i: int, n: int) -> str:
     """HF shard name with DeepSeek's widths: 5-digit index, 6-digit total (`model-00001-of-000163.safetensors`)."""
     return f"model-{i:05d}-of-{n:06d}.safetensors"
+
+
+def _activation_dtype(name: str) -> DType:
+    dtype = lookup(name)
+    if dtype is None or dtype not in ACTIVATION:
+        raise KeyError(name)
+    return dtype
 
 
 def write_tiny_checkpoint(path: str | Path, family: str, *, dtype: str = "bfloat16", fp8: bool = False, seed: int = 0,
@@ -92,7 +99,7 @@ def write_tiny_checkpoint(path: str | Path, family: str, *, dtype: str = "bfloat
     cfg = ModelConfig.from_dict(config)
     block = fp8_block(cfg)
     gen = torch.Generator().manual_seed(seed)
-    torch_dtype = getattr(torch, _HF_TORCH_DTYPES[dtype])
+    torch_dtype = getattr(torch, _activation_dtype(dtype).torch_attr)
     tensors: dict[str, torch.Tensor] = {}
     for spec in expected_tensors(cfg):
         if len(spec.shape) == 1:

@@ -8,15 +8,17 @@ from typing import Annotated
 
 import typer
 
+from vdeploy.cli.engine_options import config_file_option, engine_option
 from vdeploy.cli.lora_options import (
     lora_settings,
     max_lora_rank_option,
     max_loras_option,
 )
-from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, size_option, speculative_flags
+from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, speculative_flags
 
 
 def bench(
+    ctx: typer.Context,
     path: Annotated[
         str | None,
         typer.Argument(help="Model directory (Hugging Face layout), or a bundled config name (e.g. deepseek-r1) with "
@@ -32,25 +34,20 @@ def bench(
         typer.Option("--random-range-ratio", min=0.0, max=1.0, help="Lengths uniform in len*(1±ratio); 0 = fixed."),
     ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random prompts and lengths.")] = 0,
-    load_format: Annotated[
-        str, typer.Option("--load-format", help="safetensors | dummy (random weights at the config's shapes).")
-    ] = "safetensors",
-    tp: Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel size (GPUs).")] = 1,
-    pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1,
-                                    help="Pipeline stages (contiguous layer ranges).")] = 1,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto | bfloat16 | float16 | float32.")] = "auto",
-    device: Annotated[str, typer.Option("--device", help="auto | cuda | cpu.")] = "auto",
-    max_num_seqs: Annotated[int | None, typer.Option("--max-num-seqs", min=1, help="Batch size limit.")] = None,
-    max_num_batched_tokens: Annotated[int | None, size_option("--max-num-batched-tokens",
-                                                              help="Token budget per step.")] = None,
-    max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
-    enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs.")] = False,
+    load_format: Annotated[str, engine_option("load_format")] = "safetensors",
+    tp: Annotated[int, engine_option("tensor_parallel_size")] = 1,
+    pp: Annotated[int, engine_option("pipeline_parallel_size")] = 1,
+    dtype: Annotated[str, engine_option("dtype")] = "auto",
+    device: Annotated[str, engine_option("device")] = "auto",
+    max_num_seqs: Annotated[int | None, engine_option("max_num_seqs")] = None,
+    max_num_batched_tokens: Annotated[int | None, engine_option("max_num_batched_tokens")] = None,
+    max_model_len: Annotated[int | None, engine_option("max_model_len")] = None,
+    enforce_eager: Annotated[bool, engine_option("enforce_eager")] = False,
     speculative_config: Annotated[str | None, typer.Option(
         "--speculative-config", help=SPECULATIVE_HELP
     )] = None,
-    async_scheduling: Annotated[bool | None, typer.Option(
-        "--async-scheduling/--no-async-scheduling",
-        help="Schedule the next step while the device runs this one (default on).", show_default=False)] = None,
+    async_scheduling: Annotated[bool | None, engine_option("async_scheduling")] = None,
+    config_file: Annotated[Path | None, config_file_option()] = None,
     lora_modules: Annotated[list[str] | None, typer.Option(
         "--lora-modules", help="PEFT LoRA adapters as name=path (repeatable): the requests are spread over them "
                                "round-robin, with the base model (offline only).", show_default=False)] = None,
@@ -97,21 +94,27 @@ def bench(
         from vdeploy.cli.serve_checks import preflight
         from vdeploy.model_configs import resolve_dummy_model
 
-        model, _ = preflight(path, load_format=load_format, flags={"enforce_eager": enforce_eager}, local_path=True)
+        from vdeploy.cli.engine_options import merge_config_file
+
+        settings = merge_config_file(ctx, config_file, {
+            "load_format": ("load_format", load_format), "tp": ("tensor_parallel_size", tp),
+            "pp": ("pipeline_parallel_size", pp), "dtype": ("dtype", dtype), "device": ("device", device),
+            "max_num_seqs": ("max_num_seqs", max_num_seqs),
+            "max_num_batched_tokens": ("max_num_batched_tokens", max_num_batched_tokens),
+            "max_model_len": ("max_model_len", max_model_len), "enforce_eager": ("enforce_eager", enforce_eager),
+            "async_scheduling": ("async_scheduling", async_scheduling)})
+        load_format = settings["load_format"]
+        model, _ = preflight(path, load_format=load_format, flags=settings, local_path=True)
         model = resolve_dummy_model(model, load_format)
         if model is None:
             from vdeploy.cli.generate import demo_model_path
 
             model = demo_model_path()
         config = build_engine_config(
-            model, load_format=load_format, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
-            device=device, max_num_seqs=max_num_seqs,
-            max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len, enforce_eager=enforce_eager,
-            async_scheduling=async_scheduling, **speculative_flags(speculative_config),
+            model, **settings, **{k: v for k, v in speculative_flags(speculative_config).items() if v is not None},
             **{k: v for k, v in lora_settings(None, lora_modules, max_loras or (len(lora_modules) if lora_modules
                                                                               else None), max_lora_rank).items()
-               if v is not None},
-        )
+               if v is not None})
         workload = Workload(num_prompts, input_len, output_len, random_range_ratio, seed)
         report = run_offline_benchmark(
             config, workload, compare_hf=compare_hf, hf_batch_size=hf_batch_size,

@@ -25,8 +25,8 @@ Conventions shared by every command:
   `VDEPLOY_DEBUG=1`) to see the traceback.
 - **`--json`**: every reporting command prints only JSON on stdout with it; the schemas are in
   [env-check.md](env-check.md) and [profiles.md](profiles.md) and the other commands' documents.
-- **Settings precedence**: built-in defaults < profile < `VDEPLOY_*` environment variables < command-line flags
-  (see [profiles.md](profiles.md)).
+- **Settings precedence**: built-in defaults < profile < `--config FILE.yaml` < `VDEPLOY_*` environment variables <
+  command-line flags (see [profiles.md](profiles.md)).
 - **Shell completion**: `vdeploy --install-completion` (bash, zsh, fish, PowerShell); `--show-completion` prints
   the script instead.
 """

@@ -11,16 +11,18 @@ from typing import Annotated
 
 import typer
 
+from vdeploy.cli.engine_options import config_file_option, engine_option
 from vdeploy.cli.lora_options import (
     lora_modules_option,
     lora_settings,
     max_lora_rank_option,
     max_loras_option,
 )
-from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, size_option, speculative_flags
+from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, speculative_flags
 
 
 def generate(
+    ctx: typer.Context,
     path: Annotated[
         str | None, typer.Argument(help="Model directory (Hugging Face layout), downloaded hub id, or a bundled "
                                         "config (e.g. deepseek-r1) with --load-format dummy. Default: the demo model.")
@@ -39,14 +41,14 @@ def generate(
     chat_template: Annotated[
         Path | None, typer.Option("--chat-template", exists=True, help="A Jinja chat template file to use instead.")
     ] = None,
-    tp: Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel size (GPUs).")] = 1,
-    pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1,
-                                    help="Pipeline stages (contiguous layer ranges).")] = 1,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto | bfloat16 | float16 | float32.")] = "auto",
-    device: Annotated[str, typer.Option("--device", help="auto | cuda | cpu.")] = "auto",
-    max_model_len: Annotated[int | None, size_option("--max-model-len", help="Context limit.")] = None,
-    load_format: Annotated[str, typer.Option(
-        "--load-format", help="safetensors | dummy (random weights at the config's shapes).")] = "safetensors",
+    tp: Annotated[int, engine_option("tensor_parallel_size")] = 1,
+    pp: Annotated[int, engine_option("pipeline_parallel_size")] = 1,
+    dtype: Annotated[str, engine_option("dtype")] = "auto",
+    device: Annotated[str, engine_option("device")] = "auto",
+    max_model_len: Annotated[int | None, engine_option("max_model_len")] = None,
+    load_format: Annotated[str, engine_option("load_format")] = "safetensors",
+    step_timeout: Annotated[float | None, engine_option("step_timeout_s", envvar=True)] = None,
+    config: Annotated[Path | None, config_file_option()] = None,
     lora_modules: Annotated[list[str] | None, lora_modules_option()] = None,
     lora: Annotated[str | None, typer.Option(
         "--lora", help="Generate with this adapter of --lora-modules (default: the base model).")] = None,
@@ -58,10 +60,17 @@ def generate(
     ] = False,
 ) -> None:
     """Generate a reply to one prompt (chat template applied) and stream it to the terminal."""
+    from vdeploy.cli.engine_options import merge_config_file
     from vdeploy.cli.serve_checks import pick_model, preflight
 
     spec_flags = speculative_flags(speculative_config)  # a malformed value fails before anything loads
-    path, _ = preflight(pick_model(path, model_option), load_format=load_format, local_path=True)
+    settings = merge_config_file(ctx, config, {
+        "tp": ("tensor_parallel_size", tp), "pp": ("pipeline_parallel_size", pp), "dtype": ("dtype", dtype),
+        "device": ("device", device), "max_model_len": ("max_model_len", max_model_len),
+        "load_format": ("load_format", load_format), "step_timeout": ("step_timeout_s", step_timeout)})
+    settings = {k: v for k, v in settings.items() if v is not None}
+    load_format = settings["load_format"]
+    path, _ = preflight(pick_model(path, model_option), load_format=load_format, local_path=True, flags=settings)
     from vdeploy.engine.llm import LLM
     from vdeploy.model_configs import resolve_dummy_model
 
@@ -75,9 +84,8 @@ def generate(
 
         raise ConfigError(f"--lora {lora!r} is not one of the adapters of --lora-modules",
                           hint="add --lora-modules NAME=PATH")
-    llm = LLM(path, chat_template=chat_template, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype=dtype,
-              device=device, max_model_len=max_model_len, load_format=load_format, **lora_kwargs,
-              **spec_flags)
+    llm = LLM(path, chat_template=chat_template, **settings, **lora_kwargs,
+              **{k: v for k, v in spec_flags.items() if v is not None})
     try:
         params = _sampling_params(llm, max_tokens, temperature, top_p, seed)
         if no_chat:
@@ -111,14 +119,22 @@ def _run(llm, token_ids: list[int], params, json_output: bool, lora_name: str | 
     start = time.perf_counter()
     first_token_s = None
     final = None
-    for out in llm.generate_stream(token_ids, params, lora_name=lora_name):
-        completion = out.outputs[0]
-        if first_token_s is None and completion.delta_token_ids:
-            first_token_s = time.perf_counter() - start
-        if not json_output and completion.delta_text:
-            sys.stdout.write(completion.delta_text)
+    wrote = False
+    try:
+        for out in llm.generate_stream(token_ids, params, lora_name=lora_name):
+            completion = out.outputs[0]
+            if first_token_s is None and completion.delta_token_ids:
+                first_token_s = time.perf_counter() - start
+            if not json_output and completion.delta_text:
+                sys.stdout.write(completion.delta_text)
+                sys.stdout.flush()
+                wrote = True
+            final = out
+    except BaseException:
+        if wrote:  # end the partial answer's line: the error (on stderr) must not read as part of the text
+            sys.stdout.write("\n")
             sys.stdout.flush()
-        final = out
+        raise
     elapsed = time.perf_counter() - start
     completion = final.outputs[0]
     n = len(completion.token_ids)

@@ -12,7 +12,10 @@ from typing import Annotated
 
 import typer
 
-KV_DTYPE_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "fp8": 1, "fp8_e4m3": 1}
+from vdeploy.dtypes import byte_sizes
+
+# the KV cache's bytes per element by --kv-cache-dtype (auto: a 16-bit cache on the GPUs the planner targets)
+KV_DTYPE_BYTES = {"auto": 2, **byte_sizes()}
 
 
 def inspect_shards(

@@ -3,10 +3,12 @@ Only typer is imported here; the engine and the web stack load inside the comman
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from vdeploy.cli.engine_options import config_file_option, engine_option
 from vdeploy.cli.lora_options import (
     enable_lora_option,
     lora_modules_option,
@@ -14,7 +16,7 @@ from vdeploy.cli.lora_options import (
     max_lora_rank_option,
     max_loras_option,
 )
-from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, size_option, speculative_flags
+from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, speculative_flags
 
 
 def serve(
@@ -27,25 +29,18 @@ def serve(
     profile: Annotated[Optional[str], typer.Option(
         "--profile", help="Deployment profile name or YAML file (default: the best match for model and hardware).")
     ] = None,
-    tp: Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", min=1,
-                                              help="Tensor-parallel GPUs.")] = None,
-    pp: Annotated[Optional[int], typer.Option("--pp", "--pipeline-parallel-size", min=1,
-                                              help="Pipeline stages (contiguous layer ranges).")] = None,
-    dp: Annotated[Optional[int], typer.Option("--dp", "--data-parallel-size", min=1,
-                                              help="Engine replicas, each with --tp x --pp GPUs of its own.")] = None,
-    enable_dp_attention: Annotated[bool, typer.Option(
-        "--enable-dp-attention", help="DeepSeek MLA: each --tp rank runs attention for its own requests over its own "
-                                      "latent cache (no copy per rank); the experts stay split over the ranks.")
-    ] = False,
-    nnodes: Annotated[Optional[int], typer.Option(
-        "--nnodes", min=1, help="Nodes in a multi-node job; this one is node 0, the others run "
-                                "`vdeploy worker-host` (default: torchrun's environment, else 1).")] = None,
-    node_rank: Annotated[Optional[int], typer.Option(
-        "--node-rank", min=0, help="This node's rank; serve runs on node 0.")] = None,
-    master_addr: Annotated[Optional[str], typer.Option(
-        "--master-addr", help="Address of node 0 the other nodes reach (multi-node).")] = None,
-    master_port: Annotated[Optional[int], typer.Option(
-        "--master-port", min=1, max=65535, help="Rendezvous port on node 0 (multi-node).")] = None,
+    config: Annotated[Optional[Path], config_file_option()] = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Print every engine setting with the value it resolves to and where that came from, "
+                          "then exit without loading the model.")] = False,
+    tp: Annotated[Optional[int], engine_option("tensor_parallel_size")] = None,
+    pp: Annotated[Optional[int], engine_option("pipeline_parallel_size")] = None,
+    dp: Annotated[Optional[int], engine_option("data_parallel_size")] = None,
+    nnodes: Annotated[Optional[int], engine_option("nnodes")] = None,
+    node_rank: Annotated[Optional[int], engine_option("node_rank")] = None,
+    master_addr: Annotated[Optional[str], engine_option("master_addr")] = None,
+    master_port: Annotated[Optional[int], engine_option("master_port")] = None,
+    enable_dp_attention: Annotated[Optional[bool], engine_option("enable_dp_attention")] = None,
     host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs --api-key to be safe.")
                     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to bind (0: any free port).")] = 8000,
@@ -53,14 +48,11 @@ def serve(
         "--api-key", envvar="VDEPLOY_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 routes.")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(
         "--served-model-name", help="Model name clients send (default: the hub id or directory name).")] = None,
-    max_model_len: Annotated[Optional[int], size_option("--max-model-len",
-                                                        help="Longest prompt + output, in tokens.")] = None,
-    max_num_batched_tokens: Annotated[Optional[int], size_option(
-        "--max-num-batched-tokens", help="Token budget of one engine step.")] = None,
+    max_model_len: Annotated[Optional[int], engine_option("max_model_len")] = None,
+    max_num_batched_tokens: Annotated[Optional[int], engine_option("max_num_batched_tokens")] = None,
     trust_remote_code: Annotated[bool, typer.Option(
         "--trust-remote-code", help="Accepted for vLLM compatibility; vdeploy never runs repository code.")] = False,
-    gpu_memory_utilization: Annotated[Optional[float], typer.Option(
-        "--gpu-memory-utilization", min=0.05, max=1.0, help="Fraction of each GPU's memory vdeploy may use.")] = None,
+    gpu_memory_utilization: Annotated[Optional[float], engine_option("gpu_memory_utilization")] = None,
     reasoning_parser: Annotated[Optional[str], typer.Option(
         "--reasoning-parser",
         help="deepseek_r1 (split <think> into reasoning_content) or none. Default: deepseek_r1 for R1 and its "
@@ -71,18 +63,19 @@ def serve(
              "with tool_choice auto. Default: the format the chat template shows.")] = None,
     chat_template: Annotated[Optional[str], typer.Option(
         "--chat-template", help="Jinja chat template file replacing the model's.")] = None,
-    load_format: Annotated[Optional[str], typer.Option(
-        "--load-format", help="safetensors, or dummy (random weights at the checkpoint's shapes).")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="auto, bfloat16, float16 or float32.")] = None,
-    enforce_eager: Annotated[Optional[bool], typer.Option(
-        "--enforce-eager/--no-enforce-eager", help="Disable CUDA graphs.", show_default=False)] = None,
+    load_format: Annotated[Optional[str], engine_option("load_format")] = None,
+    dtype: Annotated[Optional[str], engine_option("dtype")] = None,
+    kv_cache_dtype: Annotated[Optional[str], engine_option("kv_cache_dtype")] = None,
+    enforce_eager: Annotated[Optional[bool], engine_option("enforce_eager")] = None,
+    enable_prefix_caching: Annotated[Optional[bool], engine_option("enable_prefix_caching")] = None,
+    async_scheduling: Annotated[Optional[bool], engine_option("async_scheduling")] = None,
+    device: Annotated[Optional[str], engine_option("device")] = None,
     speculative_config: Annotated[Optional[str], typer.Option(
         "--speculative-config", help=SPECULATIVE_HELP
     )] = None,
-    max_num_seqs: Annotated[Optional[int], typer.Option("--max-num-seqs", min=1,
-                                                        help="Most requests in one batch.")] = None,
-    block_size: Annotated[Optional[int], typer.Option("--block-size", min=1, help="KV-cache block size (tokens).")
-                          ] = None,
+    max_num_seqs: Annotated[Optional[int], engine_option("max_num_seqs")] = None,
+    block_size: Annotated[Optional[int], engine_option("block_size")] = None,
+    step_timeout: Annotated[Optional[float], engine_option("step_timeout_s")] = None,
     enable_lora: Annotated[bool, enable_lora_option()] = False,
     lora_modules: Annotated[Optional[list[str]], lora_modules_option()] = None,
     max_loras: Annotated[Optional[int], max_loras_option()] = None,
@@ -105,10 +98,40 @@ def serve(
     from vdeploy.cli.serve_checks import pick_model, preflight
     from vdeploy.server.launch import ServeOptions, run_serve
 
+    engine_flags = {
+        "tensor_parallel_size": tp,
+        "pipeline_parallel_size": pp,
+        "data_parallel_size": dp,
+        "nnodes": nnodes,
+        "node_rank": node_rank,
+        "master_addr": master_addr,
+        "master_port": master_port,
+        "max_model_len": max_model_len,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "load_format": load_format,
+        "dtype": dtype,
+        "kv_cache_dtype": kv_cache_dtype,
+        "enforce_eager": enforce_eager,
+        "enable_prefix_caching": enable_prefix_caching,
+        "async_scheduling": async_scheduling,
+        "device": device,
+        "max_num_seqs": max_num_seqs,
+        "max_num_batched_tokens": max_num_batched_tokens,
+        "block_size": block_size,
+        "step_timeout_s": step_timeout,
+        "enable_dp_attention": enable_dp_attention,
+        **speculative_flags(speculative_config),
+        **lora_settings(enable_lora, lora_modules, max_loras, max_lora_rank),
+    }
+    config_values = {}
+    if config is not None:
+        from vdeploy.config_file import load_config_file
+
+        config_values = load_config_file(config)
+    given = {**config_values, **{k: v for k, v in engine_flags.items() if v is not None}}
     model, served_as = preflight(
-        pick_model(model, model_option), load_format=load_format, allow_download=download,
-        trust_remote_code=trust_remote_code, console=console(stderr=True),
-        flags={"gpu_memory_utilization": gpu_memory_utilization, "enforce_eager": enforce_eager})
+        pick_model(model, model_option), load_format=given.get("load_format"), allow_download=download,
+        trust_remote_code=trust_remote_code, console=console(stderr=True), flags=given)
 
     opts = ServeOptions(
         model=model,
@@ -125,25 +148,9 @@ def serve(
         log_level=log_level,
         json_logs=json_logs,
         engine_process=engine_process,
-        engine_flags={
-            "tensor_parallel_size": tp,
-            "pipeline_parallel_size": pp,
-            "data_parallel_size": dp,
-            "enable_dp_attention": enable_dp_attention or None,
-            "nnodes": nnodes,
-            "node_rank": node_rank,
-            "master_addr": master_addr,
-            "master_port": master_port,
-            "max_model_len": max_model_len,
-            "gpu_memory_utilization": gpu_memory_utilization,
-            "load_format": load_format,
-            "dtype": dtype,
-            "enforce_eager": enforce_eager,
-            "max_num_seqs": max_num_seqs,
-            "max_num_batched_tokens": max_num_batched_tokens,
-            "block_size": block_size,
-            **speculative_flags(speculative_config),
-            **lora_settings(enable_lora, lora_modules, max_loras, max_lora_rank),
-        },
+        engine_flags=engine_flags,
+        config_values=config_values,
+        config_file=str(config) if config is not None else None,
+        explain=explain,
     )
     run_serve(opts, console(stderr=True))

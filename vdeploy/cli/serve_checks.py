@@ -22,7 +22,8 @@ def preflight(spec: Optional[str], *, load_format: Optional[str], allow_download
     """(the spec for the loader, the name to serve it under when the user typed a hub id for a bundled config).
     local_path: a downloaded hub id becomes its directory (generate, bench and run load paths only)."""
     from vdeploy.cli.model_ref import loadable_spec
-    from vdeploy.cli.vllm_compat import TRUST_REMOTE_CODE_NOTE, cpu_only_host, no_effect_warnings
+    from vdeploy.cli.vllm_compat import TRUST_REMOTE_CODE_NOTE, cpu_only_host
+    from vdeploy.engine_settings import no_effect_warnings
 
     if console is None:
         from vdeploy.cli.output import console as make_console
@@ -35,9 +36,11 @@ def preflight(spec: Optional[str], *, load_format: Optional[str], allow_download
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if trust_remote_code:
         console.print(f"[dim]note: {TRUST_REMOTE_CODE_NOTE}[/]", soft_wrap=True)
+    from vdeploy.engine_settings import SETTINGS
+
     flags = flags or {}
     # the hardware probe costs a moment, so only when some device-specific option was given
-    if any(flags.get(k) not in (None, False) for k in flags):
+    if any(flags.get(s.name) not in (None, False) for s in SETTINGS if s.cpu_no_effect):
         for warning in no_effect_warnings(flags, cpu_only=cpu_only_host()):
             console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     served_as = spec if note and spec != loader_spec else None  # only for a bundled config under its hub id

@@ -76,6 +76,7 @@ class AsyncEngine:
         self._lock = threading.Lock()  # guards _commands and _streams
         self._commands: list[tuple[str, Any]] = []
         self._streams: dict[str, _Stream] = {}
+        self._closed = False
         self._num_pending_adds = 0
         self._wakeup = threading.Event()
         self._stop = threading.Event()
@@ -177,8 +178,10 @@ class AsyncEngine:
             self._commands.append(("abort", request_id))
         self._wakeup.set()
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
-        """Refuse new requests, let in-flight ones finish for up to drain_timeout_s, then abort the rest and stop."""
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> int:
+        """Refuse new requests, let in-flight ones finish for up to drain_timeout_s, then stop: the requests still
+        open fail with EngineShuttingDown (the server answers a stream's with an error event, a waiting request's
+        with a 503). Returns how many were cut."""
         self._accepting = False
         deadline = time.monotonic() + drain_timeout_s
         while self.is_running and time.monotonic() < deadline:
@@ -187,10 +190,17 @@ class AsyncEngine:
             if not busy:
                 break
             await asyncio.sleep(0.05)
-        self.close()
+        with self._lock:
+            cut = len(self._streams)
+        await asyncio.to_thread(self.close)
+        return cut
 
     def close(self) -> None:
-        """Stop at once: open streams get EngineShuttingDown, the step loop ends, the executor is released."""
+        """Stop at once: open streams get EngineShuttingDown, the step loop ends, the executor is released.
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self._accepting = False
         self._stop.set()
         self._wakeup.set()
@@ -213,6 +223,7 @@ class AsyncEngine:
                 self._apply_commands()
                 if not core.has_unfinished_requests():
                     self._stats = core.stats()
+                    core.check_idle()
                     self._wakeup.wait(_IDLE_WAIT_S)
                     self._wakeup.clear()
                     continue

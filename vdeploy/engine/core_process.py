@@ -124,7 +124,13 @@ class CoreProcess:
     def _report_failure(self, e: BaseException, *, during_startup: bool) -> None:
         import traceback
 
-        traceback.print_exc(file=sys.stderr)
+        from vdeploy.errors import VdeployError
+
+        if isinstance(e, VdeployError) and os.environ.get("VDEPLOY_DEBUG") != "1":  # known: one line, no traceback
+            hint = f" ({e.hint})" if e.hint else ""
+            print(f"vdeploy engine core: error: {e.message}{hint}", file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc(file=sys.stderr)
         try:
             self.send(wire.Failed(type(e).__name__, str(getattr(e, "message", e)), getattr(e, "hint", None),
                                   during_startup))
@@ -138,6 +144,7 @@ class CoreProcess:
             if not core.has_unfinished_requests():
                 if self.errors:
                     self._send_outputs([])
+                core.check_idle()
                 inbox.wakeup.wait(_IDLE_WAIT_S)
                 inbox.wakeup.clear()
                 continue

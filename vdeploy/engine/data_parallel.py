@@ -135,10 +135,11 @@ class DataParallelEngine:
         if k is not None:
             self.replicas[k].abort(request_id)
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> int:
+        """Every replica drains at once; returns the number of requests cut at the deadline."""
         import asyncio
 
-        await asyncio.gather(*(r.shutdown(drain_timeout_s) for r in self.replicas))
+        return sum(await asyncio.gather(*(r.shutdown(drain_timeout_s) for r in self.replicas)))
 
     def close(self) -> None:
         for r in self.replicas:

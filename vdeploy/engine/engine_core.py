@@ -307,6 +307,13 @@ class EngineCore:
     def has_unfinished_requests(self) -> bool:
         return bool(self._groups) or bool(self._pending_outputs) or self._inflight is not None
 
+    def check_idle(self) -> None:
+        """The loops call this while nothing runs: a rank that died or stopped meanwhile fails the engine now
+        (ExecutorError) rather than with the next request. Test doubles of the executor may lack the hook."""
+        check = getattr(self.executor, "check_idle", None)
+        if check is not None:
+            check()
+
     # ---- the step -----------------------------------------------------------------------------------------------
     def step(self) -> list[RequestOutput]:
         outputs, self._pending_outputs = self._pending_outputs, []

@@ -54,6 +54,10 @@ def bitmask_words(vocab_size: int) -> int:
     return (vocab_size + 31) // 32
 
 
+class InvalidGrammarError(ConfigError):
+    """The request's regex, grammar or JSON schema is well-formed but cannot be compiled (an unsupported feature)."""
+
+
 @dataclass
 class GuidedState:
     """One request's grammar progress."""
@@ -101,7 +105,8 @@ class GuidedDecoder:
         try:
             compiled = self._compile(spec)
         except Exception as e:  # xgrammar raises RuntimeError / ValueError / its own errors on a bad grammar
-            raise ConfigError(f"invalid guided decoding grammar: {str(e).splitlines()[0] if str(e) else e!r}") from None
+            raise InvalidGrammarError(
+                f"invalid guided decoding grammar: {str(e).splitlines()[0] if str(e) else e!r}") from None
         self.num_compiles += 1
         self._compiled[key] = compiled
         if len(self._compiled) > MAX_CACHED_GRAMMARS:

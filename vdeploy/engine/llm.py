@@ -147,10 +147,12 @@ class LLM:
                     if out.request_id == rid:
                         finished = out.finished
                         yield out
-        finally:
-            if not finished:
-                self.core.abort_request([rid])
-                self.core.step()  # let the abort release its blocks now
+        except GeneratorExit:  # the caller stopped reading: abort, and let a step release the blocks now
+            self.core.abort_request([rid])
+            self.core.step()
+            raise
+        # any other exception propagates untouched: after a failed step (a dead or stuck rank) another step would
+        # only replace the real error with a secondary one
 
     def chat(
         self,

@@ -46,10 +46,12 @@ def _error_from(error_type: str, message: str, hint: Optional[str]) -> VdeployEr
     400, CheckpointError at startup -> the CLI's message), a VdeployError otherwise."""
     import vdeploy.errors as errors
 
+    from vdeploy.engine.guided import InvalidGrammarError
     from vdeploy.lora.adapter import LoRAAdapterError
     from vdeploy.lora.registry import LoRANotFoundError
 
-    known: dict[str, type[VdeployError]] = {"QueueFull": QueueFull, "LoRAAdapterError": LoRAAdapterError,
+    known: dict[str, type[VdeployError]] = {"QueueFull": QueueFull, "InvalidGrammarError": InvalidGrammarError,
+                                            "LoRAAdapterError": LoRAAdapterError,
                                             "LoRANotFoundError": LoRANotFoundError}
     for name in dir(errors):
         cls = getattr(errors, name)
@@ -197,8 +199,10 @@ class ProcessAsyncEngine:
         except EngineDeadError:
             pass
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
-        """Refuse new requests, let in-flight ones finish for up to drain_timeout_s, then abort the rest and stop."""
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> int:
+        """Refuse new requests, let in-flight ones finish for up to drain_timeout_s, then stop: the requests still
+        open fail with EngineShuttingDown (the server answers a stream's with an error event, a waiting request's
+        with a 503). Returns how many were cut."""
         self._accepting = False
         deadline = time.monotonic() + drain_timeout_s
         while self.is_running and time.monotonic() < deadline:
@@ -207,7 +211,10 @@ class ProcessAsyncEngine:
             if not busy:
                 break
             await asyncio.sleep(0.05)
+        with self._lock:
+            cut = len(self._streams)
         await asyncio.to_thread(self.close)
+        return cut
 
     def close(self) -> None:
         """Stop at once: open streams get EngineShuttingDown, the core process releases the executor and exits."""

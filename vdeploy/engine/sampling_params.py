@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 
 from vdeploy.errors import ConfigError
 
+# The bounds every request is checked against; the HTTP schema (vdeploy.server.protocol) publishes the same numbers.
+TEMPERATURE_MAX = 2.0
+PENALTY_RANGE = (-2.0, 2.0)  # presence_penalty, frequency_penalty
+MAX_LOGPROBS = 20
+
 
 @dataclass
 class GuidedDecoding:
@@ -69,8 +74,8 @@ class SamplingParams:
 
         if self.n < 1:
             bad(f"n must be >= 1, got {self.n}")
-        if not 0.0 <= self.temperature <= 2.0:
-            bad(f"temperature must be in [0, 2], got {self.temperature}")
+        if not 0.0 <= self.temperature <= TEMPERATURE_MAX:
+            bad(f"temperature must be in [0, {TEMPERATURE_MAX:g}], got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             bad(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
@@ -79,16 +84,17 @@ class SamplingParams:
             bad(f"min_p must be in [0, 1], got {self.min_p}")
         if self.repetition_penalty <= 0:
             bad(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-        if not -2.0 <= self.presence_penalty <= 2.0:
-            bad(f"presence_penalty must be in [-2, 2], got {self.presence_penalty}")
-        if not -2.0 <= self.frequency_penalty <= 2.0:
-            bad(f"frequency_penalty must be in [-2, 2], got {self.frequency_penalty}")
+        low, high = PENALTY_RANGE
+        if not low <= self.presence_penalty <= high:
+            bad(f"presence_penalty must be in [{low:g}, {high:g}], got {self.presence_penalty}")
+        if not low <= self.frequency_penalty <= high:
+            bad(f"frequency_penalty must be in [{low:g}, {high:g}], got {self.frequency_penalty}")
         if self.max_tokens is not None and self.max_tokens < 1:
             bad(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.min_tokens < 0 or (self.max_tokens is not None and self.min_tokens > self.max_tokens):
             bad(f"min_tokens must be in [0, max_tokens], got {self.min_tokens}")
-        if self.logprobs is not None and not 0 <= self.logprobs <= 20:
-            bad(f"logprobs must be in [0, 20], got {self.logprobs}")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
+            bad(f"logprobs must be in [0, {MAX_LOGPROBS}], got {self.logprobs}")
         if self.guided is not None:
             self.guided.validate()
 

@@ -52,6 +52,10 @@ class Executor(ABC):
         """Write a checked LoRA adapter into `slot` on every rank (no step may be in flight)."""
         raise NotImplementedError(f"{type(self).__name__} cannot load LoRA adapters")
 
+    def check_idle(self) -> None:
+        """Called by the engine's loop while no step is in flight: raise ExecutorError when a rank died or is stuck
+        (a single in-process rank cannot be)."""
+
     @abstractmethod
     def shutdown(self) -> None:
         """Release every rank. Idempotent."""

@@ -91,6 +91,14 @@ class LocalRanks:
                 pending.discard(i)
         return values
 
+    def check(self) -> None:
+        """Raise RankFailure when a rank died or reported an error since the last wait (no blocking)."""
+        objects = [c for c in self.conns if not c.closed] + [
+            p.sentinel for i, p in enumerate(self.procs) if i not in self._exited]
+        ready = wait(objects, timeout=0)
+        for i, _ in self._read(ready):
+            raise RankFailure(f"rank {self.launches[i].rank} sent an unexpected reply")
+
     def watch_until_exit(self, poll: Callable[[], None] | None = None, poll_interval_s: float = 0.5) -> None:
         """Wait until every rank has exited cleanly (exit code 0, after a shutdown); raise on an error report or
         an unclean exit. Replies that are not errors are ignored."""

@@ -59,6 +59,9 @@ class MultiProcExecutor(Executor):
         # the step watchdog (None or <= 0: wait as long as every rank is alive)
         timeout = engine_config.parallel.step_timeout_s if step_timeout_s is None else step_timeout_s
         self.step_timeout_s = timeout if timeout and timeout > 0 else None
+        idle = engine_config.parallel.idle_timeout_s
+        self.idle_timeout_s = idle if idle and idle > 0 else None
+        self._stuck_since: dict[int, float] = {}  # global rank -> when the idle check first saw it stuck
         check_topology(engine_config, model_config, topology)
         if topology.node_rank != 0:
             raise ConfigError(f"node rank {topology.node_rank} runs `vdeploy worker-host`, not the engine",
@@ -128,6 +131,33 @@ class MultiProcExecutor(Executor):
         self._send(call, [0] if self.multi_node else list(range(len(self._ranks.procs))))
         return _DriverReply(self, answering)
 
+    def check_idle(self) -> None:
+        """The idle watchdog: a rank that died or raised surfaces now, not with the next request; one that stays
+        stopped or in uninterruptible sleep for idle_timeout_s is named and every rank stopped."""
+        if self._closed:
+            return
+        try:
+            self._ranks.check()
+            if self._link is not None:
+                self._link.check_peers()
+        except RankFailure as failure:
+            self._fail(failure)
+        except NodeLost as lost:
+            self._fail(_failure_of(lost))
+        if self.idle_timeout_s is None:
+            return
+        import time
+
+        now = time.monotonic()
+        states = rank_states(self._ranks)
+        self._stuck_since = {rank: self._stuck_since.get(rank, now) for rank, state in states.items()
+                             if state in _STUCK_STATES}
+        overdue = [rank for rank, since in self._stuck_since.items() if now - since >= self.idle_timeout_s]
+        if overdue:
+            failure = RankFailure(f"while idle for {self.idle_timeout_s:.0f} s: {describe_stuck_ranks(self._ranks)}")
+            failure.timed_out = True
+            self._fail(failure)
+
     def shutdown(self) -> None:
         if self._closed:
             return
@@ -190,8 +220,8 @@ class MultiProcExecutor(Executor):
         if failure.remote_traceback:
             logger.error("%s\n%s", failure.message, failure.remote_traceback)
         if failure.timed_out:
-            hint = ("all ranks were stopped; if steps of this size really take that long, raise "
-                    "VDEPLOY_STEP_TIMEOUT_S (0 turns the watchdog off)")
+            hint = ("all ranks were stopped; if steps of this size really take that long, raise --step-timeout "
+                    "(VDEPLOY_STEP_TIMEOUT_S; 0 turns the watchdog off)")
         elif isinstance(failure.__cause__, NodeLost):
             hint = "all ranks of every node were stopped; see that node's `vdeploy worker-host` output"
         elif failure.remote_traceback:
@@ -201,12 +231,20 @@ class MultiProcExecutor(Executor):
         raise ExecutorError(failure.message, hint=hint, remote_traceback=failure.remote_traceback)
 
 
+_STUCK_STATES = ("stopped", "traced", "in uninterruptible sleep")
+
+
+def rank_states(ranks: LocalRanks) -> dict[int, str]:
+    """Global rank -> its process's run state in words (see _process_state)."""
+    return {launch.rank: _process_state(pid) for launch, pid in zip(ranks.launches, ranks.pids)}
+
+
 def describe_stuck_ranks(ranks: LocalRanks) -> str:
     """Which rank is to blame for a step that never ends: a stopped process (SIGSTOP, a debugger) or one in
     uninterruptible sleep is named; otherwise every rank is alive and waiting (a hung collective)."""
-    states = {launch.rank: _process_state(pid) for launch, pid in zip(ranks.launches, ranks.pids)}
+    states = rank_states(ranks)
     stuck = [f"rank {rank} (pid {pid}) is {state}" for (rank, state), pid in zip(states.items(), ranks.pids)
-             if state in ("stopped", "traced", "in uninterruptible sleep")]
+             if state in _STUCK_STATES]
     if stuck:
         return "; ".join(stuck)
     return "every rank is alive but none answered (a hung collective or a deadlocked rank); ranks " + ", ".join(

@@ -20,17 +20,14 @@ from torch import nn
 
 from vdeploy.checkpoint.validate import CheckpointInvalidError
 from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.dtypes import ACTIVATION, torch_dtypes
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.errors import CheckpointError, ConfigError
 from vdeploy.layers.weight_loading import LoadedWeight, WeightShapeError, default_weight_loader
 from vdeploy.models.registry import get_model_class
 from vdeploy.models.shard_reader import SafetensorsShard, StagingBuffer
 
-DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-}
+DTYPES = torch_dtypes(ACTIVATION)  # every activation dtype spelling -> torch dtype (vdeploy.dtypes)
 DUMMY_INIT_STD = 0.02  # like the usual initializer_range: keeps activations of random models in a sane range
 
 

@@ -15,12 +15,21 @@ from vdeploy import __version__
 from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown
 from vdeploy.server.errors import APIError, install_error_handlers
 from vdeploy.server.metrics import ServerMetrics
+from vdeploy.server.openapi_doc import (
+    METRICS_RESPONSES,
+    error_responses,
+    generation_responses,
+    install_openapi,
+    v1_responses,
+)
 from vdeploy.server.protocol import (
+    ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
     LoadLoRAAdapterRequest,
+    HealthStatus,
     ModelCard,
     ModelList,
     UnloadLoRAAdapterRequest,
@@ -96,8 +105,11 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
     )
     app.state.serving = ctx
     install_error_handlers(app)
+    install_openapi(app, ctx.vocab_size, settings.served_model_names)
+    keyed = bool(settings.api_key)
 
-    @app.get("/health", summary="200 while the engine is serving")
+    @app.get("/health", summary="200 while the engine is serving", response_model=HealthStatus,
+             responses=error_responses(503))
     async def health() -> Response:
         if not getattr(engine, "is_running", True):
             raise APIError("the engine has stopped", status=HTTPStatus.SERVICE_UNAVAILABLE, type="server_error",
@@ -108,7 +120,7 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
     async def version() -> dict[str, str]:
         return {"version": __version__}
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=METRICS_RESPONSES)
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
@@ -120,11 +132,11 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
         return [ModelCard(id=name, root=path, parent=settings.served_model_names[0], max_model_len=ctx.max_model_len,
                           vocab_size=ctx.vocab_size) for name, path in ctx.lora_adapters.items()]
 
-    @app.get("/v1/models", response_model=ModelList)
+    @app.get("/v1/models", response_model=ModelList, responses=v1_responses(keyed))
     async def list_models() -> ModelList:
         return ModelList(data=[model_card(name) for name in settings.served_model_names] + lora_cards())
 
-    @app.get("/v1/models/{model_id:path}", response_model=ModelCard)
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=v1_responses(keyed, 404))
     async def get_model(model_id: str) -> ModelCard:
         lora = next((card for card in lora_cards() if card.id == model_id), None)
         if lora is not None:
@@ -134,26 +146,32 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
                            type="not_found_error", param="model", code="model_not_found")
         return model_card(model_id)
 
-    @app.post("/v1/load_lora_adapter", summary="Load a PEFT LoRA adapter, then serve it as `model`")
+    lora_responses = {**v1_responses(keyed, 400, 404), 200: {
+        "description": "A one-line confirmation", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+
+    @app.post("/v1/load_lora_adapter", summary="Load a PEFT LoRA adapter, then serve it as `model`",
+              responses=lora_responses)
     async def load_lora_adapter(body: LoadLoRAAdapterRequest) -> Response:
         if body.lora_name in settings.served_model_names:
             raise APIError(f"{body.lora_name!r} is the base model's name", param="lora_name", code="invalid_value")
         await lora_call(engine.load_lora(body.lora_name, body.lora_path))
         return Response(f"Success: LoRA adapter '{body.lora_name}' added successfully.", media_type="text/plain")
 
-    @app.post("/v1/unload_lora_adapter", summary="Stop serving a LoRA adapter")
+    @app.post("/v1/unload_lora_adapter", summary="Stop serving a LoRA adapter", responses=lora_responses)
     async def unload_lora_adapter(body: UnloadLoRAAdapterRequest) -> Response:
         await lora_call(engine.unload_lora(body.lora_name))
         return Response(f"Success: LoRA adapter '{body.lora_name}' removed successfully.", media_type="text/plain")
 
-    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
+    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse,
+              responses=generation_responses(keyed, ChatCompletionChunk))
     async def create_chat_completion(request: Request, body: ChatCompletionRequest) -> Response:
         try:
             return await chat.create(request, body)
         except ClientDisconnected:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
 
-    @app.post("/v1/completions", response_model=CompletionResponse)
+    @app.post("/v1/completions", response_model=CompletionResponse,
+              responses=generation_responses(keyed, CompletionResponse))
     async def create_completion(request: Request, body: CompletionRequest) -> Response:
         try:
             return await completions.create(request, body)

@@ -39,6 +39,8 @@ def _function(tool: Any, i: int) -> dict[str, Any]:
         raise invalid_param(f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}", f"tools[{i}]")
     if not isinstance(fn.get("name"), str) or not fn["name"]:
         raise invalid_param(f"tools[{i}].function.name is required", f"tools[{i}].function.name")
+    if not isinstance(fn.get("description", ""), str):
+        raise invalid_param(f"tools[{i}].function.description must be a string", f"tools[{i}].function.description")
     params = fn.get("parameters", {"type": "object"})
     if not isinstance(params, dict):
         raise invalid_param(f"tools[{i}].function.parameters must be a JSON schema object",
@@ -69,7 +71,8 @@ def _tool_plan(tools: Optional[list[Any]], tool_choice: Any) -> ToolPlan:
     if isinstance(tool_choice, dict) and isinstance(tool_choice.get("function"), dict):
         name = tool_choice["function"].get("name")
         if name not in {f["name"] for f in functions}:
-            raise invalid_param(f"tool_choice names the function {name!r}, which is not in tools", "tool_choice")
+            raise invalid_param(f"tool_choice names the function {name!r}, which is not in tools", "tool_choice",
+                                code="unknown_tool")
         return ToolPlan("named", list(tools), named=name)
     raise invalid_param("tool_choice must be 'none', 'auto', 'required' or {'type': 'function', 'function': "
                         "{'name': ...}}", "tool_choice")
@@ -88,6 +91,31 @@ def _tools_grammar(plan: ToolPlan) -> Optional[str]:
             array["maxItems"] = 1
         return json.dumps(array)
     return None
+
+
+# vLLM's structured-output fields (request extras), as guided_decoding() accepts them; published in /openapi.json
+GUIDED_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "guided_json": {"anyOf": [{"type": "object"}, {"type": "string", "contentMediaType": "application/json"},
+                              {"type": "null"}], "description": "A JSON schema the answer must follow."},
+    "guided_regex": {"anyOf": [{"type": "string", "minLength": 1, "format": "regex"}, {"type": "null"}]},
+    "guided_grammar": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}],
+                       "description": "An EBNF grammar (xgrammar's dialect)."},
+    "guided_choice": {"anyOf": [{"type": "array", "items": {"type": "string"}, "minItems": 1}, {"type": "null"}]},
+}
+
+
+def one_output_constraint_schema(with_tools: bool) -> dict[str, Any]:
+    """JSON Schema for 'at most one output constraint per request' (guided_decoding refuses two)."""
+    present = {name: {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+               for name in GUIDED_FIELD_SCHEMAS}
+    present["response_format"] = {"required": ["response_format"], "properties": {"response_format": {
+        "type": "object", "required": ["type"], "properties": {"type": {"enum": ["json_object", "json_schema"]}}}}}
+    if with_tools:  # tool_choice "required" or a named function constrains the answer to a call
+        present["tool_choice"] = {"required": ["tool_choice"], "properties": {"tool_choice": {
+            "anyOf": [{"const": "required"}, {"type": "object"}]}}}
+    names = list(present)
+    pairs = [{"allOf": [present[a], present[b]]} for i, a in enumerate(names) for b in names[i + 1:]]
+    return {"not": {"anyOf": pairs}}
 
 
 def guided_decoding(req: Any, plan: Optional[ToolPlan], reasoning: bool) -> Optional[GuidedDecoding]:
@@ -109,7 +137,7 @@ def guided_decoding(req: Any, plan: Optional[ToolPlan], reasoning: bool) -> Opti
             try:
                 schema = json.loads(schema)
             except ValueError:
-                raise invalid_param("guided_json is not valid JSON", "guided_json") from None
+                raise invalid_param("guided_json is not valid JSON", "guided_json", code="invalid_json") from None
         if not isinstance(schema, dict):
             raise invalid_param("guided_json must be a JSON schema object", "guided_json")
         found.append(("guided_json", GuidedDecoding(json=json.dumps(schema))))

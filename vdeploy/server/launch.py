@@ -32,7 +32,10 @@ class ServeOptions:
     drain_timeout_s: float = 30.0
     log_level: str = "info"
     json_logs: bool = False
-    engine_flags: dict[str, Any] = field(default_factory=dict)  # vdeploy.profiles.SETTINGS name -> value
+    engine_flags: dict[str, Any] = field(default_factory=dict)  # vdeploy.engine_settings name -> value
+    config_values: dict[str, Any] = field(default_factory=dict)  # from --config FILE.yaml (vdeploy.config_file)
+    config_file: Optional[str] = None
+    explain: bool = False  # print every setting's value and source, then stop before loading
     # the engine core in its own process (no GIL shared with the HTTP side); False: a thread of this process
     engine_process: bool = True
 
@@ -64,11 +67,13 @@ def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, mode
     tp = engine_cfg.parallel.tensor_parallel_size
     pp = engine_cfg.parallel.pipeline_parallel_size
     on_cpu = engine_cfg.device == "cpu" or hardware.is_cpu_only
+    kv_dtype_bytes = 2
     if on_cpu:
         memory = host.memory_available or host.memory_total
         if not memory:
             return "CPU: memory not measurable here, plan skipped"
         utilization, fp8_cores = 0.9, False
+        kv_dtype_bytes = _cpu_kv_dtype_bytes(engine_cfg)
     else:
         if tp * pp > hardware.gpu_count * max(hardware.nodes, engine_cfg.parallel.nnodes):
             raise DoesNotFitError(
@@ -90,7 +95,7 @@ def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, mode
     plan = plan_memory(
         model_cfg, tp=tp, pp=pp, gpu_memory_bytes=memory, gpu_memory_utilization=utilization,
         weight_bytes=weight_bytes, max_model_len=engine_cfg.scheduler.max_model_len,
-        fp8_tensor_cores=fp8_cores,
+        fp8_tensor_cores=fp8_cores, kv_cache_dtype_bytes=kv_dtype_bytes,
     )
     where = "of RAM" if on_cpu else "per GPU"
     if plan.verdict == "does_not_fit":
@@ -99,11 +104,28 @@ def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, mode
             f"{memory / GIB:.1f} GiB {where} at utilization {utilization}",
             hint=plan.advice,
         )
-    note = (f"{plan.weight_bytes_per_gpu / GIB:.1f} GiB weights per rank, room for "
-            f"{plan.kv_tokens_per_gpu:,} KV tokens ({memory / GIB:.0f} GiB {where})")
+    if on_cpu:  # the CPU KV cache gets a fixed byte budget, not what is left of the RAM (worker/memory_profile.py)
+        budget = engine_cfg.cache.cpu_kv_cache_bytes
+        note = (f"{plan.weight_bytes_per_gpu / GIB:.1f} GiB weights per rank ({memory / GIB:.0f} GiB {where}); KV "
+                f"budget {budget / (1 << 20):.0f} MiB = {budget // max(plan.kv_bytes_per_token_per_gpu, 1):,} "
+                f"tokens (cache.cpu_kv_cache_bytes)")
+    else:
+        note = (f"{plan.weight_bytes_per_gpu / GIB:.1f} GiB weights per rank, room for "
+                f"{plan.kv_tokens_per_gpu:,} KV tokens ({memory / GIB:.0f} GiB {where})")
     if plan.verdict == "fits_limited":
         note += f"; context limited to {plan.max_model_len}: {plan.advice}"
     return note
+
+
+def _cpu_kv_dtype_bytes(engine_cfg: Any) -> int:
+    """Bytes per KV element on CPU without importing torch: "auto" is the activation dtype, and "auto" activations
+    are float32 on CPU (vdeploy.worker.device.resolve_dtype_name)."""
+    from vdeploy.config import DTYPE_BYTES
+
+    name = engine_cfg.cache.kv_cache_dtype
+    if name == "auto":
+        name = "float32" if engine_cfg.dtype == "auto" else engine_cfg.dtype
+    return DTYPE_BYTES.get(name, 4)
 
 
 def cap_profile_context(engine_cfg: Any, provenance: dict[str, str], model_cfg: Any) -> Any:
@@ -136,7 +158,8 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
         raise ConfigError(f"chat template file not found: {opts.chat_template}")
     from vdeploy.model_configs import resolve_dummy_model
 
-    model_spec = resolve_dummy_model(opts.model, opts.engine_flags.get("load_format"))
+    load_format = opts.engine_flags.get("load_format") or opts.config_values.get("load_format")
+    model_spec = resolve_dummy_model(opts.model, load_format)
     source = resolve_model_source(model_spec, allow_download=opts.download, log=log)
     model_cfg = ModelConfig.from_path(source.path)
     hardware = detect_hardware()
@@ -146,7 +169,8 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
     else:
         selection = select_profile(model_cfg, hardware)
         profile, reasons = selection.profile, selection.reasons
-    engine_cfg, provenance = resolve_engine_config(str(source.path), profile, os.environ, opts.engine_flags)
+    engine_cfg, provenance = resolve_engine_config(str(source.path), profile, os.environ, opts.engine_flags,
+                                                   opts.config_values, opts.config_file or "")
     engine_cfg = cap_profile_context(engine_cfg, provenance, model_cfg)
     memory_note = check_memory(model_cfg, engine_cfg, hardware, detect_host(), source.path)
     # the id the user typed, the directory, and the name the checkpoint was saved under all hint at "R1"
@@ -230,7 +254,8 @@ def summary_rows(dep: Deployment, engine: Any, url: str, api_key_set: bool, warm
         ("device / dtype", f"{cfg.device}{src('device')} / {cfg.dtype}{src('dtype')}"),
         ("tensor parallel", f"{cfg.parallel.tensor_parallel_size}{src('tensor_parallel_size')}"),
         ("max model len", f"{engine.max_model_len}{src('max_model_len')}"),
-        ("KV cache", f"{stats.num_total_blocks} blocks of {cfg.cache.block_size} tokens{src('block_size')}"),
+        ("KV cache", f"{stats.num_total_blocks} blocks of {cfg.cache.block_size} tokens "
+                     f"({stats.num_total_blocks * cfg.cache.block_size:,} tokens){src('block_size')}"),
         ("max num seqs", f"{cfg.scheduler.max_num_seqs}{src('max_num_seqs')}"),
         ("reasoning parser", dep.reasoning_parser),
         ("sampling defaults", ", ".join(f"{k}={v}" for k, v in defaults.items()) or "OpenAI's"),
@@ -238,6 +263,38 @@ def summary_rows(dep: Deployment, engine: Any, url: str, api_key_set: bool, warm
         ("API key", "required" if api_key_set else "none"),
         ("URL", f"{url}/v1"),
     ]
+
+
+def reasoning_warning(dep: Deployment, chat_template: Optional[str]) -> Optional[str]:
+    """A deepseek_r1 parser on a model that never writes </think> (judged from its tokenizer files, before loading)."""
+    if dep.reasoning_parser != "deepseek_r1":
+        return None
+    from vdeploy.engine.tokenizer import Tokenizer
+    from vdeploy.server.reasoning import reasoning_parser_warning
+
+    try:
+        tokenizer = Tokenizer.from_dir(dep.engine_config.tokenizer or dep.source.path, chat_template_file=chat_template)
+    except Exception:  # noqa: BLE001 - no tokenizer files (dummy weights): nothing to judge by
+        return None
+    return reasoning_parser_warning(dep.reasoning_parser, tokenizer)
+
+
+def print_explained_settings(dep: Deployment, console: Any) -> None:
+    """--explain: every registry setting, the value it resolved to and where that came from."""
+    from rich.table import Table
+
+    from vdeploy.engine_settings import SETTINGS
+
+    table = Table("setting", "option", "value", "from", box=None, pad_edge=False)
+    for s in SETTINGS:
+        value: Any = dep.engine_config
+        for part in s.path.split("."):
+            value = getattr(value, part)
+        origin = dep.provenance.get(s.name, "default")
+        table.add_row(s.name, s.option if s.flags else f"({s.option[2:]} in --config)", str(value),
+                      origin if origin == "default" else f"[bold]{origin}[/]")
+    console.print(table)
+    console.print(f"[bold]memory[/] {dep.memory_note}", soft_wrap=True)
 
 
 def run_serve(opts: ServeOptions, console: Any) -> None:
@@ -248,6 +305,12 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
     dep = resolve_deployment(opts, log=lambda line: console.print(f"[dim]{line}[/]"))
     console.print(f"[bold]model[/] {dep.source.describe()}")
     console.print(f"[bold]profile[/] {dep.profile.name if dep.profile else 'none'}: {'; '.join(dep.profile_reasons)}")
+    warning = reasoning_warning(dep, opts.chat_template)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    if opts.explain:
+        print_explained_settings(dep, console)
+        return
     # bind before the (long) load so that a busy port fails in a second, not after minutes of loading
     sock = bind_socket(opts.host, opts.port)
     try:
@@ -290,8 +353,8 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
         engine.close()
         raise
 
-    def stop_engine() -> None:
-        asyncio.run(engine.shutdown(opts.drain_timeout_s))
+    async def drain() -> int:
+        return await engine.shutdown(opts.drain_timeout_s)
 
     from vdeploy.local_servers import registered, server_record
 
@@ -300,6 +363,12 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
     record = server_record(model=opts.model or str(dep.source.path), served_model_name=dep.served_model_name,
                            host=host, port=port, tp=par.tensor_parallel_size, pp=par.pipeline_parallel_size)
     with registered(record):
-        serve_foreground(app, sock, drain_timeout_s=opts.drain_timeout_s, log_level=opts.log_level,
-                         json_logs=opts.json_logs, on_drained=stop_engine)
-    console.print("[green]stopped[/] (drained)")
+        cut = serve_foreground(app, sock, drain_timeout_s=opts.drain_timeout_s, log_level=opts.log_level,
+                               json_logs=opts.json_logs, drain=drain, on_drained=engine.close)
+    if cut is None:
+        console.print("[green]stopped[/]")
+    elif cut == 0:
+        console.print("[green]stopped[/]: drained, every request finished")
+    else:
+        console.print(f"[yellow]stopped[/]: {cut} request(s) cut at the {opts.drain_timeout_s:g} s drain deadline "
+                      "(streams got an error event, waiting requests a 503)")

@@ -8,6 +8,14 @@ from typing import Any, Optional, Sequence
 from vdeploy.engine.outputs import TokenLogprobs
 from vdeploy.server.protocol import ChatChoiceLogprobs, CompletionLogprobs, TokenLogprob, TopLogprob
 
+# JSON has no -inf: a token the model rules out entirely (e.g. under an extreme repetition_penalty) is reported at
+# this floor, as vLLM does, instead of breaking the response's serialisation
+LOGPROB_FLOOR = -9999.0
+
+
+def finite(logprob: float) -> float:
+    return logprob if logprob >= LOGPROB_FLOOR else LOGPROB_FLOOR  # also maps NaN (never >=) to the floor
+
 
 class TokenText:
     """Decodes single token ids, memoised per request (the same ids recur in the top-k alternatives)."""
@@ -36,11 +44,11 @@ def chat_logprobs(entries: Sequence[TokenLogprobs], top_k: int, token_text: Toke
     for entry in entries:
         text = token_text(entry.token_id)
         top = [
-            TopLogprob(token=token_text(tid), logprob=lp, bytes=list(token_text(tid).encode("utf-8")))
+            TopLogprob(token=token_text(tid), logprob=finite(lp), bytes=list(token_text(tid).encode("utf-8")))
             for tid, lp in entry.top[:top_k]
         ]
         content.append(
-            TokenLogprob(token=text, logprob=entry.logprob, bytes=list(text.encode("utf-8")), top_logprobs=top)
+            TokenLogprob(token=text, logprob=finite(entry.logprob), bytes=list(text.encode("utf-8")), top_logprobs=top)
         )
     return ChatChoiceLogprobs(content=content)
 
@@ -53,12 +61,12 @@ def completion_logprobs(
     for entry in entries:
         text = token_text(entry.token_id)
         out.tokens.append(text)
-        out.token_logprobs.append(entry.logprob)
+        out.token_logprobs.append(finite(entry.logprob))
         out.text_offset.append(offset)
         offset += len(text)
         if top_k > 0:
-            alternatives = {token_text(tid): lp for tid, lp in entry.top[:top_k]}
-            alternatives.setdefault(text, entry.logprob)  # OpenAI always lists the sampled token
+            alternatives = {token_text(tid): finite(lp) for tid, lp in entry.top[:top_k]}
+            alternatives.setdefault(text, finite(entry.logprob))  # OpenAI always lists the sampled token
             out.top_logprobs.append(alternatives)
         else:
             out.top_logprobs.append(None)

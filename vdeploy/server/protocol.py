@@ -15,16 +15,37 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vdeploy.engine.sampling_params import MAX_LOGPROBS, PENALTY_RANGE, TEMPERATURE_MAX
+
+MAX_CHOICES = 128  # n beyond this is almost certainly a mistake and would flood the batch (OpenAI's limit too)
+
 
 def random_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
 class OpenAIModel(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # strict: a value of the wrong JSON type is refused as the schema says (0 is not false, "1" is not 1)
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_floats_are_integers(cls, data: Any) -> Any:
+        """JSON has one number type: 2.0 is a valid "integer" by JSON Schema, so it must be one here too."""
+        return _integral_to_int(data)
 
 
 # ---------------------------------------------------------------- shared request parts
+
+
+def _integral_to_int(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_to_int(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_to_int(v) for v in value]
+    return value
 
 
 class StreamOptions(OpenAIModel):
@@ -34,11 +55,14 @@ class StreamOptions(OpenAIModel):
 class JsonSchemaFormat(OpenAIModel):
     name: str = Field(min_length=1, max_length=64)
     description: Optional[str] = None
-    schema_: Optional[dict[str, Any]] = Field(default=None, alias="schema")
+    schema_: dict[str, Any] = Field(alias="schema")  # the server needs it to constrain the answer
     strict: Optional[bool] = None
 
 
 class ResponseFormat(OpenAIModel):
+    model_config = ConfigDict(extra="allow", strict=True, json_schema_extra={
+        "if": {"required": ["type"], "properties": {"type": {"const": "json_schema"}}},
+        "then": {"required": ["json_schema"], "properties": {"json_schema": {"type": "object"}}}})
     type: Literal["text", "json_object", "json_schema"]
     json_schema: Optional[JsonSchemaFormat] = None
 
@@ -52,20 +76,21 @@ class ResponseFormat(OpenAIModel):
 class SamplingFields(OpenAIModel):
     """Sampling fields shared by both endpoints (OpenAI's plus vLLM's common extensions)."""
 
+    # The bounds below are the ones the server enforces (vdeploy.engine.sampling_params), published in the schema.
     model: Optional[str] = None
-    n: int = 1
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    top_k: Optional[int] = None
-    min_p: Optional[float] = None
+    n: int = Field(1, ge=1, le=MAX_CHOICES)
+    temperature: Optional[float] = Field(None, ge=0.0, le=TEMPERATURE_MAX)
+    top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
+    top_k: Optional[int] = Field(None, ge=-1)  # -1 or 0: off
+    min_p: Optional[float] = Field(None, ge=0.0, le=1.0)
     seed: Optional[int] = None
-    presence_penalty: Optional[float] = None
-    frequency_penalty: Optional[float] = None
-    repetition_penalty: Optional[float] = None
+    presence_penalty: Optional[float] = Field(None, ge=PENALTY_RANGE[0], le=PENALTY_RANGE[1])
+    frequency_penalty: Optional[float] = Field(None, ge=PENALTY_RANGE[0], le=PENALTY_RANGE[1])
+    repetition_penalty: Optional[float] = Field(None, gt=0.0)
     stop: Optional[Union[str, list[str]]] = None
     stop_token_ids: Optional[list[int]] = None
     ignore_eos: bool = False
-    min_tokens: int = 0
+    min_tokens: int = Field(0, ge=0)
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
     stream: bool = False
@@ -82,12 +107,32 @@ class SamplingFields(OpenAIModel):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: Union[str, list[str], list[int], list[list[int]]]
-    max_tokens: Optional[int] = 16  # OpenAI's default for completions
-    logprobs: Optional[int] = None  # top-k alternatives per token (0 = only the sampled token)
+    # the combinations the server refuses, as the schema states them (best_of other than n cannot be: see
+    # vdeploy.server.openapi_doc.STATEFUL_REFUSALS)
+    model_config = ConfigDict(extra="allow", strict=True, json_schema_extra={"allOf": [
+        {"if": {"required": ["echo"], "properties": {"echo": {"const": True}}},
+         "then": {"properties": {"logprobs": {"type": "null"}}}},
+        {"if": {"required": ["use_beam_search"], "properties": {"use_beam_search": {"const": True}}},
+         "then": {"properties": {"logprobs": {"type": "null"}, "stream": {"const": False},
+                                 "response_format": {"type": "null"}, "guided_json": {"type": "null"},
+                                 "guided_regex": {"type": "null"}, "guided_choice": {"type": "null"},
+                                 "guided_grammar": {"type": "null"}}}},
+    ]})
+    # a text, texts, token ids or lists of token ids; never empty (there would be nothing to continue)
+    prompt: Union[str, list[str], list[int], list[list[int]]] = Field(
+        json_schema_extra={"anyOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+            {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+            {"type": "array", "items": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+             "minItems": 1},
+        ]})
+    max_tokens: Optional[int] = Field(16, ge=1)  # OpenAI's default for completions
+    logprobs: Optional[int] = Field(None, ge=0, le=MAX_LOGPROBS)  # top-k alternatives (0 = the sampled token)
     echo: bool = False
-    suffix: Optional[str] = None
-    best_of: Optional[int] = None
+    response_format: Optional[ResponseFormat] = None  # structured output, as on chat (vLLM accepts it here too)
+    suffix: Optional[str] = Field(None, max_length=0)  # not supported: only empty
+    best_of: Optional[int] = Field(None, ge=1)  # only equal to n
     # vLLM's beam search extension (extra_body): n is the beam width
     use_beam_search: bool = False
     length_penalty: float = 1.0
@@ -139,6 +184,26 @@ class CompletionResponse(BaseModel):
 # ---------------------------------------------------------------- /v1/chat/completions
 
 
+_TOOL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"const": "function"},
+        "function": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "description": {"type": "string"},
+            "parameters": {"type": "object", "description": "a JSON schema of the arguments"},
+        }},
+    },
+    "required": ["function"],
+}
+# names a function of `tools` (which one cannot be checked by a schema: see openapi_doc.STATEFUL_REFUSALS)
+_NAMED_TOOL_CHOICE_SCHEMA = {
+    "type": "object", "required": ["function"],
+    "properties": {"type": {"const": "function"}, "function": {
+        "type": "object", "required": ["name"], "properties": {"name": {"type": "string", "minLength": 1}}}},
+}
+
+
 class TextContentPart(OpenAIModel):
     type: Literal["text"]
     text: str
@@ -161,14 +226,25 @@ class ChatMessage(OpenAIModel):
 
 
 class ChatCompletionRequest(SamplingFields):
+    # the combinations the server refuses, as the schema states them: top_logprobs needs logprobs: true (as with
+    # OpenAI); a tool_choice other than none/auto needs tools
+    model_config = ConfigDict(extra="allow", strict=True, json_schema_extra={"allOf": [
+        {"if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}},
+         "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}},
+        {"if": {"required": ["tool_choice"], "properties": {"tool_choice": {"not": {"enum": ["none", "auto", None]}}}},
+         "then": {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}}},
+    ]})
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: Optional[int] = None  # deprecated by OpenAI in favour of max_completion_tokens; both accepted
-    max_completion_tokens: Optional[int] = None
+    max_tokens: Optional[int] = Field(None, ge=1)  # deprecated by OpenAI for max_completion_tokens; both accepted
+    max_completion_tokens: Optional[int] = Field(None, ge=1)
     logprobs: bool = False
-    top_logprobs: Optional[int] = None
+    top_logprobs: Optional[int] = Field(None, ge=0, le=MAX_LOGPROBS)
     response_format: Optional[ResponseFormat] = None
-    tools: Optional[list[dict[str, Any]]] = None
-    tool_choice: Optional[Union[str, dict[str, Any]]] = None
+    # dicts as OpenAI sends them (vdeploy.server.guided_request checks them); the schema says what it accepts
+    tools: Optional[list[dict[str, Any]]] = Field(None, json_schema_extra={"anyOf": [
+        {"type": "array", "items": _TOOL_SCHEMA}, {"type": "null"}]})
+    tool_choice: Optional[Union[str, dict[str, Any]]] = Field(None, json_schema_extra={"anyOf": [
+        {"enum": ["none", "auto", "required"]}, _NAMED_TOOL_CHOICE_SCHEMA, {"type": "null"}]})
     add_generation_prompt: bool = True
 
     def output_limit(self) -> Optional[int]:
@@ -279,3 +355,7 @@ class ErrorInfo(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorInfo
+
+
+class HealthStatus(BaseModel):
+    status: Literal["ok"] = "ok"

@@ -162,3 +162,20 @@ def default_reasoning_parser(model_name_or_path: str, architecture: str | None =
     if architecture == "DeepseekV3ForCausalLM" and "-r1" in name:
         return "deepseek_r1"
     return "none"
+
+
+def never_closes_thinking(tokenizer) -> bool:
+    """True when nothing suggests the model writes `</think>`: no such token in its vocabulary and no mention in its
+    chat template. With deepseek_r1 such a model's every answer would be reasoning_content (an unclosed block)."""
+    if tokenizer is None:
+        return False  # nothing to judge by
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return tokenizer.token_to_id("</think>") is None and "</think>" not in template
+
+
+def reasoning_parser_warning(parser: str, tokenizer) -> Optional[str]:
+    if parser == "deepseek_r1" and never_closes_thinking(tokenizer):
+        return ("--reasoning-parser deepseek_r1, but this model has no </think> token and its chat template never "
+                "mentions one: it probably never closes a think block, so every answer would arrive as "
+                "reasoning_content with an empty content; use --reasoning-parser none unless it really thinks")
+    return None

@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from vdeploy.errors import ConfigError
 
@@ -70,14 +70,20 @@ def json_log_config(log_level: str) -> dict[str, Any]:
     }
 
 
-def _uvicorn_config(app: Any, drain_timeout_s: float, log_level: str, json_logs: bool = False) -> Any:
+# After the drain deadline the cut requests still write their error event or 503 and close: uvicorn cancels the
+# tasks still running this much later (a cancelled task is what leaves a client with a truncated body).
+_CUT_GRACE_S = 10
+
+
+def _uvicorn_config(app: Any, drain_timeout_s: float, log_level: str, json_logs: bool = False,
+                    grace_s: int = 0) -> Any:
     import uvicorn
 
     extra = {"log_config": json_log_config(log_level)} if json_logs else {}
     return uvicorn.Config(
         app,
         log_level=log_level,
-        timeout_graceful_shutdown=max(int(drain_timeout_s), 1),
+        timeout_graceful_shutdown=max(int(drain_timeout_s), 1) + grace_s,
         timeout_keep_alive=5,
         # per-request access lines: wanted by log collectors (JSON) and when debugging, noise otherwise
         access_log=json_logs or log_level == "debug",
@@ -92,13 +98,16 @@ def serve_foreground(
     drain_timeout_s: float = 30.0,
     log_level: str = "info",
     json_logs: bool = False,
+    drain: Optional[Callable[[], Awaitable[int]]] = None,
     on_drained: Optional[Callable[[], None]] = None,
-) -> None:
-    """Serve until SIGTERM/SIGINT; then stop accepting, let in-flight requests finish for up to drain_timeout_s,
-    run `on_drained` (the caller shuts its engine down there) and return normally, so the process exits 0."""
-    import uvicorn
-
-    server = uvicorn.Server(_uvicorn_config(app, drain_timeout_s, log_level, json_logs))
+) -> Optional[int]:
+    """Serve until SIGTERM/SIGINT; then stop accepting and run `drain` on the server's loop while uvicorn waits for
+    the open requests: `drain` lets them finish for up to drain_timeout_s, then fails the rest (each stream gets an
+    error event and [DONE], each waiting request a 503) and returns how many it cut. Then `on_drained` runs (the
+    caller releases its engine there) and this returns the number cut (None: no signal, no drain), so the process
+    exits 0."""
+    server = _draining_server(_uvicorn_config(app, drain_timeout_s, log_level, json_logs, grace_s=_CUT_GRACE_S),
+                              drain)
     # uvicorn re-raises the signal it caught once it has shut down; with Python-level handlers installed here the
     # re-raise lands in them instead of killing the process with 128+signum.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -109,6 +118,24 @@ def serve_foreground(
             on_drained()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return server.cut
+
+
+def _draining_server(config: Any, drain: Optional[Callable[[], Awaitable[int]]]) -> Any:
+    """A uvicorn.Server whose shutdown runs `drain` beside uvicorn's own wait for open connections (defined here:
+    uvicorn is imported only when serving)."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        cut: Optional[int] = None
+
+        async def shutdown(self, sockets: Optional[list[socket.socket]] = None) -> None:
+            task = asyncio.ensure_future(drain()) if drain is not None else None
+            await super().shutdown(sockets)
+            if task is not None:
+                self.cut = await task
+
+    return DrainingServer(config)
 
 
 class ServerThread:

@@ -12,17 +12,17 @@ from http import HTTPStatus
 from typing import Any, AsyncIterator, Optional
 
 from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown, QueueFull
+from vdeploy.engine.guided import InvalidGrammarError
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.errors import ConfigError
 from vdeploy.server.errors import APIError, invalid_param
 from vdeploy.server.metrics import RequestTiming, ServerMetrics
-from vdeploy.server.protocol import SamplingFields
+from vdeploy.server.protocol import MAX_CHOICES, SamplingFields
 from vdeploy.server.reasoning import ReasoningParser
 
 logger = logging.getLogger("vdeploy.server")
 
-MAX_CHOICES = 128  # n beyond this is almost certainly a mistake and would flood the batch
 # OpenAI request fields that change what the model must produce: ignoring them like other unknown fields would
 # return a plausible but wrong answer, so a request that sets them is refused
 UNSUPPORTED_FIELDS = ("logit_bias", "functions", "function_call", "prediction", "audio")
@@ -157,6 +157,9 @@ class ServingContext:
     def sampling_params(self, req: SamplingFields, *, max_tokens: int, logprobs: Optional[int]) -> SamplingParams:
         if not 1 <= req.n <= MAX_CHOICES:
             raise invalid_param(f"n must be in [1, {MAX_CHOICES}], got {req.n}", "n")
+        if req.min_tokens > max_tokens:  # a rule between two fields that no schema states: its own code
+            raise invalid_param(f"min_tokens must be in [0, max_tokens], got {req.min_tokens} > {max_tokens}",
+                                "min_tokens", code="min_tokens_above_max_tokens")
         defaults = self.sampling_defaults
         picked = {}
         for name, fallback in SAMPLING_FALLBACKS.items():
@@ -209,6 +212,8 @@ class ServingContext:
                 f"service unavailable: {e.message}", status=HTTPStatus.SERVICE_UNAVAILABLE, type="server_error",
                 code=code,
             ) from None
+        except InvalidGrammarError as e:
+            raise invalid_param(e.message, code="invalid_grammar") from None
         except ConfigError as e:
             raise invalid_param(e.message) from None
         finally:

@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from vdeploy.engine.outputs import RequestOutput
+from vdeploy.engine.sampling_params import MAX_LOGPROBS
 from vdeploy.errors import ConfigError
 from vdeploy.server.errors import APIError, invalid_param
 from vdeploy.server.logprobs import TokenText, chat_logprobs, delta_logprobs
@@ -32,7 +33,7 @@ from vdeploy.server.reasoning import ReasoningDelta
 from vdeploy.server.serving_base import ServingContext
 from vdeploy.server.streams import SSE_DONE, await_first_item, cancel_on_disconnect, sse_event, sse_response
 
-MAX_TOP_LOGPROBS = 20
+MAX_TOP_LOGPROBS = MAX_LOGPROBS
 
 
 def _template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:

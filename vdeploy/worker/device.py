@@ -5,15 +5,10 @@ from __future__ import annotations
 import torch
 
 from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.dtypes import ACTIVATION, lookup, torch_dtypes
 from vdeploy.errors import ConfigError
 
-TORCH_DTYPES = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp8_e4m3": torch.float8_e4m3fn,
-    "fp8": torch.float8_e4m3fn,
-}
+TORCH_DTYPES = torch_dtypes()  # every dtype spelling -> torch dtype (vdeploy.dtypes)
 
 
 def resolve_device_type(engine_config: EngineConfig) -> str:
@@ -47,15 +42,17 @@ def resolve_dtype_name(engine_config: EngineConfig, model_config: ModelConfig) -
         if resolve_device_type(engine_config) == "cpu":
             return "float32"
         return model_config.torch_dtype if model_config.torch_dtype in ("bfloat16", "float16") else "bfloat16"
-    if name not in ("float32", "bfloat16", "float16"):
+    dtype = lookup(name)
+    if dtype is None or dtype not in ACTIVATION:
         raise ConfigError(f"unsupported dtype {name!r}", hint="use auto, bfloat16, float16 or float32")
-    return name
+    return dtype.name
 
 
 def resolve_kv_cache_dtype_name(engine_config: EngineConfig, model_config: ModelConfig) -> str:
     name = engine_config.cache.kv_cache_dtype
     if name == "auto":
         return resolve_dtype_name(engine_config, model_config)
-    if name not in TORCH_DTYPES:
+    dtype = lookup(name)
+    if dtype is None:
         raise ConfigError(f"unsupported KV cache dtype {name!r}", hint="use auto, bfloat16, float16 or fp8_e4m3")
-    return "fp8_e4m3" if name == "fp8" else name
+    return dtype.name

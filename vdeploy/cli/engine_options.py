@@ -1,0 +1,58 @@
+"""Command-line options of engine settings, built from the one registry (vdeploy.engine_settings), so that serve,
+generate and bench spell, document and bound each option the same way. Only typer and the standard library here
+(CLI startup stays instant)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from vdeploy.cli.vllm_compat import parse_size
+from vdeploy.engine_settings import env_var, setting
+
+
+def engine_option(name: str, *, envvar: bool = False, help: str | None = None) -> Any:
+    """The typer option of registry setting `name`. envvar: also read VDEPLOY_<NAME> (for commands that do not go
+    through the profile resolver, which reads the environment itself). help: a command's own wording."""
+    s = setting(name)
+    if not s.flags:
+        raise ValueError(f"engine setting {name} has no command-line option")
+    text = help or s.help
+    kw: dict[str, Any] = {}
+    if envvar:
+        kw["envvar"] = env_var(name)
+    if s.kind is bool:
+        return typer.Option(s.boolean_flags, help=text, **kw)
+    if s.size:
+        return typer.Option(*s.flags, parser=parse_size, metavar="N",
+                            help=f"{text} Suffixes: 32k = 32,000, 32K = 32,768.", **kw)
+    if s.minimum is not None:
+        kw["min"] = s.minimum
+    if s.maximum is not None:
+        kw["max"] = s.maximum
+    return typer.Option(*s.flags, help=text, **kw)
+
+
+def config_file_option() -> Any:
+    return typer.Option(
+        "--config", exists=True, dir_okay=False, metavar="FILE.yaml",
+        help="Engine settings from a YAML file (keys as the options, e.g. max-model-len: 32k). Precedence: "
+             "options > VDEPLOY_* > this file > profile (serve) > defaults.")
+
+
+def merge_config_file(ctx: typer.Context, config: Any, options: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """Engine settings for commands without the profile resolver (generate, bench): `options` maps a command's
+    parameter name to (registry setting, value). An option given on the command line (or by its environment
+    variable) wins over the --config file, which wins over the command's own default, as vLLM orders them."""
+    values = {setting: value for setting, value in options.values()}
+    if config is None:
+        return values
+    from vdeploy.config_file import load_config_file
+
+    from_file = load_config_file(config)
+    # by name: typer may bring its own copy of click, whose ParameterSource is another enum than click's
+    given = {setting for param, (setting, _) in options.items()
+             if getattr(ctx.get_parameter_source(param), "name", "DEFAULT") != "DEFAULT"}
+    values.update({k: v for k, v in from_file.items() if k not in given})
+    return values
