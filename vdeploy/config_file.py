@@ -9,7 +9,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from vdeploy.engine_settings import Setting, by_spelling, parse_size
+from vdeploy.engine_settings import Setting, by_spelling, parse_size, value_problem
 from vdeploy.errors import ConfigError
 
 
@@ -66,9 +66,7 @@ def _coerce(s: Setting, value: Any, where: str) -> Any:
           or s.kind is str and isinstance(value, str))
     if not ok:
         raise ConfigError(f"{where} must be {s.kind.__name__}, not {value!r}")
-    if s.choices and value not in s.choices:
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(s.choices)}")
-    if s.minimum is not None and value < s.minimum or s.maximum is not None and value > s.maximum:
-        bounds = f"{s.minimum if s.minimum is not None else ''}..{s.maximum if s.maximum is not None else ''}"
-        raise ConfigError(f"{where}: {value!r} is outside {bounds}")
+    problem = value_problem(s, value)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
     return float(value) if s.kind is float else value

@@ -33,6 +33,7 @@ class Setting:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     cpu_no_effect: str = ""  # why the setting does nothing on a host without a GPU ("" = it does something)
+    power_of_two: bool = False
 
     @property
     def option(self) -> str:
@@ -58,7 +59,7 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0.05, maximum=1.0,
             cpu_no_effect=_NO_GPU + "the CPU KV cache has a fixed byte budget (cache.cpu_kv_cache_bytes)"),
     Setting("block_size", "cache.block_size", int, "KV-cache block size (tokens, a power of two).",
-            ("--block-size",), in_profile=True, minimum=1),
+            ("--block-size",), in_profile=True, minimum=1, power_of_two=True),
     Setting("max_num_seqs", "scheduler.max_num_seqs", int, "Most requests in one batch.", ("--max-num-seqs",),
             in_profile=True, minimum=1),
     Setting("max_num_batched_tokens", "scheduler.max_num_batched_tokens", int, "Token budget of one engine step.",
@@ -151,6 +152,24 @@ def parse_size(text: str | int) -> int:
     if value != int(value) or value < 1:
         raise ValueError(f"{text!r} is not a whole, positive number of tokens")
     return int(value)
+
+
+def value_problem(s: Setting, value: object) -> str | None:
+    """Why `value` is not allowed for `s` (its bounds, choices, power of two), or None. The profile schema, the
+    resolved configuration and --config files all check values with this."""
+    if value is None:
+        return None
+    if s.choices and value not in s.choices:
+        noun = s.name.rsplit("_", 1)[-1]  # dtype, device, format, method
+        return f"{s.name}: unknown {noun} {value!r} (not one of {', '.join(s.choices)})"
+    if s.kind in (int, float) and not isinstance(value, bool) and isinstance(value, (int, float)):
+        if s.minimum is not None and value < s.minimum or s.maximum is not None and value > s.maximum:
+            low = "" if s.minimum is None else f"{s.minimum:g}"
+            high = "" if s.maximum is None else f"{s.maximum:g}"
+            return f"{s.name} {value!r} is outside [{low}, {high}]"
+        if s.power_of_two and (value < 1 or int(value) & (int(value) - 1)):
+            return f"{s.name} {value!r} must be a power of two"
+    return None
 
 
 def no_effect_warnings(values: dict[str, object], *, cpu_only: bool) -> list[str]:

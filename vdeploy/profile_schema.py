@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from vdeploy.config import ARCHITECTURE_FAMILIES
-from vdeploy.engine_settings import DTYPE_CHOICES, KV_CACHE_DTYPE_CHOICES, profile_settings, setting
+from vdeploy.engine_settings import DTYPE_CHOICES, KV_CACHE_DTYPE_CHOICES, profile_settings, value_problem
 from vdeploy.errors import ConfigError
 
 DTYPES = DTYPE_CHOICES
 KV_CACHE_DTYPES = KV_CACHE_DTYPE_CHOICES
-SPECULATIVE_METHODS = setting("speculative_method").choices
 QUANTIZATIONS = ("none", "fp8")
 USER_PROFILES_ENV = "VDEPLOY_PROFILES_DIR"  # a directory of extra profiles; same name shadows a built-in
 
@@ -162,20 +161,10 @@ def validate_profile(p: Profile) -> None:
     elif tp * pp != hw.gpu_count * hw.nodes:
         raise bad(f"engine uses TP {tp} x PP {pp} = {tp * pp} GPUs but hardware says {hw.gpu_count} GPUs x "
                   f"{hw.nodes} nodes", "tensor_parallel_size x pipeline_parallel_size must equal gpu_count x nodes")
-    if e.gpu_memory_utilization is not None and not 0 < e.gpu_memory_utilization <= 1:
-        raise bad("engine.gpu_memory_utilization must be in (0, 1]")
-    if e.block_size is not None and (e.block_size < 1 or e.block_size & (e.block_size - 1)):
-        raise bad("engine.block_size must be a power of two")
-    if e.speculative_method is not None and e.speculative_method not in SPECULATIVE_METHODS:
-        raise bad(f"engine.speculative_method: unknown method '{e.speculative_method}'",
-                  "one of " + ", ".join(SPECULATIVE_METHODS))
-    for key in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "num_speculative_tokens"):
-        value = getattr(e, key)
-        if value is not None and value < 1:
-            raise bad(f"engine.{key} must be positive")
-    for key, allowed in (("dtype", DTYPES), ("kv_cache_dtype", KV_CACHE_DTYPES)):
-        if getattr(e, key) is not None and getattr(e, key) not in allowed:
-            raise bad(f"engine.{key}: unknown dtype '{getattr(e, key)}'", "one of " + ", ".join(allowed))
+    for setting in profile_settings():  # bounds, choices and rules of the one registry
+        problem = value_problem(setting, getattr(e, setting.name))
+        if problem:
+            raise bad(f"engine.{problem}")
     s = p.sampling
     if s.temperature is not None and s.temperature < 0 or s.top_p is not None and not 0 < s.top_p <= 1:
         raise bad("sampling: temperature must be >= 0 and top_p in (0, 1]")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vdeploy.config import EngineConfig
-from vdeploy.engine_settings import SETTINGS as ALL_SETTINGS, env_var, profile_settings
+from vdeploy.engine_settings import SETTINGS as ALL_SETTINGS, env_var, profile_settings, value_problem
 from vdeploy.errors import ConfigError
 from vdeploy.profile_schema import (
     EngineSettings,
@@ -107,18 +107,15 @@ def resolve_engine_config(
 
 
 def validate_engine_config(cfg: EngineConfig) -> None:
-    """What the profile schema checks for profiles, checked again after environment and flags had their say."""
-    if cfg.parallel.tensor_parallel_size < 1 or cfg.parallel.pipeline_parallel_size < 1:
-        raise ConfigError("tensor_parallel_size and pipeline_parallel_size must be >= 1")
-    if not 0 < cfg.cache.gpu_memory_utilization <= 1:
-        raise ConfigError(f"gpu_memory_utilization {cfg.cache.gpu_memory_utilization} must be in (0, 1]")
-    bs = cfg.cache.block_size
-    if bs < 1 or bs & (bs - 1):
-        raise ConfigError(f"block_size {bs} must be a power of two")
-    if cfg.scheduler.max_model_len is not None and cfg.scheduler.max_model_len < 1:
-        raise ConfigError("max_model_len must be positive")
-    if cfg.scheduler.max_num_seqs < 1 or cfg.scheduler.max_num_batched_tokens < 1:
-        raise ConfigError("max_num_seqs and max_num_batched_tokens must be positive")
+    """The registry's rules (vdeploy.engine_settings.value_problem), checked again after environment, file and flags
+    had their say."""
+    for s in ALL_SETTINGS:
+        value: Any = cfg
+        for part in s.path.split("."):
+            value = getattr(value, part)
+        problem = value_problem(s, value)
+        if problem:
+            raise ConfigError(problem)
 
 
 __all__ = [

@@ -141,3 +141,18 @@ def test_a_real_serve_is_listed_by_ps_and_stopped(tmp_path):
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
+
+
+def test_run_ends_the_reply_line_before_an_engine_failure(capsys):
+    """A rank dying mid-reply: the partial answer's line is closed, so the error never reads as generated text."""
+    from vdeploy.cli.chat import _reply
+    from vdeploy.executor.base import ExecutorError
+
+    class DyingBackend:
+        def stream(self, history, sampling):
+            yield "content", "alphabets"
+            raise ExecutorError("rank 1 (pid 1) died with exit code -9")
+
+    with pytest.raises(ExecutorError):
+        _reply(DyingBackend(), [], {}, "", "")
+    assert capsys.readouterr().out == "alphabets\n"

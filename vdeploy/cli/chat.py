@@ -155,6 +155,10 @@ def _reply(backend: Any, history: list[dict[str, str]], sampling: dict[str, Any]
         sys.stdout.write(f"{reset} [stopped]")
     except (OSError, RuntimeError) as exc:  # the server went away mid-reply: say so, keep the session
         sys.stdout.write(f"{reset}\n[error: {exc}]")
+    except BaseException:  # the engine itself failed (a dead or stuck rank): end the reply's line, then report
+        sys.stdout.write(f"{reset}\n")
+        sys.stdout.flush()
+        raise
     sys.stdout.write(f"{reset}\n")
     sys.stdout.flush()
     return "".join(answer)
