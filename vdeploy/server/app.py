@@ -153,7 +153,7 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
               responses=lora_responses)
     async def load_lora_adapter(body: LoadLoRAAdapterRequest) -> Response:
         if body.lora_name in settings.served_model_names:
-            raise APIError(f"{body.lora_name!r} is the base model's name", param="lora_name", code="invalid_value")
+            raise APIError(f"{body.lora_name!r} is the base model's name", param="lora_name", code="name_taken")
         await lora_call(engine.load_lora(body.lora_name, body.lora_path))
         return Response(f"Success: LoRA adapter '{body.lora_name}' added successfully.", media_type="text/plain")
 
@@ -184,7 +184,7 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
 
         if not hasattr(engine, "load_lora"):
             call.close()
-            raise APIError("this engine cannot load LoRA adapters", code="unsupported_value")
+            raise APIError("this engine cannot load LoRA adapters", code="lora_unsupported")
         try:
             await call
         except LoRANotFoundError as e:

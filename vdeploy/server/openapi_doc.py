@@ -25,6 +25,10 @@ STATEFUL_REFUSALS = frozenset({
     # guided_json as a string must hold JSON: the document says so (contentMediaType), which JSON Schema
     # validators treat as an annotation only
     ("guided_json", "invalid_json"),
+    # runtime LoRA: what the server was started with and what lies on its disk
+    ("lora_path", "invalid_lora_adapter"),  # LoRA not enabled, no adapter at the path, rank or targets refused
+    ("lora_name", "name_taken"),  # the base model's served name
+    (None, "lora_unsupported"),  # an engine without adapter slots
 })
 
 _WHY = {

@@ -331,13 +331,13 @@ class ModelCard(BaseModel):
     vocab_size: Optional[int] = None  # vdeploy extension: lets `vdeploy bench --url` draw valid token-id prompts
 
 
-class LoadLoRAAdapterRequest(BaseModel):
-    lora_name: str
-    lora_path: str
+class LoadLoRAAdapterRequest(OpenAIModel):
+    lora_name: str = Field(min_length=1)
+    lora_path: str = Field(min_length=1)
 
 
-class UnloadLoRAAdapterRequest(BaseModel):
-    lora_name: str
+class UnloadLoRAAdapterRequest(OpenAIModel):
+    lora_name: str = Field(min_length=1)
     lora_int_id: Optional[int] = None  # vLLM sends it; vdeploy goes by the name
 
 
