@@ -19,8 +19,9 @@ from typing import Any
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine.detokenizer import IncrementalDetokenizer
 from vdeploy.engine.kv_cache_manager import KVCacheManager
-from vdeploy.engine.outputs import CompletionOutput, RequestOutput, SchedulerOutput
+from vdeploy.engine.outputs import RequestOutput, SchedulerOutput
 from vdeploy.engine.request import Request, RequestStatus
+from vdeploy.engine.request_group import RequestGroup, Sample, child_seed, request_output
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.scheduler import Scheduler
 from vdeploy.engine.tokenizer import Tokenizer
@@ -54,30 +55,6 @@ class EngineStats:
         return 1 + self.spec_accepted_tokens_total / self.spec_steps_total if self.spec_steps_total else 0.0
 
 
-@dataclass
-class _Sample:
-    """One of a request's n samples: the scheduled child request and its text state."""
-
-    request: Request
-    detokenizer: IncrementalDetokenizer
-    num_tokens_reported: int = 0  # in RequestOutputs
-    num_tokens_detokenized: int = 0
-    finished_reported: bool = False
-
-
-@dataclass
-class _Group:
-    request_id: str
-    prompt_token_ids: list[int]
-    samples: list[_Sample]
-    arrival_time: float
-    final_only: bool = False  # one RequestOutput when every sample has finished, none per step
-
-    @property
-    def finished(self) -> bool:
-        return all(s.finished_reported for s in self.samples)
-
-
 def read_generation_config(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / "generation_config.json"
     if not path.is_file():
@@ -97,13 +74,6 @@ def check_dp_attention(config: EngineConfig, model: ModelConfig) -> None:
         raise ConfigError("--enable-dp-attention does not combine with --pp yet", hint="use --tp only")
     if config.speculative.enabled:
         raise ConfigError("--enable-dp-attention does not combine with speculative decoding yet")
-
-
-def _child_seed(seed: int | None, index: int) -> int | None:
-    # Sample 0 keeps the request's seed (n=1 and sample 0 of n>1 agree); the others get distinct derived seeds.
-    if seed is None or index == 0:
-        return seed
-    return (seed * 1_000_003 + index * 7_919) % (1 << 63)
 
 
 class EngineCore:
@@ -158,8 +128,8 @@ class EngineCore:
         else:
             self.kv_manager = KVCacheManager(num_blocks, block_size, config.cache.enable_prefix_caching)
         self.scheduler = Scheduler(config.scheduler, self.kv_manager, self.max_model_len, config.speculative)
-        self._groups: dict[str, _Group] = {}
-        self._sample_of: dict[str, tuple[_Group, _Sample]] = {}  # child request id -> its group and sample
+        self._groups: dict[str, RequestGroup] = {}
+        self._sample_of: dict[str, tuple[RequestGroup, Sample]] = {}  # child request id -> its group and sample
         self._pending_outputs: list[RequestOutput] = []  # aborts, reported at the next step
         self._inflight: tuple[SchedulerOutput, StepHandle] | None = None  # launched, tokens not yet back
         # pipeline stages take their input from the previous stage, not from a token sampled on the device
@@ -263,14 +233,14 @@ class EngineCore:
         if lora_name is not None:
             self._lora_registry().adapter(lora_name)  # unknown names fail before anything is queued
         now = time.monotonic()
-        group = _Group(request_id, list(prompt_token_ids), [], now, final_only)
+        group = RequestGroup(request_id, list(prompt_token_ids), [], now, final_only)
         for index in range(params.n):
-            child_params = replace(params, n=1, seed=_child_seed(params.seed, index))
+            child_params = replace(params, n=1, seed=child_seed(params.seed, index))
             child_id = request_id if params.n == 1 else f"{request_id}#{index}"
             req = Request(
                 child_id, list(prompt_token_ids), child_params, self.eos_token_ids, now, parent_id=request_id, index=index
             )
-            group.samples.append(_Sample(req, IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, child_params)))
+            group.samples.append(Sample(req, IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, child_params)))
             if lora_name is not None:
                 req.lora_slot, req.cache_salt = self.loras.acquire(lora_name)
         added: list[Request] = []
@@ -360,7 +330,7 @@ class EngineCore:
         return self.async_scheduling and not self.scheduler.needs_known_tokens
 
     def _process(self, updated: list[Request]) -> list[RequestOutput]:
-        changed: dict[str, tuple[_Group, list[_Sample]]] = {}
+        changed: dict[str, tuple[RequestGroup, list[Sample]]] = {}
         for req in updated:
             group, sample = self._sample_of[req.request_id]
             new_tokens = req.output_token_ids[sample.num_tokens_detokenized :]
@@ -377,52 +347,16 @@ class EngineCore:
                 changed[group.request_id] = (group, group.samples)
         return [self._group_output(group, samples) for group, samples in changed.values()]
 
-    def _group_output(self, group: _Group, samples: list[_Sample]) -> RequestOutput:
-        # runs for every request on every step: the group-wide facts are computed once (a batch of 256 decodes
-        # spends a sizeable share of the step's host time here)
-        completions = [self._completion(s) for s in samples]
-        finished = group.finished
-        if finished:
+    def _group_output(self, group: RequestGroup, samples: list[Sample]) -> RequestOutput:
+        out = request_output(group, samples)
+        if out.finished:
             del self._groups[group.request_id]
             for s in group.samples:
                 self._sample_of.pop(s.request.request_id, None)
             self._release_loras(group)
-        metrics = {"arrival_time": group.arrival_time}
-        first_token_times = [t for t in (s.request.first_token_time for s in group.samples) if t]
-        if first_token_times:
-            metrics["first_token_time"] = min(first_token_times)
-        if finished:
-            metrics["finished_time"] = time.monotonic()
-        cached = max(s.request.num_cached_tokens for s in group.samples) if group.samples else 0
-        return RequestOutput(
-            request_id=group.request_id,
-            prompt_token_ids=group.prompt_token_ids,
-            outputs=completions,
-            finished=finished,
-            num_cached_tokens=max(cached, 0),
-            metrics=metrics,
-        )
+        return out
 
-    def _completion(self, sample: _Sample) -> CompletionOutput:
-        req = sample.request
-        finished = req.is_finished
-        delta_text = sample.detokenizer.take_delta(finished)
-        delta_ids = req.output_token_ids[sample.num_tokens_reported :]
-        sample.num_tokens_reported = req.num_output_tokens
-        sample.finished_reported = finished
-        wants_logprobs = req.sampling_params.logprobs is not None
-        return CompletionOutput(
-            index=req.index,
-            text=sample.detokenizer.emitted_text,
-            token_ids=list(req.output_token_ids),
-            delta_text=delta_text,
-            delta_token_ids=delta_ids,
-            logprobs=list(req.output_logprobs) if wants_logprobs else None,
-            finish_reason=req.status.finish_reason,
-            stop_reason=req.stop_reason,
-        )
-
-    def _release_loras(self, group: _Group) -> None:
+    def _release_loras(self, group: RequestGroup) -> None:
         for s in group.samples:
             if s.request.lora_slot >= 0:
                 self.loras.release(s.request.lora_slot)
