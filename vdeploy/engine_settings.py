@@ -107,11 +107,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("num_speculative_tokens", "speculative.num_speculative_tokens", int,
             "Tokens proposed per speculative step.", in_profile=True, minimum=1),
     # multi-LoRA (the flags live in vdeploy.cli.lora_options: --lora-modules takes name=path pairs)
-    Setting("enable_lora", "lora.enable_lora", bool, "Reserve LoRA adapter slots."),
-    Setting("max_loras", "lora.max_loras", int, "LoRA adapters resident at once.", minimum=1),
-    Setting("max_lora_rank", "lora.max_lora_rank", int, "Highest LoRA rank served.", minimum=1),
-    Setting("lora_modules", "lora.lora_modules", tuple,
-            "PEFT adapters loaded at start: VDEPLOY_LORA_MODULES=name=path,name2=path2."),
+    Setting("enable_lora", "lora.enable_lora", bool,
+            "Reserve LoRA adapter slots (adapters may then also be loaded at runtime).", ("--enable-lora",)),
+    Setting("max_loras", "lora.max_loras", int, "LoRA adapters resident at once (default 1).", ("--max-loras",),
+            minimum=1),
+    Setting("max_lora_rank", "lora.max_lora_rank", int, "Highest LoRA rank served (default 16); slots are this wide.",
+            ("--max-lora-rank",), minimum=1),
+    Setting("lora_modules", "lora.lora_modules", tuple,  # VDEPLOY_LORA_MODULES="name=path,name2=path2"
+            "A PEFT LoRA adapter to load at start, as name=path (repeat the flag for more); requests choose it by "
+            "name.", ("--lora-modules",)),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

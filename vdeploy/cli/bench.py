@@ -10,6 +10,7 @@ import typer
 
 from vdeploy.cli.engine_options import config_file_option, engine_option
 from vdeploy.cli.lora_options import (
+    lora_modules_option,
     lora_settings,
     max_lora_rank_option,
     max_loras_option,
@@ -48,9 +49,8 @@ def bench(
     )] = None,
     async_scheduling: Annotated[bool | None, engine_option("async_scheduling")] = None,
     config_file: Annotated[Path | None, config_file_option()] = None,
-    lora_modules: Annotated[list[str] | None, typer.Option(
-        "--lora-modules", help="PEFT LoRA adapters as name=path (repeatable): the requests are spread over them "
-                               "round-robin, with the base model (offline only).", show_default=False)] = None,
+    lora_modules: Annotated[list[str] | None, lora_modules_option(
+        "The requests are spread over the adapters round-robin, with the base model (offline only).")] = None,
     max_loras: Annotated[int | None, max_loras_option()] = None,
     max_lora_rank: Annotated[int | None, max_lora_rank_option()] = None,
     compare_hf: Annotated[

@@ -1,4 +1,5 @@
-"""The LoRA flags `serve`, `generate` and `bench` share (vLLM's spellings). Only typer here."""
+"""The LoRA flags `serve`, `generate` and `bench` share (vLLM's spellings), worded by the settings registry
+(vdeploy.engine_settings). Only typer and the standard library here."""
 
 from __future__ import annotations
 
@@ -6,23 +7,27 @@ from typing import Any, Optional
 
 import typer
 
+from vdeploy.cli.engine_options import engine_option
+from vdeploy.engine_settings import setting
 
-def lora_modules_option() -> Any:
-    return typer.Option("--lora-modules", help="A PEFT LoRA adapter to load at start, as name=path (repeat the flag "
-                        "for more); requests choose it by name. Implies --enable-lora.", show_default=False)
+
+def lora_modules_option(more: str = "") -> Any:
+    """--lora-modules, repeatable (a list, which the registry's scalar options do not take); `more`: what the
+    command adds to the registry's wording."""
+    s = setting("lora_modules")
+    return typer.Option(*s.flags, help=f"{s.help} {more}".strip(), show_default=False)
 
 
 def enable_lora_option() -> Any:
-    return typer.Option("--enable-lora", help="Reserve LoRA adapter slots (adapters may then also be loaded at "
-                        "runtime).")
+    return engine_option("enable_lora")
 
 
 def max_loras_option() -> Any:
-    return typer.Option("--max-loras", min=1, help="LoRA adapters resident at once (default 1).")
+    return engine_option("max_loras")
 
 
 def max_lora_rank_option() -> Any:
-    return typer.Option("--max-lora-rank", min=1, help="Highest LoRA rank served (default 16); slots are this wide.")
+    return engine_option("max_lora_rank")
 
 
 def lora_settings(enable_lora: Optional[bool], lora_modules: Optional[list[str]], max_loras: Optional[int],

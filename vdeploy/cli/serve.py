@@ -77,7 +77,7 @@ def serve(
     block_size: Annotated[Optional[int], engine_option("block_size")] = None,
     step_timeout: Annotated[Optional[float], engine_option("step_timeout_s")] = None,
     enable_lora: Annotated[bool, enable_lora_option()] = False,
-    lora_modules: Annotated[Optional[list[str]], lora_modules_option()] = None,
+    lora_modules: Annotated[Optional[list[str]], lora_modules_option("Implies --enable-lora.")] = None,
     max_loras: Annotated[Optional[int], max_loras_option()] = None,
     max_lora_rank: Annotated[Optional[int], max_lora_rank_option()] = None,
     download: Annotated[bool, typer.Option(
