@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import traceback
 from pathlib import Path
 
 import torch
@@ -191,34 +190,18 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="JSON results file (default: print only)")
     parser.add_argument("--skip-timing", action="store_true")
     args = parser.parse_args()
+    from vdeploy.bench.check_report import finish_report, run_sections
     from vdeploy.bench.hardware import copy_bandwidth
 
     torch.manual_seed(0)
     results: list = []
     sections = [("store_kv", check_store_kv), ("attention", check_attention), ("end_to_end", check_end_to_end)]
-    for name, fn in sections:
-        print(f"section {name}", flush=True)
-        try:
-            fn(results)
-        except Exception as e:  # record and go on: one broken section must not hide the others' numbers
-            traceback.print_exc()
-            results.append({"section": name, "error": f"{type(e).__name__}: {e}", "ok": False})
+    run_sections(sections, results)
     bandwidth = None
     if not args.skip_timing:
         bandwidth = copy_bandwidth(torch.device("cuda"), 2 << 30)
-        try:
-            time_decode(results, bandwidth)
-        except Exception as e:
-            results.append({"section": "timing", "error": f"{type(e).__name__}: {e}", "ok": False})
-    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-              "copy_bandwidth_bytes_per_s": bandwidth, "results": results,
-              "all_ok": all(r.get("ok", True) for r in results)}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    raise SystemExit(0 if report["all_ok"] else 1)
+        run_sections([("timing", lambda rows: time_decode(rows, bandwidth))], results)
+    finish_report(results, args.out, copy_bandwidth_bytes_per_s=bandwidth)
 
 
 if __name__ == "__main__":

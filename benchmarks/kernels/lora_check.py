@@ -161,24 +161,15 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="JSON results file (default: print only)")
     parser.add_argument("--skip-timing", action="store_true")
     args = parser.parse_args()
+    from vdeploy.bench.check_report import finish_report, run_sections
+
     torch.manual_seed(0)
     results: list = []
     sections = [("kernel", check_kernel), ("end_to_end", check_end_to_end)]
     if not args.skip_timing:
         sections.append(("timing", time_kernel))
-    for name, fn in sections:
-        try:
-            fn(results)
-        except Exception as e:  # record and go on: one broken section must not hide the others' numbers
-            results.append({"section": name, "error": f"{type(e).__name__}: {e}", "ok": False})
-    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "results": results,
-              "all_ok": all(r.get("ok", True) for r in results)}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    raise SystemExit(0 if report["all_ok"] else 1)
+    run_sections(sections, results)
+    finish_report(results, args.out)
 
 
 if __name__ == "__main__":

@@ -167,3 +167,28 @@ def fake_quantize_activations(model, kind: str, tp: int) -> None:
         if isinstance(module, torch.nn.Linear) and name.endswith(tuple(LINEARS)):
             parts = tp if name.endswith(("o_proj", "down_proj")) else 1
             module.register_forward_pre_hook(lambda m, args, parts=parts: (quantize(args[0], parts),))
+
+
+# The prompts every quantized-checkpoint test runs, and how vdeploy's logits for them are read and compared.
+PROMPTS = {"a": [1, 2, 3, 4, 5, 6, 7, 9, 30], "b": [200, 201, 17]}
+
+
+def vdeploy_logits(path, parallel) -> dict[str, torch.Tensor]:
+    """One prefill of PROMPTS through vdeploy's loader (fp32, CPU) on this rank."""
+    from vdeploy.config import EngineConfig, ModelConfig
+    from vdeploy.models.loader import load_model
+    from vdeploy.testing.reference_runner import ReferenceRunner
+
+    cfg = ModelConfig.from_path(path)
+    model = load_model(EngineConfig(model=str(path)), cfg, parallel, "cpu", "float32", quiet=True)
+    kv_heads = model.model.layers[0].self_attn.attn.num_kv_heads
+    runner = ReferenceRunner(model, num_kv_heads=kv_heads, head_dim=cfg.head_dim, num_layers=cfg.num_layers,
+                             num_blocks=16, block_size=4)
+    return runner.step(PROMPTS)
+
+
+def assert_logits_close(ours, ref, atol: float, rtol: float) -> None:
+    """Within tolerance, and the same argmax at every position."""
+    for seq_id in PROMPTS:
+        torch.testing.assert_close(ours[seq_id], ref[seq_id], atol=atol, rtol=rtol)
+        assert torch.equal(ours[seq_id].argmax(-1), ref[seq_id].argmax(-1))

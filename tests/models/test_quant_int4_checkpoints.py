@@ -9,15 +9,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.models.quant_testlib import awq_pack, gptq_pack, tiny_hf_model, write_quantized
+from tests.models.quant_testlib import (
+    PROMPTS,
+    assert_logits_close,
+    awq_pack,
+    gptq_pack,
+    tiny_hf_model,
+    vdeploy_logits,
+    write_quantized,
+)
 from tests.models.test_llama_tp_threads import run_thread_ranks
-from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.config import ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
-from vdeploy.models.loader import load_model
-from vdeploy.testing.reference_runner import ReferenceRunner
 
 GROUP = 32  # whole groups per rank at TP 2: o_proj 64 -> 32 inputs per rank, down_proj 128 -> 64
-PROMPTS = {"a": [1, 2, 3, 4, 5, 6, 7, 9, 30], "b": [200, 201, 17]}
 
 # name -> (family, quantization_config, packer(prefix, weight) -> (tensors, dequantized weight))
 FORMATS = {
@@ -62,29 +67,18 @@ def quantized(request, tmp_path_factory):
     return request.param, path, model
 
 
-def _vdeploy_logits(path, parallel) -> dict[str, torch.Tensor]:
-    cfg = ModelConfig.from_path(path)
-    model = load_model(EngineConfig(model=str(path)), cfg, parallel, "cpu", "float32", quiet=True)
-    kv_heads = model.model.layers[0].self_attn.attn.num_kv_heads
-    runner = ReferenceRunner(model, num_kv_heads=kv_heads, head_dim=cfg.head_dim, num_layers=cfg.num_layers,
-                             num_blocks=16, block_size=4)
-    return runner.step(PROMPTS)
-
-
 def _hf_logits(model) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         return {k: model(torch.tensor([ids])).logits[0].float() for k, ids in PROMPTS.items()}
 
 
 def _assert_close(ours, ref):
-    for seq_id in PROMPTS:
-        torch.testing.assert_close(ours[seq_id], ref[seq_id], atol=2e-4, rtol=1e-4)
-        assert torch.equal(ours[seq_id].argmax(-1), ref[seq_id].argmax(-1))
+    assert_logits_close(ours, ref, atol=2e-4, rtol=1e-4)
 
 
 def test_tp1_logits_match_transformers_on_the_dequantized_weights(quantized):
     name, path, hf = quantized
-    _assert_close(_vdeploy_logits(path / "quant", ParallelState()), _hf_logits(hf))
+    _assert_close(vdeploy_logits(path / "quant", ParallelState()), _hf_logits(hf))
 
 
 def test_repacking_in_column_blocks_gives_the_same_model(quantized, monkeypatch):
@@ -92,7 +86,7 @@ def test_repacking_in_column_blocks_gives_the_same_model(quantized, monkeypatch)
 
     monkeypatch.setattr(int4, "REPACK_COLUMNS", 16)  # several blocks per projection (the default: 1024 columns)
     name, path, hf = quantized
-    _assert_close(_vdeploy_logits(path / "quant", ParallelState()), _hf_logits(hf))
+    _assert_close(vdeploy_logits(path / "quant", ParallelState()), _hf_logits(hf))
 
 
 @pytest.mark.parametrize("tp", [2, 4])
@@ -100,7 +94,7 @@ def test_tp_logits_match_transformers_on_the_dequantized_weights(quantized, tp):
     name, path, hf = quantized
     if tp == 4 and "actorder" not in name:  # 16 input rows per rank would split a group of 32: refused (below)
         pytest.skip("TP 4 splits a group of this checkpoint")
-    results = run_thread_ranks(tp, lambda parallel: _vdeploy_logits(path / "quant", parallel))
+    results = run_thread_ranks(tp, lambda parallel: vdeploy_logits(path / "quant", parallel))
     ref = _hf_logits(hf)
     for rank in range(tp):
         _assert_close(results[rank], ref)

@@ -12,14 +12,22 @@ import copy
 import pytest
 import torch
 
-from tests.models.quant_testlib import fake_quantize_activations, tiny_hf_model, w8a8_config, w8a8_pack, write_quantized
+from tests.models.quant_testlib import (
+    PROMPTS,
+    assert_logits_close,
+    fake_quantize_activations,
+    tiny_hf_model,
+    vdeploy_logits,
+    w8a8_config,
+    w8a8_pack,
+    write_quantized,
+)
 from tests.models.test_llama_tp_threads import run_thread_ranks
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.models.loader import load_model
 from vdeploy.testing.reference_runner import ReferenceRunner
 
-PROMPTS = {"a": [1, 2, 3, 4, 5, 6, 7, 9, 30], "b": [200, 201, 17]}
 FORMATS = {  # name -> (family, weight type, strategy)
     "int8_channel_qwen2": ("qwen2", "int", "channel"),
     "int8_tensor_llama": ("llama", "int", "tensor"),
@@ -40,15 +48,6 @@ def quantized(request, tmp_path_factory):
     return request.param, kind, path, model
 
 
-def _vdeploy_logits(path, parallel) -> dict[str, torch.Tensor]:
-    cfg = ModelConfig.from_path(path)
-    model = load_model(EngineConfig(model=str(path)), cfg, parallel, "cpu", "float32", quiet=True)
-    kv_heads = model.model.layers[0].self_attn.attn.num_kv_heads
-    runner = ReferenceRunner(model, num_kv_heads=kv_heads, head_dim=cfg.head_dim, num_layers=cfg.num_layers,
-                             num_blocks=16, block_size=4)
-    return runner.step(PROMPTS)
-
-
 def _reference_logits(hf, kind: str, tp: int) -> dict[str, torch.Tensor]:
     model = copy.deepcopy(hf)
     fake_quantize_activations(model, kind, tp)
@@ -57,20 +56,18 @@ def _reference_logits(hf, kind: str, tp: int) -> dict[str, torch.Tensor]:
 
 
 def _assert_close(ours, ref):
-    for seq_id in PROMPTS:
-        torch.testing.assert_close(ours[seq_id], ref[seq_id], atol=1e-3, rtol=1e-3)
-        assert torch.equal(ours[seq_id].argmax(-1), ref[seq_id].argmax(-1))
+    assert_logits_close(ours, ref, atol=1e-3, rtol=1e-3)
 
 
 def test_tp1_logits_match_transformers_with_per_token_activation_quantization(quantized):
     _, kind, path, hf = quantized
-    _assert_close(_vdeploy_logits(path / "quant", ParallelState()), _reference_logits(hf, kind, 1))
+    _assert_close(vdeploy_logits(path / "quant", ParallelState()), _reference_logits(hf, kind, 1))
 
 
 @pytest.mark.parametrize("tp", [2, 4])  # TP 4: each KV head (2) replicated on 2 ranks
 def test_tp_logits_match_transformers_with_per_rank_activation_quantization(quantized, tp):
     _, kind, path, hf = quantized
-    results = run_thread_ranks(tp, lambda parallel: _vdeploy_logits(path / "quant", parallel))
+    results = run_thread_ranks(tp, lambda parallel: vdeploy_logits(path / "quant", parallel))
     ref = _reference_logits(hf, kind, tp)
     for rank in range(tp):
         _assert_close(results[rank], ref)
@@ -78,7 +75,7 @@ def test_tp_logits_match_transformers_with_per_rank_activation_quantization(quan
 
 def test_activation_quantization_is_a_close_approximation_of_the_dense_model(quantized):
     _, kind, path, hf = quantized
-    ours = _vdeploy_logits(path / "quant", ParallelState())
+    ours = vdeploy_logits(path / "quant", ParallelState())
     with torch.no_grad():
         dense = {k: hf(torch.tensor([ids])).logits[0].float() for k, ids in PROMPTS.items()}
     tol = 0.02 if kind == "int" else 0.2  # e4m3 activations keep 3 mantissa bits

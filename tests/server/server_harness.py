@@ -69,3 +69,12 @@ def metric_value(text: str, name: str, labels: str | None = None) -> float:
         if bare == name and (labels is None or labels in key):
             return float(value)
     raise KeyError(f"{name} {labels or ''} not in metrics")
+
+
+def read_serve_url(proc) -> str:
+    """The base URL (http://127.0.0.1:PORT) a `vdeploy serve` subprocess prints once it serves; its output lines up
+    to there are consumed."""
+    for line in proc.stdout:
+        if "serving" in line and "/v1" in line:
+            return line.split(" at ", 1)[1].split("/v1", 1)[0]
+    raise AssertionError("serve never came up")

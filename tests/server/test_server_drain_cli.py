@@ -15,6 +15,8 @@ import httpx
 import openai
 import pytest
 
+from server_harness import read_serve_url
+
 # --drain-timeout 0: the deadline is the signal itself, so whatever this machine's speed, all three are still open
 LONG = {"model": "tiny", "prompt": "hello", "max_tokens": 500, "ignore_eos": True}
 
@@ -36,12 +38,7 @@ def test_drain_deadline_cuts_open_requests_with_errors_not_broken_connections(ti
              "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
     results: dict[str, object] = {}
     try:
-        url = None
-        for line in proc.stdout:
-            if "serving" in line and "/v1" in line:
-                url = line.split(" at ", 1)[1].split("/v1", 1)[0]
-                break
-        assert url, "serve never came up"
+        url = read_serve_url(proc)
         streaming = threading.Event()
 
         def stream() -> None:

@@ -13,6 +13,8 @@ import time
 import httpx
 import pytest
 
+from server_harness import read_serve_url
+
 STEP_TIMEOUT_S = 3
 
 
@@ -98,12 +100,7 @@ def test_serve_fails_its_engine_when_a_rank_stops_while_idle(tiny_model_dir, tmp
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=_env(tmp_path, VDEPLOY_IDLE_TIMEOUT_S="2", VDEPLOY_DEVICE="cpu"))
     try:
-        url = None
-        for line in proc.stdout:
-            if "serving" in line and "/v1" in line:
-                url = line.split(" at ", 1)[1].split("/v1", 1)[0]
-                break
-        assert url, "serve never came up"
+        url = read_serve_url(proc)
         assert httpx.get(f"{url}/health").status_code == 200
         ranks = _rank_pids(proc.pid, 2)
         os.kill(ranks[-1], signal.SIGSTOP)

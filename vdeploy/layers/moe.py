@@ -45,15 +45,6 @@ class RoutingSpec:
         )
 
 
-def select_experts(
-    router_logits: torch.Tensor, cfg: ModelConfig | RoutingSpec, correction_bias: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """router_logits [T, E] float32 -> (topk_weights [T, k] float32, topk_ids [T, k] int64); one fused kernel on
-    CUDA (vdeploy_kernels.moe_routing), the torch twin elsewhere."""
-    spec = cfg if isinstance(cfg, RoutingSpec) else RoutingSpec.of(cfg)
-    return ops.select_experts(router_logits, correction_bias, spec)
-
-
 class RoutedExperts(nn.Module):
     """All routed experts of one layer, this rank's slice: w13 [E, 2·I/tp, H] (gate ‖ up), w2 [E, H, I/tp].
     Block-FP8 checkpoints keep e4m3 weights plus scales [E, ⌈rows/128⌉, ⌈cols/128⌉] when `fp8` is set."""

@@ -22,6 +22,7 @@ from torch import nn
 
 from vdeploy.config import ModelConfig
 from vdeploy.distributed import ParallelState
+from vdeploy.layers import ops
 from vdeploy.layers.activation import SiluAndMul
 from vdeploy.layers.embedding import ParallelLMHead, VocabParallelEmbedding
 from vdeploy.layers.forward_context import ForwardContext
@@ -29,7 +30,7 @@ from vdeploy.layers.layernorm import RMSNorm
 from vdeploy.layers.linear import MergedColumnParallelLinear, RowParallelLinear
 from vdeploy.layers.mla import MLAttention, mla_rotary
 from vdeploy.layers.rotary import RotaryEmbedding
-from vdeploy.layers.moe import RoutedExperts, RoutingSpec, select_experts
+from vdeploy.layers.moe import RoutedExperts, RoutingSpec
 from vdeploy.layers.weight_loading import default_weight_loader, set_weight_attrs
 from vdeploy.models.pipeline_stage import PipelineStage, StageActivations
 from vdeploy.models.weight_mapping import StackedParam, StackedParamsMapping
@@ -79,7 +80,7 @@ class DeepseekMoE(nn.Module):
         # x [T, D] -> [T, D]
         router_logits = F.linear(x.float(), self.gate.weight)  # [T, E]; the weight is float32 once loaded
         bias = getattr(self.gate, "e_score_correction_bias", None)
-        topk_weights, topk_ids = select_experts(router_logits, self.routing, bias)
+        topk_weights, topk_ids = ops.select_experts(router_logits, bias, self.routing)
         out = self.experts(x, topk_weights, topk_ids)  # this rank's partial sum
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)
