@@ -71,7 +71,8 @@ class DecodeGraphRunner:
         self.outputs: dict[int, torch.Tensor] = {}  # bucket -> static hidden states [bucket, D]
         self.memory_bytes = 0
 
-    def _context(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, ForwardContext]:
+    def context(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, ForwardContext]:
+        """(input ids, positions, context) over the first `batch` rows of the static buffers."""
         attn = AttentionMetadata(
             slot_mapping=self.slot_mapping[:batch],
             query_start_loc=self.query_start_loc[: batch + 1],
@@ -85,30 +86,28 @@ class DecodeGraphRunner:
         return self.input_ids[:batch], self.positions[:batch], ForwardContext(attn=attn, kv_caches=self.kv_caches)
 
     @torch.inference_mode()
-    def capture(self) -> None:
+    def capture(self, companion=None) -> None:
+        """Every bucket's graph, largest first. `companion` (e.g. MTPGraphs): captures its own graph per bucket
+        right after the step's, in the same memory pool, reading the same static metadata."""
         torch.cuda.synchronize(self.device)
         free_before, _ = torch.cuda.mem_get_info(self.device)
         pool = None
         for batch in reversed(self.batch_sizes):
-            input_ids, positions, ctx = self._context(batch)
             if self.lora_batch is not None:  # captured with the LoRA op in: a step without adapters skips it inside
                 self.lora_batch.set_graph(np.full(0, -1, dtype=np.int32), batch)
-            self.model(input_ids, positions, ctx)  # warm-up: lazy init, autotuning, workspace allocation
-            torch.cuda.synchronize(self.device)
-            # a fresh context: the metadata caches per-step values (query_rows) that the graph must compute
-            input_ids, positions, ctx = self._context(batch)
-            graph = torch.cuda.CUDAGraph()
-            # thread_local: other engine threads may touch CUDA while this one captures
-            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
-                self.outputs[batch] = self.model(input_ids, positions, ctx)
-            pool = graph.pool() if pool is None else pool
-            self.graphs[batch] = graph
+            # a fresh context per call: the metadata caches per-step values (query_rows) the graph must compute
+            self.graphs[batch], self.outputs[batch] = capture_graph(
+                lambda b=batch: self.model(*self.context(b)), pool)
+            pool = self.graphs[batch].pool() if pool is None else pool
+            if companion is not None:
+                companion.capture(self, batch, pool)
         torch.cuda.synchronize(self.device)
         free_after, _ = torch.cuda.mem_get_info(self.device)
         self.memory_bytes = max(free_before - free_after, 0)
         logger.info(
-            "captured %d decode CUDA graphs (batch %d..%d) using %.1f MiB",
-            len(self.graphs), self.batch_sizes[0], self.max_batch, self.memory_bytes / 2**20,
+            "captured %d decode CUDA graphs (batch %d..%d)%s using %.1f MiB",
+            len(self.graphs), self.batch_sizes[0], self.max_batch, " with their MTP passes" if companion else "",
+            self.memory_bytes / 2**20,
         )
 
     def can_run(self, hb: HostBatch) -> bool:
@@ -117,9 +116,9 @@ class DecodeGraphRunner:
     def bucket_for(self, num_reqs: int) -> int:
         return next(s for s in self.batch_sizes if s >= num_reqs)
 
-    def run(self, hb: HostBatch, fill: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Replay the bucket's graph for an all-decode HostBatch; returns hidden states [B, D]. `fill`:
-        (token rows [P], token ids [P]) on the device, written over the input ids (placeholder tokens)."""
+    def stage(self, hb: HostBatch) -> int:
+        """Write an all-decode batch's inputs and metadata into the static buffers (padded to its bucket);
+        returns the bucket. Graphs replayed after it (the step's, an MTP pass's) read them."""
         batch = hb.num_reqs
         bucket = self.bucket_for(batch)
         tokens = self.host_tokens[:, :bucket]
@@ -131,18 +130,36 @@ class DecodeGraphRunner:
         self.slot_mapping[:bucket].copy_(tokens[2], non_blocking=True)
         self.seq_lens[:bucket].copy_(seq_lens, non_blocking=True)
         self.fence.after_copies()
-        if fill is not None:
-            self.input_ids.index_copy_(0, *fill)
-        if self.lora_batch is not None:
-            slots = hb.token_lora_slots if hb.token_lora_slots is not None else np.full(0, -1, dtype=np.int32)
-            self.lora_batch.set_graph(slots, bucket)
         width = hb.block_tables.shape[1]
         # only the columns this step needs; stale columns beyond each seq_len are never read, and padding rows
         # read column 0 of whatever table was there before, which is always a valid block id
         tables = torch.from_numpy(np.ascontiguousarray(hb.block_tables)).pin_memory()
         self.block_tables[:batch, :width].copy_(tables, non_blocking=True)
+        return bucket
+
+    def run(self, hb: HostBatch, fill: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Replay the bucket's graph for an all-decode HostBatch; returns hidden states [B, D]. `fill`:
+        (token rows [P], token ids [P]) on the device, written over the input ids (placeholder tokens)."""
+        bucket = self.stage(hb)
+        if fill is not None:
+            self.input_ids.index_copy_(0, *fill)
+        if self.lora_batch is not None:
+            slots = hb.token_lora_slots if hb.token_lora_slots is not None else np.full(0, -1, dtype=np.int32)
+            self.lora_batch.set_graph(slots, bucket)
         self.graphs[bucket].replay()
-        return self.outputs[bucket][:batch]
+        return self.outputs[bucket][: hb.num_reqs]
+
+
+def capture_graph(body, pool) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    """(graph, its static output) of `body()`, after one eager warm-up call (lazy init, Triton compilation,
+    workspace allocation happen outside the capture)."""
+    body()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    # thread_local: other engine threads may touch CUDA while this one captures
+    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+        out = body()
+    return graph, out
 
 
 def fill_padded_decode_inputs(hb: HostBatch, tokens: np.ndarray, seq_lens: np.ndarray) -> None:

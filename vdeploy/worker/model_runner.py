@@ -159,14 +159,21 @@ class ModelRunner:
             max_model_len=max_model_len_of(self.engine_config, self.model_config),
             lora_batch=self.lora_batch,
         )
+        mtp = None
+        if self.drafter is not None:  # the MTP passes replay graphs of their own over the same buckets
+            from vdeploy.worker.mtp_graph import MTPGraphs
+
+            mtp = MTPGraphs(self.model, self.model_config.hidden_size, self.dtype, self.device, runner.max_batch)
         try:
-            runner.capture()
+            runner.capture(mtp)
         except Exception:
             if self.parallel.tp_size > 1:
                 raise  # ranks must agree on graph vs eager; a rank that silently fell back would deadlock
             logger.exception("CUDA graph capture failed; running decode steps eagerly")
             return
         self.graphs = runner
+        if mtp is not None:
+            self.drafter.graphs = mtp
 
     # ---- one step ----------------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ After a step's tokens are known (sampled, or verified drafts), for each request 
      fewer drafts; those slots are rewritten by the next step's pass 1).
 A non-final prefill chunk's last row gets the prompt token after it from the scheduler
 (SchedulerOutput.next_token_ids), so chunked prefill leaves the same MTP cache as one pass.
+All-decode passes replay CUDA graphs (worker/mtp_graph.py) when the decode graphs are captured; others run eagerly.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class MTPDrafter:
         self.block_size = block_size
         self.k = num_speculative_tokens
         self.max_positions = max_positions  # the rotary cache's length: no draft row beyond it
+        self.graphs = None  # MTPGraphs once the decode CUDA graphs are captured (set by the model runner)
 
     def propose(self, hb: HostBatch, hidden: torch.Tensor, kv_caches: list[torch.Tensor],
                 tables: dict[str, list[int]], num_rejected: list[int], next_tokens: list[int],
@@ -46,9 +48,8 @@ class MTPDrafter:
         if hb.next_token_rows is not None:  # non-final prefill chunks: the next prompt token
             ids[hb.next_token_rows] = hb.next_token_ids
         ids[last_valid] = np.asarray(next_tokens, dtype=np.int64)  # sampling rows: the token just emitted
-        attn = _metadata(decode_rows or hb, self.block_size, self.device)
-        ctx = ForwardContext(attn=attn, kv_caches=kv_caches)
-        h = self.model.mtp_forward(_dev(ids, self.device), _dev(hb.positions, self.device), hidden, ctx)  # [T, D]
+        # the step's own rows: their metadata is the step's (still staged, when the step replayed a graph)
+        h = self._forward(decode_rows or hb, _dev(ids, self.device), hidden, kv_caches, staged=True)  # [T, D]
         h = h[_dev(last_valid, self.device)]  # [N, D]
         tokens = self._argmax(h)  # [N]
         drafts = [[t] for t in tokens.tolist()]
@@ -65,13 +66,21 @@ class MTPDrafter:
             keep = np.flatnonzero(room)
             rows, positions, h, tokens = rows[keep], positions[keep], h[_dev(keep, self.device)], tokens[
                 _dev(keep, self.device)]
-            ctx = ForwardContext(attn=_decode_metadata(positions, [block_tables[i] for i in rows], self.block_size,
-                                                       self.device), kv_caches=kv_caches)
-            h = self.model.mtp_forward(tokens, _dev(positions, self.device), h, ctx)  # [n, D]
+            step = _decode_rows(positions, [block_tables[i] for i in rows], self.block_size, self.device)
+            h = self._forward(step, tokens, h, kv_caches, staged=False)  # [n, D]
             tokens = self._argmax(h)
             for i, t in zip(rows.tolist(), tokens.tolist()):
                 drafts[i].append(t)
         return drafts
+
+    def _forward(self, hb: HostBatch, ids: torch.Tensor, hidden: torch.Tensor, kv_caches: list[torch.Tensor],
+                 staged: bool) -> torch.Tensor:
+        """The MTP module over hb's rows: ids [T] (the token after each row), hidden [T, D] -> [T, D]; from its
+        CUDA graph when hb is an all-decode batch that fits one (the same test the step's forward makes)."""
+        if self.graphs is not None and self.graphs.can_run(hb):
+            return self.graphs.run(hb, ids, hidden, staged)
+        ctx = ForwardContext(attn=_metadata(hb, self.block_size, self.device), kv_caches=kv_caches)
+        return self.model.mtp_forward(ids, _dev(hb.positions, self.device), hidden, ctx)
 
     def _argmax(self, h: torch.Tensor) -> torch.Tensor:
         # every rank gathers the same logits; the driver's argmax is broadcast so ranks can never disagree
@@ -93,9 +102,8 @@ def _metadata(hb: HostBatch, block_size: int, device: torch.device) -> Attention
         seq_lens_host=hb.seq_lens_list)
 
 
-def _decode_metadata(positions: np.ndarray, tables: list[list[int]], block_size: int,
-                     device: torch.device) -> AttentionMetadata:
-    """One query row per request at `positions` [n], attending to everything up to and including it."""
+def _decode_rows(positions: np.ndarray, tables: list[list[int]], block_size: int, device: torch.device) -> HostBatch:
+    """One decode row per request at `positions` [n], attending to everything up to and including it."""
     n = positions.size
     seq_lens = (positions + 1).astype(np.int32)  # [n]
     width = max(int(-(-seq_lens.max() // block_size)), 1)
@@ -105,8 +113,8 @@ def _decode_metadata(positions: np.ndarray, tables: list[list[int]], block_size:
         need = -(-int(seq_lens[i]) // block_size)
         bt[i, :need] = table[:need]
     slots = bt[np.arange(n), positions // block_size].astype(np.int64) * block_size + positions % block_size
-    return AttentionMetadata(
-        slot_mapping=_dev(slots, device), query_start_loc=_dev(np.arange(n + 1, dtype=np.int32), device),
-        seq_lens=_dev(seq_lens, device), block_tables=_dev(bt, device), max_query_len=1,
-        max_seq_len=int(seq_lens.max()), num_decodes=n, block_size=block_size, query_lens_host=[1] * n,
-        seq_lens_host=seq_lens.tolist())
+    return HostBatch(
+        input_ids=np.zeros(n, dtype=np.int64), positions=positions.astype(np.int64), slot_mapping=slots,
+        query_start_loc=np.arange(n + 1, dtype=np.int32), seq_lens=seq_lens, block_tables=bt,
+        logits_indices=np.arange(n, dtype=np.int64), sample_requests=[], num_decodes=n, query_lens=[1] * n,
+        seq_lens_list=seq_lens.tolist())
