@@ -110,14 +110,19 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     return (torch.nn.functional.silu(gate) * up).to(x.dtype)
 
 
-def rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin_cache: torch.Tensor):
-    # q: [T, H, Dr], k: [T, Hk, Dr], cos_sin_cache: [max_pos, Dr] = [cos ‖ sin] -> rotated (neox: halves rotate)
+def rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin_cache: torch.Tensor,
+           interleaved: bool = False):
+    # q: [T, H, Dr], k: [T, Hk, Dr], cos_sin_cache: [max_pos, Dr] = [cos ‖ sin] -> rotated. Pair i: channels
+    # (i, i + Dr/2) (neox) or (2i, 2i + 1) (interleaved)
     cos, sin = cos_sin_cache[positions.long()].float().chunk(2, dim=-1)  # [T, Dr/2] each
     cos, sin = cos[:, None, :], sin[:, None, :]
 
     def rotate(x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = x.float().chunk(2, dim=-1)
-        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
+        xf = x.float()
+        x1, x2 = (xf[..., 0::2], xf[..., 1::2]) if interleaved else xf.chunk(2, dim=-1)
+        y1, y2 = x1 * cos - x2 * sin, x2 * cos + x1 * sin
+        y = torch.stack((y1, y2), dim=-1).flatten(-2) if interleaved else torch.cat((y1, y2), dim=-1)
+        return y.to(x.dtype)
 
     return rotate(q), rotate(k)
 

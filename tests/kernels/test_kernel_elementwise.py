@@ -89,3 +89,30 @@ def test_rotary_reads_strided_views_of_a_fused_projection():
     q_ref, k_ref = reference.rotary(q, k, positions, cache)
     close(q_out, q_ref, torch.float32)
     close(k_out, k_ref, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_interleaved_rotary_on_mla_views_matches_complex_rotation(dtype):
+    """DeepSeek's rope (interleaved pairs) read in place from MLA's projections — q_rope is the tail of each head of
+    q [T, H, Dn + R], k_rope the tail of the latent [T, L + R] — against the kernel's twin and against the
+    published form: each pair (x[2i], x[2i+1]) as a complex number times e^(i·angle_i)."""
+    gen = torch.Generator().manual_seed(11)
+    tokens, heads, nope, rope, lora, max_pos = 5, 4, 16, 8, 32, 40
+    q = torch.randn(tokens, heads, nope + rope, generator=gen).to(dtype)
+    latent = torch.randn(tokens, lora + rope, generator=gen).to(dtype)
+    q_rope, k_rope = q[..., nope:], latent[:, lora:].reshape(tokens, 1, rope)  # strided views
+    angles = torch.outer(torch.arange(max_pos).float(), 1.0 / (10000 ** (torch.arange(0, rope, 2).float() / rope)))
+    cache = torch.cat((angles.cos(), angles.sin()), dim=-1)  # [max_pos, R]
+    positions = torch.randint(0, max_pos, (tokens,), generator=gen)
+    q_out, k_out = rotary(q_rope, k_rope, positions, cache, interleaved=True)
+    q_ref, k_ref = reference.rotary(q_rope, k_rope, positions, cache, interleaved=True)
+    close(q_out, q_ref, dtype)
+    close(k_out, k_ref, dtype)
+    turn = torch.polar(torch.ones_like(angles), angles)[positions][:, None, :]  # [T, 1, R/2]
+
+    def published(x):
+        pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())  # [T, H, R/2]
+        return torch.view_as_real(pairs * turn).flatten(-2).to(dtype)
+
+    close(q_out, published(q_rope), dtype)
+    close(k_out, published(k_rope), dtype)

@@ -107,8 +107,8 @@ class MLAttention(nn.Module):
         q_nope, q_rope = q.split([self.nope_dim, self.rope_dim], dim=-1)
         latent = self.kv_a_proj_with_mqa(hidden)  # [T, L + R]
         c_kv, k_rope = latent.split([self.kv_lora_rank, self.rope_dim], dim=-1)
-        c_kv = self.kv_a_layernorm(c_kv.contiguous())  # [T, L]
-        q_rope, k_rope = self.rotary_emb(positions, q_rope.contiguous(), k_rope.reshape(t, 1, self.rope_dim))
+        c_kv = self.kv_a_layernorm(c_kv)  # [T, L] (the kernels read the strided views: no copies)
+        q_rope, k_rope = self.rotary_emb(positions, q_rope, k_rope.reshape(t, 1, self.rope_dim))
         entry = torch.cat((c_kv, k_rope.view(t, self.rope_dim)), dim=-1).view(t, 1, -1)  # [T, 1, L + R]
         return q_nope, q_rope, entry
 

@@ -82,17 +82,18 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
 
 
 def rotary(
-    q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin_cache: torch.Tensor
+    q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin_cache: torch.Tensor, interleaved: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Neox-style rotary embedding of q [T, H, Dr] and k [T, Hk, Dr] at positions [T];
-    cos_sin_cache [max_pos, Dr] holds cos in the first Dr/2 columns and sin in the rest."""
+    """Rotary embedding of q [T, H, Dr] and k [T, Hk, Dr] (any strides) at positions [T]; cos_sin_cache
+    [max_pos, Dr] holds cos in the first Dr/2 columns and sin in the rest. Neox style (halves) or interleaved
+    pairs. Returns new contiguous tensors."""
     from vdeploy_kernels import reference
 
     if _use_triton(q):
         from vdeploy_kernels.rotary import rotary as triton_rotary
 
-        return triton_rotary(q, k, positions, cos_sin_cache)
-    return reference.rotary(q, k, positions, cos_sin_cache)
+        return triton_rotary(q, k, positions, cos_sin_cache, interleaved)
+    return reference.rotary(q, k, positions, cos_sin_cache, interleaved)
 
 
 def fused_moe(x, w13, w2, topk_ids, topk_weights, w13_scale=None, w2_scale=None, block=(128, 128)):

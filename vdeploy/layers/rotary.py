@@ -106,8 +106,8 @@ def compute_cos_sin_cache(rotary_dim: int, max_position: int, base: float, rope_
 
 class RotaryEmbedding(nn.Module):
     """Applies RoPE to q and k ([T, H, head_dim] or [T, H * head_dim]) at `positions` [T]. Only the first
-    `rotary_dim` channels rotate. is_neox_style=False handles interleaved pairs (x0, x1), (x2, x3), ... by
-    de-interleaving around the neox kernel."""
+    `rotary_dim` channels rotate. is_neox_style=False rotates interleaved pairs (x0, x1), (x2, x3), ... (the kernel
+    reads them in place)."""
 
     def __init__(self, head_dim: int, rotary_dim: int, max_position: int, base: float,
                  rope_scaling: dict[str, Any] | None = None, is_neox_style: bool = True):
@@ -136,27 +136,14 @@ class RotaryEmbedding(nn.Module):
             q, k = self._rotate(positions, q, k)
         else:
             rd = self.rotary_dim
-            q_rot, k_rot = self._rotate(positions, q[..., :rd].contiguous(), k[..., :rd].contiguous())
+            q_rot, k_rot = self._rotate(positions, q[..., :rd], k[..., :rd])
             q = torch.cat((q_rot, q[..., rd:]), dim=-1)
             k = torch.cat((k_rot, k[..., rd:]), dim=-1)
         return q.reshape(q_shape), k.reshape(k_shape)
 
     def _rotate(self, positions, q, k):
-        if self.is_neox_style:
-            return ops.rotary(q, k, positions, self.cos_sin_cache)
-        q, k = ops.rotary(_deinterleave(q), _deinterleave(k), positions, self.cos_sin_cache)
-        return _interleave(q), _interleave(k)
+        return ops.rotary(q, k, positions, self.cos_sin_cache, interleaved=not self.is_neox_style)
 
     def extra_repr(self) -> str:
         kind = (self.rope_scaling or {}).get("rope_type", "default")
         return f"head_dim={self.head_dim}, rotary_dim={self.rotary_dim}, base={self.base}, scaling={kind}"
-
-
-def _deinterleave(x: torch.Tensor) -> torch.Tensor:
-    # [..., (D/2, 2)] pairs -> [..., evens ‖ odds]
-    return x.unflatten(-1, (-1, 2)).transpose(-1, -2).flatten(-2).contiguous()
-
-
-def _interleave(x: torch.Tensor) -> torch.Tensor:
-    # [..., evens ‖ odds] -> [..., (D/2, 2)] pairs
-    return x.unflatten(-1, (2, -1)).transpose(-1, -2).flatten(-2).contiguous()
