@@ -49,6 +49,27 @@ def test_w8a8_block_matmul(m, n, k):
         assert rel_err(cublas, expected) < 1e-2
 
 
+@pytest.mark.parametrize("t", [1, 256, 4096])
+def test_interleaved_rotary_on_r1_mla_views(t):
+    """DeepSeek's rope read in place from R1's projections: q_rope the last 64 channels of each of the 128 heads
+    of q [T, 128, 192], k_rope the last 64 of the latent [T, 576] (strided views, interleaved pairs)."""
+    from vdeploy.layers.rotary import compute_cos_sin_cache
+    from vdeploy_kernels import reference
+    from vdeploy_kernels.rotary import rotary
+
+    scaling = {"rope_type": "yarn", "factor": 40.0, "original_max_position_embeddings": 4096, "beta_fast": 32,
+               "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}
+    cache = compute_cos_sin_cache(64, 8192, 10000.0, scaling, torch.device("cuda"))
+    q = torch.randn(t, 128, 192, device="cuda", dtype=torch.bfloat16)
+    latent = torch.randn(t, 576, device="cuda", dtype=torch.bfloat16)
+    positions = torch.randint(0, 8192, (t,), device="cuda")
+    q_rope, k_rope = q[..., 128:], latent[:, 512:].reshape(t, 1, 64)
+    q_out, k_out = rotary(q_rope, k_rope, positions, cache, interleaved=True)
+    q_ref, k_ref = reference.rotary(q_rope, k_rope, positions, cache, interleaved=True)
+    torch.testing.assert_close(q_out, q_ref, rtol=1.6e-2, atol=1.6e-2)
+    torch.testing.assert_close(k_out, k_ref, rtol=1.6e-2, atol=1.6e-2)
+
+
 @pytest.mark.parametrize("t,fp8", [(1, False), (64, False), (1, True), (33, True), (512, True)])
 def test_fused_moe_r1_shapes(t, fp8):
     from vdeploy_kernels.fused_moe import fused_moe
