@@ -13,8 +13,8 @@ the recorded tokens exactly (greedy verification is exact whatever the drafts ar
     python benchmarks/speculative_mtp.py --tiny --output-len 24               # CPU smoke run, tiny DeepSeek-V3
 
 Target (issue 18): at a = 0.8, k = 1, batch 1: >= 1.6x the non-speculative decode rate. Verification at batch 1
-replays the decode CUDA graphs (k + 1 decode rows); the MTP passes and the per-step host sync for the drafts are
-eager: `draft_ms_per_step` shows what they cost.
+replays the decode CUDA graphs (k + 1 decode rows) and the MTP passes replay their own (worker/mtp_graph.py); the
+per-step host sync for the drafts remains: `draft_ms_per_step` shows what drafting costs.
 """
 
 from __future__ import annotations
