@@ -3,11 +3,12 @@ greedy decode without speculation and with MTP k = 1, 2, 3.
 
 Random weights accept almost no MTP draft, so besides the real MTP drafts the benchmark has a REPLAY draft source
 (BENCHMARK-ONLY, never part of the engine): the MTP module still runs every step (its cost is measured), but the
-drafts handed to the verifier are replaced by the recorded greedy continuation of the same prompt (from the run
-without speculation), each draft position independently kept correct with probability `a` and otherwise
+drafts handed to the verifier are replaced by the recorded greedy continuation of the same prompt, each draft
+position independently kept correct with probability `a` and otherwise
 replaced by a wrong token. That fixes the acceptance at a chosen level (a = 0, 0.5, 0.8, 1.0) and measures what
-speculation costs (verify of k + 1 tokens, the MTP passes) and gains at that acceptance. Every run must produce
-the recorded tokens exactly (greedy verification is exact whatever the drafts are); the script checks it.
+speculation costs (verify of k + 1 tokens, the MTP passes) and gains at that acceptance. The continuation is
+recorded from the real-draft run of the same k (see run()); every replay run must reproduce it exactly (greedy
+verification is exact whatever the drafts are); the script checks it.
 
     python benchmarks/speculative_mtp.py --out r1-8l-mtp.json                 # GPU (H200: ~100 GB of weights)
     python benchmarks/speculative_mtp.py --tiny --output-len 24               # CPU smoke run, tiny DeepSeek-V3
@@ -99,28 +100,36 @@ def decode_run(llm, request_id: str, prompt: list[int], output_len: int) -> dict
             "draft_s": after.spec_draft_seconds_total - before.spec_draft_seconds_total}
 
 
-def run(model: Path, args, k: int, variants: list[float | None], reference: dict[str, list[int]] | None,
-        prompts: list[list[int]]) -> list[list[dict]]:
-    """One engine (one model load) for this k; per variant (None: the real drafts, a: REPLAY drafts at a) the
-    results of every prompt."""
+def run(model: Path, args, k: int, acceptances: list[float], prompts: list[list[int]]) -> list[list[dict]]:
+    """One engine (one model load) for this k: the real drafts first, then the REPLAY drafts at each acceptance;
+    per run the results of every prompt. k = 0: no speculation.
+
+    The replay reference is the real-draft run of the same k, not the run without speculation: every step of both
+    verifies k + 1 rows, so the target computes each token in the same kernel configurations (the GEMM tiles and
+    splits are chosen per row count, and with random weights the logits are so flat that a last-bit difference can
+    flip a greedy token). Against that reference the replay runs must reproduce every token."""
     from vdeploy.engine.llm import LLM
 
     kw = dict(dtype="float32", device="cpu") if args.tiny else {}
     spec = {"method": "mtp", "num_speculative_tokens": k} if k else None
-    out = []
     with LLM(str(model), load_format="dummy", seed=0, max_model_len=args.prompt_len + args.output_len + 16,
              speculative_config=spec, **kw) as llm:
         scheduler = llm.core.scheduler
         real_propose = scheduler._propose
-        if reference is None:
-            decode_run(llm, "warm-up", prompts[0], 8)
-        else:  # verify steps of every accepted length (kernel variants compile here, not in a timed run)
-            scheduler._propose = ReplayDrafts(real_propose, reference, 0.5, llm.core.model_config.vocab_size, seed=1)
+        vocab = llm.core.model_config.vocab_size
+        decode_run(llm, "warm-up", prompts[0], 8)
+        out = [[decode_run(llm, f"r{i}", p, args.output_len) for i, p in enumerate(prompts)]]
+        reference = {f"r{i}": r["tokens"] for i, r in enumerate(out[0])}
+        if k and acceptances:  # verify steps of every accepted length (kernels compile here, not in a timed run)
+            scheduler._propose = ReplayDrafts(real_propose, reference, 0.5, vocab, seed=1)
             decode_run(llm, "r0", prompts[0], min(48, args.output_len))
-        for v, acceptance in enumerate(variants):
-            scheduler._propose = real_propose if acceptance is None else ReplayDrafts(
-                real_propose, reference, acceptance, llm.core.model_config.vocab_size)
-            out.append([decode_run(llm, f"r{i}", p, args.output_len) for i, p in enumerate(prompts)])
+            for acceptance in acceptances:
+                scheduler._propose = ReplayDrafts(real_propose, reference, acceptance, vocab)
+                runs = [decode_run(llm, f"r{i}", p, args.output_len) for i, p in enumerate(prompts)]
+                for r, i in zip(runs, range(len(prompts))):
+                    r["matches_reference"] = r["tokens"] == reference[f"r{i}"]
+                out.append(runs)
+        scheduler._propose = real_propose
     release_device_memory()  # the next engine loads the model again
     return out
 
@@ -156,9 +165,11 @@ def main() -> None:
         def record(label: str, k: int, acceptance: float | None, results: list[dict]) -> dict:
             tok_s = sum(r["decode_tok_per_s"] for r in results) / len(results)
             row = {"run": label, "k": k, "replay_acceptance": acceptance, "decode_tok_per_s": round(tok_s, 2),
-                   "ms_per_step": round(sum(r["ms_per_step"] for r in results) / len(results), 3),
-                   "identical_tokens": [r["tokens"] for r in results] == [reference[f"r{i}"] for i in
-                                                                          range(len(results))]}
+                   "ms_per_step": round(sum(r["ms_per_step"] for r in results) / len(results), 3)}
+            if acceptance is None:  # informative: batch invariance across row counts is not promised
+                row["same_tokens_as_no_speculation"] = [r["tokens"] for r in results] == no_spec_tokens
+            else:  # exactness: greedy verification keeps the target's tokens whatever the drafts are
+                row["identical_tokens"] = all(r["matches_reference"] for r in results)
             drafts = sum(r["draft_tokens"] for r in results)
             if drafts:
                 accepted = sum(r["accepted_tokens"] for r in results)
@@ -171,15 +182,14 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             return row
 
-        base = run(model, args, 0, [None], None, prompts)[0]
-        reference = {f"r{i}": r["tokens"] for i, r in enumerate(base)}
+        base = run(model, args, 0, [], prompts)[0]
+        no_spec_tokens = [r["tokens"] for r in base]
         record("no speculation", 0, None, base)
         for k in args.ks:
-            variants = [None, *args.acceptance]
-            for a, results in zip(variants, run(model, args, k, variants, reference, prompts)):
-                label = f"MTP k={k} (real drafts of random weights)" if a is None else \
-                    f"MTP k={k}, REPLAY drafts a={a} (benchmark-only)"
-                record(label, k, a, results)
+            real, *replays = run(model, args, k, args.acceptance, prompts)
+            record(f"MTP k={k} (real drafts of random weights)", k, None, real)
+            for a, results in zip(args.acceptance, replays):
+                record(f"MTP k={k}, REPLAY drafts a={a} (benchmark-only)", k, a, results)
     import torch
 
     report = {"benchmark": "speculative_mtp", "model": model.name, "weights": "dummy (seeded random), FP8 as R1"
@@ -187,13 +197,13 @@ def main() -> None:
               "output_len": args.output_len, "num_prompts": args.num_prompts,
               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "replay": "benchmark-only draft source: recorded greedy continuation, each draft correct with "
-                        "probability a (MTP module still runs)", "runs": runs}
-    if not all(r["identical_tokens"] for r in runs):
-        raise SystemExit("a speculative run changed the greedy tokens: " + json.dumps(report))
+              "replay": "benchmark-only draft source: the greedy continuation recorded from the real-draft run of "
+                        "the same k, each draft correct with probability a (MTP module still runs)", "runs": runs}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+    if not all(r.get("identical_tokens", True) for r in runs):
+        raise SystemExit("a replay run changed the greedy tokens of its reference (see identical_tokens above)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,12 @@ import triton.language as tl
 LOG2E = 1.4426950408889634
 
 
+def dot_width(dim: int) -> int:
+    """Tile width of a head dimension that enters tl.dot: a power of two, at least 16 (the smallest tensor-core
+    tile: a tiny test model's 8-wide heads would not compile). Channels beyond `dim` are masked."""
+    return max(16, triton.next_power_of_2(dim))
+
+
 def cache_scales(kv_cache, k_scale: float, v_scale: float) -> tuple[float, float]:
     """(k_scale, v_scale) the kernels apply: the given ones for an fp8 cache, 1.0 otherwise (a 16-bit cache holds
     the values themselves); a one-component cache (MLA latent) reads its values from the keys, so both are k_scale."""

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, cache_scales, token_offsets
+from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, cache_scales, dot_width, token_offsets
 
 MAX_SPLITS = 32  # enough to fill a 132-SM GPU from a single request with 8 KV heads (8 * 32 = 256 programs)
 PROGRAMS_PER_SM = 8  # split until about this many stage-1 programs per SM are in flight (4 left batch-256 GQA-4 decodes at 0.46 of bandwidth)
@@ -171,7 +171,7 @@ def decode_attention(
     group = num_heads // num_kv_heads
     k_scale, v_scale = cache_scales(kv_cache, k_scale, v_scale)
     cfg = config or default_decode_config(num_decodes, num_kv_heads, head_dim, q.device)
-    block_dv = triton.next_power_of_2(v_head_dim)
+    block_dv = dot_width(v_head_dim)
     # scratch is allocated per call: inside CUDA-graph capture it comes from the graph's private pool
     part_out = torch.empty(num_decodes, num_heads, cfg.num_splits, block_dv, dtype=torch.float32, device=q.device)
     part_lse = torch.empty(num_decodes, num_heads, cfg.num_splits, dtype=torch.float32, device=q.device)
@@ -183,7 +183,7 @@ def decode_attention(
         block_tables.stride(0),
         GROUP=group, PAGE_SIZE=page_size,
         HEAD_DIM=head_dim, V_HEAD_DIM=v_head_dim,
-        BLOCK_D=triton.next_power_of_2(head_dim), BLOCK_DV=block_dv,
+        BLOCK_D=dot_width(head_dim), BLOCK_DV=block_dv,
         BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=cfg.block_n,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, cache_scales, token_offsets
+from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, cache_scales, dot_width, token_offsets
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def prefill_attention(
         block_tables.stride(0),
         GROUP=num_heads // num_kv_heads, PAGE_SIZE=page_size,
         HEAD_DIM=head_dim, V_HEAD_DIM=v_head_dim,
-        BLOCK_D=triton.next_power_of_2(head_dim), BLOCK_DV=triton.next_power_of_2(v_head_dim),
+        BLOCK_D=dot_width(head_dim), BLOCK_DV=dot_width(v_head_dim),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )

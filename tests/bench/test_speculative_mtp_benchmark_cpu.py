@@ -1,5 +1,6 @@
 """benchmarks/speculative_mtp.py smoke-runs on CPU with a tiny DeepSeek-V3: the REPLAY draft source (benchmark-only)
-gives the acceptance it is asked for, and every speculative run reproduces the plain run's greedy tokens."""
+gives the acceptance it is asked for, every replay run reproduces its reference (the real-draft run of the same k),
+and on CPU in fp32 the speculative runs keep the plain run's greedy tokens."""
 
 import json
 import subprocess
@@ -20,7 +21,8 @@ def test_speculative_mtp_benchmark_smoke_runs_on_cpu(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = {(r["k"], r["replay_acceptance"]): r for r in json.loads(out.read_text())["runs"]}
-    assert all(r["identical_tokens"] for r in runs.values())
+    assert all(r["identical_tokens"] for key, r in runs.items() if key[1] is not None)
+    assert all(r["same_tokens_as_no_speculation"] for key, r in runs.items() if key[1] is None)
     assert runs[(2, 0.0)]["acceptance_rate"] == 0.0
     assert runs[(2, 1.0)]["acceptance_rate"] == 1.0 and runs[(2, 1.0)]["mean_accepted_length"] > 2
     assert "real drafts" in runs[(2, None)]["run"] and "REPLAY" in runs[(2, 1.0)]["run"]

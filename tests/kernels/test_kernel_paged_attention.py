@@ -93,6 +93,17 @@ def test_mla_style_single_component_cache_with_non_power_of_two_dims():
           decode_config=DecodeConfig(block_n=16, num_splits=2, num_warps=4, num_stages=1))
 
 
+@pytest.mark.parametrize("head_dim,dv", [(8, None), (24, 16)])
+def test_head_dims_below_the_smallest_dot_tile(head_dim, dv):
+    # tiny test models: 8-wide heads (hidden 48, 6 heads) and MLA's 24/16; tl.dot needs 16-wide tiles on the GPU,
+    # so the kernels pad the head tile to 16 and mask the channels beyond the head
+    gen = torch.Generator().manual_seed(head_dim)
+    batch = make_paged_batch([1, 1, 7], [9, 30, 20], num_heads=6, num_kv_heads=3 if dv is None else 6,
+                             head_dim=head_dim, block_size=16, dtype=torch.float32, generator=gen,
+                             num_components=2 if dv is None else 1)
+    check(batch, dv=dv, tol=1e-5)
+
+
 def test_strided_query_view_is_read_correctly():
     gen = torch.Generator().manual_seed(5)
     batch = make_paged_batch([1, 6], [9, 6], num_heads=4, num_kv_heads=2, head_dim=64, block_size=16,

@@ -210,12 +210,17 @@ class ModelRunner:
             return CompletedStep(self._empty_output())
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
         self.stager.fence.after_copies()
-        sample_hidden = hidden[logits_indices]  # [N, D]
+        spec_logits = None
         if share is None:
-            # an all-gather across the tensor ranks: every rank must call it, though only the driver samples
-            logits = self.model.compute_logits(sample_hidden)  # [N, V]
+            # an all-gather across the tensor ranks: every rank must call it, though only the driver samples.
+            # Draft-judging rows join the sampling rows: the head's weight (vocab x D) is read once per step
+            logit_rows = logits_indices if hb.spec_rows is None else torch.cat(
+                (logits_indices, torch.from_numpy(hb.spec_rows).to(self.device, non_blocking=True)))
+            logits = self.model.compute_logits(hidden[logit_rows])  # [N (+ S), V]
+            n = logits_indices.shape[0]
+            logits, spec_logits = (logits, None) if hb.spec_rows is None else (logits[:n], logits[n:])
         else:  # every rank's sampling rows reach every rank; the driver's (replicated) head alone computes logits
-            sample_hidden = share.samples.gather(sample_hidden, self.parallel)  # [N_all, D]
+            sample_hidden = share.samples.gather(hidden[logits_indices], self.parallel)  # [N_all, D]
             logits = self.model.compute_logits(sample_hidden) if self.sampler is not None else None
         req_ids = [r.req_id for r in sample_requests]
         if self.sampler is not None:
@@ -226,7 +231,7 @@ class ModelRunner:
         # the next step's placeholders are these tokens, on every tensor rank (each embeds the same input)
         self.parallel.broadcast_from_first(sampled)
         self._last_sampled, self._last_sampled_rows = sampled, {rid: i for i, rid in enumerate(req_ids)}
-        verdict = self._verify_drafts(hidden, hb) if hb.spec_rows is not None else None
+        verdict = self._verify_drafts(hidden, hb, spec_logits) if hb.spec_rows is not None else None
         pending = _PendingTokens(req_ids, sample.copy_to_host(), verdict) if sample is not None else None
         if self.drafter is not None:  # drafts need the step's tokens: this step ends here
             return CompletedStep(self._draft(hb, hidden, tables, pending, rows))
@@ -256,10 +261,13 @@ class ModelRunner:
             out.draft_seconds = time.perf_counter() - start
         return out
 
-    def _verify_drafts(self, hidden: torch.Tensor, hb: HostBatch) -> _DraftVerdict | None:
-        """Speculative rows: the logits at t0, d1 … d(k-1) (every tensor rank gathers them), judged on the driver."""
-        rows = torch.from_numpy(hb.spec_rows).to(self.device, non_blocking=True)  # [S]
-        logits = self.model.compute_logits(hidden[rows])  # [S, V]
+    def _verify_drafts(self, hidden: torch.Tensor, hb: HostBatch,
+                       logits: torch.Tensor | None) -> _DraftVerdict | None:
+        """Speculative rows: the logits at t0, d1 … d(k-1) (computed with the sampling rows' when given; every
+        tensor rank gathers them), judged on the driver."""
+        if logits is None:
+            rows = torch.from_numpy(hb.spec_rows).to(self.device, non_blocking=True)  # [S]
+            logits = self.model.compute_logits(hidden[rows])  # [S, V]
         if self.sampler is None:
             return None
         from vdeploy.worker.spec_verify import verify_drafts
