@@ -15,9 +15,12 @@ import subprocess
 import sys
 
 CASES = [  # (dtype, requests, tokens each, head dim, value dim, config or None = the default heuristic)
-    ("float32", 512, 32, 24, 16, None), ("bfloat16", 512, 32, 24, 16, None), ("float32", 3, 37, 24, 16, None),
-    ("float32", 512, 32, 24, 16, (64, 64, 4, 1)), ("float32", 512, 32, 24, 16, (32, 32, 4, 1)),
-    ("float32", 512, 32, 32, 16, None), ("float32", 512, 32, 24, 32, None), ("bfloat16", 512, 32, 192, 128, None),
+    # 2026-12-06, H100: the first bf16 case crashed (illegal memory access), every float32 one passed
+    ("float32", 512, 32, 24, 16, None), ("bfloat16", 512, 32, 24, 16, None), ("bfloat16", 3, 37, 24, 16, None),
+    ("bfloat16", 512, 32, 24, 16, (64, 64, 4, 1)), ("bfloat16", 512, 32, 24, 16, (64, 64, 4, 2)),
+    ("bfloat16", 512, 32, 24, 16, (32, 32, 4, 1)), ("bfloat16", 512, 32, 24, 16, (64, 32, 4, 3)),
+    ("bfloat16", 512, 32, 32, 16, None), ("bfloat16", 512, 32, 32, 32, None),
+    ("float16", 512, 32, 24, 16, None), ("bfloat16", 512, 32, 64, 64, None), ("bfloat16", 512, 32, 192, 128, None),
 ]
 
 
