@@ -5,7 +5,8 @@
   2. throughput: Qwen2-7B shape, 1000 x 1000/1000 and the nano-vllm workload; hf_peer: HF transformers generate on
      a slice of the same workload, in the same run;
   3. prefill: 8 x 4096 tokens, Llama-8B shape, against the matmul peak;
-  and with --serving: `vdeploy serve` at concurrency 1, 4, 32, 256 against the offline engine.
+  and with --serving: `vdeploy serve` at concurrency 1, 4, 32, 256 and the engine's max_num_seqs (saturation) against the
+  offline engine.
 
     python benchmarks/engine/gpu_suite.py --out benchmarks/results/h100 [--quick] [--only decode,prefill]
     python benchmarks/engine/gpu_suite.py --out /tmp/suite --device cpu --tiny     # the whole suite in < 1 min
@@ -55,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=None,
                    help="overall wall-clock budget: throughput and HF runs are cut to fit, parts not started in "
                         "time are recorded as skipped")
-    p.add_argument("--concurrency", default=None, help="serving levels, e.g. 1,4,32,256")
+    p.add_argument("--concurrency", default=None,
+                   help="serving levels, e.g. 1,4,32,256 (the last is saturation; default: these and max_num_seqs)")
     p.add_argument("--no-tokenizer", action="store_true",
                    help="no synthetic tokenizer: outputs are not detokenized (serving needs one)")
     engine = p.add_argument_group("engine settings (default: the engine's)")
@@ -94,7 +96,7 @@ class Suite:
         self.serving_plan: ServingPlan = scale.serving
         if args.concurrency:
             levels = tuple(int(c) for c in args.concurrency.split(","))
-            self.serving_plan = replace(self.serving_plan, concurrencies=levels)
+            self.serving_plan = replace(self.serving_plan, concurrencies=levels, saturate_engine=False)
         models = "tiny Llama / Qwen2 configs" if args.tiny else "Llama-3.1-8B shape, Qwen2-7B shape (dummy weights)"
         self.report = SuiteReport(args.out, suite_metadata(device_name(self.device), args.git_rev or git_rev(),
                                                            scale.name, models))

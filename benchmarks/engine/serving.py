@@ -38,6 +38,7 @@ class ServingPlan:
     output_len: int = 256
     prompts_per_slot: int = 4  # each level sends max(min_prompts, prompts_per_slot x concurrency) requests
     min_prompts: int = 8
+    saturate_engine: bool = True  # add a level at the engine's max_num_seqs (what "saturation" means)
     startup_timeout_s: float = 900.0
     request_timeout_s: float = 900.0
     seed: int = 3000
@@ -117,11 +118,16 @@ def run_serving(model_dir: Path, options: EngineOptions, plan: ServingPlan, out_
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     from vdeploy.bench.serving import run_serving_benchmark
 
-    saturation = max(plan.concurrencies)
     llm = open_llm(str(model_dir), options)
     try:
         vocab = llm.core.model_config.vocab_size
         settings = engine_settings(llm)
+        # saturation: as many requests in flight as the engine batches (its max_num_seqs), not fewer — the offline
+        # engine runs the same requests with every one of them admitted at once
+        saturation = max(plan.concurrencies)
+        if plan.saturate_engine:
+            saturation = max(saturation, int(settings.get("max_num_seqs") or 0))
+        concurrencies = sorted({*plan.concurrencies, saturation})
         requests = level_requests(plan, saturation, vocab)
         run_requests(llm, [p[:64] for p, _ in requests[:8]], [4] * min(8, len(requests)), tag="warmup")
         offline = run_requests(llm, [p for p, _ in requests], [n for _, n in requests], tag="offline")
@@ -136,7 +142,7 @@ def run_serving(model_dir: Path, options: EngineOptions, plan: ServingPlan, out_
         url = server.wait_for_url(plan.startup_timeout_s)
         startup_s = time.perf_counter() - started
         log(f"  server up at {url} after {startup_s:.1f} s")
-        for concurrency in plan.concurrencies:
+        for concurrency in concurrencies:
             try:
                 report = run_serving_benchmark(
                     url, model=SERVED_NAME, num_prompts=plan.num_prompts(concurrency), input_len=plan.input_len,
@@ -160,7 +166,7 @@ def run_serving(model_dir: Path, options: EngineOptions, plan: ServingPlan, out_
         metrics["fraction_of_offline_at_saturation"] = (
             at_saturation["output_throughput"] / offline.output_tokens_per_s)
     return {
-        "workload": {**plan.to_dict(), "saturation_concurrency": saturation},
+        "workload": {**plan.to_dict(), "concurrencies": concurrencies, "saturation_concurrency": saturation},
         "engine_settings": settings,
         "server_command": " ".join(server.command),
         "offline": offline.to_dict(),
