@@ -291,6 +291,8 @@ def print_explained_settings(dep: Deployment, console: Any) -> None:
         for part in s.path.split("."):
             value = getattr(value, part)
         origin = dep.provenance.get(s.name, "default")
+        if s.secret:
+            value = "(not set)" if value is None else "(set)"
         table.add_row(s.name, s.option if s.flags else f"({s.option[2:]} in --config)", str(value),
                       origin if origin == "default" else f"[bold]{origin}[/]")
     console.print(table)
