@@ -104,7 +104,7 @@ SETTINGS: tuple[Setting, ...] = (
             "shares give it on every node).", ("--data-parallel-size-local",), minimum=1),
     Setting("dp_listen_address", "parallel.dp_listen_address", str,
             "worker-host with --dp: the address of this node its replicas listen on for node 0 (default: this "
-            "node's address on the route to --master-addr; never all interfaces).", ("--dp-listen-address",)),
+            "node's address on the route to --master-addr, never all interfaces).", ("--dp-listen-address",)),
     Setting("data_parallel_rpc_port", "parallel.data_parallel_rpc_port", int,
             "worker-host with --dp: replica i listens on this port + i (default: free ports, announced through "
             "the rendezvous store).", ("--data-parallel-rpc-port",), minimum=1, maximum=65535),
