@@ -108,7 +108,7 @@ def test_handshake_needs_the_same_secret_on_both_sides():
     assert pair(b"k" * 20, b"k" * 20) == ("ok", "ok")
     node0, replica = pair(b"k" * 20, b"x" * 20)
     assert isinstance(replica, AuthenticationError) and "does not know the shared secret" in str(replica)
-    assert isinstance(node0, AuthenticationError)  # and node 0 learns nothing it could replay
+    assert isinstance(node0, AuthenticationError) and "rejected our proof" in str(node0)
 
 
 def test_store_values_from_the_network_are_never_unpickled(tmp_path):
@@ -163,16 +163,43 @@ def test_replica_refuses_a_peer_without_the_secret_and_keeps_listening():
             replica.wait()
 
 
+def start_node1(checkpoint, port: int, rpc_port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vdeploy", "worker-host", str(checkpoint), "--nnodes", "2", "--node-rank", "1",
+         "--master-addr", "127.0.0.1", "--master-port", str(port), "--data-parallel-rpc-port", str(rpc_port)],
+        env={**os.environ, "VDEPLOY_DP_SECRET": SECRET}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+NODE0_TOKENS, NODE1_TOKENS = 40, 250  # node 1's stream must outlive its first tokens by far: it is cut there
+
+
+async def long_streams_on_both_replicas(engine):
+    """A request on replica 0 (both idle: the lower index), then a longer one on replica 1 (replica 0 is busy),
+    each returned once its first tokens arrived."""
+    futures = []
+    for i, max_tokens in enumerate((NODE0_TOKENS, NODE1_TOKENS)):
+        params = SamplingParams(temperature=0, max_tokens=max_tokens, ignore_eos=True)
+        started = asyncio.Event()
+
+        async def run(rid=f"long{i}", started=started, params=params):
+            tokens = 0
+            async for out in engine.generate(PROMPT, params, rid):
+                started.set()
+                tokens = len(out.outputs[0].token_ids)
+            return tokens
+
+        futures.append(asyncio.ensure_future(run()))
+        await asyncio.wait_for(started.wait(), 30)
+    return futures
+
+
 @pytest.mark.timeout(120)
 def test_two_nodes_share_requests_and_node0_survives_the_remote_replica(checkpoint):
     from vdeploy.engine.data_parallel import DataParallelEngine
 
     port, rpc_port = free_port(), free_port()
     killed: list[int] = []
-    node1 = subprocess.Popen(
-        [sys.executable, "-m", "vdeploy", "worker-host", str(checkpoint), "--nnodes", "2", "--node-rank", "1",
-         "--master-addr", "127.0.0.1", "--master-port", str(port), "--data-parallel-rpc-port", str(rpc_port)],
-        env={**os.environ, "VDEPLOY_DP_SECRET": SECRET}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    node1 = start_node1(checkpoint, port, rpc_port)
     try:
         async def main():
             engine = DataParallelEngine(node0_config(checkpoint, port))
@@ -182,26 +209,13 @@ def test_two_nodes_share_requests_and_node0_survives_the_remote_replica(checkpoi
                 same = await asyncio.gather(collect(engine, PROMPT, GREEDY, "a"), collect(engine, PROMPT, GREEDY, "b"))
                 assert same[0] == same[1] and len(same[0]) == GREEDY.max_tokens
                 assert all(r.stats().prompt_tokens_total > 0 for r in engine.replicas)  # each node served
-                long_params = SamplingParams(temperature=0, max_tokens=300, ignore_eos=True)
-                started = [asyncio.Event(), asyncio.Event()]
-
-                async def long_request(i):
-                    tokens = 0
-                    async for out in engine.generate(PROMPT, long_params, f"long{i}"):
-                        started[i].set()
-                        tokens = len(out.outputs[0].token_ids)
-                    return tokens
-
-                on_node0 = asyncio.ensure_future(long_request(0))  # both idle: replica 0
-                await asyncio.wait_for(started[0].wait(), 30)
-                on_node1 = asyncio.ensure_future(long_request(1))  # replica 0 is busy: replica 1
-                await asyncio.wait_for(started[1].wait(), 30)
+                on_node0, on_node1 = await long_streams_on_both_replicas(engine)
                 (victim,) = replica_pids_of(node1.pid)
                 os.kill(victim, signal.SIGKILL)
                 killed.append(victim)
                 with pytest.raises(EngineDeadError, match=rf"replica 1 on node 1 \(127.0.0.1:{rpc_port}\)"):
                     await asyncio.wait_for(on_node1, 30)
-                assert await asyncio.wait_for(on_node0, 60) == 300  # node 0's stream was not touched
+                assert await asyncio.wait_for(on_node0, 60) == NODE0_TOKENS  # node 0's stream was not touched
                 assert engine.is_running and [r.is_running for r in engine.replicas] == [True, False]
                 again = await asyncio.wait_for(collect(engine, PROMPT, GREEDY, "after"), 30)
                 assert again == same[0]
@@ -216,3 +230,41 @@ def test_two_nodes_share_requests_and_node0_survives_the_remote_replica(checkpoi
         if node1.poll() is None:
             node1.kill()
             node1.communicate(timeout=10)
+
+
+@pytest.mark.timeout(120)
+def test_a_node_that_stops_answering_is_cut_and_named(checkpoint):
+    """SIGSTOP of node 1's whole process tree (a hung machine, a network partition: its connection stays open but
+    nothing comes): after the heartbeat timeout node 0 cuts its replica, naming the node, and keeps serving."""
+    from vdeploy.engine.data_parallel import DataParallelEngine
+
+    port, rpc_port = free_port(), free_port()
+    node1 = start_node1(checkpoint, port, rpc_port)
+    frozen: list[int] = []
+    try:
+        async def main():
+            engine = DataParallelEngine(node0_config(checkpoint, port))
+            try:
+                on_node0, on_node1 = await long_streams_on_both_replicas(engine)
+                frozen.extend([node1.pid, *replica_pids_of(node1.pid)])
+                for pid in frozen:
+                    os.kill(pid, signal.SIGSTOP)
+                with pytest.raises(EngineDeadError, match=rf"replica 1 on node 1 \(127.0.0.1:{rpc_port}\).*"
+                                                          r"cut off: node 1 stopped responding"):
+                    await asyncio.wait_for(on_node1, 30)
+                assert await asyncio.wait_for(on_node0, 60) == NODE0_TOKENS
+                assert await asyncio.wait_for(collect(engine, PROMPT, GREEDY, "after"), 30)
+                assert engine.is_running and not engine.replicas[1].is_running
+            finally:
+                engine.close()
+
+        asyncio.run(main())
+    finally:
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if node1.poll() is None:
+            node1.kill()
+        node1.communicate(timeout=10)

@@ -30,6 +30,9 @@ from typing import Any
 from vdeploy.engine import core_codec as wire
 
 _IDLE_WAIT_S = 0.5  # how long the idle loop sleeps before re-checking for shutdown
+# a remote replica's exit code when node 0's connection ended without a Shutdown (node 0 died, or cut us off): its
+# worker host tells this apart from the clean end of the job
+NODE0_GONE = 3
 
 
 class _Inbox:
@@ -40,6 +43,7 @@ class _Inbox:
         self.commands: list[Any] = []
         self.wakeup = threading.Event()
         self.closed = False  # Shutdown received, or the server end is gone
+        self.told_to_stop = False  # Shutdown received
 
     def put(self, message: Any) -> None:
         with self.lock:
@@ -92,6 +96,7 @@ class CoreProcess:
             if message is None or isinstance(message, wire.Shutdown):
                 if not self.ready and message is None:
                     os._exit(1)  # the server went away while the model loads: nobody will ever ask for a step
+                self.inbox.told_to_stop = message is not None
                 self.inbox.close()
                 return
             if isinstance(message, (wire.AddRequest, wire.AbortRequests, wire.LoRACommand)):
@@ -233,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             print("vdeploy engine core: --fd must be a Unix socket", file=sys.stderr)
             return 2
     try:
-        return CoreProcess(sock, overrides).run()
+        process = CoreProcess(sock, overrides)
+        code = process.run()
+        if code == 0 and args.listen_fd is not None and not process.inbox.told_to_stop:
+            return NODE0_GONE
+        return code
     except OSError as e:  # the server end closed while we were sending: it is gone, and so are its clients
         print(f"vdeploy engine core: channel closed ({e})", file=sys.stderr)
         return 1

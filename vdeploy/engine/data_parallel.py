@@ -104,8 +104,8 @@ class DataParallelEngine:
                     self.addresses.append(f"{address.host}:{address.port}")
                     starts.append(remote(address, self.label(k)))
             self.replicas = _start_all(starts)
-        except BaseException:
-            self.close()
+        except BaseException as e:
+            self._close(f"node 0 could not start its replicas: {e}")
             raise
         if self._job is not None:
             self._job.watch(self._node_lost)
@@ -175,10 +175,14 @@ class DataParallelEngine:
         return sum(await asyncio.gather(*(r.shutdown(drain_timeout_s) for r in self.replicas)))
 
     def close(self) -> None:
+        self._close("shutdown")
+
+    def _close(self, reason: str) -> None:
+        """Close every replica, then tell the other nodes' hosts why the job ended ("shutdown": cleanly)."""
         for r in self.replicas:
             r.close()
         if self._job is not None:
-            self._job.close("shutdown")
+            self._job.close(reason)
 
     def label(self, k: int) -> str:
         """How errors and logs name replica k."""

@@ -68,7 +68,10 @@ def prove_node0(sock: socket.socket, key: bytes) -> None:
             raise AuthenticationError("the peer is not a vdeploy data-parallel replica")
         replica_nonce, node0_nonce = greeting[len(MAGIC):], os.urandom(_NONCE_BYTES)
         sock.sendall(node0_nonce + _mac(key, b"node0", replica_nonce, node0_nonce))
-        proof = _read_exactly(sock, _MAC_BYTES)
+        try:
+            proof = _read_exactly(sock, _MAC_BYTES)
+        except AuthenticationError:
+            raise AuthenticationError("the replica rejected our proof: its secret is not ours") from None
         if not hmac.compare_digest(proof, _mac(key, b"replica", replica_nonce, node0_nonce)):
             raise AuthenticationError("the replica does not know the shared secret")
     except (OSError, socket.timeout) as e:

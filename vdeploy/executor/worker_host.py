@@ -67,12 +67,15 @@ def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | 
     try:
         engine_config, model_config = link.wait_config()
         if engine_config.parallel.data_parallel_size > 1:
-            _run_replicas(store, link, engine_config, model_path, parallel, topology, device, status)
-            return
-        ranks, launches = _start_ranks(engine_config, model_config, model_path, parallel, topology, device)
+            replicas = _start_replicas(store, engine_config, model_path, parallel, topology, device, status)
+        else:
+            ranks, launches = _start_ranks(engine_config, model_config, model_path, parallel, topology, device)
     except VdeployError as e:  # node 0 would otherwise wait for this node's ranks until the rendezvous timeout
         link.report_failure(NodeFailure(topology.node_rank, e.message, user_error=user_error_info(e)))
         raise
+    if engine_config.parallel.data_parallel_size > 1:
+        _watch_replicas(replicas, link, topology.node_rank, status)
+        return
     first, last = launches[0].rank, launches[-1].rank
     names = f"rank {first}" if first == last else f"ranks {first}-{last}"
     poll = _watcher(link)
@@ -99,11 +102,20 @@ def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | 
         raise
 
 
-def _run_replicas(store, link: NodeLink, engine_config, model_path: str, parallel: ParallelConfig,
-                  topology: LaunchTopology, device: str | None, status: Callable[[str], None]) -> None:
-    from vdeploy.engine.dp_host import StopReplicas, run_replica_host
+def _start_replicas(store, engine_config, model_path: str, parallel: ParallelConfig, topology: LaunchTopology,
+                    device: str | None, status: Callable[[str], None]):
+    from vdeploy.engine.dp_host import ReplicaHost
 
     _check_same_launch(engine_config.parallel, parallel, topology)
+    return ReplicaHost(store, engine_config, parallel, model_path, topology.node_rank, topology.master_addr, device,
+                       status)
+
+
+def _watch_replicas(replicas, link: NodeLink, node_rank: int, status: Callable[[str], None]) -> None:
+    """Until node 0 ends the job. A replica that dies is node 0's to route around (its connection closed), so
+    nothing goes into the failure record: that would take this node's other replicas out too."""
+    from vdeploy.engine.dp_host import StopReplicas
+
     poll = _watcher(link)
 
     def poll_job() -> None:
@@ -112,9 +124,11 @@ def _run_replicas(store, link: NodeLink, engine_config, model_path: str, paralle
         except JobEnded as ended:
             raise StopReplicas(ended.reason) from None
 
-    run_replica_host(store, engine_config, parallel, model_path, topology.node_rank, topology.master_addr, device,
-                     poll_job, status)
-    status(f"node {topology.node_rank}: the job shut down")
+    try:
+        replicas.watch(poll_job)
+    except ExecutorError as e:
+        raise ExecutorError(f"node {node_rank}: {e.message}", hint=e.hint) from None
+    status(f"node {node_rank}: the job shut down")
 
 
 def _check_same_launch(theirs: ParallelConfig, parallel: ParallelConfig, topology: LaunchTopology) -> None:
