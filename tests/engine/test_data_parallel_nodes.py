@@ -268,3 +268,43 @@ def test_a_node_that_stops_answering_is_cut_and_named(checkpoint):
         if node1.poll() is None:
             node1.kill()
         node1.communicate(timeout=10)
+
+
+@pytest.mark.timeout(120)
+def test_vdeploy_serve_and_worker_host_answer_over_http_and_exit_cleanly(checkpoint, tmp_path):
+    """The launch as documented: `vdeploy serve --dp 2 --nnodes 2` on node 0, `vdeploy worker-host` on node 1;
+    the startup summary names both replicas, the API answers, and SIGTERM ends both nodes with exit code 0."""
+    import httpx
+
+    port, rpc_port = free_port(), free_port()
+    env = {**os.environ, "VDEPLOY_HOME": str(tmp_path / "home"), "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1",
+           "VDEPLOY_DP_SECRET": SECRET}
+    node1 = start_node1(checkpoint, port, rpc_port)
+    node0 = subprocess.Popen(
+        [sys.executable, "-m", "vdeploy", "serve", str(checkpoint), "--port", "0", "--served-model-name", "tiny",
+         "--device", "cpu", "--dp", "2", "--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1",
+         "--master-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        printed, url = "", None
+        for line in node0.stdout:
+            printed += line
+            if "serving tiny at " in line:
+                url = line.split(" at ", 1)[1].split("/v1", 1)[0].strip()
+                break
+        assert url, printed
+        assert "replica 0 on node 0 (engine process" in printed
+        assert f"replica 1 on node 1 (127.0.0.1:{rpc_port})" in " ".join(printed.split())
+        body = {"model": "tiny", "prompt": [3, 4, 5, 6], "max_tokens": 6, "temperature": 0, "ignore_eos": True}
+        answers = [httpx.post(f"{url}/v1/completions", json=body, timeout=60) for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert answers[0].json()["choices"][0]["text"] == answers[1].json()["choices"][0]["text"]
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        node0.send_signal(signal.SIGTERM)
+        assert node0.wait(timeout=60) == 0
+        assert node1.wait(timeout=30) == 0
+        assert "the job shut down" in node1.communicate(timeout=10)[1]
+    finally:
+        for proc in (node0, node1):
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)
