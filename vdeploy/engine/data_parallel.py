@@ -25,16 +25,19 @@ from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.errors import ConfigError
 
 
-def replica_devices(config: EngineConfig, replica: int, visible: list[str] | None) -> dict[str, str]:
-    """The environment that gives replica `replica` its own GPUs: world_size consecutive ones of those visible."""
+def replica_devices(config: EngineConfig, replica: int, visible: list[str] | None,
+                    replicas_here: int | None = None) -> dict[str, str]:
+    """The environment that gives replica `replica` of this host its own GPUs: world_size consecutive ones of those
+    visible. replicas_here: how many replicas this host runs (default: all of them, on one host)."""
     if visible is None:
         return {}
     world = config.parallel.world_size
+    count = config.parallel.data_parallel_size if replicas_here is None else replicas_here
     mine = visible[replica * world:(replica + 1) * world]
     if len(mine) < world:
         raise ConfigError(
-            f"--data-parallel-size {config.parallel.data_parallel_size} x {world} GPUs per replica needs "
-            f"{config.parallel.data_parallel_size * world} GPUs, {len(visible)} visible",
+            f"{count} replica(s) on this host x {world} GPUs per replica needs {count * world} GPUs, "
+            f"{len(visible)} visible",
             hint="lower --data-parallel-size, --tp or --pp, or check CUDA_VISIBLE_DEVICES")
     return {"CUDA_VISIBLE_DEVICES": ",".join(mine)}
 
@@ -87,6 +90,9 @@ class DataParallelEngine:
 
         try:
             local_count = size
+            if config.parallel.nnodes == 1 and config.parallel.data_parallel_size_local not in (None, size):
+                raise ConfigError("--data-parallel-size-local splits replicas over the nodes of --nnodes > 1",
+                                  hint="on one host, --data-parallel-size alone says how many replicas run")
             if config.parallel.nnodes > 1:
                 from vdeploy.engine.dp_job import NodeJob
 
@@ -94,7 +100,7 @@ class DataParallelEngine:
                 local_count = self._job.local_count
             visible = visible_gpus(config)
             for k in range(local_count):
-                starts.append(local(replica_devices(config, k, visible)))
+                starts.append(local(replica_devices(config, k, visible, local_count)))
                 self.nodes.append(0)
                 self.addresses.append(None)
             if self._job is not None:

@@ -55,7 +55,7 @@ class ReplicaHost:
         self.procs: list[subprocess.Popen] = []
         try:
             for k, sock in enumerate(listeners):
-                env = {**os.environ, **replica_devices(engine_config, k, visible), "VDEPLOY_DP_SECRET": secret}
+                env = {**os.environ, **replica_devices(engine_config, k, visible, count), "VDEPLOY_DP_SECRET": secret}
                 command = [sys.executable, "-m", "vdeploy.engine.core_process", "--listen-fd", str(sock.fileno()),
                            "--model", model_path, *(["--device", device] if device else [])]
                 self.procs.append(subprocess.Popen(command, pass_fds=(sock.fileno(),), env=env))
