@@ -267,6 +267,15 @@ class ParallelConfig:
     # DeepSeek MLA: every tensor rank runs attention for its own requests over its own latent cache (attention
     # weights replicated, no latent copy per rank); the MLP / experts stay split over the ranks (vdeploy.layers.dp)
     enable_dp_attention: bool = False
+    # Data parallelism across nodes (--nnodes > 1 with data_parallel_size > 1): the replicas this node hosts
+    # (None: data_parallel_size / nnodes), the address and first port its replicas listen on for node 0 (a worker
+    # host's; None / 0: the local address of the route to master_addr, free ports), and the shared secret that
+    # authenticates node 0 and the replicas to each other. The secret never leaves the node (not in the rendezvous
+    # store, not in the engine-core's Init) and is not in the repr (logs).
+    data_parallel_size_local: int | None = None
+    dp_listen_address: str | None = None
+    data_parallel_rpc_port: int | None = None
+    dp_secret: str | None = field(default=None, repr=False)
 
     @property
     def world_size(self) -> int:

@@ -34,6 +34,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     cpu_no_effect: str = ""  # why the setting does nothing on a host without a GPU ("" = it does something)
     power_of_two: bool = False
+    secret: bool = False  # never shown (--explain prints whether it is set, not its value)
 
     @property
     def option(self) -> str:
@@ -98,6 +99,18 @@ SETTINGS: tuple[Setting, ...] = (
             "While idle: a rank stopped this many seconds fails the engine. 0: off. Default 30.", minimum=0.0),
     Setting("data_parallel_size", "parallel.data_parallel_size", int,
             "Engine replicas, each with --tp x --pp GPUs of its own.", ("--dp", "--data-parallel-size"), minimum=1),
+    Setting("data_parallel_size_local", "parallel.data_parallel_size_local", int,
+            "Replicas on this node when --nnodes > 1 (default: --data-parallel-size / --nnodes; with uneven "
+            "shares give it on every node).", ("--data-parallel-size-local",), minimum=1),
+    Setting("dp_listen_address", "parallel.dp_listen_address", str,
+            "worker-host with --dp: the address of this node its replicas listen on for node 0 (default: this "
+            "node's address on the route to --master-addr, never all interfaces).", ("--dp-listen-address",)),
+    Setting("data_parallel_rpc_port", "parallel.data_parallel_rpc_port", int,
+            "worker-host with --dp: replica i listens on this port + i (default: free ports, announced through "
+            "the rendezvous store).", ("--data-parallel-rpc-port",), minimum=1, maximum=65535),
+    Setting("dp_secret", "parallel.dp_secret", str,
+            "Shared secret (16+ characters) that authenticates node 0 and the replicas of other nodes; the same "
+            "on every node. Prefer VDEPLOY_DP_SECRET: options show in `ps`.", ("--dp-secret",), secret=True),
     Setting("enable_dp_attention", "parallel.enable_dp_attention", bool,
             "DeepSeek MLA: each tensor rank keeps its own requests' latent cache (data-parallel attention); the "
             "experts stay split across the ranks.", ("--enable-dp-attention",)),

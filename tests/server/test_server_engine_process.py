@@ -55,7 +55,7 @@ def proc_engine(tiny_model_dir):
     eng = ProcessAsyncEngine(_config(tiny_model_dir), model_name="tiny")
     yield eng
     eng.close()
-    assert eng._proc.poll() is not None  # close() leaves no engine process behind
+    assert not eng._core.alive()  # close() leaves no engine process behind
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_pickled_frame_is_refused_and_never_unpickled(proc_server, proc_engine, 
         core_side_codec().decode(payload)
     # the same bytes as a frame on the live channel: the core drops it and keeps serving
     with proc_engine._send_lock:
-        proc_engine._sock.sendall(len(payload).to_bytes(4, "big") + payload)
+        proc_engine._core.sock.sendall(len(payload).to_bytes(4, "big") + payload)
     reply = httpx.post(f"{proc_server.url}/v1/completions", timeout=60,
                        json={"model": "tiny", "prompt": "Hello", "max_tokens": 4, "temperature": 0})
     assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 4

@@ -6,6 +6,11 @@ Started by `ProcessAsyncEngine` as `python -m vdeploy.engine.core_process --fd N
 socketpair: nothing listens on a port or a path, so no other peer can reach the channel. A reader thread turns
 frames into commands; the main thread applies them between steps, steps, and sends one StepOutputs per step.
 
+A data-parallel replica on a node other than node 0 runs as `--listen-fd N --model PATH`: N is a TCP socket its
+`vdeploy worker-host` bound on the address the operator chose. It accepts node 0's connection only after the HMAC
+handshake (vdeploy/engine/dp_auth.py; the secret comes in VDEPLOY_DP_SECRET, never on the command line), keeps
+refusing other peers until then, and runs node 0's configuration on this node's checkpoint copy.
+
 The process exits when told to (Shutdown), when the server end of the socket closes (the server died: no orphan),
 or after a failed step (it reports Failed first). It ignores SIGINT and SIGTERM: Ctrl-C in a terminal and
 systemd's stop reach the whole process group, and the server must be able to drain its in-flight requests through
@@ -25,6 +30,9 @@ from typing import Any
 from vdeploy.engine import core_codec as wire
 
 _IDLE_WAIT_S = 0.5  # how long the idle loop sleeps before re-checking for shutdown
+# a remote replica's exit code when node 0's connection ended without a Shutdown (node 0 died, or cut us off): its
+# worker host tells this apart from the clean end of the job
+NODE0_GONE = 3
 
 
 class _Inbox:
@@ -35,6 +43,7 @@ class _Inbox:
         self.commands: list[Any] = []
         self.wakeup = threading.Event()
         self.closed = False  # Shutdown received, or the server end is gone
+        self.told_to_stop = False  # Shutdown received
 
     def put(self, message: Any) -> None:
         with self.lock:
@@ -52,8 +61,9 @@ class _Inbox:
 
 
 class CoreProcess:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, local_overrides: dict[str, Any] | None = None):
         self.sock = sock
+        self.local_overrides = local_overrides or {}  # a remote replica: this node's model path and device
         self.reader = sock.makefile("rb")
         self.codec = wire.core_side_codec()
         self.inbox = _Inbox()
@@ -86,6 +96,7 @@ class CoreProcess:
             if message is None or isinstance(message, wire.Shutdown):
                 if not self.ready and message is None:
                     os._exit(1)  # the server went away while the model loads: nobody will ever ask for a step
+                self.inbox.told_to_stop = message is not None
                 self.inbox.close()
                 return
             if isinstance(message, (wire.AddRequest, wire.AbortRequests, wire.LoRACommand)):
@@ -104,7 +115,12 @@ class CoreProcess:
         try:
             from vdeploy.engine.engine_core import EngineCore
 
-            self.core = EngineCore(init.config)
+            config = init.config
+            if self.local_overrides:
+                from dataclasses import replace
+
+                config = replace(config, **self.local_overrides)
+            self.core = EngineCore(config)
         except BaseException as e:  # noqa: BLE001 - the server names the failure, then this process exits
             self._report_failure(e, during_startup=True)
             return 1
@@ -180,18 +196,53 @@ class CoreProcess:
         self.send(wire.StepOutputs(encoded, errors, self.core.stats(), self.num_adds_applied))
 
 
+def accept_node0(listener: socket.socket, key: bytes) -> socket.socket:
+    """The first peer that proves it knows the secret; every other is named on stderr and dropped. The listener
+    closes once node 0 is in: a replica serves one front-end."""
+    from vdeploy.engine.dp_auth import AuthenticationError, challenge_node0
+
+    while True:
+        conn, peer = listener.accept()
+        try:
+            challenge_node0(conn, key)
+        except AuthenticationError as e:
+            print(f"vdeploy engine core: refused {peer[0]}:{peer[1]}: {e}", file=sys.stderr, flush=True)
+            conn.close()
+            continue
+        listener.close()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        return conn
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="vdeploy engine-core process (started by vdeploy serve)")
-    parser.add_argument("--fd", type=int, required=True, help="this end of the server's socketpair")
+    channel = parser.add_mutually_exclusive_group(required=True)
+    channel.add_argument("--fd", type=int, help="this end of the server's socketpair")
+    channel.add_argument("--listen-fd", type=int, help="a listening TCP socket (a replica of a worker host)")
+    parser.add_argument("--model", help="with --listen-fd: this node's copy of the checkpoint")
+    parser.add_argument("--device", help="with --listen-fd: this node's device choice (default: node 0's)")
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    sock = socket.socket(fileno=args.fd)
-    if sock.family != socket.AF_UNIX:
-        print("vdeploy engine core: --fd must be a Unix socket", file=sys.stderr)
-        return 2
+    overrides: dict[str, Any] = {}
+    if args.listen_fd is not None:
+        from vdeploy.engine.dp_auth import secret_key
+
+        key = secret_key(os.environ.get("VDEPLOY_DP_SECRET"), where="VDEPLOY_DP_SECRET of the replica process")
+        sock = accept_node0(socket.socket(fileno=args.listen_fd), key)
+        overrides = {"model": args.model, "tokenizer": None, **({"device": args.device} if args.device else {})}
+    else:
+        sock = socket.socket(fileno=args.fd)
+        if sock.family != socket.AF_UNIX:
+            print("vdeploy engine core: --fd must be a Unix socket", file=sys.stderr)
+            return 2
     try:
-        return CoreProcess(sock).run()
+        process = CoreProcess(sock, overrides)
+        code = process.run()
+        if code == 0 and args.listen_fd is not None and not process.inbox.told_to_stop:
+            return NODE0_GONE
+        return code
     except OSError as e:  # the server end closed while we were sending: it is gone, and so are its clients
         print(f"vdeploy engine core: channel closed ({e})", file=sys.stderr)
         return 1

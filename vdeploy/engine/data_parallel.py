@@ -1,14 +1,19 @@
 """Data parallelism: N engine replicas (each an engine-core process with its own GPUs) behind one server.
 
+On one host the replicas are children of the server. With --nnodes K they are spread over the nodes of one launch
+(vdeploy/engine/dp_job.py): node 0 runs the server and its share, every other node runs `vdeploy worker-host`, whose
+replicas the server reaches over authenticated TCP (vdeploy/engine/dp_host.py). Local or remote, each replica is a
+ProcessAsyncEngine, so everything below treats them alike.
+
 Each request goes to the live replica with the least work: requests it is serving for this front-end, then its KV
 use (the stats snapshot of its latest step). Aborts follow the request to its replica. A replica that dies is named
-("replica 1 …"): its open streams fail with EngineDeadError, and new requests go to the others; the server is
-unhealthy only when no replica is left.
+("replica 1 (engine process 123)", "replica 2 on node 1 (10.0.0.2:4100)"): its open streams fail with
+EngineDeadError, and new requests go to the others; the server is unhealthy only when no replica is left.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any, Optional
 
@@ -20,16 +25,19 @@ from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.errors import ConfigError
 
 
-def replica_devices(config: EngineConfig, replica: int, visible: list[str] | None) -> dict[str, str]:
-    """The environment that gives replica `replica` its own GPUs: world_size consecutive ones of those visible."""
+def replica_devices(config: EngineConfig, replica: int, visible: list[str] | None,
+                    replicas_here: int | None = None) -> dict[str, str]:
+    """The environment that gives replica `replica` of this host its own GPUs: world_size consecutive ones of those
+    visible. replicas_here: how many replicas this host runs (default: all of them, on one host)."""
     if visible is None:
         return {}
     world = config.parallel.world_size
+    count = config.parallel.data_parallel_size if replicas_here is None else replicas_here
     mine = visible[replica * world:(replica + 1) * world]
     if len(mine) < world:
         raise ConfigError(
-            f"--data-parallel-size {config.parallel.data_parallel_size} x {world} GPUs per replica needs "
-            f"{config.parallel.data_parallel_size * world} GPUs, {len(visible)} visible",
+            f"{count} replica(s) on this host x {world} GPUs per replica needs {count * world} GPUs, "
+            f"{len(visible)} visible",
             hint="lower --data-parallel-size, --tp or --pp, or check CUDA_VISIBLE_DEVICES")
     return {"CUDA_VISIBLE_DEVICES": ",".join(mine)}
 
@@ -62,20 +70,51 @@ class DataParallelEngine:
         size = config.parallel.data_parallel_size
         if size < 1:
             raise ConfigError(f"--data-parallel-size must be at least 1, got {size}")
-        if config.parallel.nnodes > 1:
-            raise ConfigError("data parallelism across nodes is not supported yet",
-                              hint="run one `vdeploy serve --data-parallel-size N` per node behind a load balancer")
-        visible = visible_gpus(config)
-        replica_config = replace(config, parallel=replace(config.parallel, data_parallel_size=1))
+        # every replica is a single-node engine of its own; the secret stays in this process
+        replica_config = replace(config, parallel=replace(
+            config.parallel, data_parallel_size=1, data_parallel_size_local=None, nnodes=1, node_rank=0,
+            master_addr=None, master_port=None, dp_listen_address=None, data_parallel_rpc_port=None, dp_secret=None))
+        self._job = None
         self.replicas: list[ProcessAsyncEngine] = []
+        self.nodes: list[int] = []  # node rank of each replica
+        self.addresses: list[Optional[str]] = []  # host:port of each remote replica (None: a child of this server)
+        starts: list[Callable[[], ProcessAsyncEngine]] = []
+
+        def local(env: dict[str, str]) -> Callable[[], ProcessAsyncEngine]:
+            return lambda: ProcessAsyncEngine(replica_config, model_name=model_name, chat_template=chat_template,
+                                              model_config=model_config, env=env)
+
+        def remote(address, label: str) -> Callable[[], ProcessAsyncEngine]:
+            return lambda: ProcessAsyncEngine(replica_config, model_name=model_name, chat_template=chat_template,
+                                              model_config=model_config, core=self._job.connect(address, label))
+
         try:
-            for k in range(size):
-                self.replicas.append(ProcessAsyncEngine(
-                    replica_config, model_name=model_name, chat_template=chat_template, model_config=model_config,
-                    env=replica_devices(config, k, visible)))
-        except BaseException:
-            self.close()
+            local_count = size
+            if config.parallel.nnodes == 1 and config.parallel.data_parallel_size_local not in (None, size):
+                raise ConfigError("--data-parallel-size-local splits replicas over the nodes of --nnodes > 1",
+                                  hint="on one host, --data-parallel-size alone says how many replicas run")
+            if config.parallel.nnodes > 1:
+                from vdeploy.engine.dp_job import NodeJob
+
+                self._job = NodeJob(config, model_config or ModelConfig.from_path(config.model))
+                local_count = self._job.local_count
+            visible = visible_gpus(config)
+            for k in range(local_count):
+                starts.append(local(replica_devices(config, k, visible, local_count)))
+                self.nodes.append(0)
+                self.addresses.append(None)
+            if self._job is not None:
+                for address in self._job.remote_addresses(size):
+                    k = len(starts)
+                    self.nodes.append(address.node_rank)
+                    self.addresses.append(f"{address.host}:{address.port}")
+                    starts.append(remote(address, self.label(k)))
+            self.replicas = _start_all(starts)
+        except BaseException as e:
+            self._close(f"node 0 could not start its replicas: {e}")
             raise
+        if self._job is not None:
+            self._job.watch(self._node_lost)
         first = self.replicas[0]
         self.config, self.model_name, self.tokenizer = config, first.model_name, first.tokenizer
         self.max_model_len, self.generation_defaults = first.max_model_len, first.generation_defaults
@@ -109,7 +148,7 @@ class DataParallelEngine:
             async for out in self.replicas[k].generate(prompt_token_ids, params, request_id, lora_name):
                 yield out
         except EngineDeadError as e:
-            raise EngineDeadError(f"replica {k} (engine process {self.replicas[k].pid}): {e}",
+            raise EngineDeadError(f"{self.label(k)}: {e}",
                                   hint="the other replicas keep serving; retry the request") from e
         finally:
             self._assigned[k] -= 1
@@ -142,9 +181,47 @@ class DataParallelEngine:
         return sum(await asyncio.gather(*(r.shutdown(drain_timeout_s) for r in self.replicas)))
 
     def close(self) -> None:
+        self._close("shutdown")
+
+    def _close(self, reason: str) -> None:
+        """Close every replica, then tell the other nodes' hosts why the job ended ("shutdown": cleanly)."""
         for r in self.replicas:
             r.close()
+        if self._job is not None:
+            self._job.close(reason)
+
+    def label(self, k: int) -> str:
+        """How errors and logs name replica k."""
+        if self.addresses[k] is not None:
+            return f"replica {k} on node {self.nodes[k]} ({self.addresses[k]})"
+        where = " on node 0" if self._job is not None else ""
+        pid = self.replicas[k].pid if k < len(self.replicas) else "starting"
+        return f"replica {k}{where} (engine process {pid})"
+
+    def _node_lost(self, node: int, reason: str) -> None:
+        """A node stopped beating or failed: cut its replicas (their streams fail naming it, as a death would)."""
+        for k, replica in enumerate(self.replicas):
+            if self.nodes[k] == node:
+                replica.cut(reason)
 
     def describe(self) -> list[dict[str, Any]]:
         """One line of facts per replica (for the startup log and `ps`)."""
-        return [{"replica": k, "pid": r.pid, "running": r.is_running} for k, r in enumerate(self.replicas)]
+        return [{"replica": k, "node": self.nodes[k], "pid": r.pid, "address": self.addresses[k],
+                 "running": r.is_running} for k, r in enumerate(self.replicas)]
+
+
+def _start_all(starts: list[Callable[[], Any]]) -> list[Any]:
+    """Start every replica at once (a big model loads for minutes: one node after the other would add those up);
+    when one fails, the ones that started are closed and the first failure is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(starts), thread_name_prefix="vdeploy-dp-start") as pool:
+        futures = [pool.submit(start) for start in starts]
+        errors = [f.exception() for f in futures]
+    started = [f.result() for f, e in zip(futures, errors) if e is None]
+    failed = next((e for e in errors if e is not None), None)
+    if failed is not None:
+        for engine in started:
+            engine.close()
+        raise failed
+    return started

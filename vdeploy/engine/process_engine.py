@@ -2,12 +2,13 @@
 
 The server process keeps the tokenizer (chat templates, prompt encoding), the model's config and one asyncio stream
 per request; the core process (vdeploy/engine/core_process.py) schedules, runs the model and detokenizes. They talk
-over a Unix socketpair in schema'd msgpack (vdeploy/engine/core_codec.py), never pickle.
+over a Unix socketpair in schema'd msgpack (vdeploy/engine/core_codec.py), never pickle. A data-parallel replica
+on another node is the same engine over an authenticated TCP connection (vdeploy/engine/core_endpoint.py).
 
 One reader thread receives the core's messages: one per engine step, carrying every request's delta. Each message
 wakes each consumer event loop once (one `call_soon_threadsafe` per loop per step, not per token per request).
-When the core process dies, the reader sees the socket close, names the cause (exit code or signal) and fails every
-open stream with EngineDeadError; /health turns 503.
+When the core process dies, the reader sees the socket close, names the cause (exit code or signal; a remote core:
+the closed connection) and fails every open stream with EngineDeadError; /health turns 503.
 """
 
 from __future__ import annotations
@@ -15,11 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +25,7 @@ from typing import Any, Optional
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine import core_codec as wire
 from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown, _Stream, stream_outputs
+from vdeploy.engine.core_endpoint import LocalCore, RemoteCore
 from vdeploy.engine.engine_core import EngineStats
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
@@ -61,22 +58,12 @@ def _error_from(error_type: str, message: str, hint: Optional[str]) -> VdeployEr
     return cls(message, hint=hint) if cls is not None else VdeployError(f"{error_type}: {message}", hint=hint)
 
 
-def _describe_exit(code: Optional[int]) -> str:
-    if code is None:
-        return "closed its channel"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
 class ProcessAsyncEngine:
     def __init__(self, config: EngineConfig, *, model_name: Optional[str] = None,
                  chat_template: Optional[str] = None, model_config: Optional[ModelConfig] = None,
-                 env: Optional[dict[str, str]] = None):
-        """env: extra environment of the core process (a data-parallel replica's CUDA_VISIBLE_DEVICES)."""
+                 env: Optional[dict[str, str]] = None, core: Optional[RemoteCore] = None):
+        """env: extra environment of the core process (a data-parallel replica's CUDA_VISIBLE_DEVICES).
+        core: a connected replica of another node, instead of starting a core process here."""
         self.config = config
         self.model_name = model_name or Path(config.model).name
         self.model_config = model_config or ModelConfig.from_path(config.model)
@@ -97,15 +84,7 @@ class ProcessAsyncEngine:
         self.lora_adapters: dict[str, str] = dict(config.lora.lora_modules)  # name -> path, as loaded by the core
         self._codec = wire.server_side_codec()
         self._decoder = wire.OutputDecoder()
-        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            # a fresh interpreter (not fork: the server may hold threads and locks), inheriting only the socket
-            self._proc = subprocess.Popen([sys.executable, "-m", "vdeploy.engine.core_process", "--fd",
-                                           str(child.fileno())], pass_fds=(child.fileno(),),
-                                          env={**os.environ, **env} if env else None)
-        finally:
-            child.close()
-        self._reader = self._sock.makefile("rb")
+        self._core: LocalCore | RemoteCore = core if core is not None else LocalCore(env)
         try:
             self._send(wire.Init(config))
             ready = self._wait_ready()
@@ -116,19 +95,24 @@ class ProcessAsyncEngine:
         self.generation_defaults = ready.generation_defaults
         self.eos_token_ids = tuple(ready.eos_token_ids)
         self._stats = ready.stats
-        self._thread = threading.Thread(target=self._read_loop, name=f"vdeploy-core-client-{self._proc.pid}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._read_loop, name=f"vdeploy-core-client-{self.pid}", daemon=True)
         self._thread.start()
 
     # ---- facts for the server -----------------------------------------------------------------------------------
     @property
-    def pid(self) -> int:
-        """The engine-core process id."""
-        return self._proc.pid
+    def pid(self) -> Optional[int]:
+        """The engine-core process id (None: it runs on another node)."""
+        return self._core.pid
 
     @property
     def is_running(self) -> bool:
-        return self._error is None and not self._closing and self._proc.poll() is None
+        return self._error is None and not self._closing and self._core.alive()
+
+    def cut(self, reason: str) -> None:
+        """Give up on the core (its node stopped answering): its open streams fail with EngineDeadError naming
+        `reason`. A no-op for a core on this host, whose death the reader sees for itself."""
+        if isinstance(self._core, RemoteCore):
+            self._core.kill(reason)
 
     def stats(self) -> EngineStats:
         """The snapshot the core sent with its latest step (never waits on the core)."""
@@ -226,13 +210,11 @@ class ProcessAsyncEngine:
             self._send(wire.Shutdown())
         except EngineDeadError:
             pass
-        try:
-            self._proc.wait(_EXIT_WAIT_S)
-        except subprocess.TimeoutExpired:
+        if self._core.wait_exit(_EXIT_WAIT_S) is None:
             self._kill()
         self._thread.join(5)
         self._fail_streams(EngineShuttingDown("the engine shut down before the request finished"))
-        self._sock.close()
+        self._core.close()
 
     def _check_accepting(self) -> None:
         if self._error is not None:
@@ -245,12 +227,12 @@ class ProcessAsyncEngine:
         frame = self._codec.encode(message)
         try:
             with self._send_lock:
-                self._sock.sendall(frame)
+                self._core.sock.sendall(frame)
         except OSError as e:
             raise EngineDeadError(f"the engine process is gone ({e})") from None
 
     def _receive(self) -> Any:
-        payload = wire.read_frame(self._reader)
+        payload = self._core.read_frame()
         return None if payload is None else self._codec.decode(payload)
 
     def _wait_ready(self) -> wire.Ready:
@@ -258,10 +240,10 @@ class ProcessAsyncEngine:
         if isinstance(message, wire.Ready):
             return message
         if isinstance(message, wire.Failed):
-            self._proc.wait(_EXIT_WAIT_S)
+            self._core.wait_exit(_EXIT_WAIT_S)
             raise _error_from(message.error_type, message.message, message.hint)
-        code = self._proc.wait(_EXIT_WAIT_S)
-        raise EngineDeadError(f"the engine process {_describe_exit(code)} while starting (its log is above)")
+        ended = self._core.wait_exit(_EXIT_WAIT_S) or "stopped answering"
+        raise EngineDeadError(f"{self._core.label} {ended} while starting ({self._core.where_logs})")
 
     def _read_loop(self) -> None:
         failure: Optional[wire.Failed] = None
@@ -284,13 +266,12 @@ class ProcessAsyncEngine:
                 failure = failure or wire.Failed(type(e).__name__, f"broken channel: {e}")
         if self._closing:
             return
-        try:
-            code = self._proc.wait(5)
-        except subprocess.TimeoutExpired:
+        ended = self._core.wait_exit(5)
+        if ended is None:
             self._kill()
-            code = self._proc.returncode
+            ended = self._core.wait_exit(5)
         cause = f" after {failure.error_type}: {failure.message}" if failure else ""
-        error = EngineDeadError(f"the engine process (pid {self._proc.pid}) {_describe_exit(code)}{cause}")
+        error = EngineDeadError(f"{self._core.label} {ended}{cause}")
         self._error = error
         self._decoder.forget_all()
         self._fail_streams(error)
@@ -328,9 +309,7 @@ class ProcessAsyncEngine:
                 pass
 
     def _kill(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+        self._core.kill()
 
 
 def _put_all(batch: list[tuple[asyncio.Queue, Any]]) -> None:

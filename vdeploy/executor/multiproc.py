@@ -304,10 +304,19 @@ def _failure_of(lost: NodeLost) -> RankFailure:
 
 
 def rebuild_user_error(info: UserErrorInfo) -> Exception:
+    """The rank's VdeployError again. Only vdeploy's own error classes are rebuilt: a failure record of another node
+    arrives through the rendezvous store, which any network peer can write, and importing or calling whatever it
+    names would run that peer's choice of code."""
     import importlib
 
+    from vdeploy.errors import VdeployError
+
     try:
+        if info.module.split(".")[0] != "vdeploy":
+            raise TypeError(f"{info.module} is not a vdeploy module")
         cls = getattr(importlib.import_module(info.module), info.qualname)
+        if not (isinstance(cls, type) and issubclass(cls, VdeployError)):
+            raise TypeError(f"{info.module}.{info.qualname} is not a vdeploy error")
         error = cls(info.message, hint=info.hint)
         error.exit_code = info.exit_code
         return error

@@ -2,20 +2,23 @@
 
 Keys (all under "vdeploy/"; one job per master address and port):
   config                the engine's (EngineConfig, ModelConfig), published by node 0 before any rank starts, so
-                        every node runs exactly the engine's settings
+                        every node runs exactly the engine's settings (JSON; never the data-parallel secret)
   node/<n>/heartbeat    a counter node n's host bumps every HEARTBEAT_S
-  node/<n>/failure      the first failure of one of node n's ranks (pickled NodeFailure)
+  node/<n>/failure      the first failure of one of node n's ranks (a NodeFailure as JSON)
   abort                 set by node 0 when the job stops (failure or shutdown): every host stops its ranks
 
 A node whose heartbeat stops advancing for NODE_TIMEOUT_S is declared dead; so is one whose ranks closed their
 connections without a failure record, after a short grace (FAILURE_GRACE_S) to let the record arrive.
+
+Anyone who reaches the store's port can write these keys, so every value is schema'd JSON decoded into the expected
+dataclass (msgspec), never unpickled: a forged value fails to decode instead of running code.
 """
 
 from __future__ import annotations
 
-import pickle
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from vdeploy.executor.control import UserErrorInfo
 
@@ -40,9 +43,10 @@ class NodeFailure:
 class NodeLost(Exception):
     """A peer node failed, went silent, or the job was aborted."""
 
-    def __init__(self, message: str, failure: NodeFailure | None = None):
+    def __init__(self, message: str, failure: NodeFailure | None = None, node: int | None = None):
         super().__init__(message)
         self.message, self.failure = message, failure
+        self.node = failure.node_rank if failure is not None else node
 
 
 class NodeLink:
@@ -55,7 +59,11 @@ class NodeLink:
     # ---- node 0 (the engine) --------------------------------------------------------------------------------
 
     def publish_config(self, engine_config, model_config) -> None:
-        self.store.set(_PREFIX + "config", pickle.dumps((engine_config, model_config)))
+        import msgspec
+
+        # the secret authenticates data-parallel peers: it must never sit in the store, which anyone may read
+        published = replace(engine_config, parallel=replace(engine_config.parallel, dp_secret=None))
+        self.store.set(_PREFIX + "config", msgspec.json.encode((published, model_config)))
 
     def abort(self, reason: str) -> None:
         """Tell every host to stop its ranks. Best effort: the store may be going away too."""
@@ -76,7 +84,11 @@ class NodeLink:
                 self._beats[node] = (current, now)
             elif count > 0 and now - seen > NODE_TIMEOUT_S:
                 raise NodeLost(f"node {node} stopped responding (no heartbeat for {now - seen:.0f} s): its "
-                               "worker-host died or the network between the nodes failed")
+                               "worker-host died or the network between the nodes failed", node=node)
+
+    def forget(self, node: int) -> None:
+        """Stop watching `node` (its loss was handled; the others are still watched)."""
+        self._beats.pop(node, None)
 
     def explain_failure(self, grace_s: float = FAILURE_GRACE_S) -> NodeLost | None:
         """After a local rank lost contact with its peers: wait up to `grace_s` for the node that caused it to
@@ -94,21 +106,23 @@ class NodeLink:
             return None
         if silent:
             return NodeLost(f"node {silent[0]} stopped responding (no heartbeat for {grace_s:.0f} s): its "
-                            "worker-host died or the network between the nodes failed")
+                            "worker-host died or the network between the nodes failed", node=silent[0])
         return None
 
     def first_failure(self) -> NodeFailure | None:
         for node in self._beats:
             key = _PREFIX + f"node/{node}/failure"
             if self.store.check([key]):
-                return pickle.loads(self.store.get(key))
+                return _decode(self.store.get(key), NodeFailure, "failure record of node " + str(node))
         return None
 
     # ---- other nodes (worker hosts) -----------------------------------------------------------------------------
 
     def wait_config(self):
         """(EngineConfig, ModelConfig) published by node 0; blocks up to the store's timeout."""
-        return pickle.loads(self.store.get(_PREFIX + "config"))
+        from vdeploy.config import EngineConfig, ModelConfig
+
+        return _decode(self.store.get(_PREFIX + "config"), tuple[EngineConfig, ModelConfig], "engine configuration")
 
     def heartbeat(self) -> None:
         now = time.monotonic()
@@ -122,7 +136,9 @@ class NodeLink:
 
     def report_failure(self, failure: NodeFailure) -> None:
         try:
-            self.store.set(_PREFIX + f"node/{self.node_rank}/failure", pickle.dumps(failure))
+            import msgspec
+
+            self.store.set(_PREFIX + f"node/{self.node_rank}/failure", msgspec.json.encode(failure))
         except Exception:  # noqa: BLE001 - the engine (and its store) may already be gone
             pass
 
@@ -131,6 +147,19 @@ def is_peer_loss(message: str) -> bool:
     """Whether an error only says that a peer rank went away."""
     lowered = message.lower()
     return any(marker in lowered for marker in _PEER_LOSS_MARKERS)
+
+
+def _decode(data: bytes, kind: Any, what: str) -> Any:
+    """`data` as a `kind` (JSON checked against the dataclasses' fields); ExecutorError for anything else."""
+    import msgspec
+
+    from vdeploy.executor.base import ExecutorError
+
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise ExecutorError(f"refused the {what} in the rendezvous store: {e}",
+                            hint="something other than vdeploy wrote it: check who can reach --master-port") from None
 
 
 def _heartbeat_key(node: int) -> str:

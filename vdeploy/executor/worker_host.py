@@ -4,6 +4,9 @@ It serves nothing itself. It joins the rendezvous store that node 0's engine hos
 configuration from it (only the checkpoint path is local), starts its ranks (global ranks node_rank * ranks_per_node
 onward), then watches them and the job: it bumps its heartbeat, records the first failure of one of its ranks for
 node 0 to report, and stops its ranks when node 0 aborts the job or cannot be reached.
+
+When node 0 runs data parallelism (--data-parallel-size > 1), this node hosts whole replicas instead of ranks of
+node 0's engine: vdeploy.engine.dp_host starts them and node 0's API server connects to them.
 """
 
 from __future__ import annotations
@@ -55,17 +58,24 @@ def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | 
         raise ConfigError("worker-host needs --master-port (or MASTER_PORT): node 0's rendezvous port")
     status(f"node {topology.node_rank}: joining the job at {topology.master_addr}:{topology.master_port}")
     try:
-        store = connect_store(topology.master_addr, topology.master_port, topology.world_size)
+        store = connect_store(topology.master_addr, topology.master_port, max(topology.world_size, topology.nnodes))
     except RuntimeError as e:  # DistStoreError / DistNetworkError after the rendezvous timeout
         raise ExecutorError(f"node 0 did not answer at {topology.master_addr}:{topology.master_port}: {e}",
                             hint="start `vdeploy serve ... --node-rank 0` there, and check the address, "
                                  "the port and the firewall") from None
     link = NodeLink(store, topology.node_rank, topology.nnodes)
     try:
-        ranks, launches = _start_ranks(link, model_path, parallel, topology, device)
+        engine_config, model_config = link.wait_config()
+        if engine_config.parallel.data_parallel_size > 1:
+            replicas = _start_replicas(store, engine_config, model_path, parallel, topology, device, status)
+        else:
+            ranks, launches = _start_ranks(engine_config, model_config, model_path, parallel, topology, device)
     except VdeployError as e:  # node 0 would otherwise wait for this node's ranks until the rendezvous timeout
         link.report_failure(NodeFailure(topology.node_rank, e.message, user_error=user_error_info(e)))
         raise
+    if engine_config.parallel.data_parallel_size > 1:
+        _watch_replicas(replicas, link, topology.node_rank, status)
+        return
     first, last = launches[0].rank, launches[-1].rank
     names = f"rank {first}" if first == last else f"ranks {first}-{last}"
     poll = _watcher(link)
@@ -92,10 +102,36 @@ def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | 
         raise
 
 
-def _start_ranks(link: NodeLink, model_path: str, parallel: ParallelConfig, topology: LaunchTopology,
-                 device: str | None) -> tuple[LocalRanks, list[RankLaunch]]:
-    engine_config, model_config = link.wait_config()
-    theirs = engine_config.parallel
+def _start_replicas(store, engine_config, model_path: str, parallel: ParallelConfig, topology: LaunchTopology,
+                    device: str | None, status: Callable[[str], None]):
+    from vdeploy.engine.dp_host import ReplicaHost
+
+    _check_same_launch(engine_config.parallel, parallel, topology)
+    return ReplicaHost(store, engine_config, parallel, model_path, topology.node_rank, topology.master_addr, device,
+                       status)
+
+
+def _watch_replicas(replicas, link: NodeLink, node_rank: int, status: Callable[[str], None]) -> None:
+    """Until node 0 ends the job. A replica that dies is node 0's to route around (its connection closed), so
+    nothing goes into the failure record: that would take this node's other replicas out too."""
+    from vdeploy.engine.dp_host import StopReplicas
+
+    poll = _watcher(link)
+
+    def poll_job() -> None:
+        try:
+            poll()
+        except JobEnded as ended:
+            raise StopReplicas(ended.reason) from None
+
+    try:
+        replicas.watch(poll_job)
+    except ExecutorError as e:
+        raise ExecutorError(f"node {node_rank}: {e.message}", hint=e.hint) from None
+    status(f"node {node_rank}: the job shut down")
+
+
+def _check_same_launch(theirs: ParallelConfig, parallel: ParallelConfig, topology: LaunchTopology) -> None:
     if (theirs.tensor_parallel_size, theirs.pipeline_parallel_size, theirs.nnodes) != (
             parallel.tensor_parallel_size, parallel.pipeline_parallel_size, topology.nnodes):
         raise ConfigError(
@@ -103,6 +139,12 @@ def _start_ranks(link: NodeLink, model_path: str, parallel: ParallelConfig, topo
             f"{theirs.nnodes} nodes; this node was given --tp {parallel.tensor_parallel_size} "
             f"--pp {parallel.pipeline_parallel_size} --nnodes {topology.nnodes}",
             hint="start every node with the same --tp, --pp and --nnodes")
+
+
+def _start_ranks(engine_config, model_config, model_path: str, parallel: ParallelConfig, topology: LaunchTopology,
+                 device: str | None) -> tuple[LocalRanks, list[RankLaunch]]:
+    theirs = engine_config.parallel
+    _check_same_launch(theirs, parallel, topology)
     # node 0's settings, this node's checkpoint path (and device choice when given)
     engine_config = pipeline_ready(replace(engine_config, model=model_path, tokenizer=None,
                                            device=device or engine_config.device,

@@ -245,7 +245,9 @@ def summary_rows(dep: Deployment, engine: Any, url: str, api_key_set: bool, warm
         return "" if origin == "default" else f"  ({origin})"
 
     profile = dep.profile.name if dep.profile is not None else "none (built-in defaults)"
-    return [
+    labels = getattr(engine, "label", None)  # data parallelism: where each replica runs
+    replicas = [("replicas", ", ".join(labels(k) for k in range(len(engine.replicas))))] if labels else []
+    return replicas + [
         ("model", dep.source.describe()),
         ("architecture", f"{dep.model_config.architecture} ({dep.model_config.family})"),
         ("served as", dep.served_model_name),
@@ -291,6 +293,8 @@ def print_explained_settings(dep: Deployment, console: Any) -> None:
         for part in s.path.split("."):
             value = getattr(value, part)
         origin = dep.provenance.get(s.name, "default")
+        if s.secret:
+            value = "(not set)" if value is None else "(set)"
         table.add_row(s.name, s.option if s.flags else f"({s.option[2:]} in --config)", str(value),
                       origin if origin == "default" else f"[bold]{origin}[/]")
     console.print(table)
