@@ -52,3 +52,24 @@ def test_one_run_per_token_gives_the_same_result():
     add_lora(merged, x, a, b, token_slots, *runs_of(token_slots))
     add_lora(per_token, x, a, b, token_slots, torch.arange(7, dtype=torch.int32), token_slots.clone())
     torch.testing.assert_close(merged, per_token)
+
+
+@pytest.mark.parametrize("max_run", [0, 21])
+def test_split_shrink_and_tiled_runs_match_twin(max_run):
+    """A hidden size long enough that the shrink splits K (partials summed by the expand in split order) and a run
+    of 21 tokens spread over two tile programs; max_run given by the host (21) or found from seg_starts (0)."""
+    from vdeploy_kernels.lora import shrink_splits
+
+    gen = torch.Generator().manual_seed(5)
+    k, rank, n = 2048, 8, 40
+    token_slots = torch.tensor([1] * 21 + [-1] * 2 + [0], dtype=torch.int32)
+    seg_starts, seg_slots = runs_of(token_slots)
+    assert shrink_splits(seg_slots.shape[0], 21, rank, k) > 1
+    x = torch.randn(token_slots.shape[0], k, generator=gen)
+    a, b = 0.05 * torch.randn(2, rank, k, generator=gen), 0.2 * torch.randn(2, n, rank, generator=gen)
+    y0 = torch.randn(token_slots.shape[0], n, generator=gen)
+    y_kernel, y_twin = y0.clone(), y0.clone()
+    add_lora(y_kernel, x, a, b, token_slots, seg_starts, seg_slots, max_run)
+    reference.add_lora(y_twin, x, a, b, token_slots, seg_starts, seg_slots)
+    torch.testing.assert_close(y_kernel, y_twin, rtol=1e-4, atol=1e-4)
+    assert torch.equal(y_kernel[21:23], y0[21:23])

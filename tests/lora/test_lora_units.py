@@ -57,14 +57,15 @@ def test_token_runs_of_a_mixed_batch():
 
     batch = LoRABatch(16, "cpu")
     batch.set_eager(np.array([-1, -1, 1, 1, 1, 0, -1, 0, 0], dtype=np.int32))
-    token_slots, seg_starts, seg_slots = batch.views(9)
+    token_slots, seg_starts, seg_slots, max_run = batch.views(9)
     assert batch.active and seg_starts.tolist() == [0, 2, 5, 6, 7, 9] and seg_slots.tolist() == [-1, 1, 0, -1, 0]
+    assert max_run == 3  # the kernel's grid: tiles of the longest run
     assert token_slots.tolist() == [-1, -1, 1, 1, 1, 0, -1, 0, 0]
     batch.set_eager(np.full(4, -1, dtype=np.int32))
     assert not batch.active  # a step without adapters skips the LoRA op
     batch.set_graph(np.array([1, -1, 0], dtype=np.int32), 4)  # padded to the graph's bucket, one run per token
-    token_slots, seg_starts, seg_slots = batch.views(4)
-    assert seg_starts.tolist() == [0, 1, 2, 3, 4] and seg_slots.tolist() == [1, -1, 0, -1]
+    token_slots, seg_starts, seg_slots, max_run = batch.views(4)
+    assert seg_starts.tolist() == [0, 1, 2, 3, 4] and seg_slots.tolist() == [1, -1, 0, -1] and max_run == 1
 
 
 @pytest.mark.parametrize("tp", [1, 3])

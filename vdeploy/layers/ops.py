@@ -192,14 +192,15 @@ def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len
 
 
 def add_lora(y: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, token_slots: torch.Tensor,
-             seg_starts: torch.Tensor, seg_slots: torch.Tensor) -> None:
+             seg_starts: torch.Tensor, seg_slots: torch.Tensor, max_run: int = 0) -> None:
     """Grouped LoRA, in place: y [T, N] += (x [T, K] @ lora_a[s]ᵀ) @ lora_b[s]ᵀ with s = token_slots[t] (-1: the
     base model, unchanged); lora_a [L, R, K], lora_b [L, N, R] stacked slots. seg_starts [S + 1] / seg_slots [S]:
-    the same slots as runs of consecutive tokens (what the Triton kernel walks)."""
+    the same slots as runs of consecutive tokens (the Triton kernel's grid: one program per tile of a run);
+    max_run: the longest run (0: unknown)."""
     if _use_triton(x):
         from vdeploy_kernels.lora import add_lora as triton_add_lora
 
-        return triton_add_lora(y, x, lora_a, lora_b, token_slots, seg_starts, seg_slots)
+        return triton_add_lora(y, x, lora_a, lora_b, token_slots, seg_starts, seg_slots, max_run)
     from vdeploy_kernels import reference
 
     return reference.add_lora(y, x, lora_a, lora_b, token_slots, seg_starts, seg_slots)

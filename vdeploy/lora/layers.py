@@ -39,6 +39,7 @@ class LoRABatch:
             self.seg_starts = torch.zeros(max_tokens + 1, dtype=torch.int32)  # [Tmax + 1]
             self.seg_slots = torch.full((max_tokens,), -1, dtype=torch.int32)  # [Tmax]
         self.num_segments = 0
+        self.max_run = 0  # the longest run of this step (sizes the kernel's grid; 1 in graphs)
         self.active = False  # False: no token of this step has an adapter, the layers skip the LoRA op
 
     def set_eager(self, token_slots: np.ndarray) -> None:
@@ -49,9 +50,10 @@ class LoRABatch:
             return
         starts = np.flatnonzero(np.diff(token_slots, prepend=np.int32(-2)))  # [S] where a new run begins
         self.num_segments = int(starts.shape[0])
+        bounds = np.append(starts, t).astype(np.int32)
+        self.max_run = int(np.diff(bounds).max())
         self.token_slots[:t].copy_(torch.from_numpy(token_slots))
-        self.seg_starts[: self.num_segments + 1].copy_(torch.from_numpy(
-            np.append(starts, t).astype(np.int32)))
+        self.seg_starts[: self.num_segments + 1].copy_(torch.from_numpy(bounds))
         self.seg_slots[: self.num_segments].copy_(torch.from_numpy(token_slots[starts]))
 
     def set_graph(self, token_slots: np.ndarray, bucket: int) -> None:
@@ -63,11 +65,11 @@ class LoRABatch:
         self.token_slots[:bucket].copy_(host)
         self.seg_slots[:bucket].copy_(host)
         self.seg_starts[: bucket + 1].copy_(torch.arange(bucket + 1, dtype=torch.int32))
-        self.num_segments, self.active = bucket, True
+        self.num_segments, self.max_run, self.active = bucket, 1, True
 
-    def views(self, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def views(self, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         s = self.num_segments
-        return self.token_slots[:num_tokens], self.seg_starts[: s + 1], self.seg_slots[:s]
+        return self.token_slots[:num_tokens], self.seg_starts[: s + 1], self.seg_slots[:s], self.max_run
 
 
 class LoRASlots(nn.Module):
