@@ -85,7 +85,17 @@ def _num_sms(device: torch.device) -> int:
 
 def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
     """Tiles for an [m, k] x [k, n] product: decode (m ≤ 16) reads weights once with narrow N tiles and a K split
-    that gives ~2 programs per SM; larger M uses wide tiles (the dequantized tile is reused by BLOCK_M rows)."""
+    that gives ~2 programs per SM; larger M uses wide tiles (the dequantized tile is reused by BLOCK_M rows).
+    One row (batch-1 decode) is a GEMV: the H100 sweep (benchmarks/results/2026-12-06b-h100/quant_gemm_check.json)
+    found one config best for 7 of the 8 R1-Distill-Qwen-7B / 32B layers, 1.3-1.9x faster than these tiles: no
+    tensor-core dot, each packed word expanded once in registers, 8 K splits."""
+    if m == 1:
+        k_blocks = triton.cdiv(k, 128)
+        cfg = dict(block_m=1, block_n=128 if n >= 16384 else 64, block_k=128, num_warps=4, num_stages=4, dot=False,
+                   unpack3d=True, split_k=max(1, min(8, k_blocks // 4)))
+        if group_size > 0 and group_size % 128 and group_size >= 16 and 128 % group_size == 0:
+            cfg["block_k"] = group_size
+        return cfg
     if m <= 16:
         cfg = dict(block_m=16, block_n=64, block_k=128, num_warps=4, num_stages=4)
     elif m <= 64:
