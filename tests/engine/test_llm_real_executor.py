@@ -44,3 +44,21 @@ def test_seeded_n4_sampling_is_reproducible(checkpoint):
             runs.append({c.index: c.token_ids for c in out.outputs})
     assert sorted(runs[0]) == [0, 1, 2, 3] and runs[0] == runs[1]
     assert len({tuple(t) for t in runs[0].values()}) > 1
+
+
+def test_closing_the_engine_releases_the_model_and_its_kv_cache(checkpoint):
+    """Benchmarks and tests load engine after engine in one process: a closed engine must leave nothing behind that
+    holds its weights or KV cache (on a GPU, the next engine would run out of memory)."""
+    import gc
+    import weakref
+
+    import torch
+
+    with LLM(str(checkpoint), dtype="float32", device="cpu", block_size=4, num_gpu_blocks_override=32) as llm:
+        llm.generate(PROMPTS[:2], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
+        runner = llm.core.executor.runner
+        model, cache = weakref.ref(runner.model), weakref.ref(runner.kv_caches[0])
+        assert isinstance(cache(), torch.Tensor)
+    del llm, runner
+    gc.collect()
+    assert model() is None and cache() is None
