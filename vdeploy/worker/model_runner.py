@@ -318,8 +318,11 @@ class ModelRunner:
             torch.cuda.current_stream(self.device).synchronize()
 
     def shutdown(self) -> None:
+        # everything that holds device memory: the MTP drafter holds the model, its graphs and (through them) the
+        # decode graphs' pool and the KV cache, so it goes too
         self._last_sampled = None
         self.graphs = None
+        self.drafter = None
         self.kv_caches = []
         self.model = None
 
