@@ -128,3 +128,17 @@ def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len
         out[a:b] = torch.einsum("hts,shd->thd", scores.softmax(dim=-1), v).to(q.dtype)
         start += s
     return out
+
+
+def mla_rope_and_cache(q_rope, latent, positions, cos_sin_cache, norm_weight, eps, kv_cache, slot_mapping,
+                       kv_scale: float = 1.0) -> None:
+    """Twin of mla_rope_cache.mla_rope_and_cache, as the unfused ops compose it: q_rope [T, H, R] rotated in place;
+    RMSNorm(c_kv) ‖ rope(k_rope) of latent [T, L + R] stored into kv_cache at slot_mapping."""
+    from vdeploy_kernels import reference
+
+    lora = latent.shape[1] - q_rope.shape[-1]
+    c_kv = reference.rms_norm(latent[:, :lora], norm_weight, eps)  # [T, L]
+    q_rot, k_rot = reference.rotary(q_rope, latent[:, None, lora:], positions, cos_sin_cache, interleaved=True)
+    q_rope.copy_(q_rot)
+    entry = torch.cat((c_kv, k_rot[:, 0]), dim=-1)[:, None]  # [T, 1, L + R]
+    reference.store_kv(entry, None, kv_cache, slot_mapping, kv_scale)

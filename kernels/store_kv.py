@@ -38,15 +38,15 @@ def _store_kv_kernel(
     dest = cache_ptr + (slot // PAGE_SIZE) * stride_cb + (slot % PAGE_SIZE) * stride_cs
     dest_offs = offs_h[:, None] * stride_ch + offs_d[None, :] * stride_cd
     k = tl.load(k_ptr + token * stride_kt + offs_h[:, None] * stride_kh + offs_d[None, :] * stride_kd, mask=mask)
-    tl.store(dest + dest_offs, _to_cache(k, inv_k_scale, cache_ptr, QUANT), mask=mask)
+    tl.store(dest + dest_offs, to_cache(k, inv_k_scale, cache_ptr, QUANT), mask=mask)
     if HAS_V:
         v = tl.load(v_ptr + token * stride_vt + offs_h[:, None] * stride_vh + offs_d[None, :] * stride_vd,
                     mask=mask)
-        tl.store(dest + stride_ck + dest_offs, _to_cache(v, inv_v_scale, cache_ptr, QUANT), mask=mask)
+        tl.store(dest + stride_ck + dest_offs, to_cache(v, inv_v_scale, cache_ptr, QUANT), mask=mask)
 
 
 @triton.jit
-def _to_cache(x, inv_scale, cache_ptr, QUANT: tl.constexpr):
+def to_cache(x, inv_scale, cache_ptr, QUANT: tl.constexpr):
     if QUANT:  # fp8: scale, saturate (e4m3 has no infinity: an unclamped overflow would be NaN), round
         x = x.to(tl.float32) * inv_scale
         x = tl.minimum(tl.maximum(x, -FP8_MAX), FP8_MAX)

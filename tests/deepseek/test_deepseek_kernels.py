@@ -216,3 +216,34 @@ def test_fused_routing_matches_twin(name):
     ref_weights, ref_ids = ref.select_experts(logits, bias, spec)
     assert torch.equal(ids, ref_ids)  # same experts, same (descending) order
     torch.testing.assert_close(weights, ref_weights, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_mla_rope_and_cache_matches_twin(dtype):
+    """The fused glue (q rope in place, c_kv norm, k rope, cache write) against the unfused composition: the same
+    q and the same cache bytes; a padding row (slot -1) writes nothing; slots scattered over pages of 4."""
+    from vdeploy_kernels.mla_rope_cache import mla_rope_and_cache
+
+    gen = torch.Generator().manual_seed(3)
+    t, heads, nope, rope, lora, pages, page = 6, 5, 16, 8, 32, 5, 4
+    q = torch.randn(t, heads, nope + rope, generator=gen).to(dtype)
+    latent = torch.randn(t, lora + rope, generator=gen).to(dtype)
+    weight = (1 + 0.1 * torch.randn(lora, generator=gen)).to(dtype)
+    angles = torch.outer(torch.arange(64).float(), 1.0 / 10000 ** (torch.arange(0, rope, 2).float() / rope))
+    cos_sin = torch.cat((angles.cos(), angles.sin()), dim=-1)
+    positions = torch.tensor([0, 5, 63, 7, 7, 12])
+    slots = torch.tensor([3, 17, -1, 0, 9, 18])
+    caches, qs = [], []
+    for fn in (mla_rope_and_cache, ref.mla_rope_and_cache):
+        cache = torch.full((1, pages, page, 1, lora + rope), 7.0, dtype=dtype)
+        qi = q.clone()
+        fn(qi[..., nope:], latent, positions, cos_sin, weight, 1e-6, cache, slots)
+        caches.append(cache)
+        qs.append(qi)
+    tol = 1e-5 if dtype == torch.float32 else 2e-3
+    torch.testing.assert_close(qs[0], qs[1], rtol=tol, atol=tol)
+    torch.testing.assert_close(caches[0], caches[1], rtol=tol, atol=tol)
+    assert torch.equal(qs[0][..., :nope], q[..., :nope])  # q_nope untouched
+    flat = caches[0].view(pages * page, -1)
+    written = {3, 17, 0, 9, 18}
+    assert all(bool((flat[s] == 7.0).all()) == (s not in written) for s in range(pages * page))

@@ -70,6 +70,41 @@ def test_interleaved_rotary_on_r1_mla_views(t):
     torch.testing.assert_close(k_out, k_ref, rtol=1.6e-2, atol=1.6e-2)
 
 
+@pytest.mark.parametrize("t,fp8_cache", [(1, False), (256, False), (4096, False), (256, True)])
+def test_mla_rope_and_cache_r1_shapes(t, fp8_cache):
+    """The fused MLA glue at R1's widths (128 heads, latent 512 + 64) against the unfused composition: q rotated in
+    place and the cache bytes (bf16 or fp8 with a scale) written at scattered slots of 64-token pages."""
+    from vdeploy.layers.rotary import compute_cos_sin_cache
+    from vdeploy_kernels.mla_rope_cache import mla_rope_and_cache
+
+    if fp8_cache and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("FP8 needs sm89+")
+    cos_sin = compute_cos_sin_cache(64, 8192, 10000.0, None, torch.device("cuda"))
+    q = torch.randn(t, 128, 192, device="cuda", dtype=torch.bfloat16)
+    latent = torch.randn(t, 576, device="cuda", dtype=torch.bfloat16)
+    weight = 1 + 0.1 * torch.randn(512, device="cuda", dtype=torch.bfloat16)
+    positions = torch.randint(0, 8192, (t,), device="cuda")
+    pages = t // 64 + 8
+    slots = torch.randperm(pages * 64, device="cuda")[:t]
+    slots[0] = -1  # a padding row writes nothing
+    dtype = torch.float8_e4m3fn if fp8_cache else torch.bfloat16
+    out = []
+    for fn in (mla_rope_and_cache, ref.mla_rope_and_cache):
+        cache = torch.zeros(1, pages, 64, 1, 576, device="cuda", dtype=dtype)
+        qi = q.clone()
+        fn(qi[..., 128:], latent, positions, cos_sin, weight, 1e-6, cache, slots, 0.5 if fp8_cache else 1.0)
+        out.append((qi, cache))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1.6e-2, atol=1.6e-2)
+    kernel_cache, twin_cache = out[0][1], out[1][1]
+    # the norm's fp32 sum is reduced in another order than torch's: a value on a rounding boundary may land one
+    # step apart, nothing more
+    assert (kernel_cache.view(torch.uint8) != twin_cache.view(torch.uint8)).float().mean() < 1e-3
+    torch.testing.assert_close(kernel_cache.float(), twin_cache.float(), rtol=0.13, atol=1e-2)
+    written = torch.zeros(pages * 64, dtype=torch.bool, device="cuda")
+    written[slots[1:]] = True
+    assert not kernel_cache.view(pages * 64, -1)[~written].float().any()  # the padding row wrote nothing
+
+
 @pytest.mark.parametrize("t,fp8", [(1, False), (64, False), (1, True), (33, True), (512, True)])
 def test_fused_moe_r1_shapes(t, fp8):
     from vdeploy_kernels.fused_moe import fused_moe

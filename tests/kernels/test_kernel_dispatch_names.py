@@ -15,6 +15,7 @@ DISPATCHED = [
     ("activation", "silu_and_mul"),
     ("rotary", "rotary"),
     ("mla_attention", "mla_attention"),
+    ("mla_rope_cache", "mla_rope_and_cache"),
     ("moe_routing", "select_experts"),
     ("lora", "add_lora"),
     ("w4a16_gemm", "w4a16_matmul"),

@@ -97,15 +97,21 @@ class MLAttention(nn.Module):
         self.w_uk = w[:, : self.nope_dim].contiguous()  # [H, Dn, L]
         self.w_uv = w[:, self.nope_dim :].contiguous()  # [H, Dv, L]
 
-    def _project(self, positions: torch.Tensor, hidden: torch.Tensor):
+    def _projections(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q [T, H, Dn + R] (before rope) and the latent [T, L + R] = c_kv ‖ k_rope (before norm and rope)."""
         t = hidden.shape[0]
         if self.q_lora_rank:
             q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(hidden)))
         else:
             q = self.q_proj(hidden)
-        q = q.view(t, self.num_heads, self.nope_dim + self.rope_dim)  # [T, H, Dn + R]
+        return q.view(t, self.num_heads, self.nope_dim + self.rope_dim), self.kv_a_proj_with_mqa(hidden)
+
+    def _project(self, positions: torch.Tensor, hidden: torch.Tensor):
+        """The unfused form, for the paths without a cache to write (memory-profile warm-up) and the oracle:
+        q_nope, rotated q_rope and the cache entry [T, 1, L + R]."""
+        t = hidden.shape[0]
+        q, latent = self._projections(hidden)
         q_nope, q_rope = q.split([self.nope_dim, self.rope_dim], dim=-1)
-        latent = self.kv_a_proj_with_mqa(hidden)  # [T, L + R]
         c_kv, k_rope = latent.split([self.kv_lora_rank, self.rope_dim], dim=-1)
         c_kv = self.kv_a_layernorm(c_kv)  # [T, L] (the kernels read the strided views: no copies)
         q_rope, k_rope = self.rotary_emb(positions, q_rope, k_rope.reshape(t, 1, self.rope_dim))
@@ -115,13 +121,16 @@ class MLAttention(nn.Module):
     def forward(self, positions: torch.Tensor, hidden: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
         # hidden [T, D] -> [T, D] (all-reduced by o_proj)
         t = hidden.shape[0]
-        q_nope, q_rope, entry = self._project(positions, hidden)
         kv_cache = ctx.kv_caches[self.layer_idx] if self.layer_idx < len(ctx.kv_caches) else None
         if kv_cache is None or kv_cache.numel() == 0:  # memory-profiling warm-up: no cache yet
-            return self._attend_uncached(q_nope, q_rope, entry, ctx)
+            return self._attend_uncached(*self._project(positions, hidden), ctx)
         if self.w_uk is None:
             self.prepare_absorbed_weights()
-        ops.store_kv(entry, None, kv_cache, ctx.attn.slot_mapping, self.kv_scale)
+        q, latent = self._projections(hidden)
+        q_nope, q_rope = q.split([self.nope_dim, self.rope_dim], dim=-1)
+        # q's rope in place, c_kv's norm, k's rope and the cache write: one launch on the GPU
+        ops.mla_rope_and_cache(q_rope, latent, positions, self.rotary_emb.cos_sin_cache, self.kv_a_layernorm.weight,
+                               self.kv_a_layernorm.eps, kv_cache, ctx.attn.slot_mapping, self.kv_scale)
         split = self._prefill_split(ctx.attn)  # first prefill row, or t: all absorbed
         parts = []
         if split > 0:

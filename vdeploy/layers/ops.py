@@ -178,6 +178,23 @@ def select_experts(router_logits: torch.Tensor, correction_bias: torch.Tensor | 
     return reference_select_experts(router_logits, correction_bias, spec)
 
 
+def mla_rope_and_cache(q_rope: torch.Tensor, latent: torch.Tensor, positions: torch.Tensor,
+                       cos_sin_cache: torch.Tensor, norm_weight: torch.Tensor, eps: float, kv_cache: torch.Tensor,
+                       slot_mapping: torch.Tensor, kv_scale: float = 1.0) -> None:
+    """MLA's glue in one step: q_rope [T, H, R] (a view) rotated in place (interleaved pairs), and
+    RMSNorm(c_kv) ‖ rope(k_rope) of latent [T, L + R] written into the latent cache [1, NB, BS, 1, L + R] at
+    slot_mapping [T] (an fp8 cache: saturate(x / kv_scale))."""
+    if _use_triton(q_rope):
+        from vdeploy_kernels.mla_rope_cache import mla_rope_and_cache as triton_mla_rope_and_cache
+
+        return triton_mla_rope_and_cache(q_rope, latent, positions, cos_sin_cache, norm_weight, eps, kv_cache,
+                                         slot_mapping, kv_scale)
+    from vdeploy_kernels.reference_deepseek import mla_rope_and_cache as reference_mla_rope_and_cache
+
+    return reference_mla_rope_and_cache(q_rope, latent, positions, cos_sin_cache, norm_weight, eps, kv_cache,
+                                        slot_mapping, kv_scale)
+
+
 def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len: int, max_seq_len: int,
                                  scale: float, v_head_dim: int) -> torch.Tensor:
     """Causal attention of q [T, H, D] over contexts laid out back to back in kv [2, S, H, D] (values: the first
