@@ -2,14 +2,15 @@
 y [M, N] = (x_q [M, K] · W [N, K]ᵀ) * x_scale [M] * w_scale [N]. Twin and rounding rules:
 vdeploy_kernels.reference_quant.w8a8_matmul.
 
-Decode-sized M (Triton, two launches): `_row_scale_kernel` finds each token's amax (x_scale = amax / QMAX); the GEMM
+The Triton kernel (INT8 at every M, FP8 at decode-sized M; two launches): `_row_scale_kernel` finds each token's amax (x_scale = amax / QMAX); the GEMM
 then quantizes each x tile as it loads it (no x_q round trip through memory), multiplies int8·int8 into int32 (INT8,
 sm80+ tensor cores) or e4m3·e4m3 into fp32 (FP8, sm89+), and applies both scales once in the epilogue.
 
-Prefill-sized M on Hopper (config {"backend": "cublas"}): requantizing x for every N tile inside the loop kept the
-tensor cores at 0.4-0.65x of a bf16 GEMM (H100, benchmarks/results/2026-12-06b-h100/), so x is quantized once
-(`_quantize_rows_kernel`, the same rounding) and cuBLAS multiplies: torch._scaled_mm with row-wise scales for FP8,
-torch._int_mm into int32 plus one scaling pass (`_scale_rows_cols_kernel`) for INT8.
+FP8 at prefill-sized M on Hopper (config {"backend": "cublas"}): requantizing x for every N tile inside the loop kept
+the tensor cores at 0.55-0.65x of a bf16 GEMM (H100, benchmarks/results/2026-12-06b-h100/), so x is quantized once
+(`_quantize_rows_kernel`, the same rounding) and cuBLAS multiplies with row-wise scales (torch._scaled_mm). INT8
+stays on the Triton kernel: torch._int_mm wants its second operand contiguous (a transposed weight view is known to
+give wrong results), which would mean a second, transposed copy of every INT8 weight.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ def _row_scale_kernel(x_ptr, s_ptr, K, stride_xm, QMAX: tl.constexpr, BLOCK: tl.
 
 
 @triton.jit
-def _quantize_rows_kernel(x_ptr, q_ptr, s_ptr, K, stride_xm, stride_qm, IS_INT8: tl.constexpr, QMAX: tl.constexpr,
-                          BLOCK: tl.constexpr):
-    """One row: x_scale = amax / QMAX, then q = round(clamp(x / x_scale)) in the GEMM kernel's rounding."""
+def _quantize_rows_kernel(x_ptr, q_ptr, s_ptr, K, stride_xm, stride_qm, QMAX: tl.constexpr, BLOCK: tl.constexpr):
+    """One row to e4m3: x_scale = amax / QMAX, then q = clamp(x / x_scale), as the GEMM kernel quantizes its tiles."""
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     amax = tl.zeros((BLOCK,), dtype=tl.float32)
@@ -45,20 +45,7 @@ def _quantize_rows_kernel(x_ptr, q_ptr, s_ptr, K, stride_xm, stride_qm, IS_INT8:
     for k0 in range(0, K, BLOCK):
         x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
         v = tl.clamp(x / scale, -QMAX, QMAX)
-        if IS_INT8:
-            v = tl.clamp(tl.floor(v + 0.5), -128.0, 127.0)
         tl.store(q_ptr + row * stride_qm + k0 + offs, v.to(q_ptr.dtype.element_ty), mask=k0 + offs < K)
-
-
-@triton.jit
-def _scale_rows_cols_kernel(acc_ptr, xs_ptr, ws_ptr, out_ptr, N, BLOCK: tl.constexpr):
-    """out[m, n] = acc[m, n] * xs[m] * ws[n]: the INT8 path's epilogue over cuBLAS's int32 product."""
-    row = tl.program_id(0).to(tl.int64)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < N
-    acc = tl.load(acc_ptr + row * N + offs, mask=mask, other=0).to(tl.float32)
-    out = acc * tl.load(xs_ptr + row) * tl.load(ws_ptr + offs, mask=mask, other=0.0)
-    tl.store(out_ptr + row * N + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -101,7 +88,8 @@ def _w8a8_kernel(
 
 def w8a8_config(m: int, n: int = 0, k: int = 0, capability: tuple[int, int] | None = None) -> dict:
     """Tiles by token count: narrow M tiles for decode (the weight stream dominates), square ones for prefill; on
-    Hopper (capability (9, 0)) prefill-sized M goes to cuBLAS (shapes it accepts: K and N multiples of 16)."""
+    Hopper (capability (9, 0)) prefill-sized M goes to cuBLAS when the weights are FP8 (shapes it accepts: K and N
+    multiples of 16)."""
     if capability is not None and capability >= (9, 0) and m > 64 and k % 16 == 0 and n % 16 == 0:
         return {"backend": "cublas"}
     if m <= 16:
@@ -126,8 +114,8 @@ def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tenso
     capability = torch.cuda.get_device_capability(x.device) if x.device.type == "cuda" else None
     cfg = config or w8a8_config(m, n, k, capability)
     if cfg.get("backend") == "cublas":
-        if is_int8 or x.dtype == torch.bfloat16:  # cuBLAS's row-wise-scaled FP8 GEMM writes bf16 only
-            return _cublas_w8a8(x, weight, weight_scale, x_scale, out, is_int8, qmax)
+        if not is_int8 and x.dtype == torch.bfloat16:  # cuBLAS's row-wise-scaled FP8 GEMM writes bf16 only
+            return _cublas_fp8(x, weight, weight_scale, x_scale, out.dtype)
         cfg = w8a8_config(m)
     _row_scale_kernel[(m,)](x, x_scale, k, x.stride(0), QMAX=qmax, BLOCK=1024)
     grid = (triton.cdiv(m, cfg["block_m"]), triton.cdiv(n, cfg["block_n"]))
@@ -139,16 +127,10 @@ def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tenso
     return out
 
 
-def _cublas_w8a8(x, weight, weight_scale, x_scale, out, is_int8: bool, qmax: float) -> torch.Tensor:
+def _cublas_fp8(x, weight, weight_scale, x_scale, out_dtype) -> torch.Tensor:
     m, k = x.shape
-    n = weight.shape[0]
-    x_q = torch.empty(m, k, dtype=weight.dtype, device=x.device)  # [M, K] int8 / e4m3
-    _quantize_rows_kernel[(m,)](x, x_q, x_scale, k, x.stride(0), x_q.stride(0), IS_INT8=is_int8, QMAX=qmax,
-                                BLOCK=1024)
-    if not is_int8:  # weight [N, K] row-major is the column-major [K, N] operand cuBLAS wants
-        return torch._scaled_mm(x_q, weight.t(), scale_a=x_scale[:, None], scale_b=weight_scale[None, :].float(),
-                                out_dtype=out.dtype)
-    acc = torch._int_mm(x_q, weight.t())  # [M, N] int32
-    block = 1024
-    _scale_rows_cols_kernel[(m, triton.cdiv(n, block))](acc, x_scale, weight_scale, out, n, BLOCK=block)
-    return out
+    x_q = torch.empty(m, k, dtype=weight.dtype, device=x.device)  # [M, K] e4m3
+    _quantize_rows_kernel[(m,)](x, x_q, x_scale, k, x.stride(0), x_q.stride(0), QMAX=448.0, BLOCK=1024)
+    # weight [N, K] row-major is the column-major [K, N] operand cuBLAS wants
+    return torch._scaled_mm(x_q, weight.t(), scale_a=x_scale[:, None], scale_b=weight_scale[None, :].float(),
+                            out_dtype=out_dtype)

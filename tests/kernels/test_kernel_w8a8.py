@@ -48,18 +48,14 @@ def test_twin_quantizes_per_token_with_the_documented_rounding():
     assert q[1].tolist() == [64, -127, 32, 0]
 
 
-@pytest.mark.parametrize("kind", ["int", "float"])
 @pytest.mark.parametrize("m,n,k", [(80, 48, 64), (130, 96, 2048)])
-def test_prefill_path_quantizes_once_then_library_gemm(kind, m, n, k):
-    """The prefill path (Hopper picks it for M > 64): x quantized once by _quantize_rows_kernel, then torch's
-    _int_mm (+ the scaling kernel) or _scaled_mm; CPU torch runs both library GEMMs, so the whole path is checked
-    here against the twin. Exact-rounding activations for FP8, as above."""
+def test_fp8_prefill_path_quantizes_once_then_library_gemm(m, n, k):
+    """The FP8 prefill path (Hopper picks it for M > 64): x quantized once by _quantize_rows_kernel, then torch's
+    _scaled_mm with row-wise scales; CPU torch runs the library GEMM, so the whole path is checked here against the
+    twin (exact-rounding activations, as above). INT8 keeps the Triton kernel whatever the config says."""
     gen = torch.Generator().manual_seed(m + k)
-    x = _activations(m, k, kind, torch.bfloat16, gen)
-    if kind == "int":
-        w = torch.randint(-127, 128, (n, k), generator=gen, dtype=torch.int8)
-    else:
-        w = torch.randn(n, k, generator=gen).to(torch.float8_e4m3fn)
+    x = _activations(m, k, "float", torch.bfloat16, gen)
+    w = torch.randn(n, k, generator=gen).to(torch.float8_e4m3fn)
     scale = torch.rand(n, generator=gen) * 0.01 + 1e-3
     try:
         out = w8a8_matmul(x, w, scale, config={"backend": "cublas"})
@@ -68,3 +64,7 @@ def test_prefill_path_quantizes_once_then_library_gemm(kind, m, n, k):
     want = ref.w8a8_matmul(x, w, scale)
     assert out.dtype == torch.bfloat16 and out.shape == (m, n)
     torch.testing.assert_close(out.float(), want.float(), atol=1.6e-2, rtol=1.6e-2)
+    x_int = _activations(m, k, "int", torch.bfloat16, gen)
+    w_int = torch.randint(-127, 128, (n, k), generator=gen, dtype=torch.int8)
+    torch.testing.assert_close(w8a8_matmul(x_int, w_int, scale, config={"backend": "cublas"}).float(),
+                               ref.w8a8_matmul(x_int, w_int, scale).float(), atol=1.6e-2, rtol=1.6e-2)
