@@ -11,8 +11,8 @@ Contract of `add_lora(y, x, lora_a, lora_b, token_slots, seg_starts, seg_slots, 
                (a request's tokens are consecutive); a run with slot -1 is skipped. CUDA graphs give every token
                its own run, so the grid (S) does not depend on which adapters a step mixes.
   max_run      the longest run's length (the host knows it; 0: read it from seg_starts, a device sync)
-Two launches of one kernel: shrink x @ Aᵀ -> h (float32), then expand y += h @ Bᵀ. Grid (S, tiles of BLOCK_M tokens
-of the longest run x N blocks, K splits): every tile of every run is its own program, so a prefill run of 512 tokens
+Two launches of one kernel: shrink x @ Aᵀ -> h (float32), then expand y += h @ Bᵀ. Grid (tiles of BLOCK_M tokens of
+the longest run x N blocks, S, K splits): every tile of every run is its own program, so a prefill run of 512 tokens
 is 32 programs in parallel, not one program walking 32 tiles (on an H100 that walk cost 2-8x the base GEMM). The
 shrink's K (the hidden size) is long and its N (the rank) tiny, so when the batch gives few programs K is split:
 each split writes its own partial h, and the expand sums the partials in a fixed order (deterministic, no atomics).
@@ -33,15 +33,17 @@ def _sgmv_kernel(x_ptr, w_ptr, y_ptr, seg_starts_ptr, seg_slots_ptr, N, K,
                  stride_xs, stride_xm, stride_xk, stride_wl, stride_wn, stride_wk, stride_ys, stride_ym, stride_yn,
                  X_SPLITS: tl.constexpr, ACCUMULATE: tl.constexpr, SPLIT_K: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    seg = tl.program_id(0)
+    # axis 0 (the large one: up to 2^31 - 1 programs) walks tiles x N blocks, axis 1 the runs (CUDA caps axes 1 and 2
+    # at 65,535: a 16k-token prefill chunk has 1,024 tiles of 16 tokens times hundreds of N blocks)
+    seg = tl.program_id(1)
     slot = tl.load(seg_slots_ptr + seg).to(tl.int64)
     start = tl.load(seg_starts_ptr + seg)
     end = tl.load(seg_starts_ptr + seg + 1)
     n_blocks = tl.cdiv(N, BLOCK_N)
-    m0 = start + (tl.program_id(1) // n_blocks) * BLOCK_M
+    m0 = start + (tl.program_id(0) // n_blocks) * BLOCK_M
     if (slot >= 0) & (m0 < end):
         offs_m = m0 + tl.arange(0, BLOCK_M)  # [BM]
-        offs_n = (tl.program_id(1) % n_blocks) * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
+        offs_n = (tl.program_id(0) % n_blocks) * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
         split = tl.program_id(2)
         k_per_split = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
         k_begin = split * k_per_split
@@ -78,7 +80,7 @@ def _sgmv(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, seg_starts: torch.T
     y3 = y if y.dim() == 3 else y.unsqueeze(0)  # [SPLIT_K, T, N]
     block_n = max(16, min(64, triton.next_power_of_2(n)))
     block_k = max(16, min(64, triton.next_power_of_2(k)))
-    grid = (num_segments, triton.cdiv(max_run, BLOCK_M) * triton.cdiv(n, block_n), split_k)
+    grid = (triton.cdiv(max_run, BLOCK_M) * triton.cdiv(n, block_n), num_segments, split_k)
     _sgmv_kernel[grid](x3, w, y3, seg_starts, seg_slots, n, k, x3.stride(0), x3.stride(1), x3.stride(2),
                        w.stride(0), w.stride(1), w.stride(2), y3.stride(0), y3.stride(1), y3.stride(2),
                        X_SPLITS=x_splits, ACCUMULATE=accumulate, SPLIT_K=split_k,
