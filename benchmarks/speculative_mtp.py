@@ -126,7 +126,7 @@ def run(model: Path, args, k: int, acceptances: list[float], prompts: list[list[
             for acceptance in acceptances:
                 scheduler._propose = ReplayDrafts(real_propose, reference, acceptance, vocab)
                 runs = [decode_run(llm, f"r{i}", p, args.output_len) for i, p in enumerate(prompts)]
-                for r, i in zip(runs, range(len(prompts))):
+                for i, r in enumerate(runs):
                     r["matches_reference"] = r["tokens"] == reference[f"r{i}"]
                 out.append(runs)
         scheduler._propose = real_propose

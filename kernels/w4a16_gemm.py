@@ -90,13 +90,9 @@ def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
     found one config best for 7 of the 8 R1-Distill-Qwen-7B / 32B layers, 1.3-1.9x faster than these tiles: no
     tensor-core dot, each packed word expanded once in registers, 8 K splits."""
     if m == 1:
-        k_blocks = triton.cdiv(k, 128)
         cfg = dict(block_m=1, block_n=128 if n >= 16384 else 64, block_k=128, num_warps=4, num_stages=4, dot=False,
-                   unpack3d=True, split_k=max(1, min(8, k_blocks // 4)))
-        if group_size > 0 and group_size % 128 and group_size >= 16 and 128 % group_size == 0:
-            cfg["block_k"] = group_size
-        return cfg
-    if m <= 16:
+                   unpack3d=True)
+    elif m <= 16:
         cfg = dict(block_m=16, block_n=64, block_k=128, num_warps=4, num_stages=4)
     elif m <= 64:
         cfg = dict(block_m=32, block_n=128, block_k=64, num_warps=4, num_stages=4)
@@ -104,11 +100,14 @@ def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
         cfg = dict(block_m=128, block_n=128, block_k=64, num_warps=8, num_stages=3)
     if group_size > 0 and group_size % cfg["block_k"] and group_size >= 16 and cfg["block_k"] % group_size == 0:
         cfg["block_k"] = group_size  # small groups: shrink the K tile to one group rather than gather
-    split = 1
-    if m <= 64:
+    if m == 1:
+        split = max(1, min(8, triton.cdiv(k, 128) // 4))  # the sweep's 8 splits, fewer on a short K
+    elif m <= 64:
         tiles = triton.cdiv(m, cfg["block_m"]) * triton.cdiv(n, cfg["block_n"])
         k_blocks = triton.cdiv(k, cfg["block_k"])
         split = max(1, min(2 * num_sms // max(tiles, 1), k_blocks // 4, 16))
+    else:
+        split = 1
     cfg["split_k"] = split
     return cfg
 

@@ -2,15 +2,16 @@
 y [M, N] = (x_q [M, K] · W [N, K]ᵀ) * x_scale [M] * w_scale [N]. Twin and rounding rules:
 vdeploy_kernels.reference_quant.w8a8_matmul.
 
-The Triton kernel (INT8 at every M, FP8 at decode-sized M; two launches): `_row_scale_kernel` finds each token's amax (x_scale = amax / QMAX); the GEMM
-then quantizes each x tile as it loads it (no x_q round trip through memory), multiplies int8·int8 into int32 (INT8,
-sm80+ tensor cores) or e4m3·e4m3 into fp32 (FP8, sm89+), and applies both scales once in the epilogue.
+The Triton kernel (INT8 at every M, FP8 at decode-sized M; two launches): `_row_scale_kernel` finds each token's
+amax (x_scale = amax / QMAX); the GEMM then quantizes each x tile as it loads it (no x_q round trip through memory),
+multiplies int8·int8 into int32 (INT8, sm80+ tensor cores) or e4m3·e4m3 into fp32 (FP8, sm89+), and applies both
+scales once in the epilogue.
 
 FP8 at prefill-sized M on Hopper (config {"backend": "cublas"}): requantizing x for every N tile inside the loop kept
 the tensor cores at 0.55-0.65x of a bf16 GEMM (H100, benchmarks/results/2026-12-06b-h100/), so x is quantized once
-(`_quantize_rows_kernel`, the same rounding) and cuBLAS multiplies with row-wise scales (torch._scaled_mm). INT8
-stays on the Triton kernel: torch._int_mm wants its second operand contiguous (a transposed weight view is known to
-give wrong results), which would mean a second, transposed copy of every INT8 weight.
+(`_row_scale_kernel` with WRITE_Q, the same rounding) and cuBLAS multiplies with row-wise scales (torch._scaled_mm).
+INT8 stays on the Triton kernel: torch._int_mm wants its second operand contiguous (a transposed weight view is known
+to give wrong results), which would mean a second, transposed copy of every INT8 weight.
 """
 
 from __future__ import annotations
@@ -21,19 +22,10 @@ import triton.language as tl
 
 
 @triton.jit
-def _row_scale_kernel(x_ptr, s_ptr, K, stride_xm, QMAX: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0)
-    offs = tl.arange(0, BLOCK)
-    amax = tl.zeros((BLOCK,), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK):
-        x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
-        amax = tl.maximum(amax, tl.abs(x))
-    tl.store(s_ptr + row, tl.maximum(tl.max(amax, axis=0), 1e-12) / QMAX)
-
-
-@triton.jit
-def _quantize_rows_kernel(x_ptr, q_ptr, s_ptr, K, stride_xm, stride_qm, QMAX: tl.constexpr, BLOCK: tl.constexpr):
-    """One row to e4m3: x_scale = amax / QMAX, then q = clamp(x / x_scale), as the GEMM kernel quantizes its tiles."""
+def _row_scale_kernel(x_ptr, s_ptr, q_ptr, K, stride_xm, stride_qm, QMAX: tl.constexpr, WRITE_Q: tl.constexpr,
+                      BLOCK: tl.constexpr):
+    """One row: x_scale = amax / QMAX; WRITE_Q: also q = clamp(x / x_scale) in q's dtype (e4m3), as the GEMM kernel
+    quantizes its tiles."""
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     amax = tl.zeros((BLOCK,), dtype=tl.float32)
@@ -42,10 +34,11 @@ def _quantize_rows_kernel(x_ptr, q_ptr, s_ptr, K, stride_xm, stride_qm, QMAX: tl
         amax = tl.maximum(amax, tl.abs(x))
     scale = tl.maximum(tl.max(amax, axis=0), 1e-12) / QMAX
     tl.store(s_ptr + row, scale)
-    for k0 in range(0, K, BLOCK):
-        x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
-        v = tl.clamp(x / scale, -QMAX, QMAX)
-        tl.store(q_ptr + row * stride_qm + k0 + offs, v.to(q_ptr.dtype.element_ty), mask=k0 + offs < K)
+    if WRITE_Q:
+        for k0 in range(0, K, BLOCK):
+            x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
+            v = tl.clamp(x / scale, -QMAX, QMAX)
+            tl.store(q_ptr + row * stride_qm + k0 + offs, v.to(q_ptr.dtype.element_ty), mask=k0 + offs < K)
 
 
 @triton.jit
@@ -86,11 +79,11 @@ def _w8a8_kernel(
              mask=m_mask[:, None] & n_mask[None, :])
 
 
-def w8a8_config(m: int, n: int = 0, k: int = 0, capability: tuple[int, int] | None = None) -> dict:
+def w8a8_config(m: int, n: int = 0, k: int = 0, device: torch.device | None = None) -> dict:
     """Tiles by token count: narrow M tiles for decode (the weight stream dominates), square ones for prefill; on
-    Hopper (capability (9, 0)) prefill-sized M goes to cuBLAS when the weights are FP8 (shapes it accepts: K and N
-    multiples of 16)."""
-    if capability is not None and capability >= (9, 0) and m > 64 and k % 16 == 0 and n % 16 == 0:
+    Hopper, prefill-sized M goes to cuBLAS when the weights are FP8 (shapes it accepts: K and N multiples of 16)."""
+    if (m > 64 and k % 16 == 0 and n % 16 == 0 and device is not None and device.type == "cuda"
+            and torch.cuda.get_device_capability(device) >= (9, 0)):
         return {"backend": "cublas"}
     if m <= 16:
         return dict(block_m=16, block_n=64, block_k=128, num_warps=4, num_stages=4)
@@ -105,19 +98,18 @@ def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tenso
     x = x.contiguous()
     m, k = x.shape
     n = weight.shape[0]
-    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
-        return out
+        return torch.empty(m, n, dtype=x.dtype, device=x.device)
     is_int8 = weight.dtype == torch.int8
     qmax = 127.0 if is_int8 else 448.0
     x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
-    capability = torch.cuda.get_device_capability(x.device) if x.device.type == "cuda" else None
-    cfg = config or w8a8_config(m, n, k, capability)
+    cfg = config or w8a8_config(m, n, k, x.device)
     if cfg.get("backend") == "cublas":
         if not is_int8 and x.dtype == torch.bfloat16:  # cuBLAS's row-wise-scaled FP8 GEMM writes bf16 only
-            return _cublas_fp8(x, weight, weight_scale, x_scale, out.dtype)
+            return _cublas_fp8(x, weight, weight_scale, x_scale)
         cfg = w8a8_config(m)
-    _row_scale_kernel[(m,)](x, x_scale, k, x.stride(0), QMAX=qmax, BLOCK=1024)
+    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    _row_scale_kernel[(m,)](x, x_scale, x, k, x.stride(0), 0, QMAX=qmax, WRITE_Q=False, BLOCK=1024)
     grid = (triton.cdiv(m, cfg["block_m"]), triton.cdiv(n, cfg["block_n"]))
     _w8a8_kernel[grid](
         x, x_scale, weight, weight_scale, out, m, n, k, x.stride(0), weight.stride(0), n,
@@ -127,10 +119,10 @@ def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tenso
     return out
 
 
-def _cublas_fp8(x, weight, weight_scale, x_scale, out_dtype) -> torch.Tensor:
+def _cublas_fp8(x, weight, weight_scale, x_scale) -> torch.Tensor:
     m, k = x.shape
     x_q = torch.empty(m, k, dtype=weight.dtype, device=x.device)  # [M, K] e4m3
-    _quantize_rows_kernel[(m,)](x, x_q, x_scale, k, x.stride(0), x_q.stride(0), QMAX=448.0, BLOCK=1024)
+    _row_scale_kernel[(m,)](x, x_scale, x_q, k, x.stride(0), x_q.stride(0), QMAX=448.0, WRITE_Q=True, BLOCK=1024)
     # weight [N, K] row-major is the column-major [K, N] operand cuBLAS wants
     return torch._scaled_mm(x_q, weight.t(), scale_a=x_scale[:, None], scale_b=weight_scale[None, :].float(),
-                            out_dtype=out_dtype)
+                            out_dtype=x.dtype)

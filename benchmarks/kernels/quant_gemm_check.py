@@ -175,7 +175,7 @@ def sweep_one(kernel: str, n: int, k: int, m: int, device: str, dtype, gen, tiny
     else:
         w, ws = make_w8(n, k, device, kernel == "w8a8_fp8", gen)
         twin = ref.w8a8_matmul(x, w, ws)
-        default = w8a8_config(m, n, k, torch.cuda.get_device_capability() if device == "cuda" else None)
+        default = w8a8_config(m, n, k, torch.device(device))
 
         def run(cfg):
             return w8a8_matmul(x, w, ws, config=cfg)

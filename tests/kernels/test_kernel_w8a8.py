@@ -50,7 +50,7 @@ def test_twin_quantizes_per_token_with_the_documented_rounding():
 
 @pytest.mark.parametrize("m,n,k", [(80, 48, 64), (130, 96, 2048)])
 def test_fp8_prefill_path_quantizes_once_then_library_gemm(m, n, k):
-    """The FP8 prefill path (Hopper picks it for M > 64): x quantized once by _quantize_rows_kernel, then torch's
+    """The FP8 prefill path (Hopper picks it for M > 64): x quantized once by _row_scale_kernel, then torch's
     _scaled_mm with row-wise scales; CPU torch runs the library GEMM, so the whole path is checked here against the
     twin (exact-rounding activations, as above). INT8 keeps the Triton kernel whatever the config says."""
     gen = torch.Generator().manual_seed(m + k)

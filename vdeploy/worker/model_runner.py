@@ -211,14 +211,13 @@ class ModelRunner:
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
         self.stager.fence.after_copies()
         spec_logits = None
-        if share is None:
-            # an all-gather across the tensor ranks: every rank must call it, though only the driver samples.
-            # Draft-judging rows join the sampling rows: the head's weight (vocab x D) is read once per step
-            logit_rows = logits_indices if hb.spec_rows is None else torch.cat(
-                (logits_indices, torch.from_numpy(hb.spec_rows).to(self.device, non_blocking=True)))
-            logits = self.model.compute_logits(hidden[logit_rows])  # [N (+ S), V]
-            n = logits_indices.shape[0]
-            logits, spec_logits = (logits, None) if hb.spec_rows is None else (logits[:n], logits[n:])
+        if share is None and hb.spec_rows is None:
+            # an all-gather across the tensor ranks: every rank must call it, though only the driver samples
+            logits = self.model.compute_logits(hidden[logits_indices])  # [N, V]
+        elif share is None:  # draft-judging rows join the sampling rows: the head's weight is read once per step
+            spec_rows = torch.from_numpy(hb.spec_rows).to(self.device, non_blocking=True)  # [S]
+            both = self.model.compute_logits(hidden[torch.cat((logits_indices, spec_rows))])  # [N + S, V]
+            logits, spec_logits = both.split([logits_indices.shape[0], spec_rows.shape[0]])
         else:  # every rank's sampling rows reach every rank; the driver's (replicated) head alone computes logits
             sample_hidden = share.samples.gather(hidden[logits_indices], self.parallel)  # [N_all, D]
             logits = self.model.compute_logits(sample_hidden) if self.sampler is not None else None
