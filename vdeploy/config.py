@@ -304,6 +304,7 @@ class EngineConfig:
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32
     device: str = "auto"  # auto | cuda | cpu
     load_format: str = "safetensors"  # safetensors | dummy (random weights at the config's shapes)
+    dummy_weights: str = "normal"  # normal | uniform: how load_format dummy draws them (engine_settings says why)
     seed: int = 0
     enforce_eager: bool = False  # no CUDA graphs
     cache: CacheConfig = field(default_factory=CacheConfig)

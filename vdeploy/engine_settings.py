@@ -78,6 +78,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("device", "device", str, "auto, cuda or cpu.", ("--device",), choices=("auto", "cuda", "cpu")),
     Setting("load_format", "load_format", str, "safetensors, or dummy (random weights at the checkpoint's shapes).",
             ("--load-format",), choices=("safetensors", "dummy")),
+    Setting("dummy_weights", "dummy_weights", str,
+            "With --load-format dummy: normal (N(0, 0.02) weights, unit norms: realistic activations and balanced "
+            "MoE routing) or uniform (every float tensor U(-1e-3, 1e-3), as vLLM's dummy loader draws it: the same "
+            "workload as `vllm --load-format dummy`, in which DeepSeek-V3/R1 route every token to the same few "
+            "experts).", ("--dummy-weights",), choices=("normal", "uniform")),
     Setting("seed", "seed", int, "Engine seed (sampling without a per-request seed)."),
     Setting("enable_chunked_prefill", "scheduler.enable_chunked_prefill", bool,
             "Split long prompts over several steps."),

@@ -36,6 +36,7 @@ def bench(
     ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random prompts and lengths.")] = 0,
     load_format: Annotated[str, engine_option("load_format")] = "safetensors",
+    dummy_weights: Annotated[str, engine_option("dummy_weights")] = "normal",
     tp: Annotated[int, engine_option("tensor_parallel_size")] = 1,
     pp: Annotated[int, engine_option("pipeline_parallel_size")] = 1,
     dtype: Annotated[str, engine_option("dtype")] = "auto",
@@ -97,7 +98,8 @@ def bench(
         from vdeploy.cli.engine_options import merge_config_file
 
         settings = merge_config_file(ctx, config_file, {
-            "load_format": ("load_format", load_format), "tp": ("tensor_parallel_size", tp),
+            "load_format": ("load_format", load_format),
+            "dummy_weights": ("dummy_weights", dummy_weights), "tp": ("tensor_parallel_size", tp),
             "pp": ("pipeline_parallel_size", pp), "dtype": ("dtype", dtype), "device": ("device", device),
             "max_num_seqs": ("max_num_seqs", max_num_seqs),
             "max_num_batched_tokens": ("max_num_batched_tokens", max_num_batched_tokens),

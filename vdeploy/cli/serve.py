@@ -66,6 +66,7 @@ def serve(
     chat_template: Annotated[Optional[str], typer.Option(
         "--chat-template", help="Jinja chat template file replacing the model's.")] = None,
     load_format: Annotated[Optional[str], engine_option("load_format")] = None,
+    dummy_weights: Annotated[Optional[str], engine_option("dummy_weights")] = None,
     dtype: Annotated[Optional[str], engine_option("dtype")] = None,
     kv_cache_dtype: Annotated[Optional[str], engine_option("kv_cache_dtype")] = None,
     enforce_eager: Annotated[Optional[bool], engine_option("enforce_eager")] = None,
@@ -113,6 +114,7 @@ def serve(
         "max_model_len": max_model_len,
         "gpu_memory_utilization": gpu_memory_utilization,
         "load_format": load_format,
+        "dummy_weights": dummy_weights,
         "dtype": dtype,
         "kv_cache_dtype": kv_cache_dtype,
         "enforce_eager": enforce_eager,

@@ -90,14 +90,23 @@ def materialize(model: nn.Module, device: torch.device) -> None:
             module.initialize_buffers()
 
 
-def fill_dummy(model: nn.Module, seed: int, skip: nn.Module | None = None) -> None:
-    """Seeded random weights: N(0, 0.02) generated in float32 then cast (works for fp8 too); parameters tagged
-    with `dummy_fill` (norm weights) get that constant; modules may override with `fill_dummy_weights(gen)`.
+def fill_dummy(model: nn.Module, seed: int, skip: nn.Module | None = None, style: str = "normal") -> None:
+    """Seeded random weights. style "normal": N(0, 0.02) generated in float32 then cast (works for fp8 too);
+    parameters tagged with `dummy_fill` (norm weights) get that constant; modules may override with
+    `fill_dummy_weights(gen)`. style "uniform": every float tensor U(-1e-3, 1e-3) and integer ones zero, as vLLM's
+    dummy loader fills them, so a benchmark against `vllm --load-format dummy` runs the same workload (with such
+    weights a DeepSeek-V3 router's choice is decided by its correction bias: every token picks the same experts).
     `skip`: a submodule left alone (filled separately)."""
     params = dict(model.named_parameters())
     device = next(iter(params.values())).device
     generator = torch.Generator(device=device).manual_seed(seed)
     handled: set[int] = set() if skip is None else {id(p) for p in skip.parameters()}
+    if style == "uniform":
+        with torch.no_grad():
+            for param in params.values():
+                if id(param) not in handled:
+                    _fill_uniform(param, generator)
+        return
     skipped = set() if skip is None else {id(m) for m in skip.modules()}
     for module in model.modules():
         if id(module) in skipped:
@@ -116,6 +125,18 @@ def fill_dummy(model: nn.Module, seed: int, skip: nn.Module | None = None) -> No
                 param.copy_(noise.normal_(0.0, DUMMY_INIT_STD, generator=generator))
             else:
                 param.zero_()
+
+
+def _fill_uniform(param: torch.Tensor, generator: torch.Generator, bound: float = 1e-3) -> None:
+    """U(-bound, bound) drawn in float32 and cast (fp8 included), one dim-0 slice at a time when the tensor is
+    large (a float32 copy of all of an R1 layer's experts would need 30 GB)."""
+    if not param.is_floating_point():
+        param.zero_()
+        return
+    slices = param if param.dim() > 1 and param.numel() > (1 << 26) else (param,)
+    for part in slices:
+        noise = torch.empty(part.shape, dtype=torch.float32, device=part.device)
+        part.copy_(noise.uniform_(-bound, bound, generator=generator))
 
 
 class WeightFiller:
@@ -213,9 +234,10 @@ def load_model(engine_config: EngineConfig, model_config: ModelConfig, parallel:
     if engine_config.load_format == "dummy":
         # the MTP draft module from a generator of its own: the main model's weights stay those of a model built
         # without it (speculative and plain runs of the same dummy model give the same tokens)
-        fill_dummy(model, engine_config.seed, skip=getattr(model, "mtp", None))
+        style = engine_config.dummy_weights
+        fill_dummy(model, engine_config.seed, skip=getattr(model, "mtp", None), style=style)
         if getattr(model, "mtp", None) is not None:
-            fill_dummy(model.mtp, engine_config.seed + 1)
+            fill_dummy(model.mtp, engine_config.seed + 1, style=style)
     elif engine_config.load_format in ("safetensors", "auto"):
         files = checkpoint_files(engine_config.model, model_config, parallel.tp_size)
         num_files = len(files)

@@ -1,0 +1,66 @@
+"""`--dummy-weights uniform` draws weights as vLLM's dummy loader does, so benchmarks against `vllm --load-format
+dummy` run the same workload. With those weights a DeepSeek-V3/R1 router's logits (~1e-6) are far smaller than its
+correction bias (~1e-3): every token picks the same experts, while the default normal weights spread the tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.deepseek.deepseek_fixtures import PagedRunner, save_hf_model, tiny_v3_config
+
+
+@pytest.fixture(scope="module")
+def tiny_v3(tmp_path_factory):
+    path = tmp_path_factory.mktemp("v3")
+    save_hf_model(tiny_v3_config(n_routed_experts=16, n_group=4, topk_group=2), path)
+    return path
+
+
+def _experts_chosen(path, style: str, monkeypatch) -> list[torch.Tensor]:
+    """The expert ids of every MoE layer for 48 random tokens, through the real model with dummy weights."""
+    from vdeploy.config import EngineConfig, ModelConfig
+    from vdeploy.distributed import ParallelState
+    from vdeploy.models import deepseek
+    from vdeploy.models.loader import load_model
+
+    chosen: list[torch.Tensor] = []
+    select = deepseek.ops.select_experts
+
+    def recording(logits, bias, spec):
+        weights, ids = select(logits, bias, spec)
+        chosen.append(ids)
+        return weights, ids
+
+    monkeypatch.setattr(deepseek.ops, "select_experts", recording)
+    cfg = ModelConfig.from_path(path)
+    engine = EngineConfig(model=str(path), load_format="dummy", dummy_weights=style)
+    model = load_model(engine, cfg, ParallelState(), "cpu", torch.float32, quiet=True)
+    tokens = torch.randint(0, cfg.vocab_size, (48,), generator=torch.Generator().manual_seed(0)).tolist()
+    logits = PagedRunner(model, cfg).step([(0, tokens, 0)])
+    assert torch.isfinite(logits).all()
+    return chosen
+
+
+def test_uniform_dummy_weights_route_every_token_to_the_same_experts(tiny_v3, monkeypatch):
+    chosen = _experts_chosen(tiny_v3, "uniform", monkeypatch)
+    assert len(chosen) == 2  # the two MoE layers
+    for ids in chosen:
+        assert ids.unique().numel() == ids.shape[1]  # top-2: the same two experts for all 48 tokens
+
+
+def test_normal_dummy_weights_spread_tokens_over_the_experts(tiny_v3, monkeypatch):
+    for ids in _experts_chosen(tiny_v3, "normal", monkeypatch):
+        assert ids.unique().numel() >= 12  # of 16
+
+
+def test_uniform_fill_covers_every_float_tensor_within_its_bound():
+    from vdeploy.models.loader import fill_dummy
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Embedding(3000, 23000 // 8 * 8))
+    model[1].weight.data = model[1].weight.data.to(torch.float8_e4m3fn)  # a large fp8 tensor: filled slice-wise
+    fill_dummy(model, seed=1, style="uniform")
+    for param in model.parameters():
+        bound = torch.tensor(1e-3).to(param.dtype).float()  # e4m3 rounds 1e-3 up to its smallest step, 2**-9
+        values = param.float().abs()
+        assert 0 < values.max() <= bound
