@@ -26,6 +26,21 @@ def test_w8a8_block_matmul_matches_twin(m, n, k):
     assert rel_err(out, ref.w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.float32)) < 1e-5
 
 
+@pytest.mark.parametrize("t,k", [(1, 256), (7, 300), (45, 384)])
+def test_per_token_group_quant_tiles_match_twin(t, k):
+    """The row-block tiling (rows past T, a partial last group): checked before the fp8 cast, which the
+    interpreter gets wrong, by asking the kernel for float32 output."""
+    from vdeploy_kernels.fp8_gemm import per_token_group_quant_fp8
+
+    x = torch.randn(t, k, generator=torch.Generator().manual_seed(t)) * 3
+    q, s = per_token_group_quant_fp8(x, 128, out_dtype=torch.float32)
+    pad = torch.nn.functional.pad(x, (0, -k % 128)).view(t, -1, 128)
+    scale = pad.abs().amax(-1).clamp(min=1e-12) / 448.0  # [T, G]
+    torch.testing.assert_close(s, scale)
+    expected = (pad / scale[..., None]).clamp(-448.0, 448.0).view(t, -1)[:, :k]
+    torch.testing.assert_close(q, expected)
+
+
 @pytest.mark.parametrize("config", [
     {"block_m": 16, "block_n": 32, "num_warps": 4, "num_stages": 2, "split_k": 3},  # K blocks 3: one per split
     {"block_m": 16, "block_n": 256, "num_warps": 4, "num_stages": 2, "split_k": 2},  # 2 weight-scale rows per tile

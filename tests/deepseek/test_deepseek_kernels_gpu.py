@@ -20,11 +20,12 @@ def rel_err(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
-@pytest.mark.parametrize("t", [1, 7, 128, 1000])
-def test_per_token_group_quant(t):
+@pytest.mark.parametrize("t", [1, 7, 128, 1000, 8192])
+@pytest.mark.parametrize("k", [1536, 7168, 18432])
+def test_per_token_group_quant(t, k):
     from vdeploy_kernels.fp8_gemm import per_token_group_quant_fp8
 
-    x = torch.randn(t, 7168, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(t, k, device="cuda", dtype=torch.bfloat16)
     q, s = per_token_group_quant_fp8(x)
     q_ref, s_ref = ref.quantize_act_per_token_group(x)
     torch.testing.assert_close(s, s_ref, rtol=1e-6, atol=0)
