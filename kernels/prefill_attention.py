@@ -38,7 +38,8 @@ class PrefillConfig:
 
 def default_prefill_config(head_dim: int, device: torch.device, max_query_len: int | None = None,
                            group: int | None = None, dtype: torch.dtype | None = None) -> PrefillConfig:
-    """A tuned table's entry for this GPU if there is one (group and dtype given), else a launch config by heuristic (no autotuning: it must work without a GPU), from the H100 sweep in
+    """A tuned table's entry for this GPU if there is one (group and dtype given; prefill_attention_configs.py),
+    else a launch config by heuristic (no autotuning: it must work without a GPU), from the H100 sweep in
     benchmarks/results/kernels-h100-2026-11-23-sweep2.md: for D=128, 256-row query blocks reuse each gathered K/V
     tile twice as often as 128-row ones (+20% TFLOP/s); for D=64, 128 x 64 with 8 warps is best. Short queries
     get smaller blocks so padding rows do not dominate. Large D shrinks the tiles to keep Q and the accumulator
@@ -84,8 +85,9 @@ def _prefill_kernel(
         return
     seq_len = tl.load(seq_lens_ptr + req)
     prefix_len = seq_len - q_len
-    if SKIP_FRESH and prefix_len == 0:  # the fresh kernel's request
-        return
+    if SKIP_FRESH:
+        if prefix_len == 0:  # the fresh kernel's request
+            return
     kv_head = head // GROUP
 
     offs_m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)  # [M] row index within the request

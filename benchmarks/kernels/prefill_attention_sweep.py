@@ -114,9 +114,12 @@ def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, fa
             "seq_len": seq_lens[0], "flops": flops, "variants": {}}
 
     def measure(label, fn, optional=False):
+        """Check fn's output (written into `out`, or returned) against the twin, then time fn."""
         out.zero_()
         try:
-            fn()
+            result = fn()
+            if isinstance(result, torch.Tensor):
+                out.copy_(result)
             if device.type == "cuda":
                 torch.cuda.synchronize()
         except Exception as exc:  # noqa: BLE001 - a config over the shared-memory / register budget is no candidate
@@ -144,8 +147,8 @@ def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, fa
         base_cfg))
     case["baseline"] = baseline
     # what the engine runs now (new_kv given; tuned tables from an earlier run would apply)
-    case["engine_route"] = measure("engine route (paged_attention, new_kv)", lambda: out.copy_(
-        paged_attention(q, cache, meta, scale, new_kv=new_kv)))
+    case["engine_route"] = measure("engine route (paged_attention, new_kv)",
+                                   lambda: paged_attention(q, cache, meta, scale, new_kv=new_kv))
 
     variants = {"paged": [PrefillConfig(*c) for c in (TINY_PAGED if args.tiny else PAGED_CONFIGS)]}
     if fresh_case:
