@@ -7,7 +7,8 @@ Cases (page size 16, as the engine uses):
   prefix  4 requests x 2048 new tokens after a 2048-token cached prefix: the paged kernel only
 Every config's output is compared with the fp32 torch twin (reference.paged_attention); any error above the
 tolerance fails the run (exit code 1) and that config cannot win. Times: CUDA events per call, 3 warm-up calls,
-median of --reps calls. Causal FLOPs = 4 * H * D * sum(q_len * ctx_len - q_len * (q_len - 1) / 2).
+median of --reps calls; configs not yet tried when --budget-s (110 s on the GPU) has passed are skipped and
+listed. Causal FLOPs = 4 * H * D * sum(q_len * ctx_len - q_len * (q_len - 1) / 2).
 
     PYTHONPATH=/tmp/shim:$PWD python3 benchmarks/kernels/prefill_attention_sweep.py --out $OUT/prefill_sweep.json
 
@@ -156,6 +157,10 @@ def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, fa
     for variant, configs in variants.items():
         rows = []
         for cfg in configs:
+            if time.time() > args.deadline:  # --budget-s: the remaining configs (TMA last) are not tried
+                print(f"  {name:6s} {variant} {tuple(asdict(cfg).values())}: skipped, over --budget-s", flush=True)
+                case.setdefault("skipped", []).append({"label": f"{variant} {asdict(cfg)}", "error": "budget"})
+                continue
             if variant == "paged":
                 fn = (lambda c=cfg: prefill_attention(q, cache, out, meta.query_start_loc, meta.seq_lens,
                                                       meta.block_tables, 0, n, meta.max_query_len, scale, d, c))
@@ -180,6 +185,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=None, help="JSON report path")
     parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="stop trying new configs after this many seconds, compiles included (110; --tiny 600)")
     parser.add_argument("--tiny", action="store_true", help="tiny fp32 shapes on the CPU interpreter")
     parser.add_argument("--table-dir", default=None, help="where tuned tables go (default: "
                         "$VDEPLOY_HOME/kernel_configs/prefill_attention; --tiny: none written unless given)")
@@ -212,6 +219,7 @@ def main() -> int:
     table_dir = Path(args.table_dir) if args.table_dir else (None if args.tiny else tuned_tables.tuned_dirs(KIND)[0])
     group = shape["num_heads"] // shape["num_kv_heads"]
     t0 = time.time()
+    args.deadline = t0 + (args.budget_s or (600.0 if args.tiny else 110.0))
 
     def save(final: bool) -> None:
         """Tables and report so far: written after every case, so a crash (a CUDA fault) keeps what was measured."""
