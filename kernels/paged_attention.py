@@ -11,6 +11,11 @@ Contract of `paged_attention(q, kv_cache, meta, scale, v_head_dim=None, k_scale=
             a K=1 cache uses k_scale for its values too)
   out       [T, H, Dv] in q's dtype. Row i of a request with q_len rows and context seq_len attends causally to
             keys [0, seq_len - q_len + i].
+  new_kv    optional (k, v) [T, Hk, D] / [T, Hk, Dv]: this step's keys and values row for row beside q, as they
+            were stored. Prefill requests with no cached prefix (seq_len == q_len) then read them there, contiguous,
+            in fresh_prefill_attention.py instead of gathering pages; requests with a prefix keep the paged kernel.
+            Used only when the cache holds the same dtype as k (the stored copy is then bit-identical; an fp8
+            cache must be read back quantized to match the twin) and the host lengths are known.
 The decode path reads only device tensors and host ints fixed by the batch shape, so it can be captured in a
 CUDA graph; the prefill path also reads meta.max_query_len (host) to size its grid.
 """
@@ -20,7 +25,17 @@ from __future__ import annotations
 import torch
 
 from vdeploy_kernels.decode_attention import DecodeConfig, decode_attention
+from vdeploy_kernels.fresh_prefill_attention import FreshPrefillConfig, fresh_prefill_attention
 from vdeploy_kernels.prefill_attention import PrefillConfig, prefill_attention
+
+
+def count_fresh(meta) -> tuple[int, int] | None:
+    """(prefill requests with no cached prefix, those with one), from the host lengths; None if unknown."""
+    if meta.query_lens_host is None or meta.seq_lens_host is None:
+        return None
+    lens = zip(meta.query_lens_host[meta.num_decodes :], meta.seq_lens_host[meta.num_decodes :])
+    fresh = sum(1 for q_len, seq_len in lens if q_len == seq_len)
+    return fresh, meta.num_reqs - meta.num_decodes - fresh
 
 
 def paged_attention(
@@ -33,6 +48,8 @@ def paged_attention(
     prefill_config: PrefillConfig | None = None,
     k_scale: float = 1.0,
     v_scale: float = 1.0,
+    new_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    fresh_config: FreshPrefillConfig | None = None,
 ) -> torch.Tensor:
     num_tokens, num_heads, head_dim = q.shape
     if num_heads % kv_cache.shape[3] != 0:
@@ -45,9 +62,18 @@ def paged_attention(
     decode_attention(q, kv_cache, out, meta.seq_lens, meta.block_tables, num_decodes, scale, dv, decode_config,
                      k_scale, v_scale)
     num_prefills = meta.num_reqs - num_decodes
-    if num_prefills > 0:
+    if num_prefills == 0:
+        return out
+    counts = count_fresh(meta) if new_kv is not None and kv_cache.dtype == new_kv[0].dtype else None
+    fresh, prefixed = counts if counts is not None else (0, num_prefills)
+    # a launch per kind present; with both, each kernel's programs return at once on the other kind's requests
+    if fresh > 0:
+        fresh_prefill_attention(q, new_kv[0], new_kv[1], out, meta.query_start_loc, meta.seq_lens, num_decodes,
+                                num_prefills, meta.max_query_len, scale, fresh_config)
+    if prefixed > 0:
         prefill_attention(
             q, kv_cache, out, meta.query_start_loc, meta.seq_lens, meta.block_tables,
             num_decodes, num_prefills, meta.max_query_len, scale, dv, prefill_config, k_scale, v_scale,
+            skip_fresh=fresh > 0,
         )
     return out

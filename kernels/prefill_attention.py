@@ -12,6 +12,8 @@ seq_len > q_len. GQA: query head h reads KV head h // (H // Hk).
 
 Grid: (query blocks of the longest request, H, requests). Key tiles fully below the first row of a query block
 need no causal mask and run through the unmasked loop; only the last few tiles pay for the mask.
+skip_fresh: requests with no cached prefix (seq_len == q_len) are left to fresh_prefill_attention.py, which reads
+their K/V from the contiguous k / v of this step (see paged_attention.py for the choice).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import triton
 import triton.language as tl
 
 from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, cache_scales, dot_width, token_offsets
+from vdeploy_kernels.prefill_attention_configs import tuned_config
 
 
 @dataclass(frozen=True)
@@ -33,12 +36,18 @@ class PrefillConfig:
     num_stages: int
 
 
-def default_prefill_config(head_dim: int, device: torch.device, max_query_len: int | None = None) -> PrefillConfig:
-    """Launch config by heuristic (no autotuning: it must work without a GPU), from the H100 sweep in
+def default_prefill_config(head_dim: int, device: torch.device, max_query_len: int | None = None,
+                           group: int | None = None, dtype: torch.dtype | None = None) -> PrefillConfig:
+    """A tuned table's entry for this GPU if there is one (group and dtype given; prefill_attention_configs.py),
+    else a launch config by heuristic (no autotuning: it must work without a GPU), from the H100 sweep in
     benchmarks/results/kernels-h100-2026-11-23-sweep2.md: for D=128, 256-row query blocks reuse each gathered K/V
     tile twice as often as 128-row ones (+20% TFLOP/s); for D=64, 128 x 64 with 8 warps is best. Short queries
     get smaller blocks so padding rows do not dominate. Large D shrinks the tiles to keep Q and the accumulator
     in registers."""
+    if group is not None and dtype is not None:
+        tuned = tuned_config("paged", head_dim, group, dtype, device, max_query_len)
+        if tuned is not None:
+            return PrefillConfig(**tuned)
     if device.type != "cuda":  # interpreter: big tiles mean fewer (slow, Python-level) programs
         return PrefillConfig(32, 32, 4, 1)
     short = max_query_len is not None and max_query_len <= 64
@@ -64,7 +73,7 @@ def _prefill_kernel(
     stride_bt,
     GROUP: tl.constexpr, PAGE_SIZE: tl.constexpr,
     HEAD_DIM: tl.constexpr, V_HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SKIP_FRESH: tl.constexpr,
 ):
     # the longest query blocks (largest positions, most keys) are launched first to balance the tail
     m_block = tl.num_programs(0) - 1 - tl.program_id(0)
@@ -76,6 +85,9 @@ def _prefill_kernel(
         return
     seq_len = tl.load(seq_lens_ptr + req)
     prefix_len = seq_len - q_len
+    if SKIP_FRESH:
+        if prefix_len == 0:  # the fresh kernel's request
+            return
     kv_head = head // GROUP
 
     offs_m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)  # [M] row index within the request
@@ -136,15 +148,17 @@ def prefill_attention(
     config: PrefillConfig | None = None,
     k_scale: float = 1.0,
     v_scale: float = 1.0,
+    skip_fresh: bool = False,
 ) -> None:
     """Causal paged attention for requests [first_req, first_req + num_reqs); writes their rows of `out`.
-    k_scale / v_scale: an fp8 cache's per-layer scales (ignored for other caches; see attention_tiles)."""
+    k_scale / v_scale: an fp8 cache's per-layer scales (ignored for other caches; see attention_tiles).
+    skip_fresh: leave the requests without a cached prefix untouched (the fresh kernel writes them)."""
     if num_reqs == 0 or max_query_len == 0:
         return
     k_scale, v_scale = cache_scales(kv_cache, k_scale, v_scale)
     num_heads, head_dim = q.shape[1], q.shape[2]
     page_size, num_kv_heads = kv_cache.shape[2], kv_cache.shape[3]
-    cfg = config or default_prefill_config(head_dim, q.device, max_query_len)
+    cfg = config or default_prefill_config(head_dim, q.device, max_query_len, num_heads // num_kv_heads, q.dtype)
     grid = (triton.cdiv(max_query_len, cfg.block_m), num_heads, num_reqs)
     _prefill_kernel[grid](
         q, kv_cache, out, block_tables, query_start_loc, seq_lens,
@@ -156,7 +170,7 @@ def prefill_attention(
         GROUP=num_heads // num_kv_heads, PAGE_SIZE=page_size,
         HEAD_DIM=head_dim, V_HEAD_DIM=v_head_dim,
         BLOCK_D=dot_width(head_dim), BLOCK_DV=dot_width(v_head_dim),
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, SKIP_FRESH=skip_fresh,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 

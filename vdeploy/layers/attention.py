@@ -36,7 +36,8 @@ class Attention(nn.Module):
             out = self._attend_without_cache(q, k, v, ctx)
         else:
             ops.store_kv(k, v, kv_cache, ctx.attn.slot_mapping, self.k_scale, self.v_scale)
-            out = ops.paged_attention(q, kv_cache, ctx.attn, self.scale, self.k_scale, self.v_scale)  # [T, H, D]
+            out = ops.paged_attention(q, kv_cache, ctx.attn, self.scale, self.k_scale, self.v_scale,
+                                      new_kv=(k, v))  # [T, H, D]
         return out.reshape(num_tokens, self.num_heads * self.head_dim)
 
     def _attend_without_cache(self, q, k, v, ctx: ForwardContext) -> torch.Tensor:

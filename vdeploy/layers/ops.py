@@ -38,16 +38,18 @@ def store_kv(k: torch.Tensor, v: torch.Tensor | None, kv_cache: torch.Tensor, sl
 
 def paged_attention(
     q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float,
-    k_scale: float = 1.0, v_scale: float = 1.0,
+    k_scale: float = 1.0, v_scale: float = 1.0, new_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Causal attention of q [T, H, D] over each request's paged context (prefix + this step's tokens, already
-    stored). Returns [T, H, Dv]. GQA when H > Hk. An fp8 cache is read back as x_fp8 * k_scale / v_scale."""
+    stored). Returns [T, H, Dv]. GQA when H > Hk. An fp8 cache is read back as x_fp8 * k_scale / v_scale.
+    new_kv: this step's (k, v) [T, Hk, D] as just stored; the Triton path reads prompts with no cached prefix from
+    them (contiguous) instead of the pages. The result is the same, so the twin ignores it."""
     from vdeploy_kernels import reference
 
     if _use_triton(q):
         from vdeploy_kernels.paged_attention import paged_attention as triton_paged_attention
 
-        return triton_paged_attention(q, kv_cache, meta, scale, k_scale=k_scale, v_scale=v_scale)
+        return triton_paged_attention(q, kv_cache, meta, scale, k_scale=k_scale, v_scale=v_scale, new_kv=new_kv)
     return reference.paged_attention(q, kv_cache, meta, scale, k_scale=k_scale, v_scale=v_scale)
 
 

@@ -1,0 +1,27 @@
+"""benchmarks/kernels/prefill_attention_sweep.py as a CPU smoke test (--tiny, Triton interpreter): every config of
+both kernels is checked against the twin, the tables and the JSON report are written as the GPU run writes them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "kernels" / "prefill_attention_sweep.py"
+
+
+def test_tiny_cpu_run_checks_every_config_and_writes_tables(tmp_path):
+    out, tables = tmp_path / "sweep.json", tmp_path / "tables"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--reps", "1", "--out", str(out),
+                           "--table-dir", str(tables)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["ok"] and set(report["cases"]) == {"fresh", "prefix"}
+    assert set(report["cases"]["fresh"]["variants"]) == {"paged", "fresh"}
+    assert set(report["cases"]["prefix"]["variants"]) == {"paged"}
+    rows = [r for c in report["cases"].values() for v in c["variants"].values() for r in v["rows"]]
+    assert rows and all(r["ok"] and r["ms"] > 0 for r in rows)
+    fresh = json.loads((tables / "fresh-D32-G2-float32-cpu.json").read_text())
+    paged = json.loads((tables / "paged-D32-G2-float32-cpu.json").read_text())
+    assert set(fresh) == {"40"} and set(paged) == {"24", "40"} and "pack" in fresh["40"]
+    assert "all ok" in proc.stdout
