@@ -15,7 +15,8 @@ Contract of `paged_attention(q, kv_cache, meta, scale, v_head_dim=None, k_scale=
             were stored. Prefill requests with no cached prefix (seq_len == q_len) then read them there, contiguous,
             in fresh_prefill_attention.py instead of gathering pages; requests with a prefix keep the paged kernel.
             Used only when the cache holds the same dtype as k (the stored copy is then bit-identical; an fp8
-            cache must be read back quantized to match the twin) and the host lengths are known.
+            cache must be read back quantized to match the twin), the host lengths are known, and, on a GPU, the
+            sweep measured the fresh kernel faster there (prefill_attention_configs.fresh_path_measured).
 The decode path reads only device tensors and host ints fixed by the batch shape, so it can be captured in a
 CUDA graph; the prefill path also reads meta.max_query_len (host) to size its grid.
 """
@@ -27,6 +28,7 @@ import torch
 from vdeploy_kernels.decode_attention import DecodeConfig, decode_attention
 from vdeploy_kernels.fresh_prefill_attention import FreshPrefillConfig, fresh_prefill_attention
 from vdeploy_kernels.prefill_attention import PrefillConfig, prefill_attention
+from vdeploy_kernels.prefill_attention_configs import fresh_path_measured
 
 
 def count_fresh(meta) -> tuple[int, int] | None:
@@ -64,7 +66,9 @@ def paged_attention(
     num_prefills = meta.num_reqs - num_decodes
     if num_prefills == 0:
         return out
-    counts = count_fresh(meta) if new_kv is not None and kv_cache.dtype == new_kv[0].dtype else None
+    usable = (new_kv is not None and kv_cache.dtype == new_kv[0].dtype
+              and fresh_path_measured(head_dim, num_heads // kv_cache.shape[3], q.dtype, q.device, meta.max_query_len))
+    counts = count_fresh(meta) if usable else None
     fresh, prefixed = counts if counts is not None else (0, num_prefills)
     # a launch per kind present; with both, each kernel's programs return at once on the other kind's requests
     if fresh > 0:
