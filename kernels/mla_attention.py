@@ -18,7 +18,8 @@ Config (decode_config): a tuned table per (heads, L, R, cache dtype, GPU kind) u
 benchmarks/kernels/mla_decode_sweep.py, else decode_tiles. value_split = 2 is the register-pressure variant: two
 programs per head block, each owning half of the L value channels (the 64 × 512 fp32 accumulator of one program
 spills at 8 warps on sm_90, ptxas: 255 registers + ~300 B of spills; halved, none) at the price of computing the
-scores in both (×1.53 FLOPs).
+scores in both (×1.53 FLOPs). Measured on an H100 at R1 shapes (docs/performance.md, 2026-12-06 item 14): slower
+than the default at batch >= 64 (best: 128 heads per program, ×0.87–0.93), so only a tuned table can pick it.
 Twin: vdeploy_kernels.reference_deepseek.mla_attention.
 """
 

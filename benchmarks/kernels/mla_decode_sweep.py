@@ -32,11 +32,11 @@ import torch  # noqa: E402
 HEADS, LORA, ROPE, SCALE = 128, 512, 64, 0.1
 CASES = [(1, 1024), (64, 1024), (256, 1024), (256, 2048), (1024, 1024)]  # (batch, context)
 # (block_h, block_n, num_warps, num_stages, value_split); registers and shared memory checked offline with ptxas
-# for sm_90a: 64/64/8/2/1 (the old default) uses 255 registers and spills ~300 B, 64/32/8/1/1 does not spill (no
-# cp.async pipeline), the value_split = 2 rows do not spill (128 heads: 200-220 registers at 8 warps).
-TILES = [(64, 64, 8, 2, 1), (64, 32, 8, 2, 1), (64, 32, 8, 3, 1), (64, 32, 8, 1, 1),
-         (64, 64, 8, 2, 2), (64, 32, 8, 2, 2), (64, 32, 8, 3, 2),
-         (128, 32, 8, 2, 2), (128, 16, 8, 3, 2), (128, 32, 16, 2, 2)]
+# for sm_90a: 64/64/8/2/1 (the default) uses 255 registers and spills ~300 B; the value_split = 2 rows do not spill
+# (128 heads: 200-220 registers at 8 warps). First H100 run (2026-12-06): the default won at batch >= 64, 16 warps
+# lost 1.5-2x everywhere (dropped), 128/32/8/2/2 came within 0.79-0.90.
+TILES = [(64, 64, 8, 2, 1), (64, 64, 8, 3, 1), (64, 32, 8, 2, 1), (64, 32, 8, 3, 1), (64, 128, 8, 1, 1),
+         (64, 64, 8, 2, 2), (64, 32, 8, 2, 2), (128, 32, 8, 2, 2), (128, 64, 8, 1, 2), (128, 16, 8, 3, 2)]
 GRID_TARGET_MORE = 528  # small batches only: twice the KV splits of the default (264 programs)
 
 
@@ -101,8 +101,12 @@ def _compile(task) -> str | None:
 
 
 def median_ms(fn, reps: int) -> float:
-    for _ in range(3):
+    fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.05:  # ~50 ms of warm-up: clocks up before the first timed call
         fn()
+    torch.cuda.synchronize()
     times = []
     for _ in range(reps):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
