@@ -69,7 +69,7 @@ def main() -> None:
                 frac = nbytes / bandwidth / (ms / 1e3)
                 rows.append({"heads": heads, "batch": batch, "context": args.ctx, "tiles": tiles, "ms": ms,
                              "fraction_of_copy_bandwidth": frac, "rel_err": err,
-                             "is_default": tiles == decode_tiles(heads)})
+                             "is_default": dict(tiles, value_split=1) == decode_tiles(heads)})
                 print(f"H={heads} B={batch} {bh:3d}/{bn:2d}/{warps}w/{stages}s: {ms:.3f} ms, {frac:.2f} of copy BW, "
                       f"err {err:.1e}{'  <- default' if rows[-1]['is_default'] else ''}", flush=True)
     report = {"gpu": torch.cuda.get_device_name(), "copy_bandwidth_gbs": bandwidth / 1e9, "rows": rows}

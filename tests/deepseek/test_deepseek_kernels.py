@@ -1,6 +1,8 @@
 """DeepSeek Triton kernels against their torch twins, in the Triton interpreter on CPU (tiny shapes).
 FP8 activations are quantized by torch here: the interpreter's fp32->fp8 cast is wrong (triton issue 8322)."""
 
+import json
+
 import pytest
 import torch
 
@@ -188,6 +190,57 @@ def test_mla_attention_matches_twin_for_mixed_batch(heads, block_size, splits):
     q_lat = q[..., :lora].transpose(0, 1).contiguous().transpose(0, 1)
     apart = mla_attention(q_lat, cache, meta, 0.125, lora, num_splits=splits, q_rope=q[..., lora:].contiguous())
     assert torch.equal(apart, out)
+
+
+MLA_VARIANTS = [  # the old default's tiles, and the value-split variants the tuned tables may pick
+    {"block_h": 64, "block_n": 64, "num_warps": 8, "num_stages": 2, "value_split": 1},
+    {"block_h": 64, "block_n": 32, "num_warps": 8, "num_stages": 2, "value_split": 2},
+    {"block_h": 128, "block_n": 16, "num_warps": 8, "num_stages": 3, "value_split": 2},
+]
+
+
+@pytest.mark.parametrize("tiles", MLA_VARIANTS)
+@pytest.mark.parametrize("splits", [1, 4])
+def test_mla_attention_r1_width_variants_match_twin(tiles, splits):
+    """R1's latent width (L=512, R=64) at 6 heads: ragged contexts over several shuffled pages (a 1-token context,
+    one ending mid-page, an extend row group), one split (output written directly) and four (partials + reduce)."""
+    from vdeploy_kernels.mla_attention import mla_attention
+
+    torch.manual_seed(splits)
+    lora, rope, heads, block_size, num_blocks = 512, 64, 6, 16, 12
+    cache = torch.randn(1, num_blocks, block_size, 1, lora + rope)
+    q_lens, seq_lens = [1, 1, 3], [1, 45, 20]
+    tables = torch.randperm(num_blocks)[:9].view(3, 3).to(torch.int32)
+    qsl = torch.tensor([0, 1, 2, 5], dtype=torch.int32)
+    meta = AttentionMetadata(torch.zeros(5, dtype=torch.long), qsl, torch.tensor(seq_lens, dtype=torch.int32),
+                             tables, 3, 45, 2, block_size, q_lens, seq_lens)
+    q = torch.randn(5, heads, lora + rope)
+    twin = ref.mla_attention(q, cache, meta, 0.1, lora)
+    q_lat = q[..., :lora].transpose(0, 1).contiguous().transpose(0, 1)  # the model's form (see layers/mla.py)
+    out = mla_attention(q_lat, cache, meta, 0.1, lora, num_splits=splits, tiles=tiles, q_rope=q[..., lora:])
+    assert rel_err(out, twin) < 1e-5
+
+
+def test_mla_decode_config_reads_tuned_table_else_heuristic(tmp_path, monkeypatch):
+    from vdeploy_kernels import mla_attention as mla
+    from vdeploy_kernels import tuned_tables
+
+    assert mla.decode_config(128, 256, 512, 64, torch.bfloat16, None) == mla.decode_tiles(128)  # no GPU: heuristic
+    monkeypatch.setenv("VDEPLOY_HOME", str(tmp_path))
+    monkeypatch.setattr(tuned_tables, "device_name", lambda index: "NVIDIA H200")
+    assert mla.decode_config(24, 256, 512, 64, torch.bfloat16, 0) == mla.decode_tiles(24)  # no table: heuristic
+    small = {"block_h": 64, "block_n": 32, "num_warps": 8, "num_stages": 2, "value_split": 1, "grid_target": 528}
+    large = {"block_h": 128, "block_n": 16, "num_warps": 8, "num_stages": 3, "value_split": 2}
+    folder = tmp_path / "kernel_configs" / mla.KIND
+    folder.mkdir(parents=True)
+    (folder / mla.config_name(24, 512, 64, torch.float8_e4m3fn, "NVIDIA H200")).write_text(
+        json.dumps({"1": small, "1024": large}))
+    tuned_tables.load_table.cache_clear()
+    assert mla.decode_config(24, 8, 512, 64, torch.float8_e4m3fn, 0) == small
+    assert mla.decode_config(24, 900, 512, 64, torch.float8_e4m3fn, 0) == large
+    assert mla.decode_config(24, 8, 512, 64, torch.bfloat16, 0) == mla.decode_tiles(24)  # other cache dtype
+    tuned_tables.load_table.cache_clear()
+    assert mla.default_splits(64, 2) == 2 and mla.default_splits(64, 2, 528) == 4 and mla.default_splits(512, 4) == 1
 
 
 def _contiguous_case(q_lens, seq_lens, heads, dim, v_dim, device="cpu", dtype=torch.float32):
