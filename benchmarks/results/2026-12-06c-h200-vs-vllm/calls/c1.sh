@@ -5,5 +5,6 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 mkdir -p /tmp/peer/models && cp -r .peer/models/* /tmp/peer/models/
 el tests; timeout 200 python3 -m pytest -q -p no:cacheprovider tests/deepseek/test_deepseek_kernels_gpu.py tests/deepseek/test_mtp_gpu.py \
   tests/worker/test_model_runner_cuda_worker.py 2>&1 | grep -v Warn | tail -25 > $OUT/gpu-tests.txt; tail -12 $OUT/gpu-tests.txt
-el r1tp-uniform; bash benchmarks/same_lease.sh r1tp
+el r1tp-uniform; timeout 130 bash benchmarks/same_lease.sh r1tp
+el r1tp-normal; timeout 130 env DUMMY=normal bash benchmarks/same_lease.sh r1tp
 el done
