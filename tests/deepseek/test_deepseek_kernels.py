@@ -286,14 +286,15 @@ def test_fused_routing_matches_twin(name):
     torch.testing.assert_close(weights, ref_weights, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_mla_rope_and_cache_matches_twin(dtype):
+@pytest.mark.parametrize("dtype,heads", [(torch.float32, 5), (torch.float16, 5), (torch.float32, 37)])
+def test_mla_rope_and_cache_matches_twin(dtype, heads):
     """The fused glue (q rope in place, c_kv norm, k rope, cache write) against the unfused composition: the same
-    q and the same cache bytes; a padding row (slot -1) writes nothing; slots scattered over pages of 4."""
+    q and the same cache bytes; a padding row (slot -1) writes nothing; slots scattered over pages of 4; 37 heads
+    span three 16-head programs, the last one partial."""
     from vdeploy_kernels.mla_rope_cache import mla_rope_and_cache
 
     gen = torch.Generator().manual_seed(3)
-    t, heads, nope, rope, lora, pages, page = 6, 5, 16, 8, 32, 5, 4
+    t, nope, rope, lora, pages, page = 6, 16, 8, 32, 5, 4
     q = torch.randn(t, heads, nope + rope, generator=gen).to(dtype)
     latent = torch.randn(t, lora + rope, generator=gen).to(dtype)
     weight = (1 + 0.1 * torch.randn(lora, generator=gen)).to(dtype)
