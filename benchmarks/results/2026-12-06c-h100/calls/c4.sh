@@ -1,6 +1,6 @@
 # carry: .peer/vllm026.part02. On an H200 vLLM's R1 throughput (vLLM 0.26 cannot start R1-8L on 80 GB); on an H100
 # the prefill pair instead.
-source benchmarks/results/2026-12-06c-h200-vs-vllm/calls/common.sh
+source benchmarks/results/2026-12-06c-h100/calls/common.sh
 cp .peer/vllm026.part02 /tmp/peer/ && (cd /tmp/peer && cat vllm026.part0? > v.tar.xz && tar -xJf v.tar.xz && rm v.tar.xz vllm026.part0?)
 if grep -q H200 $OUT/../gpu.txt 2>/dev/null || nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
   el vllm-r1tp; VLLM_USE_DEEP_GEMM=0 bash /tmp/peer/bench.sh r1tp 2>&1 | grep -E "Throughput|Error|error" | tail -5
