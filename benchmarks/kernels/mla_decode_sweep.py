@@ -1,9 +1,7 @@
 """MLA decode (absorbed, R1 shapes) sweep: check every config against the torch twin, time it, write the tuned table.
 
 At R1's 128 heads MLA decode is compute-bound (~240 FLOP per cached byte). Candidates vary heads per program
-(block_h), KV tile (block_n), warps, stages, value_split (2: two programs per head block, each owning 256 of the 512
-value channels: half the accumulator registers, the scores computed twice) and, for small batches, the KV-split grid
-target. For each batch: (a) max abs / relative error against kernels/reference_deepseek.py::mla_attention (exits
+(block_h), KV tile (block_n), warps, stages and, for small batches, the KV-split grid target. For each batch: (a) max abs / relative error against kernels/reference_deepseek.py::mla_attention (exits
 non-zero if any config is off); (b) median of CUDA-event timings, TFLOP/s (2·H·ctx·(576+512) per row) and the
 latent-cache read rate, beside the kernel's heuristic default; (c) the fastest config per batch goes into
 $VDEPLOY_HOME/kernel_configs/mla_decode/H128-L512-R64-bfloat16-<GPU>.json (the file mla_attention.decode_config reads;
@@ -31,12 +29,11 @@ import torch  # noqa: E402
 
 HEADS, LORA, ROPE, SCALE = 128, 512, 64, 0.1
 CASES = [(1, 1024), (64, 1024), (256, 1024), (256, 2048), (1024, 1024)]  # (batch, context)
-# (block_h, block_n, num_warps, num_stages, value_split); registers and shared memory checked offline with ptxas
-# for sm_90a: 64/64/8/2/1 (the default) uses 255 registers and spills ~300 B; the value_split = 2 rows do not spill
-# (128 heads: 200-220 registers at 8 warps). First H100 run (2026-12-06): the default won at batch >= 64, 16 warps
-# lost 1.5-2x everywhere (dropped), 128/32/8/2/2 came within 0.79-0.90.
-TILES = [(64, 64, 8, 2, 1), (64, 64, 8, 3, 1), (64, 32, 8, 2, 1), (64, 32, 8, 3, 1), (64, 128, 8, 1, 1),
-         (64, 64, 8, 2, 2), (64, 32, 8, 2, 2), (128, 32, 8, 2, 2), (128, 64, 8, 1, 2), (128, 16, 8, 3, 2)]
+# (block_h, block_n, num_warps, num_stages). First H100 runs (2026-12-06, results/2026-12-06-h100-mla-decode-sweep/):
+# the default 64/64/8/2 won at batch >= 64; 16 warps lost 1.5-2x everywhere (dropped); a value-split variant (two
+# programs per head block, each owning 256 value channels, the scores computed twice) lost 7-21 % and was removed.
+TILES = [(64, 64, 8, 2), (64, 64, 8, 3), (64, 32, 8, 2), (64, 32, 8, 3), (64, 128, 8, 1), (128, 32, 8, 2),
+         (128, 16, 8, 3)]
 GRID_TARGET_MORE = 528  # small batches only: twice the KV splits of the default (264 programs)
 
 
@@ -67,10 +64,9 @@ def make_case(batch: int, ctx: int, heads: int, device: str, dtype: torch.dtype,
 
 
 def candidates(batch: int) -> list[dict]:
-    out = [{"block_h": bh, "block_n": bn, "num_warps": w, "num_stages": s, "value_split": v}
-           for bh, bn, w, s, v in TILES]
+    out = [{"block_h": bh, "block_n": bn, "num_warps": w, "num_stages": s} for bh, bn, w, s in TILES]
     if batch <= 64:  # the KV split count matters only while rows alone do not fill the GPU
-        more = [dict(out[i], grid_target=GRID_TARGET_MORE) for i in (1, 5)]
+        more = [dict(out[i], grid_target=GRID_TARGET_MORE) for i in (0, 1)]
         out += [c for c in more if splits_for(c, batch) != splits_for(dict(c, grid_target=264), batch)]
     return out
 
@@ -78,7 +74,7 @@ def candidates(batch: int) -> list[dict]:
 def splits_for(cfg: dict, batch: int) -> int:
     from vdeploy_kernels.mla_attention import GRID_TARGET, default_splits
 
-    programs = -(-HEADS // cfg["block_h"]) * cfg.get("value_split", 1)
+    programs = -(-HEADS // cfg["block_h"])
     return default_splits(batch, programs, cfg.get("grid_target", GRID_TARGET))
 
 

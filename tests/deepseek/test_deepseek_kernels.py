@@ -192,10 +192,9 @@ def test_mla_attention_matches_twin_for_mixed_batch(heads, block_size, splits):
     assert torch.equal(apart, out)
 
 
-MLA_VARIANTS = [  # the old default's tiles, and the value-split variants the tuned tables may pick
-    {"block_h": 64, "block_n": 64, "num_warps": 8, "num_stages": 2, "value_split": 1},
-    {"block_h": 64, "block_n": 32, "num_warps": 8, "num_stages": 2, "value_split": 2},
-    {"block_h": 128, "block_n": 16, "num_warps": 8, "num_stages": 3, "value_split": 2},
+MLA_VARIANTS = [  # the default's tiles, and others a tuned table may pick
+    {"block_h": 64, "block_n": 64, "num_warps": 8, "num_stages": 2},
+    {"block_h": 128, "block_n": 16, "num_warps": 8, "num_stages": 3},
 ]
 
 
@@ -229,8 +228,8 @@ def test_mla_decode_config_reads_tuned_table_else_heuristic(tmp_path, monkeypatc
     monkeypatch.setenv("VDEPLOY_HOME", str(tmp_path))
     monkeypatch.setattr(tuned_tables, "device_name", lambda index: "NVIDIA H200")
     assert mla.decode_config(24, 256, 512, 64, torch.bfloat16, 0) == mla.decode_tiles(24)  # no table: heuristic
-    small = {"block_h": 64, "block_n": 32, "num_warps": 8, "num_stages": 2, "value_split": 1, "grid_target": 528}
-    large = {"block_h": 128, "block_n": 16, "num_warps": 8, "num_stages": 3, "value_split": 2}
+    small = {"block_h": 64, "block_n": 32, "num_warps": 8, "num_stages": 2, "grid_target": 528}
+    large = {"block_h": 128, "block_n": 16, "num_warps": 8, "num_stages": 3}
     folder = tmp_path / "kernel_configs" / mla.KIND
     folder.mkdir(parents=True)
     (folder / mla.config_name(24, 512, 64, torch.float8_e4m3fn, "NVIDIA H200")).write_text(

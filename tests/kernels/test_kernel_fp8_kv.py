@@ -103,9 +103,8 @@ def test_paged_attention_kernel_ignores_scales_for_a_16_bit_cache():
     assert rel_err(out, reference.paged_attention(batch.q, batch.kv_cache, batch.meta, 0.125)) < 1e-5
 
 
-@pytest.mark.parametrize("heads,splits,kv_scale,value_split", [(4, None, 0.02, 1), (16, 2, 1.0, 1), (20, 4, 0.3, 1),
-                                                               (20, 4, 0.3, 2), (16, 1, 0.02, 2)])
-def test_mla_kernel_reads_fp8_latent_cache_like_twin(heads, splits, kv_scale, value_split):
+@pytest.mark.parametrize("heads,splits,kv_scale", [(4, None, 0.02), (16, 2, 1.0), (20, 4, 0.3), (16, 1, 0.02)])
+def test_mla_kernel_reads_fp8_latent_cache_like_twin(heads, splits, kv_scale):
     from vdeploy_kernels.mla_attention import mla_attention
 
     gen = torch.Generator().manual_seed(heads)
@@ -118,7 +117,7 @@ def test_mla_kernel_reads_fp8_latent_cache_like_twin(heads, splits, kv_scale, va
     meta = AttentionMetadata(torch.zeros(8, dtype=torch.long), qsl, torch.tensor(seq_lens, dtype=torch.int32),
                              tables, 6, 37, 2, block_size, q_lens, seq_lens)
     q = torch.randn(8, heads, lora + rope, generator=gen)
-    tiles = {"block_h": 16, "block_n": 32, "num_warps": 4, "num_stages": 2, "value_split": value_split}
+    tiles = {"block_h": 16, "block_n": 32, "num_warps": 4, "num_stages": 2}
     out = mla_attention(q, cache8, meta, 0.125, lora, num_splits=splits, kv_scale=kv_scale, tiles=tiles)
     twin = ref_ds.mla_attention(q, cache8, meta, 0.125, lora, kv_scale=kv_scale)
     assert torch.isfinite(out).all()
