@@ -135,8 +135,8 @@ class MLAttention(nn.Module):
         parts = []
         if split > 0:
             parts.append(self._attend_absorbed(q_nope[:split], q_rope[:split], kv_cache, ctx))
-        if split < t:
-            parts.append(self._attend_expanded(q_nope[split:], q_rope[split:], kv_cache, ctx.attn, split))
+        if split < t:  # q [T, H, Dn + R] is already q_nope ‖ rotated q_rope (q_rope is a view rotated in place)
+            parts.append(self._attend_expanded(q[split:], kv_cache, ctx.attn, split))
         o = parts[0] if len(parts) == 1 else torch.cat(parts)  # [T, H, Dv]
         return self.o_proj(o.reshape(t, self.num_heads * self.v_dim))
 
@@ -161,13 +161,13 @@ class MLAttention(nn.Module):
             return t
         return nd  # decodes come first, one row each
 
-    def _attend_expanded(self, q_nope, q_rope, kv_cache, meta, first_row: int) -> torch.Tensor:
-        """Prefill rows (requests num_decodes..): K = [W_UK·c_kv ‖ k_rope], V = W_UV·c_kv for every context token,
-        then causal attention of the rows over them. -> [n, H, Dv]"""
+    def _attend_expanded(self, q, kv_cache, meta, first_row: int) -> torch.Tensor:
+        """Prefill rows (requests num_decodes..), q [n, H, Dn + R]: K = [W_UK·c_kv ‖ k_rope], V = W_UV·c_kv for every
+        context token, then causal attention of the rows over them. -> [n, H, Dv]"""
         nd = meta.num_decodes
         total = meta.prefill_context_len
         gathered = kv_cache.view(-1, self.kv_lora_rank + self.rope_dim)[meta.prefill_context_slots]  # [S, L + R]
-        latents = ops.dequantize_kv(gathered, self.kv_scale, q_nope.dtype)  # fp8 cache -> q's dtype
+        latents = ops.dequantize_kv(gathered, self.kv_scale, q.dtype)  # fp8 cache -> q's dtype
         kv = self.kv_b_proj(latents[:, : self.kv_lora_rank].contiguous())  # [S, H·(Dn + Dv)]
         kv = kv.view(total, self.num_heads, self.nope_dim + self.v_dim)
         width = self.nope_dim + self.rope_dim
@@ -175,7 +175,6 @@ class MLAttention(nn.Module):
         buf[0, :, :, : self.nope_dim] = kv[:, :, : self.nope_dim]
         buf[0, :, :, self.nope_dim :] = latents[:, None, self.kv_lora_rank :]
         buf[1, :, :, : self.v_dim] = kv[:, :, self.nope_dim :]
-        q = torch.cat((q_nope, q_rope), dim=-1)  # [n, H, Dn + R]
         qsl = meta.query_start_loc[nd:] - first_row
         return ops.contiguous_prefill_attention(q, buf, qsl, meta.seq_lens[nd:], meta.max_query_len,
                                                 max(meta.seq_lens_host[nd:]), self.scale, self.v_dim)
