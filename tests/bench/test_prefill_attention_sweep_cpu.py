@@ -21,7 +21,14 @@ def test_tiny_cpu_run_checks_every_config_and_writes_tables(tmp_path):
     assert set(report["cases"]["prefix"]["variants"]) == {"paged"}
     rows = [r for c in report["cases"].values() for v in c["variants"].values() for r in v["rows"]]
     assert rows and all(r["ok"] and r["ms"] > 0 for r in rows)
-    fresh = json.loads((tables / "fresh-D32-G2-float32-cpu.json").read_text())
     paged = json.loads((tables / "paged-D32-G2-float32-cpu.json").read_text())
-    assert set(fresh) == {"40"} and set(paged) == {"24", "40"} and "pack" in fresh["40"]
+    assert set(paged) == {"24", "40"}
+    # a fresh table only where the fresh kernel's best beat the paged kernel's (the engine's rule for taking it)
+    fresh_case = report["cases"]["fresh"]["variants"]
+    fresh_file = tables / "fresh-D32-G2-float32-cpu.json"
+    faster = min(r["ms"] for r in fresh_case["fresh"]["rows"]) < fresh_case["paged"]["best"]["ms"]
+    assert fresh_file.is_file() == faster
+    if faster:
+        fresh = json.loads(fresh_file.read_text())
+        assert set(fresh) == {"40"} and "pack" in fresh["40"]
     assert "all ok" in proc.stdout
