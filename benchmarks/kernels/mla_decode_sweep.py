@@ -27,6 +27,8 @@ if "--tiny" in sys.argv:  # before any kernel import: the interpreter is chosen 
 
 import torch  # noqa: E402
 
+from vdeploy.bench.hardware import median_call_ms  # noqa: E402
+
 HEADS, LORA, ROPE, SCALE = 128, 512, 64, 0.1
 CASES = [(1, 1024), (64, 1024), (256, 1024), (256, 2048), (1024, 1024)]  # (batch, context)
 # (block_h, block_n, num_warps, num_stages). First H100 runs (2026-12-06, results/2026-12-06-h100-mla-decode-sweep/):
@@ -94,24 +96,6 @@ def _compile(task) -> str | None:
     except Exception as exc:  # noqa: BLE001 - out of registers / shared memory: reported, not a candidate
         return f"{type(exc).__name__}: {str(exc)[:160]}"
     return None
-
-
-def median_ms(fn, reps: int) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    while time.perf_counter() - start < 0.05:  # ~50 ms of warm-up: clocks up before the first timed call
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 def tiny() -> None:
@@ -189,7 +173,7 @@ def main() -> None:
                 continue
             max_err = (out - expected).abs().max().item()
             rel = ((out - expected).norm() / expected.norm()).item()
-            ms = median_ms(lambda: run(case, cfg, batch), args.reps)
+            ms = median_call_ms(lambda: run(case, cfg, batch), torch.device("cuda"), args.reps)
             base_ms = base_ms or ms
             row.update(ms=ms, tflops=flops / ms / 1e9, cache_gbs=nbytes / ms / 1e6, max_abs_err=max_err,
                        rel_err=rel, speedup_vs_default=base_ms / ms)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+from vdeploy.bench.hardware import median_call_ms  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -53,26 +54,6 @@ TINY_FRESH = [(16, 16, 1, 4, 1, False), (8, 16, 2, 4, 1, False), (16, 16, 1, 4, 
 def causal_flops(q_lens: list[int], seq_lens: list[int], num_heads: int, head_dim: int) -> float:
     pairs = sum(q * s - q * (q - 1) / 2 for q, s in zip(q_lens, seq_lens))  # (query, visible key) pairs
     return 4.0 * num_heads * head_dim * pairs
-
-
-def time_ms(fn, device: torch.device, reps: int) -> float:
-    """Median per-call milliseconds over reps calls after 3 warm-up calls (CUDA events; wall clock on CPU)."""
-    for _ in range(3 if device.type == "cuda" else 1):
-        fn()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def is_resource_error(exc: Exception) -> bool:
@@ -133,7 +114,7 @@ def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, fa
         diff = (out.float() - ref).abs()
         err = diff.max().item()
         ok = bool((diff <= tol + tol * ref.abs()).all())  # allclose with atol = rtol = tol
-        ms = time_ms(fn, device, args.reps)
+        ms = median_call_ms(fn, device, args.reps)
         row = {"label": label, "ms": ms, "tflops": flops / ms / 1e9, "max_abs_err": err, "ok": ok}
         print(f"  {name:6s} {label:44s} {ms:8.3f} ms {row['tflops']:7.1f} TFLOP/s  max|err| {err:.2e}"
               f"{'' if ok else '  <-- WRONG'}", flush=True)

@@ -69,6 +69,29 @@ def device_ms(fn: Callable[[], Any], device: torch.device, iters: int) -> float:
     return start.elapsed_time(end) / iters
 
 
+def median_call_ms(fn: Callable[[], Any], device: torch.device, reps: int, warmup_s: float = 0.05) -> float:
+    """Median milliseconds of `reps` single calls, each timed alone (CUDA events on a GPU, wall clock elsewhere),
+    after `warmup_s` seconds of untimed calls (the clocks ramp up first): what the kernel sweeps compare."""
+    start = time.perf_counter()
+    fn()
+    while time.perf_counter() - start < warmup_s:
+        fn()
+    times = []
+    for _ in range(reps):
+        if device.type != "cuda":
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+            continue
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(begin.elapsed_time(end))
+    return statistics.median(times)
+
+
 def copy_bandwidth(device: torch.device, buffer_bytes: int, repeats: int = 10) -> float:
     """Bytes moved per second by a device-to-device copy of `buffer_bytes` (each byte read once, written once)."""
     src = torch.randint(0, 256, (buffer_bytes,), dtype=torch.uint8, device=device)  # [N]
