@@ -128,13 +128,13 @@ def fill_dummy(model: nn.Module, seed: int, skip: nn.Module | None = None, style
 
 
 def _fill_uniform(param: torch.Tensor, generator: torch.Generator, bound: float = 1e-3) -> None:
-    """U(-bound, bound) drawn in float32 and cast (fp8 included), one dim-0 slice at a time when the tensor is
-    large (a float32 copy of all of an R1 layer's experts would need 30 GB)."""
+    """U(-bound, bound) drawn in float32 and cast (fp8 included), in chunks of rows of at most 2**26 elements (a
+    float32 copy of all of an R1 layer's experts would need 30 GB)."""
     if not param.is_floating_point():
         param.zero_()
         return
-    slices = param if param.dim() > 1 and param.numel() > (1 << 26) else (param,)
-    for part in slices:
+    row = param[0].numel() if param.dim() > 1 else param.numel()
+    for part in param.split(max(1, (1 << 26) // row)) if param.dim() > 1 else (param,):
         noise = torch.empty(part.shape, dtype=torch.float32, device=part.device)
         part.copy_(noise.uniform_(-bound, bound, generator=generator))
 
