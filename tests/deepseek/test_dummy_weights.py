@@ -64,3 +64,22 @@ def test_uniform_fill_covers_every_float_tensor_within_its_bound():
         bound = torch.tensor(1e-3).to(param.dtype).float()  # e4m3 rounds 1e-3 up to its smallest step, 2**-9
         values = param.float().abs()
         assert 0 < values.max() <= bound
+
+
+def test_bench_roofline_counts_the_experts_uniform_weights_really_read(tiny_v3, monkeypatch):
+    """With uniform weights a V3 batch reads one token's experts; the printed bound must say so (not 1.1x of it)."""
+    from vdeploy.bench import hardware
+    from vdeploy.bench.bench_roofline import decode_roofline
+    from vdeploy.engine.llm import LLM
+
+    monkeypatch.setattr(hardware, "copy_bandwidth", lambda *args, **kwargs: 1e11)  # the same bandwidth for both
+
+    bounds = {}
+    for style in ("normal", "uniform"):
+        llm = LLM(str(tiny_v3), load_format="dummy", dummy_weights=style, device="cpu", dtype="float32",
+                  max_model_len=64, max_num_seqs=8)
+        try:
+            bounds[style] = decode_roofline(llm, 8, 16, 16, 1.0)["decode_bound_tokens_per_s"]
+        finally:
+            llm.close()
+    assert bounds["uniform"] > bounds["normal"]  # fewer expert bytes per step: a higher bound
