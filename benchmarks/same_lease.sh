@@ -2,7 +2,8 @@
 # vdeploy's side of a same-lease comparison with vLLM 0.26 (../shared/peer-vllm/bench.sh runs vLLM's side).
 # Runs on the lent GPU from the repository root; results under $OUT.
 #   bash benchmarks/same_lease.sh suite|tests|tp [SEQS TOKENS]|lat|tune|profile|dstests|dsv2tp|r1tp|r1lat
-# (DUMMY=normal before it: our realistic dummy weights instead of vLLM's draw; see below)
+# (DUMMY=normal before it: our realistic dummy weights instead of vLLM's draw, see below; TAG=_x: a suffix for the
+# DeepSeek modes' file names, as the peer's bench.sh takes it)
 # `tune` writes the fused-MoE tile tables into $VDEPLOY_HOME (kept on the warm machine for the later calls) and
 # copies them to $OUT for committing under kernels/configs/fused_moe/.
 # `tp` and `lat` use the peer bundle's model directories (/tmp/peer/models: config + the real tokenizer), so both
@@ -19,7 +20,7 @@ REV=${VDEPLOY_GIT_REV:-unknown}
 DUMMY=${DUMMY:-uniform}; SFX=$([ "$DUMMY" = uniform ] || echo "_$DUMMY")
 ds_bench() {  # model-dir tag prompts in out maxlen
   python3 -m vdeploy bench "/tmp/peer/models/$1" --load-format dummy --num-prompts "$3" --input-len "$4" \
-    --output-len "$5" --max-model-len 2048 --dummy-weights "$DUMMY" -o "$OUT/vdeploy_$2$SFX.json" 2>&1 | grep -v Warning | tail -6
+    --output-len "$5" --max-model-len 2048 --dummy-weights "$DUMMY" -o "$OUT/vdeploy_$2${TAG:-}$SFX.json" 2>&1 | grep -v Warning | tail -6
 }
 case "$1" in
 suite) python3 benchmarks/engine/gpu_suite.py --only hardware,decode,prefill --quick --out /tmp/suite --git-rev "$REV" \
@@ -29,9 +30,9 @@ tests) python3 -m pytest -q -p no:cacheprovider tests/worker/test_model_runner_c
 tp) limits=(); [ -n "$2" ] && limits=(--max-num-seqs "$2" --max-num-batched-tokens "$3")  # default: the engine's
     python3 -m vdeploy bench /tmp/peer/models/qwen2-7b-dummy --load-format dummy --num-prompts 1000 --input-len 1000 \
       --output-len 1000 --max-model-len 2048 "${limits[@]}" --dummy-weights "$DUMMY" \
-      -o "$OUT/vdeploy_throughput_qwen2_7b${2:+_$2}.json" 2>&1 | grep -v Warning | tail -4 ;;
+      -o "$OUT/vdeploy_throughput_qwen2_7b${2:+_$2}$SFX.json" 2>&1 | grep -v Warning | tail -4 ;;
 lat) python3 -m vdeploy bench /tmp/peer/models/llama31-8b-dummy --load-format dummy --num-prompts 1 --input-len 128 \
-       --output-len 1024 --max-model-len 4096 --dummy-weights "$DUMMY" -o "$OUT/vdeploy_latency_llama31_8b.json" 2>&1 | grep -v Warning | tail -4 ;;
+       --output-len 1024 --max-model-len 4096 --dummy-weights "$DUMMY" -o "$OUT/vdeploy_latency_llama31_8b$SFX.json" 2>&1 | grep -v Warning | tail -4 ;;
 tune) python3 benchmarks/kernels/tune_fused_moe.py --shape v2-lite --shape r1 --report "$OUT/tune_fused_moe.json" \
         2>&1 | grep -v Warning; cp "$VDEPLOY_HOME"/kernel_configs/fused_moe/*.json "$OUT/" ;;
 profile) for m in v2-lite r1-8l; do

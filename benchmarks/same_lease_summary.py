@@ -23,7 +23,7 @@ PAIRS = {
                        f"ITERS=3 {PEER} prefill", f"{OURS} suite", None),
     "throughput_dsv2_lite_500": ("output tok/s", "vllm_throughput_dsv2lite_500.json",
                                  "vdeploy_throughput_dsv2lite_500.json", f"N=500 TAG=_500 {PEER} dsv2tp",
-                                 f"N=500 {OURS} dsv2tp", 1000),
+                                 f"N=500 TAG=_500 {OURS} dsv2tp", 1000),
     "throughput_r1_8l": ("output tok/s", "vllm_throughput_r1_8l.json", "vdeploy_throughput_r1_8l.json",
                          f"VLLM_USE_DEEP_GEMM=0 {PEER} r1tp", f"{OURS} r1tp", 1000),
     "decode_r1_8l": ("output tok/s (batch 1, 128 in / 1024 out)", "vllm_latency_r1_8l.json",

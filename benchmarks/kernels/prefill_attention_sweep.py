@@ -6,8 +6,8 @@ Cases (page size 16, as the engine uses):
           from the contiguous k / v views of one fused QKV projection output, as the attention layer has them)
   prefix  4 requests x 2048 new tokens after a 2048-token cached prefix: the paged kernel only
 Every config's output is compared with the fp32 torch twin (reference.paged_attention); any error above the
-tolerance fails the run (exit code 1) and that config cannot win. Times: CUDA events per call, 3 warm-up calls,
-median of --reps calls; configs not yet tried when --budget-s (110 s on the GPU) has passed are skipped and
+tolerance fails the run (exit code 1) and that config cannot win. Times: CUDA events per call after ~50 ms of
+warm-up, median of --reps calls; configs not yet tried when --budget-s (110 s on the GPU) has passed are skipped and
 listed. Causal FLOPs = 4 * H * D * sum(q_len * ctx_len - q_len * (q_len - 1) / 2).
 
     PYTHONPATH=/tmp/shim:$PWD python3 benchmarks/kernels/prefill_attention_sweep.py --out $OUT/prefill_sweep.json
@@ -29,10 +29,8 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # vdeploy from this checkout when run as a script
 from vdeploy.bench.hardware import median_call_ms  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 LLAMA8B = {"num_heads": 32, "num_kv_heads": 8, "head_dim": 128}
 TINY = {"num_heads": 4, "num_kv_heads": 2, "head_dim": 32}

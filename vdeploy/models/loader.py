@@ -133,8 +133,8 @@ def _fill_uniform(param: torch.Tensor, generator: torch.Generator, bound: float 
     if not param.is_floating_point():
         param.zero_()
         return
-    row = param[0].numel() if param.dim() > 1 else param.numel()
-    for part in param.split(max(1, (1 << 26) // row)) if param.dim() > 1 else (param,):
+    rows = param if param.dim() > 1 else param.view(1, -1)
+    for part in rows.split(max(1, (1 << 26) // rows[0].numel())):
         noise = torch.empty(part.shape, dtype=torch.float32, device=part.device)
         part.copy_(noise.uniform_(-bound, bound, generator=generator))
 
