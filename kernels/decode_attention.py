@@ -184,7 +184,7 @@ def decode_attention(
         GROUP=group, PAGE_SIZE=page_size,
         HEAD_DIM=head_dim, V_HEAD_DIM=v_head_dim,
         BLOCK_D=dot_width(head_dim), BLOCK_DV=block_dv,
-        BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=cfg.block_n,
+        BLOCK_G=dot_width(group), BLOCK_N=cfg.block_n,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     _decode_reduce_kernel[(num_decodes, num_heads)](

@@ -27,6 +27,9 @@ import torch
 import triton
 import triton.language as tl
 
+from vdeploy_kernels import tuned_tables
+from vdeploy_kernels.attention_tiles import dot_width
+
 
 @triton.jit
 def _mla_split_kernel(
@@ -125,10 +128,8 @@ def default_splits(num_tokens: int, programs_per_row: int, grid_target: int = GR
 
 
 def config_name(num_heads: int, lora: int, rope: int, cache_dtype: torch.dtype, device_name: str) -> str:
-    from vdeploy_kernels.tuned_tables import device_tag
-
     dtype = "fp8" if cache_dtype.itemsize == 1 else str(cache_dtype).removeprefix("torch.")
-    return f"H{num_heads}-L{lora}-R{rope}-{dtype}-{device_tag(device_name)}.json"
+    return f"H{num_heads}-L{lora}-R{rope}-{dtype}-{tuned_tables.device_tag(device_name)}.json"
 
 
 def decode_config(num_heads: int, num_tokens: int, lora: int, rope: int, cache_dtype: torch.dtype,
@@ -137,8 +138,6 @@ def decode_config(num_heads: int, num_tokens: int, lora: int, rope: int, cache_d
     query rows on this GPU: the tuned table's nearest batch when one exists for (heads, L, R, cache dtype, GPU
     kind), else decode_tiles. device_index None (the CPU interpreter): the heuristic only."""
     if device_index is not None:
-        from vdeploy_kernels import tuned_tables
-
         table = tuned_tables.find_table(KIND, lambda gpu: config_name(num_heads, lora, rope, cache_dtype, gpu),
                                         tuned_tables.device_name(device_index))
         if table is not None:
@@ -175,7 +174,7 @@ def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, k
         q, q_rope, cache, meta.block_tables, row_req, row_len, part_out, part_lse, out,
         scale * kv_scale, kv_scale, h, q.stride(0), q.stride(1), q_rope.stride(0), q_rope.stride(1),
         meta.block_tables.stride(0), out.stride(0), out.stride(1),
-        BLOCK_SIZE=block_size, L=kv_lora_rank, R=rope, R_PAD=max(triton.next_power_of_2(rope), 16),
+        BLOCK_SIZE=block_size, L=kv_lora_rank, R=rope, R_PAD=dot_width(rope),
         BLOCK_H=block_h, BLOCK_N=tiles["block_n"], NUM_SPLITS=num_splits,
         num_warps=tiles["num_warps"], num_stages=tiles["num_stages"],
     )

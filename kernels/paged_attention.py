@@ -16,7 +16,8 @@ Contract of `paged_attention(q, kv_cache, meta, scale, v_head_dim=None, k_scale=
             in fresh_prefill_attention.py instead of gathering pages; requests with a prefix keep the paged kernel.
             Used only when the cache holds the same dtype as k (the stored copy is then bit-identical; an fp8
             cache must be read back quantized to match the twin), the host lengths are known, and, on a GPU, the
-            sweep measured the fresh kernel faster there (prefill_attention_configs.fresh_path_measured).
+            sweep measured the fresh kernel faster there (a "fresh" tuned table exists; the interpreter always
+            takes it).
 The decode path reads only device tensors and host ints fixed by the batch shape, so it can be captured in a
 CUDA graph; the prefill path also reads meta.max_query_len (host) to size its grid.
 """
@@ -28,16 +29,12 @@ import torch
 from vdeploy_kernels.decode_attention import DecodeConfig, decode_attention
 from vdeploy_kernels.fresh_prefill_attention import FreshPrefillConfig, fresh_prefill_attention
 from vdeploy_kernels.prefill_attention import PrefillConfig, prefill_attention
-from vdeploy_kernels.prefill_attention_configs import fresh_path_measured
+from vdeploy_kernels.prefill_attention_configs import tuned_config
 
 
 def count_fresh(meta) -> tuple[int, int] | None:
-    """(prefill requests with no cached prefix, those with one), from the host lengths; None if unknown."""
-    if meta.query_lens_host is None or meta.seq_lens_host is None:
-        return None
-    lens = zip(meta.query_lens_host[meta.num_decodes :], meta.seq_lens_host[meta.num_decodes :])
-    fresh = sum(1 for q_len, seq_len in lens if q_len == seq_len)
-    return fresh, meta.num_reqs - meta.num_decodes - fresh
+    """(prefill requests with no cached prefix, those with one); None if the host lengths are unknown."""
+    return meta.fresh_prefill_counts
 
 
 def paged_attention(
@@ -66,8 +63,12 @@ def paged_attention(
     num_prefills = meta.num_reqs - num_decodes
     if num_prefills == 0:
         return out
-    usable = (new_kv is not None and kv_cache.dtype == new_kv[0].dtype
-              and fresh_path_measured(head_dim, num_heads // kv_cache.shape[3], q.dtype, q.device, meta.max_query_len))
+    usable = new_kv is not None and kv_cache.dtype == new_kv[0].dtype
+    if usable and q.is_cuda and fresh_config is None:
+        # on a GPU only where the sweep measured the fresh kernel faster: it writes a "fresh" table only then
+        tuned = tuned_config("fresh", head_dim, num_heads // kv_cache.shape[3], q.dtype, q.device, meta.max_query_len)
+        usable = tuned is not None
+        fresh_config = FreshPrefillConfig(**tuned) if usable else None
     counts = count_fresh(meta) if usable else None
     fresh, prefixed = counts if counts is not None else (0, num_prefills)
     # a launch per kind present; with both, each kernel's programs return at once on the other kind's requests

@@ -40,12 +40,3 @@ def tuned_config(variant: str, head_dim: int, group: int, dtype: torch.dtype, de
         return None
     return tuned_tables.nearest(table, max_query_len)
 
-
-def fresh_path_measured(head_dim: int, group: int, dtype: torch.dtype, device: torch.device,
-                        max_query_len: int | None) -> bool:
-    """Whether prompts without a cached prefix take the fresh kernel: on a GPU only where the sweep measured it
-    correct and faster than the paged kernel (it writes a "fresh" table only then), so an unmeasured GPU kind or
-    Triton version keeps the proven path; always in the interpreter (CPU), where the tests exercise it."""
-    if device.type != "cuda":
-        return True
-    return tuned_config("fresh", head_dim, group, dtype, device, max_query_len) is not None

@@ -116,15 +116,18 @@ def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tenso
     qmax = 127.0 if is_int8 else 448.0
     x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
     cfg = config or w8a8_config(m, n, k, x.device)
-    if cfg.get("backend") == "cublas":
-        if not is_int8 and x.dtype == torch.bfloat16:  # cuBLAS's row-wise-scaled FP8 GEMM writes bf16 only
-            return _cublas_fp8(x, weight, weight_scale, x_scale)
+    cublas = cfg.get("backend") == "cublas" and not is_int8 and x.dtype == torch.bfloat16  # cuBLAS writes bf16 only
+    if cfg.get("backend") == "cublas" and not cublas:
         cfg = w8a8_config(m)
-    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
-    x_quant = is_int8 and m > PREFILL_M
-    x_in = torch.empty(m, k, dtype=torch.int8, device=x.device) if x_quant else x  # [M, K]: what the GEMM loads
+    # quantize x once up front for cuBLAS and for INT8 prefill; else the GEMM quantizes each tile as it loads it
+    x_quant = cublas or (is_int8 and m > PREFILL_M)
+    x_in = torch.empty(m, k, dtype=weight.dtype, device=x.device) if x_quant else x  # [M, K]: what the GEMM reads
     _row_scale_kernel[(m,)](x, x_scale, x_in, k, x.stride(0), x_in.stride(0), QMAX=qmax, WRITE_Q=x_quant, BLOCK=1024,
-                            ROUND_INT=x_quant)
+                            ROUND_INT=is_int8)
+    if cublas:  # weight [N, K] row-major is the column-major [K, N] operand cuBLAS wants
+        return torch._scaled_mm(x_in, weight.t(), scale_a=x_scale[:, None], scale_b=weight_scale[None, :].float(),
+                                out_dtype=x.dtype)
+    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     grid = (triton.cdiv(m, cfg["block_m"]), triton.cdiv(n, cfg["block_n"]))
     _w8a8_kernel[grid](
         x_in, x_scale, weight, weight_scale, out, m, n, k, x_in.stride(0), weight.stride(0), n,
@@ -132,12 +135,3 @@ def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tenso
         X_QUANT=x_quant, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     return out
-
-
-def _cublas_fp8(x, weight, weight_scale, x_scale) -> torch.Tensor:
-    m, k = x.shape
-    x_q = torch.empty(m, k, dtype=weight.dtype, device=x.device)  # [M, K] e4m3
-    _row_scale_kernel[(m,)](x, x_scale, x_q, k, x.stride(0), x_q.stride(0), QMAX=448.0, WRITE_Q=True, BLOCK=1024)
-    # weight [N, K] row-major is the column-major [K, N] operand cuBLAS wants
-    return torch._scaled_mm(x_q, weight.t(), scale_a=x_scale[:, None], scale_b=weight_scale[None, :].float(),
-                            out_dtype=x.dtype)

@@ -36,6 +36,16 @@ class AttentionMetadata:
         return sum(self.seq_lens_host[self.num_decodes :])
 
     @functools.cached_property
+    def fresh_prefill_counts(self) -> tuple[int, int] | None:
+        """(prefill requests with no cached prefix, those with one), from the host lengths; None if unknown. Every
+        attention layer's choice of prefill kernel reads it (kernels/paged_attention.py): counted once per step."""
+        if self.query_lens_host is None or self.seq_lens_host is None:
+            return None
+        lens = zip(self.query_lens_host[self.num_decodes :], self.seq_lens_host[self.num_decodes :])
+        fresh = sum(1 for q_len, seq_len in lens if q_len == seq_len)
+        return fresh, self.num_reqs - self.num_decodes - fresh
+
+    @functools.cached_property
     def query_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per query token (all T, padding included): its request index and the context length it may see
         (causal: the cached prefix plus its own position in the chunk), int32 on the device. Every MLA layer's
