@@ -49,6 +49,14 @@ class NodeLost(Exception):
         self.node = failure.node_rank if failure is not None else node
 
 
+class JobEnded(Exception):
+    """Raised on a worker host when node 0 ended the job (reason "shutdown": cleanly) or cannot be reached."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class NodeLink:
     def __init__(self, store, node_rank: int, nnodes: int):
         self.store, self.node_rank, self.nnodes = store, node_rank, nnodes

@@ -33,17 +33,11 @@ from vdeploy.executor.multiproc import (
     rank_process_context,
     rebuild_user_error,
 )
-from vdeploy.executor.node_link import NodeFailure, NodeLink
+from vdeploy.executor.node_link import JobEnded, NodeFailure, NodeLink
 from vdeploy.executor.rank_process import RankLaunch
 from vdeploy.worker.device import resolve_device_type
 
 logger = logging.getLogger(__name__)
-
-
-class JobEnded(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | None = None,
@@ -114,18 +108,8 @@ def _start_replicas(store, engine_config, model_path: str, parallel: ParallelCon
 def _watch_replicas(replicas, link: NodeLink, node_rank: int, status: Callable[[str], None]) -> None:
     """Until node 0 ends the job. A replica that dies is node 0's to route around (its connection closed), so
     nothing goes into the failure record: that would take this node's other replicas out too."""
-    from vdeploy.engine.dp_host import StopReplicas
-
-    poll = _watcher(link)
-
-    def poll_job() -> None:
-        try:
-            poll()
-        except JobEnded as ended:
-            raise StopReplicas(ended.reason) from None
-
     try:
-        replicas.watch(poll_job)
+        replicas.watch(_watcher(link))
     except ExecutorError as e:
         raise ExecutorError(f"node {node_rank}: {e.message}", hint=e.hint) from None
     status(f"node {node_rank}: the job shut down")
