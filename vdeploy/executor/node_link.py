@@ -121,7 +121,7 @@ class NodeLink:
         for node in self._beats:
             key = _PREFIX + f"node/{node}/failure"
             if self.store.check([key]):
-                return _decode(self.store.get(key), NodeFailure, "failure record of node " + str(node))
+                return decode_record(self.store.get(key), NodeFailure, f"the failure record of node {node}")
         return None
 
     # ---- other nodes (worker hosts) -----------------------------------------------------------------------------
@@ -130,7 +130,8 @@ class NodeLink:
         """(EngineConfig, ModelConfig) published by node 0; blocks up to the store's timeout."""
         from vdeploy.config import EngineConfig, ModelConfig
 
-        return _decode(self.store.get(_PREFIX + "config"), tuple[EngineConfig, ModelConfig], "engine configuration")
+        return decode_record(self.store.get(_PREFIX + "config"), tuple[EngineConfig, ModelConfig],
+                             "the engine configuration")
 
     def heartbeat(self) -> None:
         now = time.monotonic()
@@ -157,8 +158,9 @@ def is_peer_loss(message: str) -> bool:
     return any(marker in lowered for marker in _PEER_LOSS_MARKERS)
 
 
-def _decode(data: bytes, kind: Any, what: str) -> Any:
-    """`data` as a `kind` (JSON checked against the dataclasses' fields); ExecutorError for anything else."""
+def decode_record(data: bytes, kind: Any, what: str) -> Any:
+    """`data`, read from the rendezvous store, as a `kind` (JSON checked against the dataclasses' fields);
+    ExecutorError naming `what` (e.g. "the engine configuration") for anything else."""
     import msgspec
 
     from vdeploy.executor.base import ExecutorError
@@ -166,7 +168,7 @@ def _decode(data: bytes, kind: Any, what: str) -> Any:
     try:
         return msgspec.json.decode(data, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise ExecutorError(f"refused the {what} in the rendezvous store: {e}",
+        raise ExecutorError(f"refused {what} in the rendezvous store: {e}",
                             hint="something other than vdeploy wrote it: check who can reach --master-port") from None
 
 
