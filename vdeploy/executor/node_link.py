@@ -43,10 +43,9 @@ class NodeFailure:
 class NodeLost(Exception):
     """A peer node failed, went silent, or the job was aborted."""
 
-    def __init__(self, message: str, failure: NodeFailure | None = None, node: int | None = None):
+    def __init__(self, message: str, node: int, failure: NodeFailure | None = None):
         super().__init__(message)
-        self.message, self.failure = message, failure
-        self.node = failure.node_rank if failure is not None else node
+        self.message, self.node, self.failure = message, node, failure
 
 
 class JobEnded(Exception):
@@ -84,7 +83,7 @@ class NodeLink:
         """Raise NodeLost when another node reported a failure or stopped beating (after it beat once)."""
         failure = self.first_failure()
         if failure is not None:
-            raise NodeLost(f"node {failure.node_rank}: {failure.message}", failure)
+            raise NodeLost(f"node {failure.node_rank}: {failure.message}", failure.node_rank, failure)
         now = time.monotonic()
         for node, (count, seen) in self._beats.items():
             current = int(self.store.add(_heartbeat_key(node), 0))
@@ -92,7 +91,7 @@ class NodeLink:
                 self._beats[node] = (current, now)
             elif count > 0 and now - seen > NODE_TIMEOUT_S:
                 raise NodeLost(f"node {node} stopped responding (no heartbeat for {now - seen:.0f} s): its "
-                               "worker-host died or the network between the nodes failed", node=node)
+                               "worker-host died or the network between the nodes failed", node)
 
     def forget(self, node: int) -> None:
         """Stop watching `node` (its loss was handled; the others are still watched)."""
@@ -107,14 +106,14 @@ class NodeLink:
             while time.monotonic() < deadline:
                 failure = self.first_failure()
                 if failure is not None and not is_peer_loss(failure.message):
-                    return NodeLost(f"node {failure.node_rank}: {failure.message}", failure)
+                    return NodeLost(f"node {failure.node_rank}: {failure.message}", failure.node_rank, failure)
                 time.sleep(0.1)
             silent = [n for n, count in start.items() if int(self.store.add(_heartbeat_key(n), 0)) == count]
         except Exception:  # noqa: BLE001 - no explanation beats a second error while reporting the first
             return None
         if silent:
             return NodeLost(f"node {silent[0]} stopped responding (no heartbeat for {grace_s:.0f} s): its "
-                            "worker-host died or the network between the nodes failed", node=silent[0])
+                            "worker-host died or the network between the nodes failed", silent[0])
         return None
 
     def first_failure(self) -> NodeFailure | None:
