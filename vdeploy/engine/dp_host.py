@@ -23,17 +23,10 @@ from vdeploy.engine.data_parallel import replica_devices, visible_gpus
 from vdeploy.engine.dp_auth import secret_key
 from vdeploy.engine.dp_nodes import bind_listeners, listen_address, local_replica_count, publish_replicas
 from vdeploy.executor.base import ExecutorError
+from vdeploy.executor.node_link import JobEnded
 
 _WATCH_S = 0.2
 _EXIT_GRACE_S = 5.0
-
-
-class StopReplicas(Exception):
-    """Raised by the host's poll when the job ended (reason "shutdown": cleanly)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ReplicaHost:
@@ -70,11 +63,11 @@ class ReplicaHost:
                + ", ".join(f"{a.host}:{a.port}" for a in self.addresses))
 
     def watch(self, poll: Callable[[], None]) -> None:
-        """Until every replica exited. `poll` raises StopReplicas when the job ends. Raises ExecutorError when a
+        """Until every replica exited. `poll` raises JobEnded when the job ends. Raises ExecutorError when a
         replica failed or the job ended otherwise than by node 0's shutdown."""
         try:
             failures = self._watch(poll)
-        except StopReplicas as stopped:
+        except JobEnded as stopped:
             # node 0 shuts its replicas down before it stops the job: give their exits a moment to land
             deadline = time.monotonic() + _EXIT_GRACE_S
             while any(p.poll() is None for p in self.procs) and time.monotonic() < deadline:

@@ -87,8 +87,6 @@ class NodeJob:
                 try:
                     self.link.check_peers()
                 except NodeLost as lost:
-                    if lost.node is None:
-                        continue
                     self.link.forget(lost.node)
                     logger.error("%s; its replicas are out, the others keep serving", lost.message)
                     on_node_lost(lost.node, lost.message)

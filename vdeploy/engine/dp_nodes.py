@@ -84,9 +84,8 @@ def publish_replicas(store, node_rank: int, addresses: list[ReplicaAddress]) -> 
 def wait_replicas(store, node_rank: int, timeout_s: float, check: Callable[[], None]) -> list[ReplicaAddress]:
     """Node `node_rank`'s replica addresses, once its worker host announces them. `check` raises when the job
     failed meanwhile (a failure record, a lost node), so node 0 does not wait out the whole timeout."""
-    import msgspec
-
     from vdeploy.executor.base import ExecutorError
+    from vdeploy.executor.node_link import decode_record
 
     key = f"{_PREFIX}node/{node_rank}/replicas"
     deadline = time.monotonic() + timeout_s
@@ -97,12 +96,7 @@ def wait_replicas(store, node_rank: int, timeout_s: float, check: Callable[[], N
                                 hint="start `vdeploy worker-host ... --node-rank "
                                      f"{node_rank}` there with the same --master-addr and --master-port")
         time.sleep(_POLL_S)
-    try:
-        addresses = msgspec.json.decode(store.get(key), type=list[ReplicaAddress])
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise ExecutorError(f"refused node {node_rank}'s replica addresses in the rendezvous store: {e}",
-                            hint="something other than vdeploy wrote them: check who can reach --master-port"
-                            ) from None
+    addresses = decode_record(store.get(key), list[ReplicaAddress], f"node {node_rank}'s replica addresses")
     if any(a.node_rank != node_rank for a in addresses):
         raise ExecutorError(f"node {node_rank}'s replica addresses name another node")
     return addresses

@@ -43,10 +43,17 @@ class NodeFailure:
 class NodeLost(Exception):
     """A peer node failed, went silent, or the job was aborted."""
 
-    def __init__(self, message: str, failure: NodeFailure | None = None, node: int | None = None):
+    def __init__(self, message: str, node: int, failure: NodeFailure | None = None):
         super().__init__(message)
-        self.message, self.failure = message, failure
-        self.node = failure.node_rank if failure is not None else node
+        self.message, self.node, self.failure = message, node, failure
+
+
+class JobEnded(Exception):
+    """Raised on a worker host when node 0 ended the job (reason "shutdown": cleanly) or cannot be reached."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class NodeLink:
@@ -76,7 +83,7 @@ class NodeLink:
         """Raise NodeLost when another node reported a failure or stopped beating (after it beat once)."""
         failure = self.first_failure()
         if failure is not None:
-            raise NodeLost(f"node {failure.node_rank}: {failure.message}", failure)
+            raise NodeLost(f"node {failure.node_rank}: {failure.message}", failure.node_rank, failure)
         now = time.monotonic()
         for node, (count, seen) in self._beats.items():
             current = int(self.store.add(_heartbeat_key(node), 0))
@@ -84,7 +91,7 @@ class NodeLink:
                 self._beats[node] = (current, now)
             elif count > 0 and now - seen > NODE_TIMEOUT_S:
                 raise NodeLost(f"node {node} stopped responding (no heartbeat for {now - seen:.0f} s): its "
-                               "worker-host died or the network between the nodes failed", node=node)
+                               "worker-host died or the network between the nodes failed", node)
 
     def forget(self, node: int) -> None:
         """Stop watching `node` (its loss was handled; the others are still watched)."""
@@ -99,21 +106,21 @@ class NodeLink:
             while time.monotonic() < deadline:
                 failure = self.first_failure()
                 if failure is not None and not is_peer_loss(failure.message):
-                    return NodeLost(f"node {failure.node_rank}: {failure.message}", failure)
+                    return NodeLost(f"node {failure.node_rank}: {failure.message}", failure.node_rank, failure)
                 time.sleep(0.1)
             silent = [n for n, count in start.items() if int(self.store.add(_heartbeat_key(n), 0)) == count]
         except Exception:  # noqa: BLE001 - no explanation beats a second error while reporting the first
             return None
         if silent:
             return NodeLost(f"node {silent[0]} stopped responding (no heartbeat for {grace_s:.0f} s): its "
-                            "worker-host died or the network between the nodes failed", node=silent[0])
+                            "worker-host died or the network between the nodes failed", silent[0])
         return None
 
     def first_failure(self) -> NodeFailure | None:
         for node in self._beats:
             key = _PREFIX + f"node/{node}/failure"
             if self.store.check([key]):
-                return _decode(self.store.get(key), NodeFailure, "failure record of node " + str(node))
+                return decode_record(self.store.get(key), NodeFailure, f"the failure record of node {node}")
         return None
 
     # ---- other nodes (worker hosts) -----------------------------------------------------------------------------
@@ -122,7 +129,8 @@ class NodeLink:
         """(EngineConfig, ModelConfig) published by node 0; blocks up to the store's timeout."""
         from vdeploy.config import EngineConfig, ModelConfig
 
-        return _decode(self.store.get(_PREFIX + "config"), tuple[EngineConfig, ModelConfig], "engine configuration")
+        return decode_record(self.store.get(_PREFIX + "config"), tuple[EngineConfig, ModelConfig],
+                             "the engine configuration")
 
     def heartbeat(self) -> None:
         now = time.monotonic()
@@ -149,8 +157,9 @@ def is_peer_loss(message: str) -> bool:
     return any(marker in lowered for marker in _PEER_LOSS_MARKERS)
 
 
-def _decode(data: bytes, kind: Any, what: str) -> Any:
-    """`data` as a `kind` (JSON checked against the dataclasses' fields); ExecutorError for anything else."""
+def decode_record(data: bytes, kind: Any, what: str) -> Any:
+    """`data`, read from the rendezvous store, as a `kind` (JSON checked against the dataclasses' fields);
+    ExecutorError naming `what` (e.g. "the engine configuration") for anything else."""
     import msgspec
 
     from vdeploy.executor.base import ExecutorError
@@ -158,7 +167,7 @@ def _decode(data: bytes, kind: Any, what: str) -> Any:
     try:
         return msgspec.json.decode(data, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise ExecutorError(f"refused the {what} in the rendezvous store: {e}",
+        raise ExecutorError(f"refused {what} in the rendezvous store: {e}",
                             hint="something other than vdeploy wrote it: check who can reach --master-port") from None
 
 

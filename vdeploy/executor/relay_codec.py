@@ -32,26 +32,25 @@ class RelayedCall(msgspec.Struct, forbid_unknown_fields=True):
     lora_adapter: Optional[LoRAAdapter] = None  # load_lora
 
 
+# each relayed method -> the RelayedCall fields that carry its arguments, in RankCall.args order
+_ARG_FIELDS: dict[str, tuple[str, ...]] = {
+    EXECUTE: ("scheduler_output",),
+    "initialize_kv_cache": ("num_blocks",),
+    "load_lora": ("lora_slot", "lora_adapter"),
+    "determine_num_kv_blocks": (),
+    SHUTDOWN: (),
+}
+
 _ENCODER = msgspec.msgpack.Encoder()
 _CALLS = msgspec.msgpack.Decoder(RelayedCall)
 _OUTPUTS = msgspec.msgpack.Decoder(ModelRunnerOutput)
 
 
 def encode_call(call: RankCall) -> bytes:
-    if call.method == EXECUTE:
-        (scheduler_output,) = call.args
-        wire = RelayedCall(call.method, scheduler_output=scheduler_output)
-    elif call.method == "initialize_kv_cache":
-        (num_blocks,) = call.args
-        wire = RelayedCall(call.method, num_blocks=num_blocks)
-    elif call.method == "load_lora":
-        slot, adapter = call.args
-        wire = RelayedCall(call.method, lora_slot=slot, lora_adapter=adapter)
-    elif call.method in ("determine_num_kv_blocks", SHUTDOWN) and not call.args:
-        wire = RelayedCall(call.method)
-    else:
+    fields = _ARG_FIELDS.get(call.method)
+    if fields is None or len(call.args) != len(fields):
         raise ValueError(f"rank method {call.method!r} with {len(call.args)} argument(s) has no relay encoding")
-    return _ENCODER.encode(wire)
+    return _ENCODER.encode(RelayedCall(call.method, **dict(zip(fields, call.args))))
 
 
 def decode_call(payload: bytes) -> RankCall:
@@ -59,16 +58,9 @@ def decode_call(payload: bytes) -> RankCall:
         wire = _CALLS.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise RelayProtocolError(f"refused a relayed call that is not a vdeploy rank call: {e}") from None
-    args: tuple
-    if wire.method == EXECUTE and wire.scheduler_output is not None:
-        args = (wire.scheduler_output,)
-    elif wire.method == "initialize_kv_cache" and wire.num_blocks is not None:
-        args = (wire.num_blocks,)
-    elif wire.method == "load_lora" and wire.lora_slot is not None and wire.lora_adapter is not None:
-        args = (wire.lora_slot, wire.lora_adapter)
-    elif wire.method in ("determine_num_kv_blocks", SHUTDOWN):
-        args = ()
-    else:
+    fields = _ARG_FIELDS.get(wire.method)
+    args = None if fields is None else tuple(getattr(wire, name) for name in fields)
+    if args is None or any(arg is None for arg in args):
         known = ", ".join(sorted(RANK_METHODS | {SHUTDOWN}))
         raise RelayProtocolError(f"refused relayed call {wire.method!r}: not one of {known} with its arguments")
     return RankCall(wire.method, args)

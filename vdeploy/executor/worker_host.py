@@ -33,17 +33,11 @@ from vdeploy.executor.multiproc import (
     rank_process_context,
     rebuild_user_error,
 )
-from vdeploy.executor.node_link import NodeFailure, NodeLink
+from vdeploy.executor.node_link import JobEnded, NodeFailure, NodeLink
 from vdeploy.executor.rank_process import RankLaunch
 from vdeploy.worker.device import resolve_device_type
 
 logger = logging.getLogger(__name__)
-
-
-class JobEnded(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | None = None,
@@ -66,14 +60,19 @@ def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | 
     link = NodeLink(store, topology.node_rank, topology.nnodes)
     try:
         engine_config, model_config = link.wait_config()
-        if engine_config.parallel.data_parallel_size > 1:
-            replicas = _start_replicas(store, engine_config, model_path, parallel, topology, device, status)
+        _check_same_launch(engine_config.parallel, parallel, topology)
+        data_parallel = engine_config.parallel.data_parallel_size > 1
+        if data_parallel:
+            from vdeploy.engine.dp_host import ReplicaHost
+
+            replicas = ReplicaHost(store, engine_config, parallel, model_path, topology.node_rank,
+                                   topology.master_addr, device, status)
         else:
             ranks, launches = _start_ranks(engine_config, model_config, model_path, parallel, topology, device)
     except VdeployError as e:  # node 0 would otherwise wait for this node's ranks until the rendezvous timeout
         link.report_failure(NodeFailure(topology.node_rank, e.message, user_error=user_error_info(e)))
         raise
-    if engine_config.parallel.data_parallel_size > 1:
+    if data_parallel:
         _watch_replicas(replicas, link, topology.node_rank, status)
         return
     first, last = launches[0].rank, launches[-1].rank
@@ -102,30 +101,11 @@ def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | 
         raise
 
 
-def _start_replicas(store, engine_config, model_path: str, parallel: ParallelConfig, topology: LaunchTopology,
-                    device: str | None, status: Callable[[str], None]):
-    from vdeploy.engine.dp_host import ReplicaHost
-
-    _check_same_launch(engine_config.parallel, parallel, topology)
-    return ReplicaHost(store, engine_config, parallel, model_path, topology.node_rank, topology.master_addr, device,
-                       status)
-
-
 def _watch_replicas(replicas, link: NodeLink, node_rank: int, status: Callable[[str], None]) -> None:
     """Until node 0 ends the job. A replica that dies is node 0's to route around (its connection closed), so
     nothing goes into the failure record: that would take this node's other replicas out too."""
-    from vdeploy.engine.dp_host import StopReplicas
-
-    poll = _watcher(link)
-
-    def poll_job() -> None:
-        try:
-            poll()
-        except JobEnded as ended:
-            raise StopReplicas(ended.reason) from None
-
     try:
-        replicas.watch(poll_job)
+        replicas.watch(_watcher(link))
     except ExecutorError as e:
         raise ExecutorError(f"node {node_rank}: {e.message}", hint=e.hint) from None
     status(f"node {node_rank}: the job shut down")
@@ -144,7 +124,6 @@ def _check_same_launch(theirs: ParallelConfig, parallel: ParallelConfig, topolog
 def _start_ranks(engine_config, model_config, model_path: str, parallel: ParallelConfig, topology: LaunchTopology,
                  device: str | None) -> tuple[LocalRanks, list[RankLaunch]]:
     theirs = engine_config.parallel
-    _check_same_launch(theirs, parallel, topology)
     # node 0's settings, this node's checkpoint path (and device choice when given)
     engine_config = pipeline_ready(replace(engine_config, model=model_path, tokenizer=None,
                                            device=device or engine_config.device,
