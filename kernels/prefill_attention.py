@@ -173,23 +173,3 @@ def prefill_attention(
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, SKIP_FRESH=skip_fresh,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
-
-
-def contiguous_prefill_attention(
-    q: torch.Tensor,  # [T, H, D]
-    kv: torch.Tensor,  # [2, S, H, D]: keys; values in the first v_head_dim channels of kv[1]
-    query_start_loc: torch.Tensor,  # [B + 1] int32, rows of q (starting at 0)
-    seq_lens: torch.Tensor,  # [B] int32: request r's context is kv[:, sum(seq_lens[:r]) : ... + seq_lens[r]]
-    max_query_len: int,
-    max_seq_len: int,
-    scale: float,
-    v_head_dim: int,
-) -> torch.Tensor:
-    """Causal attention over contexts laid out one after another (not paged), whose last q_len tokens are the
-    queries -> [T, H, Dv]. The paged kernel with one-token pages and an identity block table."""
-    starts = torch.cumsum(seq_lens, 0) - seq_lens  # [B]
-    tables = (starts[:, None] + torch.arange(max_seq_len, device=q.device)[None, :]).to(torch.int32)  # [B, S_max]
-    out = torch.empty(q.shape[0], q.shape[1], v_head_dim, dtype=q.dtype, device=q.device)
-    prefill_attention(q, kv.unsqueeze(2), out, query_start_loc, seq_lens, tables, 0, seq_lens.shape[0],
-                      max_query_len, scale, v_head_dim)
-    return out

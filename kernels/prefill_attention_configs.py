@@ -1,8 +1,10 @@
-"""Launch configs of the two prefill attention kernels, per head shape, GPU kind and longest query.
+"""Launch configs of the prefill attention kernels, per head shape, GPU kind and longest query.
 
 variant "paged": prefill_attention.py (any request, K/V gathered from the paged cache token by token).
 variant "fresh": fresh_prefill_attention.py (requests with no cached prefix, K/V read from this step's contiguous
 k / v tensors).
+variant "mla": mla_prefill_attention.py (expanded MLA prefill; head dim = Dn + R, group 1), written by
+benchmarks/kernels/mla_prefill_sweep.py.
 
 A tuned table is one JSON file per (variant, head dim, GQA group, dtype, GPU), e.g.
 `fresh-D128-G4-bfloat16-NVIDIA_H200.json`, mapping a longest query length to the config fields of that variant

@@ -113,15 +113,18 @@ def mla_attention(
     return paged_attention(q, kv_cache, meta, scale, v_head_dim=kv_lora_rank, k_scale=kv_scale)
 
 
-def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len, max_seq_len, scale, v_head_dim):
-    """Twin of prefill_attention.contiguous_prefill_attention: per request, softmax(q·kᵀ) v over its contiguous
-    context with the queries at its end (causal)."""
-    out = torch.empty(q.shape[0], q.shape[1], v_head_dim, dtype=q.dtype, device=q.device)
+def mla_prefill_attention(q, kv, k_rope, query_start_loc, seq_lens, max_query_len, scale, nope_dim):
+    """Twin of mla_prefill_attention.mla_prefill_attention: per request, K = k_nope ‖ k_rope (shared by the heads),
+    V = the rest of kv, causal softmax(q·kᵀ) v with the queries at the end of the context. -> [T, H, Dv]"""
+    v_dim = kv.shape[2] - nope_dim
+    out = torch.empty(q.shape[0], q.shape[1], v_dim, dtype=q.dtype, device=q.device)
     qsl, lens = query_start_loc.tolist(), seq_lens.tolist()
     start = 0
     for r, s in enumerate(lens):
         a, b = qsl[r], qsl[r + 1]
-        k, v = kv[0, start : start + s].float(), kv[1, start : start + s, :, :v_head_dim].float()  # [S, H, *]
+        ctx = kv[start : start + s].float()  # [S, H, Dn + Dv]
+        rope = k_rope[start : start + s, None, :].float().expand(s, kv.shape[1], k_rope.shape[1])  # [S, H, R]
+        k, v = torch.cat((ctx[..., :nope_dim], rope), dim=-1), ctx[..., nope_dim:]
         scores = torch.einsum("thd,shd->hts", q[a:b].float(), k) * scale  # [H, n, S]
         visible = torch.arange(s)[None, :] <= (s - (b - a) + torch.arange(b - a))[:, None]  # [n, S]
         scores = scores.masked_fill(~visible.to(q.device), float("-inf"))

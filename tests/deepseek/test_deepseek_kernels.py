@@ -242,25 +242,6 @@ def test_mla_decode_config_reads_tuned_table_else_heuristic(tmp_path, monkeypatc
     assert mla.default_splits(64, 2) == 2 and mla.default_splits(64, 2, 528) == 4 and mla.default_splits(512, 4) == 1
 
 
-def _contiguous_case(q_lens, seq_lens, heads, dim, v_dim, device="cpu", dtype=torch.float32):
-    q = torch.randn(sum(q_lens), heads, dim, device=device, dtype=dtype)
-    kv = torch.randn(2, sum(seq_lens), heads, dim, device=device, dtype=dtype)
-    qsl = torch.tensor([0] + torch.tensor(q_lens).cumsum(0).tolist(), dtype=torch.int32, device=device)
-    return q, kv, qsl, torch.tensor(seq_lens, dtype=torch.int32, device=device)
-
-
-def test_contiguous_prefill_attention_matches_twin():
-    """Expanded MLA prefill: contexts back to back (a fresh prompt, an extend over a 21-token prefix), head dim
-    48 for keys and 32 for values (R1: 192 / 128)."""
-    from vdeploy_kernels.prefill_attention import contiguous_prefill_attention
-
-    torch.manual_seed(5)
-    q_lens, seq_lens = [9, 6], [9, 27]
-    q, kv, qsl, lens = _contiguous_case(q_lens, seq_lens, 3, 48, 32)
-    out = contiguous_prefill_attention(q, kv, qsl, lens, 9, 27, 0.2, 32)
-    assert rel_err(out, ref.contiguous_prefill_attention(q, kv, qsl, lens, 9, 27, 0.2, 32)) < 1e-5
-
-
 ROUTINGS = {  # (experts, spec) of the real configs: R1 (noaux_tc), V2 (group-limited greedy), V2-Lite (greedy)
     "r1": (256, dict(top_k=8, sigmoid=True, n_group=8, topk_group=4, group_score="sum_top2", renormalize=True,
                      scaling=2.5)),

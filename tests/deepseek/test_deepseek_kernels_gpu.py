@@ -202,20 +202,6 @@ def test_fused_moe_tile_configs(shape, block_m, block_n, block_k, warps, stages)
         raise
 
 
-@pytest.mark.parametrize("heads", [16, 128])
-def test_contiguous_prefill_attention_mla_shapes(heads):
-    """Expanded MLA prefill at V2-Lite / R1 head counts: keys 192 wide (nope ‖ rope), values 128."""
-    from vdeploy_kernels.prefill_attention import contiguous_prefill_attention
-
-    q_lens, seq_lens = [1000, 37, 512], [1000, 700, 2048]
-    q = torch.randn(sum(q_lens), heads, 192, device="cuda", dtype=torch.bfloat16)
-    kv = torch.randn(2, sum(seq_lens), heads, 192, device="cuda", dtype=torch.bfloat16)
-    qsl = torch.tensor([0, 1000, 1037, 1549], dtype=torch.int32, device="cuda")
-    lens = torch.tensor(seq_lens, dtype=torch.int32, device="cuda")
-    out = contiguous_prefill_attention(q, kv, qsl, lens, 1000, 2048, 0.1, 128)
-    assert rel_err(out, ref.contiguous_prefill_attention(q, kv, qsl, lens, 1000, 2048, 0.1, 128)) < 2e-2
-
-
 @pytest.mark.parametrize("name", ["r1", "v2", "v2-lite"])
 @pytest.mark.parametrize("tokens", [1, 256, 4096])
 def test_fused_routing_matches_twin_on_gpu(name, tokens):
@@ -238,9 +224,9 @@ def test_fused_routing_matches_twin_on_gpu(name, tokens):
 
 def test_tiny_deepseek_engine_on_gpu_matches_cpu(tmp_path):
     """The whole engine (memory profile, CUDA graphs, expanded prefill, absorbed decode) on a tiny DeepSeek-V3 at
-    head dims that are not powers of two: the same greedy tokens as the CPU twins. fp32: in bf16 the expanded
-    prefill kernel at these head dims (24 / 16) hit an illegal memory access on an H100
-    (benchmarks/kernels/tiny_prefill_probe.py, benchmarks/results/2026-12-06b-h100/)."""
+    head dims that are not powers of two: the same greedy tokens as the CPU twins (fp32). The expanded prefill
+    kernel this once ran (24-wide keys padded to 32) hit an illegal memory access here in bf16
+    (benchmarks/results/2026-12-06b-h100/); the MLA prefill kernel splits keys into 16 + 8 channels instead."""
     from vdeploy import LLM, SamplingParams
     from vdeploy.checkpoint.synthetic import write_tiny_checkpoint
 

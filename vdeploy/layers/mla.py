@@ -74,10 +74,10 @@ class MLAttention(nn.Module):
         self.o_proj = RowParallelLinear(cfg.num_heads * cfg.v_head_dim, cfg.hidden_size,
                                         bias=cfg.attention_bias, **common)
         self.rotary_emb = rotary  # YaRN, interleaved pairs; one cache shared by all layers (see mla_rotary)
-        # Context tokens per step token that the expanded prefill may decompress: its transient (K and V of every
-        # context token, and kv_b_proj's output) then stays below the routed experts' transient of the same step,
-        # which the memory profile measured at the largest step (R1 at TP 1: 1.1; V2-Lite: 2.9). Dense models: 1.
-        per_context_token = self.num_heads * (2 * (self.nope_dim + self.rope_dim) + self.nope_dim + self.v_dim)
+        # Context tokens per step token that the expanded prefill may decompress: its transient (kv_b_proj's output,
+        # k_nope ‖ v of every context token) then stays below the routed experts' transient of the same step,
+        # which the memory profile measured at the largest step (R1 at TP 1: 2.75; V2-Lite: 7.1). Dense models: 1.
+        per_context_token = self.num_heads * (self.nope_dim + self.v_dim)
         inter = cfg.moe_intermediate_size // parallel.tp_size
         per_moe_token = cfg.num_experts_per_tok * (2 * inter + cfg.hidden_size) if cfg.n_routed_experts else 0
         self.expand_ratio = max(1.0, per_moe_token / per_context_token)
@@ -162,22 +162,17 @@ class MLAttention(nn.Module):
         return nd  # decodes come first, one row each
 
     def _attend_expanded(self, q, kv_cache, meta, first_row: int) -> torch.Tensor:
-        """Prefill rows (requests num_decodes..), q [n, H, Dn + R]: K = [W_UK·c_kv ‖ k_rope], V = W_UV·c_kv for every
-        context token, then causal attention of the rows over them. -> [n, H, Dv]"""
+        """Prefill rows (requests num_decodes..), q [n, H, Dn + R]: every context token's latent decompressed once
+        by kv_b_proj into k_nope ‖ v per head, then causal attention of the rows over them, k_rope shared by the
+        heads (the kernel reads all three where they lie). -> [n, H, Dv]"""
         nd = meta.num_decodes
-        total = meta.prefill_context_len
         gathered = kv_cache.view(-1, self.kv_lora_rank + self.rope_dim)[meta.prefill_context_slots]  # [S, L + R]
         latents = ops.dequantize_kv(gathered, self.kv_scale, q.dtype)  # fp8 cache -> q's dtype
         kv = self.kv_b_proj(latents[:, : self.kv_lora_rank].contiguous())  # [S, H·(Dn + Dv)]
-        kv = kv.view(total, self.num_heads, self.nope_dim + self.v_dim)
-        width = self.nope_dim + self.rope_dim
-        buf = torch.empty(2, total, self.num_heads, width, dtype=kv.dtype, device=kv.device)  # [2, S, H, Dn + R]
-        buf[0, :, :, : self.nope_dim] = kv[:, :, : self.nope_dim]
-        buf[0, :, :, self.nope_dim :] = latents[:, None, self.kv_lora_rank :]
-        buf[1, :, :, : self.v_dim] = kv[:, :, self.nope_dim :]
+        kv = kv.view(meta.prefill_context_len, self.num_heads, self.nope_dim + self.v_dim)
         qsl = meta.query_start_loc[nd:] - first_row
-        return ops.contiguous_prefill_attention(q, buf, qsl, meta.seq_lens[nd:], meta.max_query_len,
-                                                max(meta.seq_lens_host[nd:]), self.scale, self.v_dim)
+        return ops.mla_prefill_attention(q, kv, latents[:, self.kv_lora_rank :], qsl, meta.seq_lens[nd:],
+                                         meta.max_query_len, self.scale, self.nope_dim)
 
     def _expand(self, latents: torch.Tensor):
         # latents [S, L + R] -> k [S, H, Dn + R], v [S, H, Dv]

@@ -197,17 +197,18 @@ def mla_rope_and_cache(q_rope: torch.Tensor, latent: torch.Tensor, positions: to
                                         slot_mapping, kv_scale)
 
 
-def contiguous_prefill_attention(q, kv, query_start_loc, seq_lens, max_query_len: int, max_seq_len: int,
-                                 scale: float, v_head_dim: int) -> torch.Tensor:
-    """Causal attention of q [T, H, D] over contexts laid out back to back in kv [2, S, H, D] (values: the first
-    v_head_dim channels of kv[1]); each request's queries are the last q_len tokens of its context. -> [T, H, Dv]."""
+def mla_prefill_attention(q, kv, k_rope, query_start_loc, seq_lens, max_query_len: int, scale: float,
+                          nope_dim: int) -> torch.Tensor:
+    """Expanded MLA prefill: causal attention of q [T, H, Dn + R] over contexts laid out back to back, keys
+    k_nope ‖ k_rope (kv [S, H, Dn + Dv] ‖ k_rope [S, R], shared by the heads), values the rest of kv; each request's
+    queries are the last q_len tokens of its context. -> [T, H, Dv]."""
     if _use_triton(q):
-        from vdeploy_kernels.prefill_attention import contiguous_prefill_attention as triton_attention
+        from vdeploy_kernels.mla_prefill_attention import mla_prefill_attention as triton_attention
 
-        return triton_attention(q, kv, query_start_loc, seq_lens, max_query_len, max_seq_len, scale, v_head_dim)
-    from vdeploy_kernels.reference_deepseek import contiguous_prefill_attention as reference_attention
+        return triton_attention(q, kv, k_rope, query_start_loc, seq_lens, max_query_len, scale, nope_dim)
+    from vdeploy_kernels.reference_deepseek import mla_prefill_attention as reference_attention
 
-    return reference_attention(q, kv, query_start_loc, seq_lens, max_query_len, max_seq_len, scale, v_head_dim)
+    return reference_attention(q, kv, k_rope, query_start_loc, seq_lens, max_query_len, scale, nope_dim)
 
 
 def add_lora(y: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, token_slots: torch.Tensor,
