@@ -8,6 +8,9 @@ chunk (R requests × L new tokens) records:
   - the bytes a decode step must read over the copy bandwidth measured in the same run (its floor).
 
     python benchmarks/deepseek_kernel_profile.py --model v2-lite --out v2lite.json
+
+--dummy-weights uniform: vLLM's dummy draw (as `same_lease.sh` runs both engines), with which an R1 router sends
+every token to the same experts; the floor then counts one token's experts (as `vdeploy bench` does).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def family(name: str) -> str:
     return "other_elementwise"
 
 
-def build(name: str):
+def build(name: str, dummy_weights: str):
     from vdeploy.config import EngineConfig, ModelConfig
     from vdeploy.distributed import ParallelState
     from vdeploy.models.loader import load_model
@@ -48,8 +51,8 @@ def build(name: str):
     raw = json.loads((CONFIGS / file).read_text())
     raw.update(overrides)
     cfg = ModelConfig.from_dict(raw)
-    model = load_model(EngineConfig(model=str(CONFIGS), load_format="dummy"), cfg, ParallelState(), "cuda",
-                       torch.bfloat16, quiet=True)
+    engine = EngineConfig(model=str(CONFIGS), load_format="dummy", dummy_weights=dummy_weights)
+    model = load_model(engine, cfg, ParallelState(), "cuda", torch.bfloat16, quiet=True)
     return model, cfg
 
 
@@ -106,8 +109,9 @@ def kernel_table(step) -> tuple[list[dict], dict]:
     return rows, dict(sorted(families.items(), key=lambda kv: -kv[1]))
 
 
-def decode_floor_bytes(model, cfg, batch: int, ctx: int) -> float:
-    """Weights a decode step must stream (dense layers fully, MoE layers the experts hit) + the latent cache."""
+def decode_floor_bytes(model, cfg, batch: int, ctx: int, collapsed: bool) -> float:
+    """Weights a decode step must stream (dense layers fully, MoE layers the experts hit; collapsed routing: one
+    token's) + the latent cache."""
     from vdeploy.bench.roofline import expected_experts_hit
 
     total = 0.0
@@ -118,7 +122,8 @@ def decode_floor_bytes(model, cfg, batch: int, ctx: int) -> float:
                             if not n.startswith("mlp.experts."))
         total += attn_and_rest
         if experts is not None:
-            hit = expected_experts_hit(cfg.n_routed_experts, batch * cfg.num_experts_per_tok)
+            k = cfg.num_experts_per_tok
+            hit = k if collapsed else expected_experts_hit(cfg.n_routed_experts, batch * k)
             per_expert = sum(p[0].numel() * p.element_size() for p in experts.parameters())
             total += hit * per_expert
     total += cfg.vocab_size * cfg.hidden_size * 2  # lm head
@@ -127,13 +132,14 @@ def decode_floor_bytes(model, cfg, batch: int, ctx: int) -> float:
 
 
 def run(args) -> dict:
-    model, cfg = build(args.model)
+    model, cfg = build(args.model, args.dummy_weights)
+    collapsed = args.dummy_weights == "uniform" and cfg.topk_method == "noaux_tc"
     from vdeploy.bench.hardware import copy_bandwidth, device_ms
 
     cuda = torch.device("cuda")
     bandwidth = copy_bandwidth(cuda, 2 << 30)
     report = {"model": args.model, "gpu": torch.cuda.get_device_name(), "copy_bandwidth_gbs": bandwidth / 1e9,
-              "git_revision": args.git_rev, "cases": []}
+              "git_revision": args.git_rev, "dummy_weights": args.dummy_weights, "cases": []}
     cases = [("decode", b, [1] * b, [args.ctx] * b) for b in args.batches]
     cases.append(("prefill", args.prefill_reqs, [args.prefill_len] * args.prefill_reqs, [0] * args.prefill_reqs))
     with torch.no_grad():
@@ -156,7 +162,7 @@ def run(args) -> dict:
                     "tokens": sum(query_lens), "graph_ms": graph_ms, "eager_ms": eager_ms,
                     "families_us": families, "top_kernels": rows[: args.top]}
             if kind == "decode":
-                floor_s = decode_floor_bytes(model, cfg, batch, args.ctx) / bandwidth
+                floor_s = decode_floor_bytes(model, cfg, batch, args.ctx, collapsed) / bandwidth
                 case.update(floor_ms=floor_s * 1e3, fraction_of_floor=floor_s * 1e3 / graph_ms)
             report["cases"].append(case)
             fams = ", ".join(f"{k} {v / 1e3:.2f}" for k, v in list(families.items())[:7])
@@ -178,6 +184,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--git-rev", default="unknown")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--dummy-weights", choices=["normal", "uniform"], default="normal")
     args = parser.parse_args()
     report = run(args)
     if args.out:

@@ -1,4 +1,4 @@
-"""MLA decode (absorbed, R1 shapes) sweep: check every config against the torch twin, time it, write the tuned table.
+"""MLA decode (absorbed; R1 shapes, or V2-Lite's 16 heads with --heads 16) sweep: check every config against the torch twin, time it, write the tuned table.
 
 At R1's 128 heads MLA decode is compute-bound (~240 FLOP per cached byte). Candidates vary heads per program
 (block_h), KV tile (block_n), warps, stages and, for small batches, the KV-split grid target. For each batch: (a) max abs / relative error against kernels/reference_deepseek.py::mla_attention (exits
@@ -9,6 +9,7 @@ commit it under kernels/configs/mla_decode/), and the rows into --out. Compiles 
 (they fill Triton's on-disk cache), so the whole sweep stays within ~2 minutes on an H200.
 
     PYTHONPATH=/tmp/shim:$PWD python3 benchmarks/kernels/mla_decode_sweep.py --out $OUT/mla_sweep.json
+    PYTHONPATH=/tmp/shim:$PWD python3 benchmarks/kernels/mla_decode_sweep.py --heads 16 --out $OUT/mla16.json
     python3 benchmarks/kernels/mla_decode_sweep.py --tiny      # CPU, Triton interpreter, correctness only
 """
 
@@ -29,13 +30,17 @@ import torch  # noqa: E402
 
 from vdeploy.bench.hardware import median_call_ms  # noqa: E402
 
-HEADS, LORA, ROPE, SCALE = 128, 512, 64, 0.1
+LORA, ROPE, SCALE = 512, 64, 0.1
 CASES = [(1, 1024), (64, 1024), (256, 1024), (256, 2048), (1024, 1024)]  # (batch, context)
+CASES_16 = [(1, 1024), (64, 1024), (256, 1024), (512, 1536), (1024, 1024)]  # V2-Lite: 500 requests, ~1.5k context
 # (block_h, block_n, num_warps, num_stages). First H100 runs (2026-12-06, results/2026-12-06-h100-mla-decode-sweep/):
 # the default 64/64/8/2 won at batch >= 64; 16 warps lost 1.5-2x everywhere (dropped); a value-split variant (two
 # programs per head block, each owning 256 value channels, the scores computed twice) lost 7-21 % and was removed.
 TILES = [(64, 64, 8, 2), (64, 64, 8, 3), (64, 32, 8, 2), (64, 32, 8, 3), (64, 128, 8, 1), (128, 32, 8, 2),
          (128, 16, 8, 3)]
+# 16 heads (V2-Lite): one head block per row, memory-bound (~30 FLOP per cached byte): longer KV tiles, more warps
+TILES_16 = [(16, 32, 4, 2), (16, 64, 4, 2), (16, 64, 4, 3), (16, 32, 4, 3), (16, 64, 8, 2), (16, 128, 4, 2),
+            (16, 128, 8, 2), (16, 64, 8, 3)]
 GRID_TARGET_MORE = 528  # small batches only: twice the KV splits of the default (264 programs)
 
 
@@ -65,18 +70,19 @@ def make_case(batch: int, ctx: int, heads: int, device: str, dtype: torch.dtype,
     return q_lat, q_full[..., 128:], cache, meta
 
 
-def candidates(batch: int) -> list[dict]:
-    out = [{"block_h": bh, "block_n": bn, "num_warps": w, "num_stages": s} for bh, bn, w, s in TILES]
+def candidates(batch: int, heads: int) -> list[dict]:
+    tiles = TILES if heads >= 64 else TILES_16
+    out = [{"block_h": bh, "block_n": bn, "num_warps": w, "num_stages": s} for bh, bn, w, s in tiles]
     if batch <= 64:  # the KV split count matters only while rows alone do not fill the GPU
         more = [dict(out[i], grid_target=GRID_TARGET_MORE) for i in (0, 1)]
-        out += [c for c in more if splits_for(c, batch) != splits_for(dict(c, grid_target=264), batch)]
+        out += [c for c in more if splits_for(c, batch, heads) != splits_for(dict(c, grid_target=264), batch, heads)]
     return out
 
 
-def splits_for(cfg: dict, batch: int) -> int:
+def splits_for(cfg: dict, batch: int, heads: int) -> int:
     from vdeploy_kernels.mla_attention import GRID_TARGET, default_splits
 
-    programs = -(-HEADS // cfg["block_h"])
+    programs = -(-heads // cfg["block_h"])
     return default_splits(batch, programs, cfg.get("grid_target", GRID_TARGET))
 
 
@@ -89,9 +95,9 @@ def run(case, cfg: dict):
 
 def _compile(task) -> str | None:
     """Worker: one launch of one config, which leaves its binary in Triton's on-disk cache; the error if any."""
-    batch, ctx, cfg = task
+    batch, ctx, heads, cfg = task
     try:
-        run(make_case(batch, min(ctx, 64), HEADS, "cuda", torch.bfloat16, page_size()), cfg)
+        run(make_case(batch, min(ctx, 64), heads, "cuda", torch.bfloat16, page_size()), cfg)
         torch.cuda.synchronize()
     except Exception as exc:  # noqa: BLE001 - out of registers / shared memory: reported, not a candidate
         return f"{type(exc).__name__}: {str(exc)[:160]}"
@@ -107,7 +113,7 @@ def tiny() -> None:
     q_lat, q_rope, cache, meta = case
     expected = ref.mla_attention(q_lat, cache, meta, SCALE, LORA, q_rope=q_rope)
     worst = 0.0
-    for bh, bn, w, s in TILES:
+    for bh, bn, w, s in TILES + TILES_16:
         cfg = {"block_h": bh, "block_n": bn, "num_warps": w, "num_stages": s}
         for splits in (1, 4):
             out = mla_attention(q_lat, cache, meta, SCALE, LORA, num_splits=splits, tiles=cfg, q_rope=q_rope)
@@ -126,6 +132,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--out-dir", default=None, help="default: $VDEPLOY_HOME/kernel_configs/mla_decode")
     parser.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
+    parser.add_argument("--heads", type=int, default=128, help="128: R1 at TP 1; 16: DeepSeek-V2-Lite")
     args = parser.parse_args()
     if args.tiny:
         return tiny()
@@ -136,30 +143,32 @@ def main() -> None:
     t0 = time.perf_counter()
     gpu = torch.cuda.get_device_name()
     block_size = page_size()
-    default = decode_tiles(HEADS)
+    heads = args.heads
+    cases = CASES if heads >= 64 else CASES_16
+    default = decode_tiles(heads)
 
     def key(cfg: dict, batch: int) -> tuple[str, int]:  # a binary: the tiles and the split count (a constexpr)
         tiles = {k: v for k, v in cfg.items() if k != "grid_target"}
-        return json.dumps(tiles, sort_keys=True), splits_for(cfg, batch)
+        return json.dumps(tiles, sort_keys=True), splits_for(cfg, batch, heads)
 
-    tasks = {}  # key -> (batch, cfg): one launch per distinct binary, whatever the batch or context
-    for batch, _ in CASES:
-        for cfg in [default] + candidates(batch):
-            tasks.setdefault(key(cfg, batch), (batch, 64, cfg))
+    tasks = {}  # key -> (batch, ctx, heads, cfg): one launch per distinct binary, whatever the batch or context
+    for batch, _ in cases:
+        for cfg in [default] + candidates(batch, heads):
+            tasks.setdefault(key(cfg, batch), (batch, 64, heads, cfg))
     with ProcessPoolExecutor(args.workers, mp_context=torch.multiprocessing.get_context("spawn")) as pool:
         errors = dict(zip(tasks, pool.map(_compile, tasks.values())))
     print(f"compiled {len(tasks)} kernels in {time.perf_counter() - t0:.0f} s", flush=True)
     rows, bad, best = [], [], {}
-    for batch, ctx in CASES:
-        case = make_case(batch, ctx, HEADS, "cuda", torch.bfloat16, block_size, seed=batch + ctx)
+    for batch, ctx in cases:
+        case = make_case(batch, ctx, heads, "cuda", torch.bfloat16, block_size, seed=batch + ctx)
         q_lat, q_rope, cache, meta = case
         expected = ref.mla_attention(q_lat.float(), cache.float(), meta, SCALE, LORA, q_rope=q_rope.float())
-        flops = 2 * HEADS * (ctx + 1) * (LORA + ROPE + LORA) * batch
+        flops = 2 * heads * (ctx + 1) * (LORA + ROPE + LORA) * batch
         nbytes = batch * (ctx + 1) * (LORA + ROPE) * cache.element_size()
         base_ms = None
-        for cfg in [default] + [c for c in candidates(batch) if c != default]:
+        for cfg in [default] + [c for c in candidates(batch, heads) if c != default]:
             error = errors.get(key(cfg, batch))
-            row = {"batch": batch, "context": ctx, "config": cfg, "num_splits": splits_for(cfg, batch),
+            row = {"batch": batch, "context": ctx, "config": cfg, "num_splits": splits_for(cfg, batch, heads),
                    "is_default": cfg is default}
             if error:
                 rows.append(dict(row, error=error))
@@ -199,7 +208,7 @@ def main() -> None:
         raise SystemExit(f"FAIL: {len(bad)} configs are off the twin: {[r['config'] for r in bad]}")
     out_dir = Path(args.out_dir) if args.out_dir else tuned_dirs(KIND)[0]
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / config_name(HEADS, LORA, ROPE, torch.bfloat16, gpu)
+    path = out_dir / config_name(heads, LORA, ROPE, torch.bfloat16, gpu)
     path.write_text(json.dumps(table, indent=1) + "\n")
     print(f"wrote {path} in {time.perf_counter() - t0:.0f} s total")
 

@@ -1,6 +1,10 @@
-# carry: .peer/vllm026.part00 .peer/vllm026.sha256
+# carry: .peer/vllm026.part00 .peer/vllm026.sha256 — our R1 pair (H200), else our R1-8L profile
 source benchmarks/results/2026-12-06d-h200/calls/common.sh
 cp .peer/vllm026.part00 .peer/vllm026.sha256 /tmp/peer/
-el dsv2tp-500; N=500 TAG=_500 timeout 200 bash benchmarks/same_lease.sh dsv2tp
-el quant-check; timeout 120 python3 benchmarks/kernels/quant_gemm_check.py --out $OUT 2>&1 | grep -v Warn | tail -30
+if h200; then
+  el r1tp; timeout 200 bash benchmarks/same_lease.sh r1tp
+  el r1lat; timeout 120 bash benchmarks/same_lease.sh r1lat
+else
+  el profile-r1; timeout 250 python3 benchmarks/deepseek_kernel_profile.py --model r1-8l --batches 1 256 --dummy-weights uniform --git-rev "$REV" --out $OUT/profile_r1-8l_uniform.json 2>&1 | grep -v Warn | tail -5
+fi
 el done
