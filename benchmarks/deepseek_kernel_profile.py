@@ -30,7 +30,7 @@ FAMILIES = [  # (family, kernel-name pattern), first match wins
     ("fp8_block_gemm", r"w8a8|_block_matmul|qqtst|Ablk128"),  # Triton, and cuBLAS's block-scaled FP8 (scaled_mm)
     ("fp8_act_quant", r"quant"), ("store_kv", r"store_kv"), ("rotary", r"rotary"), ("norm", r"rms|norm"),
     ("silu_and_mul", r"silu"), ("routing_topk", r"topk|sort|radix|bitonic"),
-    ("moe_align", r"scan|scatter|searchsorted|cumsum|index_put|indexing|gather"),
+    ("moe_align", r"moe_align|scan|scatter|searchsorted|cumsum|index_put|indexing|gather"),
     ("bf16_gemm", r"gemm|cutlass|xmma|nvjet|sm90|cublas|bmm|ampere"), ("prefill_attention", r"prefill|_attn"),
 ]
 

@@ -5,11 +5,12 @@ fused_moe(x [T, H], w13 [E, 2I, H], w2 [E, H, I], topk_ids [T, k], topk_weights 
   = Σ_k weight · down_e(silu(gate_e(x)) · up_e(x)). With scales given, w13/w2 are block-FP8 (e4m3 + f32 scale per
   128×128 block, [E, ceil(N/128), ceil(K/128)]) and activations are quantized per token per 128 channels.
 
-How: moe_align sorts the T·k (token, slot) pairs by expert and pads each expert's run to a multiple of BLOCK_M, so
-every BLOCK_M tile of the sorted list belongs to one expert; one program computes one tile × BLOCK_N outputs with that
-expert's weights. Tile sizes come from the tuned table for the shape and GPU (moe_configs.py) unless `config` is
-given. Everything stays on the device (no host sync), so it can live inside a CUDA graph.
-Twin: vdeploy_kernels.reference_deepseek.moe_loop.
+How: moe_align (moe_align.py, three Triton launches) groups the T·k (token, slot) pairs by expert and pads each
+expert's run to a multiple of BLOCK_M, so every BLOCK_M tile of the sorted list belongs to one expert; one program
+computes one tile × BLOCK_N outputs with that expert's weights. Tile sizes come from the tuned table for the shape
+and GPU (moe_configs.py) unless `config` is given. Everything stays on the device (no host sync), so it can live
+inside a CUDA graph.
+Twins: vdeploy_kernels.reference_deepseek.moe_loop (the whole layer) and .moe_align.
 """
 
 from __future__ import annotations
@@ -18,30 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vdeploy_kernels.moe_align import moe_align
 from vdeploy_kernels.moe_configs import moe_config
-
-
-def moe_align(topk_ids: torch.Tensor, num_experts: int, block_m: int):
-    """-> sorted_slots [P] (flat slot ids t*k+j, padding = T*k), block_expert [P/block_m] (-1 = empty tile).
-    P is the worst case T*k + E*(block_m-1), rounded up to block_m, so shapes depend only on T."""
-    flat = topk_ids.flatten().long()  # [T*k]
-    num_slots = flat.numel()
-    cap = triton.cdiv(num_slots + num_experts * (block_m - 1), block_m) * block_m
-    order = torch.argsort(flat, stable=True)  # slots sorted by expert
-    # scatter_add, not bincount: bincount syncs with the host, which a CUDA graph cannot capture
-    counts = torch.zeros(num_experts, dtype=torch.long, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
-    padded = (counts + block_m - 1) // block_m * block_m
-    start = torch.cumsum(counts, 0) - counts
-    start_padded = torch.cumsum(padded, 0) - padded
-    expert_sorted = flat[order]
-    dest = start_padded[expert_sorted] + (torch.arange(num_slots, device=flat.device) - start[expert_sorted])
-    sorted_slots = torch.full((cap,), num_slots, dtype=torch.int32, device=flat.device)
-    sorted_slots[dest] = order.to(torch.int32)
-    tile_start = torch.arange(0, cap, block_m, device=flat.device)
-    ends = torch.cumsum(padded, 0)
-    block_expert = torch.searchsorted(ends, tile_start, right=True).to(torch.int32)
-    block_expert = torch.where(block_expert >= num_experts, -1, block_expert)  # tiles past the last expert
-    return sorted_slots, block_expert
 
 
 @triton.jit

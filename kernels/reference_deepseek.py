@@ -1,4 +1,5 @@
-"""Plain-torch twins of the DeepSeek kernels (block FP8, fused MoE, MLA attention): the CPU path and the oracle.
+"""Plain-torch twins of the DeepSeek kernels (block FP8, fused MoE and its moe_align, MLA attention): the CPU path
+and the oracle.
 
 Block FP8 (DeepSeek-V3's format): a weight W [N, K] is stored as e4m3 with one float32 `scale_inv` per 128×128
 block, shape [ceil(N/128), ceil(K/128)], so W ≈ W_fp8 * scale_inv (block-broadcast). Activations are quantized on
@@ -79,6 +80,36 @@ def select_experts(router_logits: torch.Tensor, correction_bias: torch.Tensor | 
     if spec.renormalize:
         topk_weights = topk_weights / (topk_weights.sum(dim=-1, keepdim=True) + 1e-20)
     return topk_weights * spec.scaling, topk_ids
+
+
+def moe_align_capacity(num_slots: int, num_experts: int, block_m: int) -> int:
+    """Length P of moe_align's sorted_slots: the worst case num_slots + E*(block_m-1) rounded up to block_m, so it
+    depends only on T (a CUDA graph captures the shapes)."""
+    return -(-(num_slots + num_experts * (block_m - 1)) // block_m) * block_m
+
+
+def moe_align(topk_ids: torch.Tensor, num_experts: int, block_m: int):
+    """Twin of moe_align.moe_align (stable: slots keep their flat order within an expert's run).
+    topk_ids [T, k] -> sorted_slots int32 [P] (flat slot ids t*k+j, padding = T*k), block_expert int32 [P/block_m]
+    (-1 = a tile past the last expert's run). Each expert's run is padded to a multiple of block_m. No host sync."""
+    flat = topk_ids.flatten().long()  # [T*k]
+    num_slots = flat.numel()
+    cap = moe_align_capacity(num_slots, num_experts, block_m)
+    order = torch.argsort(flat, stable=True)  # [T*k] slots sorted by expert
+    # scatter_add, not bincount: bincount syncs with the host, which a CUDA graph cannot capture
+    counts = torch.zeros(num_experts, dtype=torch.long, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
+    padded = (counts + block_m - 1) // block_m * block_m  # [E]
+    start = torch.cumsum(counts, 0) - counts
+    start_padded = torch.cumsum(padded, 0) - padded
+    expert_sorted = flat[order]
+    dest = start_padded[expert_sorted] + (torch.arange(num_slots, device=flat.device) - start[expert_sorted])
+    sorted_slots = torch.full((cap,), num_slots, dtype=torch.int32, device=flat.device)  # [P]
+    sorted_slots[dest] = order.to(torch.int32)
+    tile_start = torch.arange(0, cap, block_m, device=flat.device)  # [P/block_m]
+    ends = torch.cumsum(padded, 0)
+    block_expert = torch.searchsorted(ends, tile_start, right=True).to(torch.int32)
+    block_expert = torch.where(block_expert >= num_experts, -1, block_expert)  # tiles past the last expert
+    return sorted_slots, block_expert
 
 
 def moe_loop(

@@ -132,6 +132,31 @@ def test_fused_moe_r1_shapes(t, fp8):
         assert rel_err(out, ref.moe_loop(x.float(), w13.float(), w2.float(), ids, weights)) < 2e-2
 
 
+@pytest.mark.parametrize("e,k", [(256, 8), (64, 6)])  # R1, V2-Lite
+@pytest.mark.parametrize("t", [1, 64, 512, 8192])
+@pytest.mark.parametrize("block_m", [16, 64, 128])
+def test_moe_align_matches_twin_eagerly_and_in_a_cuda_graph(e, k, t, block_m):
+    from tests.deepseek.test_moe_align import check_against_twin
+    from vdeploy_kernels.moe_align import moe_align
+
+    def routing():  # k distinct experts per token, a third of the tokens on the first k experts (long runs)
+        ids = torch.rand(t, e, device="cuda").topk(k, dim=-1).indices
+        hot = torch.rand(t, 1, device="cuda") < 0.33
+        return torch.where(hot, torch.arange(k, device="cuda"), ids)
+
+    ids = routing()
+    check_against_twin(ids, e, block_m)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):  # compiled by the eager call above: nothing compiles or syncs while capturing
+        aligned = moe_align(ids, e, block_m)
+    for _ in range(3):  # replays on fresh routing: no state may leak from one call into the next
+        ids.copy_(routing())
+        aligned[0].fill_(-7)  # poisoned: a replay must write every row and tile
+        aligned[1].fill_(-7)
+        graph.replay()
+        check_against_twin(ids, e, block_m, aligned)
+
+
 @pytest.mark.parametrize("heads", [16, 128])
 @pytest.mark.parametrize("block_size", [16, 64])
 def test_mla_attention_r1_shapes(heads, block_size):
