@@ -110,7 +110,6 @@ def main() -> int:
                                  "rows": rows, "best": best}
         if name == "r1_fresh" and best is not None:
             best_cfg = MLAPrefillConfig(**best["config"])
-        del q, kv, k_rope, want
     if best_cfg is not None and not args.tiny:
         folder = tuned_tables.tuned_dirs(KIND)[0]
         folder.mkdir(parents=True, exist_ok=True)

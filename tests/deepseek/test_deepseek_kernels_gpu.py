@@ -266,3 +266,19 @@ def test_tiny_deepseek_engine_on_gpu_matches_cpu(tmp_path):
         finally:
             llm.close()
     assert tokens["cuda"] == tokens["cpu"]
+
+
+@pytest.mark.parametrize("tokens", [1, 256, 8192])
+def test_router_logits_bf16_gemm_matches_float32(tokens):
+    """The router GEMM on a bf16 weight with a float32 output (ops.router_weight keeps it so when cuBLAS can) equals
+    the float32 GEMM up to summation order, at R1's width."""
+    from vdeploy.layers import ops
+
+    torch.manual_seed(tokens)
+    x = torch.randn(tokens, 7168, device="cuda").bfloat16()
+    weight = (torch.randn(256, 7168, device="cuda") * 0.02).bfloat16()
+    kept = ops.router_weight(weight, torch.bfloat16)
+    assert kept.dtype == torch.bfloat16, "cuBLAS should take bf16 inputs with a float32 output on this GPU"
+    fast, exact = ops.router_logits(x, kept), ops.router_logits(x, weight.float())
+    assert fast.dtype == torch.float32
+    torch.testing.assert_close(fast, exact, rtol=1e-5, atol=1e-5)

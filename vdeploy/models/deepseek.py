@@ -17,7 +17,6 @@ import re
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vdeploy.config import ModelConfig
@@ -59,7 +58,7 @@ class DeepseekMoE(nn.Module):
     def __init__(self, cfg: ModelConfig, parallel: ParallelState, params_dtype: torch.dtype):
         super().__init__()
         self.cfg, self.parallel, self.params_dtype = cfg, parallel, params_dtype
-        # the router stays unquantized (BF16 in R1) and runs in float32, like the reference implementation
+        # the router stays unquantized (BF16 in R1) and accumulates in float32, like the reference implementation
         self.gate = nn.Module()
         self.gate.weight = nn.Parameter(torch.empty(cfg.n_routed_experts, cfg.hidden_size, dtype=params_dtype),
                                         requires_grad=False)
@@ -78,7 +77,7 @@ class DeepseekMoE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x [T, D] -> [T, D]
-        router_logits = F.linear(x.float(), self.gate.weight)  # [T, E]; the weight is float32 once loaded
+        router_logits = ops.router_logits(x, self.gate.weight)  # [T, E] float32 (ops.router_weight)
         bias = getattr(self.gate, "e_score_correction_bias", None)
         topk_weights, topk_ids = ops.select_experts(router_logits, bias, self.routing)
         out = self.experts(x, topk_weights, topk_ids)  # this rank's partial sum
@@ -183,11 +182,12 @@ class DeepseekV3ForCausalLM(nn.Module):
         return self.lm_head.compute_logits(hidden)
 
     def process_weights_after_loading(self) -> None:
-        """Once, after every weight is in place: float32 routers (routing runs in float32: converting the BF16
-        weight every step would cost more traffic than reading it), dense experts where FP8 can't run, W_UK/W_UV."""
+        """Once, after every weight is in place: routers in the form router_logits reads (ops.router_weight), dense
+        experts where FP8 can't run, W_UK/W_UV."""
         for module in self.modules():
             if isinstance(module, DeepseekMoE):
-                module.gate.weight = nn.Parameter(module.gate.weight.float(), requires_grad=False)
+                weight = ops.router_weight(module.gate.weight, self.params_dtype)
+                module.gate.weight = nn.Parameter(weight, requires_grad=False)
             elif isinstance(module, RoutedExperts):
                 module.process_weights_after_loading(self.params_dtype)
             elif isinstance(module, MLAttention):
