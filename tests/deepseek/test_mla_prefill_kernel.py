@@ -55,6 +55,18 @@ def test_mla_prefill_reads_strided_query_rows():
     assert rel_err(out, ref.mla_prefill_attention(q, kv, k_rope, qsl, lens, 12, 0.3, 16)) < 1e-5
 
 
+@pytest.mark.parametrize("q_lens,seq_lens", CASES)
+def test_mla_prefill_tma_path_in_the_interpreter(q_lens, seq_lens, monkeypatch):
+    """The descriptor path (tiles past a context belong to the next one, or lie past the end: masked / zeroed)."""
+    from vdeploy_kernels import mla_prefill_attention as kernel
+
+    monkeypatch.setattr(kernel, "_tma_ok", lambda *args: True)  # the real check asks for a CUDA tensor
+    q, kv, k_rope, qsl, lens = make_case(q_lens, seq_lens, 2, 16, 16, 16, seed=7)
+    cfg = kernel.MLAPrefillConfig(16, 16, 4, 1, tma=True)
+    out = kernel.mla_prefill_attention(q, kv, k_rope, qsl, lens, max(q_lens), 0.2, 16, config=cfg)
+    assert rel_err(out, ref.mla_prefill_attention(q, kv, k_rope, qsl, lens, max(q_lens), 0.2, 16)) < 1e-5
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 
 
