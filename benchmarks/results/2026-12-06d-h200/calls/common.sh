@@ -5,3 +5,7 @@ mkdir -p /tmp/shim /tmp/peer && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels &
 export PYTHONPATH=/tmp/shim:$PWD:/tmp/site
 t0=$(date +%s); el() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 h200() { nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; }
+# H100 (80 GB): vLLM 0.26 cannot start R1 at 8 or 6 layers; both engines run it at 4 (3 dense + 1 MoE), files tagged _4l
+cut_r1() { python3 -c "
+import json; p='/tmp/peer/models/r1-8l-dummy/config.json'; d=json.load(open(p)); d['num_hidden_layers']=4
+json.dump(d, open(p, 'w'), indent=1)"; }
