@@ -46,17 +46,21 @@ class MLAPrefillConfig:
 
 def default_mla_prefill_config(nope_dim: int, rope_dim: int, dtype: torch.dtype, device: torch.device,
                                max_query_len: int | None = None) -> MLAPrefillConfig:
-    """A tuned table's entry for this GPU if there is one, else a heuristic (never autotuning at launch).
-    Heuristic for Hopper (not yet measured): the fresh-prompt kernel's best D=128 tiles (128 query rows, 64-key
-    tiles, 8 warps); the 64 rope channels add a third of Q's registers, so keys come 64 at a time."""
+    """A tuned table's entry for this GPU if there is one, else a heuristic (never autotuning at launch), from the
+    H100 sweep (benchmarks/results/2026-12-06d-h200/): 128 query rows x 64-key tiles through TMA, 8 warps, 3 stages
+    (347-409 TFLOP/s at R1's shape); pointer loads at those tiles exceed the shared memory, so without TMA the
+    wrapper halves the key tile (POINTER_FALLBACK)."""
     tuned = tuned_config(VARIANT, nope_dim + rope_dim, 1, dtype, device, max_query_len)
     if tuned is not None:
         return MLAPrefillConfig(**tuned)
     if device.type != "cuda":  # interpreter: big tiles mean fewer (slow, Python-level) programs
         return MLAPrefillConfig(32, 32, 4, 1)
     if max_query_len is not None and max_query_len <= 64:
-        return MLAPrefillConfig(64, 64, 4, 3)
-    return MLAPrefillConfig(128, 64, 8, 3)
+        return MLAPrefillConfig(64, 64, 4, 3, tma=True)
+    return MLAPrefillConfig(128, 64, 8, 3, tma=True)
+
+
+POINTER_FALLBACK = MLAPrefillConfig(128, 32, 8, 3)  # a TMA config on tensors TMA cannot describe (fits in 227 KB)
 
 
 @triton.jit
@@ -186,6 +190,8 @@ def mla_prefill_attention(
     context_start = (torch.cumsum(seq_lens, 0) - seq_lens).to(torch.int32)  # [B] first context row per request
     kv_arg, kr_arg = kv, k_rope
     use_tma = cfg.tma and _tma_ok(kv, k_rope, nope_dim, v_dim, cfg.block_n)
+    if cfg.tma and not use_tma and q.is_cuda:
+        cfg = POINTER_FALLBACK
     if use_tma:
         from triton.tools.tensor_descriptor import TensorDescriptor
 
