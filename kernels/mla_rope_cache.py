@@ -41,15 +41,19 @@ def _mla_rope_cache_kernel(
     cos = tl.load(cos_sin_ptr + pos * stride_cos + offs_r, mask=r_mask, other=0.0).to(tl.float32)  # [BHALF]
     sin = tl.load(cos_sin_ptr + pos * stride_cos + HALF + offs_r, mask=r_mask, other=0.0).to(tl.float32)
     if part > 0:
-        # q_rope of this block of heads, in place: pair i is (x[2i], x[2i + 1])
+        # q_rope of this block of heads, in place: pair i is (x[2i], x[2i + 1]). Each head's R channels are loaded
+        # and stored as one contiguous row and the pairs split in registers: two stride-2 accesses per pair ran
+        # the R1 prefill glue at ~0.4 TB/s (5.7 ms per 8,192-token step on an H100).
         offs_h = (part - 1) * BLOCK_H + tl.arange(0, BLOCK_H)
-        q_mask = (offs_h[:, None] < NUM_HEADS) & r_mask[None, :]
-        q_pairs = q_ptr + token * stride_qt + offs_h[:, None] * stride_qh + 2 * offs_r[None, :]  # [BH, BHALF]
-        q1 = tl.load(q_pairs, mask=q_mask, other=0.0).to(tl.float32)
-        q2 = tl.load(q_pairs + 1, mask=q_mask, other=0.0).to(tl.float32)
-        q_ty = q_ptr.dtype.element_ty
-        tl.store(q_pairs, (q1 * cos[None, :] - q2 * sin[None, :]).to(q_ty), mask=q_mask)
-        tl.store(q_pairs + 1, (q2 * cos[None, :] + q1 * sin[None, :]).to(q_ty), mask=q_mask)
+        offs_c = tl.arange(0, 2 * BLOCK_HALF)  # [BR] channels
+        q_mask = (offs_h[:, None] < NUM_HEADS) & (offs_c[None, :] < 2 * HALF)
+        q_rows = q_ptr + token * stride_qt + offs_h[:, None] * stride_qh + offs_c[None, :]  # [BH, BR]
+        x = tl.load(q_rows, mask=q_mask, other=0.0).to(tl.float32)
+        q1, q2 = tl.split(tl.reshape(x, (BLOCK_H, BLOCK_HALF, 2)))  # [BH, BHALF] each
+        r1 = q1 * cos[None, :] - q2 * sin[None, :]
+        r2 = q2 * cos[None, :] + q1 * sin[None, :]
+        rotated = tl.reshape(tl.join(r1, r2), (BLOCK_H, 2 * BLOCK_HALF))  # [BH, BR], pairs interleaved again
+        tl.store(q_rows, rotated.to(q_ptr.dtype.element_ty), mask=q_mask)
     else:
         slot = tl.load(slot_mapping_ptr + token).to(tl.int64)
         if slot >= 0:
