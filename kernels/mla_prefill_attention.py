@@ -47,7 +47,7 @@ class MLAPrefillConfig:
 def default_mla_prefill_config(nope_dim: int, rope_dim: int, dtype: torch.dtype, device: torch.device,
                                max_query_len: int | None = None) -> MLAPrefillConfig:
     """A tuned table's entry for this GPU if there is one, else a heuristic (never autotuning at launch), from the
-    H100 sweep (benchmarks/results/2026-12-06d-h200/): 128 query rows x 64-key tiles through TMA, 8 warps, 3 stages
+    H100 sweep (benchmarks/results/2026-12-06d-h100/): 128 query rows x 64-key tiles through TMA, 8 warps, 3 stages
     (347-409 TFLOP/s at R1's shape); pointer loads at those tiles exceed the shared memory, so without TMA the
     wrapper halves the key tile (POINTER_FALLBACK)."""
     tuned = tuned_config(VARIANT, nope_dim + rope_dim, 1, dtype, device, max_query_len)

@@ -1,5 +1,5 @@
 # carry: .whl .peer/models — GPU checks of the new kernels, then the MLA prefill sweep (its table stays in VDEPLOY_HOME)
-source benchmarks/results/2026-12-06d-h200/calls/common.sh
+source benchmarks/results/2026-12-06d-h100/calls/common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1 || echo PIP-FAILED
 mkdir -p /tmp/peer/models && cp -r .peer/models/* /tmp/peer/models/

@@ -1,5 +1,5 @@
 # carry: .peer/vllm026.part00 .peer/vllm026.sha256 — our R1 pair (H200), else our R1-8L profile
-source benchmarks/results/2026-12-06d-h200/calls/common.sh
+source benchmarks/results/2026-12-06d-h100/calls/common.sh
 cp .peer/vllm026.part00 .peer/vllm026.sha256 /tmp/peer/
 if h200; then
   el r1tp; timeout 200 bash benchmarks/same_lease.sh r1tp

@@ -1,5 +1,5 @@
 # carry: .peer/vllm026.part01 — V2-Lite 500 x 1000/1000 (ours), its prefill alone, and a V2-Lite profile
-source benchmarks/results/2026-12-06d-h200/calls/common.sh
+source benchmarks/results/2026-12-06d-h100/calls/common.sh
 cp .peer/vllm026.part01 /tmp/peer/
 el dsv2tp-500; N=500 TAG=_500 timeout 150 bash benchmarks/same_lease.sh dsv2tp
 el dsv2-prefill-only; timeout 100 python3 -m vdeploy bench /tmp/peer/models/dsv2-lite-dummy --load-format dummy --num-prompts 500 \

@@ -1,5 +1,5 @@
 # carry: .peer/vllm026.part02 — unpack the peer; vLLM's R1 throughput (H200: CUTLASS block FP8, no DeepGEMM), else V2-Lite
-source benchmarks/results/2026-12-06d-h200/calls/common.sh
+source benchmarks/results/2026-12-06d-h100/calls/common.sh
 cp .peer/vllm026.part02 /tmp/peer/ && (cd /tmp/peer && cat vllm026.part0? > v.tar.xz && tar -xJf v.tar.xz && rm v.tar.xz vllm026.part0?)
 if h200; then
   el vllm-r1tp; VLLM_USE_DEEP_GEMM=0 timeout 450 bash /tmp/peer/bench.sh r1tp 2>&1 | grep -E "Throughput|Error|error" | tail -5

@@ -1,5 +1,5 @@
 # H100 call 3 — carry: .peer/vllm026.part01. V2-Lite prefill alone (ours), profiles (V2-Lite; R1-8L on vLLM's draw)
-source benchmarks/results/2026-12-06d-h200/calls/common.sh
+source benchmarks/results/2026-12-06d-h100/calls/common.sh
 cp .peer/vllm026.part01 /tmp/peer/
 el dsv2-prefill-only; timeout 100 python3 -m vdeploy bench /tmp/peer/models/dsv2-lite-dummy --load-format dummy --num-prompts 500 \
   --input-len 1000 --output-len 1 --max-model-len 2048 --dummy-weights uniform -o $OUT/vdeploy_dsv2lite_prefill_500.json 2>&1 | grep -v Warn | tail -3
