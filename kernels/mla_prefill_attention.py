@@ -180,8 +180,10 @@ def mla_prefill_attention(
     t, num_heads = q.shape[0], q.shape[1]
     rope_dim = k_rope.shape[1]
     v_dim = kv.shape[2] - nope_dim
-    assert q.shape[2] == nope_dim + rope_dim and kv.shape[1] == num_heads
-    assert q.stride(2) == 1 and kv.stride(2) == 1 and k_rope.stride(1) == 1, "channels must be contiguous"
+    if q.shape[2] != nope_dim + rope_dim or kv.shape[1] != num_heads:
+        raise ValueError(f"q {tuple(q.shape)}, kv {tuple(kv.shape)} and k_rope {tuple(k_rope.shape)} disagree")
+    if q.stride(2) != 1 or kv.stride(2) != 1 or k_rope.stride(1) != 1:
+        raise ValueError("q, kv and k_rope need a contiguous last dimension")
     out = torch.empty(t, num_heads, v_dim, dtype=q.dtype, device=q.device)
     num_reqs = seq_lens.shape[0]
     if num_reqs == 0 or max_query_len == 0:
