@@ -55,12 +55,19 @@ def default_mla_prefill_config(nope_dim: int, rope_dim: int, dtype: torch.dtype,
         return MLAPrefillConfig(**tuned)
     if device.type != "cuda":  # interpreter: big tiles mean fewer (slow, Python-level) programs
         return MLAPrefillConfig(32, 32, 4, 1)
+    if not _hopper(device):  # no TMA; 99-164 KB of shared memory (sm89 / sm80): small tiles, not yet measured
+        return SMALL_SHARED_MEMORY
     if max_query_len is not None and max_query_len <= 64:
         return MLAPrefillConfig(64, 64, 4, 3, tma=True)
     return MLAPrefillConfig(128, 64, 8, 3, tma=True)
 
 
-POINTER_FALLBACK = MLAPrefillConfig(128, 32, 8, 3)  # a TMA config on tensors TMA cannot describe (fits in 227 KB)
+POINTER_FALLBACK = MLAPrefillConfig(128, 32, 8, 3)  # Hopper, tensors TMA cannot describe (fits in 227 KB)
+SMALL_SHARED_MEMORY = MLAPrefillConfig(64, 32, 4, 2)  # GPUs before Hopper
+
+
+def _hopper(device: torch.device) -> bool:
+    return torch.cuda.get_device_capability(device)[0] >= 9
 
 
 @triton.jit
@@ -193,7 +200,7 @@ def mla_prefill_attention(
     kv_arg, kr_arg = kv, k_rope
     use_tma = cfg.tma and _tma_ok(kv, k_rope, nope_dim, v_dim, cfg.block_n)
     if cfg.tma and not use_tma and q.is_cuda:
-        cfg = POINTER_FALLBACK
+        cfg = POINTER_FALLBACK if _hopper(q.device) else SMALL_SHARED_MEMORY
     if use_tma:
         from triton.tools.tensor_descriptor import TensorDescriptor
 
@@ -219,6 +226,6 @@ def _tma_ok(kv: torch.Tensor, k_rope: torch.Tensor, nope_dim: int, v_dim: int, b
     size = kv.element_size()
     rope_dim = k_rope.shape[1]
     dims_ok = nope_dim == v_dim == dot_width(nope_dim) and rope_dim == dot_width(rope_dim) and rope_dim * size >= 16
-    return (kv.is_cuda and dims_ok and kv.stride(1) == kv.shape[2] and (kv.stride(0) * size) % 16 == 0
+    return (kv.is_cuda and _hopper(kv.device) and dims_ok and kv.stride(1) == kv.shape[2] and (kv.stride(0) * size) % 16 == 0
             and kv.data_ptr() % 16 == 0 and (k_rope.stride(0) * size) % 16 == 0 and k_rope.data_ptr() % 16 == 0
             and block_n <= 256)
