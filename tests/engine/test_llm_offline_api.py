@@ -109,6 +109,9 @@ def test_bench_command_offline_report(model, tmp_path_factory):
     assert result["backend"] == "vdeploy" and result["num_requests"] == 5
     assert result["output_tokens"] == sum(o for _, o in _lengths(report["workload"]))
     assert result["output_tokens_per_s"] > 0 and report["device"] and report["date"] and report["command"].startswith("vdeploy")
+    phases = result["extra"]["phases"]  # every prompt prefilled by then; the decode after it fills the rest
+    assert 0 <= phases["all_prefilled_s"] <= result["elapsed_s"] + 1e-4
+    assert phases["all_prefilled_s"] + phases["decode_after_s"] == pytest.approx(result["elapsed_s"], abs=2e-3)
 
 
 def _lengths(workload):

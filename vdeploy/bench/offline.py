@@ -101,9 +101,10 @@ def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[i
         params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for n in out_lens]
         loras = lora_round_robin(config, len(prompts))
         llm.generate(prompts[:1], params[:1])  # warm-up: first-call costs are not throughput
-        begin = time.perf_counter()
+        begin, begin_monotonic = time.perf_counter(), time.monotonic()
         outputs = llm.generate(prompts, params, lora_request=loras)
         elapsed = time.perf_counter() - begin
+        phases = _phases(outputs, begin_monotonic, elapsed)
         stats = llm.core.stats()
         generated = sum(len(o.outputs[0].token_ids) for o in outputs)
         from vdeploy.bench.bench_roofline import decode_roofline
@@ -121,8 +122,20 @@ def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[i
                    "spec_mean_accepted_length": round(stats.spec_mean_accepted_length, 3),
                    "spec_draft_seconds": round(stats.spec_draft_seconds_total, 4)}
                   if stats.spec_draft_tokens_total else {}),
-               **({"roofline": roofline} if roofline else {})},
+               **({"roofline": roofline} if roofline else {}),
+               **({"phases": phases} if phases else {})},
     )
+
+
+def _phases(outputs, begin_monotonic: float, elapsed: float) -> dict[str, float] | None:
+    """When the last request got its first token (every prompt prefilled), and the decode that followed: where a
+    throughput run's time went, beside a prefill-only run (--output-len 1) of the same prompts. The engine stamps
+    first tokens with time.monotonic(). None when a request has no such stamp."""
+    firsts = [o.metrics.get("first_token_time") for o in outputs]
+    if not firsts or any(t is None for t in firsts):
+        return None
+    prefilled = max(firsts) - begin_monotonic
+    return {"all_prefilled_s": round(prefilled, 4), "decode_after_s": round(elapsed - prefilled, 4)}
 
 
 def run_hf(config: EngineConfig, prompts: list[list[int]], out_lens: list[int], batch_size: int = 1) -> ThroughputResult:

@@ -166,6 +166,9 @@ def _print_report(report: dict) -> None:
                   f"{roofline['copy_bandwidth_tb_per_s']} TB/s copy bandwidth, measured now); this run: "
                   f"[bold]{roofline['fraction_of_bound']}[/] of it")
     extra = report["results"][0].get("extra", {})
+    if "phases" in extra:
+        out.print(f"every prompt prefilled after {extra['phases']['all_prefilled_s']:.2f} s, then "
+                  f"{extra['phases']['decode_after_s']:.2f} s of decode")
     if "spec_acceptance_rate" in extra:
         out.print(f"speculative decoding: acceptance [bold]{extra['spec_acceptance_rate']:.1%}[/] "
                   f"({extra['spec_accepted_tokens']} of {extra['spec_draft_tokens']} drafts), mean accepted length "
