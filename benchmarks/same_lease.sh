@@ -18,9 +18,12 @@ REV=${VDEPLOY_GIT_REV:-unknown}
 # DeepSeek-V3/R1 router sends every token to the same few experts. DUMMY=normal: our realistic weights (balanced
 # routing), results named *_normal.json.
 DUMMY=${DUMMY:-uniform}; SFX=$([ "$DUMMY" = uniform ] || echo "_$DUMMY")
+# vLLM's `bench throughput` and `bench latency` sample every request at temperature 1.0; so does vdeploy here (its
+# bench default is greedy, which skips the softmax and the random draw: until 2026-12-06 our side ran greedy).
+SAMPLE=(--temperature "${TEMPERATURE:-1.0}")
 ds_bench() {  # model-dir tag prompts in out maxlen
   python3 -m vdeploy bench "/tmp/peer/models/$1" --load-format dummy --num-prompts "$3" --input-len "$4" \
-    --output-len "$5" --max-model-len 2048 --dummy-weights "$DUMMY" -o "$OUT/vdeploy_$2${TAG:-}$SFX.json" 2>&1 | grep -v Warning | tail -6
+    --output-len "$5" --max-model-len 2048 --dummy-weights "$DUMMY" "${SAMPLE[@]}" -o "$OUT/vdeploy_$2${TAG:-}$SFX.json" 2>&1 | grep -v Warning | tail -6
 }
 case "$1" in
 suite) python3 benchmarks/engine/gpu_suite.py --only hardware,decode,prefill --quick --out /tmp/suite --git-rev "$REV" \
@@ -29,10 +32,10 @@ tests) python3 -m pytest -q -p no:cacheprovider tests/worker/test_model_runner_c
          tests/deepseek/test_deepseek_kernels_gpu.py 2>&1 | tail -4 | tee "$OUT/gpu-tests.txt" ;;
 tp) limits=(); [ -n "$2" ] && limits=(--max-num-seqs "$2" --max-num-batched-tokens "$3")  # default: the engine's
     python3 -m vdeploy bench /tmp/peer/models/qwen2-7b-dummy --load-format dummy --num-prompts 1000 --input-len 1000 \
-      --output-len 1000 --max-model-len 2048 "${limits[@]}" --dummy-weights "$DUMMY" \
+      --output-len 1000 --max-model-len 2048 "${limits[@]}" --dummy-weights "$DUMMY" "${SAMPLE[@]}" \
       -o "$OUT/vdeploy_throughput_qwen2_7b${2:+_$2}$SFX.json" 2>&1 | grep -v Warning | tail -4 ;;
 lat) python3 -m vdeploy bench /tmp/peer/models/llama31-8b-dummy --load-format dummy --num-prompts 1 --input-len 128 \
-       --output-len 1024 --max-model-len 4096 --dummy-weights "$DUMMY" -o "$OUT/vdeploy_latency_llama31_8b$SFX.json" 2>&1 | grep -v Warning | tail -4 ;;
+       --output-len 1024 --max-model-len 4096 --dummy-weights "$DUMMY" "${SAMPLE[@]}" -o "$OUT/vdeploy_latency_llama31_8b$SFX.json" 2>&1 | grep -v Warning | tail -4 ;;
 tune) python3 benchmarks/kernels/tune_fused_moe.py --shape v2-lite --shape r1 --report "$OUT/tune_fused_moe.json" \
         2>&1 | grep -v Warning; cp "$VDEPLOY_HOME"/kernel_configs/fused_moe/*.json "$OUT/" ;;
 profile) for m in v2-lite r1-8l; do

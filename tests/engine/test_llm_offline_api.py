@@ -100,11 +100,12 @@ def test_bench_command_offline_report(model, tmp_path_factory):
     res = CliRunner().invoke(
         app,
         ["bench", str(model.path), "--num-prompts", "5", "--input-len", "12", "--output-len", "7",
-         "--random-range-ratio", "0.5", "--json", "--output", str(out_file)],
+         "--random-range-ratio", "0.5", "--temperature", "0.7", "--json", "--output", str(out_file)],
     )
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert json.loads(out_file.read_text()) == report
+    assert report["workload"]["temperature"] == 0.7  # sampled, as vLLM's benchmarks sample (at 1.0)
     (result,) = report["results"]
     assert result["backend"] == "vdeploy" and result["num_requests"] == 5
     assert result["output_tokens"] == sum(o for _, o in _lengths(report["workload"]))

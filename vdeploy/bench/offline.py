@@ -25,6 +25,7 @@ class Workload:
     output_len: int = 128
     random_range_ratio: float = 0.0  # lengths uniform in [len * (1 - r), len * (1 + r)]
     seed: int = 0
+    temperature: float = 0.0  # 0: greedy; vLLM's `bench throughput` samples every request at 1.0
 
     def lengths(self) -> list[tuple[int, int]]:
         rng = random.Random(self.seed)
@@ -90,7 +91,8 @@ def lora_round_robin(config: EngineConfig, n: int) -> list | None:
     return [choices[i % len(choices)] for i in range(n)]
 
 
-def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[int]) -> ThroughputResult:
+def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[int],
+                temperature: float = 0.0) -> ThroughputResult:
     from vdeploy.engine.llm import LLM
     from vdeploy.engine.sampling_params import SamplingParams
 
@@ -98,7 +100,7 @@ def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[i
     llm = LLM.from_engine_config(config)
     startup = time.perf_counter() - start
     try:
-        params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for n in out_lens]
+        params = [SamplingParams(temperature=temperature, max_tokens=n, ignore_eos=True) for n in out_lens]
         loras = lora_round_robin(config, len(prompts))
         llm.generate(prompts[:1], params[:1])  # warm-up: first-call costs are not throughput
         begin, begin_monotonic = time.perf_counter(), time.monotonic()
@@ -224,7 +226,7 @@ def run_offline_benchmark(
 
     model_config = ModelConfig.from_path(config.model)
     prompts, out_lens = workload.prompts(model_config.vocab_size)
-    results = [run_vdeploy(config, prompts, out_lens)]
+    results = [run_vdeploy(config, prompts, out_lens, workload.temperature)]
     if compare_hf:
         results.append(run_hf(config, prompts, out_lens, hf_batch_size))
     report: dict[str, Any] = {

@@ -35,6 +35,10 @@ def bench(
         typer.Option("--random-range-ratio", min=0.0, max=1.0, help="Lengths uniform in len*(1±ratio); 0 = fixed."),
     ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random prompts and lengths.")] = 0,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", min=0.0,
+        help="Sampling temperature of every request (offline): 0 = greedy; vLLM's `bench throughput` samples at 1.0.",
+    )] = 0.0,
     load_format: Annotated[str, engine_option("load_format")] = "safetensors",
     dummy_weights: Annotated[str, engine_option("dummy_weights")] = "normal",
     tp: Annotated[int, engine_option("tensor_parallel_size")] = 1,
@@ -71,7 +75,7 @@ def bench(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON (schema: docs/bench.md).")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the JSON report here.")] = None,
 ) -> None:
-    """Measure throughput: requests/s, input and output tokens/s (ignore_eos, greedy)."""
+    """Measure throughput: requests/s, input and output tokens/s (ignore_eos; greedy unless --temperature)."""
     import json
     import sys
 
@@ -117,7 +121,7 @@ def bench(
             **{k: v for k, v in lora_settings(None, lora_modules, max_loras or (len(lora_modules) if lora_modules
                                                                               else None), max_lora_rank).items()
                if v is not None})
-        workload = Workload(num_prompts, input_len, output_len, random_range_ratio, seed)
+        workload = Workload(num_prompts, input_len, output_len, random_range_ratio, seed, temperature)
         report = run_offline_benchmark(
             config, workload, compare_hf=compare_hf, hf_batch_size=hf_batch_size,
             command=" ".join(["vdeploy", *sys.argv[1:]]),
@@ -157,7 +161,9 @@ def _print_report(report: dict) -> None:
     w = report["workload"]
     out.print(
         f"[dim]{w['num_prompts']} prompts, input {w['input_len']} / output {w['output_len']} tokens "
-        f"(range ratio {w['random_range_ratio']}), git {report['git_revision']}, {report['date']}[/]"
+        f"(range ratio {w['random_range_ratio']}), "
+        f"{'greedy' if not w.get('temperature') else 'temperature ' + str(w['temperature'])}, "
+        f"git {report['git_revision']}, {report['date']}[/]"
     )
     roofline = report["results"][0].get("extra", {}).get("roofline")
     if roofline:
