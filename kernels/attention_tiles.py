@@ -87,3 +87,19 @@ def attend_tile(q, m_i, l_i, acc, k_base, v_base, tok_off, offs_d, offs_dv, stri
             v = tl.load(v_ptrs, mask=offs_dv[None, :] < V_HEAD_DIM, other=0.0)
     acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
     return m_new, l_i, acc
+
+
+@triton.jit
+def online_softmax_step(s, m_i, l_i, acc, v, qk_scale, allowed, CAUSAL: tl.constexpr):
+    """Fold one tile's unscaled scores s [M, N] and values v [N, DV] into the running max / sum (log2 domain, scaled)
+    and the fp32 output acc [M, DV], for kernels over contiguous contexts whose tiles run in key order from key 0,
+    which every row sees: the running max is finite from the first tile on, so no -inf guard (attend_tile has one).
+    CAUSAL: allowed [M, N] says which keys each row may see."""
+    if CAUSAL:
+        s = tl.where(allowed, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s * qk_scale - m_new[:, None])  # [M, N]
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    return m_new, l_i, acc

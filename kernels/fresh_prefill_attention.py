@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.attention_tiles import LOG2E, dot_width
+from vdeploy_kernels.attention_tiles import LOG2E, dot_width, online_softmax_step
 from vdeploy_kernels.prefill_attention_configs import tuned_config
 
 
@@ -63,21 +63,6 @@ def default_fresh_config(head_dim: int, group: int, dtype: torch.dtype, device: 
     if head_dim <= 256:
         return FreshPrefillConfig(64, 32, 1, 8, 2)
     return FreshPrefillConfig(32, 32, 1, 8, 1)
-
-
-@triton.jit
-def _fresh_tile(q, m_i, l_i, acc, kt, v, qk_scale, allowed, CAUSAL: tl.constexpr):
-    """One online-softmax step (log2 domain) of q [R, BD] against kt [BD, N] and v [N, BDV]. Tiles run in key
-    order from key 0, which every row sees, so the running max is finite from the first tile on: no -inf guard."""
-    s = tl.dot(q, kt.to(q.dtype))  # [R, N] unscaled; the scale is folded into the exp2 argument
-    if CAUSAL:
-        s = tl.where(allowed, s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
-    alpha = tl.exp2(m_i - m_new)
-    p = tl.exp2(s * qk_scale - m_new[:, None])  # [R, N]
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype))
-    return m_new, l_i, acc
 
 
 @triton.jit
@@ -150,7 +135,8 @@ def _fresh_prefill_kernel(
                 v = tl.load(v_ptrs, mask=dv_valid[None, :], other=0.0)
             kt_ptrs += BLOCK_N * stride_kt
             v_ptrs += BLOCK_N * stride_vt
-        m_i, l_i, acc = _fresh_tile(q, m_i, l_i, acc, kt, v, qk_scale, None, False)
+        s = tl.dot(q, kt.to(q.dtype))  # [R, N] unscaled; the scale is folded into the exp2 argument
+        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale, None, False)
     for n_start in range(unmasked_end, last_pos + 1, BLOCK_N):
         keys = n_start + offs_n  # [N]
         n_valid = keys < q_len
@@ -165,7 +151,8 @@ def _fresh_prefill_kernel(
             v = tl.load(v_ptrs, mask=n_valid[:, None] & dv_valid[None, :], other=0.0)
             kt_ptrs += BLOCK_N * stride_kt
             v_ptrs += BLOCK_N * stride_vt
-        m_i, l_i, acc = _fresh_tile(q, m_i, l_i, acc, kt, v, qk_scale, allowed, True)
+        s = tl.dot(q, kt.to(q.dtype))
+        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale, allowed, True)
 
     result = acc / l_i[:, None]  # every row saw key 0, so l > 0
     tl.store(out_ptr + q_rows[:, None] * stride_ot + heads[:, None] * stride_oh + offs_dv[None, :] * stride_od,

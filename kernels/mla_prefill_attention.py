@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.attention_tiles import LOG2E, dot_width
+from vdeploy_kernels.attention_tiles import LOG2E, dot_width, online_softmax_step
 from vdeploy_kernels.prefill_attention_configs import tuned_config
 
 VARIANT = "mla"  # tuned tables: mla-D{Dn + R}-G1-<dtype>-<GPU>.json (prefill_attention_configs.py)
@@ -71,19 +71,9 @@ def _hopper(device: torch.device) -> bool:
 
 
 @triton.jit
-def _mla_tile(qn, qr, m_i, l_i, acc, ktn, ktr, v, qk_scale, allowed, CAUSAL: tl.constexpr):
-    """One online-softmax step (log2 domain): scores = qn·ktn + qr·ktr ([R, N]), then acc += p·v. Tiles run in key
-    order from key 0, which every row sees, so the running max is finite from the first tile on."""
-    s = tl.dot(qn, ktn.to(qn.dtype))
-    s = tl.dot(qr, ktr.to(qr.dtype), s)  # [M, N], unscaled: the scale is folded into the exp2 argument
-    if CAUSAL:
-        s = tl.where(allowed, s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
-    alpha = tl.exp2(m_i - m_new)
-    p = tl.exp2(s * qk_scale - m_new[:, None])
-    l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(qn.dtype), v.to(qn.dtype))
-    return m_new, l_i, acc
+def _mla_scores(qn, qr, ktn, ktr):
+    """[M, N] unscaled scores qn·ktn + qr·ktr: two tensor-core dots into one accumulator."""
+    return tl.dot(qr, ktr.to(qr.dtype), tl.dot(qn, ktn.to(qn.dtype)))
 
 
 @triton.jit
@@ -147,7 +137,8 @@ def _mla_prefill_kernel(
             ktn_ptrs += BLOCK_N * stride_kvs
             ktr_ptrs += BLOCK_N * stride_krs
             v_ptrs += BLOCK_N * stride_kvs
-        m_i, l_i, acc = _mla_tile(qn, qr, m_i, l_i, acc, ktn, ktr, v, qk_scale, None, False)
+        s = _mla_scores(qn, qr, ktn, ktr)
+        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v.to(qn.dtype), qk_scale, None, False)
     for n_start in range(unmasked_end, last_pos + 1, BLOCK_N):
         keys = n_start + offs_n  # [N]
         n_valid = keys < seq_len
@@ -165,7 +156,8 @@ def _mla_prefill_kernel(
             ktn_ptrs += BLOCK_N * stride_kvs
             ktr_ptrs += BLOCK_N * stride_krs
             v_ptrs += BLOCK_N * stride_kvs
-        m_i, l_i, acc = _mla_tile(qn, qr, m_i, l_i, acc, ktn, ktr, v, qk_scale, allowed, True)
+        s = _mla_scores(qn, qr, ktn, ktr)
+        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v.to(qn.dtype), qk_scale, allowed, True)
 
     result = acc / l_i[:, None]  # every row saw key 0, so l > 0
     tl.store(out_ptr + q_rows[:, None] * stride_ot + head * stride_oh + offs_dv[None, :],
@@ -182,6 +174,7 @@ def mla_prefill_attention(
     scale: float,
     nope_dim: int,
     config: MLAPrefillConfig | None = None,
+    context_starts: torch.Tensor | None = None,  # [B] int32, first context row per request (None: from seq_lens)
 ) -> torch.Tensor:
     """Causal attention of each request's queries over its decompressed context -> [T, H, Dv]."""
     t, num_heads = q.shape[0], q.shape[1]
@@ -196,7 +189,8 @@ def mla_prefill_attention(
     if num_reqs == 0 or max_query_len == 0:
         return out
     cfg = config or default_mla_prefill_config(nope_dim, rope_dim, q.dtype, q.device, max_query_len)
-    context_start = (torch.cumsum(seq_lens, 0) - seq_lens).to(torch.int32)  # [B] first context row per request
+    if context_starts is None:
+        context_starts = (torch.cumsum(seq_lens, 0) - seq_lens).to(torch.int32)
     kv_arg, kr_arg = kv, k_rope
     use_tma = cfg.tma and _tma_ok(kv, k_rope, nope_dim, v_dim, cfg.block_n)
     if cfg.tma and not use_tma and q.is_cuda:
@@ -209,7 +203,7 @@ def mla_prefill_attention(
         kr_arg = TensorDescriptor(k_rope, list(k_rope.shape), list(k_rope.stride()), [cfg.block_n, rope_dim])
     grid = (triton.cdiv(max_query_len, cfg.block_m), num_heads, num_reqs)
     _mla_prefill_kernel[grid](
-        q, kv_arg, kr_arg, out, query_start_loc, context_start, seq_lens,
+        q, kv_arg, kr_arg, out, query_start_loc, context_starts, seq_lens,
         scale * LOG2E,
         q.stride(0), q.stride(1), kv.stride(0), kv.stride(1), k_rope.stride(0), out.stride(0), out.stride(1),
         NOPE=nope_dim, ROPE=rope_dim, VDIM=v_dim,

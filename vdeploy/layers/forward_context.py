@@ -58,6 +58,18 @@ class AttentionMetadata:
         return req.to(torch.int32), visible.to(torch.int32)
 
     @functools.cached_property
+    def prefill_query_start_loc(self) -> torch.Tensor:
+        """[Bp + 1] int32: query_start_loc of the prefill/extend requests, counted from their first row (the decodes
+        before them have one row each)."""
+        return self.query_start_loc[self.num_decodes :] - self.num_decodes
+
+    @functools.cached_property
+    def prefill_context_starts(self) -> torch.Tensor:
+        """[Bp] int32: where each prefill/extend request's context begins in prefill_context_slots."""
+        seq_lens = self.seq_lens[self.num_decodes :]  # [Bp]
+        return (torch.cumsum(seq_lens, 0) - seq_lens).to(torch.int32)
+
+    @functools.cached_property
     def prefill_context_slots(self) -> torch.Tensor:
         """[S] flat cache slot of every context token of the prefill/extend requests, request after request: the
         gather MLA's expanded prefill does, computed once per step for every layer."""
@@ -65,7 +77,7 @@ class AttentionMetadata:
         total = self.prefill_context_len
         req = torch.repeat_interleave(torch.arange(seq_lens.shape[0], device=seq_lens.device), seq_lens.long(),
                                       output_size=total)  # [S]
-        pos = torch.arange(total, device=seq_lens.device) - (torch.cumsum(seq_lens, 0) - seq_lens)[req]
+        pos = torch.arange(total, device=seq_lens.device) - self.prefill_context_starts.long()[req]
         blocks = self.block_tables[self.num_decodes + req, pos // self.block_size].long()
         return blocks * self.block_size + pos % self.block_size
 

@@ -136,7 +136,7 @@ class MLAttention(nn.Module):
         if split > 0:
             parts.append(self._attend_absorbed(q_nope[:split], q_rope[:split], kv_cache, ctx))
         if split < t:  # q [T, H, Dn + R] is already q_nope ‖ rotated q_rope (q_rope is a view rotated in place)
-            parts.append(self._attend_expanded(q[split:], kv_cache, ctx.attn, split))
+            parts.append(self._attend_expanded(q[split:], kv_cache, ctx.attn))
         o = parts[0] if len(parts) == 1 else torch.cat(parts)  # [T, H, Dv]
         return self.o_proj(o.reshape(t, self.num_heads * self.v_dim))
 
@@ -161,18 +161,17 @@ class MLAttention(nn.Module):
             return t
         return nd  # decodes come first, one row each
 
-    def _attend_expanded(self, q, kv_cache, meta, first_row: int) -> torch.Tensor:
+    def _attend_expanded(self, q, kv_cache, meta) -> torch.Tensor:
         """Prefill rows (requests num_decodes..), q [n, H, Dn + R]: every context token's latent decompressed once
         by kv_b_proj into k_nope ‖ v per head, then causal attention of the rows over them, k_rope shared by the
         heads (the kernel reads all three where they lie). -> [n, H, Dv]"""
-        nd = meta.num_decodes
         gathered = kv_cache.view(-1, self.kv_lora_rank + self.rope_dim)[meta.prefill_context_slots]  # [S, L + R]
         latents = ops.dequantize_kv(gathered, self.kv_scale, q.dtype)  # fp8 cache -> q's dtype
         kv = self.kv_b_proj(latents[:, : self.kv_lora_rank].contiguous())  # [S, H·(Dn + Dv)]
         kv = kv.view(meta.prefill_context_len, self.num_heads, self.nope_dim + self.v_dim)
-        qsl = meta.query_start_loc[nd:] - first_row
-        return ops.mla_prefill_attention(q, kv, latents[:, self.kv_lora_rank :], qsl, meta.seq_lens[nd:],
-                                         meta.max_query_len, self.scale, self.nope_dim)
+        return ops.mla_prefill_attention(q, kv, latents[:, self.kv_lora_rank :], meta.prefill_query_start_loc,
+                                         meta.seq_lens[meta.num_decodes :], meta.max_query_len, self.scale,
+                                         self.nope_dim, meta.prefill_context_starts)
 
     def _expand(self, latents: torch.Tensor):
         # latents [S, L + R] -> k [S, H, Dn + R], v [S, H, Dv]

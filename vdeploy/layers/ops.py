@@ -230,14 +230,15 @@ def mla_rope_and_cache(q_rope: torch.Tensor, latent: torch.Tensor, positions: to
 
 
 def mla_prefill_attention(q, kv, k_rope, query_start_loc, seq_lens, max_query_len: int, scale: float,
-                          nope_dim: int) -> torch.Tensor:
+                          nope_dim: int, context_starts: torch.Tensor | None = None) -> torch.Tensor:
     """Expanded MLA prefill: causal attention of q [T, H, Dn + R] over contexts laid out back to back, keys
     k_nope ‖ k_rope (kv [S, H, Dn + Dv] ‖ k_rope [S, R], shared by the heads), values the rest of kv; each request's
-    queries are the last q_len tokens of its context. -> [T, H, Dv]."""
+    queries are the last q_len tokens of its context (context_starts [B]: where each begins, if known). -> [T, H, Dv]."""
     if _use_triton(q):
         from vdeploy_kernels.mla_prefill_attention import mla_prefill_attention as triton_attention
 
-        return triton_attention(q, kv, k_rope, query_start_loc, seq_lens, max_query_len, scale, nope_dim)
+        return triton_attention(q, kv, k_rope, query_start_loc, seq_lens, max_query_len, scale, nope_dim,
+                                context_starts=context_starts)
     from vdeploy_kernels.reference_deepseek import mla_prefill_attention as reference_attention
 
     return reference_attention(q, kv, k_rope, query_start_loc, seq_lens, max_query_len, scale, nope_dim)
