@@ -1,8 +1,6 @@
-# no carry — vLLM: V2-Lite 500, Qwen2-7B 1000, Llama-8B batch 1, prefill 8 x 4096 (logs in one tarball)
+# no carry — vLLM: V2-Lite 500 and Qwen2-7B 1000 (logs in one tarball)
 source benchmarks/results/2026-12-06e-h200-vs-vllm/calls/common.sh
 el vllm-dsv2tp-500; N=500 TAG=_500 timeout 200 bash /tmp/peer/bench.sh dsv2tp 2>&1 | grep -E "Throughput|Error|error" | tail -5
 el vllm-tp; timeout 220 bash /tmp/peer/bench.sh tp 2>&1 | grep -E "Throughput|Error|error" | tail -5
-el vllm-lat; ITERS=3 timeout 120 bash /tmp/peer/bench.sh lat 2>&1 | grep -E "Avg latency|Error|error" | tail -5
-el vllm-prefill; ITERS=3 timeout 120 bash /tmp/peer/bench.sh prefill 2>&1 | grep -E "Avg latency|Error|error" | tail -5
 (cd $OUT && tar czf vllm-logs.tar.gz *.log && rm *.log)
 el done
