@@ -69,7 +69,8 @@ def _moe_sum_kernel(y_ptr, shared_ptr, out_ptr, H, stride_y, stride_s, stride_o,
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)  # [BLOCK] hidden channels
     mask = offs < H
     rows = y_ptr + token * TOP_K * stride_y + offs
-    # fp32 accumulation in slot order 0, 1, ..., k-1, as torch's sum over the k rows of a bf16 [T, k, H] view
+    # fp32 accumulation in slot order 0, 1, ..., k-1, one rounding at the end: what torch's sum over the k rows of a
+    # bf16 [T, k, H] view does (its reduction may add in another order: a rare one-step difference after rounding)
     acc = tl.load(rows, mask=mask, other=0.0).to(tl.float32)
     for j in tl.static_range(1, TOP_K):
         acc += tl.load(rows + j * stride_y, mask=mask, other=0.0).to(tl.float32)
