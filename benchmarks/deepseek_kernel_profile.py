@@ -26,7 +26,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "vdeploy" / "model_configs"
 MODELS = {"v2-lite": ("deepseek-v2-lite.config.json", {}),
           "r1-8l": ("deepseek-r1.config.json", {"num_hidden_layers": 8})}
 FAMILIES = [  # (family, kernel-name pattern), first match wins
-    ("moe_grouped_gemm", r"_grouped_gemm"), ("mla_attention", r"_mla_"),
+    ("moe_grouped_gemm", r"_grouped_gemm"), ("moe_topk_sum", r"_moe_sum"), ("mla_attention", r"_mla_"),
     ("fp8_block_gemm", r"w8a8|_block_matmul|qqtst|Ablk128"),  # Triton, and cuBLAS's block-scaled FP8 (scaled_mm)
     ("fp8_act_quant", r"quant"), ("store_kv", r"store_kv"), ("rotary", r"rotary"), ("norm", r"rms|norm"),
     ("silu_and_mul", r"silu"), ("routing_topk", r"topk|sort|radix|bitonic"),

@@ -127,6 +127,21 @@ def moe_loop(
     return out.to(x.dtype)
 
 
+def silu_and_mul_quant(h: torch.Tensor, group: int = 128):
+    """Twin of moe_epilogue.silu_and_mul_quant_fp8: h [M, 2I] -> silu(gate) * up in h's dtype, quantized per token
+    per group -> (x_fp8 [M, I], scale [M, ceil(I/group)])."""
+    from vdeploy_kernels.reference import silu_and_mul
+
+    return quantize_act_per_token_group(silu_and_mul(h), group)
+
+
+def moe_sum(y: torch.Tensor, top_k: int, shared_output: torch.Tensor | None = None) -> torch.Tensor:
+    """Twin of moe_epilogue.moe_sum: y [T*k, H] -> [T, H] = Σ_j y[t*k + j] (fp32 sum, one rounding to y's dtype),
+    then + shared_output (a second rounding), as the unfused `routed + shared` rounds."""
+    out = y.view(-1, top_k, y.shape[1]).float().sum(dim=1).to(y.dtype)
+    return out if shared_output is None else (out.float() + shared_output.float()).to(y.dtype)
+
+
 def mla_attention(
     q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, kv_lora_rank: int, kv_scale: float = 1.0,
     q_rope: torch.Tensor | None = None,

@@ -282,3 +282,111 @@ def test_router_logits_bf16_gemm_matches_float32(tokens):
     fast, exact = ops.router_logits(x, kept), ops.router_logits(x, weight.float())
     assert fast.dtype == torch.float32
     torch.testing.assert_close(fast, exact, rtol=1e-4, atol=2e-4)  # logits ~1: float32 sums of 7,168 products
+
+
+# the fused MoE epilogue (issue 15) at the real expert shapes: experts, intermediate, hidden, top-k, block-FP8
+MOE_SHAPES = {"v2-lite": (64, 1408, 2048, 6, False), "r1": (256, 2048, 7168, 8, True)}
+
+
+@pytest.fixture(scope="module", params=sorted(MOE_SHAPES))
+def moe_layer(request):
+    """One MoE layer's weights at full width, built once per shape (R1: 11 GB of e4m3, made one expert at a time)."""
+    e, i, h, k, fp8 = MOE_SHAPES[request.param]
+    if fp8 and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("FP8 tensor cores need sm89+")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    if not fp8:
+        w13 = (torch.randn(e, 2 * i, h, device="cuda", generator=gen) * 0.02).bfloat16()
+        w2 = (torch.randn(e, h, i, device="cuda", generator=gen) * 0.02).bfloat16()
+        yield request.param, (e, i, h, k), (w13, w2, None, None)
+        return
+    q13 = torch.empty(e, 2 * i, h, device="cuda", dtype=torch.float8_e4m3fn)
+    q2 = torch.empty(e, h, i, device="cuda", dtype=torch.float8_e4m3fn)
+    s13 = torch.empty(e, 2 * i // 128, h // 128, device="cuda")
+    s2 = torch.empty(e, h // 128, i // 128, device="cuda")
+    for ex in range(e):
+        q13[ex], s13[ex] = ref.quantize_weight_block(torch.randn(2 * i, h, device="cuda", generator=gen) * 0.02)
+        q2[ex], s2[ex] = ref.quantize_weight_block(torch.randn(h, i, device="cuda", generator=gen) * 0.02)
+    yield request.param, (e, i, h, k), (q13, q2, s13, s2)
+
+
+def _moe_loop_dequantizing(x, weights13_2, ids, topk_weights):
+    """ref.moe_loop in fp32, each expert's weights dequantized (block FP8) or widened only while it runs."""
+    w13, w2, s13, s2 = weights13_2
+    out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    for ex in torch.unique(ids).tolist():
+        tok, slot = torch.where(ids == ex)
+        a = ref.dequantize_weight_block(w13[ex], s13[ex]) if s13 is not None else w13[ex].float()
+        b = ref.dequantize_weight_block(w2[ex], s2[ex]) if s2 is not None else w2[ex].float()
+        gate, up = (x[tok].float() @ a.t()).chunk(2, dim=-1)
+        out.index_add_(0, tok, (torch.nn.functional.silu(gate) * up) @ b.t() * topk_weights[tok, slot, None])
+    return out
+
+
+@pytest.mark.parametrize("t", [1, 64, 512])
+def test_fused_moe_epilogue_at_real_shapes(moe_layer, t):
+    """Each fusion against the passes it replaced, at V2-Lite (bf16) and R1 (block FP8) shapes: the silu in GEMM2's
+    loads and the silu + quantization kernel give the very bits of the separate kernels; the whole layer with the
+    shared output added in the top-k sum equals the unfused path (up to torch's own summation order) and the twin."""
+    from vdeploy_kernels import fused_moe as fm
+    from vdeploy_kernels.activation import silu_and_mul
+    from vdeploy_kernels.fp8_gemm import per_token_group_quant_fp8
+    from vdeploy_kernels.moe_epilogue import silu_and_mul_quant_fp8
+
+    name, (e, i, h, k), weights13_2 = moe_layer
+    w13, w2, s13, s2 = weights13_2
+    fp8 = s13 is not None
+    torch.manual_seed(t)
+    x = torch.randn(t, h, device="cuda", dtype=torch.bfloat16)
+    ids = torch.rand(t, e, device="cuda").topk(k, dim=-1).indices
+    topk_weights = torch.rand(t, k, device="cuda")
+    shared = torch.randn(t, h, device="cuda", dtype=torch.bfloat16) * 0.1
+    act_h = torch.randn(t * k, 2 * i, device="cuda", dtype=torch.bfloat16) * 2  # an h as GEMM1 writes it
+    if fp8:
+        q, s = silu_and_mul_quant_fp8(act_h)
+        q_sep, s_sep = per_token_group_quant_fp8(silu_and_mul(act_h))
+        assert torch.equal(s, s_sep) and torch.equal(q.view(torch.uint8), q_sep.view(torch.uint8))
+    else:
+        cfg = fm.moe_config(t, e, i, h, k, False, torch.cuda.current_device())
+        slots, tiles = fm.moe_align(ids, e, cfg["block_m"])
+        flat_w = topk_weights.flatten().float()
+        ys = []
+        for a, silu_a in ((act_h, True), (silu_and_mul(act_h), False)):
+            y = torch.full((t * k, h), float("nan"), device="cuda", dtype=torch.bfloat16)
+            fm._grouped_gemm(a, None, w2, None, y, slots, tiles, flat_w, 1, cfg["block_m"], (128, 128), cfg["w2"],
+                             silu_a=silu_a)
+            ys.append(y)
+        assert torch.equal(ys[0], ys[1]), f"{(ys[0] != ys[1]).sum().item()} elements differ"
+    out = fm.fused_moe(x, w13, w2, ids, topk_weights, s13, s2, shared_output=shared)
+    unfused = fm.fused_moe(x, w13, w2, ids, topk_weights, s13, s2, shared_output=shared, fuse_epilogue=False)
+    # the same routed rows; torch may sum the k rows in another fp32 order: now and then one bf16 step apart
+    assert (out != unfused).float().mean().item() < 1e-3
+    torch.testing.assert_close(out, unfused, rtol=2**-7, atol=1e-3)
+    twin = _moe_loop_dequantizing(x, weights13_2, ids, topk_weights) + shared.float()
+    assert rel_err(out, twin) < (0.08 if fp8 else 2e-2), name
+
+
+def test_fused_moe_with_shared_output_replays_in_a_cuda_graph():
+    """V2-Lite's layer at 64 rows captured once (tiles, silu-in-GEMM2, top-k sum + shared add), replayed on fresh
+    routing and inputs: the eager result every time (no host syncs, no shapes from the data)."""
+    from vdeploy_kernels.fused_moe import fused_moe
+
+    e, i, h, k = MOE_SHAPES["v2-lite"][:4]
+    t = 64
+    w13 = (torch.randn(e, 2 * i, h, device="cuda") * 0.02).bfloat16()
+    w2 = (torch.randn(e, h, i, device="cuda") * 0.02).bfloat16()
+    x = torch.randn(t, h, device="cuda", dtype=torch.bfloat16)
+    ids = torch.rand(t, e, device="cuda").topk(k, dim=-1).indices
+    topk_weights, shared = torch.rand(t, k, device="cuda"), torch.randn_like(x)
+    fused_moe(x, w13, w2, ids, topk_weights, shared_output=shared)  # compiles outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fused_moe(x, w13, w2, ids, topk_weights, shared_output=shared)
+    for _ in range(3):
+        x.copy_(torch.randn_like(x))
+        ids.copy_(torch.rand(t, e, device="cuda").topk(k, dim=-1).indices)
+        topk_weights.copy_(torch.rand(t, k, device="cuda"))
+        shared.copy_(torch.randn_like(x))
+        out.fill_(float("nan"))
+        graph.replay()
+        assert torch.equal(out, fused_moe(x, w13, w2, ids, topk_weights, shared_output=shared))

@@ -17,6 +17,7 @@ DISPATCHED = [
     ("mla_attention", "mla_attention"),
     ("mla_rope_cache", "mla_rope_and_cache"),
     ("moe_routing", "select_experts"),
+    ("fused_moe", "fused_moe"),
     ("lora", "add_lora"),
     ("w4a16_gemm", "w4a16_matmul"),
     ("w8a8_gemm", "w8a8_matmul"),

@@ -130,11 +130,14 @@ class RoutedExperts(nn.Module):
         del self.w13_scale, self.w2_scale
         self.fp8 = False
 
-    def forward(self, x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor) -> torch.Tensor:
-        # x [T, H] -> this rank's partial sum [T, H] (not yet all-reduced)
+    def forward(self, x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor,
+                shared_output: torch.Tensor | None = None) -> torch.Tensor:
+        # x [T, H] -> this rank's partial sum [T, H] (not yet all-reduced). shared_output [T, H]: the shared experts'
+        # partial sum, added by the kernel that sums each token's k experts (saves a pass over [T, H])
         return ops.fused_moe(
             x, self.w13, self.w2, topk_ids, topk_weights,
             getattr(self, "w13_scale", None) if self.fp8 else None,
             getattr(self, "w2_scale", None) if self.fp8 else None,
             self.block,
+            shared_output=shared_output,
         )

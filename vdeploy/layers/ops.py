@@ -100,18 +100,23 @@ def rotary(
     return reference.rotary(q, k, positions, cos_sin_cache, interleaved)
 
 
-def fused_moe(x, w13, w2, topk_ids, topk_weights, w13_scale=None, w2_scale=None, block=(128, 128)):
-    """Routed experts: x [T, H], w13 [E, 2I, H], w2 [E, H, I], topk [T, k] -> [T, H] (block-FP8 when scales given)."""
+def fused_moe(x, w13, w2, topk_ids, topk_weights, w13_scale=None, w2_scale=None, block=(128, 128),
+              shared_output=None):
+    """Routed experts: x [T, H], w13 [E, 2I, H], w2 [E, H, I], topk [T, k] -> [T, H] (block-FP8 when scales given).
+    shared_output [T, H] (the shared experts' output): added to the result; on CUDA inside the kernel that sums the
+    k experts of each token (no separate pass), rounding as `routed + shared_output` would."""
     if _use_triton(x):
         from vdeploy_kernels.fused_moe import fused_moe as triton_fused_moe
 
-        return triton_fused_moe(x, w13, w2, topk_ids, topk_weights, w13_scale, w2_scale, block)
+        return triton_fused_moe(x, w13, w2, topk_ids, topk_weights, w13_scale, w2_scale, block,
+                                shared_output=shared_output)
     from vdeploy_kernels import reference_deepseek as ref
 
     if w13_scale is not None:  # CPU keeps dense weights (dequantized at load); this branch serves tests
         w13 = torch.stack([ref.dequantize_weight_block(w, s, block) for w, s in zip(w13, w13_scale)])
         w2 = torch.stack([ref.dequantize_weight_block(w, s, block) for w, s in zip(w2, w2_scale)])
-    return ref.moe_loop(x, w13, w2, topk_ids, topk_weights)
+    out = ref.moe_loop(x, w13, w2, topk_ids, topk_weights)  # [T, H]
+    return out if shared_output is None else out + shared_output
 
 
 def w8a8_block_linear(x, weight, weight_scale_inv, block=(128, 128), bias=None):

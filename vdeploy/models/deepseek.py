@@ -80,10 +80,10 @@ class DeepseekMoE(nn.Module):
         router_logits = ops.router_logits(x, self.gate.weight)  # [T, E] float32 (ops.router_weight)
         bias = getattr(self.gate, "e_score_correction_bias", None)
         topk_weights, topk_ids = ops.select_experts(router_logits, bias, self.routing)
-        out = self.experts(x, topk_weights, topk_ids)  # this rank's partial sum
-        if self.shared_experts is not None:
-            out = out + self.shared_experts(x)
-        return self.parallel.all_reduce(out)
+        shared = self.shared_experts(x) if self.shared_experts is not None else None  # [T, D] partial sum
+        # routed + shared in one pass: the fused MoE adds `shared` while summing each token's k experts
+        out = self.experts(x, topk_weights, topk_ids, shared_output=shared)  # this rank's partial sum [T, D]
+        return self.parallel.all_reduce(out)  # one all-reduce per MoE layer
 
 
 class DeepseekDecoderLayer(nn.Module):
