@@ -1,10 +1,12 @@
-# carry: .whl .peer/models — GPU checks of the DeepSeek kernels (the review refactor's first GPU run), then ours: R1-8L pair, V2-Lite 500
+# carry: .whl .peer/models — GPU checks of the DeepSeek kernels (the review refactor's and the MoE epilogue's first GPU
+# run), the fused-vs-separate MoE epilogue timing, then ours: R1-8L pair, V2-Lite 500
 source benchmarks/results/2026-12-06e-h200-vs-vllm/calls/common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1 || echo PIP-FAILED
 mkdir -p /tmp/peer/models && cp -r .peer/models/* /tmp/peer/models/
 el tests; timeout 170 python3 -m pytest -q -p no:cacheprovider -k "not interp" tests/deepseek/test_mla_prefill_kernel.py \
   tests/deepseek/test_deepseek_kernels_gpu.py 2>&1 | grep -v Warn | tail -20 > $OUT/gpu-tests.txt; tail -6 $OUT/gpu-tests.txt
+el moe-fusion-check; timeout 90 python3 benchmarks/kernels/moe_fusion_check.py --out $OUT/moe_fusion.json 2>&1 | grep -v Warn | tail -12
 el r1tp; timeout 200 bash benchmarks/same_lease.sh r1tp
 el r1lat; timeout 120 bash benchmarks/same_lease.sh r1lat
 el dsv2tp-500; N=500 TAG=_500 timeout 150 bash benchmarks/same_lease.sh dsv2tp
