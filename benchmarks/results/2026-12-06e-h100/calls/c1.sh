@@ -1,6 +1,6 @@
 # carry: .whl .peer/models — GPU checks of the DeepSeek kernels (the review refactor's and the MoE epilogue's first GPU
 # run), the fused-vs-separate MoE epilogue timing, then ours: R1-8L pair, V2-Lite 500
-source benchmarks/results/2026-12-06e-h200-vs-vllm/calls/common.sh
+source benchmarks/results/2026-12-06e-h100/calls/common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1 || echo PIP-FAILED
 mkdir -p /tmp/peer/models && cp -r .peer/models/* /tmp/peer/models/
