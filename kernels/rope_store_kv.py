@@ -97,10 +97,10 @@ def _rope_store_kv_kernel(
                           BLOCK_HALF, INTERLEAVED)
         _store_pairs(dst, offs_h, h_mask, stride_oqh, 1, y1, y2, HALF, BLOCK_HALF, INTERLEAVED)
         if BLOCK_TAIL > 0:  # partial rotary: the remaining channels are copied
-            offs, mask = _channel_offsets(offs_h, h_mask, stride_qh, stride_qd, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
-            tail = tl.load(src + offs, mask=mask, other=0.0)
-            offs, mask = _channel_offsets(offs_h, h_mask, stride_oqh, 1, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
-            tl.store(dst + offs, tail, mask=mask)
+            src_offs, src_mask = _channel_offsets(offs_h, h_mask, stride_qh, stride_qd, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
+            tail = tl.load(src + src_offs, mask=src_mask, other=0.0)
+            dst_offs, dst_mask = _channel_offsets(offs_h, h_mask, stride_oqh, 1, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
+            tl.store(dst + dst_offs, tail, mask=dst_mask)
     else:
         offs_h = tl.arange(0, BLOCK_KH)
         h_mask = offs_h < NUM_KV_HEADS
@@ -108,26 +108,27 @@ def _rope_store_kv_kernel(
         act_ty = k_ptr.dtype.element_ty
         k1, k2 = _rotated(src, offs_h, h_mask, stride_kh, stride_kd, cos, sin, act_ty, HALF, BLOCK_HALF, INTERLEAVED)
         if BLOCK_TAIL > 0:
-            offs, mask = _channel_offsets(offs_h, h_mask, stride_kh, stride_kd, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
-            k_tail = tl.load(src + offs, mask=mask, other=0.0)
+            src_offs, src_mask = _channel_offsets(offs_h, h_mask, stride_kh, stride_kd, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
+            k_tail = tl.load(src + src_offs, mask=src_mask, other=0.0)
         if WRITE_K:  # every row, padding included, as rotary.py writes them
             k_dst = k_out_ptr + token * stride_okt
             _store_pairs(k_dst, offs_h, h_mask, stride_okh, 1, k1, k2, HALF, BLOCK_HALF, INTERLEAVED)
             if BLOCK_TAIL > 0:
-                offs, mask = _channel_offsets(offs_h, h_mask, stride_okh, 1, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
-                tl.store(k_dst + offs, k_tail, mask=mask)
+                out_offs, out_mask = _channel_offsets(offs_h, h_mask, stride_okh, 1, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
+                tl.store(k_dst + out_offs, k_tail, mask=out_mask)
         slot = tl.load(slot_mapping_ptr + token).to(tl.int64)
-        if slot >= 0:
+        if slot >= 0:  # (names assigned in this branch are its own: Triton keeps a variable's shape across it)
             dest = cache_ptr + (slot // PAGE_SIZE) * stride_cb + (slot % PAGE_SIZE) * stride_cs
             _store_pairs(dest, offs_h, h_mask, stride_ch, stride_cd, to_cache(k1, inv_k_scale, cache_ptr, QUANT),
                          to_cache(k2, inv_k_scale, cache_ptr, QUANT), HALF, BLOCK_HALF, INTERLEAVED)
             if BLOCK_TAIL > 0:
-                offs, mask = _channel_offsets(offs_h, h_mask, stride_ch, stride_cd, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
-                tl.store(dest + offs, to_cache(k_tail, inv_k_scale, cache_ptr, QUANT), mask=mask)
-            offs, mask = _channel_offsets(offs_h, h_mask, stride_vh, stride_vd, 0, HEAD_DIM, BLOCK_D)
-            v = tl.load(v_ptr + token * stride_vt + offs, mask=mask, other=0.0)
-            offs, mask = _channel_offsets(offs_h, h_mask, stride_ch, stride_cd, 0, HEAD_DIM, BLOCK_D)
-            tl.store(dest + stride_ck + offs, to_cache(v, inv_v_scale, cache_ptr, QUANT), mask=mask)
+                tail_offs, tail_mask = _channel_offsets(offs_h, h_mask, stride_ch, stride_cd, ROT_DIM, HEAD_DIM,
+                                                        BLOCK_TAIL)
+                tl.store(dest + tail_offs, to_cache(k_tail, inv_k_scale, cache_ptr, QUANT), mask=tail_mask)
+            v_offs, v_mask = _channel_offsets(offs_h, h_mask, stride_vh, stride_vd, 0, HEAD_DIM, BLOCK_D)
+            v = tl.load(v_ptr + token * stride_vt + v_offs, mask=v_mask, other=0.0)
+            cv_offs, cv_mask = _channel_offsets(offs_h, h_mask, stride_ch, stride_cd, 0, HEAD_DIM, BLOCK_D)
+            tl.store(dest + stride_ck + cv_offs, to_cache(v, inv_v_scale, cache_ptr, QUANT), mask=cv_mask)
 
 
 def rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
