@@ -2,7 +2,7 @@
 # Everything the lent GPU is for, in one call (the device tool runs it from the repository root; results under $OUT,
 # which brings back at most 8 files). Correctness first, then the benchmarks, most important first.
 #   carry: [".whl"] (server/CLI wheels for the device's Python 3.12: see benchmarks/README.md)
-#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving quant quant-engine lora fp8kv mtp
+#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving quant quant-engine lora fp8kv mtp rope prefill-new
 set -o pipefail
 OUT=${OUT:-/tmp/vdeploy-device-out}
 # the installed layout without installing: kernels/ is vdeploy_kernels, profiles/ is vdeploy.profiles_data
@@ -46,6 +46,10 @@ for part in $parts; do
       tar czf "$OUT/quant-engine.tar.gz" -C /tmp qe ;;
     lora) python3 benchmarks/kernels/lora_check.py --out "$OUT/lora-check.json" | tail -20 ;;
     fp8kv) python3 benchmarks/kernels/fp8_kv_check.py --out "$OUT/fp8-kv-check.json" | tail -30 ;;
+    # issue 14: the fused rotary + cache store vs the two kernels (< 60 s), the fresh prefill kernel's new options (~100 s)
+    rope) python3 benchmarks/kernels/rope_store_check.py --out "$OUT/rope-store-check.json" | tail -20 ;;
+    prefill-new) python3 benchmarks/kernels/prefill_attention_sweep.py --new-options --budget-s 100 \
+                   --table-dir "$OUT/tables" --out "$OUT/prefill-sweep-new.json" | tail -40 ;;
     # R1 at 8 layers + the MTP layer is ~75 GB of weights: an H200 (an 80 GB H100 leaves no room for the cache)
     mtp) python3 benchmarks/speculative_mtp.py --out "$OUT/speculative-mtp.json" | tail -20 ;;
   esac

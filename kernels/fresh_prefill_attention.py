@@ -19,6 +19,12 @@ its BLOCK_M * PACK rows are (token, head) pairs, token-major, so every K/V tile 
 reuse per load for a given BLOCK_M, or a smaller BLOCK_M for short prompts at the same tile reuse).
 K is loaded already transposed ([D, N] block, D contiguous), so the QK^T product needs no tl.trans.
 Key tiles wholly below the first row of a query block run unmasked; only the diagonal tiles pay for the mask.
+
+Sweep options (FreshPrefillConfig; off in the engine until benchmarks/kernels/prefill_attention_sweep.py measures
+them faster, --new-options): device_tma (descriptors made in the kernel), warp_specialize (one masked key loop,
+producer / consumer warp groups; Triton 3.6 on Hopper specializes only that form: no early return, no second loop,
+every load through TMA, 4 warps, pack 1; it compiles to 12 warps) and lazy_rescale (attention_tiles.lazy_softmax_step:
+the running max moves only when it grows by more than 2^8, skipping most acc / l rescales; exact up to rounding).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.attention_tiles import LOG2E, dot_width, online_softmax_step
+from vdeploy_kernels.attention_tiles import LOG2E, dot_width, lazy_softmax_step, online_softmax_step
 from vdeploy_kernels.prefill_attention_configs import tuned_config
 
 
@@ -41,6 +47,14 @@ class FreshPrefillConfig:
     num_warps: int
     num_stages: int
     tma: bool = False  # K/V tiles through TMA descriptors (Hopper+; power-of-two head dims, aligned views only)
+    # options for the sweep (benchmarks/kernels/prefill_attention_sweep.py), off until a GPU measured them faster:
+    device_tma: bool = False  # with tma: descriptors built in the kernel (tl.make_tensor_descriptor; Triton's
+    # tutorial does so for warp specialization on Hopper), from a scratch allocation triton.set_allocator provides
+    # warp_specialize (with tma, device_tma and pack 1, else ignored): one key loop, every tile masked, as
+    # tl.range(..., warp_specialize=True) with q, K and V through descriptors (Triton 3.6 on Hopper specializes
+    # only that, and only with num_warps=4: a producer warp group feeding two consumer groups, 12 warps in all)
+    warp_specialize: bool = False
+    lazy_rescale: bool = False  # rescale acc / l only when a row's max grows by > 2^8 (attention_tiles.py)
 
 
 def default_fresh_config(head_dim: int, group: int, dtype: torch.dtype, device: torch.device,
@@ -66,16 +80,42 @@ def default_fresh_config(head_dim: int, group: int, dtype: torch.dtype, device: 
 
 
 @triton.jit
+def _masked_kv_tile(k_src, v_src, kt_ptrs, v_ptrs, row, kv_head, n_valid, d_valid, dv_valid,
+                    HEAD_DIM: tl.constexpr, V_HEAD_DIM: tl.constexpr, USE_TMA: tl.constexpr):
+    """K^T [BD, N] and V [N, BDV] of a key tile that may run past its request (n_valid [N]: keys that exist), from
+    the descriptors at batch row `row` or from the pointer tiles."""
+    if USE_TMA:
+        # the descriptor spans the whole batch: keys past the request are the next request's (masked out of the
+        # scores); their values are zeroed so that p = 0 meets finite numbers only
+        kt = tl.trans(k_src.load([row, kv_head * HEAD_DIM]))
+        v = tl.where(n_valid[:, None], v_src.load([row, kv_head * V_HEAD_DIM]), 0.0)
+    else:
+        kt = tl.load(kt_ptrs, mask=d_valid[:, None] & n_valid[None, :], other=0.0)
+        v = tl.load(v_ptrs, mask=n_valid[:, None] & dv_valid[None, :], other=0.0)
+    return kt, v
+
+
+@triton.jit
+def _softmax_step(s, m_i, l_i, acc, v, qk_scale, allowed, CAUSAL: tl.constexpr, LAZY: tl.constexpr):
+    if LAZY:
+        m_i, l_i, acc = lazy_softmax_step(s, m_i, l_i, acc, v, qk_scale, allowed, CAUSAL)
+    else:
+        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v, qk_scale, allowed, CAUSAL)
+    return m_i, l_i, acc
+
+
+@triton.jit
 def _fresh_prefill_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, query_start_loc_ptr, seq_lens_ptr,
-    first_req, qk_scale,
+    first_req, qk_scale, num_rows,
     stride_qt, stride_qh, stride_qd,
     stride_kt, stride_kh, stride_kd,
     stride_vt, stride_vh, stride_vd,
     stride_ot, stride_oh, stride_od,
     GROUP: tl.constexpr, PACK: tl.constexpr,
     HEAD_DIM: tl.constexpr, V_HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, USE_TMA: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, USE_TMA: tl.constexpr, DEVICE_TMA: tl.constexpr,
+    NUM_KV_HEADS: tl.constexpr, WARP_SPECIALIZE: tl.constexpr, LAZY_RESCALE: tl.constexpr,
 ):
     # the longest query blocks (most keys) are launched first to balance the tail
     m_block = tl.num_programs(0) - 1 - tl.program_id(0)
@@ -83,10 +123,16 @@ def _fresh_prefill_kernel(
     req = first_req + tl.program_id(2)
     q_start = tl.load(query_start_loc_ptr + req)
     q_len = tl.load(query_start_loc_ptr + req + 1) - q_start
-    if m_block * BLOCK_M >= q_len:
-        return
-    if tl.load(seq_lens_ptr + req) != q_len:  # a cached prefix: the paged kernel's request
-        return
+    if WARP_SPECIALIZE:
+        # no early return (Triton 3.6's Hopper warp specialization asserts on the branches it leaves): an idle
+        # program runs no key tile and stores nothing
+        active = (m_block * BLOCK_M < q_len) & (tl.load(seq_lens_ptr + req) == q_len)
+    else:
+        if m_block * BLOCK_M >= q_len:
+            return
+        if tl.load(seq_lens_ptr + req) != q_len:  # a cached prefix: the paged kernel's request
+            return
+        active = True
     kv_head = first_head // GROUP
 
     rows = tl.arange(0, BLOCK_M * PACK)  # [R] (token, head) pairs, token-major
@@ -94,17 +140,36 @@ def _fresh_prefill_kernel(
     heads = first_head + rows % PACK  # [R]
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
-    row_valid = offs_m < q_len
+    if WARP_SPECIALIZE:
+        row_valid = offs_m < tl.where(active, q_len, 0)  # an idle program's rows are all invalid
+    else:
+        row_valid = offs_m < q_len
     q_rows = (q_start + offs_m).to(tl.int64)
-    q = tl.load(q_ptr + q_rows[:, None] * stride_qt + heads[:, None] * stride_qh + offs_d[None, :] * stride_qd,
-                mask=row_valid[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)  # [R, BD]
+    if WARP_SPECIALIZE:  # every load feeding the loop through TMA (q too), or Triton 3.6 cannot specialize it
+        q_desc = tl.make_tensor_descriptor(q_ptr, shape=[num_rows, GROUP * NUM_KV_HEADS * HEAD_DIM],
+                                           strides=[stride_qt, 1], block_shape=[BLOCK_M, HEAD_DIM])
+        q = q_desc.load([q_start + m_block * BLOCK_M, first_head * HEAD_DIM])  # [R, BD] (PACK = 1)
+    else:
+        q = tl.load(q_ptr + q_rows[:, None] * stride_qt + heads[:, None] * stride_qh + offs_d[None, :] * stride_qd,
+                    mask=row_valid[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)  # [R, BD]
 
     # this request's keys as a transposed [BD, N] tile (channels contiguous: vectorised loads, no tl.trans before
     # the dot) and values as [N, BDV]; plain strided pointers advanced by one tile per step, which the pipeliner
     # turns into asynchronous copies (block pointers are gone from newer Triton, whose interpreter runs the tests).
-    # USE_TMA: k_ptr / v_ptr are TMA descriptors of [T, Hk * D] instead, addressed by (row, channel) coordinates.
+    # USE_TMA: k_ptr / v_ptr are TMA descriptors of [T, Hk * D] instead, addressed by (row, channel) coordinates;
+    # DEVICE_TMA: k_ptr / v_ptr are the tensors, and the descriptors are made here.
     offs_n = tl.arange(0, BLOCK_N)
-    if not USE_TMA:
+    if USE_TMA:
+        if DEVICE_TMA:
+            k_src = tl.make_tensor_descriptor(k_ptr, shape=[num_rows, NUM_KV_HEADS * HEAD_DIM],
+                                              strides=[stride_kt, 1], block_shape=[BLOCK_N, HEAD_DIM])
+            v_src = tl.make_tensor_descriptor(v_ptr, shape=[num_rows, NUM_KV_HEADS * V_HEAD_DIM],
+                                              strides=[stride_vt, 1], block_shape=[BLOCK_N, V_HEAD_DIM])
+        else:
+            k_src, v_src = k_ptr, v_ptr
+        kt_ptrs, v_ptrs = 0, 0  # unused
+    else:
+        k_src, v_src = None, None  # unused
         kt_ptrs = (k_ptr + q_start.to(tl.int64) * stride_kt + kv_head * stride_kh
                    + offs_d[:, None] * stride_kd + offs_n[None, :] * stride_kt)  # [BD, N]
         v_ptrs = (v_ptr + q_start.to(tl.int64) * stride_vt + kv_head * stride_vh
@@ -118,42 +183,52 @@ def _fresh_prefill_kernel(
 
     first_pos = m_block * BLOCK_M
     last_pos = tl.minimum(first_pos + BLOCK_M, q_len) - 1
-    unmasked_end = ((first_pos + 1) // BLOCK_N) * BLOCK_N  # tiles wholly visible to every row of the block
-    for n_start in range(0, unmasked_end, BLOCK_N):
-        # every token of these tiles exists: only a padded head dim needs a (channel) mask
-        if USE_TMA:  # K [N, BD] transposed as a shared-memory view
-            kt = tl.trans(k_ptr.load([q_start + n_start, kv_head * HEAD_DIM]))  # [BD, N]
-            v = v_ptr.load([q_start + n_start, kv_head * V_HEAD_DIM])  # [N, BDV]
-        else:
-            if HEAD_DIM == BLOCK_D:
-                kt = tl.load(kt_ptrs)  # [BD, N]
+    if WARP_SPECIALIZE:
+        # one loop, every tile masked: Triton 3.6's Hopper warp specialization fails on a second loop (the
+        # unmasked / diagonal split below) and specializes only 4-warp programs (+ 8: a producer, two consumers)
+        for n_start in tl.range(0, tl.where(active, last_pos + 1, 0), BLOCK_N, warp_specialize=True):
+            keys = n_start + offs_n  # [N]
+            n_valid = keys < q_len
+            kt, v = _masked_kv_tile(k_src, v_src, kt_ptrs + n_start * stride_kt, v_ptrs + n_start * stride_vt,
+                                    q_start + n_start, kv_head, n_valid, d_valid, dv_valid, HEAD_DIM, V_HEAD_DIM,
+                                    USE_TMA)
+            s = tl.dot(q, kt.to(q.dtype))
+            m_i, l_i, acc = _softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale,
+                                          keys[None, :] <= offs_m[:, None], True, LAZY_RESCALE)
+    else:
+        unmasked_end = ((first_pos + 1) // BLOCK_N) * BLOCK_N  # tiles wholly visible to every row of the block
+        for n_start in range(0, unmasked_end, BLOCK_N):
+            # every token of these tiles exists: only a padded head dim needs a (channel) mask
+            if USE_TMA:  # K [N, BD] transposed as a shared-memory view
+                kt = tl.trans(k_src.load([q_start + n_start, kv_head * HEAD_DIM]))  # [BD, N]
+                v = v_src.load([q_start + n_start, kv_head * V_HEAD_DIM])  # [N, BDV]
             else:
-                kt = tl.load(kt_ptrs, mask=d_valid[:, None], other=0.0)
-            if V_HEAD_DIM == BLOCK_DV:
-                v = tl.load(v_ptrs)  # [N, BDV]
-            else:
-                v = tl.load(v_ptrs, mask=dv_valid[None, :], other=0.0)
-            kt_ptrs += BLOCK_N * stride_kt
-            v_ptrs += BLOCK_N * stride_vt
-        s = tl.dot(q, kt.to(q.dtype))  # [R, N] unscaled; the scale is folded into the exp2 argument
-        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale, None, False)
-    for n_start in range(unmasked_end, last_pos + 1, BLOCK_N):
-        keys = n_start + offs_n  # [N]
-        n_valid = keys < q_len
-        allowed = keys[None, :] <= offs_m[:, None]  # [R, N]; keys past the request are past every valid row
-        if USE_TMA:
-            # the descriptor spans the whole batch: keys past the request are the next request's (masked out of
-            # the scores); their values are zeroed so that p = 0 meets finite numbers only
-            kt = tl.trans(k_ptr.load([q_start + n_start, kv_head * HEAD_DIM]))
-            v = tl.where(n_valid[:, None], v_ptr.load([q_start + n_start, kv_head * V_HEAD_DIM]), 0.0)
-        else:
-            kt = tl.load(kt_ptrs, mask=d_valid[:, None] & n_valid[None, :], other=0.0)
-            v = tl.load(v_ptrs, mask=n_valid[:, None] & dv_valid[None, :], other=0.0)
-            kt_ptrs += BLOCK_N * stride_kt
-            v_ptrs += BLOCK_N * stride_vt
-        s = tl.dot(q, kt.to(q.dtype))
-        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale, allowed, True)
+                if HEAD_DIM == BLOCK_D:
+                    kt = tl.load(kt_ptrs)  # [BD, N]
+                else:
+                    kt = tl.load(kt_ptrs, mask=d_valid[:, None], other=0.0)
+                if V_HEAD_DIM == BLOCK_DV:
+                    v = tl.load(v_ptrs)  # [N, BDV]
+                else:
+                    v = tl.load(v_ptrs, mask=dv_valid[None, :], other=0.0)
+                kt_ptrs += BLOCK_N * stride_kt
+                v_ptrs += BLOCK_N * stride_vt
+            s = tl.dot(q, kt.to(q.dtype))  # [R, N] unscaled; the scale is folded into the exp2 argument
+            m_i, l_i, acc = _softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale, None, False, LAZY_RESCALE)
+        for n_start in range(unmasked_end, last_pos + 1, BLOCK_N):
+            keys = n_start + offs_n  # [N]
+            n_valid = keys < q_len
+            allowed = keys[None, :] <= offs_m[:, None]  # [R, N]; keys past the request are past every valid row
+            kt, v = _masked_kv_tile(k_src, v_src, kt_ptrs, v_ptrs, q_start + n_start, kv_head, n_valid, d_valid,
+                                    dv_valid, HEAD_DIM, V_HEAD_DIM, USE_TMA)
+            if not USE_TMA:
+                kt_ptrs += BLOCK_N * stride_kt
+                v_ptrs += BLOCK_N * stride_vt
+            s = tl.dot(q, kt.to(q.dtype))
+            m_i, l_i, acc = _softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale, allowed, True, LAZY_RESCALE)
 
+    if WARP_SPECIALIZE:
+        l_i = tl.where(row_valid, l_i, 1.0)  # an idle program ran no tile (its rows are not stored)
     result = acc / l_i[:, None]  # every row saw key 0, so l > 0
     tl.store(out_ptr + q_rows[:, None] * stride_ot + heads[:, None] * stride_oh + offs_dv[None, :] * stride_od,
              result.to(out_ptr.dtype.element_ty), mask=row_valid[:, None] & (offs_dv[None, :] < V_HEAD_DIM))
@@ -184,11 +259,18 @@ def fresh_prefill_attention(
     grid = (triton.cdiv(max_query_len, cfg.block_m), num_heads // pack, num_reqs)
     k_arg, v_arg = (k, v)
     use_tma = cfg.tma and _tma_ok(k, cfg.block_n) and _tma_ok(v, cfg.block_n)
-    if use_tma:
+    device_tma = use_tma and cfg.device_tma
+    # warp specialization needs every load of its loop through descriptors made in the kernel, q's included, and
+    # one head per program (Triton 3.6 cannot split the rows of a reshaped q tile between its consumer groups)
+    warp_specialize = cfg.warp_specialize and device_tma and pack == 1 and _tma_ok(q, cfg.block_m)
+    if device_tma:
+        if q.is_cuda:
+            _set_scratch_allocator(q.device)
+    elif use_tma:
         k_arg, v_arg = _descriptor(k, cfg.block_n), _descriptor(v, cfg.block_n)
     _fresh_prefill_kernel[grid](
         q, k_arg, v_arg, out, query_start_loc, seq_lens,
-        first_req, scale * LOG2E,
+        first_req, scale * LOG2E, q.shape[0],
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
@@ -196,7 +278,8 @@ def fresh_prefill_attention(
         GROUP=group, PACK=pack,
         HEAD_DIM=head_dim, V_HEAD_DIM=v_head_dim,
         BLOCK_D=dot_width(head_dim), BLOCK_DV=dot_width(v_head_dim),
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, USE_TMA=use_tma,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, USE_TMA=use_tma, DEVICE_TMA=device_tma, NUM_KV_HEADS=num_kv_heads,
+        WARP_SPECIALIZE=warp_specialize, LAZY_RESCALE=cfg.lazy_rescale,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 
@@ -207,6 +290,12 @@ def _tma_ok(x: torch.Tensor, block_n: int) -> bool:
     d, size = x.shape[2], x.element_size()
     return (x.stride(2) == 1 and x.stride(1) == d and d == dot_width(d) and (x.stride(0) * size) % 16 == 0
             and x.data_ptr() % 16 == 0 and d * size >= 16 and block_n <= 256)
+
+
+def _set_scratch_allocator(device: torch.device) -> None:
+    """Global-memory scratch for descriptors made in a kernel (tl.make_tensor_descriptor): Triton asks its allocator
+    (per thread) for it at each launch."""
+    triton.set_allocator(lambda size, alignment, stream: torch.empty(size, dtype=torch.int8, device=device))
 
 
 def _descriptor(x: torch.Tensor, block_n: int):

@@ -17,7 +17,8 @@ Contract of `paged_attention(q, kv_cache, meta, scale, v_head_dim=None, k_scale=
             Used only when the cache holds the same dtype as k (the stored copy is then bit-identical; an fp8
             cache must be read back quantized to match the twin), the host lengths are known, and, on a GPU, the
             sweep measured the fresh kernel faster there (a "fresh" tuned table exists; the interpreter always
-            takes it).
+            takes it). attention_reads_new_kv tells a caller beforehand whether this batch will read them (the
+            attention layer then keeps its rotated keys, which it otherwise writes only into the cache).
 The decode path reads only device tensors and host ints fixed by the batch shape, so it can be captured in a
 CUDA graph; the prefill path also reads meta.max_query_len (host) to size its grid.
 """
@@ -35,6 +36,29 @@ from vdeploy_kernels.prefill_attention_configs import tuned_config
 def count_fresh(meta) -> tuple[int, int] | None:
     """(prefill requests with no cached prefix, those with one); None if the host lengths are unknown."""
     return meta.fresh_prefill_counts
+
+
+def _route_prefills(q, kv_cache, meta, new_kv_dtype, fresh_config):
+    """(prefill requests the fresh kernel reads from new_kv, those left to the paged kernel, the fresh config)."""
+    num_prefills = meta.num_reqs - meta.num_decodes
+    usable = new_kv_dtype is not None and kv_cache.dtype == new_kv_dtype
+    if usable and q.is_cuda and fresh_config is None:
+        # on a GPU only where the sweep measured the fresh kernel faster: it writes a "fresh" table only then
+        tuned = tuned_config("fresh", q.shape[2], q.shape[1] // kv_cache.shape[3], q.dtype, q.device,
+                             meta.max_query_len)
+        usable = tuned is not None
+        fresh_config = FreshPrefillConfig(**tuned) if usable else None
+    counts = count_fresh(meta) if usable else None
+    fresh, prefixed = counts if counts is not None else (0, num_prefills)
+    return fresh, prefixed, fresh_config
+
+
+def attention_reads_new_kv(q: torch.Tensor, kv_cache: torch.Tensor, meta) -> bool:
+    """Whether paged_attention(q, kv_cache, meta, new_kv=(k, v)) with k, v in q's dtype reads them: the attention
+    layer then keeps the rotated keys its fused rotary + cache store (rope_store_kv.py) writes. Host values only."""
+    if meta.num_reqs == meta.num_decodes:
+        return False
+    return _route_prefills(q, kv_cache, meta, q.dtype, None)[0] > 0
 
 
 def paged_attention(
@@ -63,14 +87,8 @@ def paged_attention(
     num_prefills = meta.num_reqs - num_decodes
     if num_prefills == 0:
         return out
-    usable = new_kv is not None and kv_cache.dtype == new_kv[0].dtype
-    if usable and q.is_cuda and fresh_config is None:
-        # on a GPU only where the sweep measured the fresh kernel faster: it writes a "fresh" table only then
-        tuned = tuned_config("fresh", head_dim, num_heads // kv_cache.shape[3], q.dtype, q.device, meta.max_query_len)
-        usable = tuned is not None
-        fresh_config = FreshPrefillConfig(**tuned) if usable else None
-    counts = count_fresh(meta) if usable else None
-    fresh, prefixed = counts if counts is not None else (0, num_prefills)
+    fresh, prefixed, fresh_config = _route_prefills(
+        q, kv_cache, meta, new_kv[0].dtype if new_kv is not None else None, fresh_config)
     # a launch per kind present; with both, each kernel's programs return at once on the other kind's requests
     if fresh > 0:
         fresh_prefill_attention(q, new_kv[0], new_kv[1], out, meta.query_start_loc, meta.seq_lens, num_decodes,

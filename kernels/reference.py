@@ -127,6 +127,20 @@ def rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos_sin_ca
     return rotate(q), rotate(k)
 
 
+
+def rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
+                  cos_sin_cache: torch.Tensor, kv_cache: torch.Tensor, slot_mapping: torch.Tensor,
+                  k_scale: float = 1.0, v_scale: float = 1.0, interleaved: bool = False, return_k: bool = False):
+    """rotary of the first Dr = cos_sin_cache.shape[-1] channels of q [T, H, D] and k [T, Hk, D] (the rest pass
+    through), then store_kv of the rotated k and v: -> (q_rot, k_rot if return_k else None), new tensors."""
+    rot_dim = cos_sin_cache.shape[-1]
+    q_rot, k_rot = rotary(q[..., :rot_dim], k[..., :rot_dim], positions, cos_sin_cache, interleaved)
+    if rot_dim < q.shape[-1]:
+        q_rot = torch.cat((q_rot, q[..., rot_dim:]), dim=-1)
+        k_rot = torch.cat((k_rot, k[..., rot_dim:]), dim=-1)
+    store_kv(k_rot, v, kv_cache, slot_mapping, k_scale, v_scale)
+    return q_rot, (k_rot if return_k else None)
+
 def add_lora(y: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, token_slots: torch.Tensor,
              seg_starts: torch.Tensor | None = None, seg_slots: torch.Tensor | None = None) -> None:
     """y [T, N] += (x [T, K] @ lora_a[s]ᵀ) @ lora_b[s]ᵀ per token, s = token_slots[t] (-1: unchanged); lora_a

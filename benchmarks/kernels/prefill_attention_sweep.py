@@ -12,6 +12,26 @@ listed. Causal FLOPs = 4 * H * D * sum(q_len * ctx_len - q_len * (q_len - 1) / 2
 
     PYTHONPATH=/tmp/shim:$PWD python3 benchmarks/kernels/prefill_attention_sweep.py --out $OUT/prefill_sweep.json
 
+--new-options: the fresh case only (8 x 4096, the prefill_8x4096 benchmark's shape), the shipped fresh table's
+config first (block_m 64, block_n 128, pack 2, 8 warps, 3 stages, TMA), then each FreshPrefillConfig option
+(NEW_FRESH_CONFIGS: warp specialization, in-kernel TMA descriptors, lazy rescale, other tiles / stages), every row
+checked against the twin and reported in TFLOP/s and as a ratio to the first row ("vs_shipped"); a config that does
+not build or launch is listed under "skipped" and the sweep goes on. Expected ~60 s on an H100 (compiles included;
+not yet run there; the budget stops it trying new configs at 100 s):
+
+    mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels
+    PYTHONPATH=/tmp/shim:$PWD TRITON_INTERPRET=0 VDEPLOY_HOME=/tmp/vdeploy-home python3 \
+        benchmarks/kernels/prefill_attention_sweep.py --new-options --budget-s 100 --reps 10 \
+        --table-dir $OUT/tables --out $OUT/prefill_sweep_new.json
+
+Prediction (written before any GPU run; the shipped config ran ~270 TFLOP/s, vLLM's FlashAttention-3 ~500): the
+warp-specialized 128 x 128 tile (4 warps -> 12, 2 stages) is the likeliest gain, +5 to +20 % (285-320 TFLOP/s), the
+128 x 64 ones a little less; lazy rescale within +-3 % (its per-tile branch may cost wgmma overlap what it saves in
+multiplies); in-kernel descriptors alone and 2 stages within +-3 %; pack 4 and 256-row tiles (register spills)
+slower. The warp-specialized form masks every key tile (Triton 3.6 cannot specialize the unmasked / diagonal split),
+a few % of its time. None is expected near FlashAttention-3's rate, which also overlaps one tile's softmax with the
+next tile's matmuls (ping-pong between consumer groups).
+
 Tables go to $VDEPLOY_HOME/kernel_configs/prefill_attention/ (or --table-dir): `<variant>-D128-G4-bfloat16-<GPU>.json`,
 mapping the case's query length (4096 fresh, 2048 prefix) to the best config; copy them to
 kernels/configs/prefill_attention/ to ship them. --tiny: a tiny fp32 shape on the CPU interpreter (a smoke test).
@@ -45,13 +65,55 @@ FRESH_CONFIGS = [(128, 128, 1, 8, 3, False), (128, 128, 1, 8, 2, False), (128, 6
                  (64, 64, 2, 8, 3, False),
                  (128, 128, 1, 8, 3, True), (128, 128, 1, 8, 2, True), (128, 64, 1, 8, 3, True),
                  (128, 64, 1, 4, 3, True), (128, 128, 1, 4, 3, True), (64, 128, 2, 8, 3, True)]
+# the shipped fresh table's config (kernels/configs/prefill_attention/fresh-D128-G4-bfloat16-NVIDIA_H100_80GB_HBM3.json):
+# the baseline row of --new-options
+SHIPPED_FRESH = dict(block_m=64, block_n=128, pack=2, num_warps=8, num_stages=3, tma=True)
+# FreshPrefillConfig's sweep options (off in the engine until a sweep measures them faster), likeliest gain first.
+# Triton 3.6 compiles each of these for sm_90 (checked without a GPU: shared memory <= 227 KB, no register spills
+# unless noted); warp specialization takes effect only with 4 warps, pack 1 and in-kernel descriptors (see the
+# kernel's FreshPrefillConfig), where the program becomes 12 warps: a TMA producer group and two consumer groups.
+WS = dict(tma=True, device_tma=True, warp_specialize=True)
+NEW_FRESH_CONFIGS = [
+    dict(block_m=128, block_n=128, pack=1, num_warps=4, num_stages=2, **WS),  # the FA3-like tile (3 stages: 288 KB)
+    dict(block_m=128, block_n=64, pack=1, num_warps=4, num_stages=3, **WS),
+    dict(block_m=128, block_n=64, pack=1, num_warps=4, num_stages=4, **WS),
+    dict(block_m=64, block_n=128, pack=1, num_warps=4, num_stages=2, **WS),
+    dict(SHIPPED_FRESH, lazy_rescale=True),  # lazy rescale (exact up to rounding): skips most acc *= alpha
+    dict(block_m=128, block_n=128, pack=1, num_warps=8, num_stages=2, tma=True, lazy_rescale=True),
+    dict(SHIPPED_FRESH, device_tma=True),  # the same copies through descriptors made in the kernel
+    dict(SHIPPED_FRESH, num_stages=2),  # (4 stages: 289 KB of shared memory, over the limit)
+    dict(block_m=32, block_n=128, pack=4, num_warps=8, num_stages=3, tma=True),
+    dict(block_m=128, block_n=64, pack=2, num_warps=8, num_stages=3, tma=True),  # 256 rows: spills ~120 B
+    dict(block_m=64, block_n=64, pack=1, num_warps=4, num_stages=3, **WS),
+]
 TINY_PAGED = [(16, 16, 4, 1), (32, 16, 4, 1)]
 TINY_FRESH = [(16, 16, 1, 4, 1, False), (8, 16, 2, 4, 1, False), (16, 16, 1, 4, 1, True)]
+TINY_SHIPPED_FRESH = dict(block_m=8, block_n=16, pack=2, num_warps=4, num_stages=1, tma=True)
+TINY_NEW_FRESH = [dict(block_m=16, block_n=16, pack=1, num_warps=4, num_stages=1, **WS),
+                  dict(TINY_SHIPPED_FRESH, lazy_rescale=True), dict(TINY_SHIPPED_FRESH, device_tma=True)]
 
 
 def causal_flops(q_lens: list[int], seq_lens: list[int], num_heads: int, head_dim: int) -> float:
     pairs = sum(q * s - q * (q - 1) / 2 for q, s in zip(q_lens, seq_lens))  # (query, visible key) pairs
     return 4.0 * num_heads * head_dim * pairs
+
+
+def describe(cfg) -> str:
+    """(block_m, block_n, pack, warps, stages) or (block_m, block_n, warps, stages), then the options that are on."""
+    fields = asdict(cfg)
+    shape = tuple(v for k, v in fields.items() if not isinstance(v, bool))
+    short = {"device_tma": "dev-tma", "warp_specialize": "ws", "lazy_rescale": "lazy"}
+    return f"{shape}" + "".join(f" {short.get(k, k)}" for k, v in fields.items() if v is True)
+
+
+def fresh_configs(args) -> list[dict]:
+    """The fresh kernel's configs to sweep: --new-options: the shipped table's config, then the new options."""
+    if args.new_options:
+        return [TINY_SHIPPED_FRESH if args.tiny else SHIPPED_FRESH] + (TINY_NEW_FRESH if args.tiny
+                                                                       else NEW_FRESH_CONFIGS)
+    keys = ("block_m", "block_n", "pack", "num_warps", "num_stages", "tma")
+    plain = [dict(zip(keys, c)) for c in (TINY_FRESH if args.tiny else FRESH_CONFIGS)]
+    return plain + (TINY_NEW_FRESH if args.tiny else NEW_FRESH_CONFIGS)
 
 
 def is_resource_error(exc: Exception) -> bool:
@@ -75,7 +137,7 @@ def make_case(q_lens, seq_lens, shape, dtype, device, seed):
     return batch, new_kv
 
 
-def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, failures):
+def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, failures, progress=lambda: None):
     from vdeploy_kernels import reference
     from vdeploy_kernels.fresh_prefill_attention import FreshPrefillConfig, fresh_prefill_attention
     from vdeploy_kernels.paged_attention import paged_attention
@@ -92,6 +154,7 @@ def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, fa
     fresh_case = all(a == b for a, b in zip(q_lens, seq_lens))
     case = {"q_lens": q_lens[:1] + ["..."] if len(set(q_lens)) == 1 else q_lens, "num_reqs": n,
             "seq_len": seq_lens[0], "flops": flops, "variants": {}}
+    report["cases"][name] = case  # saved after every config (progress): a fault in a late config keeps the rest
 
     def measure(label, fn, optional=False):
         """Check fn's output (written into `out`, or returned) against the twin, then time fn."""
@@ -108,6 +171,7 @@ def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, fa
             case.setdefault("skipped", []).append({"label": label, "error": message})
             if not (optional or is_resource_error(exc)):
                 failures.append(f"{name} {label}: {message}")
+            progress()
             return None
         diff = (out.float() - ref).abs()
         err = diff.max().item()
@@ -118,6 +182,7 @@ def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, fa
               f"{'' if ok else '  <-- WRONG'}", flush=True)
         if not ok:
             failures.append(f"{name} {label}: max abs error {err:.3e}, beyond atol = rtol = {tol:.1e}")
+        progress()
         return row
 
     # the current kernel with its heuristic default (group/dtype not passed: no tuned table can interfere)
@@ -130,14 +195,16 @@ def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, fa
     case["engine_route"] = measure("engine route (paged_attention, new_kv)",
                                    lambda: paged_attention(q, cache, meta, scale, new_kv=new_kv))
 
-    variants = {"paged": [PrefillConfig(*c) for c in (TINY_PAGED if args.tiny else PAGED_CONFIGS)]}
+    variants = {}
+    if not args.new_options:  # --new-options: the fresh kernel only
+        variants["paged"] = [PrefillConfig(*c) for c in (TINY_PAGED if args.tiny else PAGED_CONFIGS)]
     if fresh_case:
-        variants["fresh"] = [FreshPrefillConfig(*c) for c in (TINY_FRESH if args.tiny else FRESH_CONFIGS)]
+        variants["fresh"] = [FreshPrefillConfig(**c) for c in fresh_configs(args)]
     for variant, configs in variants.items():
         rows = []
         for cfg in configs:
             if time.time() > args.deadline:  # --budget-s: the remaining configs (TMA last) are not tried
-                print(f"  {name:6s} {variant} {tuple(asdict(cfg).values())}: skipped, over --budget-s", flush=True)
+                print(f"  {name:6s} {variant} {describe(cfg)}: skipped, over --budget-s", flush=True)
                 case.setdefault("skipped", []).append({"label": f"{variant} {asdict(cfg)}", "error": "budget"})
                 continue
             if variant == "paged":
@@ -146,7 +213,9 @@ def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, fa
             else:
                 fn = (lambda c=cfg: fresh_prefill_attention(q, new_kv[0], new_kv[1], out, meta.query_start_loc,
                                                             meta.seq_lens, 0, n, meta.max_query_len, scale, c))
-            row = measure(f"{variant} {tuple(asdict(cfg).values())}", fn, optional=getattr(cfg, "tma", False))
+            # TMA and the sweep options may not build on every Triton / GPU: reported and skipped, never fatal
+            optional = any(getattr(cfg, k, False) for k in ("tma", "device_tma", "warp_specialize", "lazy_rescale"))
+            row = measure(f"{variant} {describe(cfg)}", fn, optional=optional)
             if row is not None:
                 rows.append(dict(row, config=asdict(cfg)))
         good = [r for r in rows if r["ok"]]
@@ -163,7 +232,11 @@ def sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, fa
             speedup = baseline["ms"] / best["ms"] if baseline else float("nan")
             print(f"  {name:6s} best {variant}: {best['config']} {best['ms']:.3f} ms, "
                   f"{speedup:.2f}x the current default", flush=True)
-    report["cases"][name] = case
+        if args.new_options and rows and rows[0]["ok"]:  # each option against the shipped config (the first row)
+            base_ms = rows[0]["ms"]
+            case["vs_shipped"] = {r["label"]: round(base_ms / r["ms"], 4) for r in rows[1:]}
+            for label, ratio in case["vs_shipped"].items():
+                print(f"  {name:6s} {label:44s} {ratio:.3f}x the shipped config", flush=True)
 
 
 def main() -> int:
@@ -173,6 +246,9 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=None,
                         help="stop trying new configs after this many seconds, compiles included (110; --tiny 600)")
     parser.add_argument("--tiny", action="store_true", help="tiny fp32 shapes on the CPU interpreter")
+    parser.add_argument("--new-options", action="store_true",
+                        help="the fresh case and kernel only: the shipped table's config, then each new option "
+                             "(warp specialization, in-kernel descriptors, lazy rescale, other tiles)")
     parser.add_argument("--table-dir", default=None, help="where tuned tables go (default: "
                         "$VDEPLOY_HOME/kernel_configs/prefill_attention; --tiny: none written unless given)")
     args = parser.parse_args()
@@ -226,9 +302,12 @@ def main() -> int:
 
     # the prefix case first: the fresh case ends with the TMA configs, the likeliest to fault on another Triton
     for seed, name in enumerate(("prefix", "fresh")):
+        if args.new_options and name != "fresh":
+            continue
         q_lens, seq_lens = cases[name]
         batch, new_kv = make_case(q_lens, seq_lens, shape, dtype, device, seed)
-        sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, failures)
+        sweep_case(name, batch, new_kv, shape, args, device, tol, report, tables, failures,
+                   progress=lambda: save(final=False))
         del batch, new_kv
         if device.type == "cuda":
             torch.cuda.empty_cache()

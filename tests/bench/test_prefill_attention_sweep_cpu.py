@@ -32,3 +32,22 @@ def test_tiny_cpu_run_checks_every_config_and_writes_tables(tmp_path):
         fresh = json.loads(fresh_file.read_text())
         assert set(fresh) == {"40"} and "pack" in fresh["40"]
     assert "all ok" in proc.stdout
+
+
+def test_tiny_new_options_run_compares_each_option_with_the_shipped_config(tmp_path):
+    # --new-options: the fresh kernel only, the shipped table's config first, then warp specialization, in-kernel
+    # descriptors and lazy rescaling, each checked against the twin and timed against the first row
+    out = tmp_path / "new.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--new-options", "--reps", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["ok"] and set(report["cases"]) == {"fresh"}
+    case = report["cases"]["fresh"]
+    assert set(case["variants"]) == {"fresh"}
+    rows = case["variants"]["fresh"]["rows"]
+    assert len(rows) == 4 and all(r["ok"] and r["tflops"] > 0 for r in rows)
+    configs = [r["config"] for r in rows]
+    assert configs[0]["tma"] and not any(configs[0][k] for k in ("device_tma", "warp_specialize", "lazy_rescale"))
+    assert [any(c[k] for c in configs) for k in ("device_tma", "warp_specialize", "lazy_rescale")] == [True] * 3
+    assert len(case["vs_shipped"]) == 3 and "skipped" not in case

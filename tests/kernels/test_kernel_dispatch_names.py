@@ -10,7 +10,9 @@ from vdeploy.layers import ops
 
 DISPATCHED = [
     ("store_kv", "store_kv"),
+    ("rope_store_kv", "rope_store_kv"),
     ("paged_attention", "paged_attention"),
+    ("paged_attention", "attention_reads_new_kv"),
     ("norms", "rms_norm"),
     ("activation", "silu_and_mul"),
     ("rotary", "rotary"),

@@ -66,7 +66,10 @@ def test_fresh_path_reads_new_kv_not_the_pages():
     assert rel_err(out, ref) < 1e-5
 
 
-@pytest.mark.parametrize("tma", [False, True])
+WS = dict(tma=True, device_tma=True, warp_specialize=True)  # the warp-specialized kernel: no early returns
+
+
+@pytest.mark.parametrize("tma", [False, True, "ws"])
 @pytest.mark.parametrize("group", [1, 4, 8])
 def test_mixed_batch_decodes_prefix_and_fresh(group, tma):
     # decodes, an extend over a cached prefix, fresh prompts around it: two launches, each skips the other's
@@ -75,7 +78,8 @@ def test_mixed_batch_decodes_prefix_and_fresh(group, tma):
     batch = make_paged_batch(q_lens, seq_lens, num_heads=2 * group, num_kv_heads=2, head_dim=64, block_size=16,
                              dtype=torch.float16, generator=gen)
     assert count_fresh(batch.meta) == (3, 1)
-    out, ref = run(batch, fresh_config=FreshPrefillConfig(16, 16, 1, 4, 1, tma=tma))
+    options = WS if tma == "ws" else dict(tma=tma)
+    out, ref = run(batch, fresh_config=FreshPrefillConfig(16, 16, 1, 4, 1, **options))
     starts = batch.meta.query_start_loc.tolist()
     for a, b in zip(starts[:-1], starts[1:]):  # per request: one bad request cannot hide in the norm
         assert rel_err(out[a:b], ref[a:b]) < 2e-3
@@ -88,6 +92,18 @@ def test_mixed_batch_decodes_prefix_and_fresh(group, tma):
     FreshPrefillConfig(16, 16, 3, 4, 1),  # a pack that does not divide the group falls back to 1
     FreshPrefillConfig(16, 16, 1, 4, 1, tma=True),  # K/V through descriptors; tail tiles read the next request
     FreshPrefillConfig(8, 16, 2, 4, 1, tma=True),
+    # the sweep's options. warp_specialize: one masked key loop with q, K, V through in-kernel descriptors (the hint
+    # itself means nothing to the interpreter); without tma, device_tma or with pack > 1 it is ignored
+    FreshPrefillConfig(16, 16, 1, 4, 1, tma=True, device_tma=True, warp_specialize=True),
+    FreshPrefillConfig(32, 16, 1, 4, 1, tma=True, device_tma=True, warp_specialize=True),  # two diagonal tiles
+    FreshPrefillConfig(16, 32, 1, 4, 1, tma=True, device_tma=True, warp_specialize=True),
+    FreshPrefillConfig(16, 16, 1, 4, 1, warp_specialize=True),
+    FreshPrefillConfig(16, 16, 1, 4, 1, tma=True, warp_specialize=True),
+    FreshPrefillConfig(8, 16, 2, 4, 1, tma=True, device_tma=True, warp_specialize=True),
+    FreshPrefillConfig(16, 16, 1, 4, 1, tma=True, device_tma=True),  # descriptors made in the kernel
+    FreshPrefillConfig(16, 16, 1, 4, 1, device_tma=True),  # without tma: ignored, strided pointers
+    FreshPrefillConfig(16, 16, 1, 4, 1, lazy_rescale=True),
+    FreshPrefillConfig(32, 16, 2, 4, 1, tma=True, lazy_rescale=True),
 ])
 def test_configs_agree(cfg):
     gen = torch.Generator().manual_seed(11)
@@ -95,6 +111,25 @@ def test_configs_agree(cfg):
                              dtype=torch.float32, generator=gen)
     out, ref = run(batch, fresh_config=cfg)
     assert rel_err(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("cfg", [
+    FreshPrefillConfig(16, 16, 1, 4, 1, lazy_rescale=True),
+    FreshPrefillConfig(16, 16, 1, 4, 1, tma=True, device_tma=True, warp_specialize=True, lazy_rescale=True),
+    FreshPrefillConfig(32, 16, 2, 4, 1, tma=True, lazy_rescale=True),
+])
+def test_lazy_rescale_with_growing_and_flat_scores(cfg):
+    # keys whose norm grows along the prompt push each row's max up by far more than the threshold (2^8) from tile
+    # to tile (a rescale every tile); the second request's ordinary scores barely move it (stale maxima, p > 1)
+    gen = torch.Generator().manual_seed(15)
+    batch = make_paged_batch([70, 45], [70, 45], num_heads=4, num_kv_heads=2, head_dim=32, block_size=16,
+                             dtype=torch.float32, generator=gen)
+    keys = batch.kv_cache[0].view(-1, 2, 32)  # [NB * BS, Hk, D]
+    slots = batch.meta.slot_mapping[:70]
+    keys[slots] = keys[slots] * (1.0 + 0.5 * torch.arange(70.0))[:, None, None]
+    batch.q[:70] *= 4.0
+    out, ref = run(batch, fresh_config=cfg)
+    assert rel_err(out[:70], ref[:70]) < 1e-5 and rel_err(out[70:], ref[70:]) < 1e-5
 
 
 @pytest.mark.parametrize("tma", [False, True])  # descriptors need power-of-two heads: falls back to pointers
@@ -108,7 +143,7 @@ def test_padded_head_dims(head_dim, tma):
     assert rel_err(out, ref) < 1e-5
 
 
-@pytest.mark.parametrize("tma", [False, True])
+@pytest.mark.parametrize("tma", [False, True, "ws"])
 def test_strided_views_as_in_the_fused_projection(tma):
     # q, k, v are views into one [T, (H + 2 Hk) * D] projection output in the model
     gen = torch.Generator().manual_seed(12)
@@ -119,7 +154,8 @@ def test_strided_views_as_in_the_fused_projection(tma):
     fused = torch.cat([batch.q.reshape(-1, h * d), k.reshape(-1, hk * d), v.reshape(-1, hk * d)], dim=1)
     batch.q = fused[:, : h * d].view(-1, h, d)
     views = (fused[:, h * d : (h + hk) * d].view(-1, hk, d), fused[:, (h + hk) * d :].view(-1, hk, d))
-    out, ref = run(batch, new_kv=views, fresh_config=FreshPrefillConfig(16, 16, 1, 4, 1, tma=tma))
+    options = WS if tma == "ws" else dict(tma=tma)
+    out, ref = run(batch, new_kv=views, fresh_config=FreshPrefillConfig(16, 16, 1, 4, 1, **options))
     assert rel_err(out, ref) < 1e-5
 
 
@@ -139,14 +175,15 @@ def test_falls_back_to_pages_when_new_kv_cannot_be_used():
     assert rel_err(out, ref) < 1e-5
 
 
-def test_direct_call_leaves_prefix_requests_untouched():
+@pytest.mark.parametrize("cfg", [SMALL_FRESH, FreshPrefillConfig(16, 16, 1, 4, 1, **WS)])
+def test_direct_call_leaves_prefix_requests_untouched(cfg):
     gen = torch.Generator().manual_seed(14)
     batch = make_paged_batch([10, 8], [10, 30], num_heads=4, num_kv_heads=2, head_dim=64, block_size=16,
                              dtype=torch.float32, generator=gen)
     k, v = stored_kv(batch)
     out = torch.zeros(18, 4, 64)
     fresh_prefill_attention(batch.q, k, v, out, batch.meta.query_start_loc, batch.meta.seq_lens, 0, 2, 10, 0.125,
-                            SMALL_FRESH)
+                            cfg)
     ref = reference.paged_attention(batch.q, batch.kv_cache, batch.meta, 0.125)
     assert rel_err(out[:10], ref[:10]) < 1e-5
     assert out[10:].abs().max().item() == 0.0

@@ -38,6 +38,36 @@ def store_kv(k: torch.Tensor, v: torch.Tensor | None, kv_cache: torch.Tensor, sl
     return reference.store_kv(k, v, kv_cache, slot_mapping, k_scale, v_scale)
 
 
+
+def rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
+                  cos_sin_cache: torch.Tensor, kv_cache: torch.Tensor, slot_mapping: torch.Tensor,
+                  k_scale: float = 1.0, v_scale: float = 1.0, interleaved: bool = False,
+                  return_k: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """rotary then store_kv in one launch: q [T, H, D] and k [T, Hk, D] (any strides) rotated at positions [T] on
+    their first Dr = cos_sin_cache.shape[-1] channels (the rest pass through), the rotated k and v [T, Hk, D] written
+    into kv_cache [2, NB, BS, Hk, D] at slot_mapping [T] (an fp8 cache: saturate(x / scale)). Returns (q_rot, k_rot)
+    as new contiguous tensors, k_rot only when return_k (else None)."""
+    from vdeploy_kernels import reference
+
+    if _use_triton(q):
+        from vdeploy_kernels.rope_store_kv import rope_store_kv as triton_rope_store_kv
+
+        return triton_rope_store_kv(q, k, v, positions, cos_sin_cache, kv_cache, slot_mapping, k_scale, v_scale,
+                                    interleaved, return_k)
+    return reference.rope_store_kv(q, k, v, positions, cos_sin_cache, kv_cache, slot_mapping, k_scale, v_scale,
+                                   interleaved, return_k)
+
+
+def attention_reads_new_kv(q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata) -> bool:
+    """Whether paged_attention(q, kv_cache, meta, ..., new_kv=(k, v)) with k, v in q's dtype reads new_kv for this
+    batch (the Triton path's prompts with no cached prefix, where tuned); host values only, no sync. The twin never
+    reads it."""
+    if _use_triton(q):
+        from vdeploy_kernels.paged_attention import attention_reads_new_kv as triton_reads_new_kv
+
+        return triton_reads_new_kv(q, kv_cache, meta)
+    return False
+
 def paged_attention(
     q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float,
     k_scale: float = 1.0, v_scale: float = 1.0, new_kv: tuple[torch.Tensor, torch.Tensor] | None = None,

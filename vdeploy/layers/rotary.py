@@ -1,5 +1,5 @@
 """Rotary position embedding: the frequency computation for each scaling scheme and the cos ‖ sin cache that
-ops.rotary consumes.
+ops.rotary (and ops.rope_store_kv, rotary fused with the KV-cache store) consume.
 
 Schemes (config `rope_scaling.rope_type`): default, linear (positions divided by `factor`), llama3 (Llama 3.1:
 long wavelengths divided by `factor`, a smooth blend in between), yarn (DeepSeek-V2/V3 and others: blend of
@@ -140,6 +140,15 @@ class RotaryEmbedding(nn.Module):
             q = torch.cat((q_rot, q[..., rd:]), dim=-1)
             k = torch.cat((k_rot, k[..., rd:]), dim=-1)
         return q.reshape(q_shape), k.reshape(k_shape)
+
+    def rotate_and_store(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         kv_cache: torch.Tensor, slot_mapping: torch.Tensor, k_scale: float = 1.0,
+                         v_scale: float = 1.0, return_k: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """forward on q [T, H, head_dim] and k [T, Hk, head_dim] fused with storing the rotated k and v into
+        kv_cache at slot_mapping (one kernel: ops.rope_store_kv; partial rotary included). Returns (q_rot, k_rot),
+        k_rot only when return_k, else None."""
+        return ops.rope_store_kv(q, k, v, positions, self.cos_sin_cache, kv_cache, slot_mapping, k_scale, v_scale,
+                                 interleaved=not self.is_neox_style, return_k=return_k)
 
     def _rotate(self, positions, q, k):
         return ops.rotary(q, k, positions, self.cos_sin_cache, interleaved=not self.is_neox_style)

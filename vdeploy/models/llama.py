@@ -66,16 +66,15 @@ class LlamaAttention(nn.Module):
         # Llama's attention_bias also covers o_proj; Qwen2 has biases on q/k/v only
         o_bias = cfg.attention_bias and cfg.family == "llama"
         self.o_proj = RowParallelLinear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=o_bias, **common)
-        self.rotary_emb = rotary
         self.q_size, self.kv_size = self.qkv_proj.q_size, self.qkv_proj.kv_size
+        # the attention layer applies the rotary embedding (fused with its KV-cache store)
         self.attn = Attention(self.qkv_proj.num_heads, cfg.head_dim, cfg.head_dim**-0.5,
-                              self.qkv_proj.num_kv_heads, layer_idx)
+                              self.qkv_proj.num_kv_heads, layer_idx, rotary=rotary)
 
     def forward(self, positions: torch.Tensor, hidden: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
         qkv = self.qkv_proj(hidden)  # [T, (H + 2 Hk) D / tp]
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q, k = self.rotary_emb(positions, q, k)
-        return self.o_proj(self.attn(q, k, v, ctx))  # [T, D]
+        return self.o_proj(self.attn(q, k, v, ctx, positions))  # [T, D]
 
 
 class LlamaDecoderLayer(nn.Module):
