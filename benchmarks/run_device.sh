@@ -2,7 +2,7 @@
 # Everything the lent GPU is for, in one call (the device tool runs it from the repository root; results under $OUT,
 # which brings back at most 8 files). Correctness first, then the benchmarks, most important first.
 #   carry: [".whl"] (server/CLI wheels for the device's Python 3.12: see benchmarks/README.md)
-#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving quant quant-engine lora fp8kv mtp rope prefill-new
+#   VDEPLOY_GIT_REV=<rev> bash benchmarks/run_device.sh [parts...]   parts: env tests deepseek suite load v2lite serving quant quant-w4a16 quant-engine lora fp8kv mtp rope prefill-new
 set -o pipefail
 OUT=${OUT:-/tmp/vdeploy-device-out}
 # the installed layout without installing: kernels/ is vdeploy_kernels, profiles/ is vdeploy.profiles_data
@@ -32,6 +32,9 @@ for part in $parts; do
             python3 -m vdeploy bench /tmp/deepseek-v2-lite --load-format dummy --num-prompts 128 --input-len 512 \
               --output-len 256 --json -o "$OUT/v2lite-throughput.json" | tail -3 ;;
     quant) python3 benchmarks/kernels/quant_gemm_check.py --out "$OUT" --git-rev "$VDEPLOY_GIT_REV" --sweep | tail -60 ;;
+    # W4A16 decode, old default vs new default vs bf16 as CUDA graphs (~60 s): writes $OUT/w4a16_decode.json
+    quant-w4a16) python3 benchmarks/kernels/quant_gemm_check.py --w4a16-only --m 1 4 16 --out "$OUT" \
+                   --git-rev "$VDEPLOY_GIT_REV" | tail -60 ;;
     quant-engine)  # W4A16 decode (batch 1, 256 sequences) and W8A8 prefill against bf16, dummy weights
       python3 benchmarks/quant_configs.py /tmp/qm > /dev/null; mkdir -p /tmp/qe
       bench() { python3 -m vdeploy bench "/tmp/qm/$1" --load-format dummy --json -o "/tmp/qe/$1-$2.json" "${@:3}" | tail -2; }

@@ -1,15 +1,20 @@
 """W4A16 GEMM (Triton): y [M, N] = x [M, K] @ W [K, N], W stored as 4-bit integers with per-group scales and zero
-points, dequantized tile by tile inside the K loop (the weights cross memory as 4 bits, the dot runs in x's dtype
-with fp32 accumulation). Layout and twin: vdeploy_kernels.reference_quant (qweight [K/8, N] int32 packed along K,
-scales / zeros [G, N], g_idx [K]); AWQ and GPTQ checkpoints are both repacked to it at load (vdeploy.layers.int4).
+points. Layout and twin: vdeploy_kernels.reference_quant (qweight [K/8, N] int32 packed along K, scales / zeros
+[G, N], g_idx [K]); AWQ and GPTQ checkpoints are both repacked to it at load (vdeploy.layers.int4).
 
-Two ways to find a row's group: uniform groups (`group_size` rows each, a multiple of BLOCK_K: one scale row per K
-tile, the common case) or a gather through g_idx (act-order split over TP ranks, or groups smaller than 16).
-Decode (M ≤ 16) splits K over several programs so that a few output tiles still keep every SM streaming weights;
-the fp32 partial sums are added in a fixed order by fp8_gemm's split reducer (results do not depend on timing).
-Tiles come from `w4a16_config` (a heuristic per M range, not autotuned at launch); a config may replace the
-tensor-core dot by a multiply-and-sum (`dot: False`, tiles of 1-4 rows: decode without padding M to 16), or load
-each packed word once and expand it in registers (`unpack3d: True`) instead of once per row it holds.
+Two kernels behind w4a16_matmul, picked by the config:
+- decode (M ≤ 16, `factored: True`): vdeploy_kernels.w4a16_factored — the nibble decoded by bit tricks (no
+  int -> float conversion), the group's scale and zero applied once per group rather than per weight, split-K
+  partials summed in the same launch (a ticket per output tile, fixed order);
+- this module's dequantizing kernel (every M > 16; configs without `factored`, e.g. the sweep's older grid): each
+  K tile dequantized in registers ((q − z)·s in x's dtype), then a tensor-core dot with fp32 accumulation.
+Here, two ways to find a row's group: uniform groups (`group_size` rows each, a multiple of BLOCK_K: one scale row
+per K tile, the common case) or a gather through g_idx (act-order split over TP ranks, or groups smaller than 16).
+Decode splits K over several programs so that a few output tiles still keep every SM streaming weights; the fp32
+partial sums are added in a fixed order by fp8_gemm's split reducer (results do not depend on timing). A config may
+replace the tensor-core dot by a multiply-and-sum (`dot: False`, tiles of 1-4 rows: decode without padding M to
+16), or load each packed word once and expand it in registers (`unpack3d: True`) instead of once per row it holds.
+Tiles come from `w4a16_config` (a heuristic per M range, not autotuned at launch);
 benchmarks/kernels/quant_gemm_check.py --sweep times a grid of configs at the distills' shapes.
 """
 
@@ -83,9 +88,10 @@ def _num_sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
-    """Tiles for an [m, k] x [k, n] product: decode (m ≤ 16) reads weights once with narrow N tiles and a K split
-    that gives ~2 programs per SM; larger M uses wide tiles (the dequantized tile is reused by BLOCK_M rows).
+def legacy_w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
+    """The dequantizing kernel's tiles (the only ones before issue 19; still every M > 16, and the baseline of
+    quant_gemm_check.py --w4a16-only): decode (m ≤ 16) reads weights once with narrow N tiles and a K split that
+    gives ~2 programs per SM; larger M uses wide tiles (the dequantized tile is reused by BLOCK_M rows).
     One row (batch-1 decode) is a GEMV: the H100 sweep (benchmarks/results/2026-12-06b-h100/quant_gemm_check.json)
     found one config best for 7 of the 8 R1-Distill-Qwen-7B / 32B layers, 1.3-1.9x faster than these tiles: no
     tensor-core dot, each packed word expanded once in registers, 8 K splits."""
@@ -112,6 +118,44 @@ def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
     return cfg
 
 
+def factored_split(m: int, n: int, k: int, cfg: dict, num_sms: int) -> int:
+    """K splits for a factored decode config: enough programs for ~8 warps per SM (a warp has up to num_stages - 1
+    tiles of weights in flight; far fewer warps than that cannot stream at full bandwidth), each keeping at least
+    2 K tiles. Wide layers need none, so no partial sums at all (the 7B gate_up: 296 column tiles of 128 with the
+    tensor-core dot's 4 warps each)."""
+    tiles = triton.cdiv(m, cfg["block_m"]) * triton.cdiv(n, cfg["block_n"])
+    k_blocks = triton.cdiv(k, cfg["block_k"])
+    programs = triton.cdiv(8 * num_sms, cfg["num_warps"])
+    return max(1, min(triton.cdiv(programs, tiles), k_blocks // 2, 32))
+
+
+def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
+    """Tiles for an [m, k] x [k, n] product. Decode (m ≤ 16) runs the factored kernel (vdeploy_kernels.w4a16_factored:
+    no int -> float conversions, scales applied per group, split-K summed in-kernel):
+    - 1-2 rows (4 with act-order gathers): CUDA-core FMAs, one-warp programs of 256 columns, so each thread holds 8
+      whole columns of a K tile (the x-side work is shared by 8 columns, the K reduction stays in-thread); K tiles of
+      64 rows (32 for groups of 32, or for several rows: registers); loads pipelined 3 deep;
+    - 3-16 rows: the tensor-core dot (M padded to 16, operands swapped so the weights fill a 128-row wgmma), groups of
+      whole K tiles (group_size ≥ 16);
+    act-order gathers with 5-16 rows, unusual group sizes and every M > 16 keep the dequantizing kernel
+    (legacy_w4a16_config). A best guess from the SASS instruction counts (~4 instructions per weight at M = 1 against
+    ~9 before, two of them conversions), not yet timed: quant_gemm_check.py --w4a16-only / --sweep decide."""
+    if m > 16:
+        return legacy_w4a16_config(m, n, k, group_size, num_sms)
+    if m <= 2 or (group_size <= 0 and m <= 4):
+        block_k = 64 if m == 1 and group_size > 0 and group_size % 64 == 0 else 32
+        # act-order gathers stage a scale and a zero per weight too: fewer stages; 128 columns for 4 rows (registers)
+        cfg = dict(factored=True, dot=False, block_m=triton.next_power_of_2(m), block_n=128 if m > 2 else 256,
+                   block_k=block_k, num_warps=1, num_stages=3 if group_size > 0 else 2)
+    elif group_size >= 16 and (group_size % 128 == 0 or 128 % group_size == 0):
+        cfg = dict(factored=True, dot=True, block_m=16, block_n=128, block_k=min(128, group_size), num_warps=4,
+                   num_stages=4 if group_size >= 128 else 3)
+    else:
+        return legacy_w4a16_config(m, n, k, group_size, num_sms)
+    cfg["split_k"] = factored_split(m, n, k, cfg, num_sms)
+    return cfg
+
+
 def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
                  g_idx: torch.Tensor, group_size: int = 0, config: dict | None = None) -> torch.Tensor:
     """x [M, K] -> [M, N] in x's dtype. group_size > 0: every group is that many consecutive rows (g_idx then only
@@ -121,10 +165,14 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
     x = x.contiguous()
     m, k = x.shape
     n = qweight.shape[1]
-    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
-        return out
+        return torch.empty(m, n, dtype=x.dtype, device=x.device)
     cfg = config or w4a16_config(m, n, k, group_size, _num_sms(x.device))
+    if cfg.get("factored"):
+        from vdeploy_kernels.w4a16_factored import w4a16_factored_matmul
+
+        return w4a16_factored_matmul(x, qweight, scales, zeros, g_idx, group_size, cfg)
+    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     block_k, split = cfg["block_k"], cfg["split_k"]
     uniform = group_size if group_size > 0 and group_size % block_k == 0 else 0
     target = out if split == 1 else torch.empty(split, m, n, dtype=torch.float32, device=x.device)

@@ -4,6 +4,20 @@ at the linear shapes of R1-Distill-Qwen-7B and -32B (fused qkv, o, fused gate_up
     PYTHONPATH=/tmp/shim:$PWD python benchmarks/kernels/quant_gemm_check.py --out $OUT/quant [--sweep]
     python benchmarks/kernels/quant_gemm_check.py --device cpu --tiny --out /tmp/quant   # smoke test (interpreter)
 
+W4A16 decode only, old default vs new default vs bf16 (< 90 s on one H100, compiles included; ~60 s expected;
+w4a16_decode_timing.py; also `bash benchmarks/run_device.sh quant-w4a16`):
+
+    mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels && \
+    PYTHONPATH=/tmp/shim:$PWD TRITON_INTERPRET=0 python benchmarks/kernels/quant_gemm_check.py --w4a16-only \
+        --m 1 4 16 --out $OUT
+
+Prediction for that run (not measured: written from SASS instruction counts of the sm_90 build, ~4 instructions per
+weight at M = 1 where the old kernel spent ~9 including two slow-pipe conversions and reached ~1 TB/s): M = 1 at
+2-2.6 TB/s of weight bytes on the large layers — 7B gate_up (N 37888 x K 3584, 72 MB): ~30-35 us new vs ~65 us old
+vs ~100 us bf16 (~3x); 32B gate_up (55296 x 5120, 149 MB): ~60-70 us vs ~200 us bf16; 7B down (3584 x 18944):
+~16-20 us vs ~60 us bf16; the small ones (7B o, 3584 x 3584, 6.8 MB) ~5-7 us vs ~17 us bf16, latency-bound. M = 4
+and 16 (tensor cores, ~5 instructions per weight): ~1.5-2 TB/s, 7B gate_up ~40-50 us vs ~105 us bf16.
+
 Kernels (vdeploy_kernels): w4a16 (AWQ/GPTQ layout after load, group 128, uniform groups), w4a16_actorder (GPTQ
 act-order split over ranks: per-row g_idx gather; down_proj only), w8a8_int8 and w8a8_fp8 (compressed-tensors,
 per-channel weight scales, dynamic per-token activations; fp8 needs sm89+). For each: relative error against the
@@ -136,10 +150,35 @@ def _cfg(bm, bn, bk, split=1, warps=4, stages=4, dot=True, unpack3d=False) -> di
                 unpack3d=unpack3d)
 
 
+def _fcfg(bm, bn, bk, warps, stages, dot=False, split=0) -> dict:
+    """A config of the factored decode kernel (vdeploy_kernels.w4a16_factored); split 0: factored_split's choice."""
+    return dict(factored=True, dot=dot, block_m=bm, block_n=bn, block_k=bk, split_k=split, num_warps=warps,
+                num_stages=stages)
+
+
+def factored_candidates(m: int) -> list[dict]:
+    """CUDA-core FMA tiles (1-4 rows; one warp holds 8 columns at BN 256, 4 at BN 128 or 512 over 4 warps) and
+    tensor-core tiles (BN = the wgmma's rows), each at factored_split's K split; the FMA default's tile also at fixed
+    splits."""
+    out = []
+    if m <= 4:
+        bm = 1 if m == 1 else 2 if m == 2 else 4
+        tiles = ((256, 1, 64), (256, 1, 32), (128, 1, 64), (128, 1, 32), (512, 2, 32), (512, 2, 64), (512, 4, 64),
+                 (1024, 4, 32))  # (BN, warps, BK)
+        out += [_fcfg(bm, bn, bk, w, st) for bn, w, bk in tiles for st in (2, 3)]
+        out += [_fcfg(bm, 256, 64 if m == 1 else 32, 1, 3, split=s) for s in (4, 8, 16, 32)]
+    out += [_fcfg(16, bn, bk, w, st, dot=True) for bn, w in ((64, 4), (128, 4), (128, 8), (256, 8))
+            for bk in (64, 128) for st in (3, 4)]
+    return out
+
+
 def sweep_candidates(kernel: str, m: int, tiny: bool) -> list[dict]:
-    """The configs --sweep times (kernel tiles are chosen by a heuristic; this is the data to tune it)."""
+    """The configs --sweep times (kernel tiles are chosen by a heuristic; this is the data to tune it): for W4A16
+    decode the dequantizing kernel's grid (configs without `factored`) and the factored kernel's."""
     if tiny:
-        return [_cfg(16, 32, 64, 2, stages=1)] + ([_cfg(1, 32, 64, 2, stages=1, dot=False, unpack3d=True)]
+        return [_cfg(16, 32, 64, 2, stages=1)] + ([_cfg(1, 32, 64, 2, stages=1, dot=False, unpack3d=True),
+                                                   _fcfg(1, 32, 32, 1, 1, split=2),
+                                                   _fcfg(16, 32, 32, 4, 1, dot=True, split=2)]
                                                   if kernel == "w4a16" and m == 1 else [])
     if kernel == "w4a16":
         if m <= 16:
@@ -148,7 +187,7 @@ def sweep_candidates(kernel: str, m: int, tiny: bool) -> list[dict]:
             if m <= 4:
                 out += [_cfg(m if m in (1, 2, 4) else 4, bn, 128, s, dot=False, unpack3d=u) for bn in (64, 128, 256)
                         for s in (1, 4, 8) for u in (False, True)]
-            return out
+            return out + factored_candidates(m)
         return [_cfg(bm, bn, 64, 1, w, 3, unpack3d=u) for bm in (64, 128) for bn in (128, 256) for w in (4, 8)
                 for u in (False, True)] + ([_cfg(32, 128, 64, s) for s in (2, 4)] if m <= 256 else [])
     return [_cfg(bm, bn, 128, 1, w, st) for bm in ((16,) if m <= 16 else (64, 128)) for bn in (64, 128)
@@ -160,14 +199,14 @@ def sweep_one(kernel: str, n: int, k: int, m: int, device: str, dtype, gen, tiny
     import torch
 
     from vdeploy_kernels import reference_quant as ref
-    from vdeploy_kernels.w4a16_gemm import w4a16_config, w4a16_matmul
+    from vdeploy_kernels.w4a16_gemm import factored_split, w4a16_config, w4a16_matmul
     from vdeploy_kernels.w8a8_gemm import w8a8_config, w8a8_matmul
 
     x = make_x(kernel, m, k, device, dtype, gen)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device == "cuda" else 4
     if kernel == "w4a16":
         qweight, scales, zeros, g_idx = make_w4(n, k, device, False, gen)
         twin = ref.w4a16_matmul(x, qweight, scales, zeros, g_idx)
-        sms = torch.cuda.get_device_properties(device).multi_processor_count if device == "cuda" else 4
         default = w4a16_config(m, n, k, GROUP, sms)
 
         def run(cfg):
@@ -182,6 +221,8 @@ def sweep_one(kernel: str, n: int, k: int, m: int, device: str, dtype, gen, tiny
 
     tried = []
     for cfg in [default] + sweep_candidates(kernel, m, tiny):
+        if cfg.get("factored") and not cfg["split_k"]:
+            cfg = dict(cfg, split_k=factored_split(m, n, k, cfg, sms))
         try:
             err = rel_err(run(cfg), twin)
             ms = time_ms(lambda cfg=cfg: run(cfg), device) if err < REL_TOL[kernel] else None
@@ -205,6 +246,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time a grid of tile configs per shape (w4a16, w8a8) and report the best")
     parser.add_argument("--sweep-budget-s", type=float, default=360.0,
                         help="stop sweeping after this many seconds (the report says it was cut short)")
+    parser.add_argument("--w4a16-only", action="store_true",
+                        help="only W4A16 decode: old default vs new default vs bf16 as CUDA graphs, checked against "
+                        "the twin (w4a16_decode_timing.py; writes w4a16_decode.json)")
+    parser.add_argument("--m", type=int, nargs="+", default=[1, 4, 16], help="--w4a16-only: the M values")
+    parser.add_argument("--models", nargs="+", default=None, help="--w4a16-only: a subset of the models")
+    parser.add_argument("--budget-s", type=float, default=60.0,
+                        help="--w4a16-only: stop starting new layers after this many seconds")
     args = parser.parse_args(argv)
     if args.device == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"  # before any kernel import
@@ -213,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     # the interpreter's bf16 tl.dot is wrong (tests/kernels/test_kernel_w4a16.py), so CPU runs fp16 activations
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float16
     models = TINY_MODELS if args.tiny else MODELS
+    if args.w4a16_only:
+        from w4a16_decode_timing import run
+
+        chosen = {name: shapes for name, shapes in models.items() if not args.models or name in args.models}
+        return 0 if run(chosen, args.m, args.device, dtype, args.out, args.git_rev, args.budget_s)["ok"] else 1
     ms_list = (1, 33) if args.tiny else (1, 16, 256, 4096)
     kernels = ["w4a16", "w4a16_actorder", "w8a8_int8"]
     if args.device == "cpu" or torch.cuda.get_device_capability() >= (8, 9):

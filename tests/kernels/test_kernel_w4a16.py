@@ -1,12 +1,13 @@
 """The W4A16 Triton GEMM against its torch twin under the interpreter: uniform groups (one scale row per K tile),
 groups smaller than a tile, act-order g_idx (gather), a K split, ragged M / N / K edges, fp16 / fp32 (bf16:
-on the GPU)."""
+on the GPU). The explicit configs here are the dequantizing kernel's; the factored decode kernel (the default for
+M ≤ 16) has its own tests in test_kernel_w4a16_factored."""
 
 import pytest
 import torch
 
 from vdeploy_kernels import reference_quant as ref
-from vdeploy_kernels.w4a16_gemm import w4a16_config, w4a16_matmul
+from vdeploy_kernels.w4a16_gemm import legacy_w4a16_config, w4a16_config, w4a16_matmul
 
 
 def _weights(k, n, group, gen, shuffled=False):
@@ -61,4 +62,6 @@ def test_config_splits_k_for_decode_only():
     h100 = 132  # SMs
     assert w4a16_config(1, 3584, 18944, 128, h100)["split_k"] > 1  # Qwen2-7B down_proj: 56 output tiles
     assert w4a16_config(4096, 3584, 18944, 128, h100)["split_k"] == 1
+    assert legacy_w4a16_config(1, 64, 128, 32, h100)["block_k"] == 32  # the dequantizing kernel: one group a tile
+    # the factored kernel (the default for decode) takes K tiles of one group too (test_kernel_w4a16_factored)
     assert w4a16_config(1, 64, 128, 32, h100)["block_k"] == 32

@@ -1,0 +1,119 @@
+"""quant_gemm_check.py --w4a16-only: W4A16 decode (M ≤ 16) at the distills' layer shapes, old default against new
+default against bf16, in well under 90 s of GPU time. For each layer and M: the dequantizing kernel with its old
+tiles (legacy_w4a16_config), the default now (w4a16_config: the factored kernel), and a bf16 x @ Wᵀ (cuBLAS), each
+timed as a CUDA graph of back-to-back calls (no launch gaps, the graph replayed several times), the int4 results
+checked against the twin and the new default run twice for identical bits. Each call reads its own copy of the
+weights, cycled so that a graph touches ≥ 200 MB: every call streams from HBM, as in a decode step, not from the
+50 MB L2. Writes w4a16_decode.json under --out. CPU (--device cpu --tiny): the interpreter, one wall-clock call, a
+smoke test of the plumbing only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+GROUP = 128
+SPAN_BYTES = 200e6  # weights one graph cycles through (4x the H100's L2)
+MIN_CALLS = 20
+
+
+def _graph_us(calls, reps: int = 5) -> float:
+    """µs per call: `calls` captured back to back in one CUDA graph, replayed `reps` times (median replay)."""
+    import torch
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up: compiles, allocator pools, the split-K counters
+        for call in calls:
+            call()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for call in calls:
+            call()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / len(calls))
+    del graph
+    return sorted(times)[len(times) // 2]
+
+
+def _wall_us(calls) -> float:
+    start = time.perf_counter()
+    calls[0]()
+    return (time.perf_counter() - start) * 1e6
+
+
+def _copies(nbytes: int, cuda: bool) -> int:
+    return max(1, math.ceil(SPAN_BYTES / nbytes)) if cuda else 1
+
+
+def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: str, budget_s: float) -> dict:
+    import torch
+
+    from quant_gemm_check import make_w4, rel_err
+    from vdeploy_kernels import reference_quant as ref
+    from vdeploy_kernels.w4a16_gemm import legacy_w4a16_config, w4a16_config, w4a16_matmul
+
+    cuda = device == "cuda"
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if cuda else 4
+    timer = _graph_us if cuda else _wall_us
+    gen = torch.Generator(device=device).manual_seed(0)
+    deadline = time.monotonic() + budget_s
+    rows, cut = [], False
+    for model, shapes in models.items():
+        for layer, (n, k) in shapes.items():
+            if time.monotonic() > deadline:
+                cut = True
+                break
+            w4 = [make_w4(n, k, device, False, gen)]
+            w4_bytes = w4[0][0].numel() * 4 + w4[0][1].numel() * 2 + w4[0][2].numel() * 2
+            w4 += [tuple(t.clone() for t in w4[0]) for _ in range(_copies(w4_bytes, cuda) - 1)]
+            dense = [torch.randn(n, k, generator=gen, device=device).to(dtype)
+                     for _ in range(_copies(n * k * 2, cuda))]  # the bf16 weight it replaces, [N, K]
+            for m in ms:
+                x = torch.randn(m, k, generator=gen, device=device).to(dtype)
+                old, new = legacy_w4a16_config(m, n, k, GROUP, sms), w4a16_config(m, n, k, GROUP, sms)
+                twin = ref.w4a16_matmul(x, *w4[0])
+                out_new = w4a16_matmul(x, *w4[0], GROUP, config=new)
+                err_old = rel_err(w4a16_matmul(x, *w4[0], GROUP, config=old), twin)
+                err_new = rel_err(out_new, twin)
+                same = bool(torch.equal(out_new, w4a16_matmul(x, *w4[0], GROUP, config=new)))
+
+                def calls(cfg, count):
+                    return [lambda w=w4[i % len(w4)]: w4a16_matmul(x, *w, GROUP, config=cfg) for i in range(count)]
+
+                count = max(MIN_CALLS, len(w4), len(dense)) if cuda else 1
+                old_us, new_us = timer(calls(old, count)), timer(calls(new, count))
+                bf16_us = timer([lambda w=dense[i % len(dense)]: x @ w.t() for i in range(count)])
+                ok = err_old < 1e-2 and err_new < 1e-2 and same
+                rows.append({"model": model, "layer": layer, "n": n, "k": k, "m": m, "old_config": old,
+                             "new_config": new, "old_us": old_us, "new_us": new_us, "bf16_us": bf16_us,
+                             "new_vs_bf16": bf16_us / new_us, "old_vs_bf16": bf16_us / old_us,
+                             "new_vs_old": old_us / new_us, "rel_err_old": err_old, "rel_err_new": err_new,
+                             "deterministic": same, "weight_bytes": w4_bytes,
+                             "new_weight_TBps": w4_bytes / new_us * 1e-6, "weight_copies": len(w4), "ok": ok})
+                print(f"{model:20s} {layer:8s} M={m:3d}  old {old_us:8.1f} us  new {new_us:8.1f} us  "
+                      f"bf16 {bf16_us:8.1f} us  new/bf16 x{bf16_us / new_us:.2f}  new/old x{old_us / new_us:.2f}  "
+                      f"{w4_bytes / new_us * 1e-6:.2f} TB/s  err {err_new:.1e}  {'ok' if ok else 'FAIL'}", flush=True)
+            del w4, dense
+    name = torch.cuda.get_device_name() if cuda else "CPU (Triton interpreter)"
+    report = {"benchmark": "w4a16_decode", "git_revision": git_rev, "device": name,
+              "dtype": str(dtype).removeprefix("torch."), "group_size": GROUP, "ms": ms,
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "timing": "cuda graph" if cuda else "wall",
+              "ok": bool(rows) and all(r["ok"] for r in rows), "cut_short": cut, "rows": rows}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "w4a16_decode.json").write_text(json.dumps(report, indent=1))
+    print("all ok" if report["ok"] else "check(s) FAILED or nothing ran")
+    return report
