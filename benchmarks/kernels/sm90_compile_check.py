@@ -9,12 +9,20 @@ arguments are specialised exactly as on the GPU. Compile with the Triton the GPU
 
     python3 -m venv --system-site-packages /tmp/t36 && /tmp/t36/bin/pip install --no-deps triton==3.6.0
     mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels
-    PYTHONPATH=/tmp/shim:$PWD /tmp/t36/bin/python benchmarks/kernels/sm90_compile_check.py [--only fresh|rope] [--out x.json]
+    PYTHONPATH=/tmp/shim:$PWD /tmp/t36/bin/python benchmarks/kernels/sm90_compile_check.py \
+        [--only fresh|rope|moe] [--out x.json]
 
 Kernels: the fresh prefill attention kernel at Llama-3.1-8B's shape (bf16, 32 / 8 heads, D = 128) in the shipped
 config and every --new-options config of prefill_attention_sweep.py; rope_store_kv at the same shape (bf16 and fp8
-caches, full / partial / interleaved rotary, with and without the rotated keys kept). Exit code 1 when one fails to
-compile (a fresh config over the shared-memory limit is reported, not failed: the sweep skips it on the GPU).
+caches, full / partial / interleaved rotary, with and without the rotated keys kept); the fused MoE (moe): fused_moe
+as the engine calls it (shared experts' output given, epilogue fused) for DeepSeek-V2-Lite (bf16, E 64, I 1408,
+H 2048, top-6; T 1, 64, 512: the second GEMM with SILU_A) and R1 (block-FP8 weights, E 256, I 2048, H 7168, top-8;
+T 1, 256, 8192), every launch one row (moe_align's three kernels, the activation quantization, both grouped GEMMs,
+silu_and_mul_quant_fp8, moe_sum), in the tiles moe_config picks on a GPU named as the H100 and the H200 of the
+lent machines (the name is faked; the H100 borrows the H200's table while it has none) and in the heuristic's
+(any other GPU name); then moe_sum without a shared output and silu_and_mul_quant_fp8 alone at each shape.
+Exit code 1 when one fails to compile or (but for a fresh config: the sweep skips those on the GPU) needs more
+shared memory than a Hopper program may have. "(spills)" marks a kernel ptxas spilled registers for.
 This uses Triton internals (the active driver, JITFunction.run): written against Triton 3.6 (and 3.9).
 """
 
@@ -61,12 +69,12 @@ def fake_hopper() -> list:
         def is_active(self):
             return True
 
-    compiled: list = []
+    compiled: list = []  # (kernel, the JIT function's name, the launch's keyword arguments)
     run = JITFunction.run
 
     def compile_only(self, *args, grid, warmup, **kwargs):
         kernel = run(self, *args, grid=grid, warmup=True, **kwargs)
-        compiled.append(kernel)
+        compiled.append((kernel, self.fn.__name__, dict(kwargs)))
         return kernel
 
     driver.set_active(HopperNoDevice())
@@ -140,34 +148,137 @@ def rope_cases():
                     q, k, v, positions, cs, c, slots, interleaved=i, return_k=kk))
 
 
+# MoE shapes: (name, experts, intermediate I, hidden H, top-k, block-FP8 weights, token counts T)
+MOE_SHAPES = (("V2-Lite", 64, 1408, 2048, 6, False, (1, 64, 512)),
+              ("R1", 256, 2048, 7168, 8, True, (1, 256, 8192)))
+# the GPU names the engine reads on the lent Hopper machines (tuned_tables.SIBLINGS lets one borrow the other's table)
+HOPPER_NAMES = (("H100", "NVIDIA H100 80GB HBM3"), ("H200", "NVIDIA H200"))
+
+
+def moe_config_as_on(gpu, *args) -> dict:
+    """moe_configs.moe_config(*args) as the engine calls it on a GPU named `gpu` (None: no CUDA device, the
+    heuristic); the name tuned_tables.device_name reads is faked for the call."""
+    from vdeploy_kernels import moe_configs, tuned_tables
+
+    real_name = tuned_tables.device_name
+    tuned_tables.device_name = lambda index: gpu
+    try:
+        return moe_configs.moe_config(*args, 0 if gpu else None)
+    finally:
+        tuned_tables.device_name = real_name
+
+
+def moe_tile_choices(t, e, inter, hidden, k, fp8):
+    """[(label, GPU name, config)]: moe_config's pick for T on each Hopper name, then the heuristic (what any other
+    name gets, e.g. an H100 PCIe or NVL); names that get the same config share one entry."""
+    from vdeploy_kernels import moe_configs, tuned_tables
+
+    choices, short_of = [], {gpu: short for short, gpu in HOPPER_NAMES}
+    for short, gpu in HOPPER_NAMES:
+        label = f"{short} heuristic (no table)"  # which file moe_config reads: its own, else a sibling's (find_table)
+        for candidate in (gpu, *tuned_tables.SIBLINGS.get(gpu, ())):
+            if tuned_tables.load_table(moe_configs.KIND, moe_configs.config_name(e, inter, hidden, fp8, candidate)):
+                owner = short_of.get(candidate, candidate)
+                label = f"{short} table" if candidate == gpu else f"{short} via {owner} table"
+                break
+        choices.append((label, gpu, moe_config_as_on(gpu, t, e, inter, hidden, k, fp8)))
+    choices.append(("heuristic", None, moe_config_as_on(None, t, e, inter, hidden, k, fp8)))
+    merged: list = []
+    for label, gpu, cfg in choices:
+        same = [m for m in merged if m[2] == cfg]
+        if same:
+            same[0][0].append(label)
+        else:
+            merged.append(([label], gpu, cfg))
+    return [(", ".join(labels), gpu, cfg) for labels, gpu, cfg in merged]
+
+
+def moe_cases():
+    """fused_moe as the engine calls it (shared experts' output given, epilogue fused) for each shape, T and tile
+    choice, every launch reported (moe_align's three, the grouped GEMMs, the epilogue kernels); then moe_sum without
+    a shared output and silu_and_mul_quant_fp8 alone at each shape."""
+    import vdeploy_kernels.fused_moe as fm
+    from vdeploy_kernels.fp8_gemm import per_token_group_quant_fp8
+    from vdeploy_kernels.moe_epilogue import moe_sum, silu_and_mul_quant_fp8
+
+    # with CPU tensors fused_moe would take its torch twins for the activation quantization and silu-and-mul-quant:
+    # point those helpers at the CUDA branches' kernels
+    fm._quantize_act, fm._silu_and_mul_quant = per_token_group_quant_fp8, silu_and_mul_quant_fp8
+    gpu_now: dict = {}
+    # fused_moe's own moe_config call (CPU tensors: device index None) as it runs on the GPU named gpu_now["name"]
+    fm.moe_config = lambda *args: moe_config_as_on(gpu_now["name"], *args[:-1])
+    bf16, e4m3 = torch.bfloat16, torch.float8_e4m3fn
+    for model, e, inter, hidden, k, fp8, tokens in MOE_SHAPES:
+        w_dtype = e4m3 if fp8 else bf16
+        w13, w2 = torch.empty(e, 2 * inter, hidden, dtype=w_dtype), torch.empty(e, hidden, inter, dtype=w_dtype)
+        scales = ((torch.empty(e, 2 * inter // 128, hidden // 128), torch.empty(e, hidden // 128, inter // 128))
+                  if fp8 else (None, None))
+        for t in tokens:
+            x, shared = torch.empty(t, hidden, dtype=bf16), torch.empty(t, hidden, dtype=bf16)
+            ids, weights = torch.zeros(t, k, dtype=torch.int64), torch.empty(t, k, dtype=torch.float32)
+            shape = f"{model} T={t}"
+            for label, gpu, cfg in moe_tile_choices(t, e, inter, hidden, k, fp8):
+                def call(gpu=gpu, x=x, shared=shared, ids=ids, weights=weights):
+                    gpu_now["name"] = gpu
+                    fm.fused_moe(x, w13, w2, ids, weights, *scales, shared_output=shared)
+                yield f"fused_moe {shape} [{label}]", cfg, call
+            y = torch.empty(t * k, hidden, dtype=bf16)
+            yield f"moe_sum {shape} no shared", {}, (lambda y=y: moe_sum(y, k))
+            h = torch.empty(t * k, 2 * inter, dtype=bf16)
+            yield f"silu_and_mul_quant_fp8 {shape}", {}, (lambda h=h: silu_and_mul_quant_fp8(h))
+
+
+def launch_label(fn_name: str, kwargs: dict) -> str:
+    """A launch inside a multi-kernel case: the kernel's name and, for a GEMM, which one and its tiles."""
+    label = fn_name.strip("_").removesuffix("_kernel")
+    if fn_name == "_grouped_gemm_kernel":
+        label += (" w2" if kwargs["MUL_WEIGHT"] else " w13") + (" SILU_A" if kwargs["SILU_A"] else "")
+        label += (f" BM{kwargs['BLOCK_M']} BN{kwargs['BLOCK_N']} BK{kwargs['BLOCK_K']}"
+                  f" w{kwargs['num_warps']} s{kwargs['num_stages']}")
+    return label
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("fresh", "rope"), default=None)
+    parser.add_argument("--only", choices=("fresh", "rope", "moe"), default=None)
     parser.add_argument("--out", default=None, help="JSON report path")
     args = parser.parse_args()
     import triton
 
     compiled = fake_hopper()
     results, failed = [], []
-    groups = {"fresh": fresh_cases, "rope": rope_cases}
+    groups = {"fresh": fresh_cases, "rope": rope_cases, "moe": moe_cases}
     for group, cases in groups.items():
         if args.only not in (None, group):
             continue
         for name, config, call in cases():
             compiled.clear()
+            error = None
             try:
                 call()
-                row = {"kernel": name, "config": config, "ok": True, **ptxas_report(compiled[-1])}
-                note = "" if row["fits_shared"] else "  (over the shared-memory limit: fails at launch)"
-                print(f"{name:60s} shared {row['shared_bytes']:6d} B, {row['registers']} regs, "
-                      f"{row['spill_store_bytes']} B spilled, {row['num_warps']} warps"
-                      f"{', warp-specialized' if row['warp_specialized'] else ''}{note}", flush=True)
             except Exception as exc:  # noqa: BLE001 - report every kernel that does not compile
                 message = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ""
-                row = {"kernel": name, "config": config, "ok": False, "error": f"{type(exc).__name__}: {message}"}
+                error = f"{type(exc).__name__}: {message}"
+            for kernel, fn_name, kwargs in compiled:  # every launch of the case, one row each
+                row_name = name if len(compiled) == 1 and not error else f"{name} | {launch_label(fn_name, kwargs)}"
+                row = {"kernel": row_name, "group": group, "function": fn_name, "config": config, "ok": True,
+                       **ptxas_report(kernel)}
+                note = ""
+                if not row["fits_shared"]:
+                    note = "  (over the shared-memory limit: fails at launch)"
+                    if group != "fresh":  # the prefill sweep skips such configs on the GPU; elsewhere it is a bug
+                        row["ok"] = False
+                        failed.append(row_name)
+                if row["spill_store_bytes"]:
+                    note += "  (spills)"
+                print(f"{row_name:60s} shared {row['shared_bytes']:6d} B, {row['registers']} regs, "
+                      f"{row['spill_store_bytes']} B spilled, {row['num_warps']} warps"
+                      f"{', warp-specialized' if row['warp_specialized'] else ''}{note}", flush=True)
+                results.append(row)
+            if error:
+                results.append({"kernel": name, "group": group, "config": config, "ok": False, "error": error})
                 failed.append(name)
-                print(f"{name:60s} FAILED {row['error']}", flush=True)
-            results.append(row)
+                print(f"{name:60s} FAILED {error}", flush=True)
     report = {"triton": triton.__version__, "target": "cuda sm_90", "results": results, "failed": failed}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

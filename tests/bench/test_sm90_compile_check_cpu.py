@@ -21,3 +21,39 @@ def test_rope_store_kv_compiles_for_hopper(tmp_path):
     report = json.loads(out.read_text())
     assert len(report["results"]) == 12 and not report["failed"]
     assert all(r["ok"] and r["fits_shared"] and r["num_warps"] == 4 for r in report["results"])
+
+
+T36 = Path("/tmp/t36/bin/python")  # the side environment with the GPU's Triton (3.6), as the script's docstring sets up
+
+
+def test_moe_kernels_compile_for_hopper(tmp_path):
+    """--only moe with Triton 3.6: every launch of fused_moe (V2-Lite bf16 with SILU_A, R1 block-FP8 up to T = 8192)
+    and the epilogue kernels compile for sm_90 within the shared-memory limit and without spills."""
+    import pytest
+
+    if not T36.is_file():
+        pytest.skip("no /tmp/t36 (python3 -m venv --system-site-packages /tmp/t36 && pip install triton==3.6.0)")
+    ptxas = subprocess.run([str(T36), "-c", "import triton, pathlib; print(pathlib.Path(triton.__file__).parent"
+                            " / 'backends' / 'nvidia' / 'bin' / 'ptxas')"], capture_output=True, text=True)
+    if ptxas.returncode or not Path(ptxas.stdout.strip()).is_file():
+        pytest.skip("no ptxas in /tmp/t36's Triton")
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "vdeploy_kernels").symlink_to(REPO / "kernels")
+    out = tmp_path / "moe.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = f"{shim}{os.pathsep}{REPO}"
+    proc = subprocess.run([str(T36), str(SCRIPT), "--only", "moe", "--out", str(out)], capture_output=True,
+                          text=True, timeout=600, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = report["results"]
+    assert report["triton"].startswith("3.6") and not report["failed"]
+    assert all(r["ok"] and r["fits_shared"] and r["spill_store_bytes"] == 0 and r["registers"] for r in rows)
+    functions = {r["function"] for r in rows}
+    assert functions == {"_moe_align_count_kernel", "_moe_align_tiles_kernel", "_moe_align_scatter_kernel",
+                         "_per_token_group_quant_kernel", "_grouped_gemm_kernel", "_silu_and_mul_quant_kernel",
+                         "_moe_sum_kernel"}
+    gemms = [r["kernel"] for r in rows if r["function"] == "_grouped_gemm_kernel"]
+    assert any("V2-Lite T=512 [" in g and "H200 table" in g and "w2 SILU_A" in g for g in gemms)  # tuned tiles
+    assert any("R1 T=8192 [" in g and "H200 table" in g and "w13 BM128" in g for g in gemms)
