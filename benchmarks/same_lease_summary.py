@@ -19,8 +19,10 @@ PAIRS = {
                             f"{PEER} tp", f"{OURS} tp", 1000),
     "decode_8b": ("output tok/s (batch 1, 128 in / 1024 out)", "vllm_latency_llama31_8b.json",
                   "vdeploy_latency_llama31_8b.json", f"{PEER} lat", f"{OURS} lat", 1024),
-    "prefill_8x4096": ("s (8 x 4096 prompt tokens, 1 output)", "vllm_prefill_8x4096.json", "suite/prefill.json",
-                       f"ITERS=3 {PEER} prefill", f"{OURS} suite", None),
+    # ours: gpu_suite's prefill record, as `same_lease.sh suite` leaves it or as the call scripts copy it
+    "prefill_8x4096": ("s (8 x 4096 prompt tokens, 1 output)", "vllm_prefill_8x4096.json",
+                       ("vdeploy_prefill_8x4096.json", "suite/prefill.json"), f"ITERS=3 {PEER} prefill",
+                       "python benchmarks/engine/gpu_suite.py --only hardware,prefill --quick", None),
     "throughput_dsv2_lite_500": ("output tok/s", "vllm_throughput_dsv2lite_500.json",
                                  "vdeploy_throughput_dsv2lite_500.json", f"N=500 TAG=_500 {PEER} dsv2tp",
                                  f"N=500 TAG=_500 {OURS} dsv2tp", 1000),
@@ -48,7 +50,8 @@ def vdeploy_value(data: dict, output_len: int | None) -> float:
 def summarize(folder: Path, git_revision: str) -> list[dict]:
     rows = []
     for name, (unit, theirs, ours, command_vllm, command_vdeploy, output_len) in PAIRS.items():
-        if not ((folder / theirs).is_file() and (folder / ours).is_file()):
+        ours = next((f for f in ((ours,) if isinstance(ours, str) else ours) if (folder / f).is_file()), None)
+        if ours is None or not (folder / theirs).is_file():
             continue
         vllm = vllm_value(json.loads((folder / theirs).read_text()), output_len)
         vdeploy = vdeploy_value(json.loads((folder / ours).read_text()), output_len)

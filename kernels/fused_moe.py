@@ -11,12 +11,12 @@ expert's run to a multiple of BLOCK_M, so every BLOCK_M tile of the sorted list 
 computes one tile × BLOCK_N outputs with that expert's weights. Tile sizes come from the tuned table for the shape
 and GPU (moe_configs.py) unless `config` is given. Everything stays on the device (no host sync), so it can live
 inside a CUDA graph.
-Between and after the GEMMs (issue 15: these were separate passes of ~0.6 ms per V2-Lite decode step at 512 rows):
-16/32-bit weights: the second GEMM computes silu(gate) · up while loading its A tiles from h [T·k, 2I] (SILU_A);
-block FP8: one kernel does silu-and-mul and the per-token-group quantization (moe_epilogue.py); then one kernel sums
-the k slot rows of each token and adds shared_output (moe_epilogue.moe_sum). Every fusion keeps the values of the
-separate passes (same fp32 math, same rounding points); fuse_epilogue=False runs those separate passes, for the
-benchmark that compares the two (benchmarks/kernels/moe_fusion_check.py).
+Between and after the GEMMs (issue 15): block FP8 does silu-and-mul and the per-token-group quantization in one
+kernel (moe_epilogue.py), and one kernel sums the k slot rows of each token and adds shared_output
+(moe_epilogue.moe_sum). Both keep the values of the separate passes (same fp32 math, same rounding points);
+fuse_epilogue=False runs those separate passes, for benchmarks/kernels/moe_fusion_check.py. 16/32-bit weights keep
+the separate silu_and_mul kernel: computing silu(gate) · up in the second GEMM's A loads made that GEMM 10-35 %
+slower on an H100 at V2-Lite shapes (benchmarks/results/2026-12-06e-h100/moe_fusion.json), more than the pass costs.
 Twins: vdeploy_kernels.reference_deepseek.moe_loop (the whole layer) and .moe_align.
 """
 
@@ -37,7 +37,7 @@ def _grouped_gemm_kernel(
     N, K, num_slots, a_row_div,
     stride_am, stride_be, stride_bn, stride_cm,
     stride_asm, stride_bse, stride_bsn,
-    MUL_WEIGHT: tl.constexpr, FP8: tl.constexpr, BLOCK_SCALE: tl.constexpr, SILU_A: tl.constexpr,
+    MUL_WEIGHT: tl.constexpr, FP8: tl.constexpr, BLOCK_SCALE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
@@ -49,8 +49,6 @@ def _grouped_gemm_kernel(
     slots = tl.load(sorted_slots_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M))  # [BM]
     valid = slots < num_slots
     rows = slots // a_row_div  # row of A: the token for the first GEMM, the slot for the second
-    # SILU_A (second GEMM, 16/32-bit): A is h [T*k, 2I] = [gate ‖ up] and the GEMM's K is I; a_ptrs walk the gate
-    # half, the up half sits K columns to the right
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     a_ptrs = a_ptr + rows[:, None] * stride_am + offs_k[None, :]  # [BM, BK]
@@ -58,16 +56,7 @@ def _grouped_gemm_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kb in range(0, tl.cdiv(K, BLOCK_K)):
         k_left = K - kb * BLOCK_K
-        a_mask = valid[:, None] & (offs_k[None, :] < k_left)
-        if SILU_A:
-            # activation.silu_and_mul's fp32 expression and its rounding to h's dtype: the tile holds the values
-            # the separate kernel would have stored (masked lanes: silu(0) * 0 = 0)
-            gate = tl.load(a_ptrs, mask=a_mask, other=0.0).to(tl.float32)
-            up = tl.load(a_ptrs + K, mask=a_mask, other=0.0).to(tl.float32)
-            silu = gate / (1.0 + tl.exp(-gate))
-            a = (silu * up).to(a_ptr.dtype.element_ty)
-        else:
-            a = tl.load(a_ptrs, mask=a_mask, other=0.0)
+        a = tl.load(a_ptrs, mask=valid[:, None] & (offs_k[None, :] < k_left), other=0.0)
         b = tl.load(b_ptrs, mask=(offs_n[None, :] < N) & (offs_k[:, None] < k_left), other=0.0)
         if FP8:
             k_idx = (kb * BLOCK_K) // BLOCK_SCALE
@@ -89,13 +78,10 @@ def _grouped_gemm_kernel(
 
 
 def _grouped_gemm(a, a_scale, b, b_scale, out, sorted_slots, block_expert, weights, a_row_div, block_m, block,
-                  tiles: dict, silu_a: bool = False):
-    # silu_a: a is h [T*k, 2K] (gate ‖ up) and the GEMM multiplies silu(gate) * up (16/32-bit weights only)
+                  tiles: dict):
     num_slots = out.shape[0]
     n, k = b.shape[1], b.shape[2]
     fp8 = b_scale is not None
-    assert not (silu_a and fp8), "the FP8 path quantizes the activation first (moe_epilogue.silu_and_mul_quant_fp8)"
-    assert a.stride(-1) == 1 and (not silu_a or a.shape[1] == 2 * k)
     block_n, block_k = tiles["block_n"], tiles["block_k"]
     if fp8:  # a K tile must not straddle two scale blocks
         block_k = min(block_k, block[1])
@@ -107,7 +93,7 @@ def _grouped_gemm(a, a_scale, b, b_scale, out, sorted_slots, block_expert, weigh
         n, k, num_slots, a_row_div,
         a.stride(0), b.stride(0), b.stride(1), out.stride(0),
         a_scale.stride(0) if fp8 else 0, b_scale.stride(0) if fp8 else 0, b_scale.stride(1) if fp8 else 0,
-        MUL_WEIGHT=weights is not None, FP8=fp8, BLOCK_SCALE=block[1], SILU_A=silu_a,
+        MUL_WEIGHT=weights is not None, FP8=fp8, BLOCK_SCALE=block[1],
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
         num_warps=tiles["num_warps"], num_stages=tiles["num_stages"],
     )
@@ -142,18 +128,15 @@ def fused_moe(
     h = torch.empty(t * k, two_i, dtype=act_dtype, device=x.device)  # [T*k, 2I]
     _grouped_gemm(a1, a1_scale, w13, w13_scale, h, sorted_slots, block_expert, None, k, block_m, block,
                   config["w13"])
-    silu_a = False
     if fp8 and fuse_epilogue:
         a2, a2_scale = _silu_and_mul_quant(h, block[1])  # [T*k, I] e4m3, [T*k, I/128]
     elif fp8:
         a2, a2_scale = _quantize_act(_silu_and_mul(h), block[1])
-    elif fuse_epilogue:
-        a2, a2_scale, silu_a = h, None, True  # the second GEMM applies silu-and-mul as it loads h
     else:
         a2, a2_scale = _silu_and_mul(h), None  # [T*k, I]
     y = torch.empty(t * k, w2.shape[1], dtype=act_dtype, device=x.device)  # [T*k, H]
     _grouped_gemm(a2, a2_scale, w2, w2_scale, y, sorted_slots, block_expert, weights, 1, block_m, block,
-                  config["w2"], silu_a=silu_a)
+                  config["w2"])
     if fuse_epilogue:
         return moe_sum(y, k, shared_output)  # [T, H]
     out = y.view(t, k, -1).sum(dim=1)  # [T, H]

@@ -3,10 +3,10 @@ points. Layout and twin: vdeploy_kernels.reference_quant (qweight [K/8, N] int32
 [G, N], g_idx [K]); AWQ and GPTQ checkpoints are both repacked to it at load (vdeploy.layers.int4).
 
 Two kernels behind w4a16_matmul, picked by the config:
-- decode (M ≤ 16, `factored: True`): vdeploy_kernels.w4a16_factored — the nibble decoded by bit tricks (no
+- decode at 1-2 rows (`factored: True`): vdeploy_kernels.w4a16_factored — the nibble decoded by bit tricks (no
   int -> float conversion), the group's scale and zero applied once per group rather than per weight, split-K
   partials summed in the same launch (a ticket per output tile, fixed order);
-- this module's dequantizing kernel (every M > 16; configs without `factored`, e.g. the sweep's older grid): each
+- this module's dequantizing kernel (every other M; configs without `factored`, e.g. the sweep's older grid): each
   K tile dequantized in registers ((q − z)·s in x's dtype), then a tensor-core dot with fp32 accumulation.
 Here, two ways to find a row's group: uniform groups (`group_size` rows each, a multiple of BLOCK_K: one scale row
 per K tile, the common case) or a gather through g_idx (act-order split over TP ranks, or groups smaller than 16).
@@ -130,28 +130,21 @@ def factored_split(m: int, n: int, k: int, cfg: dict, num_sms: int) -> int:
 
 
 def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
-    """Tiles for an [m, k] x [k, n] product. Decode (m ≤ 16) runs the factored kernel (vdeploy_kernels.w4a16_factored:
-    no int -> float conversions, scales applied per group, split-K summed in-kernel):
-    - 1-2 rows (4 with act-order gathers): CUDA-core FMAs, one-warp programs of 256 columns, so each thread holds 8
-      whole columns of a K tile (the x-side work is shared by 8 columns, the K reduction stays in-thread); K tiles of
-      64 rows (32 for groups of 32, or for several rows: registers); loads pipelined 3 deep;
-    - 3-16 rows: the tensor-core dot (M padded to 16, operands swapped so the weights fill a 128-row wgmma), groups of
-      whole K tiles (group_size ≥ 16);
-    act-order gathers with 5-16 rows, unusual group sizes and every M > 16 keep the dequantizing kernel
-    (legacy_w4a16_config). A best guess from the SASS instruction counts (~4 instructions per weight at M = 1 against
-    ~9 before, two of them conversions), not yet timed: quant_gemm_check.py --w4a16-only / --sweep decide."""
-    if m > 16:
+    """Tiles for an [m, k] x [k, n] product. 1-2 rows (4 with act-order gathers) run the factored kernel
+    (vdeploy_kernels.w4a16_factored: no int -> float conversions, scales applied per group, split-K summed in-kernel)
+    on the CUDA cores: one-warp programs of 256 columns, so each thread holds 8 whole columns of a K tile (the x-side
+    work is shared by 8 columns, the K reduction stays in-thread); K tiles of 64 rows (32 for groups of 32, or for
+    several rows: registers); loads pipelined 3 deep. Measured on an H100 at M = 1 (quant_gemm_check.py --w4a16-only,
+    benchmarks/results/2026-12-06e-h100/w4a16_decode.json): 1.1-1.3x the dequantizing kernel, 1.3-2.2x a bf16 GEMV
+    on the R1-Distill-Qwen-7B / 32B layers. Everything else keeps the dequantizing kernel (legacy_w4a16_config): the
+    factored kernel's tensor-core variant (`dot: True`, reachable through a config for the sweep) ran 3-16 rows at
+    0.56-0.85x of it."""
+    if m > 2 and not (group_size <= 0 and m <= 4):
         return legacy_w4a16_config(m, n, k, group_size, num_sms)
-    if m <= 2 or (group_size <= 0 and m <= 4):
-        block_k = 64 if m == 1 and group_size > 0 and group_size % 64 == 0 else 32
-        # act-order gathers stage a scale and a zero per weight too: fewer stages; 128 columns for 4 rows (registers)
-        cfg = dict(factored=True, dot=False, block_m=triton.next_power_of_2(m), block_n=128 if m > 2 else 256,
-                   block_k=block_k, num_warps=1, num_stages=3 if group_size > 0 else 2)
-    elif group_size >= 16 and (group_size % 128 == 0 or 128 % group_size == 0):
-        cfg = dict(factored=True, dot=True, block_m=16, block_n=128, block_k=min(128, group_size), num_warps=4,
-                   num_stages=4 if group_size >= 128 else 3)
-    else:
-        return legacy_w4a16_config(m, n, k, group_size, num_sms)
+    block_k = 64 if m == 1 and group_size > 0 and group_size % 64 == 0 else 32
+    # act-order gathers stage a scale and a zero per weight too: fewer stages; 128 columns for 4 rows (registers)
+    cfg = dict(factored=True, dot=False, block_m=triton.next_power_of_2(m), block_n=128 if m > 2 else 256,
+               block_k=block_k, num_warps=1, num_stages=3 if group_size > 0 else 2)
     cfg["split_k"] = factored_split(m, n, k, cfg, num_sms)
     return cfg
 

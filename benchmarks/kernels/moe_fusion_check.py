@@ -5,8 +5,8 @@ Cases: DeepSeek-V2-Lite's routed experts (E=64, I=1408, H=2048, top-6, bf16) at 
 experts' output added:
   old  fused_moe(..., fuse_epilogue=False) + shared: GEMM1, silu_and_mul (FP8: + per_token_group_quant_fp8),
        GEMM2, torch's y.view(T, k, H).sum(1), then `+ shared` — what the engine ran before;
-  new  fused_moe(..., shared_output=shared): silu-and-mul inside GEMM2's A loads (bf16) or one silu+quant kernel
-       (FP8), then moe_epilogue.moe_sum (top-k sum + shared add in one pass).
+  new  fused_moe(..., shared_output=shared): one silu+quant kernel (FP8), then moe_epilogue.moe_sum (top-k sum +
+       shared add in one pass).
 Check: max |new - old| and the fraction of elements that differ (expected: 0, or a rare bf16 step where torch's
 reduction adds the k rows in another fp32 order). Timing: each variant captured once in a CUDA graph and replayed
 (as the engine's decode runs it), median of --reps replays under CUDA events (vdeploy.bench.hardware.median_call_ms).
@@ -16,17 +16,10 @@ Weights: random, generated on the device (R1: e4m3 bytes with unit-ish scales; 1
     PYTHONPATH=/tmp/shim:$PWD TRITON_INTERPRET=0 python benchmarks/kernels/moe_fusion_check.py --out $OUT/moe_fusion.json
     python benchmarks/kernels/moe_fusion_check.py --tiny --out /tmp/moe_fusion.json   # CPU smoke test (interpreter)
 
-Prediction (written before any GPU run): the H100 profile of V2-Lite decode at 512 rows had the silu pass at ~0.3 ms
-and the top-k sum at ~0.28 ms per step (26 MoE layers: ~11.5 and ~10.8 us a layer), plus the `+ shared` add
-(~3-4 us a layer: three [512, 2048] bf16 passes and a launch). The new path drops the silu pass and the add; its
-sum kernel moves the same 14.6 MB per layer as torch's reduction but near copy bandwidth (~5-6 us instead of ~11);
-GEMM2 pays for reading gate and up (2x its A bytes, mostly from L2) and one exp per A element per N tile, a few us.
-So V2-Lite T=512: ~15-18 us saved per layer, ~0.4-0.5 ms per decode step over 26 layers (~x1.03-1.05 on the layer);
-T=1 and 64 are launch-bound inside a graph: two launches fewer per layer, ~4-6 us, ~0.1-0.15 ms a step. R1 (FP8):
-T=1 one launch fewer plus the add, ~3-5 us a layer; T=256 also saves writing and re-reading the [2048, 2048] bf16
-activation (~8-10 us a layer), about 1% of a layer that streams 11 GB of weights at TP 1. A slower GEMM2 at some T
-(its A tiles no longer come straight from memory into shared memory) would show as speed-up < 1 there: re-tune the
-w2 tiles (benchmarks/kernels/tune_fused_moe.py now tunes the fused form) before anything else.
+Prediction (written before the first GPU run, when bf16 also computed silu(gate) * up in GEMM2's A loads): V2-Lite
+T=512 ~0.4-0.5 ms per decode step over 26 layers, T=1 and 64 ~0.1-0.15 ms, R1 ~1 % of a layer. Measured on an H100
+(benchmarks/results/2026-12-06e-h100/): the silu in GEMM2's loads made V2-Lite's layer 10-34 % slower (0.66x at T=1,
+0.87x at 512), so it was removed; without it V2-Lite gains 1-4 % a layer (2.5-6.8 us), R1 0.4-4 % (6.7-16 us).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Kernels: the fresh prefill attention kernel at Llama-3.1-8B's shape (bf16, 32 / 
 config and every --new-options config of prefill_attention_sweep.py; rope_store_kv at the same shape (bf16 and fp8
 caches, full / partial / interleaved rotary, with and without the rotated keys kept); the fused MoE (moe): fused_moe
 as the engine calls it (shared experts' output given, epilogue fused) for DeepSeek-V2-Lite (bf16, E 64, I 1408,
-H 2048, top-6; T 1, 64, 512: the second GEMM with SILU_A) and R1 (block-FP8 weights, E 256, I 2048, H 7168, top-8;
+H 2048, top-6; T 1, 64, 512) and R1 (block-FP8 weights, E 256, I 2048, H 7168, top-8;
 T 1, 256, 8192), every launch one row (moe_align's three kernels, the activation quantization, both grouped GEMMs,
 silu_and_mul_quant_fp8, moe_sum), in the tiles moe_config picks on a GPU named as the H100 and the H200 of the
 lent machines (the name is faked; the H100 borrows the H200's table while it has none) and in the heuristic's
@@ -232,7 +232,7 @@ def launch_label(fn_name: str, kwargs: dict) -> str:
     """A launch inside a multi-kernel case: the kernel's name and, for a GEMM, which one and its tiles."""
     label = fn_name.strip("_").removesuffix("_kernel")
     if fn_name == "_grouped_gemm_kernel":
-        label += (" w2" if kwargs["MUL_WEIGHT"] else " w13") + (" SILU_A" if kwargs["SILU_A"] else "")
+        label += " w2" if kwargs["MUL_WEIGHT"] else " w13"
         label += (f" BM{kwargs['BLOCK_M']} BN{kwargs['BLOCK_N']} BK{kwargs['BLOCK_K']}"
                   f" w{kwargs['num_warps']} s{kwargs['num_stages']}")
     return label

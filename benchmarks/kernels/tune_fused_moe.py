@@ -70,8 +70,9 @@ def tune_tokens(t: int, shape: dict, weights, device: str) -> dict:
     topw = torch.rand(t, k, device=device)
     a1, a1s = fm._quantize_act(x, 128) if fp8 else (x, None)
     h = torch.randn(t * k, w13.shape[1], dtype=act_dtype(device), device=device)
-    # as fused_moe runs the second GEMM: on the quantized activation (FP8), else on h with silu-and-mul in its loads
-    a2, a2s = fm._quantize_act(fm._silu_and_mul(h), 128) if fp8 else (h, None)
+    # as fused_moe runs the second GEMM: on silu(gate) * up, quantized for FP8
+    act = fm._silu_and_mul(h)  # [T*k, I]
+    a2, a2s = fm._quantize_act(act, 128) if fp8 else (act, None)
     y = torch.empty(t * k, w2.shape[1], dtype=act_dtype(device), device=device)
     flat_w = topw.flatten().float()
     candidates = CANDIDATES_FP8 if fp8 else CANDIDATES_BF16
@@ -82,13 +83,13 @@ def tune_tokens(t: int, shape: dict, weights, device: str) -> dict:
             continue
         slots, tiles = fm.moe_align(ids, e, block_m)
         choice = {}
-        for gemm, args, silu_a in (("w13", (a1, a1s, w13, s13, h, slots, tiles, None, k), False),
-                                   ("w2", (a2, a2s, w2, s2, y, slots, tiles, flat_w, 1), not fp8)):
+        for gemm, args in (("w13", (a1, a1s, w13, s13, h, slots, tiles, None, k)),
+                           ("w2", (a2, a2s, w2, s2, y, slots, tiles, flat_w, 1))):
             timed = []
             for bn, bk, warps, stages in candidates:
                 cfg = {"block_n": bn, "block_k": bk, "num_warps": warps, "num_stages": stages}
                 try:
-                    ms = time_ms(lambda: fm._grouped_gemm(*args, block_m, (128, 128), cfg, silu_a=silu_a))
+                    ms = time_ms(lambda: fm._grouped_gemm(*args, block_m, (128, 128), cfg))
                 except Exception as exc:  # noqa: BLE001 - out of shared memory or registers: not a candidate
                     if "OutOfResources" not in type(exc).__name__ and "resources" not in str(exc).lower():
                         raise

@@ -27,7 +27,7 @@ T36 = Path("/tmp/t36/bin/python")  # the side environment with the GPU's Triton 
 
 
 def test_moe_kernels_compile_for_hopper(tmp_path):
-    """--only moe with Triton 3.6: every launch of fused_moe (V2-Lite bf16 with SILU_A, R1 block-FP8 up to T = 8192)
+    """--only moe with Triton 3.6: every launch of fused_moe (V2-Lite bf16, R1 block-FP8 up to T = 8192)
     and the epilogue kernels compile for sm_90 within the shared-memory limit and without spills."""
     import pytest
 
@@ -55,5 +55,5 @@ def test_moe_kernels_compile_for_hopper(tmp_path):
                          "_per_token_group_quant_kernel", "_grouped_gemm_kernel", "_silu_and_mul_quant_kernel",
                          "_moe_sum_kernel"}
     gemms = [r["kernel"] for r in rows if r["function"] == "_grouped_gemm_kernel"]
-    assert any("V2-Lite T=512 [" in g and "H200 table" in g and "w2 SILU_A" in g for g in gemms)  # tuned tiles
+    assert any("V2-Lite T=512 [" in g and "H200 table" in g and " w2" in g for g in gemms)  # tuned tiles
     assert any("R1 T=8192 [" in g and "H200 table" in g and "w13 BM128" in g for g in gemms)

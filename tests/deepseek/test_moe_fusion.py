@@ -81,31 +81,6 @@ def test_silu_and_mul_quant_equals_the_two_kernels(dtype, m, inter, strided):
     assert rel_err(deq, deq_ref) < 0.04
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_second_gemm_with_silu_in_its_loads_equals_the_separate_kernel(dtype):
-    """GEMM2 reading h [T*k, 2I] and computing silu(gate) * up per A tile gives the very output of GEMM2 on the
-    Triton silu_and_mul's result: the same fp32 expression, rounded at the same point. Padded tiles (few tokens per
-    expert, block_m 16), empty experts, K not a multiple of block_k."""
-    from vdeploy_kernels import fused_moe as fm
-    from vdeploy_kernels.activation import silu_and_mul
-
-    gen = torch.Generator().manual_seed(3)
-    t, k, e, inter, hidden = 7, 2, 8, 40, 48
-    h = (2 * torch.randn(t * k, 2 * inter, generator=gen)).to(dtype)  # [T*k, 2I]
-    w2 = (0.1 * torch.randn(e, hidden, inter, generator=gen)).to(dtype)  # [E, H, I]
-    ids = torch.randint(0, 3, (t, k), generator=gen)  # experts 3..7 get nothing
-    weights = torch.rand(t * k, generator=gen)
-    slots, tiles = fm.moe_align(ids, e, 16)
-    tile_cfg = {"block_n": 32, "block_k": 16, "num_warps": 4, "num_stages": 2}
-    outs = []
-    for a, silu_a in ((h, True), (silu_and_mul(h), False)):
-        y = torch.full((t * k, hidden), float("nan"), dtype=dtype)  # poisoned: every row must be written
-        fm._grouped_gemm(a, None, w2, None, y, slots, tiles, weights, 1, 16, (128, 128), tile_cfg, silu_a=silu_a)
-        outs.append(y)
-    assert not outs[0].isnan().any()
-    assert torch.equal(outs[0], outs[1])
-
-
 @pytest.fixture
 def interpreter_bf16_dot(monkeypatch):
     """The interpreter multiplies bf16 tiles as their raw uint16 bits (np.matmul on its storage), so a bf16 grouped
