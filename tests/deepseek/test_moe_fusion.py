@@ -81,31 +81,6 @@ def test_silu_and_mul_quant_equals_the_two_kernels(dtype, m, inter, strided):
     assert rel_err(deq, deq_ref) < 0.04
 
 
-@pytest.fixture
-def interpreter_bf16_dot(monkeypatch):
-    """The interpreter multiplies bf16 tiles as their raw uint16 bits (np.matmul on its storage), so a bf16 grouped
-    GEMM gives garbage on CPU. For these tests only: widen bf16 operands to fp32 first (exact), then multiply in fp32
-    as the tensor cores do. Skips if the interpreter stores bf16 otherwise."""
-    import numpy as np
-    import triton.language as tl
-    from triton.runtime import interpreter
-
-    builder = interpreter.InterpreterBuilder
-    if not hasattr(builder, "create_dot"):
-        pytest.skip("this Triton's interpreter has no create_dot to patch")
-    original = builder.create_dot
-
-    def widen(handle):
-        if handle.dtype != tl.bfloat16 or handle.data.dtype != np.uint16:
-            return handle
-        return interpreter.TensorHandle((handle.data.astype(np.uint32) << 16).view(np.float32), tl.float32)
-
-    def create_dot(self, a, b, d, *args):
-        return original(self, widen(a), widen(b), d, *args)
-
-    monkeypatch.setattr(builder, "create_dot", create_dot)
-
-
 def _routing(t, e, k, seed, hot=None):
     """k distinct experts per token; hot: only experts [0, hot) are used (the rest stay empty)."""
     gen = torch.Generator().manual_seed(seed)

@@ -4,7 +4,6 @@ against the torch twin under the interpreter: M 1 / 3 / 16, uniform groups of 12
 (gather), N not a multiple of the tile, K splits (one of them empty), fp16 / bf16 / fp32 activations, both inner
 products (CUDA-core FMA, tensor-core dot), and the in-kernel reduction against the two-launch reducer."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,27 +17,6 @@ TWIN_TOL = {torch.float16: 2e-2, torch.bfloat16: 6e-2, torch.float32: 1e-4}
 # truncates fp32 -> bf16, up to 2^-7, where the GPU rounds to nearest; fp32: the FMA path's partial sums carry x·256
 # next to x·q, ~5 bits of fp32 lost; fp32 is a test dtype, not a serving one)
 EXACT_TOL = {torch.float16: 1e-3, torch.bfloat16: 8e-3, torch.float32: 2e-5}
-
-
-@pytest.fixture
-def bf16_dot(monkeypatch):
-    """Triton 3.9's interpreter multiplies bf16 tl.dot operands as their raw uint16 storage (test_kernel_w4a16's
-    note). Widen them to float32 first — exact, as the tensor cores take bf16 products into fp32 accumulators — so
-    the dot path's bf16 bit patterns (1 + q/16) can be checked here."""
-    import triton.language as tl
-    from triton.runtime import interpreter
-
-    create_dot = interpreter.InterpreterBuilder.create_dot
-
-    def widened(self, a, b, d, input_precision, max_num_imprecise_acc):
-        def f32(h):
-            if h.dtype.scalar != tl.bfloat16:
-                return h
-            return interpreter.TensorHandle((h.data.astype(np.uint32) << 16).view(np.float32), tl.float32)
-
-        return create_dot(self, f32(a), f32(b), d, input_precision, max_num_imprecise_acc)
-
-    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_dot", widened)
 
 
 def _weights(k, n, group, gen, act_order=False):
@@ -83,7 +61,7 @@ CASES = [  # m, n, k, group, act_order, config
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("m,n,k,group,act_order,cfg", CASES)
-def test_factored_matches_twin(bf16_dot, dtype, m, n, k, group, act_order, cfg):
+def test_factored_matches_twin(interpreter_bf16_dot, dtype, m, n, k, group, act_order, cfg):
     gen = torch.Generator().manual_seed(m * 1000 + n + k)
     qweight, scales, zeros, g_idx = _weights(k, n, group, gen, act_order)
     x = torch.randn(m, k, generator=gen).to(dtype)
@@ -94,7 +72,7 @@ def test_factored_matches_twin(bf16_dot, dtype, m, n, k, group, act_order, cfg):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("m", [1, 3, 16])
 @pytest.mark.parametrize("group,act_order", [(128, False), (32, False), (128, True)])
-def test_default_decode_config_matches_twin(bf16_dot, dtype, m, group, act_order):
+def test_default_decode_config_matches_twin(interpreter_bf16_dot, dtype, m, group, act_order):
     """What the engine runs: w4a16_config's choice (4 "SMs" under the interpreter, so small layers still split)."""
     n, k = 200, 512
     gen = torch.Generator().manual_seed(m + group)
@@ -126,7 +104,7 @@ def test_in_kernel_split_sum_matches_the_reducer_and_resets_its_counters(cfg):
 
 
 @pytest.mark.parametrize("offset", [0, 1])
-def test_bf16_rows_read_in_pairs_or_one_by_one(bf16_dot, offset):
+def test_bf16_rows_read_in_pairs_or_one_by_one(interpreter_bf16_dot, offset):
     """bf16 activations at a 4-byte aligned address are read as int32 pairs; at an odd element offset (a view into a
     larger buffer) one value at a time. Both give the same result."""
     gen = torch.Generator().manual_seed(3)
