@@ -104,27 +104,3 @@ def online_softmax_step(s, m_i, l_i, acc, v, qk_scale, allowed, CAUSAL: tl.const
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
     return m_new, l_i, acc
 
-
-# lazy rescaling (FlashAttention-4): the running max is only moved when some row's max grew by more than this many
-# log2 units, so p = exp2(s * scale - m) stays below 2^8 = 256 (no overflow in fp32 sums nor in p's 16-bit copy)
-RESCALE_LOG2_THRESHOLD = tl.constexpr(8.0)
-
-
-@triton.jit
-def lazy_softmax_step(s, m_i, l_i, acc, v, qk_scale, allowed, CAUSAL: tl.constexpr):
-    """online_softmax_step with lazy rescaling: the block keeps a stale running max, and skips the rescale of acc
-    and l (an [M, DV] multiply per tile), while no row's tile max exceeds it by more than RESCALE_LOG2_THRESHOLD;
-    otherwise the whole block rescales (one branch, uniform over the program). acc and l always share the same
-    reference max, so acc / l is the same softmax up to float rounding. The first tile always rescales (m = -inf)."""
-    if CAUSAL:
-        s = tl.where(allowed, s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
-    if tl.max(m_new - m_i, 0) > RESCALE_LOG2_THRESHOLD:
-        alpha = tl.exp2(m_i - m_new)
-        acc = acc * alpha[:, None]
-        l_i = l_i * alpha
-        m_i = m_new
-    p = tl.exp2(s * qk_scale - m_i[:, None])  # [M, N], each < 2^RESCALE_LOG2_THRESHOLD
-    l_i = l_i + tl.sum(p, 1)
-    acc = tl.dot(p.to(v.dtype), v, acc)
-    return m_i, l_i, acc

@@ -20,22 +20,21 @@ reuse per load for a given BLOCK_M, or a smaller BLOCK_M for short prompts at th
 K is loaded already transposed ([D, N] block, D contiguous), so the QK^T product needs no tl.trans.
 Key tiles wholly below the first row of a query block run unmasked; only the diagonal tiles pay for the mask.
 
-Sweep options (FreshPrefillConfig; off in the engine until benchmarks/kernels/prefill_attention_sweep.py measures
-them faster, --new-options): device_tma (descriptors made in the kernel), warp_specialize (one masked key loop,
-producer / consumer warp groups; Triton 3.6 on Hopper specializes only that form: no early return, no second loop,
-every load through TMA, 4 warps, pack 1; it compiles to 12 warps) and lazy_rescale (attention_tiles.lazy_softmax_step:
-the running max moves only when it grows by more than 2^8, skipping most acc / l rescales; exact up to rounding).
+device_tma (FreshPrefillConfig, with tma): the K/V descriptors are made in the kernel (tl.make_tensor_descriptor)
+instead of on the host; measured 1.09-1.19x the host-descriptor config on an H100 at 8 x 4096 (Llama-8B shape), so
+the H100 table turns it on (benchmarks/kernels/prefill_attention_sweep.py --new-options). Warp specialization and
+lazy rescaling were measured there too and lost (0.43-0.89x, with NaNs in three configs; 0.88-0.90x): removed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.attention_tiles import LOG2E, dot_width, lazy_softmax_step, online_softmax_step
+from vdeploy_kernels.attention_tiles import LOG2E, dot_width, online_softmax_step
 from vdeploy_kernels.prefill_attention_configs import tuned_config
 
 
@@ -47,14 +46,27 @@ class FreshPrefillConfig:
     num_warps: int
     num_stages: int
     tma: bool = False  # K/V tiles through TMA descriptors (Hopper+; power-of-two head dims, aligned views only)
-    # options for the sweep (benchmarks/kernels/prefill_attention_sweep.py), off until a GPU measured them faster:
-    device_tma: bool = False  # with tma: descriptors built in the kernel (tl.make_tensor_descriptor; Triton's
-    # tutorial does so for warp specialization on Hopper), from a scratch allocation triton.set_allocator provides
-    # warp_specialize (with tma, device_tma and pack 1, else ignored): one key loop, every tile masked, as
-    # tl.range(..., warp_specialize=True) with q, K and V through descriptors (Triton 3.6 on Hopper specializes
-    # only that, and only with num_warps=4: a producer warp group feeding two consumer groups, 12 warps in all)
-    warp_specialize: bool = False
-    lazy_rescale: bool = False  # rescale acc / l only when a row's max grows by > 2^8 (attention_tiles.py)
+    # with tma: descriptors built in the kernel (tl.make_tensor_descriptor) from a scratch allocation
+    # triton.set_allocator provides, instead of on the host (1.09-1.19x on an H100: the H100 table's choice)
+    device_tma: bool = False
+
+
+# options an earlier sweep wrote into tables (as false unless chosen) and the kernel no longer has
+REMOVED_OPTIONS = ("warp_specialize", "lazy_rescale")
+
+
+def fresh_config_from_table(entry: dict) -> FreshPrefillConfig:
+    """A tuned table's entry as a config. A removed option written as false (what the earlier sweep wrote for every
+    config) is dropped; one set true, or a field the config does not know, is refused with the reason."""
+    entry = {k: v for k, v in entry.items() if not (k in REMOVED_OPTIONS and v is False)}
+    unknown = sorted(set(entry) - {f.name for f in fields(FreshPrefillConfig)})
+    if unknown:
+        removed = [k for k in unknown if k in REMOVED_OPTIONS]
+        why = (f"{removed} were removed from the kernel (measured slower on an H100)" if removed
+               else "not fields of FreshPrefillConfig")
+        raise ValueError(f"tuned fresh prefill attention table entry {entry}: {unknown} {why}; rerun "
+                         "benchmarks/kernels/prefill_attention_sweep.py or delete that table")
+    return FreshPrefillConfig(**entry)
 
 
 def default_fresh_config(head_dim: int, group: int, dtype: torch.dtype, device: torch.device,
@@ -65,7 +77,7 @@ def default_fresh_config(head_dim: int, group: int, dtype: torch.dtype, device: 
     short prompts pack the group's heads so a 32-token block still fills a 128-row tensor-core tile."""
     tuned = tuned_config("fresh", head_dim, group, dtype, device, max_query_len)
     if tuned is not None:
-        return FreshPrefillConfig(**tuned)
+        return fresh_config_from_table(tuned)
     if device.type != "cuda":  # interpreter: big tiles mean fewer (slow, Python-level) programs
         return FreshPrefillConfig(32, 32, 1, 4, 1)
     short = max_query_len is not None and max_query_len <= 64
@@ -96,15 +108,6 @@ def _masked_kv_tile(k_src, v_src, kt_ptrs, v_ptrs, row, kv_head, n_valid, d_vali
 
 
 @triton.jit
-def _softmax_step(s, m_i, l_i, acc, v, qk_scale, allowed, CAUSAL: tl.constexpr, LAZY: tl.constexpr):
-    if LAZY:
-        m_i, l_i, acc = lazy_softmax_step(s, m_i, l_i, acc, v, qk_scale, allowed, CAUSAL)
-    else:
-        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v, qk_scale, allowed, CAUSAL)
-    return m_i, l_i, acc
-
-
-@triton.jit
 def _fresh_prefill_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, query_start_loc_ptr, seq_lens_ptr,
     first_req, qk_scale, num_rows,
@@ -115,7 +118,7 @@ def _fresh_prefill_kernel(
     GROUP: tl.constexpr, PACK: tl.constexpr,
     HEAD_DIM: tl.constexpr, V_HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, USE_TMA: tl.constexpr, DEVICE_TMA: tl.constexpr,
-    NUM_KV_HEADS: tl.constexpr, WARP_SPECIALIZE: tl.constexpr, LAZY_RESCALE: tl.constexpr,
+    NUM_KV_HEADS: tl.constexpr,
 ):
     # the longest query blocks (most keys) are launched first to balance the tail
     m_block = tl.num_programs(0) - 1 - tl.program_id(0)
@@ -123,16 +126,10 @@ def _fresh_prefill_kernel(
     req = first_req + tl.program_id(2)
     q_start = tl.load(query_start_loc_ptr + req)
     q_len = tl.load(query_start_loc_ptr + req + 1) - q_start
-    if WARP_SPECIALIZE:
-        # no early return (Triton 3.6's Hopper warp specialization asserts on the branches it leaves): an idle
-        # program runs no key tile and stores nothing
-        active = (m_block * BLOCK_M < q_len) & (tl.load(seq_lens_ptr + req) == q_len)
-    else:
-        if m_block * BLOCK_M >= q_len:
-            return
-        if tl.load(seq_lens_ptr + req) != q_len:  # a cached prefix: the paged kernel's request
-            return
-        active = True
+    if m_block * BLOCK_M >= q_len:
+        return
+    if tl.load(seq_lens_ptr + req) != q_len:  # a cached prefix: the paged kernel's request
+        return
     kv_head = first_head // GROUP
 
     rows = tl.arange(0, BLOCK_M * PACK)  # [R] (token, head) pairs, token-major
@@ -140,18 +137,10 @@ def _fresh_prefill_kernel(
     heads = first_head + rows % PACK  # [R]
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
-    if WARP_SPECIALIZE:
-        row_valid = offs_m < tl.where(active, q_len, 0)  # an idle program's rows are all invalid
-    else:
-        row_valid = offs_m < q_len
+    row_valid = offs_m < q_len
     q_rows = (q_start + offs_m).to(tl.int64)
-    if WARP_SPECIALIZE:  # every load feeding the loop through TMA (q too), or Triton 3.6 cannot specialize it
-        q_desc = tl.make_tensor_descriptor(q_ptr, shape=[num_rows, GROUP * NUM_KV_HEADS * HEAD_DIM],
-                                           strides=[stride_qt, 1], block_shape=[BLOCK_M, HEAD_DIM])
-        q = q_desc.load([q_start + m_block * BLOCK_M, first_head * HEAD_DIM])  # [R, BD] (PACK = 1)
-    else:
-        q = tl.load(q_ptr + q_rows[:, None] * stride_qt + heads[:, None] * stride_qh + offs_d[None, :] * stride_qd,
-                    mask=row_valid[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)  # [R, BD]
+    q = tl.load(q_ptr + q_rows[:, None] * stride_qt + heads[:, None] * stride_qh + offs_d[None, :] * stride_qd,
+                mask=row_valid[:, None] & (offs_d[None, :] < HEAD_DIM), other=0.0)  # [R, BD]
 
     # this request's keys as a transposed [BD, N] tile (channels contiguous: vectorised loads, no tl.trans before
     # the dot) and values as [N, BDV]; plain strided pointers advanced by one tile per step, which the pipeliner
@@ -183,52 +172,37 @@ def _fresh_prefill_kernel(
 
     first_pos = m_block * BLOCK_M
     last_pos = tl.minimum(first_pos + BLOCK_M, q_len) - 1
-    if WARP_SPECIALIZE:
-        # one loop, every tile masked: Triton 3.6's Hopper warp specialization fails on a second loop (the
-        # unmasked / diagonal split below) and specializes only 4-warp programs (+ 8: a producer, two consumers)
-        for n_start in tl.range(0, tl.where(active, last_pos + 1, 0), BLOCK_N, warp_specialize=True):
-            keys = n_start + offs_n  # [N]
-            n_valid = keys < q_len
-            kt, v = _masked_kv_tile(k_src, v_src, kt_ptrs + n_start * stride_kt, v_ptrs + n_start * stride_vt,
-                                    q_start + n_start, kv_head, n_valid, d_valid, dv_valid, HEAD_DIM, V_HEAD_DIM,
-                                    USE_TMA)
-            s = tl.dot(q, kt.to(q.dtype))
-            m_i, l_i, acc = _softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale,
-                                          keys[None, :] <= offs_m[:, None], True, LAZY_RESCALE)
-    else:
-        unmasked_end = ((first_pos + 1) // BLOCK_N) * BLOCK_N  # tiles wholly visible to every row of the block
-        for n_start in range(0, unmasked_end, BLOCK_N):
-            # every token of these tiles exists: only a padded head dim needs a (channel) mask
-            if USE_TMA:  # K [N, BD] transposed as a shared-memory view
-                kt = tl.trans(k_src.load([q_start + n_start, kv_head * HEAD_DIM]))  # [BD, N]
-                v = v_src.load([q_start + n_start, kv_head * V_HEAD_DIM])  # [N, BDV]
+    unmasked_end = ((first_pos + 1) // BLOCK_N) * BLOCK_N  # tiles wholly visible to every row of the block
+    for n_start in range(0, unmasked_end, BLOCK_N):
+        # every token of these tiles exists: only a padded head dim needs a (channel) mask
+        if USE_TMA:  # K [N, BD] transposed as a shared-memory view
+            kt = tl.trans(k_src.load([q_start + n_start, kv_head * HEAD_DIM]))  # [BD, N]
+            v = v_src.load([q_start + n_start, kv_head * V_HEAD_DIM])  # [N, BDV]
+        else:
+            if HEAD_DIM == BLOCK_D:
+                kt = tl.load(kt_ptrs)  # [BD, N]
             else:
-                if HEAD_DIM == BLOCK_D:
-                    kt = tl.load(kt_ptrs)  # [BD, N]
-                else:
-                    kt = tl.load(kt_ptrs, mask=d_valid[:, None], other=0.0)
-                if V_HEAD_DIM == BLOCK_DV:
-                    v = tl.load(v_ptrs)  # [N, BDV]
-                else:
-                    v = tl.load(v_ptrs, mask=dv_valid[None, :], other=0.0)
-                kt_ptrs += BLOCK_N * stride_kt
-                v_ptrs += BLOCK_N * stride_vt
-            s = tl.dot(q, kt.to(q.dtype))  # [R, N] unscaled; the scale is folded into the exp2 argument
-            m_i, l_i, acc = _softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale, None, False, LAZY_RESCALE)
-        for n_start in range(unmasked_end, last_pos + 1, BLOCK_N):
-            keys = n_start + offs_n  # [N]
-            n_valid = keys < q_len
-            allowed = keys[None, :] <= offs_m[:, None]  # [R, N]; keys past the request are past every valid row
-            kt, v = _masked_kv_tile(k_src, v_src, kt_ptrs, v_ptrs, q_start + n_start, kv_head, n_valid, d_valid,
-                                    dv_valid, HEAD_DIM, V_HEAD_DIM, USE_TMA)
-            if not USE_TMA:
-                kt_ptrs += BLOCK_N * stride_kt
-                v_ptrs += BLOCK_N * stride_vt
-            s = tl.dot(q, kt.to(q.dtype))
-            m_i, l_i, acc = _softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale, allowed, True, LAZY_RESCALE)
+                kt = tl.load(kt_ptrs, mask=d_valid[:, None], other=0.0)
+            if V_HEAD_DIM == BLOCK_DV:
+                v = tl.load(v_ptrs)  # [N, BDV]
+            else:
+                v = tl.load(v_ptrs, mask=dv_valid[None, :], other=0.0)
+            kt_ptrs += BLOCK_N * stride_kt
+            v_ptrs += BLOCK_N * stride_vt
+        s = tl.dot(q, kt.to(q.dtype))  # [R, N] unscaled; the scale is folded into the exp2 argument
+        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale, None, False)
+    for n_start in range(unmasked_end, last_pos + 1, BLOCK_N):
+        keys = n_start + offs_n  # [N]
+        n_valid = keys < q_len
+        allowed = keys[None, :] <= offs_m[:, None]  # [R, N]; keys past the request are past every valid row
+        kt, v = _masked_kv_tile(k_src, v_src, kt_ptrs, v_ptrs, q_start + n_start, kv_head, n_valid, d_valid,
+                                dv_valid, HEAD_DIM, V_HEAD_DIM, USE_TMA)
+        if not USE_TMA:
+            kt_ptrs += BLOCK_N * stride_kt
+            v_ptrs += BLOCK_N * stride_vt
+        s = tl.dot(q, kt.to(q.dtype))
+        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v.to(q.dtype), qk_scale, allowed, True)
 
-    if WARP_SPECIALIZE:
-        l_i = tl.where(row_valid, l_i, 1.0)  # an idle program ran no tile (its rows are not stored)
     result = acc / l_i[:, None]  # every row saw key 0, so l > 0
     tl.store(out_ptr + q_rows[:, None] * stride_ot + heads[:, None] * stride_oh + offs_dv[None, :] * stride_od,
              result.to(out_ptr.dtype.element_ty), mask=row_valid[:, None] & (offs_dv[None, :] < V_HEAD_DIM))
@@ -260,9 +234,6 @@ def fresh_prefill_attention(
     k_arg, v_arg = (k, v)
     use_tma = cfg.tma and _tma_ok(k, cfg.block_n) and _tma_ok(v, cfg.block_n)
     device_tma = use_tma and cfg.device_tma
-    # warp specialization needs every load of its loop through descriptors made in the kernel, q's included, and
-    # one head per program (Triton 3.6 cannot split the rows of a reshaped q tile between its consumer groups)
-    warp_specialize = cfg.warp_specialize and device_tma and pack == 1 and _tma_ok(q, cfg.block_m)
     if device_tma:
         if q.is_cuda:
             _set_scratch_allocator(q.device)
@@ -279,7 +250,6 @@ def fresh_prefill_attention(
         HEAD_DIM=head_dim, V_HEAD_DIM=v_head_dim,
         BLOCK_D=dot_width(head_dim), BLOCK_DV=dot_width(v_head_dim),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, USE_TMA=use_tma, DEVICE_TMA=device_tma, NUM_KV_HEADS=num_kv_heads,
-        WARP_SPECIALIZE=warp_specialize, LAZY_RESCALE=cfg.lazy_rescale,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from vdeploy_kernels.decode_attention import DecodeConfig, decode_attention
-from vdeploy_kernels.fresh_prefill_attention import FreshPrefillConfig, fresh_prefill_attention
+from vdeploy_kernels.fresh_prefill_attention import FreshPrefillConfig, fresh_config_from_table, fresh_prefill_attention
 from vdeploy_kernels.prefill_attention import PrefillConfig, prefill_attention
 from vdeploy_kernels.prefill_attention_configs import tuned_config
 
@@ -47,7 +47,7 @@ def _route_prefills(q, kv_cache, meta, new_kv_dtype, fresh_config):
         tuned = tuned_config("fresh", q.shape[2], q.shape[1] // kv_cache.shape[3], q.dtype, q.device,
                              meta.max_query_len)
         usable = tuned is not None
-        fresh_config = FreshPrefillConfig(**tuned) if usable else None
+        fresh_config = fresh_config_from_table(tuned) if usable else None
     counts = count_fresh(meta) if usable else None
     fresh, prefixed = counts if counts is not None else (0, num_prefills)
     return fresh, prefixed, fresh_config

@@ -69,6 +69,66 @@ def _channel_offsets(offs_h, h_mask, stride_h, stride_d, FIRST: tl.constexpr, EN
 
 
 @triton.jit
+def _rotate_query_heads(q_ptr, q_out_ptr, token, part, cos, sin, stride_qt, stride_qh, stride_qd, stride_oqt,
+                        stride_oqh, NUM_Q_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, HALF: tl.constexpr,
+                        INTERLEAVED: tl.constexpr, BLOCK_QH: tl.constexpr, BLOCK_HALF: tl.constexpr,
+                        BLOCK_TAIL: tl.constexpr):
+    """Query heads [(part - 1) * BQH, part * BQH) of one token, rotated into q_out (the tail copied)."""
+    ROT_DIM: tl.constexpr = 2 * HALF
+    offs_h = (part - 1) * BLOCK_QH + tl.arange(0, BLOCK_QH)
+    h_mask = offs_h < NUM_Q_HEADS
+    src = q_ptr + token * stride_qt
+    dst = q_out_ptr + token * stride_oqt
+    y1, y2 = _rotated(src, offs_h, h_mask, stride_qh, stride_qd, cos, sin, q_out_ptr.dtype.element_ty, HALF,
+                      BLOCK_HALF, INTERLEAVED)
+    _store_pairs(dst, offs_h, h_mask, stride_oqh, 1, y1, y2, HALF, BLOCK_HALF, INTERLEAVED)
+    if BLOCK_TAIL > 0:  # partial rotary: the remaining channels are copied
+        src_offs, src_mask = _channel_offsets(offs_h, h_mask, stride_qh, stride_qd, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
+        tail = tl.load(src + src_offs, mask=src_mask, other=0.0)
+        dst_offs, dst_mask = _channel_offsets(offs_h, h_mask, stride_oqh, 1, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
+        tl.store(dst + dst_offs, tail, mask=dst_mask)
+
+
+@triton.jit
+def _rotate_store_kv_heads(k_ptr, v_ptr, k_out_ptr, slot_mapping_ptr, cache_ptr, token, cos, sin, inv_k_scale,
+                           inv_v_scale, stride_kt, stride_kh, stride_kd, stride_vt, stride_vh, stride_vd, stride_okt,
+                           stride_okh, stride_ck, stride_cb, stride_cs, stride_ch, stride_cd,
+                           NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, HALF: tl.constexpr,
+                           INTERLEAVED: tl.constexpr, QUANT: tl.constexpr, PAGE_SIZE: tl.constexpr,
+                           WRITE_K: tl.constexpr, BLOCK_KH: tl.constexpr, BLOCK_HALF: tl.constexpr,
+                           BLOCK_TAIL: tl.constexpr, BLOCK_D: tl.constexpr):
+    """All key heads of one token rotated, written with the values into the cache slot (and k_out when WRITE_K)."""
+    ROT_DIM: tl.constexpr = 2 * HALF
+    offs_h = tl.arange(0, BLOCK_KH)
+    h_mask = offs_h < NUM_KV_HEADS
+    src = k_ptr + token * stride_kt
+    act_ty = k_ptr.dtype.element_ty
+    k1, k2 = _rotated(src, offs_h, h_mask, stride_kh, stride_kd, cos, sin, act_ty, HALF, BLOCK_HALF, INTERLEAVED)
+    if BLOCK_TAIL > 0:
+        src_offs, src_mask = _channel_offsets(offs_h, h_mask, stride_kh, stride_kd, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
+        k_tail = tl.load(src + src_offs, mask=src_mask, other=0.0)
+    if WRITE_K:  # every row, padding included, as rotary.py writes them
+        k_dst = k_out_ptr + token * stride_okt
+        _store_pairs(k_dst, offs_h, h_mask, stride_okh, 1, k1, k2, HALF, BLOCK_HALF, INTERLEAVED)
+        if BLOCK_TAIL > 0:
+            out_offs, out_mask = _channel_offsets(offs_h, h_mask, stride_okh, 1, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
+            tl.store(k_dst + out_offs, k_tail, mask=out_mask)
+    slot = tl.load(slot_mapping_ptr + token).to(tl.int64)
+    if slot >= 0:  # (names assigned in this branch are its own: Triton keeps a variable's shape across it)
+        dest = cache_ptr + (slot // PAGE_SIZE) * stride_cb + (slot % PAGE_SIZE) * stride_cs
+        _store_pairs(dest, offs_h, h_mask, stride_ch, stride_cd, to_cache(k1, inv_k_scale, cache_ptr, QUANT),
+                     to_cache(k2, inv_k_scale, cache_ptr, QUANT), HALF, BLOCK_HALF, INTERLEAVED)
+        if BLOCK_TAIL > 0:
+            tail_offs, tail_mask = _channel_offsets(offs_h, h_mask, stride_ch, stride_cd, ROT_DIM, HEAD_DIM,
+                                                    BLOCK_TAIL)
+            tl.store(dest + tail_offs, to_cache(k_tail, inv_k_scale, cache_ptr, QUANT), mask=tail_mask)
+        v_offs, v_mask = _channel_offsets(offs_h, h_mask, stride_vh, stride_vd, 0, HEAD_DIM, BLOCK_D)
+        v = tl.load(v_ptr + token * stride_vt + v_offs, mask=v_mask, other=0.0)
+        cv_offs, cv_mask = _channel_offsets(offs_h, h_mask, stride_ch, stride_cd, 0, HEAD_DIM, BLOCK_D)
+        tl.store(dest + stride_ck + cv_offs, to_cache(v, inv_v_scale, cache_ptr, QUANT), mask=cv_mask)
+
+
+@triton.jit
 def _rope_store_kv_kernel(
     q_ptr, k_ptr, v_ptr, q_out_ptr, k_out_ptr, positions_ptr, cos_sin_ptr, slot_mapping_ptr, cache_ptr,
     inv_k_scale, inv_v_scale,
@@ -87,48 +147,18 @@ def _rope_store_kv_kernel(
     half_mask = offs_half < HALF
     cos = tl.load(cos_sin_ptr + pos * stride_cos + offs_half, mask=half_mask, other=0.0).to(tl.float32)
     sin = tl.load(cos_sin_ptr + pos * stride_cos + HALF + offs_half, mask=half_mask, other=0.0).to(tl.float32)
-    ROT_DIM: tl.constexpr = 2 * HALF
+    # The two roles live in their own functions: a name assigned in both arms of this runtime branch must have one
+    # shape in both, and the query block (BLOCK_QH heads) and the key block (BLOCK_KH) differ whenever the head
+    # counts do (4 / 2 heads failed to compile on Triton 3.6; 32 / 8 happened to give 8 and 8).
     if part > 0:
-        offs_h = (part - 1) * BLOCK_QH + tl.arange(0, BLOCK_QH)
-        h_mask = offs_h < NUM_Q_HEADS
-        src = q_ptr + token * stride_qt
-        dst = q_out_ptr + token * stride_oqt
-        y1, y2 = _rotated(src, offs_h, h_mask, stride_qh, stride_qd, cos, sin, q_out_ptr.dtype.element_ty, HALF,
-                          BLOCK_HALF, INTERLEAVED)
-        _store_pairs(dst, offs_h, h_mask, stride_oqh, 1, y1, y2, HALF, BLOCK_HALF, INTERLEAVED)
-        if BLOCK_TAIL > 0:  # partial rotary: the remaining channels are copied
-            src_offs, src_mask = _channel_offsets(offs_h, h_mask, stride_qh, stride_qd, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
-            tail = tl.load(src + src_offs, mask=src_mask, other=0.0)
-            dst_offs, dst_mask = _channel_offsets(offs_h, h_mask, stride_oqh, 1, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
-            tl.store(dst + dst_offs, tail, mask=dst_mask)
+        _rotate_query_heads(q_ptr, q_out_ptr, token, part, cos, sin, stride_qt, stride_qh, stride_qd, stride_oqt,
+                            stride_oqh, NUM_Q_HEADS, HEAD_DIM, HALF, INTERLEAVED, BLOCK_QH, BLOCK_HALF, BLOCK_TAIL)
     else:
-        offs_h = tl.arange(0, BLOCK_KH)
-        h_mask = offs_h < NUM_KV_HEADS
-        src = k_ptr + token * stride_kt
-        act_ty = k_ptr.dtype.element_ty
-        k1, k2 = _rotated(src, offs_h, h_mask, stride_kh, stride_kd, cos, sin, act_ty, HALF, BLOCK_HALF, INTERLEAVED)
-        if BLOCK_TAIL > 0:
-            src_offs, src_mask = _channel_offsets(offs_h, h_mask, stride_kh, stride_kd, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
-            k_tail = tl.load(src + src_offs, mask=src_mask, other=0.0)
-        if WRITE_K:  # every row, padding included, as rotary.py writes them
-            k_dst = k_out_ptr + token * stride_okt
-            _store_pairs(k_dst, offs_h, h_mask, stride_okh, 1, k1, k2, HALF, BLOCK_HALF, INTERLEAVED)
-            if BLOCK_TAIL > 0:
-                out_offs, out_mask = _channel_offsets(offs_h, h_mask, stride_okh, 1, ROT_DIM, HEAD_DIM, BLOCK_TAIL)
-                tl.store(k_dst + out_offs, k_tail, mask=out_mask)
-        slot = tl.load(slot_mapping_ptr + token).to(tl.int64)
-        if slot >= 0:  # (names assigned in this branch are its own: Triton keeps a variable's shape across it)
-            dest = cache_ptr + (slot // PAGE_SIZE) * stride_cb + (slot % PAGE_SIZE) * stride_cs
-            _store_pairs(dest, offs_h, h_mask, stride_ch, stride_cd, to_cache(k1, inv_k_scale, cache_ptr, QUANT),
-                         to_cache(k2, inv_k_scale, cache_ptr, QUANT), HALF, BLOCK_HALF, INTERLEAVED)
-            if BLOCK_TAIL > 0:
-                tail_offs, tail_mask = _channel_offsets(offs_h, h_mask, stride_ch, stride_cd, ROT_DIM, HEAD_DIM,
-                                                        BLOCK_TAIL)
-                tl.store(dest + tail_offs, to_cache(k_tail, inv_k_scale, cache_ptr, QUANT), mask=tail_mask)
-            v_offs, v_mask = _channel_offsets(offs_h, h_mask, stride_vh, stride_vd, 0, HEAD_DIM, BLOCK_D)
-            v = tl.load(v_ptr + token * stride_vt + v_offs, mask=v_mask, other=0.0)
-            cv_offs, cv_mask = _channel_offsets(offs_h, h_mask, stride_ch, stride_cd, 0, HEAD_DIM, BLOCK_D)
-            tl.store(dest + stride_ck + cv_offs, to_cache(v, inv_v_scale, cache_ptr, QUANT), mask=cv_mask)
+        _rotate_store_kv_heads(k_ptr, v_ptr, k_out_ptr, slot_mapping_ptr, cache_ptr, token, cos, sin, inv_k_scale,
+                               inv_v_scale, stride_kt, stride_kh, stride_kd, stride_vt, stride_vh, stride_vd,
+                               stride_okt, stride_okh, stride_ck, stride_cb, stride_cs, stride_ch, stride_cd,
+                               NUM_KV_HEADS, HEAD_DIM, HALF, INTERLEAVED, QUANT, PAGE_SIZE, WRITE_K, BLOCK_KH,
+                               BLOCK_HALF, BLOCK_TAIL, BLOCK_D)
 
 
 def rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,

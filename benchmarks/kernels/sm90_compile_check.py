@@ -13,14 +13,17 @@ arguments are specialised exactly as on the GPU. Compile with the Triton the GPU
         [--only fresh|rope|moe] [--out x.json]
 
 Kernels: the fresh prefill attention kernel at Llama-3.1-8B's shape (bf16, 32 / 8 heads, D = 128) in the shipped
-config and every --new-options config of prefill_attention_sweep.py; rope_store_kv at the same shape (bf16 and fp8
-caches, full / partial / interleaved rotary, with and without the rotated keys kept); the fused MoE (moe): fused_moe
-as the engine calls it (shared experts' output given, epilogue fused) for DeepSeek-V2-Lite (bf16, E 64, I 1408,
-H 2048, top-6; T 1, 64, 512) and R1 (block-FP8 weights, E 256, I 2048, H 7168, top-8;
-T 1, 256, 8192), every launch one row (moe_align's three kernels, the activation quantization, both grouped GEMMs,
-silu_and_mul_quant_fp8, moe_sum), in the tiles moe_config picks on a GPU named as the H100 and the H200 of the
-lent machines (the name is faked; the H100 borrows the H200's table while it has none) and in the heuristic's
-(any other GPU name); then moe_sum without a shared output and silu_and_mul_quant_fp8 alone at each shape.
+config and every --new-options config of prefill_attention_sweep.py; rope_store_kv at the same shape and at every
+head layout the tests' tiny GPU models use (4 / 2 heads at D 64 and 16, 6 / 3, 8 / 4) plus MHA, MQA, 8 / 2, one
+head and 16 / 2 at D 8 to 128 (ROPE_SHAPES: bf16 and fp8 caches, full / partial / interleaved rotary, with and
+without the rotated keys kept; every combination at Llama-8B's and the tiny models' shapes, each feature
+elsewhere); the fused MoE (moe): fused_moe as the engine calls it (shared experts' output given, epilogue fused) for
+DeepSeek-V2-Lite (bf16, E 64, I 1408, H 2048, top-6; T 1, 64, 512) and R1 (block-FP8
+weights, E 256, I 2048, H 7168, top-8; T 1, 256, 8192), every launch one row (moe_align's three kernels, the
+activation quantization, both grouped GEMMs, silu_and_mul_quant_fp8, moe_sum), in the tiles moe_config picks on a GPU
+named as the H100 and the H200 of the lent machines (the name is faked; the H100 borrows the H200's table while it has
+none) and in the heuristic's (any other GPU name); then moe_sum without a shared output and silu_and_mul_quant_fp8
+alone at each shape.
 Exit code 1 when one fails to compile or (but for a fresh config: the sweep skips those on the GPU) needs more
 shared memory than a Hopper program may have. "(spills)" marks a kernel ptxas spilled registers for.
 This uses Triton internals (the active driver, JITFunction.run): written against Triton 3.6 (and 3.9).
@@ -129,23 +132,45 @@ def fresh_cases():
             q, k, v, out, meta.query_start_loc, meta.seq_lens, 0, len(lens), max(lens), d**-0.5, c))
 
 
+# rope_store_kv shapes: (label, query heads, KV heads, head dim, every variant or a few). The launch specialises on
+# the head counts (BLOCK_QH = min(8, next_pow2(H)), BLOCK_KH = next_pow2(Hk)) and the head dim, so a shape that
+# compiles says little about another: Llama-8B's 32 / 8 gives 8-head blocks on both sides, the tiny test models'
+# 4 / 2 did not (a variable reshaped across the runtime query / key branch failed there on Triton 3.6).
+ROPE_SHAPES = (("Llama-8B", 32, 8, 128, True),
+               ("tiny GPU worker Llama", 4, 2, 64, True),  # tests/worker/test_model_runner_cuda_worker.py
+               ("tiny quant / fp8-KV models", 4, 2, 16, True),  # tests/models/quant_testlib.py, test_fp8_kv_cache.py
+               ("tiny engine models", 6, 3, 16, False),  # tests/engine (hidden 96): non-power-of-two head counts
+               ("worker checkpoints", 8, 4, 8, False),  # tests/worker/worker_checkpoints.py defaults
+               ("MHA", 4, 4, 64, False), ("GQA 4", 8, 2, 64, False), ("MQA", 4, 1, 32, False),
+               ("one head", 1, 1, 128, False), ("GQA 8", 16, 2, 128, False))
+
+
+def rope_variants(d: int, every: bool):
+    """(cache dtype, rotary dim, interleaved, keep k): all twelve, or a few covering each feature once."""
+    rotaries = ((d, False), (d // 2, False), (d, True))  # full, partial, interleaved
+    full = [(c, r, i, kk) for c in (torch.bfloat16, torch.float8_e4m3fn) for r, i in rotaries for kk in (False, True)]
+    if every:
+        return full
+    return [(torch.bfloat16, d, False, False), (torch.bfloat16, d, False, True),
+            (torch.float8_e4m3fn, d // 2, False, True), (torch.float8_e4m3fn, d, True, False)]
+
+
 def rope_cases():
     from vdeploy_kernels.rope_store_kv import rope_store_kv
 
-    h, hk, d, tokens = 32, 8, 128, 256
-    qkv = torch.empty(tokens, (h + 2 * hk) * d, dtype=torch.bfloat16)
-    q, k, v = (qkv[:, : h * d].view(tokens, h, d), qkv[:, h * d : (h + hk) * d].view(tokens, hk, d),
-               qkv[:, (h + hk) * d :].view(tokens, hk, d))
-    positions, slots = torch.zeros(tokens, dtype=torch.int64), torch.zeros(tokens, dtype=torch.int64)
-    for cache_dtype in (torch.bfloat16, torch.float8_e4m3fn):
-        cache = torch.empty(2, 64, 16, hk, d, dtype=cache_dtype)
-        for rot_dim, interleaved in ((d, False), (d // 2, False), (d, True)):
-            cos_sin = torch.empty(1024, rot_dim)
-            for keep_k in (False, True):
-                name = (f"rope_store_kv {str(cache_dtype).removeprefix('torch.')} cache, rotary {rot_dim}"
-                        f"{' interleaved' if interleaved else ''}{', k kept' if keep_k else ''}")
-                yield name, {}, (lambda c=cache, cs=cos_sin, i=interleaved, kk=keep_k: rope_store_kv(
-                    q, k, v, positions, cs, c, slots, interleaved=i, return_k=kk))
+    tokens = 64
+    for label, h, hk, d, every in ROPE_SHAPES:
+        qkv = torch.empty(tokens, (h + 2 * hk) * d, dtype=torch.bfloat16)  # q, k, v: views of one projection
+        q, k, v = (qkv[:, : h * d].view(tokens, h, d), qkv[:, h * d : (h + hk) * d].view(tokens, hk, d),
+                   qkv[:, (h + hk) * d :].view(tokens, hk, d))
+        positions, slots = torch.zeros(tokens, dtype=torch.int64), torch.zeros(tokens, dtype=torch.int64)
+        for cache_dtype, rot_dim, interleaved, keep_k in rope_variants(d, every):
+            cache = torch.empty(2, 16, 16, hk, d, dtype=cache_dtype)
+            cos_sin = torch.empty(256, rot_dim)
+            name = (f"rope_store_kv {label} {h}/{hk} D{d}, {str(cache_dtype).removeprefix('torch.')} cache, rotary "
+                    f"{rot_dim}{' interleaved' if interleaved else ''}{', k kept' if keep_k else ''}")
+            yield name, {}, (lambda c=cache, cs=cos_sin, i=interleaved, kk=keep_k, q=q, k=k, v=v, p=positions,
+                             s=slots: rope_store_kv(q, k, v, p, cs, c, s, interleaved=i, return_k=kk))
 
 
 # MoE shapes: (name, experts, intermediate I, hidden H, top-k, block-FP8 weights, token counts T)

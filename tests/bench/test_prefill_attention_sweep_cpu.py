@@ -35,8 +35,8 @@ def test_tiny_cpu_run_checks_every_config_and_writes_tables(tmp_path):
 
 
 def test_tiny_new_options_run_compares_each_option_with_the_shipped_config(tmp_path):
-    # --new-options: the fresh kernel only, the shipped table's config first, then warp specialization, in-kernel
-    # descriptors and lazy rescaling, each checked against the twin and timed against the first row
+    # --new-options: the fresh kernel only, the shipped table's config (in-kernel descriptors) first, then its
+    # host-descriptor form and another tile, each checked against the twin and timed against the first row
     out = tmp_path / "new.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--new-options", "--reps", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
@@ -46,8 +46,18 @@ def test_tiny_new_options_run_compares_each_option_with_the_shipped_config(tmp_p
     case = report["cases"]["fresh"]
     assert set(case["variants"]) == {"fresh"}
     rows = case["variants"]["fresh"]["rows"]
-    assert len(rows) == 4 and all(r["ok"] and r["tflops"] > 0 for r in rows)
+    assert len(rows) == 3 and all(r["ok"] and r["tflops"] > 0 for r in rows)
     configs = [r["config"] for r in rows]
-    assert configs[0]["tma"] and not any(configs[0][k] for k in ("device_tma", "warp_specialize", "lazy_rescale"))
-    assert [any(c[k] for c in configs) for k in ("device_tma", "warp_specialize", "lazy_rescale")] == [True] * 3
-    assert len(case["vs_shipped"]) == 3 and "skipped" not in case
+    assert all(set(c) == {"block_m", "block_n", "pack", "num_warps", "num_stages", "tma", "device_tma"}
+               for c in configs)  # the removed options are gone from the configs (and so from written tables)
+    assert configs[0]["tma"] and configs[0]["device_tma"]
+    assert configs[1] == dict(configs[0], device_tma=False)
+    assert len(case["vs_shipped"]) == 2 and "skipped" not in case
+
+
+def test_shipped_fresh_is_the_h100_table():
+    # --new-options' baseline row is the shipped table's config
+    from benchmarks.kernels.prefill_attention_sweep import SHIPPED_FRESH
+
+    table = REPO / "kernels" / "configs" / "prefill_attention" / "fresh-D128-G4-bfloat16-NVIDIA_H100_80GB_HBM3.json"
+    assert json.loads(table.read_text()) == {"4096": SHIPPED_FRESH}
