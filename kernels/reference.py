@@ -153,3 +153,15 @@ def add_lora(y: torch.Tensor, x: torch.Tensor, lora_a: torch.Tensor, lora_b: tor
         h = x[rows].float() @ lora_a[slot].float().t()  # [Ts, R]
         delta = h.to(lora_b.dtype).float() @ lora_b[slot].float().t()  # [Ts, N]
         y.index_copy_(0, rows, (y[rows].float() + delta).to(y.dtype))
+
+
+def gumbel_sample(logits: torch.Tensor, temperature: torch.Tensor,
+                  seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Twin of sampling.gumbel_sample: (argmax, argmax(logits / T + G)) per row, G = -log(-log u) with u drawn by a
+    torch generator seeded with the row's seed (the kernel draws u by Philox: same distribution, other bits)."""
+    x = logits.float()  # [N, V]
+    u = torch.empty_like(x)
+    for row, seed in enumerate(seeds.tolist()):
+        u[row].uniform_(generator=torch.Generator(device=x.device).manual_seed(seed))
+    scores = x / temperature[:, None] - torch.log(-torch.log(u))
+    return x.argmax(dim=-1), scores.argmax(dim=-1)

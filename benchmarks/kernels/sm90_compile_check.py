@@ -10,7 +10,7 @@ arguments are specialised exactly as on the GPU. Compile with the Triton the GPU
     python3 -m venv --system-site-packages /tmp/t36 && /tmp/t36/bin/pip install --no-deps triton==3.6.0
     mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels
     PYTHONPATH=/tmp/shim:$PWD /tmp/t36/bin/python benchmarks/kernels/sm90_compile_check.py \
-        [--only fresh|rope|moe] [--out x.json]
+        [--only fresh|rope|moe|sampling] [--out x.json]
 
 Kernels: the fresh prefill attention kernel at Llama-3.1-8B's shape (bf16, 32 / 8 heads, D = 128) in the shipped
 config and every --new-options config of prefill_attention_sweep.py; rope_store_kv at the same shape and at every
@@ -253,6 +253,18 @@ def moe_cases():
             yield f"silu_and_mul_quant_fp8 {shape}", {}, (lambda h=h: silu_and_mul_quant_fp8(h))
 
 
+def sampling_cases():
+    """The one-pass Gumbel-max sampler at V2-Lite's (102,400) and Qwen2's (152,064, a padded-vocab view) vocabularies,
+    float32 and bf16 logits, 1 and 512 rows."""
+    from vdeploy_kernels.sampling import gumbel_sample
+
+    for rows, vocab, padded, dtype in ((512, 102400, 102400, torch.float32), (1, 152064, 152064 + 64, torch.float32),
+                                       (512, 151936, 151936, torch.bfloat16)):
+        logits = torch.empty(rows, padded, dtype=dtype)[:, :vocab]
+        args = (logits, torch.empty(rows), torch.empty(rows, dtype=torch.int64))
+        yield f"gumbel_sample {rows} x {vocab} {str(dtype)[6:]}", {}, (lambda a=args: gumbel_sample(*a))
+
+
 def launch_label(fn_name: str, kwargs: dict) -> str:
     """A launch inside a multi-kernel case: the kernel's name and, for a GEMM, which one and its tiles."""
     label = fn_name.strip("_").removesuffix("_kernel")
@@ -265,14 +277,14 @@ def launch_label(fn_name: str, kwargs: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("fresh", "rope", "moe"), default=None)
+    parser.add_argument("--only", choices=("fresh", "rope", "moe", "sampling"), default=None)
     parser.add_argument("--out", default=None, help="JSON report path")
     args = parser.parse_args()
     import triton
 
     compiled = fake_hopper()
     results, failed = [], []
-    groups = {"fresh": fresh_cases, "rope": rope_cases, "moe": moe_cases}
+    groups = {"fresh": fresh_cases, "rope": rope_cases, "moe": moe_cases, "sampling": sampling_cases}
     for group, cases in groups.items():
         if args.only not in (None, group):
             continue

@@ -23,6 +23,7 @@ DISPATCHED = [
     ("lora", "add_lora"),
     ("w4a16_gemm", "w4a16_matmul"),
     ("w8a8_gemm", "w8a8_matmul"),
+    ("sampling", "gumbel_sample"),
 ]
 
 

@@ -205,6 +205,20 @@ def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetada
     return reference_mla_attention(q, kv_cache, meta, scale, kv_lora_rank, kv_scale=kv_scale, q_rope=q_rope)
 
 
+def gumbel_sample(logits: torch.Tensor, temperature: torch.Tensor,
+                  seeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [N, V], temperature [N] (> 0), seeds [N] int64 -> (argmax [N], a draw from softmax(logits / T) [N]) in
+    one read of the logits (Gumbel-max; kernels/sampling.py). The twin draws its noise with torch's generator seeded
+    by each row's seed: the same distribution, other bits."""
+    if _use_triton(logits):
+        from vdeploy_kernels.sampling import gumbel_sample as triton_gumbel_sample
+
+        return triton_gumbel_sample(logits, temperature, seeds)
+    from vdeploy_kernels import reference
+
+    return reference.gumbel_sample(logits, temperature, seeds)
+
+
 def router_weight(weight: torch.Tensor, activation_dtype: torch.dtype) -> torch.Tensor:
     """The form a DeepSeek router weight [E, D] is kept in after loading, for router_logits: as loaded when it is in
     the activations' 16-bit dtype and this GPU's cuBLAS multiplies 16-bit inputs into a float32 output; otherwise

@@ -9,6 +9,9 @@ Order of operations (vLLM / OpenAI semantics):
   5. other rows: temperature, min_p, top_k, top_p, then an exponential race (Gumbel-max in disguise):
      argmax(p / E) with E ~ Exp(1) is a draw from p. Seeded rows get their E from a generator seeded by
      (seed, tokens generated so far), so results do not depend on batch composition or on worker state.
+     On a GPU, a batch with no top-k, top-p or min-p takes one Triton pass instead (ops.gumbel_sample:
+     argmax(logits / T + Gumbel noise), the noise by Philox from the same per-row seeds, unseeded rows' seeds drawn
+     from the engine's generator on the device): the same distribution at one read of the logits.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from dataclasses import dataclass
 import torch
 
 from vdeploy.engine.outputs import ScheduledRequest, TokenLogprobs
+from vdeploy.layers import ops
 from vdeploy.worker.grammar_mask import apply_token_bitmasks, has_bitmasks
-from vdeploy.worker.sampling_tensors import SamplingTensors, penalty_token_counts
+from vdeploy.worker.sampling_tensors import SamplingTensors, to_device, penalty_token_counts
 
 
 @dataclass
@@ -52,12 +56,27 @@ class Sampler:
         if st.any_penalties:
             logits = apply_penalties(logits, requests, st)
         logprobs = torch.log_softmax(logits, dim=-1) if st.max_num_logprobs >= 0 else None  # [N, V]
+        if not st.all_greedy and logits.is_cuda and not (st.any_top_k or st.any_top_p or st.any_min_p):
+            greedy_ids, drawn = ops.gumbel_sample(logits, st.temperature, self._row_seeds(st))
+            sampled = torch.where(st.greedy, greedy_ids, drawn)
+            return DeviceSample(sampled, _pack_logprobs(sampled, logprobs, st), st.num_logprobs)
         sampled = logits.argmax(dim=-1)  # [N]
         if not st.all_greedy:
             probs = self._sampling_probs(logits, st)
             drawn = self._exponential_race(probs, st)
             sampled = torch.where(st.greedy, sampled, drawn)
         return DeviceSample(sampled, _pack_logprobs(sampled, logprobs, st), st.num_logprobs)
+
+    def _row_seeds(self, st: SamplingTensors) -> torch.Tensor:
+        """[N] int64 Philox seeds for this step: a seeded row's step seed (as the exponential race uses it), the
+        others drawn from the engine's generator on the device (no host sync)."""
+        n = len(st.row_seeds)
+        drawn = torch.randint(0, 2**62, (n,), generator=self.generator, device=self.device)  # [N]
+        if all(seed is None for seed in st.row_seeds):
+            return drawn
+        fixed = torch.tensor([0 if s is None else s for s in st.row_seeds], dtype=torch.int64)
+        has_seed = torch.tensor([s is not None for s in st.row_seeds])
+        return torch.where(to_device(has_seed, self.device), to_device(fixed, self.device), drawn)
 
     def _ban_stop_tokens(self, logits: torch.Tensor, st: SamplingTensors) -> torch.Tensor:
         rows = [i for i, ids in enumerate(st.banned_token_ids) for _ in ids]

@@ -78,7 +78,7 @@ class SamplingTensors:
             dtype=torch.float32,
         )
         ints = torch.tensor([[k, int(g)] for k, g in zip(top_k, greedy)], dtype=torch.int64)
-        floats, ints = _to_device(floats, device), _to_device(ints, device)
+        floats, ints = to_device(floats, device), to_device(ints, device)
         sampled_rows = [not g for g in greedy]
         num_logprobs = [-1 if p.logprobs is None else p.logprobs for p in params]
         banned = []
@@ -112,7 +112,7 @@ class SamplingTensors:
         )
 
 
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cpu":
         return t
     return t.pin_memory().to(device, non_blocking=True)
@@ -135,7 +135,7 @@ def penalty_token_counts(
         if lengths[i]:
             ids[i, : lengths[i]] = torch.tensor(r.penalty_token_ids, dtype=torch.int64).clamp_(0, vocab_size)
             is_output[i, min(r.num_prompt_tokens, lengths[i]) : lengths[i]] = 1.0
-    ids, is_output = _to_device(ids, device), _to_device(is_output, device)
+    ids, is_output = to_device(ids, device), to_device(is_output, device)
     output_counts = torch.zeros((n, vocab_size + 1), dtype=torch.float32, device=device)
     output_counts.scatter_add_(1, ids, is_output)
     seen = torch.zeros((n, vocab_size + 1), dtype=torch.bool, device=device)
