@@ -1,7 +1,7 @@
 # carry: .whl .peer/models — GPU checks of the DeepSeek kernels (the review refactor's and the MoE epilogue's first GPU
+# run), the fused-vs-separate MoE epilogue timing, then ours: R1-8L pair, V2-Lite 500
 # (updated after this session's H100 lease: the GPU tests of every kernel changed since, and vLLM timeouts that allow its
 # first start's compiles; c4.sh already gave vLLM 300 s for R1 there)
-# run), the fused-vs-separate MoE epilogue timing, then ours: R1-8L pair, V2-Lite 500
 source benchmarks/results/2026-12-06e-h100/calls/common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1 || echo PIP-FAILED
