@@ -1,24 +1,14 @@
 """The W4A16 Triton GEMM against its torch twin under the interpreter: uniform groups (one scale row per K tile),
 groups smaller than a tile, act-order g_idx (gather), a K split, ragged M / N / K edges, fp16 / fp32 (bf16:
 on the GPU). The explicit configs here are the dequantizing kernel's; the factored decode kernel (the default for
-M ≤ 16) has its own tests in test_kernel_w4a16_factored."""
+1-2 rows) has its own tests in test_kernel_w4a16_factored."""
 
 import pytest
 import torch
 
+from int4_testlib import random_int4_weights
 from vdeploy_kernels import reference_quant as ref
 from vdeploy_kernels.w4a16_gemm import legacy_w4a16_config, w4a16_config, w4a16_matmul
-
-
-def _weights(k, n, group, gen, shuffled=False):
-    q = torch.randint(0, 16, (k, n), generator=gen)
-    groups = -(-k // group)
-    scales = (torch.rand(groups, n, generator=gen) * 0.02 + 0.001).half()
-    zeros = torch.randint(0, 16, (groups, n), generator=gen).half()
-    g_idx = torch.arange(k) // group
-    if shuffled:
-        g_idx = g_idx[torch.randperm(k, generator=gen)]
-    return ref.pack_int4_rows(q), scales, zeros, g_idx.to(torch.int32)
 
 
 def test_pack_unpack_roundtrip_and_nibble_order():
@@ -49,7 +39,7 @@ def test_pack_unpack_roundtrip_and_nibble_order():
 ])
 def test_w4a16_matches_twin(dtype, m, n, k, group, gather, cfg):
     gen = torch.Generator().manual_seed(m * 1000 + k)
-    qweight, scales, zeros, g_idx = _weights(k, n, group, gen, shuffled=gather)
+    qweight, scales, zeros, g_idx = random_int4_weights(k, n, group, gen, shuffled=gather)
     x = torch.randn(m, k, generator=gen).to(dtype)
     out = w4a16_matmul(x, qweight, scales, zeros, g_idx, 0 if gather else group, config=cfg)
     want = ref.w4a16_matmul(x, qweight, scales, zeros, g_idx)

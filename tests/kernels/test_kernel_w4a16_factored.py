@@ -7,6 +7,7 @@ products (CUDA-core FMA, tensor-core dot), and the in-kernel reduction against t
 import pytest
 import torch
 
+from int4_testlib import random_int4_weights
 from vdeploy_kernels import reference_quant as ref
 from vdeploy_kernels.w4a16_factored import split_tickets, w4a16_factored_matmul
 from vdeploy_kernels.w4a16_gemm import factored_split, legacy_w4a16_config, w4a16_config, w4a16_matmul
@@ -17,17 +18,6 @@ TWIN_TOL = {torch.float16: 2e-2, torch.bfloat16: 6e-2, torch.float32: 1e-4}
 # truncates fp32 -> bf16, up to 2^-7, where the GPU rounds to nearest; fp32: the FMA path's partial sums carry x·256
 # next to x·q, ~5 bits of fp32 lost; fp32 is a test dtype, not a serving one)
 EXACT_TOL = {torch.float16: 1e-3, torch.bfloat16: 8e-3, torch.float32: 2e-5}
-
-
-def _weights(k, n, group, gen, act_order=False):
-    q = torch.randint(0, 16, (k, n), generator=gen)
-    groups = -(-k // group)
-    scales = (torch.rand(groups, n, generator=gen) * 0.02 + 0.001).half()
-    zeros = torch.randint(0, 16, (groups, n), generator=gen).half()
-    g_idx = torch.arange(k) // group
-    if act_order:  # a TP rank's rows after vdeploy.layers.int4 sorts them: groups of unequal sizes, and shuffled
-        g_idx = g_idx[torch.randperm(k, generator=gen)]
-    return ref.pack_int4_rows(q), scales, zeros, g_idx.to(torch.int32)
 
 
 def _check(out, x, qweight, scales, zeros, g_idx, factored=True):
@@ -63,7 +53,7 @@ CASES = [  # m, n, k, group, act_order, config
 @pytest.mark.parametrize("m,n,k,group,act_order,cfg", CASES)
 def test_factored_matches_twin(interpreter_bf16_dot, dtype, m, n, k, group, act_order, cfg):
     gen = torch.Generator().manual_seed(m * 1000 + n + k)
-    qweight, scales, zeros, g_idx = _weights(k, n, group, gen, act_order)
+    qweight, scales, zeros, g_idx = random_int4_weights(k, n, group, gen, act_order)
     x = torch.randn(m, k, generator=gen).to(dtype)
     out = w4a16_matmul(x, qweight, scales, zeros, g_idx, 0 if act_order else group, config=cfg)
     _check(out, x, qweight, scales, zeros, g_idx)
@@ -76,7 +66,7 @@ def test_default_decode_config_matches_twin(interpreter_bf16_dot, dtype, m, grou
     """What the engine runs: w4a16_config's choice (4 "SMs" under the interpreter, so small layers still split)."""
     n, k = 200, 512
     gen = torch.Generator().manual_seed(m + group)
-    qweight, scales, zeros, g_idx = _weights(k, n, group, gen, act_order)
+    qweight, scales, zeros, g_idx = random_int4_weights(k, n, group, gen, act_order)
     x = torch.randn(m, k, generator=gen).to(dtype)
     cfg = w4a16_config(m, n, k, 0 if act_order else group, 4)
     factored = bool(cfg.get("factored"))
@@ -92,7 +82,7 @@ def test_in_kernel_split_sum_matches_the_reducer_and_resets_its_counters(cfg):
     graph replay)."""
     gen = torch.Generator().manual_seed(7)
     m, n, k, group = 3, 96, 512, 64
-    qweight, scales, zeros, g_idx = _weights(k, n, group, gen)
+    qweight, scales, zeros, g_idx = random_int4_weights(k, n, group, gen)
     x = torch.randn(m, k, generator=gen).half()
     tickets = w4a16_factored_matmul(x, qweight, scales, zeros, g_idx, group, cfg)
     assert int(split_tickets(x.device).abs().sum()) == 0
@@ -109,7 +99,7 @@ def test_bf16_rows_read_in_pairs_or_one_by_one(interpreter_bf16_dot, offset):
     larger buffer) one value at a time. Both give the same result."""
     gen = torch.Generator().manual_seed(3)
     m, n, k, group = 2, 64, 256, 64
-    qweight, scales, zeros, g_idx = _weights(k, n, group, gen)
+    qweight, scales, zeros, g_idx = random_int4_weights(k, n, group, gen)
     buffer = torch.randn(m * k + 1, generator=gen).to(torch.bfloat16)
     x = buffer[offset: offset + m * k].view(m, k)
     assert (x.data_ptr() % 4 == 0) == (offset == 0)
@@ -121,7 +111,7 @@ def test_bf16_rows_read_in_pairs_or_one_by_one(interpreter_bf16_dot, offset):
 
 def test_dot_path_refuses_groups_that_split_a_tile():
     gen = torch.Generator().manual_seed(1)
-    qweight, scales, zeros, g_idx = _weights(256, 64, 32, gen)
+    qweight, scales, zeros, g_idx = random_int4_weights(256, 64, 32, gen)
     with pytest.raises(ValueError, match="whole K tiles"):
         w4a16_factored_matmul(torch.randn(2, 256).half(), qweight, scales, zeros, g_idx, 32,
                               _cfg(16, 64, 64, 1, dot=True))
