@@ -5,6 +5,11 @@
 - w8a8_block_matmul(x_fp8, x_scale, w_fp8 [N, K], w_scale_inv [ceil(N/128), ceil(K/128)], block, out_dtype)
   -> y [T, N] = Σ_kblocks (x_fp8 · w_fp8ᵀ) · x_scale · w_scale: FP8 tensor-core dots accumulated in fp32, each
   K-block's partial product rescaled by its activation and weight scales.
+- w8a8_block_linear(x [M, K] bf16 / fp32, w_fp8, w_scale_inv, block) -> y [M, N] in x's dtype: both steps. At
+  M ≤ 16 (decode) in one launch: each program quantizes the x rows of its own K tiles in registers, bit for bit as
+  per_token_group_quant_fp8 does, and split-K partials are summed in the same launch (split_k.py), where the
+  two-step path made three launches per linear (quantize, GEMM, sum of splits) — ~6 linears per R1 layer at a few
+  µs of launch and tail each, in a step of ~2.5 ms.
 Twins: vdeploy_kernels.reference_deepseek.{quantize_act_per_token_group, w8a8_block_matmul}.
 
 Tiles come from a tuned table per (N, K, GPU kind) and token count (fp8_gemm_configs.py, written once by
@@ -19,6 +24,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from vdeploy_kernels.split_k import TICKETS, split_tickets, store_split_k
 
 FP8_MAX = tl.constexpr(448.0)  # a constexpr global: Triton kernels may read only those
 
@@ -113,6 +120,45 @@ def _sum_splits_kernel(ws_ptr, out_ptr, numel, SPLIT_K: tl.constexpr, BLOCK: tl.
     tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit(do_not_specialize=["SPLIT_K"])  # one compile for every split count
+def _w8a8_block_decode_kernel(
+    x_ptr, w_ptr, bs_ptr, c_ptr, ws_ptr, tickets_ptr,
+    M, N, K, stride_xm, stride_wn, stride_bs_n, SPLIT_K,
+    BLOCK_N_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    REDUCE: tl.constexpr, ACT_FP8: tl.constexpr,
+):
+    # grid (N tiles, K splits); all M ≤ BLOCK_M rows in one tile. BLOCK_K is the activation scale group, so each
+    # K tile's x rows are quantized here exactly as _per_token_group_quant_kernel would (same fp32 operations)
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    offs_m = tl.arange(0, BLOCK_M)  # [BM]
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
+    offs_k = tl.arange(0, BLOCK_K)
+    k_blocks = tl.cdiv(K, BLOCK_K)
+    per_split = tl.cdiv(k_blocks, SPLIT_K)
+    kb_start = pid_k * per_split
+    kb_end = min(kb_start + per_split, k_blocks)
+    x_ptrs = x_ptr + offs_m[:, None] * stride_xm + (kb_start * BLOCK_K + offs_k)[None, :]  # [BM, BK]
+    w_ptrs = w_ptr + offs_n[None, :] * stride_wn + (kb_start * BLOCK_K + offs_k)[:, None]  # [BK, BN] (w is [N, K])
+    bs_ptrs = bs_ptr + (offs_n // BLOCK_N_SCALE) * stride_bs_n
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kb in range(kb_start, kb_end):
+        k_left = K - kb * BLOCK_K
+        x = tl.load(x_ptrs, mask=(offs_m[:, None] < M) & (offs_k[None, :] < k_left), other=0.0).to(tl.float32)
+        a_s = tl.maximum(tl.max(tl.abs(x), axis=1), 1e-12) / FP8_MAX  # [BM]
+        a = tl.clamp(x / a_s[:, None], -FP8_MAX, FP8_MAX)
+        b = tl.load(w_ptrs, mask=(offs_n[None, :] < N) & (offs_k[:, None] < k_left), other=0.0)
+        if ACT_FP8:
+            a = a.to(b.dtype)
+        else:  # tests in the interpreter, whose fp32 -> fp8 cast is wrong: a stays fp32, so a · a_s ≈ x
+            b = b.to(tl.float32)
+        b_s = tl.load(bs_ptrs + kb, mask=offs_n < N, other=0.0)  # [BN]
+        acc += tl.dot(a, b) * a_s[:, None] * b_s[None, :]
+        x_ptrs += BLOCK_K
+        w_ptrs += BLOCK_K
+    store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, pid_n, SPLIT_K, REDUCE)
+
+
 def _scaled_mm_block(x_fp8, x_scale, w_fp8, w_scale_inv, out_dtype):
     """cuBLAS block-scaled GEMM (torch._scaled_mm, Hopper). Its layout rules: M padded to a multiple of 4, the
     activation scales K-block-major, the weight scales padded to a multiple of 4 K-blocks and K-block-major."""
@@ -168,3 +214,49 @@ def w8a8_block_matmul(
         numel, chunk = m * n, 1024
         _sum_splits_kernel[(triton.cdiv(numel, chunk),)](target, out, numel, SPLIT_K=split_k, BLOCK=chunk)
     return out
+
+
+DECODE_ROWS = 16  # the fused decode kernel's row tile: M up to this runs in one launch
+
+
+def _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype):
+    m, k = x.shape
+    n = w_fp8.shape[0]
+    block_n = config["block_n"]
+    grid_n, k_blocks = triton.cdiv(n, block_n), triton.cdiv(k, block[1])
+    split = triton.cdiv(k_blocks, triton.cdiv(k_blocks, max(1, config.get("split_k", 1))))  # no empty splits
+    reduce = 0 if split == 1 else 1 if grid_n <= TICKETS else 2
+    out = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    ws = out if split == 1 else torch.empty(split, m, n, dtype=torch.float32, device=x.device)
+    tickets = split_tickets(x.device) if reduce == 1 else ws
+    _w8a8_block_decode_kernel[(grid_n, split)](
+        x, w_fp8, w_scale_inv, out, ws, tickets, m, n, k, x.stride(0), w_fp8.stride(0), w_scale_inv.stride(0), split,
+        BLOCK_N_SCALE=block[0], BLOCK_M=DECODE_ROWS, BLOCK_N=block_n, BLOCK_K=block[1], REDUCE=reduce,
+        ACT_FP8=act_dtype == torch.float8_e4m3fn, num_warps=config["num_warps"], num_stages=config["num_stages"],
+    )
+    if reduce == 2:
+        numel, chunk = m * n, 1024
+        _sum_splits_kernel[(triton.cdiv(numel, chunk),)](ws, out, numel, SPLIT_K=split, BLOCK=chunk)
+    return out
+
+
+def w8a8_block_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale_inv: torch.Tensor,
+                      block: tuple[int, int] = (128, 128), config: dict | None = None,
+                      act_dtype: torch.dtype = torch.float8_e4m3fn) -> torch.Tensor:
+    """x [M, K] (bf16 / fp32) @ block-FP8 w [N, K]ᵀ -> [M, N] in x's dtype, x quantized per token per block[1]
+    channels. M ≤ 16 with a Triton config: one fused launch (config "fused": False keeps the two steps, for A/B
+    timing); otherwise per_token_group_quant_fp8 then w8a8_block_matmul. act_dtype float32: the interpreter
+    tests' stand-in for e4m3 (both steps then skip the fp8 rounding of x)."""
+    from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
+
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    m, k = x.shape
+    if config is None and m:
+        config = block_gemm_config(m, w_fp8.shape[0], k, block,
+                                   None if x.device.type != "cuda" else x.device.index or 0)
+    if 0 < m <= DECODE_ROWS and config.get("backend") != "scaled_mm" and config.get("fused", True) \
+            and config.get("block_k", block[1]) == block[1]:
+        return _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype)
+    xq, xs = per_token_group_quant_fp8(x, block[1], out_dtype=act_dtype)
+    return w8a8_block_matmul(xq, xs, w_fp8, w_scale_inv, block, x.dtype, config)

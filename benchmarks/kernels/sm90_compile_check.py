@@ -10,7 +10,7 @@ arguments are specialised exactly as on the GPU. Compile with the Triton the GPU
     python3 -m venv --system-site-packages /tmp/t36 && /tmp/t36/bin/pip install --no-deps triton==3.6.0
     mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels
     PYTHONPATH=/tmp/shim:$PWD /tmp/t36/bin/python benchmarks/kernels/sm90_compile_check.py \
-        [--only fresh|rope|moe|sampling] [--out x.json]
+        [--only fresh|rope|moe|sampling|fp8dec] [--out x.json]
 
 Kernels: the fresh prefill attention kernel at Llama-3.1-8B's shape (bf16, 32 / 8 heads, D = 128) in the shipped
 config and every --new-options config of prefill_attention_sweep.py; rope_store_kv at the same shape and at every
@@ -23,7 +23,8 @@ weights, E 256, I 2048, H 7168, top-8; T 1, 256, 8192), every launch one row (mo
 activation quantization, both grouped GEMMs, silu_and_mul_quant_fp8, moe_sum), in the tiles moe_config picks on a GPU
 named as the H100 and the H200 of the lent machines (the name is faked; the H100 borrows the H200's table while it has
 none) and in the heuristic's (any other GPU name); then moe_sum without a shared output and silu_and_mul_quant_fp8
-alone at each shape.
+alone at each shape; the block-FP8 decode linear (fp8dec: x quantized in the GEMM, split-K summed in the same
+launch) at every R1 shape with a tuned table, M 1 / 4 / 16, in the table's tiles and the heuristic's.
 Exit code 1 when one fails to compile or (but for a fresh config: the sweep skips those on the GPU) needs more
 shared memory than a Hopper program may have. "(spills)" marks a kernel ptxas spilled registers for.
 This uses Triton internals (the active driver, JITFunction.run): written against Triton 3.6 (and 3.9).
@@ -265,6 +266,27 @@ def sampling_cases():
         yield f"gumbel_sample {rows} x {vocab} {str(dtype)[6:]}", {}, (lambda a=args: gumbel_sample(*a))
 
 
+def fp8_decode_cases():
+    """fp8_gemm.w8a8_block_linear at M ≤ 16 (the fused decode launch) for every (N, K) of R1 with a tuned table, in
+    the H200 table's tiles (nearest M) and the heuristic's."""
+    from vdeploy_kernels import fp8_gemm_configs, tuned_tables
+    from vdeploy_kernels.fp8_gemm import w8a8_block_linear
+
+    table_dir = Path(fp8_gemm_configs.__file__).parent / "configs" / fp8_gemm_configs.KIND
+    for path in sorted(table_dir.glob("N*-K*-block128x128-NVIDIA_H200.json")):
+        n, k = (int(part[1:]) for part in path.name.split("-")[:2])
+        table = tuned_tables.load_table(fp8_gemm_configs.KIND, path.name)
+        w, ws = torch.empty(n, k, dtype=torch.float8_e4m3fn), torch.empty(-(-n // 128), -(-k // 128))
+        for m in (1, 4, 16):
+            x = torch.empty(m, k, dtype=torch.bfloat16)
+            for label, cfg in (("H200 table", tuned_tables.nearest(table, m)),
+                               ("heuristic", fp8_gemm_configs.default_config(m))):
+                if cfg.get("backend") == "scaled_mm":
+                    continue
+                yield (f"fp8 decode linear N{n} K{k} M={m} [{label}]", cfg,
+                       lambda x=x, w=w, ws=ws, cfg=cfg: w8a8_block_linear(x, w, ws, config=cfg))
+
+
 def launch_label(fn_name: str, kwargs: dict) -> str:
     """A launch inside a multi-kernel case: the kernel's name and, for a GEMM, which one and its tiles."""
     label = fn_name.strip("_").removesuffix("_kernel")
@@ -277,14 +299,15 @@ def launch_label(fn_name: str, kwargs: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("fresh", "rope", "moe", "sampling"), default=None)
+    parser.add_argument("--only", choices=("fresh", "rope", "moe", "sampling", "fp8dec"), default=None)
     parser.add_argument("--out", default=None, help="JSON report path")
     args = parser.parse_args()
     import triton
 
     compiled = fake_hopper()
     results, failed = [], []
-    groups = {"fresh": fresh_cases, "rope": rope_cases, "moe": moe_cases, "sampling": sampling_cases}
+    groups = {"fresh": fresh_cases, "rope": rope_cases, "moe": moe_cases, "sampling": sampling_cases,
+              "fp8dec": fp8_decode_cases}
     for group, cases in groups.items():
         if args.only not in (None, group):
             continue

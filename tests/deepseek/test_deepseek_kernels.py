@@ -59,6 +59,28 @@ def test_w8a8_block_matmul_split_k_and_bands_match_twin(config):
     assert rel_err(out, ref.w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.float32)) < 1e-5
 
 
+
+@pytest.mark.parametrize("m,n,k,config", [
+    (1, 200, 300, {"block_n": 64, "num_warps": 4, "num_stages": 2}),  # partial N tile and K block, one split
+    (5, 320, 384, {"block_n": 32, "num_warps": 4, "num_stages": 2, "split_k": 3}),  # one K block per split
+    (16, 256, 640, {"block_n": 256, "num_warps": 4, "num_stages": 2, "split_k": 2}),  # 2 weight-scale rows a tile
+])
+def test_fused_decode_linear_matches_dequantized_matmul(m, n, k, config):
+    """The one-launch decode path (x quantized in the K loop, split-K summed by the last program of each tile). Its
+    activations stay float32 here (the interpreter's fp8 cast is wrong), so it must equal x @ dequant(W)ᵀ; the
+    e4m3 rounding is checked on the GPU (test_deepseek_kernels_gpu.py)."""
+    from vdeploy_kernels.fp8_gemm import w8a8_block_linear
+    from vdeploy_kernels.split_k import split_tickets
+
+    gen = torch.Generator().manual_seed(m)
+    wq, ws = ref.quantize_weight_block(torch.randn(n, k, generator=gen))
+    x = torch.randn(m, k, generator=gen) * torch.rand(1, k, generator=gen) * 4  # per-group scales differ
+    out = w8a8_block_linear(x, wq, ws, config=config, act_dtype=torch.float32)
+    assert out.shape == (m, n) and out.dtype == x.dtype
+    assert rel_err(out, x @ ref.dequantize_weight_block(wq, ws).t()) < 1e-5
+    assert int(split_tickets(x.device).abs().sum()) == 0  # every tile's counter reset for the next launch
+
+
 def test_block_gemm_config_reads_the_tuned_table(tmp_path, monkeypatch):
     import json
 

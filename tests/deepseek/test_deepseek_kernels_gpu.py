@@ -50,6 +50,41 @@ def test_w8a8_block_matmul(m, n, k):
         assert rel_err(cublas, expected) < 1e-2
 
 
+@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9),
+                    reason="FP8 tensor cores need sm89+")
+@pytest.mark.parametrize("m", [1, 3, 16])
+@pytest.mark.parametrize("n,k", [(1536, 7168), (576, 7168), (7168, 16384), (7168, 2048)])
+def test_fused_decode_linear(m, n, k):
+    """The one-launch decode linear (x quantized in the K loop, split-K summed in the launch) against the twin, the
+    two-step path with the same tiles, and itself replayed in a CUDA graph (the split counters reset each launch)."""
+    from vdeploy_kernels.fp8_gemm import w8a8_block_linear
+    from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
+
+    wq, ws = ref.quantize_weight_block(torch.randn(n, k, device="cuda"))
+    x = (torch.randn(m, k, device="cuda") * torch.rand(1, k, device="cuda") * 4).to(torch.bfloat16)
+    xq, xs = ref.quantize_act_per_token_group(x)
+    expected = ref.w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.float32)
+    for config in (block_gemm_config(m, n, k, (128, 128), 0),
+                   {"block_m": 16, "block_n": 64, "num_warps": 4, "num_stages": 4, "split_k": 8},
+                   {"block_m": 16, "block_n": 128, "num_warps": 4, "num_stages": 3}):
+        fused = w8a8_block_linear(x, wq, ws, config=config)
+        assert fused.dtype == torch.bfloat16 and rel_err(fused, expected) < 1e-2, config
+        two_step = w8a8_block_linear(x, wq, ws, config={**config, "fused": False})
+        assert rel_err(fused, two_step) < 1e-3, config  # the same fp8 activations: only the sum order differs
+    graph_out = torch.empty_like(fused)
+    w8a8_block_linear(x, wq, ws)  # compile and create the split counters outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        graph_out.copy_(w8a8_block_linear(x, wq, ws))
+    eager = w8a8_block_linear(x, wq, ws)
+    for _ in range(3):
+        graph_out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(graph_out, eager)
+
+
+
 @pytest.mark.parametrize("t", [1, 256, 4096])
 def test_interleaved_rotary_on_r1_mla_views(t):
     """DeepSeek's rope read in place from R1's projections: q_rope the last 64 channels of each of the 128 heads

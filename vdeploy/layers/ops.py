@@ -153,11 +153,10 @@ def w8a8_block_linear(x, weight, weight_scale_inv, block=(128, 128), bias=None):
     """x [T, K] (bf16/fp32) @ block-FP8 weight [N, K]ᵀ -> [T, N] in x's dtype; activations quantized per token per
     128 channels. Triton W8A8 GEMM on CUDA (sm89+); dequantize + matmul elsewhere."""
     if _use_triton(x):
-        from vdeploy_kernels.fp8_gemm import per_token_group_quant_fp8, w8a8_block_matmul
+        from vdeploy_kernels.fp8_gemm import w8a8_block_linear as triton_w8a8_block_linear
 
-        x2 = x.reshape(-1, x.shape[-1])
-        xq, xs = per_token_group_quant_fp8(x2, block[1])
-        y = w8a8_block_matmul(xq, xs, weight, weight_scale_inv, block, x.dtype).view(*x.shape[:-1], -1)
+        y = triton_w8a8_block_linear(x.reshape(-1, x.shape[-1]), weight, weight_scale_inv, block)
+        y = y.view(*x.shape[:-1], -1)
     else:
         from vdeploy_kernels.reference_deepseek import dequantize_weight_block
 

@@ -1,0 +1,56 @@
+"""Split-K for decode GEMVs (one to a few rows): too few output tiles to keep every SM streaming weights, so K is
+split over programs, and their fp32 partials are summed in the same launch.
+
+Each program writes its partial [BM, BN] to a workspace and takes a ticket from a per-output-tile counter (atomic,
+acq_rel); the program that draws the last ticket adds the S partials in a fixed order (chunks of 8 splits, each
+summed by the same compiled reduction tree) — so results do not depend on which program finishes last — writes the
+output, and resets the counter to 0. Counters are zero between launches, so CUDA-graph replays find them ready.
+Launches sharing a device's counters must be stream-ordered (vdeploy runs one stream). REDUCE 2 (partials only)
+leaves the sum to fp8_gemm._sum_splits_kernel: the fallback when a grid has more tiles than counters.
+Users: w4a16_factored.py, fp8_gemm.py (the fused decode kernel).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+TICKETS = 1 << 16  # output tiles per launch the counters cover (M ≤ 16 x N up to 65536 at BLOCK_N 16)
+
+
+@triton.jit
+def store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, tile, SPLIT_K, REDUCE: tl.constexpr):
+    """Store acc [BM, BN] (fp32), or this split's partial; with tickets, the last split of the tile sums them all."""
+    out_mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
+    mn = offs_m[:, None] * N + offs_n[None, :]  # [BM, BN] (the output is contiguous)
+    if REDUCE == 0:
+        tl.store(c_ptr + mn, acc.to(c_ptr.dtype.element_ty), mask=out_mask)
+    else:
+        tl.store(ws_ptr + pid_k * M * N + mn, acc, mask=out_mask)
+        if REDUCE == 1:
+            tl.debug_barrier()  # every thread's partial is written before this program's ticket (CUTLASS's pattern)
+            ticket = tl.atomic_add(tickets_ptr + tile, 1, sem="acq_rel", scope="gpu")
+            if ticket == SPLIT_K - 1:  # the last of the tile's splits: sum all, in a fixed order
+                total = tl.zeros_like(acc)
+                CHUNK: tl.constexpr = 8  # partials loaded at once: one L2 round trip per 8 splits, not per split
+                for first in range(0, SPLIT_K, CHUNK):
+                    sk = first + tl.arange(0, CHUNK)  # [CH]
+                    parts = tl.load(ws_ptr + sk[:, None, None] * M * N + mn[None, :, :],
+                                    mask=(sk < SPLIT_K)[:, None, None] & out_mask[None, :, :], other=0.0,
+                                    cache_modifier=".cg")  # [CH, BM, BN] (L2: written by other SMs)
+                    total += tl.sum(parts, axis=0)
+                tl.store(c_ptr + mn, total.to(c_ptr.dtype.element_ty), mask=out_mask)
+                tl.atomic_xchg(tickets_ptr + tile, 0, sem="relaxed", scope="gpu")  # ready for the next launch
+
+
+
+@functools.lru_cache(maxsize=None)
+def split_tickets(device: torch.device) -> torch.Tensor:
+    """The split-K ticket counters of one device ([TICKETS] int32, zero between launches: the last program of each
+    output tile resets its own). An explicit per-device cache (256 KiB), created by the first split launch; if that
+    happens inside a CUDA-graph capture, the tensor lives in the graph's pool (kept alive by this cache) and its
+    zero-fill is replayed with the graph, which is harmless."""
+    return torch.zeros(TICKETS, dtype=torch.int32, device=device)
