@@ -7,7 +7,7 @@ two-step path to < 1e-3 (the same quantization: fp8 rounding differences would s
 is reported). Timing: each path as a CUDA graph of back-to-back calls
 (the launch gaps of a decode step's graph included), every call reading its own copy of the weights, cycled past
 the L2 (≥ 200 MB a graph). The weight bytes per µs beside each time, the copy bandwidth of the same run as the
-roofline, and the sum over an R1-8L decode step's linears (3 dense + 5 MoE layers; kv_b is not run at decode).
+roofline, and the sum over an R1-8L decode step's linears (3 dense + 5 MoE layers; kv_b is not run at decode; q_a and kv_a are one GEMM).
 
     mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels
     PYTHONPATH=/tmp/shim:$PWD TRITON_INTERPRET=0 python benchmarks/kernels/fp8_decode_check.py --out $OUT [--sweep]
@@ -19,8 +19,9 @@ M 2 takes M 1's tiles and M 8 takes M 4's) and every larger M as committed: copy
 kernels/configs/fp8_block_gemm/ where the sweep's winner beats the committed config.
 
 Prediction (written before the first GPU run, 2026-12-06): the two-step path spends ~2-3 µs on the quantize launch
-and, where split, ~2 µs on the sum launch; fused removes both. On the R1-8L batch-1 step (44 linears, 34 of them
-split): −0.15 to −0.25 ms of the ~1.1 ms the FP8 linears take on an H200.
+and, where split, ~2 µs on the sum launch; fused removes both. On the R1-8L batch-1 step (36 linears, 11 of them split
+in the committed tables): −0.1 to −0.2 ms of the ~1.1 ms the FP8 linears take on an H200; more where the sweep finds
+that splits, now cheap, pay on the small shapes (q_a ‖ kv_a, the shared experts).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # (layer name, count per R1-8L decode step): 8 MLA layers, 3 dense MLPs, 5 MoE layers' shared experts
-STEP_COUNTS = {"q_a_proj": 8, "kv_a_proj": 8, "q_b_proj": 8, "o_proj": 8, "dense_gate_up": 3, "dense_down": 3,
+STEP_COUNTS = {"fused_qkv_a_proj": 8, "q_b_proj": 8, "o_proj": 8, "dense_gate_up": 3, "dense_down": 3,
                "shared_gate_up": 5, "shared_down": 5}
 
 

@@ -36,7 +36,7 @@ def r1_shapes(tp: int) -> dict[str, tuple[int, int]]:
     shared = cfg["n_shared_experts"] * cfg["moe_intermediate_size"] // tp
     inter = cfg["intermediate_size"] // tp
     return {
-        "q_a_proj": (cfg["q_lora_rank"], h), "kv_a_proj": (cfg["kv_lora_rank"] + rope, h),
+        "fused_qkv_a_proj": (cfg["q_lora_rank"] + cfg["kv_lora_rank"] + rope, h),  # q_a_proj ‖ kv_a_proj_with_mqa
         "q_b_proj": (heads * (nope + rope), cfg["q_lora_rank"]), "kv_b_proj": (heads * (nope + v), cfg["kv_lora_rank"]),
         "o_proj": (h, heads * v), "dense_gate_up": (2 * inter, h), "dense_down": (h, inter),
         "shared_gate_up": (2 * shared, h), "shared_down": (h, shared),

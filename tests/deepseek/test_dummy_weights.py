@@ -51,7 +51,8 @@ def test_uniform_dummy_weights_route_every_token_to_the_same_experts(tiny_v3, mo
 
 def test_normal_dummy_weights_spread_tokens_over_the_experts(tiny_v3, monkeypatch):
     for ids in _experts_chosen(tiny_v3, "normal", monkeypatch):
-        assert ids.unique().numel() >= 12  # of 16
+        # of 16 (uniform: 2). One draw of weights and tokens: 10-14 here, depending on the parameters' creation order
+        assert ids.unique().numel() >= 8
 
 
 def test_uniform_fill_covers_every_float_tensor_within_its_bound():

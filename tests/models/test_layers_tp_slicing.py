@@ -14,6 +14,7 @@ from vdeploy.layers.embedding import ParallelLMHead, VocabParallelEmbedding
 from vdeploy.layers.linear import (
     ColumnParallelLinear,
     MergedColumnParallelLinear,
+    MergedReplicatedLinear,
     QKVParallelLinear,
     ReplicatedLinear,
     RowParallelLinear,
@@ -137,6 +138,31 @@ def test_replicated_linear_rejects_wrong_shape(full):
     layer = ReplicatedLinear(HIDDEN, 47, parallel=ParallelState(0, 2))
     with pytest.raises(WeightShapeError, match="expected shape"):
         layer.weight.weight_loader(layer.weight, full[0]["gate"])
+
+
+
+def test_merged_replicated_linear_stacks_whole_shards_on_every_rank():
+    """MLA's q_a_proj ‖ kv_a_proj_with_mqa: every rank holds both whole tensors, rows stacked in shard order; with
+    FP8 block scales the second shard starts on a block boundary and keeps its partial last block (R1: 1536 ‖ 576)."""
+    from vdeploy.config import QuantConfig
+
+    q_a, kv_a = torch.randn(256, 384), torch.randn(192, 384)  # 2 + 1.5 weight blocks of 128 rows
+    q_scale, kv_scale = torch.rand(2, 3), torch.rand(2, 3)
+    fp8 = QuantConfig(method="fp8", fmt="e4m3", weight_block_size=[128, 128])
+    for rank in range(2):
+        plain = MergedReplicatedLinear(384, [256, 192], parallel=ParallelState(rank, 2))
+        plain.weight.weight_loader(plain.weight, kv_a, 1)
+        plain.weight.weight_loader(plain.weight, q_a, 0)
+        torch.testing.assert_close(plain.weight.data, torch.cat([q_a, kv_a]), rtol=0, atol=0)
+        block = MergedReplicatedLinear(384, [256, 192], parallel=ParallelState(rank, 2), quant_config=fp8)
+        assert block.weight_scale_inv.shape == (4, 3)
+        block.weight_scale_inv.weight_loader(block.weight_scale_inv, q_scale, 0)
+        block.weight_scale_inv.weight_loader(block.weight_scale_inv, kv_scale, 1)
+        torch.testing.assert_close(block.weight_scale_inv.data, torch.cat([q_scale, kv_scale]), rtol=0, atol=0)
+    with pytest.raises(WeightShapeError, match="out of range"):
+        plain.weight.weight_loader(plain.weight, q_a, 2)
+    with pytest.raises(WeightShapeError, match="expected size"):
+        plain.weight.weight_loader(plain.weight, kv_a, 0)
 
 
 def test_block_scaled_parameters_shard_in_block_units():

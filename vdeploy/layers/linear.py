@@ -127,6 +127,30 @@ class ReplicatedLinear(LinearBase):
         return self.linear_method.apply(self, x, self.bias)
 
 
+
+class MergedReplicatedLinear(ReplicatedLinear):
+    """Several replicated projections of the same input in one matmul (MLA's q_a_proj ‖ kv_a_proj_with_mqa: one
+    GEMM launch and one read of x where there were two). Checkpoint tensors load by their index in `output_sizes`."""
+
+    def __init__(self, input_size: int, output_sizes: list[int], *, bias: bool = False, parallel: ParallelState,
+                 quant_config: QuantConfig | None = None, params_dtype: torch.dtype | None = None):
+        self.output_sizes = list(output_sizes)
+        super().__init__(input_size, sum(output_sizes), bias=bias, parallel=parallel, quant_config=quant_config,
+                         params_dtype=params_dtype)
+        for param in self.parameters(recurse=False):
+            set_weight_attrs(param, shard_ids=list(range(len(output_sizes))))
+
+    def weight_loader(self, param, loaded_weight, shard_id=None):
+        if shard_id is None:  # a checkpoint that stores the merged tensor
+            load_regions(param, loaded_weight, None, None)
+            return
+        if not isinstance(shard_id, int) or not 0 <= shard_id < len(self.output_sizes):
+            raise WeightShapeError(f"shard id {shard_id!r} out of range for {len(self.output_sizes)} merged outputs")
+        if getattr(param, "output_dim", None) is None:
+            raise WeightShapeError("a merged replicated linear needs per-output parameters (no per-tensor scales)")
+        size = self.output_sizes[shard_id]
+        load_regions(param, loaded_weight, (sum(self.output_sizes[:shard_id]), 0, size, size), None)
+
 class ColumnParallelLinear(LinearBase):
     """Output features split across ranks; `gather_output` all-gathers the full output on every rank."""
 

@@ -28,7 +28,8 @@ from vdeploy.distributed import ParallelState
 from vdeploy.layers import ops
 from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.layers.layernorm import RMSNorm
-from vdeploy.layers.linear import ColumnParallelLinear, ReplicatedLinear, RowParallelLinear, divide
+from vdeploy.layers.linear import (ColumnParallelLinear, MergedReplicatedLinear, ReplicatedLinear, RowParallelLinear,
+                                   divide)
 from vdeploy.layers.rotary import RotaryEmbedding, yarn_get_mscale
 
 
@@ -37,6 +38,15 @@ def mla_rotary(cfg: ModelConfig) -> RotaryEmbedding:
     per model: its cos/sin cache covers every position, so per-layer copies would cost start-up time and memory."""
     return RotaryEmbedding(cfg.qk_rope_head_dim, cfg.qk_rope_head_dim, cfg.max_position_embeddings, cfg.rope_theta,
                            cfg.rope_scaling, is_neox_style=False)
+
+
+def merges_qkv_a(cfg: ModelConfig) -> bool:
+    """Whether q_a_proj and kv_a_proj_with_mqa load into one weight (fused_qkv_a_proj): models with a q LoRA, unless
+    a block-quantized checkpoint's q_a rows end inside a scale block (tiny test models; R1's 1536 is 12 blocks)."""
+    if not cfg.q_lora_rank:
+        return False
+    quant = cfg.quant
+    return quant is None or (quant.weight_block_size is not None and cfg.q_lora_rank % quant.weight_block_size[0] == 0)
 
 
 def mla_softmax_scale(cfg: ModelConfig) -> float:
@@ -60,14 +70,21 @@ class MLAttention(nn.Module):
         common = dict(parallel=parallel, quant_config=cfg.quant, params_dtype=params_dtype)
         q_out = cfg.num_heads * cfg.qk_head_dim
         self.q_lora_rank = cfg.q_lora_rank
-        if cfg.q_lora_rank:
+        latent_dim = cfg.kv_lora_rank + cfg.qk_rope_head_dim
+        self.merged_qkv_a = merges_qkv_a(cfg)
+        if self.merged_qkv_a:  # q_a_proj ‖ kv_a_proj_with_mqa (checkpoint shards 0 and 1): one GEMM of the hidden state
+            self.fused_qkv_a_proj = MergedReplicatedLinear(cfg.hidden_size, [cfg.q_lora_rank, latent_dim],
+                                                           bias=cfg.attention_bias, **common)
+        elif cfg.q_lora_rank:
             self.q_a_proj = ReplicatedLinear(cfg.hidden_size, cfg.q_lora_rank, bias=cfg.attention_bias, **common)
-            self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, cfg.rms_norm_eps, params_dtype)
-            self.q_b_proj = ColumnParallelLinear(cfg.q_lora_rank, q_out, **common)
         else:  # DeepSeek-V2-Lite: one projection, no q LoRA
             self.q_proj = ColumnParallelLinear(cfg.hidden_size, q_out, **common)
-        self.kv_a_proj_with_mqa = ReplicatedLinear(cfg.hidden_size, cfg.kv_lora_rank + cfg.qk_rope_head_dim,
-                                                   bias=cfg.attention_bias, **common)
+        if cfg.q_lora_rank:
+            self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, cfg.rms_norm_eps, params_dtype)
+            self.q_b_proj = ColumnParallelLinear(cfg.q_lora_rank, q_out, **common)
+        if not self.merged_qkv_a:
+            self.kv_a_proj_with_mqa = ReplicatedLinear(cfg.hidden_size, latent_dim, bias=cfg.attention_bias,
+                                                       **common)
         self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, cfg.rms_norm_eps, params_dtype)
         self.kv_b_proj = ColumnParallelLinear(cfg.kv_lora_rank, cfg.num_heads * (self.nope_dim + self.v_dim),
                                               **common)
@@ -100,11 +117,13 @@ class MLAttention(nn.Module):
     def _projections(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q [T, H, Dn + R] (before rope) and the latent [T, L + R] = c_kv ‖ k_rope (before norm and rope)."""
         t = hidden.shape[0]
-        if self.q_lora_rank:
-            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(hidden)))
+        if self.merged_qkv_a:
+            q_a, latent = self.fused_qkv_a_proj(hidden).split([self.q_lora_rank, self.kv_lora_rank + self.rope_dim],
+                                                              dim=-1)  # strided views [T, Lq], [T, L + R]
         else:
-            q = self.q_proj(hidden)
-        return q.view(t, self.num_heads, self.nope_dim + self.rope_dim), self.kv_a_proj_with_mqa(hidden)
+            q_a, latent = self.q_a_proj(hidden) if self.q_lora_rank else None, self.kv_a_proj_with_mqa(hidden)
+        q = self.q_b_proj(self.q_a_layernorm(q_a)) if self.q_lora_rank else self.q_proj(hidden)
+        return q.view(t, self.num_heads, self.nope_dim + self.rope_dim), latent
 
     def _project(self, positions: torch.Tensor, hidden: torch.Tensor):
         """The unfused form, for the paths without a cache to write (memory-profile warm-up) and the oracle:

@@ -27,7 +27,7 @@ from vdeploy.layers.embedding import ParallelLMHead, VocabParallelEmbedding
 from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.layers.layernorm import RMSNorm
 from vdeploy.layers.linear import MergedColumnParallelLinear, RowParallelLinear
-from vdeploy.layers.mla import MLAttention, mla_rotary
+from vdeploy.layers.mla import MLAttention, merges_qkv_a, mla_rotary
 from vdeploy.layers.rotary import RotaryEmbedding
 from vdeploy.layers.moe import RoutedExperts, RoutingSpec
 from vdeploy.layers.weight_loading import default_weight_loader, set_weight_attrs
@@ -147,7 +147,9 @@ class DeepseekV3ForCausalLM(nn.Module):
             config.vocab_size, config.hidden_size, parallel=self.parallel.attention_state(),
             params_dtype=self.params_dtype))
         self.weight_mapping = StackedParamsMapping(
-            stacked=(StackedParam("gate_up_proj", "gate_proj", 0), StackedParam("gate_up_proj", "up_proj", 1)),
+            stacked=(StackedParam("gate_up_proj", "gate_proj", 0), StackedParam("gate_up_proj", "up_proj", 1))
+            + ((StackedParam("fused_qkv_a_proj", "q_a_proj", 0),  # MLAttention merges them (mla.merges_qkv_a)
+                StackedParam("fused_qkv_a_proj", "kv_a_proj_with_mqa", 1)) if merges_qkv_a(config) else ()),
             ignored_patterns=(r"rotary_emb\.inv_freq$",),
         )
         self.mtp = self._build_mtp() if mtp else None
