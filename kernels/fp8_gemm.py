@@ -125,10 +125,12 @@ def _w8a8_block_decode_kernel(
     x_ptr, w_ptr, bs_ptr, c_ptr, ws_ptr, tickets_ptr,
     M, N, K, stride_xm, stride_wn, stride_bs_n, SPLIT_K,
     BLOCK_N_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    REDUCE: tl.constexpr, ACT_FP8: tl.constexpr,
+    REDUCE: tl.constexpr, ACT_FP8: tl.constexpr, SWAP_AB: tl.constexpr,
 ):
     # grid (N tiles, K splits); all M ≤ BLOCK_M rows in one tile. BLOCK_K is the activation scale group, so each
-    # K tile's x rows are quantized here exactly as _per_token_group_quant_kernel would (same fp32 operations)
+    # K tile's x rows are quantized here exactly as _per_token_group_quant_kernel would (same fp32 operations).
+    # SWAP_AB: the weight tile is the dot's first operand ([BN, BK] x [BK, BM]), so BN (64-128) rows fill a Hopper
+    # wgmma where BM = 16 activation rows cannot; the accumulator is transposed once at the end
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     offs_m = tl.arange(0, BLOCK_M)  # [BM]
@@ -139,23 +141,29 @@ def _w8a8_block_decode_kernel(
     kb_start = pid_k * per_split
     kb_end = min(kb_start + per_split, k_blocks)
     x_ptrs = x_ptr + offs_m[:, None] * stride_xm + (kb_start * BLOCK_K + offs_k)[None, :]  # [BM, BK]
-    w_ptrs = w_ptr + offs_n[None, :] * stride_wn + (kb_start * BLOCK_K + offs_k)[:, None]  # [BK, BN] (w is [N, K])
+    w_ptrs = w_ptr + offs_n[:, None] * stride_wn + (kb_start * BLOCK_K + offs_k)[None, :]  # [BN, BK] (w is [N, K])
     bs_ptrs = bs_ptr + (offs_n // BLOCK_N_SCALE) * stride_bs_n
+    acc_t = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)  # SWAP_AB: the transposed accumulator
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kb in range(kb_start, kb_end):
         k_left = K - kb * BLOCK_K
         x = tl.load(x_ptrs, mask=(offs_m[:, None] < M) & (offs_k[None, :] < k_left), other=0.0).to(tl.float32)
         a_s = tl.maximum(tl.max(tl.abs(x), axis=1), 1e-12) / FP8_MAX  # [BM]
         a = tl.clamp(x / a_s[:, None], -FP8_MAX, FP8_MAX)
-        b = tl.load(w_ptrs, mask=(offs_n[None, :] < N) & (offs_k[:, None] < k_left), other=0.0)
+        w = tl.load(w_ptrs, mask=(offs_n[:, None] < N) & (offs_k[None, :] < k_left), other=0.0)  # [BN, BK]
         if ACT_FP8:
-            a = a.to(b.dtype)
+            a = a.to(w.dtype)
         else:  # tests in the interpreter, whose fp32 -> fp8 cast is wrong: a stays fp32, so a · a_s ≈ x
-            b = b.to(tl.float32)
+            w = w.to(tl.float32)
         b_s = tl.load(bs_ptrs + kb, mask=offs_n < N, other=0.0)  # [BN]
-        acc += tl.dot(a, b) * a_s[:, None] * b_s[None, :]
+        if SWAP_AB:
+            acc_t += tl.dot(w, tl.trans(a)) * b_s[:, None] * a_s[None, :]
+        else:
+            acc += tl.dot(a, tl.trans(w)) * a_s[:, None] * b_s[None, :]
         x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
+    if SWAP_AB:
+        acc = tl.trans(acc_t)
     store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, pid_n, SPLIT_K, REDUCE)
 
 
@@ -232,7 +240,8 @@ def _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype):
     _w8a8_block_decode_kernel[(grid_n, split)](
         x, w_fp8, w_scale_inv, out, ws, tickets, m, n, k, x.stride(0), w_fp8.stride(0), w_scale_inv.stride(0), split,
         BLOCK_N_SCALE=block[0], BLOCK_M=DECODE_ROWS, BLOCK_N=block_n, BLOCK_K=block[1], REDUCE=reduce,
-        ACT_FP8=act_dtype == torch.float8_e4m3fn, num_warps=config["num_warps"], num_stages=config["num_stages"],
+        ACT_FP8=act_dtype == torch.float8_e4m3fn, SWAP_AB=config.get("swap_ab", False),
+        num_warps=config["num_warps"], num_stages=config["num_stages"],
     )
     if reduce == 2:
         numel, chunk = m * n, 1024
@@ -245,7 +254,7 @@ def w8a8_block_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale_inv: torch.T
                       act_dtype: torch.dtype = torch.float8_e4m3fn) -> torch.Tensor:
     """x [M, K] (bf16 / fp32) @ block-FP8 w [N, K]ᵀ -> [M, N] in x's dtype, x quantized per token per block[1]
     channels. M ≤ 16 with a Triton config: one fused launch (config "fused": False keeps the two steps, for A/B
-    timing); otherwise per_token_group_quant_fp8 then w8a8_block_matmul. act_dtype float32: the interpreter
+    timing; "swap_ab": the weight tile as the dot's first operand); otherwise per_token_group_quant_fp8 then w8a8_block_matmul. act_dtype float32: the interpreter
     tests' stand-in for e4m3 (both steps then skip the fp8 rounding of x)."""
     from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
 

@@ -40,10 +40,12 @@ STEP_COUNTS = {"fused_qkv_a_proj": 8, "q_b_proj": 8, "o_proj": 8, "dense_gate_up
 
 
 def sweep_configs(k: int) -> list[dict]:
-    """Fused decode tiles: N tile × pipeline stages × K split (4 warps; splits that leave ≥ 2 K tiles a program)."""
+    """Fused decode tiles: N tile × pipeline stages × K split (4 warps; splits that leave ≥ 2 K tiles a program),
+    with the activations or (swap_ab, N tile ≥ 64: a wgmma's rows) the weights as the dot's first operand."""
     k_blocks = -(-k // 128)
-    return [{"block_m": 16, "block_n": bn, "num_warps": 4, "num_stages": stages, "split_k": split}
-            for bn in (32, 64, 128) for stages in (3, 4) for split in (1, 2, 4, 8, 16) if k_blocks >= 2 * split]
+    return [{"block_m": 16, "block_n": bn, "num_warps": 4, "num_stages": stages, "split_k": split, "swap_ab": swap}
+            for bn in (32, 64, 128) for stages in (3, 4) for split in (1, 2, 4, 8, 16) for swap in (False, True)
+            if k_blocks >= 2 * split and (bn >= 64 or not swap)]
 
 
 def write_tables(rows: list[dict], out_dir: Path, ms: list[int]) -> None:

@@ -280,7 +280,9 @@ def fp8_decode_cases():
         for m in (1, 4, 16):
             x = torch.empty(m, k, dtype=torch.bfloat16)
             for label, cfg in (("H200 table", tuned_tables.nearest(table, m)),
-                               ("heuristic", fp8_gemm_configs.default_config(m))):
+                               ("heuristic", fp8_gemm_configs.default_config(m)),
+                               ("swap_ab 64", {"block_n": 64, "num_warps": 4, "num_stages": 4, "swap_ab": True}),
+                               ("swap_ab 128", {"block_n": 128, "num_warps": 4, "num_stages": 3, "swap_ab": True})):
                 if cfg.get("backend") == "scaled_mm":
                     continue
                 yield (f"fp8 decode linear N{n} K{k} M={m} [{label}]", cfg,
