@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.split_k import TICKETS, split_tickets, store_split_k
+from vdeploy_kernels.split_k import TICKETS, split_k_tiles, split_tickets, store_split_k
 
 FP8_MAX = tl.constexpr(448.0)  # a constexpr global: Triton kernels may read only those
 
@@ -87,10 +87,7 @@ def _w8a8_block_matmul_kernel(
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # [BM]
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
     offs_k = tl.arange(0, BLOCK_K)
-    k_blocks = tl.cdiv(K, BLOCK_K)
-    per_split = tl.cdiv(k_blocks, SPLIT_K)
-    kb_start = pid_k * per_split
-    kb_end = min(kb_start + per_split, k_blocks)
+    kb_start, kb_end = split_k_tiles(K, BLOCK_K, SPLIT_K, pid_k)
     a_ptrs = a_ptr + offs_m[:, None] * stride_am + (kb_start * BLOCK_K + offs_k)[None, :]  # [BM, BK]
     b_ptrs = b_ptr + offs_n[None, :] * stride_bn + (kb_start * BLOCK_K + offs_k)[:, None]  # [BK, BN] (w is [N, K])
     as_ptrs = as_ptr + offs_m * stride_as_m
@@ -136,10 +133,7 @@ def _w8a8_block_decode_kernel(
     offs_m = tl.arange(0, BLOCK_M)  # [BM]
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
     offs_k = tl.arange(0, BLOCK_K)
-    k_blocks = tl.cdiv(K, BLOCK_K)
-    per_split = tl.cdiv(k_blocks, SPLIT_K)
-    kb_start = pid_k * per_split
-    kb_end = min(kb_start + per_split, k_blocks)
+    kb_start, kb_end = split_k_tiles(K, BLOCK_K, SPLIT_K, pid_k)
     x_ptrs = x_ptr + offs_m[:, None] * stride_xm + (kb_start * BLOCK_K + offs_k)[None, :]  # [BM, BK]
     w_ptrs = w_ptr + offs_n[:, None] * stride_wn + (kb_start * BLOCK_K + offs_k)[None, :]  # [BN, BK] (w is [N, K])
     bs_ptrs = bs_ptr + (offs_n // BLOCK_N_SCALE) * stride_bs_n

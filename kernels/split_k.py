@@ -22,6 +22,15 @@ TICKETS = 1 << 16  # output tiles per launch the counters cover (M ≤ 16 x N up
 
 
 @triton.jit
+def split_k_tiles(K, BLOCK_K: tl.constexpr, SPLIT_K, pid_k):
+    """The K tiles [start, end) of split pid_k: ceil(tiles / SPLIT_K) each, the last split the rest."""
+    k_blocks = tl.cdiv(K, BLOCK_K)
+    per_split = tl.cdiv(k_blocks, SPLIT_K)
+    kb_start = pid_k * per_split
+    return kb_start, min(kb_start + per_split, k_blocks)
+
+
+@triton.jit
 def store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, tile, SPLIT_K, REDUCE: tl.constexpr):
     """Store acc [BM, BN] (fp32), or this split's partial; with tickets, the last split of the tile sums them all."""
     out_mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]

@@ -33,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.split_k import TICKETS, split_tickets, store_split_k
+from vdeploy_kernels.split_k import TICKETS, split_k_tiles, split_tickets, store_split_k
 
 
 @triton.jit
@@ -128,10 +128,7 @@ def _w4a16_fma_kernel(
     W: tl.constexpr = BLOCK_K // 8  # packed words per column per K tile
     words = tl.arange(0, W)  # [W]
     TILE_SCALES: tl.constexpr = GROUP > 0 and GROUP % BLOCK_K == 0  # one scale row per K tile
-    k_blocks = tl.cdiv(K, BLOCK_K)
-    per_split = tl.cdiv(k_blocks, SPLIT_K)
-    kb_start = pid_k * per_split
-    kb_end = min(kb_start + per_split, k_blocks)
+    kb_start, kb_end = split_k_tiles(K, BLOCK_K, SPLIT_K, pid_k)
     zero = tl.zeros((W, BLOCK_N), dtype=tl.float32)
     zero_w = tl.zeros((W,), dtype=tl.float32)
     # per row: [BN] with tile scales, else [W, BN] (reduced over word rows once, after the loop)
@@ -239,10 +236,7 @@ def _w4a16_dot_kernel(
     # 1 + q/16 as a 16-bit float: nibble at bf16 mantissa bits 3..6 or fp16 bits 6..9; fp32 (tests): q itself
     P: tl.constexpr = 3 if dtype == tl.bfloat16 else 6 if dtype == tl.float16 else 0
     ONE: tl.constexpr = 0x3F80 if dtype == tl.bfloat16 else 0x3C00 if dtype == tl.float16 else 0
-    k_blocks = tl.cdiv(K, BLOCK_K)
-    per_split = tl.cdiv(k_blocks, SPLIT_K)
-    kb_start = pid_k * per_split
-    kb_end = min(kb_start + per_split, k_blocks)
+    kb_start, kb_end = split_k_tiles(K, BLOCK_K, SPLIT_K, pid_k)
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)  # outᵀ
     for kb in range(kb_start, kb_end):
         w_idx = kb * W + words

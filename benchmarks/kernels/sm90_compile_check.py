@@ -10,7 +10,7 @@ arguments are specialised exactly as on the GPU. Compile with the Triton the GPU
     python3 -m venv --system-site-packages /tmp/t36 && /tmp/t36/bin/pip install --no-deps triton==3.6.0
     mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels
     PYTHONPATH=/tmp/shim:$PWD /tmp/t36/bin/python benchmarks/kernels/sm90_compile_check.py \
-        [--only fresh|rope|moe|sampling|fp8dec] [--out x.json]
+        [--only fresh|rope|moe|sampling|fp8dec|w4a16] [--out x.json]
 
 Kernels: the fresh prefill attention kernel at Llama-3.1-8B's shape (bf16, 32 / 8 heads, D = 128) in the shipped
 config and every --new-options config of prefill_attention_sweep.py; rope_store_kv at the same shape and at every
@@ -24,7 +24,7 @@ activation quantization, both grouped GEMMs, silu_and_mul_quant_fp8, moe_sum), i
 named as the H100 and the H200 of the lent machines (the name is faked; the H100 borrows the H200's table while it has
 none) and in the heuristic's (any other GPU name); then moe_sum without a shared output and silu_and_mul_quant_fp8
 alone at each shape; the block-FP8 decode linear (fp8dec: x quantized in the GEMM, split-K summed in the same
-launch) at every R1 shape with a tuned table, M 1 / 4 / 16, in the table's tiles and the heuristic's.
+launch) at every R1 shape with a tuned table, M 1 / 4 / 16, in the table's tiles and the heuristic's; the W4A16 decode kernel (w4a16) at a distill's gate_up, M 1 and 4.
 Exit code 1 when one fails to compile or (but for a fresh config: the sweep skips those on the GPU) needs more
 shared memory than a Hopper program may have. "(spills)" marks a kernel ptxas spilled registers for.
 This uses Triton internals (the active driver, JITFunction.run): written against Triton 3.6 (and 3.9).
@@ -282,11 +282,32 @@ def fp8_decode_cases():
             for label, cfg in (("H200 table", tuned_tables.nearest(table, m)),
                                ("heuristic", fp8_gemm_configs.default_config(m)),
                                ("swap_ab 64", {"block_n": 64, "num_warps": 4, "num_stages": 4, "swap_ab": True}),
-                               ("swap_ab 128", {"block_n": 128, "num_warps": 4, "num_stages": 3, "swap_ab": True})):
+                               ("swap_ab 128", {"block_n": 128, "num_warps": 4, "num_stages": 3, "swap_ab": True}),
+                               ("two-step, split 4", {**fp8_gemm_configs.default_config(m), "split_k": 4,
+                                                      "fused": False})):
                 if cfg.get("backend") == "scaled_mm":
                     continue
                 yield (f"fp8 decode linear N{n} K{k} M={m} [{label}]", cfg,
                        lambda x=x, w=w, ws=ws, cfg=cfg: w8a8_block_linear(x, w, ws, config=cfg))
+        x = torch.empty(512, k, dtype=torch.bfloat16)  # prefill sizes: quantize, then the tiled GEMM
+        yield (f"fp8 linear N{n} K{k} M=512 [heuristic]", {}, lambda x=x, w=w, ws=ws: w8a8_block_linear(x, w, ws))
+
+
+def w4a16_cases():
+    """The W4A16 decode kernels at R1-Distill-Qwen-7B's gate_up (N 37888, K 3584, group 128): the factored kernel in
+    its default tiles at M 1 (CUDA cores) and in the tensor-core variant at M 4, bf16 activations."""
+    from vdeploy_kernels.w4a16_factored import w4a16_factored_matmul
+    from vdeploy_kernels.w4a16_gemm import w4a16_config
+
+    n, k, group = 37888, 3584, 128
+    qweight, g_idx = torch.empty(k // 8, n, dtype=torch.int32), torch.empty(k, dtype=torch.int32)
+    scales, zeros = torch.empty(k // group, n, dtype=torch.float16), torch.empty(k // group, n, dtype=torch.float16)
+    for m, cfg in ((1, w4a16_config(1, n, k, group, 132)),
+                   (4, {"block_m": 16, "block_n": 64, "block_k": 128, "num_warps": 4, "num_stages": 3, "dot": True,
+                        "split_k": 4})):
+        x = torch.empty(m, k, dtype=torch.bfloat16)
+        yield (f"w4a16 factored N{n} K{k} M={m}", cfg,
+               lambda x=x, cfg=cfg: w4a16_factored_matmul(x, qweight, scales, zeros, g_idx, group, cfg))
 
 
 def launch_label(fn_name: str, kwargs: dict) -> str:
@@ -301,7 +322,7 @@ def launch_label(fn_name: str, kwargs: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("fresh", "rope", "moe", "sampling", "fp8dec"), default=None)
+    parser.add_argument("--only", choices=("fresh", "rope", "moe", "sampling", "fp8dec", "w4a16"), default=None)
     parser.add_argument("--out", default=None, help="JSON report path")
     args = parser.parse_args()
     import triton
@@ -309,7 +330,7 @@ def main() -> int:
     compiled = fake_hopper()
     results, failed = [], []
     groups = {"fresh": fresh_cases, "rope": rope_cases, "moe": moe_cases, "sampling": sampling_cases,
-              "fp8dec": fp8_decode_cases}
+              "fp8dec": fp8_decode_cases, "w4a16": w4a16_cases}
     for group, cases in groups.items():
         if args.only not in (None, group):
             continue
