@@ -86,3 +86,16 @@ def test_sampling_kernel_compiles_for_hopper(tmp_path):
     report = run_with_triton_36(tmp_path, "sampling")
     assert len(report["results"]) == 3 and not report["failed"]
     assert all(r["ok"] and r["fits_shared"] and not r["spill_store_bytes"] for r in report["results"])
+
+
+def test_fp8_and_w4a16_decode_kernels_compile_for_hopper(tmp_path):
+    """The block-FP8 linears (the fused decode launch in the tables' tiles, the heuristic's and the swapped-operand
+    variant; the two-step path; a prefill size) at every R1 shape, and the W4A16 decode kernel, with Triton 3.6."""
+    for group in ("fp8dec", "w4a16"):
+        (tmp_path / group).mkdir()
+        report = run_with_triton_36(tmp_path / group, group)
+        rows = report["results"]
+        assert rows and all(r["ok"] and r["fits_shared"] and not r["spill_store_bytes"] for r in rows)
+        if group == "fp8dec":
+            assert any("swap_ab" in r["kernel"] for r in rows) and any("M=512" in r["kernel"] for r in rows)
+            assert {"_w8a8_block_decode_kernel", "_w8a8_block_matmul_kernel"} <= {r["function"] for r in rows}
