@@ -248,8 +248,9 @@ def w8a8_block_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale_inv: torch.T
                       act_dtype: torch.dtype = torch.float8_e4m3fn) -> torch.Tensor:
     """x [M, K] (bf16 / fp32) @ block-FP8 w [N, K]ᵀ -> [M, N] in x's dtype, x quantized per token per block[1]
     channels. M ≤ 16 with a Triton config: one fused launch (config "fused": False keeps the two steps, for A/B
-    timing; "swap_ab": the weight tile as the dot's first operand); otherwise per_token_group_quant_fp8 then w8a8_block_matmul. act_dtype float32: the interpreter
-    tests' stand-in for e4m3 (both steps then skip the fp8 rounding of x)."""
+    timing; "swap_ab": the weight tile as the dot's first operand); otherwise per_token_group_quant_fp8, then
+    w8a8_block_matmul. act_dtype float32 (the fused launch only): the interpreter tests' stand-in for e4m3, x is
+    then not rounded to fp8."""
     from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
 
     if x.stride(-1) != 1:

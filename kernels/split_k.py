@@ -55,7 +55,6 @@ def store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, 
                 tl.atomic_xchg(tickets_ptr + tile, 0, sem="relaxed", scope="gpu")  # ready for the next launch
 
 
-
 @functools.lru_cache(maxsize=None)
 def split_tickets(device: torch.device) -> torch.Tensor:
     """The split-K ticket counters of one device ([TICKETS] int32, zero between launches: the last program of each

@@ -7,7 +7,8 @@ two-step path to < 1e-3 (the same quantization: fp8 rounding differences would s
 is reported). Timing: each path as a CUDA graph of back-to-back calls
 (the launch gaps of a decode step's graph included), every call reading its own copy of the weights, cycled past
 the L2 (≥ 200 MB a graph). The weight bytes per µs beside each time, the copy bandwidth of the same run as the
-roofline, and the sum over an R1-8L decode step's linears (3 dense + 5 MoE layers; kv_b is not run at decode; q_a and kv_a are one GEMM).
+roofline, and the sum over an R1-8L decode step's linears (3 dense + 5 MoE layers; kv_b is not run at decode; q_a
+and kv_a are one GEMM).
 
     mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels
     PYTHONPATH=/tmp/shim:$PWD TRITON_INTERPRET=0 python benchmarks/kernels/fp8_decode_check.py --out $OUT [--sweep]
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             err_two = (w8a8_block_linear(x, *w[0], config=two_step).float() - twin).norm().item() / twin.norm().item()
             same = torch.equal(fused_out, w8a8_block_linear(x, *w[0], config=table))
             one = {**table, "split_k": 1}
-            unsplit = w8a8_block_linear(x, *w[0], config=one), w8a8_block_linear(x, *w[0], config={**one, "fused": False})
+            unsplit = (w8a8_block_linear(x, *w[0], config=one),
+                       w8a8_block_linear(x, *w[0], config={**one, "fused": False}))
             equal_unsplit = torch.equal(*unsplit)
             unsplit_diff = (unsplit[0].float() - unsplit[1].float()).norm().item() / unsplit[1].float().norm().item()
 

@@ -127,7 +127,6 @@ class ReplicatedLinear(LinearBase):
         return self.linear_method.apply(self, x, self.bias)
 
 
-
 class MergedReplicatedLinear(ReplicatedLinear):
     """Several replicated projections of the same input in one matmul (MLA's q_a_proj ‖ kv_a_proj_with_mqa: one
     GEMM launch and one read of x where there were two). Checkpoint tensors load by their index in `output_sizes`."""
@@ -150,6 +149,7 @@ class MergedReplicatedLinear(ReplicatedLinear):
             raise WeightShapeError("a merged replicated linear needs per-output parameters (no per-tensor scales)")
         size = self.output_sizes[shard_id]
         load_regions(param, loaded_weight, (sum(self.output_sizes[:shard_id]), 0, size, size), None)
+
 
 class ColumnParallelLinear(LinearBase):
     """Output features split across ranks; `gather_output` all-gathers the full output on every rank."""

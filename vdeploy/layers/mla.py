@@ -72,7 +72,7 @@ class MLAttention(nn.Module):
         self.q_lora_rank = cfg.q_lora_rank
         latent_dim = cfg.kv_lora_rank + cfg.qk_rope_head_dim
         self.merged_qkv_a = merges_qkv_a(cfg)
-        if self.merged_qkv_a:  # q_a_proj ‖ kv_a_proj_with_mqa (checkpoint shards 0 and 1): one GEMM of the hidden state
+        if self.merged_qkv_a:  # q_a_proj ‖ kv_a_proj_with_mqa (checkpoint shards 0 and 1): one GEMM of the hidden
             self.fused_qkv_a_proj = MergedReplicatedLinear(cfg.hidden_size, [cfg.q_lora_rank, latent_dim],
                                                            bias=cfg.attention_bias, **common)
         elif cfg.q_lora_rank:
