@@ -73,7 +73,8 @@ def test_moe_kernels_compile_for_hopper(tmp_path):
     rows = report["results"]
     assert all(r["ok"] and r["fits_shared"] and r["spill_store_bytes"] == 0 and r["registers"] for r in rows)
     functions = {r["function"] for r in rows}
-    assert functions == {"_moe_align_count_kernel", "_moe_align_tiles_kernel", "_moe_align_scatter_kernel",
+    assert functions == {"_moe_align_small_kernel", "_moe_align_count_kernel", "_moe_align_tiles_kernel",
+                         "_moe_align_scatter_kernel",
                          "_per_token_group_quant_kernel", "_grouped_gemm_kernel", "_silu_and_mul_quant_kernel",
                          "_moe_sum_kernel"}
     gemms = [r["kernel"] for r in rows if r["function"] == "_grouped_gemm_kernel"]

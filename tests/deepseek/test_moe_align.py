@@ -1,5 +1,6 @@
-"""The Triton moe_align against its torch twin, in the Triton interpreter on CPU. The kernel places slots with
-atomics, so the order within one expert's run is free: runs are compared as multisets, the layout exactly."""
+"""The Triton moe_align against its torch twin, in the Triton interpreter on CPU. Above 64 slots the kernel places
+slots with atomics, so the order within one expert's run is free: runs are compared as multisets, the layout
+exactly; up to 64 one program keeps the twin's order."""
 
 import pytest
 import torch
@@ -53,6 +54,8 @@ def check_against_twin(ids, num_experts, block_m, aligned=None):
     (1, 64, 6, 16),  # V2-Lite decode, batch 1
     (1, 256, 8, 128),  # R1 decode, batch 1: one real slot per tile, the rest padding
     (5, 64, 2, 32),  # most experts get no token
+    (8, 256, 8, 16),  # 64 slots: the largest batch of the one-program path
+    (9, 256, 8, 16),  # 72: the three-launch path
     (37, 8, 3, 16),
     (300, 256, 8, 64),  # R1's width: several programs in every launch
     (200, 64, 6, 128),
@@ -76,6 +79,16 @@ def test_moe_align_takes_int32_ids_and_an_empty_batch():
     check_against_twin(distinct_routing(9, 16, 4, 0).int(), 16, 16)
     check_against_twin(distinct_routing(0, 16, 4, 0), 16, 16)  # only padding, every tile -1
 
+
+
+def test_small_batches_keep_the_twins_order():
+    from vdeploy_kernels.moe_align import SMALL_SLOTS, moe_align
+
+    for t, e, k, block_m in ((1, 256, 8, 16), (8, 256, 8, 64), (10, 64, 6, 16)):
+        ids = skewed_routing(t, e, k, t)
+        assert ids.numel() <= SMALL_SLOTS
+        for got, want in zip(moe_align(ids, e, block_m), ref.moe_align(ids, e, block_m)):
+            assert torch.equal(got, want)
 
 def test_moe_align_tiles_hold_one_expert_each():
     from vdeploy_kernels.moe_align import moe_align
