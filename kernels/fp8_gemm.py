@@ -6,10 +6,12 @@
   -> y [T, N] = Σ_kblocks (x_fp8 · w_fp8ᵀ) · x_scale · w_scale: FP8 tensor-core dots accumulated in fp32, each
   K-block's partial product rescaled by its activation and weight scales.
 - w8a8_block_linear(x [M, K] bf16 / fp32, w_fp8, w_scale_inv, block) -> y [M, N] in x's dtype: both steps. At
-  M ≤ 16 (decode) in one launch: each program quantizes the x rows of its own K tiles in registers, bit for bit as
-  per_token_group_quant_fp8 does, and split-K partials are summed in the same launch (split_k.py), where the
-  two-step path made three launches per linear (quantize, GEMM, sum of splits) — ~6 linears per R1 layer at a few
-  µs of launch and tail each, in a step of ~2.5 ms.
+  M ≤ 16 (decode), where a tuned table's row says "fused": one launch: each program quantizes the x rows of its own
+  K tiles in registers, bit for bit as per_token_group_quant_fp8 does, and split-K partials are summed in the same
+  launch (split_k.py), where the two-step path makes three launches (quantize, GEMM, sum of splits). Measured on an
+  H100 (benchmarks/results/2026-12-06f-h100/): the one launch wins on the small and wide shapes (R1's q_a ‖ kv_a 13
+  against 25 µs), the per-K-tile quantization costs the long-K ones (o_proj 53 against 51 µs): tables choose per
+  shape and row count, and without a table the two steps run.
 Twins: vdeploy_kernels.reference_deepseek.{quantize_act_per_token_group, w8a8_block_matmul}.
 
 Tiles come from a tuned table per (N, K, GPU kind) and token count (fp8_gemm_configs.py, written once by
@@ -247,10 +249,9 @@ def w8a8_block_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale_inv: torch.T
                       block: tuple[int, int] = (128, 128), config: dict | None = None,
                       act_dtype: torch.dtype = torch.float8_e4m3fn) -> torch.Tensor:
     """x [M, K] (bf16 / fp32) @ block-FP8 w [N, K]ᵀ -> [M, N] in x's dtype, x quantized per token per block[1]
-    channels. M ≤ 16 with a Triton config: one fused launch (config "fused": False keeps the two steps, for A/B
-    timing; "swap_ab": the weight tile as the dot's first operand); otherwise per_token_group_quant_fp8, then
-    w8a8_block_matmul. act_dtype float32 (the fused launch only): the interpreter tests' stand-in for e4m3, x is
-    then not rounded to fp8."""
+    channels. M ≤ 16 and a config with "fused": True (a tuned table's choice): one launch ("swap_ab": the weight
+    tile as the dot's first operand); otherwise per_token_group_quant_fp8, then w8a8_block_matmul. act_dtype
+    float32 (the fused launch only): the interpreter tests' stand-in for e4m3, x is then not rounded to fp8."""
     from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
 
     if x.stride(-1) != 1:
@@ -259,8 +260,7 @@ def w8a8_block_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale_inv: torch.T
     if config is None and m:
         config = block_gemm_config(m, w_fp8.shape[0], k, block,
                                    None if x.device.type != "cuda" else x.device.index or 0)
-    if 0 < m <= DECODE_ROWS and config.get("backend") != "scaled_mm" and config.get("fused", True) \
-            and config.get("block_k", block[1]) == block[1]:
+    if 0 < m <= DECODE_ROWS and config.get("fused", False) and config.get("block_k", block[1]) == block[1]:
         return _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype)
     xq, xs = per_token_group_quant_fp8(x, block[1], out_dtype=act_dtype)
     return w8a8_block_matmul(xq, xs, w_fp8, w_scale_inv, block, x.dtype, config)

@@ -1,28 +1,30 @@
 """Block-FP8 linears at decode sizes (M ≤ 16), R1's shapes: the fused one-launch path (x quantized inside the GEMM,
-split-K summed in the same launch) against the two-step path it replaces (quantize, GEMM, sum of splits), same tiles.
+split-K summed in the same launch) against the two-step path (quantize, GEMM, sum of splits), same tiles.
 
 For each (N, K) of R1 at TP 1 and M: both paths checked against the torch twin (x quantized per token group, the
 dequantized matmul; rel < 1e-2), the fused path run twice for identical bits, and with one K split it must equal the
-two-step path to < 1e-3 (the same quantization: fp8 rounding differences would show as ~1e-2; bit equality
-is reported). Timing: each path as a CUDA graph of back-to-back calls
-(the launch gaps of a decode step's graph included), every call reading its own copy of the weights, cycled past
-the L2 (≥ 200 MB a graph). The weight bytes per µs beside each time, the copy bandwidth of the same run as the
-roofline, and the sum over an R1-8L decode step's linears (3 dense + 5 MoE layers; kv_b is not run at decode; q_a
-and kv_a are one GEMM).
+two-step path to < 1e-3 (the same quantization: fp8 rounding differences would show as ~1e-2; bit equality is
+reported). Timing: each path as a CUDA graph of back-to-back calls (the launch gaps of a decode step's graph
+included), every call reading its own copy of the weights, cycled past the L2 (≥ 200 MB a graph). The weight bytes
+per µs beside each time, the copy bandwidth of the same run as the roofline, and the sum over an R1-8L decode step's
+linears (3 dense + 5 MoE layers; kv_b is not run at decode; q_a and kv_a are one GEMM).
 
     mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels
     PYTHONPATH=/tmp/shim:$PWD TRITON_INTERPRET=0 python benchmarks/kernels/fp8_decode_check.py --out $OUT [--sweep]
+    python benchmarks/kernels/fp8_decode_check.py --tables-from REPORT.json --out DIR   # CPU: tables of a report
 
---sweep: the committed tables were tuned for the two-step path, where a K split cost a launch of its own; for each
-shape and M in --sweep-m it also times the fused path over tiles × stages × K splits (each checked against the
-twin) and writes tables under $OUT/fp8_block_gemm/ with the winners at those M (the rows M 2 and 8 dropped, so
-M 2 takes M 1's tiles and M 8 takes M 4's) and every larger M as committed: copy them to
-kernels/configs/fp8_block_gemm/ where the sweep's winner beats the committed config.
+--sweep: for each shape and M in --sweep-m the fused path is also timed over tiles × stages × K splits × operand
+order (each checked against the twin); the row of a table is the fastest of those, the fused path in the table's
+tiles and the two-step path (marked "fused": False). Tables go under $OUT/fp8_block_gemm/, named for this GPU: its
+rows above 16 are the GPU's committed table's, else its sibling's (tuned_tables.SIBLINGS), else the heuristic's;
+rows 2 and 8 are dropped (M 2 takes M 1's choice, M 8 takes M 4's). --tables-from rebuilds them from a saved report.
 
 Prediction (written before the first GPU run, 2026-12-06): the two-step path spends ~2-3 µs on the quantize launch
-and, where split, ~2 µs on the sum launch; fused removes both. On the R1-8L batch-1 step (36 linears, 11 of them split
-in the committed tables): −0.1 to −0.2 ms of the ~1.1 ms the FP8 linears take on an H200; more where the sweep finds
-that splits, now cheap, pay on the small shapes (q_a ‖ kv_a, the shared experts).
+and, where split, ~2 µs on the sum launch; fused removes both: −0.1 to −0.2 ms of the R1-8L batch-1 step.
+Outcome (H100, benchmarks/results/2026-12-06f-h100/): in the two-step path's tiles the fused path was slower on
+every shape (the per-K-tile quantization lengthens each iteration of the long-K loops); with its own tiles it wins
+on the small and wide shapes (q_a ‖ kv_a 13.2 against 25.0 µs, shared gate_up 19.5 against 20.9, dense gate_up 96.6
+against 98.7, q_b 17.1 against 17.9) and loses on the long-K ones (o_proj, dense and shared down): per-shape tables.
 """
 
 from __future__ import annotations
@@ -44,37 +46,55 @@ def sweep_configs(k: int) -> list[dict]:
     """Fused decode tiles: N tile × pipeline stages × K split (4 warps; splits that leave ≥ 2 K tiles a program),
     with the activations or (swap_ab, N tile ≥ 64: a wgmma's rows) the weights as the dot's first operand."""
     k_blocks = -(-k // 128)
-    return [{"block_m": 16, "block_n": bn, "num_warps": 4, "num_stages": stages, "split_k": split, "swap_ab": swap}
+    return [{"block_m": 16, "block_n": bn, "num_warps": 4, "num_stages": stages, "split_k": split, "swap_ab": swap,
+             "fused": True}
             for bn in (32, 64, 128) for stages in (3, 4) for split in (1, 2, 4, 8, 16) for swap in (False, True)
             if k_blocks >= 2 * split and (bn >= 64 or not swap)]
 
 
-def write_tables(rows: list[dict], out_dir: Path, ms: list[int]) -> None:
-    """Per shape: the committed table with its decode rows replaced by the sweep's winners at `ms`."""
+def best_choice(row: dict) -> dict:
+    """The fastest measured config of one (shape, M): the sweep's best fused one, the fused path in the table's
+    tiles, or the two-step path."""
+    table = {k: v for k, v in row["config"].items() if k != "fused"}
+    timed = [(row["two_step_us"], {**table, "fused": False}), (row["fused_us"], {**table, "fused": True})]
+    if "sweep_best" in row:
+        timed.append((row["sweep_best_us"], {**row["sweep_best"], "fused": True}))
+    return min(timed, key=lambda pair: pair[0])[1]
+
+
+def write_tables(rows: list[dict], out_dir: Path, device_name: str) -> list[Path]:
+    """Per shape: the decode rows measured (best_choice at each swept M), the larger ones from the GPU's committed
+    table, else its sibling's, else the heuristic's (M 32, 64, 128)."""
     from vdeploy_kernels import fp8_gemm_configs, tuned_tables
 
-    import torch
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    for n, k in sorted({(r["n"], r["k"]) for r in rows}):
-        name = fp8_gemm_configs.config_name(n, k, (128, 128), torch.cuda.get_device_name())
-        loaded = tuned_tables.load_table(fp8_gemm_configs.KIND, name)
-        table = dict(zip(*loaded)) if loaded else {}
-        table = {m: cfg for m, cfg in table.items() if m > 16}
-        for r in rows:
-            if (r["n"], r["k"]) == (n, k) and "sweep_best" in r:
-                table[r["m"]] = r["sweep_best"]
-        (out_dir / name).write_text(json.dumps({str(m): table[m] for m in sorted(table)}, indent=1) + "\n")
+    written = []
+    for n, k in sorted({(r["n"], r["k"]) for r in rows if "sweep_best" in r}):
+        base = tuned_tables.find_table(fp8_gemm_configs.KIND,
+                                       lambda gpu: fp8_gemm_configs.config_name(n, k, (128, 128), gpu), device_name)
+        large = {m: cfg for m, cfg in zip(*base) if m > 16} if base else {
+            m: fp8_gemm_configs.default_config(m) for m in (32, 64, 128)}
+        table = {**large, **{r["m"]: best_choice(r) for r in rows if (r["n"], r["k"]) == (n, k) and "sweep_best" in r}}
+        path = out_dir / fp8_gemm_configs.config_name(n, k, (128, 128), device_name)
+        path.write_text(json.dumps({str(m): table[m] for m in sorted(table)}, indent=1) + "\n")
+        written.append(path)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True)
+    parser.add_argument("--tables-from", default=None, help="a saved fp8_decode_check.json: write its tables, no GPU")
     parser.add_argument("--m", type=int, nargs="+", default=[1, 2, 4, 16])
     parser.add_argument("--git-rev", default="unknown")
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--sweep-m", type=int, nargs="+", default=[1, 4, 16])
     args = parser.parse_args(argv)
+    if args.tables_from:
+        report = json.loads(Path(args.tables_from).read_text())
+        for path in write_tables(report["rows"], Path(args.out), report["device"]):
+            print(path)
+        return 0
 
     import torch
 
@@ -99,14 +119,14 @@ def main(argv: list[str] | None = None) -> int:
             table = block_gemm_config(m, n, k, (128, 128), 0)
             if table.get("backend") == "scaled_mm":
                 continue
-            two_step = {**table, "fused": False}
+            two_step, fused = {**table, "fused": False}, {**table, "fused": True}  # the table's tiles, both paths
             xq, xs = ref.quantize_act_per_token_group(x)
             twin = ref.w8a8_block_matmul(xq, xs, *w[0], out_dtype=torch.float32)
-            fused_out = w8a8_block_linear(x, *w[0], config=table)
+            fused_out = w8a8_block_linear(x, *w[0], config=fused)
             err_fused = (fused_out.float() - twin).norm().item() / twin.norm().item()
             err_two = (w8a8_block_linear(x, *w[0], config=two_step).float() - twin).norm().item() / twin.norm().item()
-            same = torch.equal(fused_out, w8a8_block_linear(x, *w[0], config=table))
-            one = {**table, "split_k": 1}
+            same = torch.equal(fused_out, w8a8_block_linear(x, *w[0], config=fused))
+            one = {**fused, "split_k": 1}
             unsplit = (w8a8_block_linear(x, *w[0], config=one),
                        w8a8_block_linear(x, *w[0], config={**one, "fused": False}))
             equal_unsplit = torch.equal(*unsplit)
@@ -116,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 return [lambda ws=w[i % len(w)]: w8a8_block_linear(x, *ws, config=cfg)
                         for i in range(max(MIN_CALLS, len(w)))]
 
-            two_us, fused_us = _graph_us(calls(two_step)), _graph_us(calls(table))
+            two_us, fused_us = _graph_us(calls(two_step)), _graph_us(calls(fused))
             ok = err_fused < 1e-2 and err_two < 1e-2 and same and unsplit_diff < 1e-3
             floor_us = n * k / bandwidth * 1e6
             rows.append({"layer": layer, "n": n, "k": k, "m": m, "config": table, "two_step_us": two_us,
@@ -129,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"x{two_us / fused_us:.2f}  {floor_us / fused_us:.2f} of roofline  err {err_fused:.1e}  "
                   f"{'ok' if ok else 'FAIL'}", flush=True)
             if args.sweep and m in args.sweep_m:
-                best, best_us, failed = table, fused_us, 0
+                best, best_us, failed = fused, fused_us, 0
                 for cfg in sweep_configs(k):
                     out = w8a8_block_linear(x, *w[0], config=cfg)
                     if (out.float() - twin).norm().item() / twin.norm().item() >= 1e-2:
@@ -143,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{f'  {failed} configs FAILED the twin' if failed else ''}", flush=True)
         del w
     if args.sweep:
-        write_tables(rows, Path(args.out) / "fp8_block_gemm", args.sweep_m)
+        write_tables(rows, Path(args.out) / "fp8_block_gemm", torch.cuda.get_device_name())
     step = {}
     for m in args.m:
         at_m = {r["layer"]: r for r in rows if r["m"] == m}

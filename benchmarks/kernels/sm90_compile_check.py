@@ -24,7 +24,8 @@ activation quantization, both grouped GEMMs, silu_and_mul_quant_fp8, moe_sum), i
 named as the H100 and the H200 of the lent machines (the name is faked; the H100 borrows the H200's table while it has
 none) and in the heuristic's (any other GPU name); then moe_sum without a shared output and silu_and_mul_quant_fp8
 alone at each shape; the block-FP8 decode linear (fp8dec: x quantized in the GEMM, split-K summed in the same
-launch) at every R1 shape with a tuned table, M 1 / 4 / 16, in the table's tiles and the heuristic's; the W4A16 decode kernel (w4a16) at a distill's gate_up, M 1 and 4.
+launch) at every R1 shape with a tuned table, M 1 / 4 / 16, in the table's tiles and the heuristic's; the W4A16
+decode kernel (w4a16) at a distill's gate_up, M 1 and 4.
 Exit code 1 when one fails to compile or (but for a fresh config: the sweep skips those on the GPU) needs more
 shared memory than a Hopper program may have. "(spills)" marks a kernel ptxas spilled registers for.
 This uses Triton internals (the active driver, JITFunction.run): written against Triton 3.6 (and 3.9).
@@ -279,12 +280,13 @@ def fp8_decode_cases():
         w, ws = torch.empty(n, k, dtype=torch.float8_e4m3fn), torch.empty(-(-n // 128), -(-k // 128))
         for m in (1, 4, 16):
             x = torch.empty(m, k, dtype=torch.bfloat16)
-            for label, cfg in (("H200 table", tuned_tables.nearest(table, m)),
-                               ("heuristic", fp8_gemm_configs.default_config(m)),
-                               ("swap_ab 64", {"block_n": 64, "num_warps": 4, "num_stages": 4, "swap_ab": True}),
-                               ("swap_ab 128", {"block_n": 128, "num_warps": 4, "num_stages": 3, "swap_ab": True}),
-                               ("two-step, split 4", {**fp8_gemm_configs.default_config(m), "split_k": 4,
-                                                      "fused": False})):
+            for label, cfg in (("H200 table's tiles", {**tuned_tables.nearest(table, m), "fused": True}),
+                               ("heuristic's tiles", {**fp8_gemm_configs.default_config(m), "fused": True}),
+                               ("swap_ab 64", {"block_n": 64, "num_warps": 4, "num_stages": 4, "swap_ab": True,
+                                               "fused": True}),
+                               ("swap_ab 128", {"block_n": 128, "num_warps": 4, "num_stages": 3, "swap_ab": True,
+                                                "fused": True}),
+                               ("two-step, split 4", {**fp8_gemm_configs.default_config(m), "split_k": 4})):
                 if cfg.get("backend") == "scaled_mm":
                     continue
                 yield (f"fp8 decode linear N{n} K{k} M={m} [{label}]", cfg,

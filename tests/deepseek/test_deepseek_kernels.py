@@ -2,6 +2,7 @@
 FP8 activations are quantized by torch here: the interpreter's fp32->fp8 cast is wrong (triton issue 8322)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,10 +77,28 @@ def test_fused_decode_linear_matches_dequantized_matmul(m, n, k, config):
     gen = torch.Generator().manual_seed(m)
     wq, ws = ref.quantize_weight_block(torch.randn(n, k, generator=gen))
     x = torch.randn(m, k, generator=gen) * torch.rand(1, k, generator=gen) * 4  # per-group scales differ
-    out = w8a8_block_linear(x, wq, ws, config=config, act_dtype=torch.float32)
+    out = w8a8_block_linear(x, wq, ws, config={**config, "fused": True}, act_dtype=torch.float32)
     assert out.shape == (m, n) and out.dtype == x.dtype
     assert rel_err(out, x @ ref.dequantize_weight_block(wq, ws).t()) < 1e-5
     assert int(split_tickets(x.device).abs().sum()) == 0  # every tile's counter reset for the next launch
+
+
+
+def test_shipped_fp8_tables_choose_the_fused_launch_only_at_decode_sizes():
+    """Every committed block-FP8 table: a row that takes the one-launch path is a decode row (M ≤ 16) in tiles the
+    kernel has (16-row tiles, 32-128 columns, K tiles of the scale block); a table without such rows runs two steps."""
+    from vdeploy_kernels import fp8_gemm_configs, tuned_tables
+    from vdeploy_kernels.fp8_gemm import DECODE_ROWS
+
+    tables = sorted((Path(fp8_gemm_configs.__file__).parent / "configs" / fp8_gemm_configs.KIND).glob("*.json"))
+    fused_rows = 0
+    for path in tables:
+        for m, cfg in zip(*tuned_tables.load_table(fp8_gemm_configs.KIND, path.name)):
+            if cfg.get("fused"):
+                fused_rows += 1
+                assert m <= DECODE_ROWS and cfg["block_m"] == 16 and cfg["block_n"] in (32, 64, 128), (path.name, m)
+                assert cfg.get("block_k", 128) == 128 and "backend" not in cfg, (path.name, m)
+    assert fused_rows  # the H100's measured choices (benchmarks/results/2026-12-06f-h100/)
 
 
 def test_block_gemm_config_reads_the_tuned_table(tmp_path, monkeypatch):

@@ -64,20 +64,21 @@ def test_fused_decode_linear(m, n, k):
     x = (torch.randn(m, k, device="cuda") * torch.rand(1, k, device="cuda") * 4).to(torch.bfloat16)
     xq, xs = ref.quantize_act_per_token_group(x)
     expected = ref.w8a8_block_matmul(xq, xs, wq, ws, out_dtype=torch.float32)
-    for config in (block_gemm_config(m, n, k, (128, 128), 0),
+    for config in ({**block_gemm_config(m, n, k, (128, 128), 0), "fused": True},
                    {"block_m": 16, "block_n": 64, "num_warps": 4, "num_stages": 4, "split_k": 8},
                    {"block_m": 16, "block_n": 128, "num_warps": 4, "num_stages": 3},
                    {"block_m": 16, "block_n": 64, "num_warps": 4, "num_stages": 4, "split_k": 4, "swap_ab": True}):
+        config = {**config, "fused": True}
         fused = w8a8_block_linear(x, wq, ws, config=config)
         assert fused.dtype == torch.bfloat16 and rel_err(fused, expected) < 1e-2, config
         two_step = w8a8_block_linear(x, wq, ws, config={**config, "fused": False})
         assert rel_err(fused, two_step) < 1e-3, config  # the same fp8 activations: only the sum order differs
     graph_out = torch.empty_like(fused)
-    w8a8_block_linear(x, wq, ws)  # compile and create the split counters outside the capture
+    w8a8_block_linear(x, wq, ws, config=config)  # compile and create the split counters outside the capture
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        graph_out.copy_(w8a8_block_linear(x, wq, ws))
-    eager = w8a8_block_linear(x, wq, ws)
+        graph_out.copy_(w8a8_block_linear(x, wq, ws, config=config))
+    eager = w8a8_block_linear(x, wq, ws, config=config)
     for _ in range(3):
         graph_out.fill_(float("nan"))
         graph.replay()

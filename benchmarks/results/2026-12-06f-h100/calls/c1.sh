@@ -2,7 +2,7 @@
 # sampler) and of the engine on CUDA; the fused-vs-two-step FP8 decode timing and a sweep of the fused path's tiles
 # (its tables go to $OUT and into $VDEPLOY_HOME, where this warm machine's later runs read them first); ours: R1-8L
 # batch 1
-source benchmarks/results/2026-12-06f-h200-vs-vllm/calls/common.sh
+source benchmarks/results/2026-12-06f-h100/calls/common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1 || echo PIP-FAILED
 mkdir -p /tmp/peer/models && cp -r .peer/models/* /tmp/peer/models/

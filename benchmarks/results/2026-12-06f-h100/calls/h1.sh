@@ -1,6 +1,6 @@
 # H100 fallback (no H200 came). carry: .whl .peer/models — the GPU tests and fp8_decode_check of c1.sh (the sweep's
 # tables are named for the H100 there), then ours: Qwen2-7B 1000 (sampling at 1.0, as vLLM's)
-source benchmarks/results/2026-12-06f-h200-vs-vllm/calls/common.sh
+source benchmarks/results/2026-12-06f-h100/calls/common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1 || echo PIP-FAILED
 mkdir -p /tmp/peer/models && cp -r .peer/models/* /tmp/peer/models/

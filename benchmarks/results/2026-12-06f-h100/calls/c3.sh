@@ -1,7 +1,7 @@
 # carry: .peer/vllm026.part01 — ours only, as the budget allows: R1-8L's per-kernel profile at batch 1 and 256 (vLLM's
 # uniform dummy draw; PROFILE=0 skips it), Qwen2-7B W4A16 (AWQ) batch-1 decode against bf16 end to end (issue 19;
 # QUANT=0 skips it), R1-8L + MTP batch-1 decode, k = 1, 2, 3 (issue 18; MTP=0 skips it)
-source benchmarks/results/2026-12-06f-h200-vs-vllm/calls/common.sh
+source benchmarks/results/2026-12-06f-h100/calls/common.sh
 cp .peer/vllm026.part01 /tmp/peer/
 [ "${PROFILE:-1}" = 1 ] && { el r1-profile; timeout 150 python3 benchmarks/deepseek_kernel_profile.py --model r1-8l \
   --batches 1 256 --dummy-weights uniform --git-rev $REV --out $OUT/profile_r1-8l.json 2>&1 | grep -v Warn | tail -8; }

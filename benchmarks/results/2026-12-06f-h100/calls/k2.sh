@@ -1,0 +1,2 @@
+# (ran as a command line) R1-8L batch-1 step at abdd9b9 as committed: the fused FP8 decode launch in every decode row
+source benchmarks/results/2026-12-06f-h100/calls/common.sh; timeout 150 python3 benchmarks/deepseek_kernel_profile.py --model r1-8l --batches 1 --prefill-reqs 1 --prefill-len 256 --iters 5 --dummy-weights uniform --git-rev abdd9b9 --out $OUT/profile_r1-8l_b1.json 2>&1 | grep -v Warn | tail -30
