@@ -17,7 +17,8 @@ Twins: vdeploy_kernels.reference_deepseek.{quantize_act_per_token_group, w8a8_bl
 Tiles come from a tuned table per (N, K, GPU kind) and token count (fp8_gemm_configs.py, written once by
 benchmarks/kernels/tune_fp8_gemm.py), else a heuristic; never an autotune at launch. A config may split K over
 several programs (decode: a 7168-wide output has too few N tiles to keep 132 SMs streaming weights) — their fp32
-partial sums are added by a second small kernel, in a fixed order, so results do not depend on timing — or name
+partial sums are added in a fixed order by the last program of each tile (split_k.py), so results do not depend
+on timing — or name
 cuBLAS's block-scaled GEMM (torch._scaled_mm, 1x128 x 128x128 scales, Hopper) where the tuner found it faster.
 """
 
@@ -69,14 +70,15 @@ def per_token_group_quant_fp8(x: torch.Tensor, group: int = 128,
 def _w8a8_block_matmul_kernel(
     a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr,
     M, N, K,
-    stride_am, stride_bn, stride_cm,
+    stride_am, stride_bn,
     stride_as_m, stride_bs_n,
     BLOCK_N_SCALE: tl.constexpr, BLOCK_K_SCALE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr, ws_ptr, tickets_ptr, REDUCE: tl.constexpr,
 ):
     # program ids: axis 0 walks output tiles in GROUP_M-row bands (neighbouring programs share weight tiles in L2),
-    # axis 1 is the K split; with SPLIT_K > 1, c is an fp32 workspace [SPLIT_K, M, N] of partial sums
+    # axis 1 is the K split; with SPLIT_K > 1 the partial sums go to the fp32 workspace ws [SPLIT_K, M, N] and the
+    # last split of each tile adds them (split_k.py: REDUCE 1), else a second launch does (REDUCE 2)
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     tiles_m = tl.cdiv(M, BLOCK_M)
@@ -105,8 +107,7 @@ def _w8a8_block_matmul_kernel(
         acc += tl.dot(a, b) * a_s[:, None] * b_s[None, :]
         a_ptrs += BLOCK_K
         b_ptrs += BLOCK_K
-    c_ptrs = c_ptr + pid_k * M * N + offs_m[:, None] * stride_cm + offs_n[None, :]
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+    store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, pid, SPLIT_K, REDUCE)
 
 
 @triton.jit
@@ -201,22 +202,24 @@ def w8a8_block_matmul(
         return _scaled_mm_block(x_fp8, x_scale, w_fp8, w_scale_inv, out_dtype)
     block_m, block_n = config["block_m"], config["block_n"]
     split_k = config.get("split_k", 1)
+    tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
     out = torch.empty(m, n, dtype=out_dtype, device=x_fp8.device)
-    target = out if split_k == 1 else torch.empty(split_k, m, n, dtype=torch.float32, device=x_fp8.device)
-    grid = (triton.cdiv(m, block_m) * triton.cdiv(n, block_n), split_k)
-    _w8a8_block_matmul_kernel[grid](
-        x_fp8, w_fp8, target, x_scale, w_scale_inv,
+    reduce = 0 if split_k == 1 else 1 if tiles <= TICKETS else 2
+    ws = out if split_k == 1 else torch.empty(split_k, m, n, dtype=torch.float32, device=x_fp8.device)
+    tickets = split_tickets(x_fp8.device) if reduce == 1 else ws
+    _w8a8_block_matmul_kernel[(tiles, split_k)](
+        x_fp8, w_fp8, out, x_scale, w_scale_inv,
         m, n, k,
-        x_fp8.stride(0), w_fp8.stride(0), n,
+        x_fp8.stride(0), w_fp8.stride(0),
         x_scale.stride(0), w_scale_inv.stride(0),
         BLOCK_N_SCALE=bn_scale, BLOCK_K_SCALE=bk_scale,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=config.get("block_k", bk_scale),
-        GROUP_M=config.get("group_m", 1), SPLIT_K=split_k,
+        GROUP_M=config.get("group_m", 1), SPLIT_K=split_k, ws_ptr=ws, tickets_ptr=tickets, REDUCE=reduce,
         num_warps=config["num_warps"], num_stages=config["num_stages"],
     )
-    if split_k > 1:
+    if reduce == 2:
         numel, chunk = m * n, 1024
-        _sum_splits_kernel[(triton.cdiv(numel, chunk),)](target, out, numel, SPLIT_K=split_k, BLOCK=chunk)
+        _sum_splits_kernel[(triton.cdiv(numel, chunk),)](ws, out, numel, SPLIT_K=split_k, BLOCK=chunk)
     return out
 
 
