@@ -120,44 +120,73 @@ def _sum_splits_kernel(ws_ptr, out_ptr, numel, SPLIT_K: tl.constexpr, BLOCK: tl.
     tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _quantize_rows(x_ptrs, mask):
+    """One K tile of x rows [BM, BK] -> (fp32 values on the e4m3 grid's scale, clamped; per-row scales [BM]): the
+    same fp32 operations as _per_token_group_quant_kernel."""
+    x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+    a_s = tl.maximum(tl.max(tl.abs(x), axis=1), 1e-12) / FP8_MAX  # [BM]
+    return tl.clamp(x / a_s[:, None], -FP8_MAX, FP8_MAX), a_s
+
+
 @triton.jit(do_not_specialize=["SPLIT_K"])  # one compile for every split count
 def _w8a8_block_decode_kernel(
-    x_ptr, w_ptr, bs_ptr, c_ptr, ws_ptr, tickets_ptr,
+    x_ptr, w_ptr, bs_ptr, c_ptr, ws_ptr, tickets_ptr, q_ptr, qs_ptr,
     M, N, K, stride_xm, stride_wn, stride_bs_n, SPLIT_K,
     BLOCK_N_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    REDUCE: tl.constexpr, ACT_FP8: tl.constexpr, SWAP_AB: tl.constexpr,
+    REDUCE: tl.constexpr, ACT_FP8: tl.constexpr, SWAP_AB: tl.constexpr, PRE_QUANT: tl.constexpr,
 ):
     # grid (N tiles, K splits); all M ≤ BLOCK_M rows in one tile. BLOCK_K is the activation scale group, so each
     # K tile's x rows are quantized here exactly as _per_token_group_quant_kernel would (same fp32 operations).
     # SWAP_AB: the weight tile is the dot's first operand ([BN, BK] x [BK, BM]), so BN (64-128) rows fill a Hopper
-    # wgmma where BM = 16 activation rows cannot; the accumulator is transposed once at the end
+    # wgmma where BM = 16 activation rows cannot; the accumulator is transposed once at the end.
+    # PRE_QUANT: quantizing inside the K loop lengthened every iteration (H100, 2026-12-06f); instead the program
+    # first quantizes its split's x rows into a scratch q [M, K] / qs [M, K/BK] (every N tile's program writes the
+    # same bytes: a benign race), then runs the two-step kernel's loop over them (fp8 loads, no reductions)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     offs_m = tl.arange(0, BLOCK_M)  # [BM]
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
     offs_k = tl.arange(0, BLOCK_K)
     kb_start, kb_end = split_k_tiles(K, BLOCK_K, SPLIT_K, pid_k)
+    k_blocks = tl.cdiv(K, BLOCK_K)
     x_ptrs = x_ptr + offs_m[:, None] * stride_xm + (kb_start * BLOCK_K + offs_k)[None, :]  # [BM, BK]
+    q_ptrs = q_ptr + offs_m[:, None] * K + (kb_start * BLOCK_K + offs_k)[None, :]  # [BM, BK] (PRE_QUANT)
     w_ptrs = w_ptr + offs_n[:, None] * stride_wn + (kb_start * BLOCK_K + offs_k)[None, :]  # [BN, BK] (w is [N, K])
     bs_ptrs = bs_ptr + (offs_n // BLOCK_N_SCALE) * stride_bs_n
+    if PRE_QUANT:
+        for kb in range(kb_start, kb_end):
+            mask = (offs_m[:, None] < M) & (offs_k[None, :] < K - kb * BLOCK_K)
+            a, a_s = _quantize_rows(x_ptrs, mask)
+            tl.store(q_ptrs, a.to(q_ptr.dtype.element_ty), mask=mask)
+            tl.store(qs_ptr + offs_m * k_blocks + kb, a_s, mask=offs_m < M)
+            x_ptrs += BLOCK_K
+            q_ptrs += BLOCK_K
+        q_ptrs -= (kb_end - kb_start) * BLOCK_K
+        tl.debug_barrier()  # the whole program's scratch writes land before its loads below
     acc_t = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)  # SWAP_AB: the transposed accumulator
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kb in range(kb_start, kb_end):
         k_left = K - kb * BLOCK_K
-        x = tl.load(x_ptrs, mask=(offs_m[:, None] < M) & (offs_k[None, :] < k_left), other=0.0).to(tl.float32)
-        a_s = tl.maximum(tl.max(tl.abs(x), axis=1), 1e-12) / FP8_MAX  # [BM]
-        a = tl.clamp(x / a_s[:, None], -FP8_MAX, FP8_MAX)
+        mask = (offs_m[:, None] < M) & (offs_k[None, :] < k_left)
+        if PRE_QUANT:
+            a = tl.load(q_ptrs, mask=mask, other=0.0, cache_modifier=".cg")  # [BM, BK] (written by this program)
+            a_s = tl.load(qs_ptr + offs_m * k_blocks + kb, mask=offs_m < M, other=0.0, cache_modifier=".cg")
+            q_ptrs += BLOCK_K
+        else:
+            a, a_s = _quantize_rows(x_ptrs, mask)
+            x_ptrs += BLOCK_K
         w = tl.load(w_ptrs, mask=(offs_n[:, None] < N) & (offs_k[None, :] < k_left), other=0.0)  # [BN, BK]
         if ACT_FP8:
             a = a.to(w.dtype)
         else:  # tests in the interpreter, whose fp32 -> fp8 cast is wrong: a stays fp32, so a · a_s ≈ x
             w = w.to(tl.float32)
+            a = a.to(tl.float32)
         b_s = tl.load(bs_ptrs + kb, mask=offs_n < N, other=0.0)  # [BN]
         if SWAP_AB:
             acc_t += tl.dot(w, tl.trans(a)) * b_s[:, None] * a_s[None, :]
         else:
             acc += tl.dot(a, tl.trans(w)) * a_s[:, None] * b_s[None, :]
-        x_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
     if SWAP_AB:
         acc = tl.trans(acc_t)
@@ -236,10 +265,13 @@ def _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype):
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     ws = out if split == 1 else torch.empty(split, m, n, dtype=torch.float32, device=x.device)
     tickets = split_tickets(x.device) if reduce == 1 else ws
+    pre_quant = config.get("pre_quant", False)
+    q = torch.empty(m, k, dtype=act_dtype, device=x.device) if pre_quant else x  # [M, K] scratch
+    qs = torch.empty(m, k_blocks, dtype=torch.float32, device=x.device) if pre_quant else x  # [M, K/BK]
     _w8a8_block_decode_kernel[(grid_n, split)](
-        x, w_fp8, w_scale_inv, out, ws, tickets, m, n, k, x.stride(0), w_fp8.stride(0), w_scale_inv.stride(0), split,
-        BLOCK_N_SCALE=block[0], BLOCK_M=DECODE_ROWS, BLOCK_N=block_n, BLOCK_K=block[1], REDUCE=reduce,
-        ACT_FP8=act_dtype == torch.float8_e4m3fn, SWAP_AB=config.get("swap_ab", False),
+        x, w_fp8, w_scale_inv, out, ws, tickets, q, qs, m, n, k, x.stride(0), w_fp8.stride(0), w_scale_inv.stride(0),
+        split, BLOCK_N_SCALE=block[0], BLOCK_M=DECODE_ROWS, BLOCK_N=block_n, BLOCK_K=block[1], REDUCE=reduce,
+        ACT_FP8=act_dtype == torch.float8_e4m3fn, SWAP_AB=config.get("swap_ab", False), PRE_QUANT=pre_quant,
         num_warps=config["num_warps"], num_stages=config["num_stages"],
     )
     if reduce == 2:
@@ -253,7 +285,7 @@ def w8a8_block_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale_inv: torch.T
                       act_dtype: torch.dtype = torch.float8_e4m3fn) -> torch.Tensor:
     """x [M, K] (bf16 / fp32) @ block-FP8 w [N, K]ᵀ -> [M, N] in x's dtype, x quantized per token per block[1]
     channels. M ≤ 16 and a config with "fused": True (a tuned table's choice): one launch ("swap_ab": the weight
-    tile as the dot's first operand); otherwise per_token_group_quant_fp8, then w8a8_block_matmul. act_dtype
+    tile as the dot's first operand; "pre_quant": x quantized into a scratch before the K loop, not inside it); otherwise per_token_group_quant_fp8, then w8a8_block_matmul. act_dtype
     float32 (the fused launch only): the interpreter tests' stand-in for e4m3, x is then not rounded to fp8."""
     from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
 

@@ -44,12 +44,13 @@ STEP_COUNTS = {"fused_qkv_a_proj": 8, "q_b_proj": 8, "o_proj": 8, "dense_gate_up
 
 def sweep_configs(k: int) -> list[dict]:
     """Fused decode tiles: N tile × pipeline stages × K split (4 warps; splits that leave ≥ 2 K tiles a program),
-    with the activations or (swap_ab, N tile ≥ 64: a wgmma's rows) the weights as the dot's first operand."""
+    with the activations or (swap_ab, N tile ≥ 64: a wgmma's rows) the weights as the dot's first operand, x
+    quantized inside the K loop or (pre_quant) into a scratch before it."""
     k_blocks = -(-k // 128)
     return [{"block_m": 16, "block_n": bn, "num_warps": 4, "num_stages": stages, "split_k": split, "swap_ab": swap,
-             "fused": True}
+             "pre_quant": pre, "fused": True}
             for bn in (32, 64, 128) for stages in (3, 4) for split in (1, 2, 4, 8, 16) for swap in (False, True)
-            if k_blocks >= 2 * split and (bn >= 64 or not swap)]
+            for pre in (False, True) if k_blocks >= 2 * split and (bn >= 64 or not swap)]
 
 
 def best_choice(row: dict) -> dict:

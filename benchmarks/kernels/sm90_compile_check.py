@@ -286,6 +286,11 @@ def fp8_decode_cases():
                                                "fused": True}),
                                ("swap_ab 128", {"block_n": 128, "num_warps": 4, "num_stages": 3, "swap_ab": True,
                                                 "fused": True}),
+                               ("pre_quant swap_ab 64, split 4", {"block_n": 64, "num_warps": 4, "num_stages": 4,
+                                                                 "split_k": 4, "swap_ab": True, "pre_quant": True,
+                                                                 "fused": True}),
+                               ("pre_quant 32, split 8", {"block_n": 32, "num_warps": 4, "num_stages": 3,
+                                                          "split_k": 8, "pre_quant": True, "fused": True}),
                                ("two-step, split 4", {**fp8_gemm_configs.default_config(m), "split_k": 4})):
                 if cfg.get("backend") == "scaled_mm":
                     continue

@@ -69,6 +69,8 @@ def test_w8a8_block_matmul_split_k_and_bands_match_twin(config):
     (5, 320, 384, {"block_n": 32, "num_warps": 4, "num_stages": 2, "split_k": 3}),  # one K block per split
     (16, 256, 640, {"block_n": 256, "num_warps": 4, "num_stages": 2, "split_k": 2}),  # 2 weight-scale rows a tile
     (3, 200, 384, {"block_n": 64, "num_warps": 4, "num_stages": 2, "split_k": 2, "swap_ab": True}),
+    (2, 200, 300, {"block_n": 64, "num_warps": 4, "num_stages": 2, "split_k": 2, "pre_quant": True}),
+    (4, 256, 640, {"block_n": 64, "num_warps": 4, "num_stages": 2, "split_k": 3, "pre_quant": True, "swap_ab": True}),
 ])
 def test_fused_decode_linear_matches_dequantized_matmul(m, n, k, config):
     """The one-launch decode path (x quantized in the K loop, split-K summed by the last program of each tile). Its

@@ -67,7 +67,10 @@ def test_fused_decode_linear(m, n, k):
     for config in ({**block_gemm_config(m, n, k, (128, 128), 0), "fused": True},
                    {"block_m": 16, "block_n": 64, "num_warps": 4, "num_stages": 4, "split_k": 8},
                    {"block_m": 16, "block_n": 128, "num_warps": 4, "num_stages": 3},
-                   {"block_m": 16, "block_n": 64, "num_warps": 4, "num_stages": 4, "split_k": 4, "swap_ab": True}):
+                   {"block_m": 16, "block_n": 64, "num_warps": 4, "num_stages": 4, "split_k": 4, "swap_ab": True},
+                   {"block_m": 16, "block_n": 64, "num_warps": 4, "num_stages": 4, "split_k": 4, "swap_ab": True,
+                    "pre_quant": True},
+                   {"block_m": 16, "block_n": 32, "num_warps": 4, "num_stages": 3, "split_k": 8, "pre_quant": True}):
         config = {**config, "fused": True}
         fused = w8a8_block_linear(x, wq, ws, config=config)
         assert fused.dtype == torch.bfloat16 and rel_err(fused, expected) < 1e-2, config
