@@ -18,8 +18,8 @@ Tiles come from a tuned table per (N, K, GPU kind) and token count (fp8_gemm_con
 benchmarks/kernels/tune_fp8_gemm.py), else a heuristic; never an autotune at launch. A config may split K over
 several programs (decode: a 7168-wide output has too few N tiles to keep 132 SMs streaming weights) — their fp32
 partial sums are added in a fixed order by the last program of each tile (split_k.py), so results do not depend
-on timing — or name
-cuBLAS's block-scaled GEMM (torch._scaled_mm, 1x128 x 128x128 scales, Hopper) where the tuner found it faster.
+on timing — or name cuBLAS's block-scaled GEMM (torch._scaled_mm, 1x128 x 128x128 scales, Hopper) where the tuner
+found it faster.
 """
 
 from __future__ import annotations
