@@ -295,7 +295,8 @@ def w8a8_block_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale_inv: torch.T
     if config is None and m:
         config = block_gemm_config(m, w_fp8.shape[0], k, block,
                                    None if x.device.type != "cuda" else x.device.index or 0)
-    if 0 < m <= DECODE_ROWS and config.get("fused", False) and config.get("block_k", block[1]) == block[1]:
+    if 0 < m <= DECODE_ROWS and config.get("fused", False) and "backend" not in config \
+            and config.get("block_k", block[1]) == block[1]:
         return _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype)
     xq, xs = per_token_group_quant_fp8(x, block[1], out_dtype=act_dtype)
     return w8a8_block_matmul(xq, xs, w_fp8, w_scale_inv, block, x.dtype, config)
