@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from vdeploy_kernels import reference_deepseek as ref
     from vdeploy_kernels.fp8_gemm import w8a8_block_linear
     from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
-    from w4a16_decode_timing import MIN_CALLS, _copies, _graph_us
+    from w4a16_decode_timing import MIN_CALLS, weight_copies, graph_us
 
     device = torch.device("cuda")
     bandwidth = copy_bandwidth(device, 1 << 30)
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if layer not in STEP_COUNTS:
             continue
         w = [ref.quantize_weight_block(torch.randn(n, k, generator=gen, device=device))]
-        w += [tuple(t.clone() for t in w[0]) for _ in range(_copies(n * k, True) - 1)]
+        w += [tuple(t.clone() for t in w[0]) for _ in range(weight_copies(n * k, True) - 1)]
         for m in args.m:
             x = torch.randn(m, k, generator=gen, device=device).to(torch.bfloat16)
             table = block_gemm_config(m, n, k, (128, 128), 0)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 return [lambda ws=w[i % len(w)]: w8a8_block_linear(x, *ws, config=cfg)
                         for i in range(max(MIN_CALLS, len(w)))]
 
-            two_us, fused_us = _graph_us(calls(two_step)), _graph_us(calls(fused))
+            two_us, fused_us = graph_us(calls(two_step)), graph_us(calls(fused))
             ok = err_fused < 1e-2 and err_two < 1e-2 and same and unsplit_diff < 1e-3
             floor_us = n * k / bandwidth * 1e6
             rows.append({"layer": layer, "n": n, "k": k, "m": m, "config": table, "two_step_us": two_us,
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                     if (out.float() - twin).norm().item() / twin.norm().item() >= 1e-2:
                         failed += 1
                         continue
-                    us = _graph_us(calls(cfg))
+                    us = graph_us(calls(cfg))
                     if us < best_us:
                         best, best_us = cfg, us
                 rows[-1].update(sweep_best=best, sweep_best_us=best_us, sweep_failed=failed)

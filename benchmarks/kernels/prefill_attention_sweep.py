@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -46,6 +45,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # vdeploy from this checkout when run as a script
 from vdeploy.bench.hardware import median_call_ms  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark helpers
+from bench_device import kernel_device  # noqa: E402
 
 LLAMA8B = {"num_heads": 32, "num_kv_heads": 8, "head_dim": 128}
 TINY = {"num_heads": 4, "num_kv_heads": 2, "head_dim": 32}
@@ -241,16 +243,12 @@ def main() -> int:
     parser.add_argument("--table-dir", default=None, help="where tuned tables go (default: "
                         "$VDEPLOY_HOME/kernel_configs/prefill_attention; --tiny: none written unless given)")
     args = parser.parse_args()
-    if args.tiny or not torch.cuda.is_available():
-        if not args.tiny:
-            raise SystemExit("no CUDA device: run with --tiny (CPU interpreter smoke test)")
-        os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
+    device = kernel_device(args.tiny)  # before any kernel module is imported
     import triton
 
     from vdeploy_kernels import tuned_tables
     from vdeploy_kernels.prefill_attention_configs import KIND, config_name
 
-    device = torch.device("cpu" if args.tiny else "cuda")
     shape = TINY if args.tiny else LLAMA8B
     dtype = torch.float32 if args.tiny else torch.bfloat16  # the interpreter's tl.dot mishandles bf16
     # allclose(atol = rtol = tol): bf16 rounds an output of magnitude x by up to x * 2^-9, and p enters the second

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # vdeploy from this checkout when run as a script
 from vdeploy.bench.hardware import median_call_ms  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark helpers
+from bench_device import kernel_device  # noqa: E402
 
 LLAMA8B = {"num_heads": 32, "num_kv_heads": 8, "head_dim": 128}
 TINY = {"num_heads": 4, "num_kv_heads": 2, "head_dim": 32}
@@ -151,15 +153,11 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, nargs="*", default=None, help="token counts (1 256 8192)")
     parser.add_argument("--tiny", action="store_true", help="tiny fp32 shapes on the CPU interpreter")
     args = parser.parse_args()
-    if args.tiny or not torch.cuda.is_available():
-        if not args.tiny:
-            raise SystemExit("no CUDA device: run with --tiny (CPU interpreter smoke test)")
-        os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
+    device = kernel_device(args.tiny)  # before any kernel module is imported
     import triton
 
     from vdeploy.layers.rotary import compute_cos_sin_cache
 
-    device = torch.device("cpu" if args.tiny else "cuda")
     shape = TINY if args.tiny else LLAMA8B
     dtype = torch.float32 if args.tiny else torch.bfloat16
     tokens = args.tokens or ([1, 5, 40] if args.tiny else [1, 256, 8192])

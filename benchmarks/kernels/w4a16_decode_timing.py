@@ -20,7 +20,7 @@ SPAN_BYTES = 200e6  # weights one graph cycles through (4x the H100's L2)
 MIN_CALLS = 20
 
 
-def _graph_us(calls, reps: int = 5) -> float:
+def graph_us(calls, reps: int = 5) -> float:
     """µs per call: `calls` captured back to back in one CUDA graph, replayed `reps` times (median replay)."""
     import torch
 
@@ -54,7 +54,7 @@ def _wall_us(calls) -> float:
     return (time.perf_counter() - start) * 1e6
 
 
-def _copies(nbytes: int, cuda: bool) -> int:
+def weight_copies(nbytes: int, cuda: bool) -> int:
     return max(1, math.ceil(SPAN_BYTES / nbytes)) if cuda else 1
 
 
@@ -67,7 +67,7 @@ def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: 
 
     cuda = device == "cuda"
     sms = torch.cuda.get_device_properties(device).multi_processor_count if cuda else 4
-    timer = _graph_us if cuda else _wall_us
+    timer = graph_us if cuda else _wall_us
     gen = torch.Generator(device=device).manual_seed(0)
     deadline = time.monotonic() + budget_s
     rows, cut = [], False
@@ -78,9 +78,9 @@ def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: 
                 break
             w4 = [make_w4(n, k, device, False, gen)]
             w4_bytes = w4[0][0].numel() * 4 + w4[0][1].numel() * 2 + w4[0][2].numel() * 2
-            w4 += [tuple(t.clone() for t in w4[0]) for _ in range(_copies(w4_bytes, cuda) - 1)]
+            w4 += [tuple(t.clone() for t in w4[0]) for _ in range(weight_copies(w4_bytes, cuda) - 1)]
             dense = [torch.randn(n, k, generator=gen, device=device).to(dtype)
-                     for _ in range(_copies(n * k * 2, cuda))]  # the bf16 weight it replaces, [N, K]
+                     for _ in range(weight_copies(n * k * 2, cuda))]  # the bf16 weight it replaces, [N, K]
             for m in ms:
                 x = torch.randn(m, k, generator=gen, device=device).to(dtype)
                 old, new = legacy_w4a16_config(m, n, k, GROUP, sms), w4a16_config(m, n, k, GROUP, sms)
