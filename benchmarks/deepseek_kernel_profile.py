@@ -25,11 +25,12 @@ import torch
 CONFIGS = Path(__file__).resolve().parent.parent / "vdeploy" / "model_configs"
 MODELS = {"v2-lite": ("deepseek-v2-lite.config.json", {}),
           "r1-8l": ("deepseek-r1.config.json", {"num_hidden_layers": 8})}
-FAMILIES = [  # (family, kernel-name pattern), first match wins
-    ("moe_grouped_gemm", r"_grouped_gemm"), ("moe_topk_sum", r"_moe_sum"), ("mla_attention", r"_mla_"),
+FAMILIES = [  # (family, kernel-name pattern), first match wins; vLLM's names too (decode_step_compare.py)
+    ("inductor_fused", r"^triton_(poi|red|per)_"),  # torch.compile's fused elementwise kernels (vLLM)
+    ("moe_grouped_gemm", r"_grouped_gemm|fused_moe"), ("moe_topk_sum", r"_moe_sum"), ("mla_attention", r"_mla_"),
     ("fp8_block_gemm", r"w8a8|_block_matmul|qqtst|Ablk128"),  # Triton, and cuBLAS's block-scaled FP8 (scaled_mm)
-    ("fp8_act_quant", r"quant"), ("store_kv", r"store_kv"), ("rotary", r"rotary"), ("norm", r"rms|norm"),
-    ("silu_and_mul", r"silu"), ("routing_topk", r"topk|sort|radix|bitonic"),
+    ("fp8_act_quant", r"quant"), ("store_kv", r"store_kv|and_cache"), ("rotary", r"rotary"), ("norm", r"rms|norm"),
+    ("silu_and_mul", r"silu|act_and_mul"), ("routing_topk", r"topk|sort|radix|bitonic"),
     ("moe_align", r"moe_align|scan|scatter|searchsorted|cumsum|index_put|indexing|gather"),
     ("bf16_gemm", r"gemm|cutlass|xmma|nvjet|sm90|cublas|bmm|ampere"), ("prefill_attention", r"prefill|_attn"),
 ]
