@@ -40,8 +40,11 @@ TILES = [(64, 64, 8, 2), (64, 64, 8, 3), (64, 32, 8, 2), (64, 32, 8, 3), (64, 12
          (128, 16, 8, 3)]
 # 16 heads (V2-Lite): one head block per row, memory-bound (~30 FLOP per cached byte): longer KV tiles, more warps
 TILES_16 = [(16, 32, 4, 2), (16, 64, 4, 2), (16, 64, 4, 3), (16, 32, 4, 3), (16, 64, 8, 2), (16, 128, 4, 2),
-            (16, 128, 8, 2), (16, 64, 8, 3)]
+            (16, 128, 8, 2), (16, 64, 8, 3), (16, 32, 2, 2), (16, 16, 4, 3)]
 GRID_TARGET_MORE = 528  # small batches only: twice the KV splits of the default (264 programs)
+# 16 heads at 256-1,024 rows: one program per row ran the cache at 0.59-0.81 of the copy bandwidth on an H100
+# (2026-12-06d): too few programs in flight per SM for a latency-bound loop; KV splits add programs (and a reduce)
+GRID_TARGETS_16_LARGE = (1056, 2112)
 
 
 def page_size() -> int:
@@ -76,6 +79,9 @@ def candidates(batch: int, heads: int) -> list[dict]:
     if batch <= 64:  # the KV split count matters only while rows alone do not fill the GPU
         more = [dict(out[i], grid_target=GRID_TARGET_MORE) for i in (0, 1)]
         out += [c for c in more if splits_for(c, batch, heads) != splits_for(dict(c, grid_target=264), batch, heads)]
+    elif heads < 64:
+        more = [dict(out[i], grid_target=g) for i in (0, 1) for g in GRID_TARGETS_16_LARGE]
+        out += [c for c in more if splits_for(c, batch, heads) > 1]
     return out
 
 
