@@ -132,6 +132,16 @@ def decode_floor_bytes(model, cfg, batch: int, ctx: int, collapsed: bool) -> flo
     return total
 
 
+def graph_step_ms(step, iters: int) -> float:
+    from vdeploy.bench.hardware import device_ms
+
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    graph.replay()
+    return device_ms(graph.replay, torch.device("cuda"), iters)
+
+
 def run(args) -> dict:
     model, cfg = build(args.model, args.dummy_weights)
     collapsed = args.dummy_weights == "uniform" and cfg.topk_method == "noaux_tc"
@@ -141,6 +151,7 @@ def run(args) -> dict:
     bandwidth = copy_bandwidth(cuda, 2 << 30)
     report = {"model": args.model, "gpu": torch.cuda.get_device_name(), "copy_bandwidth_gbs": bandwidth / 1e9,
               "git_revision": args.git_rev, "dummy_weights": args.dummy_weights, "cases": []}
+    side = getattr(model.model, "side_stream", None)  # shared experts beside the routed ones at small batches
     cases = [("decode", b, [1] * b, [args.ctx] * b) for b in args.batches]
     cases.append(("prefill", args.prefill_reqs, [args.prefill_len] * args.prefill_reqs, [0] * args.prefill_reqs))
     with torch.no_grad():
@@ -150,24 +161,25 @@ def run(args) -> dict:
                 step()
             torch.cuda.synchronize()
             eager_ms = device_ms(step, cuda, 3)
-            graph_ms = None
+            graph_ms = inline_ms = None
             if kind == "decode":
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    step()
-                graph.replay()
-                graph_ms = device_ms(graph.replay, cuda, args.iters)
-                del graph
+                graph_ms = graph_step_ms(step, args.iters)
+                if side is not None and batch <= side.max_tokens:  # the same step with the shared experts inline
+                    side.max_tokens, saved = 0, side.max_tokens
+                    inline_ms = graph_step_ms(step, args.iters)
+                    side.max_tokens = saved
             rows, families = kernel_table(step)
             case = {"kind": kind, "batch": batch, "context": args.ctx if kind == "decode" else 0,
                     "tokens": sum(query_lens), "graph_ms": graph_ms, "eager_ms": eager_ms,
+                    "graph_ms_shared_experts_inline": inline_ms,
                     "families_us": families, "top_kernels": rows[: args.top]}
             if kind == "decode":
                 floor_s = decode_floor_bytes(model, cfg, batch, args.ctx, collapsed) / bandwidth
                 case.update(floor_ms=floor_s * 1e3, fraction_of_floor=floor_s * 1e3 / graph_ms)
             report["cases"].append(case)
             fams = ", ".join(f"{k} {v / 1e3:.2f}" for k, v in list(families.items())[:7])
-            print(f"{args.model} {kind} B={batch} T={sum(query_lens)}: graph {graph_ms or 0:.2f} ms, eager "
+            print(f"{args.model} {kind} B={batch} T={sum(query_lens)}: graph {graph_ms or 0:.2f} ms "
+                  f"(shared experts inline: {inline_ms or 0:.2f}), eager "
                   f"{eager_ms:.2f} ms, floor {case.get('floor_ms', 0):.2f} ms | {fams}", flush=True)
             del caches, step
             torch.cuda.empty_cache()

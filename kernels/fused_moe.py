@@ -13,7 +13,8 @@ and GPU (moe_configs.py) unless `config` is given. Everything stays on the devic
 inside a CUDA graph.
 Between and after the GEMMs (issue 15): block FP8 does silu-and-mul and the per-token-group quantization in one
 kernel (moe_epilogue.py), and one kernel sums the k slot rows of each token and adds shared_output
-(moe_epilogue.moe_sum). Both keep the values of the separate passes (same fp32 math, same rounding points);
+(moe_epilogue.moe_sum; given a function, what it returns, called just before that kernel: a caller overlapping the
+shared experts with the routed ones joins there). Both keep the values of the separate passes (same fp32 math, same rounding points);
 fuse_epilogue=False runs those separate passes, for benchmarks/kernels/moe_fusion_check.py. 16/32-bit weights keep
 the separate silu_and_mul kernel: computing silu(gate) · up in the second GEMM's A loads made that GEMM 10-35 %
 slower on an H100 at V2-Lite shapes (benchmarks/results/2026-12-06e-h100/moe_fusion.json), more than the pass costs.
@@ -21,6 +22,8 @@ Twins: vdeploy_kernels.reference_deepseek.moe_loop (the whole layer) and .moe_al
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import triton
@@ -109,7 +112,7 @@ def fused_moe(
     w2_scale: torch.Tensor | None = None,
     block: tuple[int, int] = (128, 128),
     config: dict | None = None,
-    shared_output: torch.Tensor | None = None,
+    shared_output: torch.Tensor | Callable[[], torch.Tensor] | None = None,
     fuse_epilogue: bool = True,
 ) -> torch.Tensor:
     t, k = topk_ids.shape
@@ -137,6 +140,8 @@ def fused_moe(
     y = torch.empty(t * k, w2.shape[1], dtype=act_dtype, device=x.device)  # [T*k, H]
     _grouped_gemm(a2, a2_scale, w2, w2_scale, y, sorted_slots, block_expert, weights, 1, block_m, block,
                   config["w2"])
+    if callable(shared_output):  # the caller overlapped it with the routed experts: join it here
+        shared_output = shared_output()
     if fuse_epilogue:
         return moe_sum(y, k, shared_output)  # [T, H]
     out = y.view(t, k, -1).sum(dim=1)  # [T, H]

@@ -5,7 +5,8 @@ Each program writes its partial [BM, BN] to a workspace and takes a ticket from 
 acq_rel); the program that draws the last ticket adds the S partials in a fixed order (chunks of 8 splits, each
 summed by the same compiled reduction tree) — so results do not depend on which program finishes last — writes the
 output, and resets the counter to 0. Counters are zero between launches, so CUDA-graph replays find them ready.
-Launches sharing a device's counters must be stream-ordered (vdeploy runs one stream). REDUCE 2 (partials only)
+Launches sharing counters must be stream-ordered: each stream has its own (the DeepSeek shared experts' side stream
+runs split launches beside the main stream's). REDUCE 2 (partials only)
 leaves the sum to fp8_gemm._sum_splits_kernel: the fallback when a grid has more tiles than counters.
 Users: w4a16_factored.py, fp8_gemm.py (the fused decode kernel).
 """
@@ -55,10 +56,16 @@ def store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, 
                 tl.atomic_xchg(tickets_ptr + tile, 0, sem="relaxed", scope="gpu")  # ready for the next launch
 
 
-@functools.lru_cache(maxsize=None)
 def split_tickets(device: torch.device) -> torch.Tensor:
-    """The split-K ticket counters of one device ([TICKETS] int32, zero between launches: the last program of each
-    output tile resets its own). An explicit per-device cache (256 KiB), created by the first split launch; if that
+    """The split-K ticket counters of the current stream on this device ([TICKETS] int32, zero between launches: the
+    last program of each output tile resets its own): two streams' launches may run at once, so they never share."""
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    return _stream_tickets(device, stream)
+
+
+@functools.lru_cache(maxsize=None)
+def _stream_tickets(device: torch.device, stream: int) -> torch.Tensor:
+    """An explicit per-(device, stream) cache (256 KiB each), created by the stream's first split launch; if that
     happens inside a CUDA-graph capture, the tensor lives in the graph's pool (kept alive by this cache) and its
     zero-fill is replayed with the graph, which is harmless."""
     return torch.zeros(TICKETS, dtype=torch.int32, device=device)

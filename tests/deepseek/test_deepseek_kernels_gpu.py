@@ -419,3 +419,43 @@ def test_fused_moe_with_shared_output_replays_in_a_cuda_graph():
         out.fill_(float("nan"))
         graph.replay()
         assert torch.equal(out, fused_moe(x, w13, w2, ids, topk_weights, shared_output=shared))
+
+
+@pytest.mark.parametrize("fp8", [False, True])
+def test_shared_experts_side_stream_equals_inline_eagerly_and_in_a_cuda_graph(fp8):
+    """The shared experts on the side stream (beside the router and the routed experts, joined before the top-k sum)
+    give the inline result bit for bit, eagerly and replayed in a CUDA graph on fresh inputs; with block FP8 the
+    shared experts' split-K decode GEMMs take tickets on their own stream's counters."""
+    from vdeploy.checkpoint.synthetic import tiny_config
+    from vdeploy.config import EngineConfig, ModelConfig
+    from vdeploy.distributed import ParallelState
+    from vdeploy.models.deepseek import DeepseekMoE
+    from vdeploy.models.loader import load_model
+
+    cfg = ModelConfig.from_dict(tiny_config("deepseek_v3", fp8=fp8, overrides={
+        "hidden_size": 1024, "moe_intermediate_size": 512, "n_routed_experts": 16, "num_experts_per_tok": 4,
+        "n_group": 4, "topk_group": 2, "n_shared_experts": 1}))
+    model = load_model(EngineConfig(model="unused", load_format="dummy"), cfg, ParallelState(), "cuda",
+                       torch.bfloat16, quiet=True)
+    moe = next(m for m in model.modules() if isinstance(m, DeepseekMoE))
+    side = moe.side_stream
+    assert side is not None and side.max_tokens >= 64
+
+    def inline(x):
+        side.max_tokens, saved = 0, side.max_tokens
+        try:
+            return moe(x)
+        finally:
+            side.max_tokens = saved
+
+    for t in (1, 64):
+        x = torch.randn(t, 1024, device="cuda", dtype=torch.bfloat16)
+        assert torch.equal(moe(x), inline(x))  # compiles every kernel outside the capture, too
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = moe(x)
+        for _ in range(3):
+            x.copy_(torch.randn_like(x))
+            out.fill_(float("nan"))
+            graph.replay()
+            assert torch.equal(out, inline(x))

@@ -134,7 +134,8 @@ def fused_moe(x, w13, w2, topk_ids, topk_weights, w13_scale=None, w2_scale=None,
               shared_output=None):
     """Routed experts: x [T, H], w13 [E, 2I, H], w2 [E, H, I], topk [T, k] -> [T, H] (block-FP8 when scales given).
     shared_output [T, H] (the shared experts' output): added to the result; on CUDA inside the kernel that sums the
-    k experts of each token (no separate pass), rounding as `routed + shared_output` would."""
+    k experts of each token (no separate pass), rounding as `routed + shared_output` would; a function returning it
+    (a side-stream join) is called just before that sum."""
     if _use_triton(x):
         from vdeploy_kernels.fused_moe import fused_moe as triton_fused_moe
 
@@ -146,6 +147,8 @@ def fused_moe(x, w13, w2, topk_ids, topk_weights, w13_scale=None, w2_scale=None,
         w13 = torch.stack([ref.dequantize_weight_block(w, s, block) for w, s in zip(w13, w13_scale)])
         w2 = torch.stack([ref.dequantize_weight_block(w, s, block) for w, s in zip(w2, w2_scale)])
     out = ref.moe_loop(x, w13, w2, topk_ids, topk_weights)  # [T, H]
+    if callable(shared_output):
+        shared_output = shared_output()
     return out if shared_output is None else out + shared_output
 
 

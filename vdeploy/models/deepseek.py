@@ -29,6 +29,7 @@ from vdeploy.layers.layernorm import RMSNorm
 from vdeploy.layers.linear import MergedColumnParallelLinear, RowParallelLinear
 from vdeploy.layers.mla import MLAttention, merges_qkv_a, mla_rotary
 from vdeploy.layers.rotary import RotaryEmbedding
+from vdeploy.layers.side_stream import SideStream
 from vdeploy.layers.moe import RoutedExperts, RoutingSpec
 from vdeploy.layers.weight_loading import default_weight_loader, set_weight_attrs
 from vdeploy.models.pipeline_stage import PipelineStage, StageActivations
@@ -55,9 +56,11 @@ class DeepseekMLP(nn.Module):
 
 
 class DeepseekMoE(nn.Module):
-    def __init__(self, cfg: ModelConfig, parallel: ParallelState, params_dtype: torch.dtype):
+    def __init__(self, cfg: ModelConfig, parallel: ParallelState, params_dtype: torch.dtype,
+                 side_stream: SideStream | None = None):
         super().__init__()
         self.cfg, self.parallel, self.params_dtype = cfg, parallel, params_dtype
+        self.side_stream = side_stream  # the model's: shared experts beside the routed ones (None: inline)
         # the router stays unquantized (BF16 in R1) and accumulates in float32, like the reference implementation
         self.gate = nn.Module()
         self.gate.weight = nn.Parameter(torch.empty(cfg.n_routed_experts, cfg.hidden_size, dtype=params_dtype),
@@ -77,10 +80,13 @@ class DeepseekMoE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x [T, D] -> [T, D]
+        shared = None  # [T, D] partial sum, or (small batches on a GPU) the join of its side-stream launch
+        if self.shared_experts is not None:
+            shared = (self.side_stream.start(self.shared_experts, x) if self.side_stream is not None
+                      else self.shared_experts(x))
         router_logits = ops.router_logits(x, self.gate.weight)  # [T, E] float32 (ops.router_weight)
         bias = getattr(self.gate, "e_score_correction_bias", None)
         topk_weights, topk_ids = ops.select_experts(router_logits, bias, self.routing)
-        shared = self.shared_experts(x) if self.shared_experts is not None else None  # [T, D] partial sum
         # routed + shared in one pass: the fused MoE adds `shared` while summing each token's k experts
         out = self.experts(x, topk_weights, topk_ids, shared_output=shared)  # this rank's partial sum [T, D]
         return self.parallel.all_reduce(out)  # one all-reduce per MoE layer
@@ -88,13 +94,13 @@ class DeepseekMoE(nn.Module):
 
 class DeepseekDecoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_idx: int, parallel: ParallelState, rotary: RotaryEmbedding,
-                 params_dtype: torch.dtype):
+                 params_dtype: torch.dtype, side_stream: SideStream | None = None):
         super().__init__()
         self.parallel = parallel
         # DP attention: replicated attention over this rank's own requests (parallel.attention_state())
         self.self_attn = MLAttention(cfg, layer_idx, parallel.attention_state(), rotary, params_dtype)
         if cfg.is_moe_layer(layer_idx):
-            self.mlp: nn.Module = DeepseekMoE(cfg, parallel, params_dtype)
+            self.mlp: nn.Module = DeepseekMoE(cfg, parallel, params_dtype, side_stream)
         else:
             self.mlp = DeepseekMLP(cfg, cfg.intermediate_size, parallel, params_dtype)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype)
@@ -121,8 +127,9 @@ class DeepseekModel(nn.Module):
         self.embed_tokens = self.stage.first_stage_module(lambda: VocabParallelEmbedding(
             cfg.vocab_size, cfg.hidden_size, parallel=parallel.attention_state(), params_dtype=params_dtype))
         self.rotary_emb = mla_rotary(cfg)  # shared by every layer
+        self.side_stream = SideStream()  # likewise (max_tokens 0: no overlap)
         self.layers = self.stage.build_layers(
-            lambda i: DeepseekDecoderLayer(cfg, i, parallel, self.rotary_emb, params_dtype))
+            lambda i: DeepseekDecoderLayer(cfg, i, parallel, self.rotary_emb, params_dtype, self.side_stream))
         self.norm = self.stage.last_stage_module(lambda: RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype))
 
     def forward(self, input_ids, positions, ctx: ForwardContext,

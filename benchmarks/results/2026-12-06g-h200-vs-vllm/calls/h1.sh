@@ -6,7 +6,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.tx
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1 || echo PIP-FAILED
 mkdir -p /tmp/peer/models && cp -r .peer/models/* /tmp/peer/models/
 el tests; timeout 100 python3 -m pytest -q -p no:cacheprovider \
-  tests/deepseek/test_deepseek_kernels_gpu.py -k "fused_decode or w8a8 or quant" \
+  tests/deepseek/test_deepseek_kernels_gpu.py -k "fused_decode or w8a8 or quant or side_stream" \
   2>&1 | grep -v Warn | tail -20 > $OUT/gpu-tests.txt; tail -4 $OUT/gpu-tests.txt
 el mla16-sweep; timeout 100 python3 benchmarks/kernels/mla_decode_sweep.py --heads 16 --out $OUT/mla_decode_sweep_h16.json 2>&1 | grep -v Warn | grep -E "B= *(256|512|1024)|table|wrote|error|Error" | tail -30
 el moe-tune; timeout 140 python3 benchmarks/kernels/tune_fused_moe.py --shape v2-lite --tokens 1 8 64 256 512 1024 4096 16384 --report $OUT/tune_fused_moe_v2lite.json 2>&1 | grep -v Warn | tail -12
