@@ -9,7 +9,7 @@ chunk (R requests × L new tokens) records:
 
     python benchmarks/deepseek_kernel_profile.py --model v2-lite --out v2lite.json
 
---dummy-weights uniform: vLLM's dummy draw (as `same_lease.sh` runs both engines), with which an R1 router sends
+--dummy-weights uniform: vLLM's dummy draw (as `same_lease.sh` runs both engines), with which an R1 or V2 router sends
 every token to the same experts; the floor then counts one token's experts (as `vdeploy bench` does).
 """
 
@@ -144,7 +144,7 @@ def graph_step_ms(step, iters: int) -> float:
 
 def run(args) -> dict:
     model, cfg = build(args.model, args.dummy_weights)
-    collapsed = args.dummy_weights == "uniform" and cfg.topk_method == "noaux_tc"
+    collapsed = args.dummy_weights == "uniform"  # every token takes the same experts (loader.fill_dummy)
     from vdeploy.bench.hardware import copy_bandwidth, device_ms
 
     cuda = torch.device("cuda")

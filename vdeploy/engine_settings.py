@@ -81,7 +81,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dummy_weights", "dummy_weights", str,
             "With --load-format dummy: normal (N(0, 0.02) weights, unit norms: realistic activations and balanced "
             "MoE routing) or uniform (every float tensor U(-1e-3, 1e-3), as vLLM's dummy loader draws it: the same "
-            "workload as `vllm --load-format dummy`, in which DeepSeek-V3/R1 route every token to the same few "
+            "workload as `vllm --load-format dummy`, in which DeepSeek models route every token to the same few "
             "experts).", ("--dummy-weights",), choices=("normal", "uniform")),
     Setting("seed", "seed", int, "Engine seed (sampling without a per-request seed)."),
     Setting("enable_chunked_prefill", "scheduler.enable_chunked_prefill", bool,

@@ -1,13 +1,14 @@
 """`--dummy-weights uniform` draws weights as vLLM's dummy loader does, so benchmarks against `vllm --load-format
 dummy` run the same workload. With those weights a DeepSeek-V3/R1 router's logits (~1e-6) are far smaller than its
-correction bias (~1e-3): every token picks the same experts, while the default normal weights spread the tokens."""
+correction bias (~1e-3): every token picks the same experts, while the default normal weights spread the tokens.
+A V2 router (softmax, no bias) ties in vLLM's bf16 softmax; zero router weights make the same tie here."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tests.deepseek.deepseek_fixtures import PagedRunner, save_hf_model, tiny_v3_config
+from tests.deepseek.deepseek_fixtures import PagedRunner, save_hf_model, tiny_v2_config, tiny_v3_config
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,19 @@ def test_uniform_dummy_weights_route_every_token_to_the_same_experts(tiny_v3, mo
     assert len(chosen) == 2  # the two MoE layers
     for ids in chosen:
         assert ids.unique().numel() == ids.shape[1]  # top-2: the same two experts for all 48 tokens
+
+
+def test_uniform_dummy_weights_tie_a_softmax_router_as_vllms_bf16_softmax_does(tmp_path, monkeypatch):
+    """vLLM's grouped_topk rounds the softmax of its dummy logits (~1e-5) to 1/E in bf16: every token gets the same
+    k experts. The same tie here (zero router weights): k distinct experts, the same for all 48 tokens."""
+    save_hf_model(tiny_v2_config(n_routed_experts=16), tmp_path)
+    chosen = _experts_chosen(tmp_path, "uniform", monkeypatch)
+    assert len(chosen) == 2
+    for ids in chosen:
+        assert ids.unique().numel() == ids.shape[1] == 3
+        assert (ids.sort(dim=-1).values == ids[0].sort().values).all()
+    with_normal = _experts_chosen(tmp_path, "normal", monkeypatch)
+    assert len(with_normal) == 2 and all(ids.unique().numel() >= 8 for ids in with_normal)
 
 
 def test_normal_dummy_weights_spread_tokens_over_the_experts(tiny_v3, monkeypatch):

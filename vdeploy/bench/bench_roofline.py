@@ -25,10 +25,9 @@ def decode_roofline(llm: Any, num_prompts: int, input_len: int, output_len: int,
     bandwidth = copy_bandwidth(device, (1 << 30) if device.type == "cuda" else (256 << 20), repeats=5)
     cost, _ = model_cost(llm)
     batch = min(num_prompts, llm.engine_config.scheduler.max_num_seqs)
-    # uniform dummy weights leave a DeepSeek-V3 router to its correction bias: every token takes the same experts,
-    # so a step reads as many as one token does (vdeploy.models.loader.fill_dummy)
-    collapsed = (llm.engine_config.load_format == "dummy" and llm.engine_config.dummy_weights == "uniform"
-                 and llm.core.model_config.topk_method == "noaux_tc")
+    # uniform dummy weights send every token to the same experts (a V3 router's correction bias decides, a V2 router
+    # ties as in vLLM's bf16 softmax: vdeploy.models.loader.fill_dummy), so a step reads as many as one token does
+    collapsed = llm.engine_config.load_format == "dummy" and llm.engine_config.dummy_weights == "uniform"
     weights, kv = cost.decode_weight_bytes(1 if collapsed else batch), cost.kv_bytes_per_token
     if batch == 1 and output_len >= 2:
         bound = single_stream_decode_bound(weights, kv, input_len, output_len, bandwidth)

@@ -78,6 +78,17 @@ class DeepseekMoE(nn.Module):
             self.shared_experts = DeepseekMLP(cfg, cfg.moe_intermediate_size * cfg.n_shared_experts, parallel,
                                               params_dtype, reduce_results=False)
 
+    def after_uniform_dummy_fill(self) -> None:
+        """`--dummy-weights uniform` runs vLLM's dummy workload. Its router logits are ~1e-5, and vLLM's grouped_topk
+        takes the softmax in bf16, where every probability rounds to 1/E: torch.topk's tie-break then sends every
+        token to the same k experts (a V2-Lite decode step streams 6 of 64 experts a layer; vLLM 0.26's profile,
+        benchmarks/results/2026-12-06g-h100/). The reference and vdeploy take it in float32, which still
+        tells the experts apart, so here zero logits make the same tie. Sigmoid routers (V3/R1) need nothing: the
+        correction bias decides their choice in both engines."""
+        if not self.routing.sigmoid:
+            with torch.no_grad():
+                self.gate.weight.zero_()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x [T, D] -> [T, D]
         shared = None  # [T, D] partial sum, or (small batches on a GPU) the join of its side-stream launch

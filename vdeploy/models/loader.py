@@ -95,19 +95,23 @@ def fill_dummy(model: nn.Module, seed: int, skip: nn.Module | None = None, style
     parameters tagged with `dummy_fill` (norm weights) get that constant; modules may override with
     `fill_dummy_weights(gen)`. style "uniform": every float tensor U(-1e-3, 1e-3) and integer ones zero, as vLLM's
     dummy loader fills them, so a benchmark against `vllm --load-format dummy` runs the same workload (with such
-    weights a DeepSeek-V3 router's choice is decided by its correction bias: every token picks the same experts).
+    weights a DeepSeek-V3 router's choice is decided by its correction bias, a V2 router's by vLLM's bf16 softmax
+    ties — `after_uniform_dummy_fill` — so every token picks the same experts).
     `skip`: a submodule left alone (filled separately)."""
     params = dict(model.named_parameters())
     device = next(iter(params.values())).device
     generator = torch.Generator(device=device).manual_seed(seed)
     handled: set[int] = set() if skip is None else {id(p) for p in skip.parameters()}
+    skipped = set() if skip is None else {id(m) for m in skip.modules()}
     if style == "uniform":
         with torch.no_grad():
             for param in params.values():
                 if id(param) not in handled:
                     _fill_uniform(param, generator)
+        for module in model.modules():  # what vLLM's numerics make of its draw (a module says, e.g. DeepseekMoE)
+            if id(module) not in skipped and hasattr(module, "after_uniform_dummy_fill"):
+                module.after_uniform_dummy_fill()
         return
-    skipped = set() if skip is None else {id(m) for m in skip.modules()}
     for module in model.modules():
         if id(module) in skipped:
             continue

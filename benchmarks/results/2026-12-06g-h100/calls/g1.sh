@@ -1,7 +1,7 @@
 # carry: .whl .peer/models — GPU tests of changes 32/33 (two-step FP8 GEMM summing its splits in-launch; pre_quant),
 # the H200's FP8 decode sweep at M = 1 (tables to $OUT and $VDEPLOY_HOME: this warm machine's later runs read them),
 # R1-8L's step profile at batch 1 and 256 (shared experts on the side stream and inline), ours: R1-8L batch 1
-source benchmarks/results/2026-12-06g-h200-vs-vllm/calls/common.sh
+source benchmarks/results/2026-12-06g-h100/calls/common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1 || echo PIP-FAILED
 mkdir -p /tmp/peer/models && cp -r .peer/models/* /tmp/peer/models/

@@ -1,7 +1,7 @@
 # H100 fallback. carry: .whl .peer/models — GPU tests of changes 32/33; V2-Lite's MLA decode sweep with KV splits at
 # 256-1,024 rows and its fused-MoE tiles tuned on this card (both tables stay in $VDEPLOY_HOME for this machine's later
 # runs, copies to $OUT); ours: V2-Lite decode step at 500 rows, timed and profiled as vLLM's will be (decode_step_compare)
-source benchmarks/results/2026-12-06g-h200-vs-vllm/calls/common.sh
+source benchmarks/results/2026-12-06g-h100/calls/common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >/dev/null 2>&1 || echo PIP-FAILED
 mkdir -p /tmp/peer/models && cp -r .peer/models/* /tmp/peer/models/

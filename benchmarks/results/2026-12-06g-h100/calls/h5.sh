@@ -1,0 +1,2 @@
+# as it ran (the same warm H100, after h4): ours V2-Lite 500 again without the MoE table h1 tuned (the shipped/borrowed one)
+source benchmarks/results/2026-12-06g-h200-vs-vllm/calls/common.sh; mkdir -p /tmp/held && mv $VDEPLOY_HOME/kernel_configs/fused_moe /tmp/held/ ; ls -R $VDEPLOY_HOME/kernel_configs; el dsv2tp-500-shipped-moe-table; N=500 TAG=_500_shipped_moe timeout 150 bash benchmarks/same_lease.sh dsv2tp; el done
