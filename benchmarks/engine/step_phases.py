@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-num-batched-tokens", type=int, default=None)
     p.add_argument("--block-size", type=int, default=None)
     p.add_argument("--enforce-eager", action="store_true")
+    p.add_argument("--dummy-weights", choices=["normal", "uniform"], default="normal")
+    p.add_argument("--temperature", type=float, default=0.0)
     args = p.parse_args(argv)
 
     import torch
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     config = build_engine_config(
         args.model, load_format="dummy", max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, block_size=args.block_size,
-        enforce_eager=args.enforce_eager,
+        enforce_eager=args.enforce_eager, dummy_weights=args.dummy_weights,
     )
     llm = LLM.from_engine_config(config)
     startup = time.perf_counter() - t0
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             prof_state["done"] = True
 
     instrument(llm, rec, on_step)
-    params = SamplingParams(temperature=0, max_tokens=args.output_len, ignore_eos=True)
+    params = SamplingParams(temperature=args.temperature, max_tokens=args.output_len, ignore_eos=True)
     batch = prompts(args.num_prompts, args.input_len)
     begin = time.perf_counter()
     outs = llm.generate(batch, params)
