@@ -289,3 +289,9 @@ class InputStager:
     def upload_indices(self, logits_indices: np.ndarray) -> torch.Tensor:
         """The token rows whose logits are sampled: [N] int64."""
         return self._upload("logits_indices", logits_indices)
+
+    def upload_placeholders(self, dst_rows: np.ndarray, src_rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The placeholder token rows [P] and the rows of last step's samples that fill them [P] (int64). Through
+        the pinned buffers: a copy from pageable memory may wait for the step in flight, which is what asynchronous
+        scheduling must never do."""
+        return self._upload("placeholder_dst", dst_rows), self._upload("placeholder_src", src_rows)

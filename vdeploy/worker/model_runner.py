@@ -289,8 +289,7 @@ class ModelRunner:
             src = [rows_of[rid] for rid in hb.placeholder_req_ids]
         except KeyError as e:
             raise RuntimeError(f"request {e.args[0]} has a placeholder token but sampled nothing last step") from None
-        src_rows = torch.tensor(src, dtype=torch.int64).to(self.device, non_blocking=True)
-        dst_rows = torch.from_numpy(hb.placeholder_rows).to(self.device, non_blocking=True)
+        dst_rows, src_rows = self.stager.upload_placeholders(hb.placeholder_rows, np.asarray(src, dtype=np.int64))
         return dst_rows, self._last_sampled[src_rows]
 
     def _forward(self, hb: HostBatch, fill: tuple[torch.Tensor, torch.Tensor] | None, dp=None) -> torch.Tensor:
