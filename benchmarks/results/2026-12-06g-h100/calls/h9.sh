@@ -1,11 +1,9 @@
 # carry: .peer/vllm026.part02 — unpack the peer (its models/ too); V2-Lite 500 × 1000/1000 on the same workload as
 # vLLM's dummy run (uniform draw: a V2 router ties as vLLM's bf16 softmax does, every token to the same 6 experts):
-# ours, vLLM's, then our decode step at 500 rows (decode_step_compare) for the kernel table
+# ours, then vLLM's
 source benchmarks/results/2026-12-06g-h100/calls/common.sh
 cp .peer/vllm026.part02 /tmp/peer/ && (cd /tmp/peer && cat vllm026.part0? > vllm026.tar.xz && sha256sum -c vllm026.sha256 && tar -xJf vllm026.tar.xz && rm vllm026.tar.xz vllm026.part0?)
 el dsv2tp-500; N=500 TAG=_500 timeout 120 bash benchmarks/same_lease.sh dsv2tp
 el vllm-dsv2tp-500; N=500 TAG=_500 timeout 240 bash /tmp/peer/bench.sh dsv2tp 2>&1 | grep -E "Throughput|Error|error" | tail -5
-el step-compare; timeout 150 python3 benchmarks/engine/decode_step_compare.py --engine vdeploy --model /tmp/peer/models/dsv2-lite-dummy --git-rev $REV --out $OUT/step_v2lite_vdeploy_tied.json 2>&1 | grep -v Warn | tail -2
-el step-phases; timeout 120 python3 benchmarks/engine/step_phases.py /tmp/peer/models/dsv2-lite-dummy --num-prompts 500 --input-len 1000 --output-len 120 --dummy-weights uniform --temperature 1.0 --label v2lite-500 --out $OUT/phases 2>&1 | grep -v Warn | tail -14
 (cd $OUT && tar czf vllm-logs-2.tar.gz *.log && rm *.log)
 el done
