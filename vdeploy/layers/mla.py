@@ -165,7 +165,11 @@ class MLAttention(nn.Module):
         q_lat = torch.bmm(q_nope.transpose(0, 1), self.w_uk).transpose(0, 1)
         o_lat = ops.mla_attention(q_lat, kv_cache, ctx.attn, self.scale, self.kv_lora_rank, self.kv_scale,
                                   q_rope=q_rope)  # [n, H, L]
-        return torch.bmm(o_lat.transpose(0, 1), self.w_uv.transpose(1, 2)).transpose(0, 1)  # [n, H, Dv]
+        # [n, H, Dv] contiguous: bmm writes each head's [n, Dv] block into it with row stride H·Dv (cuBLAS takes the
+        # strides), so o_proj's [n, H·Dv] input is a view, not a copy per layer
+        out = torch.empty(o_lat.shape[0], self.num_heads, self.v_dim, dtype=o_lat.dtype, device=o_lat.device)
+        torch.bmm(o_lat.transpose(0, 1), self.w_uv.transpose(1, 2), out=out.transpose(0, 1))
+        return out
 
     def _prefill_split(self, meta) -> int:
         """Row where the prefill/extend requests start when they take the expanded path, else T (all absorbed).
