@@ -21,9 +21,17 @@ DUMMY=${DUMMY:-uniform}; SFX=$([ "$DUMMY" = uniform ] || echo "_$DUMMY")
 # vLLM's `bench throughput` and `bench latency` sample every request at temperature 1.0; so does vdeploy here (its
 # bench default is greedy, which skips the softmax and the random draw: until 2026-12-06 our side ran greedy).
 SAMPLE=(--temperature "${TEMPERATURE:-1.0}")
+# WEIGHTS=random: both engines load the same random checkpoint instead (benchmarks/random_checkpoint.py writes it
+# under /tmp/random/ on first use; benchmarks/peer_random_weights.sh runs vLLM on it), results named *_random.json
+WEIGHTS=${WEIGHTS:-dummy}
 ds_bench() {  # model-dir tag prompts in out maxlen
-  python3 -m vdeploy bench "/tmp/peer/models/$1" --load-format dummy --num-prompts "$3" --input-len "$4" \
-    --output-len "$5" --max-model-len 2048 --dummy-weights "$DUMMY" "${SAMPLE[@]}" -o "$OUT/vdeploy_$2${TAG:-}$SFX.json" 2>&1 | grep -v Warning | tail -6
+  local load=(--load-format dummy --dummy-weights "$DUMMY") dir="/tmp/peer/models/$1" sfx=$SFX
+  if [ "$WEIGHTS" = random ]; then
+    dir="/tmp/random/$1" load=(--load-format safetensors) sfx=_random
+    [ -f "$dir/config.json" ] || python3 benchmarks/random_checkpoint.py "/tmp/peer/models/$1" "$dir" --device cuda
+  fi
+  python3 -m vdeploy bench "$dir" "${load[@]}" --num-prompts "$3" --input-len "$4" \
+    --output-len "$5" --max-model-len 2048 "${SAMPLE[@]}" -o "$OUT/vdeploy_$2${TAG:-}$sfx.json" 2>&1 | grep -v Warning | tail -6
 }
 case "$1" in
 suite) python3 benchmarks/engine/gpu_suite.py --only hardware,decode,prefill --quick --out /tmp/suite --git-rev "$REV" \

@@ -31,6 +31,14 @@ PAIRS = {
     "decode_r1_8l": ("output tok/s (batch 1, 128 in / 1024 out)", "vllm_latency_r1_8l.json",
                      "vdeploy_latency_r1_8l.json", f"VLLM_USE_DEEP_GEMM=0 {PEER} r1lat", f"{OURS} r1lat", 1024),
 }
+# the same DeepSeek benchmarks with both engines loading one random checkpoint (WEIGHTS=random; no dummy draw)
+PAIRS.update({
+    f"{name}_random": (unit, theirs.replace(".json", "_random.json"), ours.replace(".json", "_random.json"),
+                       cmd_vllm.replace(f"{PEER} ", "bash benchmarks/peer_random_weights.sh "),
+                       f"WEIGHTS=random {cmd_ours}", out)
+    for name, (unit, theirs, ours, cmd_vllm, cmd_ours, out) in list(PAIRS.items())
+    if name in ("throughput_dsv2_lite_500", "throughput_r1_8l", "decode_r1_8l")
+})
 
 
 def vllm_value(data: dict, output_len: int | None) -> float:

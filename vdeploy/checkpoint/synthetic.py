@@ -2,6 +2,8 @@
 
 - `write_tiny_checkpoint`: small models with real (random, seeded) tensors for Llama, Qwen2, DeepSeek-V2 and
   DeepSeek-V3, optionally DeepSeek block-FP8 (F8_E4M3 weights + float32 `weight_scale_inv`, quantized by torch).
+- `write_random_checkpoint`: full-size checkpoints with such random tensors, shard by shard (benchmarks that load the
+  same weights into vdeploy and vLLM).
 - `write_sparse_replica`: header-exact replicas of full-size checkpoints: every real tensor name, shape and dtype in
   valid shard headers, the data region left as a hole (truncate), so a 688 GB DeepSeek-R1 costs ~12 MB of disk.
 
@@ -102,19 +104,7 @@ def write_tiny_checkpoint(path: str | Path, family: str, *, dtype: str = "bfloat
     torch_dtype = getattr(torch, _activation_dtype(dtype).torch_attr)
     tensors: dict[str, torch.Tensor] = {}
     for spec in expected_tensors(cfg):
-        if len(spec.shape) == 1:
-            # norms start at 1 like trained ones; biases and the router's correction bias near 0
-            base = torch.zeros(spec.shape) if spec.name.endswith(("bias", "e_score_correction_bias")) \
-                else torch.ones(spec.shape)
-            value = base + 0.01 * torch.randn(spec.shape, generator=gen)
-        else:
-            value = torch.randn(spec.shape, generator=gen) * 0.02  # [rows, cols]
-        if spec.quantized and block is not None:
-            weight, scale = quantize_block_fp8(value, block)
-            tensors[spec.name] = weight
-            tensors[spec.name + SCALE_SUFFIX] = scale
-        else:
-            tensors[spec.name] = value.to(torch.float32 if spec.dtype == "F32" else torch_dtype)
+        tensors.update(_stored(spec, random_value(spec, gen), block, torch_dtype))
     groups = _split_evenly([(n, t.numel() * t.element_size()) for n, t in tensors.items()], num_shards)
     _write_common_files(root, config)
     if len(groups) == 1:
@@ -130,6 +120,62 @@ def write_tiny_checkpoint(path: str | Path, family: str, *, dtype: str = "bfloat
     return root
 
 
+def random_value(spec: TensorSpec, gen, device: str = "cpu"):
+    """A seeded float32 value at the scale of a trained model's: norms near 1, biases (the router's correction bias
+    too) near 0, matrices N(0, 0.02) — activations stay O(1) and MoE routers spread the tokens over the experts."""
+    import torch
+
+    if len(spec.shape) == 1:
+        base = torch.zeros(spec.shape, device=device) if spec.name.endswith(("bias", "e_score_correction_bias")) \
+            else torch.ones(spec.shape, device=device)
+        return base + 0.01 * torch.randn(spec.shape, generator=gen, device=device)
+    return torch.randn(spec.shape, generator=gen, device=device) * 0.02  # [rows, cols]
+
+
+def _stored(spec: TensorSpec, value, block: tuple[int, int] | None, torch_dtype) -> dict[str, Any]:
+    """The checkpoint tensors of one parameter: block FP8 (weight + float32 scale_inv) or the stored dtype."""
+    import torch
+
+    if spec.quantized and block is not None:
+        weight, scale = quantize_block_fp8(value, block)
+        return {spec.name: weight, spec.name + SCALE_SUFFIX: scale}
+    return {spec.name: value.to(torch.float32 if spec.dtype == "F32" else torch_dtype)}
+
+
+def write_random_checkpoint(path: str | Path, config: dict[str, Any], *, seed: int = 0, device: str = "cpu",
+                            shard_bytes: int = 5_000_000_000, include_mtp: bool = False) -> Path:
+    """A full-size checkpoint of `config` with random_value tensors (block FP8 where the config says so), written
+    shard by shard (one shard's tensors in memory at a time; generated on `device`, e.g. a GPU for R1's sizes).
+    Both vdeploy and vLLM load it, so a comparison runs the same weights: no dummy draw decides the routing."""
+    import torch
+    from safetensors.torch import save_file
+
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = ModelConfig.from_dict(config)
+    block = fp8_block(cfg)
+    torch_dtype = getattr(torch, _activation_dtype(str(config.get("torch_dtype") or "bfloat16")).torch_attr)
+    specs = list(expected_tensors(cfg, include_mtp=include_mtp))
+    stored = {s.name: s for s in replica_tensors(cfg, quantized=block is not None, include_mtp=include_mtp)}
+    sized = [(spec, sum(stored[n].numel * DTYPE_SIZES[stored[n].dtype] for n in (spec.name, spec.name + SCALE_SUFFIX)
+                        if n in stored)) for spec in specs]
+    groups = pack_greedy(sized, shard_bytes)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    weight_map: dict[str, str] = {}
+    for i, group in enumerate(groups, start=1):
+        file = shard_file_name(i, len(groups)) if len(groups) > 1 else SINGLE_FILE
+        tensors: dict[str, Any] = {}
+        for spec in group:
+            tensors.update({k: v.cpu() for k, v in _stored(spec, random_value(spec, gen, device), block,
+                                                           torch_dtype).items()})
+        save_file(tensors, str(root / file), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(tensors, file))
+    _write_common_files(root, config)
+    if len(groups) > 1:
+        _write_index(root, weight_map, sum(b for _, b in sized))
+    return root
+
+
 def quantize_block_fp8(weight, block: tuple[int, int]):
     """DeepSeek block FP8: one float32 scale per [block_r, block_c] tile, stored as `weight_scale_inv` so that
     dequantized = fp8 × scale_inv. Returns (fp8 weight [R, C], scale_inv [ceil(R/br), ceil(C/bc)])."""
@@ -138,7 +184,7 @@ def quantize_block_fp8(weight, block: tuple[int, int]):
     rows, cols = weight.shape
     br, bc = block
     sr, sc = scale_shape((rows, cols), block)
-    padded = torch.zeros(sr * br, sc * bc, dtype=torch.float32)  # [SR*br, SC*bc]
+    padded = torch.zeros(sr * br, sc * bc, dtype=torch.float32, device=weight.device)  # [SR*br, SC*bc]
     padded[:rows, :cols] = weight.float()
     tiles = padded.view(sr, br, sc, bc)  # [SR, br, SC, bc]
     amax = tiles.abs().amax(dim=(1, 3)).clamp(min=1e-12)  # [SR, SC]
