@@ -5,9 +5,9 @@ Each program writes its partial [BM, BN] to a workspace and takes a ticket from 
 acq_rel); the program that draws the last ticket adds the S partials in a fixed order (chunks of 8 splits, each
 summed by the same compiled reduction tree) — so results do not depend on which program finishes last — writes the
 output, and resets the counter to 0. Counters are zero between launches, so CUDA-graph replays find them ready.
-Launches sharing counters must be stream-ordered: each stream has its own (the DeepSeek shared experts' side stream
-runs split launches beside the main stream's). REDUCE 2 (partials only)
-leaves the sum to fp8_gemm._sum_splits_kernel: the fallback when a grid has more tiles than counters.
+Launches sharing counters must be stream-ordered, so each stream has its own (the DeepSeek shared experts' side
+stream runs split launches beside the main stream's). REDUCE 2 (partials only) leaves the sum to
+fp8_gemm._sum_splits_kernel: the fallback when a grid has more tiles than counters.
 Users: w4a16_factored.py, fp8_gemm.py (the fused decode kernel).
 """
 

@@ -9,13 +9,16 @@ prefill the same way, so the difference is K2 - K1 decode steps at B rows and co
     one by one), the K2 run's totals minus the K1 run's, per step, in deepseek_kernel_profile's kernel families.
 
     # vdeploy (the repository on PYTHONPATH)
-    python3 benchmarks/engine/decode_step_compare.py --engine vdeploy --model /tmp/peer/models/dsv2-lite-dummy --out a.json
+    python3 benchmarks/engine/decode_step_compare.py --engine vdeploy --model /tmp/peer/models/dsv2-lite-dummy \
+      --out a.json
     # vLLM 0.26 from the peer bundle, its engine core in this process (the profiler sees its kernels)
     PYTHONPATH=/tmp/peer/site:$PYTHONPATH VLLM_ENABLE_V1_MULTIPROCESSING=0 \
-      python3 benchmarks/engine/decode_step_compare.py --engine vllm --model /tmp/peer/models/dsv2-lite-dummy --out b.json
+      python3 benchmarks/engine/decode_step_compare.py --engine vllm --model /tmp/peer/models/dsv2-lite-dummy \
+      --out b.json
 
 Both engines use their defaults otherwise (vLLM: torch.compile, piecewise CUDA graphs, async scheduling; vdeploy:
-its CUDA graphs and asynchronous loop) and vLLM's dummy weight draw (vdeploy: --dummy-weights uniform).
+its CUDA graphs and asynchronous loop) and vLLM's dummy weight draw (vdeploy: --dummy-weights uniform). vLLM's wall
+time here is pessimistic: in-process, its engine core and its output processing share one interpreter.
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ def main() -> None:
 
     report = {
         "benchmark": "decode_step_compare", "engine": args.engine, "model": Path(args.model).name,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "git_revision": args.git_rev if args.engine == "vdeploy" else None,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "git_revision": args.git_rev if args.engine == "vdeploy" else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "batch": args.batch, "prompt_len": args.prompt_len, "k1": args.k1, "k2": args.k2,
         "engine_start_s": round(start_s, 1), "wall_s": {str(k): round(v, 3) for k, v in wall.items()},

@@ -138,7 +138,7 @@ class DeepseekModel(nn.Module):
         self.embed_tokens = self.stage.first_stage_module(lambda: VocabParallelEmbedding(
             cfg.vocab_size, cfg.hidden_size, parallel=parallel.attention_state(), params_dtype=params_dtype))
         self.rotary_emb = mla_rotary(cfg)  # shared by every layer
-        self.side_stream = SideStream()  # likewise (max_tokens 0: no overlap)
+        self.side_stream = SideStream()  # one per model too: shared experts beside the routed ones at small batches
         self.layers = self.stage.build_layers(
             lambda i: DeepseekDecoderLayer(cfg, i, parallel, self.rotary_emb, params_dtype, self.side_stream))
         self.norm = self.stage.last_stage_module(lambda: RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, params_dtype))
