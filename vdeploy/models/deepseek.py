@@ -182,7 +182,8 @@ class DeepseekV3ForCausalLM(nn.Module):
         if self.parallel.pp_size > 1:
             raise ConfigError("MTP speculative decoding runs with one pipeline stage",
                               hint="use tensor parallelism, or n-gram drafts")
-        return DeepseekMTP(self.config, self.parallel, self.model.rotary_emb, self.params_dtype)
+        return DeepseekMTP(self.config, self.parallel, self.model.rotary_emb, self.params_dtype,
+                           self.model.side_stream)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext,
                 intermediate: StageActivations | None = None) -> torch.Tensor | StageActivations:

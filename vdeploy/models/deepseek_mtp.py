@@ -24,6 +24,7 @@ from vdeploy.distributed import ParallelState
 from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.layers.layernorm import RMSNorm
 from vdeploy.layers.linear import ReplicatedLinear
+from vdeploy.layers.side_stream import SideStream
 
 # the tensors of the MTP layer that are not a decoder layer's (after "model.layers.{N}.")
 MTP_OWN_PREFIXES = ("enorm.", "hnorm.", "eh_proj.", "shared_head.norm.")
@@ -38,7 +39,8 @@ class SharedHead(nn.Module):
 
 
 class DeepseekMTP(nn.Module):
-    def __init__(self, cfg: ModelConfig, parallel: ParallelState, rotary, params_dtype: torch.dtype):
+    def __init__(self, cfg: ModelConfig, parallel: ParallelState, rotary, params_dtype: torch.dtype,
+                 side_stream: SideStream | None = None):
         super().__init__()
         from vdeploy.models.deepseek import DeepseekDecoderLayer
 
@@ -48,7 +50,8 @@ class DeepseekMTP(nn.Module):
         # unquantized in the released FP8 checkpoints, and small: the full weight on every rank
         self.eh_proj = ReplicatedLinear(2 * cfg.hidden_size, cfg.hidden_size, parallel=parallel,
                                         params_dtype=params_dtype)
-        self.mtp_block = DeepseekDecoderLayer(cfg, self.layer_idx, parallel, rotary, params_dtype)
+        # the main model's rotary table and side stream (its shared experts beside the routed ones, as the model's)
+        self.mtp_block = DeepseekDecoderLayer(cfg, self.layer_idx, parallel, rotary, params_dtype, side_stream)
         self.shared_head = SharedHead(cfg, params_dtype)
 
     def forward(self, input_embeds: torch.Tensor, positions: torch.Tensor, prev_hidden: torch.Tensor,
