@@ -89,12 +89,14 @@ def test_bench_roofline_counts_the_experts_uniform_weights_really_read(tiny_v3, 
 
     monkeypatch.setattr(hardware, "copy_bandwidth", lambda *args, **kwargs: 1e11)  # the same bandwidth for both
 
-    bounds = {}
+    bounds, tied = {}, {}
     for style in ("normal", "uniform"):
         llm = LLM(str(tiny_v3), load_format="dummy", dummy_weights=style, device="cpu", dtype="float32",
                   max_model_len=64, max_num_seqs=8)
         try:
-            bounds[style] = decode_roofline(llm, 8, 16, 16, 1.0)["decode_bound_tokens_per_s"]
+            roofline = decode_roofline(llm, 8, 16, 16, 1.0)
+            bounds[style], tied[style] = roofline["decode_bound_tokens_per_s"], roofline["same_experts_for_every_token"]
         finally:
             llm.close()
     assert bounds["uniform"] > bounds["normal"]  # fewer expert bytes per step: a higher bound
+    assert tied == {"normal": False, "uniform": True}  # and `vdeploy bench` says why

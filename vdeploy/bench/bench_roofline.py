@@ -38,4 +38,6 @@ def decode_roofline(llm: Any, num_prompts: int, input_len: int, output_len: int,
         torch.cuda.empty_cache()  # the copy buffers, before the next backend runs
     return {"copy_bandwidth_tb_per_s": round(bandwidth / 1e12, 4), "decode_batch": batch,
             "decode_bound_tokens_per_s": round(bound, 1),
-            "fraction_of_bound": round(output_tokens_per_s / bound, 3) if bound else None}
+            "fraction_of_bound": round(output_tokens_per_s / bound, 3) if bound else None,
+            # a MoE workload unlike real weights' (vLLM's dummy one): the output says so beside the rate
+            "same_experts_for_every_token": collapsed and llm.core.model_config.is_moe}

@@ -171,6 +171,9 @@ def _print_report(report: dict) -> None:
                   f"{roofline['decode_bound_tokens_per_s']:,.0f} tok/s (weights + KV read per step at "
                   f"{roofline['copy_bandwidth_tb_per_s']} TB/s copy bandwidth, measured now); this run: "
                   f"[bold]{roofline['fraction_of_bound']}[/] of it")
+        if roofline.get("same_experts_for_every_token"):
+            out.print("routing: uniform dummy weights send every token to the same experts, as vLLM's dummy runs "
+                      "do; real weights (or --dummy-weights normal) spread them over all experts")
     extra = report["results"][0].get("extra", {})
     if "phases" in extra:
         out.print(f"every prompt prefilled after {extra['phases']['all_prefilled_s']:.2f} s, then "
