@@ -285,8 +285,9 @@ def w8a8_block_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale_inv: torch.T
                       act_dtype: torch.dtype = torch.float8_e4m3fn) -> torch.Tensor:
     """x [M, K] (bf16 / fp32) @ block-FP8 w [N, K]ᵀ -> [M, N] in x's dtype, x quantized per token per block[1]
     channels. M ≤ 16 and a config with "fused": True (a tuned table's choice): one launch ("swap_ab": the weight
-    tile as the dot's first operand; "pre_quant": x quantized into a scratch before the K loop, not inside it); otherwise per_token_group_quant_fp8, then w8a8_block_matmul. act_dtype
-    float32 (the fused launch only): the interpreter tests' stand-in for e4m3, x is then not rounded to fp8."""
+    tile as the dot's first operand; "pre_quant": x quantized into a scratch before the K loop, not inside it);
+    otherwise per_token_group_quant_fp8, then w8a8_block_matmul. act_dtype float32 (the fused launch only): the
+    interpreter tests' stand-in for e4m3, x is then not rounded to fp8."""
     from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
 
     if x.stride(-1) != 1:

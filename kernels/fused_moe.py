@@ -16,8 +16,9 @@ kernel (moe_epilogue.py), and one kernel sums the k slot rows of each token and 
 (moe_epilogue.moe_sum; given a function, what it returns, called just before that kernel: a caller overlapping the
 shared experts with the routed ones joins there). Both keep the values of the separate passes (same fp32 math, same
 rounding points); fuse_epilogue=False runs those separate passes, for benchmarks/kernels/moe_fusion_check.py.
-16/32-bit weights keep the separate silu_and_mul kernel: computing silu(gate) · up in the second GEMM's A loads made that GEMM 10-35 %
-slower on an H100 at V2-Lite shapes (benchmarks/results/2026-12-06e-h100/moe_fusion.json), more than the pass costs.
+16/32-bit weights keep the separate silu_and_mul kernel: computing silu(gate) · up in the second GEMM's A loads
+made that GEMM 10-35 % slower on an H100 at V2-Lite shapes (benchmarks/results/2026-12-06e-h100/moe_fusion.json),
+more than the pass costs.
 Twins: vdeploy_kernels.reference_deepseek.moe_loop (the whole layer) and .moe_align.
 """
 
