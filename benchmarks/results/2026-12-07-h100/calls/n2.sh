@@ -1,6 +1,5 @@
 # carry: .peer/vllm026.part00 .peer/vllm026.sha256 — ours: W4A16 batch-1 decode end to end against bf16 (issue 19:
-# R1-Distill-Qwen-7B shape AWQ and GPTQ against bf16; 32B AWQ alone); fresh prefill attention against the kernels
-# torch ships (issue 14, prefill_8x4096)
+# R1-Distill-Qwen-7B shape AWQ and GPTQ against bf16; 32B AWQ alone)
 source benchmarks/results/2026-12-07-h100/calls/common.sh
 cp .peer/vllm026.part00 .peer/vllm026.sha256 /tmp/peer/
 el quant-b1; python3 benchmarks/quant_configs.py /tmp/qm --schemes bf16 awq gptq > /dev/null; mkdir -p $OUT/quant
@@ -8,5 +7,4 @@ for m in deepseek-r1-distill-qwen-7b-bf16 deepseek-r1-distill-qwen-7b-awq deepse
   el $m; timeout 90 python3 -m vdeploy bench /tmp/qm/$m --load-format dummy --num-prompts 1 --input-len 128 --output-len 512 \
     --max-model-len 4096 --json -o $OUT/quant/$m-b1.json 2>&1 | grep -v Warn | tail -3
 done
-el backends; timeout 90 python3 benchmarks/kernels/prefill_attention_backends.py --out $OUT/prefill_backends.json 2>&1 | grep -v Warn | tail -12
 el done

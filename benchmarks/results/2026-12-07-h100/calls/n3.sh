@@ -1,8 +1,6 @@
-# carry: .peer/vllm026.part01 — ours: `vdeploy serve` at saturation (256 concurrent streams, 512 requests of 1000
-# in / 128 out) against the offline engine on the same requests (issue 14: >= 0.9; 0.72 on the H100 before the engine
-# core moved into its own process)
+# carry: .peer/vllm026.part01 — fresh prefill attention: ours against the kernels torch ships (issue 14,
+# prefill_8x4096)
 source benchmarks/results/2026-12-07-h100/calls/common.sh
 cp .peer/vllm026.part01 /tmp/peer/
-el serving; timeout 330 python3 benchmarks/engine/gpu_suite.py --out $OUT/serving --only serving --quick --concurrency 256 \
-  --git-rev $REV 2>&1 | grep -v Warn | tail -12
+el backends; timeout 90 python3 benchmarks/kernels/prefill_attention_backends.py --out $OUT/prefill_backends.json 2>&1 | grep -v Warn | tail -12
 el done
