@@ -4,12 +4,9 @@ Llama-3.1-8B head shape (H=32, Hk=8, D=128, bf16, causal), each output checked a
 The question (issue 14, `prefill_8x4096` at 0.96-0.99 of vLLM): our Triton fresh-prefill kernel does ~300 TFLOP/s on
 an H100 where vLLM's FlashAttention-3 does ~500; attention is ~10 % of that benchmark's step. If a kernel torch
 already ships (FlashAttention-2 varlen, cuDNN's fused attention) is faster at these shapes, the engine can route
-long fresh prompts to it through layers/ops.py. Rows:
+long fresh prompts to it (a tuned table entry {"backend": ...}; kernels/torch_prefill_attention.py). Rows:
   vdeploy            paged_attention(..., new_kv=...): what the engine runs now (tuned tables apply)
-  flash-varlen       torch.ops.aten._flash_attention_forward over the packed batch (cu_seqlens; GQA native)
-  cudnn-per-seq      F.scaled_dot_product_attention per prompt, cuDNN backend, K/V heads expanded (a [1, H, T, D]
-                     view of the packed rows; the copy into the packed output is timed)
-  flash-per-seq      the same with the FlashAttention backend and enable_gqa
+  flash-varlen, cudnn-per-seq   torch_prefill_attention's backends (its docstring says what each runs)
 A backend this torch build or GPU lacks is listed under "skipped" with its error. Times: median of --reps calls
 after warm-up (CUDA events).
 
@@ -26,7 +23,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # vdeploy from this checkout when run as a script
 from vdeploy.bench.hardware import median_call_ms  # noqa: E402
@@ -37,39 +33,19 @@ from prefill_attention_sweep import LLAMA8B, TINY, causal_flops, make_case  # no
 
 
 def backends(q, k, v, meta, scale) -> dict[str, Callable[[], torch.Tensor]]:
-    """Each backend as a callable returning [T, H, D]; q [T, H, D], k / v [T, Hk, D] (strided views)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    """Each of torch_prefill_attention's backends as a callable returning [T, H, D] (what the engine would run)."""
+    from vdeploy_kernels.torch_prefill_attention import BACKENDS, torch_fresh_prefill
 
-    h, hk = q.shape[1], k.shape[1]
     starts = [0]
     for n in meta.query_lens_host:
         starts.append(starts[-1] + n)
-    cu = torch.tensor(starts, dtype=torch.int32, device=q.device)  # [B + 1]
-    max_len = max(meta.query_lens_host)
 
-    def flash_varlen():
-        out = torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, max_len, max_len, 0.0, True, False,
-                                                      scale=scale)
-        return out[0]
+    def run(backend):
+        out = torch.empty_like(q)
+        torch_fresh_prefill(q, k, v, out, starts, scale, backend)
+        return out
 
-    def per_seq(backend, expand: bool):
-        def run():
-            out = torch.empty_like(q)
-            with sdpa_kernel([backend]):
-                for a, b in zip(starts[:-1], starts[1:]):
-                    qi = q[a:b].transpose(0, 1).unsqueeze(0)  # [1, H, L, D]
-                    ki, vi = k[a:b].transpose(0, 1).unsqueeze(0), v[a:b].transpose(0, 1).unsqueeze(0)
-                    if expand:
-                        ki, vi = ki.repeat_interleave(h // hk, dim=1), vi.repeat_interleave(h // hk, dim=1)
-                    o = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale,
-                                                       enable_gqa=not expand)
-                    out[a:b] = o[0].transpose(0, 1)
-            return out
-        return run
-
-    return {"flash-varlen": flash_varlen,
-            "cudnn-per-seq": per_seq(SDPBackend.CUDNN_ATTENTION, expand=True),
-            "flash-per-seq": per_seq(SDPBackend.FLASH_ATTENTION, expand=False)}
+    return {name: (lambda name=name: run(name)) for name in BACKENDS}
 
 
 def main() -> int:
