@@ -1,6 +1,7 @@
 # carry: .peer/vllm026.part00 .peer/vllm026.sha256 — ours: W4A16 batch-1 decode end to end against bf16 (issue 19:
-# R1-Distill-Qwen-7B shape AWQ and GPTQ against bf16; 32B AWQ alone)
+# R1-Distill-Qwen-7B shape AWQ and GPTQ against bf16; 32B AWQ alone; dummy weights, configs from quant_configs.py)
 source benchmarks/results/2026-12-07-h100/calls/common.sh
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 cp .peer/vllm026.part00 .peer/vllm026.sha256 /tmp/peer/
 el quant-b1; python3 benchmarks/quant_configs.py /tmp/qm --schemes bf16 awq gptq > /dev/null; mkdir -p $OUT/quant
 for m in deepseek-r1-distill-qwen-7b-bf16 deepseek-r1-distill-qwen-7b-awq deepseek-r1-distill-qwen-7b-gptq deepseek-r1-distill-qwen-32b-awq; do

@@ -1,7 +1,0 @@
-# carry: nothing (n1 installed the server wheels on this warm machine) — ours: `vdeploy serve` at saturation (256
-# concurrent streams, 512 requests of 1000 in / 128 out) against the offline engine on the same requests (issue 14:
-# >= 0.9; 0.72 on the H100 before the engine core moved into its own process)
-source benchmarks/results/2026-12-07-h100/calls/common.sh
-el serving; timeout 330 python3 benchmarks/engine/gpu_suite.py --out $OUT/serving --only serving --quick --concurrency 256 \
-  --git-rev $REV 2>&1 | grep -v Warn | tail -12
-el done
