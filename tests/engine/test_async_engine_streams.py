@@ -9,14 +9,11 @@ from engine_fake_executor import TINY_LLAMA as MODEL
 from engine_fake_executor import PagedTokenExecutor, reference_generation
 
 from vdeploy.config import CacheConfig, EngineConfig, SchedulerConfig
-from vdeploy.engine.async_engine import (
-    AsyncEngine,
-    EngineDeadError,
-    EngineShuttingDown,
-    QueueFull,
-)
+from vdeploy.engine.async_engine import AsyncEngine
 from vdeploy.engine.engine_core import EngineCore
 from vdeploy.engine.sampling_params import SamplingParams
+from vdeploy.engine.scheduler import QueueFull
+from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown
 from vdeploy.errors import ConfigError
 
 

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from vdeploy.checkpoint.synthetic import write_tiny_checkpoint
-from vdeploy.engine.async_engine import EngineDeadError
+from vdeploy.engine.streams import EngineDeadError
 from vdeploy.engine.data_parallel import DataParallelEngine, replica_devices
 from vdeploy.engine.llm import LLM, build_engine_config
 from vdeploy.engine.sampling_params import SamplingParams

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from vdeploy.checkpoint.synthetic import write_tiny_checkpoint
-from vdeploy.engine.async_engine import EngineDeadError
+from vdeploy.engine.streams import EngineDeadError
 from vdeploy.engine.dp_auth import AuthenticationError, challenge_node0, prove_node0
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.errors import ConfigError

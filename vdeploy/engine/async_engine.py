@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,66 +20,26 @@ from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine.engine_core import EngineCore, EngineStats
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
-from vdeploy.engine.scheduler import QueueFull
+from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown, StreamingEngine, stream_outputs
 from vdeploy.engine.tokenizer import Tokenizer
 from vdeploy.errors import ConfigError, VdeployError
 
-__all__ = ["AsyncEngine", "EngineDeadError", "EngineShuttingDown", "QueueFull"]
+__all__ = ["AsyncEngine"]
 
 _IDLE_WAIT_S = 0.5  # how long the idle loop sleeps before re-checking for shutdown
 
 
-class EngineDeadError(VdeployError):
-    """The step loop failed; the engine serves no more requests (the server reports unhealthy)."""
-
-    exit_code = 1
-
-
-class EngineShuttingDown(VdeployError):
-    """New requests are refused while the engine drains."""
-
-    exit_code = 1
-
-
-@dataclass
-class _Stream:
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
-
-
-async def stream_outputs(stream: _Stream, close: Callable[[bool], None]) -> AsyncIterator[RequestOutput]:
-    """A request's outputs from its queue up to the finished one (an exception put there is raised). However the
-    loop ends (finished, client gone, task cancelled), `close(finished)` runs: the engine drops the stream and,
-    unless it finished, aborts the request so its KV blocks are freed."""
-    finished = False
-    try:
-        while True:
-            item = await stream.queue.get()
-            if isinstance(item, BaseException):
-                finished = True  # nothing left to abort
-                raise item
-            finished = item.finished
-            yield item
-            if finished:
-                return
-    finally:
-        close(finished)
-
-
-class AsyncEngine:
+class AsyncEngine(StreamingEngine):
     def __init__(self, config: EngineConfig, *, core: EngineCore | None = None, model_name: str | None = None):
+        super().__init__(config.scheduler.max_waiting)
         self.core = core or EngineCore(config)
         self.config = config
         self.model_name = model_name or Path(config.model).name
-        self._lock = threading.Lock()  # guards _commands and _streams
-        self._commands: list[tuple[str, Any]] = []
-        self._streams: dict[str, _Stream] = {}
+        self._commands: list[tuple[str, Any]] = []  # guarded by _lock, as _streams
         self._closed = False
         self._num_pending_adds = 0
         self._wakeup = threading.Event()
         self._stop = threading.Event()
-        self._accepting = True
-        self._error: BaseException | None = None
         self._stats = self.core.stats()
         self._lora_paths = self._read_loras()
         self._thread = threading.Thread(target=self._run, name=f"vdeploy-engine-{id(self):x}", daemon=True)
@@ -124,16 +82,8 @@ class AsyncEngine:
         task cancelled) aborts the request and frees its KV blocks."""
         self._check_accepting()
         self.core.check_request(prompt_token_ids, params)
-        stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
         with self._lock:
-            if request_id in self._streams:
-                raise ConfigError(f"duplicate request id {request_id!r}")
-            waiting = self.core.scheduler.num_waiting + self._num_pending_adds
-            if waiting + params.n > self.config.scheduler.max_waiting:
-                raise QueueFull(
-                    f"the waiting queue is full ({self.config.scheduler.max_waiting} requests)", hint="retry shortly"
-                )
-            self._streams[request_id] = stream
+            stream = self._open_stream(request_id, params.n, self.core.scheduler.num_waiting + self._num_pending_adds)
             self._commands.append(("add", (request_id, list(prompt_token_ids), params, lora_name)))
             self._num_pending_adds += params.n
         self._wakeup.set()
@@ -166,34 +116,11 @@ class AsyncEngine:
         self._wakeup.set()
         await asyncio.wrap_future(future)
 
-    def _close_stream(self, request_id: str, finished: bool) -> None:
-        with self._lock:
-            self._streams.pop(request_id, None)
-        if not finished:
-            self.abort(request_id)
-
     def abort(self, request_id: str) -> None:
         """Abort from any thread; a no-op for unknown or finished requests."""
         with self._lock:
             self._commands.append(("abort", request_id))
         self._wakeup.set()
-
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> int:
-        """Refuse new requests, let in-flight ones finish for up to drain_timeout_s, then stop: the requests still
-        open fail with EngineShuttingDown (the server answers a stream's with an error event, a waiting request's
-        with a 503). Returns how many were cut."""
-        self._accepting = False
-        deadline = time.monotonic() + drain_timeout_s
-        while self.is_running and time.monotonic() < deadline:
-            with self._lock:
-                busy = bool(self._streams)
-            if not busy:
-                break
-            await asyncio.sleep(0.05)
-        with self._lock:
-            cut = len(self._streams)
-        await asyncio.to_thread(self.close)
-        return cut
 
     def close(self) -> None:
         """Stop at once: open streams get EngineShuttingDown, the step loop ends, the executor is released.
@@ -208,12 +135,6 @@ class AsyncEngine:
             self._thread.join()
         self._fail_streams(EngineShuttingDown("the engine shut down before the request finished"))
         self.core.shutdown()
-
-    def _check_accepting(self) -> None:
-        if self._error is not None:
-            raise EngineDeadError(f"the engine stopped after an error: {self._error}") from self._error
-        if not self._accepting:
-            raise EngineShuttingDown("the engine is shutting down", hint="retry against another replica")
 
     # ---- the step loop (background thread) ----------------------------------------------------------------------
     def _run(self) -> None:
@@ -276,13 +197,3 @@ class AsyncEngine:
             stream.loop.call_soon_threadsafe(stream.queue.put_nowait, item)
         except RuntimeError:  # the consumer's event loop is closed
             self.core.abort_request([request_id])
-
-    def _fail_streams(self, error: BaseException) -> None:
-        with self._lock:
-            streams = list(self._streams.values())
-        for stream in streams:
-            try:
-                stream.loop.call_soon_threadsafe(stream.queue.put_nowait, error)
-            except RuntimeError:
-                pass
-

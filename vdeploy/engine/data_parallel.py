@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any, Optional
 
 from vdeploy.config import EngineConfig, ModelConfig
-from vdeploy.engine.async_engine import EngineDeadError
+from vdeploy.engine.streams import EngineDeadError
 from vdeploy.engine.engine_core import EngineStats
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams

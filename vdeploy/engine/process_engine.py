@@ -17,21 +17,20 @@ import asyncio
 import concurrent.futures
 import itertools
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Optional
 
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine import core_codec as wire
-from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown, _Stream, stream_outputs
 from vdeploy.engine.core_endpoint import LocalCore, RemoteCore
 from vdeploy.engine.engine_core import EngineStats
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.scheduler import QueueFull
+from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown, StreamingEngine, stream_outputs
 from vdeploy.engine.tokenizer import Tokenizer
-from vdeploy.errors import ConfigError, VdeployError
+from vdeploy.errors import VdeployError
 
 __all__ = ["ProcessAsyncEngine"]
 
@@ -58,12 +57,13 @@ def _error_from(error_type: str, message: str, hint: Optional[str]) -> VdeployEr
     return cls(message, hint=hint) if cls is not None else VdeployError(f"{error_type}: {message}", hint=hint)
 
 
-class ProcessAsyncEngine:
+class ProcessAsyncEngine(StreamingEngine):
     def __init__(self, config: EngineConfig, *, model_name: Optional[str] = None,
                  chat_template: Optional[str] = None, model_config: Optional[ModelConfig] = None,
                  env: Optional[dict[str, str]] = None, core: Optional[RemoteCore] = None):
         """env: extra environment of the core process (a data-parallel replica's CUDA_VISIBLE_DEVICES).
         core: a connected replica of another node, instead of starting a core process here."""
+        super().__init__(config.scheduler.max_waiting)
         self.config = config
         self.model_name = model_name or Path(config.model).name
         self.model_config = model_config or ModelConfig.from_path(config.model)
@@ -71,14 +71,10 @@ class ProcessAsyncEngine:
         self.tokenizer: Optional[Tokenizer] = None
         if chat_template is not None or (tok_dir / "tokenizer.json").is_file():
             self.tokenizer = Tokenizer.from_dir(tok_dir, chat_template_file=chat_template)
-        self._lock = threading.Lock()  # guards _streams and the add counters
         self._send_lock = threading.Lock()  # frames from several threads must not interleave
-        self._streams: dict[str, _Stream] = {}
-        self._num_adds_sent = 0
+        self._num_adds_sent = 0  # guarded by _lock, as _streams
         self._num_adds_applied = 0
-        self._accepting = True
         self._closing = False
-        self._error: Optional[BaseException] = None
         self._lora_calls: dict[int, concurrent.futures.Future] = {}  # LoRACommands awaiting their LoRAResult
         self._lora_ids = itertools.count()
         self.lora_adapters: dict[str, str] = dict(config.lora.lora_modules)  # name -> path, as loaded by the core
@@ -126,16 +122,9 @@ class ProcessAsyncEngine:
         task cancelled) aborts the request, and the core frees its KV blocks after the step in flight."""
         self._check_accepting()
         params.validate()  # prompt checks need the scheduler: the core answers them as a RequestError
-        stream = _Stream(asyncio.get_running_loop(), asyncio.Queue())
         with self._lock:
-            if request_id in self._streams:
-                raise ConfigError(f"duplicate request id {request_id!r}")
             waiting = self._stats.num_waiting + self._num_adds_sent - self._num_adds_applied
-            if waiting + params.n > self.config.scheduler.max_waiting:
-                raise QueueFull(
-                    f"the waiting queue is full ({self.config.scheduler.max_waiting} requests)", hint="retry shortly"
-                )
-            self._streams[request_id] = stream
+            stream = self._open_stream(request_id, params.n, waiting)
             self._num_adds_sent += params.n
         try:
             self._send(wire.AddRequest(request_id, list(prompt_token_ids), params, lora_name))
@@ -170,35 +159,12 @@ class ProcessAsyncEngine:
         if result.error_type is not None:
             raise _error_from(result.error_type, result.message, result.hint)
 
-    def _close_stream(self, request_id: str, finished: bool) -> None:
-        with self._lock:
-            self._streams.pop(request_id, None)
-        if not finished:
-            self.abort(request_id)
-
     def abort(self, request_id: str) -> None:
         """Abort from any thread; a no-op for unknown or finished requests (and once the core is gone)."""
         try:
             self._send(wire.AbortRequests([request_id]))
         except EngineDeadError:
             pass
-
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> int:
-        """Refuse new requests, let in-flight ones finish for up to drain_timeout_s, then stop: the requests still
-        open fail with EngineShuttingDown (the server answers a stream's with an error event, a waiting request's
-        with a 503). Returns how many were cut."""
-        self._accepting = False
-        deadline = time.monotonic() + drain_timeout_s
-        while self.is_running and time.monotonic() < deadline:
-            with self._lock:
-                busy = bool(self._streams)
-            if not busy:
-                break
-            await asyncio.sleep(0.05)
-        with self._lock:
-            cut = len(self._streams)
-        await asyncio.to_thread(self.close)
-        return cut
 
     def close(self) -> None:
         """Stop at once: open streams get EngineShuttingDown, the core process releases the executor and exits."""
@@ -215,12 +181,6 @@ class ProcessAsyncEngine:
         self._thread.join(5)
         self._fail_streams(EngineShuttingDown("the engine shut down before the request finished"))
         self._core.close()
-
-    def _check_accepting(self) -> None:
-        if self._error is not None:
-            raise EngineDeadError(str(self._error)) from self._error
-        if not self._accepting:
-            raise EngineShuttingDown("the engine is shutting down", hint="retry against another replica")
 
     # ---- the channel --------------------------------------------------------------------------------------------
     def _send(self, message: Any) -> None:
@@ -298,15 +258,6 @@ class ProcessAsyncEngine:
                 for queue, item in batch:
                     if isinstance(item, RequestOutput) and not item.finished:
                         self.abort(item.request_id)
-
-    def _fail_streams(self, error: BaseException) -> None:
-        with self._lock:
-            streams = list(self._streams.values())
-        for stream in streams:
-            try:
-                stream.loop.call_soon_threadsafe(stream.queue.put_nowait, error)
-            except RuntimeError:
-                pass
 
     def _kill(self) -> None:
         self._core.kill()

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from vdeploy import __version__
-from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown
+from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown
 from vdeploy.server.errors import APIError, install_error_handlers
 from vdeploy.server.metrics import ServerMetrics
 from vdeploy.server.openapi_doc import (

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, AsyncIterator, Optional
 
-from vdeploy.engine.async_engine import EngineDeadError, EngineShuttingDown, QueueFull
+from vdeploy.engine.scheduler import QueueFull
+from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown
 from vdeploy.engine.guided import InvalidGrammarError
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams

@@ -1,0 +1,130 @@
+"""The request streams both server-side engines keep: AsyncEngine (the core in a thread) and ProcessAsyncEngine (the
+core in its own process) differ in how requests reach the core and outputs come back, not in how a request's
+asyncio stream opens, ends, is cut at shutdown or failed when the engine dies. That part lives here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Optional
+
+from vdeploy.engine.outputs import RequestOutput
+from vdeploy.engine.scheduler import QueueFull
+from vdeploy.errors import ConfigError, VdeployError
+
+
+class EngineDeadError(VdeployError):
+    """The step loop failed; the engine serves no more requests (the server reports unhealthy)."""
+
+    exit_code = 1
+
+
+class EngineShuttingDown(VdeployError):
+    """New requests are refused while the engine drains."""
+
+    exit_code = 1
+
+
+@dataclass
+class RequestStream:
+    loop: asyncio.AbstractEventLoop  # the consumer's event loop: outputs are put from other threads through it
+    queue: asyncio.Queue
+
+
+async def stream_outputs(stream: RequestStream, close: Callable[[bool], None]) -> AsyncIterator[RequestOutput]:
+    """A request's outputs from its queue up to the finished one (an exception put there is raised). However the
+    loop ends (finished, client gone, task cancelled), `close(finished)` runs: the engine drops the stream and,
+    unless it finished, aborts the request so its KV blocks are freed."""
+    finished = False
+    try:
+        while True:
+            item = await stream.queue.get()
+            if isinstance(item, BaseException):
+                finished = True  # nothing left to abort
+                raise item
+            finished = item.finished
+            yield item
+            if finished:
+                return
+    finally:
+        close(finished)
+
+
+class StreamingEngine:
+    """The stream table of an engine the server talks to. Subclasses provide is_running, abort(request_id) and
+    close(), and may guard more of their own state with the same lock."""
+
+    max_waiting: int
+
+    def __init__(self, max_waiting: int) -> None:
+        self.max_waiting = max_waiting
+        self._lock = threading.Lock()  # guards _streams (and what subclasses add)
+        self._streams: dict[str, RequestStream] = {}
+        self._accepting = True
+        self._error: Optional[BaseException] = None
+
+    @property
+    def is_running(self) -> bool:
+        raise NotImplementedError
+
+    def abort(self, request_id: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _open_stream(self, request_id: str, num_seqs: int, num_waiting: int) -> RequestStream:
+        """Register a stream for request_id (under the lock: the caller passes the waiting count it read there)."""
+        if request_id in self._streams:
+            raise ConfigError(f"duplicate request id {request_id!r}")
+        if num_waiting + num_seqs > self.max_waiting:
+            raise QueueFull(f"the waiting queue is full ({self.max_waiting} requests)", hint="retry shortly")
+        stream = RequestStream(asyncio.get_running_loop(), asyncio.Queue())
+        self._streams[request_id] = stream
+        return stream
+
+    def _close_stream(self, request_id: str, finished: bool) -> None:
+        with self._lock:
+            self._streams.pop(request_id, None)
+        if not finished:
+            self.abort(request_id)
+
+    def _check_accepting(self) -> None:
+        if self._error is not None:
+            dead = self._error if isinstance(self._error, EngineDeadError) else None
+            message = str(dead) if dead else f"the engine stopped after an error: {self._error}"
+            raise EngineDeadError(message) from self._error
+        if not self._accepting:
+            raise EngineShuttingDown("the engine is shutting down", hint="retry against another replica")
+
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> int:
+        """Refuse new requests, let in-flight ones finish for up to drain_timeout_s, then stop: the requests still
+        open fail with EngineShuttingDown (the server answers a stream's with an error event, a waiting request's
+        with a 503). Returns how many were cut."""
+        self._accepting = False
+        deadline = time.monotonic() + drain_timeout_s
+        while self.is_running and time.monotonic() < deadline:
+            with self._lock:
+                busy = bool(self._streams)
+            if not busy:
+                break
+            await asyncio.sleep(0.05)
+        with self._lock:
+            cut = len(self._streams)
+        await asyncio.to_thread(self.close)
+        return cut
+
+    def _fail_streams(self, error: BaseException) -> None:
+        """Every open stream ends with `error` (the engine died or shut down)."""
+        with self._lock:
+            streams = list(self._streams.values())
+        for stream in streams:
+            try:
+                stream.loop.call_soon_threadsafe(stream.queue.put_nowait, error)
+            except RuntimeError:  # that consumer's event loop is closed
+                pass
+
