@@ -6,7 +6,8 @@ source benchmarks/results/2026-12-07-h100/calls/common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 mkdir -p /tmp/peer/models && cp -r .peer/models/dsv2-lite-dummy /tmp/peer/models/
 el tests; timeout 100 python3 -m pytest -q -p no:cacheprovider tests/deepseek/test_mtp_gpu.py \
-  tests/deepseek/test_deepseek_kernels_gpu.py -k "side_stream or tiny_deepseek or shared_output or mtp" 2>&1 | grep -v Warn | tail -8 > $OUT/gpu-tests.txt; tail -3 $OUT/gpu-tests.txt
+  tests/deepseek/test_deepseek_kernels_gpu.py tests/kernels/test_kernel_fresh_prefill.py \
+  -k "side_stream or tiny_deepseek or shared_output or mtp or torch_backend" 2>&1 | grep -v Warn | tail -8 > $OUT/gpu-tests.txt; tail -3 $OUT/gpu-tests.txt
 el quant-b1; python3 benchmarks/quant_configs.py /tmp/qm --schemes bf16 awq > /dev/null; mkdir -p $OUT/quant
 for m in deepseek-r1-distill-qwen-7b-bf16 deepseek-r1-distill-qwen-7b-awq; do
   el $m; timeout 90 python3 -m vdeploy bench /tmp/qm/$m --load-format dummy --num-prompts 1 --input-len 128 --output-len 512 \
