@@ -32,6 +32,9 @@ from bench_device import kernel_device  # noqa: E402
 from prefill_attention_sweep import LLAMA8B, TINY, causal_flops, make_case  # noqa: E402
 
 
+WIN = 1.1  # a backend this much faster than ours gets a table entry proposed (the engine takes it only from a table)
+
+
 def backends(q, k, v, meta, scale) -> dict[str, Callable[[], torch.Tensor]]:
     """Each of torch_prefill_attention's backends as a callable returning [T, H, D] (what the engine would run)."""
     from vdeploy_kernels.torch_prefill_attention import BACKENDS, torch_fresh_prefill
@@ -97,7 +100,17 @@ def main() -> int:
         for label, row in rows.items():
             row["speedup_vs_vdeploy"] = round(base / row["ms"], 3) if base else None
         report["cases"][name] = {"lens": lens[:1] + ["..."], "flops": flops, "rows": rows}
-        del batch, q, k, v, ref
+        wins = [(r["speedup_vs_vdeploy"], label) for label, r in rows.items()
+                if label != "vdeploy" and r["ok"] and (r["speedup_vs_vdeploy"] or 0) >= WIN]
+        if wins and device.type == "cuda":  # the fresh table's entry for this prompt length, with the backend named
+            from vdeploy_kernels.prefill_attention_configs import tuned_config
+
+            group = shape["num_heads"] // shape["num_kv_heads"]
+            tiles = tuned_config("fresh", shape["head_dim"], group, dtype, device, lens[0]) or {}
+            entry = {str(lens[0]): dict(tiles, backend=max(wins)[1])}
+            report["cases"][name]["table_entry"] = entry
+            print(f"{name:8s} fresh table entry: {json.dumps(entry)}", flush=True)
+        batch = q = k = v = ref = candidates = None  # free the case before the next one
         if device.type == "cuda":
             torch.cuda.empty_cache()
     report["failures"] = failures
