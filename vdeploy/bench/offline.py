@@ -18,6 +18,12 @@ from typing import Any
 from vdeploy.config import EngineConfig, ModelConfig
 
 
+def drawn_length(rng: random.Random, n: int, range_ratio: float) -> int:
+    """A length uniform in [n * (1 - r), n * (1 + r)], at least 1 (vLLM's random dataset draws the same way)."""
+    lo, hi = int(n * (1 - range_ratio)), int(n * (1 + range_ratio))
+    return max(rng.randint(max(lo, 1), max(hi, 1)), 1)
+
+
 @dataclass(frozen=True)
 class Workload:
     num_prompts: int = 64
@@ -29,12 +35,9 @@ class Workload:
 
     def lengths(self) -> list[tuple[int, int]]:
         rng = random.Random(self.seed)
-
-        def draw(n: int) -> int:
-            lo, hi = int(n * (1 - self.random_range_ratio)), int(n * (1 + self.random_range_ratio))
-            return max(rng.randint(max(lo, 1), max(hi, 1)), 1)
-
-        return [(draw(self.input_len), draw(self.output_len)) for _ in range(self.num_prompts)]
+        r = self.random_range_ratio
+        return [(drawn_length(rng, self.input_len, r), drawn_length(rng, self.output_len, r))
+                for _ in range(self.num_prompts)]
 
     def prompts(self, vocab_size: int) -> tuple[list[list[int]], list[int]]:
         """Random token prompts (token ids from the lower vocabulary, away from special tokens at the end)."""

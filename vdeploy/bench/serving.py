@@ -20,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from vdeploy.bench.offline import drawn_length
+
 DEFAULT_PERCENTILES = (50.0, 90.0, 99.0)
 SPECIAL_TOKEN_MARGIN = 100  # many vocabularies put control tokens first; prompts draw ids above them
 MAX_PROMPT_TOKEN_ID = 10_000  # without a known vocabulary size, ids below this are valid for every served model
@@ -39,14 +41,10 @@ class ServingWorkload:
         rng = random.Random(self.seed)
         top = min(vocab_size or MAX_PROMPT_TOKEN_ID, MAX_PROMPT_TOKEN_ID) - 1
         low = min(SPECIAL_TOKEN_MARGIN, top // 4)
-
-        def draw(n: int) -> int:
-            lo, hi = int(n * (1 - self.random_range_ratio)), int(n * (1 + self.random_range_ratio))
-            return max(rng.randint(max(lo, 1), max(hi, 1)), 1)
-
+        r = self.random_range_ratio
         out = []
         for _ in range(self.num_prompts):
-            in_len, out_len = draw(self.input_len), draw(self.output_len)
+            in_len, out_len = drawn_length(rng, self.input_len, r), drawn_length(rng, self.output_len, r)
             out.append(([rng.randint(low, top) for _ in range(in_len)], out_len))
         return out
 
