@@ -13,17 +13,22 @@ from vdeploy.engine_settings import Setting, by_spelling, parse_size, value_prob
 from vdeploy.errors import ConfigError
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Setting name -> value, every key and value checked; ConfigError naming the file and the key otherwise."""
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document in path (what: "--config", "profile" — named in the error if it cannot be read)."""
     import yaml
 
-    path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except OSError as e:
-        raise ConfigError(f"cannot read --config {path}: {e.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"--config {path}: invalid YAML ({e})") from None
+        raise ConfigError(f"{what} {path}: invalid YAML ({e})") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Setting name -> value, every key and value checked; ConfigError naming the file and the key otherwise."""
+    path = Path(path)
+    data = read_yaml(path, "--config")
     if data is None:
         return {}
     if not isinstance(data, dict):

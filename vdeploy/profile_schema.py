@@ -173,16 +173,10 @@ def validate_profile(p: Profile) -> None:
 
 
 def load_profile_file(path: str | Path) -> Profile:
-    import yaml
+    from vdeploy.config_file import read_yaml
 
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"cannot read profile {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({e})") from None
-    profile = profile_from_dict(data, str(path))
+    profile = profile_from_dict(read_yaml(path, "profile"), str(path))
     if profile.name != path.stem:
         raise ConfigError(f"{path}: name '{profile.name}' differs from the file name", hint=f"name: {path.stem}")
     return profile
