@@ -5,7 +5,7 @@
 source benchmarks/results/2026-12-07-h100/calls/common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OUT/gpu.txt
 mkdir -p /tmp/peer/models && cp -r .peer/models/dsv2-lite-dummy /tmp/peer/models/
-el tests; timeout 100 python3 -m pytest -q -p no:cacheprovider tests/deepseek/test_mtp_gpu.py \
+el tests; timeout 80 python3 -m pytest -q -p no:cacheprovider tests/deepseek/test_mtp_gpu.py \
   tests/deepseek/test_deepseek_kernels_gpu.py tests/kernels/test_kernel_fresh_prefill.py \
   -k "side_stream or tiny_deepseek or shared_output or mtp or torch_backend" 2>&1 | grep -v Warn | tail -8 > $OUT/gpu-tests.txt; tail -3 $OUT/gpu-tests.txt
 el quant-b1; python3 benchmarks/quant_configs.py /tmp/qm --schemes bf16 awq > /dev/null; mkdir -p $OUT/quant
