@@ -1,7 +1,7 @@
 """Fresh-prompt prefill attention through an attention kernel torch ships, where a GPU's tuned table says it beats the
-Triton kernel (fresh_prefill_attention.py) at that prompt length: a table entry {"backend": "<name>"} instead of
-tiles. benchmarks/kernels/prefill_attention_backends.py measures the candidates against the Triton kernel and the
-fp32 twin.
+Triton kernel (fresh_prefill_attention.py) at that prompt length: the "fresh" table entry names the backend beside
+its tiles (the tiles still serve batches that mix in cached prefixes). benchmarks/kernels/prefill_attention_backends.py
+measures the candidates against the Triton kernel and the fp32 twin and proposes the entry.
 
 Backends (same contract as fresh_prefill_attention: q [T, H, D], k / v [T, Hk, D] strided views of this step's
 projection, rows of prompts with no cached prefix, causal within each prompt; out [T, H, D] written in place):
