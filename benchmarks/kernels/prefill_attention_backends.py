@@ -17,6 +17,7 @@ after warm-up (CUDA events).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -39,9 +40,7 @@ def backends(q, k, v, meta, scale) -> dict[str, Callable[[], torch.Tensor]]:
     """Each of torch_prefill_attention's backends as a callable returning [T, H, D] (what the engine would run)."""
     from vdeploy_kernels.torch_prefill_attention import BACKENDS, torch_fresh_prefill
 
-    starts = [0]
-    for n in meta.query_lens_host:
-        starts.append(starts[-1] + n)
+    starts = list(itertools.accumulate(meta.query_lens_host, initial=0))  # as the engine's route computes them
 
     def run(backend):
         out = torch.empty_like(q)

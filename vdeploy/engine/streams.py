@@ -58,8 +58,6 @@ class StreamingEngine:
     """The stream table of an engine the server talks to. Subclasses provide is_running, abort(request_id) and
     close(), and may guard more of their own state with the same lock."""
 
-    max_waiting: int
-
     def __init__(self, max_waiting: int) -> None:
         self.max_waiting = max_waiting
         self._lock = threading.Lock()  # guards _streams (and what subclasses add)
@@ -95,8 +93,8 @@ class StreamingEngine:
 
     def _check_accepting(self) -> None:
         if self._error is not None:
-            dead = self._error if isinstance(self._error, EngineDeadError) else None
-            message = str(dead) if dead else f"the engine stopped after an error: {self._error}"
+            dead = isinstance(self._error, EngineDeadError)  # already names its cause
+            message = str(self._error) if dead else f"the engine stopped after an error: {self._error}"
             raise EngineDeadError(message) from self._error
         if not self._accepting:
             raise EngineShuttingDown("the engine is shutting down", hint="retry against another replica")
