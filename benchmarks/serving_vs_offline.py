@@ -10,6 +10,11 @@ the default; `thread`: `--no-engine-process`, the engine in a thread of the serv
 runs so that a noisy shared machine spreads over all of them.
 
     python benchmarks/serving_vs_offline.py --out benchmarks/results/2026-12-02-cpu-serving/results.json
+
+At GPU-like token rates (the demo model makes ~30 tokens a second here, a GPU thousands), on a tiny fast model:
+
+    python benchmarks/serving_vs_offline.py --fast-tiny-model /tmp/fast-tiny --max-num-seqs 256 --concurrency 256 \
+        --num-prompts 256 --input-len 64 --output-len 128 --modes process --out DIR/results.json
 """
 
 from __future__ import annotations
@@ -44,11 +49,32 @@ def offline_tokens_per_s(engine_config: Any, requests: list[tuple[list[int], int
     return sum(len(o.outputs[0].token_ids) for o in outputs) / elapsed
 
 
-def serving_report(model: str | None, mode: str, workload: Any, log_path: str) -> dict[str, Any]:
+def write_fast_tiny_model(path: str) -> str:
+    """A one-layer, 64-wide Llama with the demo model's tokenizer (random weights): its decode step is short enough
+    on a CPU that the HTTP side, not the model, decides how far serving falls behind offline, as on a GPU."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from vdeploy.checkpoint.synthetic import write_tiny_checkpoint
+    from vdeploy.models.demo import ensure_demo_model
+
+    demo = Path(ensure_demo_model(log=print))
+    demo_config = json.loads((demo / "config.json").read_text())
+    same = {k: demo_config[k] for k in ("vocab_size", "bos_token_id", "eos_token_id")}
+    root = write_tiny_checkpoint(path, "llama", dtype="float32", num_shards=1, config_overrides={
+        **same, "num_hidden_layers": 1, "max_position_embeddings": 2048})
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(demo / name, root / name)
+    return str(root)
+
+
+def serving_report(model: str | None, mode: str, workload: Any, log_path: str,
+                   max_num_seqs: int | None) -> dict[str, Any]:
     from vdeploy.bench.serving import benchmark_serving
 
     cmd = [sys.executable, "-m", "vdeploy", "serve", *([model] if model else []), "--port", "0",
-           "--log-level", "warning"]
+           "--log-level", "warning", *(["--max-num-seqs", str(max_num_seqs)] if max_num_seqs else [])]
     if mode == "thread":
         cmd.append("--no-engine-process")
     with open(log_path, "a") as log:
@@ -79,21 +105,29 @@ def serving_report(model: str | None, mode: str, workload: Any, log_path: str) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model directory (default: the demo model, as `vdeploy serve`)")
+    parser.add_argument("--fast-tiny-model", metavar="DIR", default=None,
+                        help="write a one-layer random Llama with the demo tokenizer to DIR and serve it (the HTTP side "
+                             "at GPU-like token rates; pair with --max-num-seqs)")
     parser.add_argument("--num-prompts", type=int, default=16)
     parser.add_argument("--input-len", type=int, default=64)
     parser.add_argument("--output-len", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-num-seqs", type=int, default=None,
+                        help="override the profile's max_num_seqs on both sides (e.g. to saturate a fast tiny model)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", default="process,thread", help="comma-separated: process, thread")
     parser.add_argument("--git-rev", default=None)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.fast_tiny_model:
+        args.model = write_fast_tiny_model(args.fast_tiny_model)
 
     from vdeploy.bench.offline import describe_device, git_revision
     from vdeploy.bench.serving import ServingWorkload
     from vdeploy.server.launch import ServeOptions, resolve_deployment
 
-    dep = resolve_deployment(ServeOptions(model=args.model))
+    flags = {"max_num_seqs": args.max_num_seqs} if args.max_num_seqs else {}
+    dep = resolve_deployment(ServeOptions(model=args.model, engine_flags=flags))
     cfg = dep.engine_config
     workload = ServingWorkload(num_prompts=args.num_prompts, input_len=args.input_len, output_len=args.output_len,
                                concurrency=args.concurrency)
@@ -122,7 +156,7 @@ def main() -> int:
         runs.append({"repeat": repeat, "kind": "offline", "output_tokens_per_s": round(offline, 2)})
         print(f"[{repeat}] offline {offline:.1f} output tok/s", flush=True)
         for mode in modes:
-            report = serving_report(args.model, mode, workload, log_path)
+            report = serving_report(args.model, mode, workload, log_path, args.max_num_seqs)
             tps = report["output_throughput"]
             runs.append({"repeat": repeat, "kind": f"serve-{mode}", "output_tokens_per_s": round(tps, 2),
                          "ratio_to_offline_same_repeat": round(tps / offline, 3), "failed": report["failed"],

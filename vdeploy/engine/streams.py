@@ -9,7 +9,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from vdeploy.engine.outputs import RequestOutput
@@ -38,7 +38,11 @@ class RequestStream:
 async def stream_outputs(stream: RequestStream, close: Callable[[bool], None]) -> AsyncIterator[RequestOutput]:
     """A request's outputs from its queue up to the finished one (an exception put there is raised). However the
     loop ends (finished, client gone, task cancelled), `close(finished)` runs: the engine drops the stream and,
-    unless it finished, aborts the request so its KV blocks are freed."""
+    unless it finished, aborts the request so its KV blocks are freed.
+
+    Outputs that queued up while the consumer was busy come out as one (their deltas joined): a server that falls
+    behind the engine then writes fewer, larger events instead of an ever longer backlog (vLLM's output collector
+    does the same)."""
     finished = False
     try:
         while True:
@@ -46,12 +50,33 @@ async def stream_outputs(stream: RequestStream, close: Callable[[bool], None]) -
             if isinstance(item, BaseException):
                 finished = True  # nothing left to abort
                 raise item
+            error: Optional[BaseException] = None
+            while not item.finished and not stream.queue.empty():
+                later = stream.queue.get_nowait()
+                if isinstance(later, BaseException):
+                    error = later
+                    break
+                item = joined(item, later)
             finished = item.finished
             yield item
+            if error is not None:
+                finished = True
+                raise error
             if finished:
                 return
     finally:
         close(finished)
+
+
+def joined(earlier: RequestOutput, later: RequestOutput) -> RequestOutput:
+    """One output standing for two consecutive ones of a request: `later`'s state with both deltas. An output
+    carries only the samples that changed, so a sample only `earlier` names keeps its entry from there."""
+    by_index = {c.index: c for c in earlier.outputs}
+    for c in later.outputs:
+        before = by_index.get(c.index)
+        by_index[c.index] = c if before is None else replace(
+            c, delta_text=before.delta_text + c.delta_text, delta_token_ids=before.delta_token_ids + c.delta_token_ids)
+    return replace(later, outputs=list(by_index.values()))
 
 
 class StreamingEngine:
