@@ -49,9 +49,6 @@ class FreshPrefillConfig:
     # with tma: descriptors built in the kernel (tl.make_tensor_descriptor) from a scratch allocation
     # triton.set_allocator provides, instead of on the host (1.09-1.19x on an H100: the H100 table's choice)
     device_tma: bool = False
-    # a kernel torch ships instead of this one when every prefill of the batch is fresh (torch_prefill_attention.py
-    # names them); the tiles above still serve batches that mix fresh prompts with cached prefixes
-    backend: str = "triton"
 
 
 # options an earlier sweep wrote into tables (as false unless chosen) and the kernel no longer has

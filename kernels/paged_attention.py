@@ -18,16 +18,12 @@ Contract of `paged_attention(q, kv_cache, meta, scale, v_head_dim=None, k_scale=
             cache must be read back quantized to match the twin), the host lengths are known, and, on a GPU, the
             sweep measured the fresh kernel faster there (a "fresh" tuned table exists; the interpreter always
             takes it). attention_reads_new_kv tells a caller beforehand whether this batch will read them (the
-            attention layer then keeps its rotated keys, which it otherwise writes only into the cache). A table
-            entry may name a kernel torch ships instead (its `backend`, torch_prefill_attention.py): it takes a
-            batch whose prefills are all fresh; a batch that mixes in cached prefixes keeps the Triton kernels.
+            attention layer then keeps its rotated keys, which it otherwise writes only into the cache).
 The decode path reads only device tensors and host ints fixed by the batch shape, so it can be captured in a
 CUDA graph; the prefill path also reads meta.max_query_len (host) to size its grid.
 """
 
 from __future__ import annotations
-
-import itertools
 
 import torch
 
@@ -35,7 +31,6 @@ from vdeploy_kernels.decode_attention import DecodeConfig, decode_attention
 from vdeploy_kernels.fresh_prefill_attention import FreshPrefillConfig, fresh_config_from_table, fresh_prefill_attention
 from vdeploy_kernels.prefill_attention import PrefillConfig, prefill_attention
 from vdeploy_kernels.prefill_attention_configs import tuned_config
-from vdeploy_kernels.torch_prefill_attention import torch_fresh_prefill
 
 
 def count_fresh(meta) -> tuple[int, int] | None:
@@ -95,10 +90,7 @@ def paged_attention(
     fresh, prefixed, fresh_config = _route_prefills(
         q, kv_cache, meta, new_kv[0].dtype if new_kv is not None else None, fresh_config)
     # a launch per kind present; with both, each kernel's programs return at once on the other kind's requests
-    if fresh > 0 and prefixed == 0 and fresh_config is not None and fresh_config.backend != "triton":
-        row_starts = list(itertools.accumulate(meta.query_lens_host[num_decodes:meta.num_reqs], initial=num_decodes))
-        torch_fresh_prefill(q, new_kv[0], new_kv[1], out, row_starts, scale, fresh_config.backend)
-    elif fresh > 0:
+    if fresh > 0:
         fresh_prefill_attention(q, new_kv[0], new_kv[1], out, meta.query_start_loc, meta.seq_lens, num_decodes,
                                 num_prefills, meta.max_query_len, scale, fresh_config)
     if prefixed > 0:

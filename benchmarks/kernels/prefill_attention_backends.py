@@ -3,10 +3,13 @@ Llama-3.1-8B head shape (H=32, Hk=8, D=128, bf16, causal), each output checked a
 
 The question (issue 14, `prefill_8x4096` at 0.96-0.99 of vLLM): our Triton fresh-prefill kernel does ~300 TFLOP/s on
 an H100 where vLLM's FlashAttention-3 does ~500; attention is ~10 % of that benchmark's step. If a kernel torch
-already ships (FlashAttention-2 varlen, cuDNN's fused attention) is faster at these shapes, the engine can route
-long fresh prompts to it (a tuned table entry {"backend": ...}; kernels/torch_prefill_attention.py). Rows:
-  vdeploy            paged_attention(..., new_kv=...): what the engine runs now (tuned tables apply)
-  flash-varlen, cudnn-per-seq   torch_prefill_attention's backends (its docstring says what each runs)
+already ships were faster at these shapes, the engine could route long fresh prompts to it. On an H100 (2026-12-07,
+`benchmarks/results/2026-12-07b-h100/`) ours was faster than both, so the engine has no such route; this probe
+says whether a new GPU or torch changes that. Rows:
+  vdeploy        paged_attention(..., new_kv=...): what the engine runs (tuned tables apply)
+  flash-varlen   torch's FlashAttention-2 over the packed prompts (cu_seqlens; GQA native), one launch
+  cudnn-per-seq  scaled_dot_product_attention per prompt on cuDNN's fused attention, K/V heads repeated to H (the
+                 cuDNN path takes no GQA), its [1, H, L, D] output copied into the packed rows
 A backend this torch build or GPU lacks is listed under "skipped" with its error. Times: median of --reps calls
 after warm-up (CUDA events).
 
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # vdeploy from this checkout when run as a script
 from vdeploy.bench.hardware import median_call_ms  # noqa: E402
@@ -33,21 +37,42 @@ from bench_device import kernel_device  # noqa: E402
 from prefill_attention_sweep import LLAMA8B, TINY, causal_flops, make_case  # noqa: E402
 
 
-WIN = 1.1  # a backend this much faster than ours gets a table entry proposed (the engine takes it only from a table)
+WIN = 1.1  # a backend this much faster than ours would be worth routing to
+
+
+def torch_fresh_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, row_starts: list[int],
+                        scale: float, backend: str) -> None:
+    """Attention of the prompts whose rows are [row_starts[i], row_starts[i + 1]) (host ints), into out [T, H, D];
+    q [T, H, D], k / v [T, Hk, D], causal within each prompt (the fresh prefill kernel's contract)."""
+    first, last = row_starts[0], row_starts[-1]
+    if backend == "flash-varlen":
+        cu = torch.tensor([s - first for s in row_starts], dtype=torch.int32, device=q.device)  # [B + 1]
+        longest = max(b - a for a, b in zip(row_starts[:-1], row_starts[1:]))
+        result = torch.ops.aten._flash_attention_forward(q[first:last], k[first:last], v[first:last], cu, cu,
+                                                         longest, longest, 0.0, True, False, scale=scale)
+        out[first:last] = result[0]
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    group = q.shape[1] // k.shape[1]
+    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+        for a, b in zip(row_starts[:-1], row_starts[1:]):
+            qi = q[a:b].transpose(0, 1).unsqueeze(0)  # [1, H, L, D]
+            ki = k[a:b].transpose(0, 1).unsqueeze(0).repeat_interleave(group, dim=1)  # [1, H, L, D]
+            vi = v[a:b].transpose(0, 1).unsqueeze(0).repeat_interleave(group, dim=1)
+            out[a:b] = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale)[0].transpose(0, 1)
 
 
 def backends(q, k, v, meta, scale) -> dict[str, Callable[[], torch.Tensor]]:
-    """Each of torch_prefill_attention's backends as a callable returning [T, H, D] (what the engine would run)."""
-    from vdeploy_kernels.torch_prefill_attention import BACKENDS, torch_fresh_prefill
-
-    starts = list(itertools.accumulate(meta.query_lens_host, initial=0))  # as the engine's route computes them
+    """Each torch backend as a callable returning [T, H, D]."""
+    starts = list(itertools.accumulate(meta.query_lens_host, initial=0))
 
     def run(backend):
         out = torch.empty_like(q)
         torch_fresh_prefill(q, k, v, out, starts, scale, backend)
         return out
 
-    return {name: (lambda name=name: run(name)) for name in BACKENDS}
+    return {name: (lambda name=name: run(name)) for name in ("flash-varlen", "cudnn-per-seq")}
 
 
 def main() -> int:
@@ -101,14 +126,10 @@ def main() -> int:
         report["cases"][name] = {"lens": lens[:1] + ["..."], "flops": flops, "rows": rows}
         wins = [(r["speedup_vs_vdeploy"], label) for label, r in rows.items()
                 if label != "vdeploy" and r["ok"] and (r["speedup_vs_vdeploy"] or 0) >= WIN]
-        if wins and device.type == "cuda":  # the fresh table's entry for this prompt length, with the backend named
-            from vdeploy_kernels.prefill_attention_configs import tuned_config
-
-            group = shape["num_heads"] // shape["num_kv_heads"]
-            tiles = tuned_config("fresh", shape["head_dim"], group, dtype, device, lens[0]) or {}
-            entry = {str(lens[0]): dict(tiles, backend=max(wins)[1])}
-            report["cases"][name]["table_entry"] = entry
-            print(f"{name:8s} fresh table entry: {json.dumps(entry)}", flush=True)
+        if wins:
+            report["cases"][name]["worth_routing_to"] = max(wins)[1]
+            print(f"{name:8s} {max(wins)[1]} beats ours by {max(wins)[0]:.2f}x: worth routing fresh prompts to",
+                  flush=True)
         batch = q = k = v = ref = candidates = None  # free the case before the next one
         if device.type == "cuda":
             torch.cuda.empty_cache()

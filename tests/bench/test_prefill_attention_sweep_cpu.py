@@ -48,7 +48,7 @@ def test_tiny_new_options_run_compares_each_option_with_the_shipped_config(tmp_p
     rows = case["variants"]["fresh"]["rows"]
     assert len(rows) == 3 and all(r["ok"] and r["tflops"] > 0 for r in rows)
     configs = [r["config"] for r in rows]
-    assert all(set(c) == {"block_m", "block_n", "pack", "num_warps", "num_stages", "tma", "device_tma", "backend"}
+    assert all(set(c) == {"block_m", "block_n", "pack", "num_warps", "num_stages", "tma", "device_tma"}
                for c in configs)  # the removed options are gone from the configs (and so from written tables)
     assert configs[0]["tma"] and configs[0]["device_tma"]
     assert configs[1] == dict(configs[0], device_tma=False)

@@ -220,28 +220,3 @@ def test_shipped_h100_table_builds_a_config():
             fresh_config_from_table(entry)
     h100 = json.loads((folder / "fresh-D128-G4-bfloat16-NVIDIA_H100_80GB_HBM3.json").read_text())
     assert fresh_config_from_table(h100["4096"]) == FreshPrefillConfig(64, 128, 2, 8, 3, tma=True, device_tma=True)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch's attention kernels need a CUDA GPU")
-@pytest.mark.parametrize("backend", ["flash-varlen", "cudnn-per-seq"])
-def test_torch_backend_takes_all_fresh_batches_only(backend, monkeypatch):
-    # a table entry naming a torch backend: batches whose prefills are all fresh go to it (beside decodes); a batch
-    # with a cached prefix keeps the Triton kernels
-    import vdeploy_kernels.paged_attention as routing
-    from vdeploy_kernels.torch_prefill_attention import torch_fresh_prefill
-
-    calls = []
-    monkeypatch.setattr(routing, "torch_fresh_prefill", lambda *a: (calls.append(a[-1]), torch_fresh_prefill(*a)))
-    gen = torch.Generator(device="cuda").manual_seed(3)
-    cfg = FreshPrefillConfig(16, 16, 1, 4, 1, backend=backend)
-    cases = [([1, 1, 23, 40, 300], [7, 30, 23, 40, 300], (3, 0), 1), ([1, 23, 9, 40], [7, 23, 50, 40], (2, 1), 0)]
-    for q_lens, seq_lens, counts, backend_calls in cases:
-        calls.clear()
-        batch = make_paged_batch(q_lens, seq_lens, num_heads=8, num_kv_heads=2, head_dim=128, block_size=16,
-                                 dtype=torch.bfloat16, device="cuda", generator=gen)
-        assert count_fresh(batch.meta) == counts
-        out, ref = run(batch, fresh_config=cfg)
-        assert len(calls) == backend_calls
-        starts = batch.meta.query_start_loc.tolist()
-        for a, b in zip(starts[:-1], starts[1:]):
-            assert rel_err(out[a:b], ref[a:b]) < 1e-2
