@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "time are recorded as skipped")
     p.add_argument("--concurrency", default=None,
                    help="serving levels, e.g. 1,4,32,256 (the last is saturation; default: these and max_num_seqs)")
+    p.add_argument("--serving-lens", default=None, metavar="IN/OUT",
+                   help="serving prompt / output tokens, e.g. 1000/512 (default: the scale's; --quick: 1000/128)")
     p.add_argument("--no-tokenizer", action="store_true",
                    help="no synthetic tokenizer: outputs are not detokenized (serving needs one)")
     engine = p.add_argument_group("engine settings (default: the engine's)")
@@ -97,6 +99,9 @@ class Suite:
         if args.concurrency:
             levels = tuple(int(c) for c in args.concurrency.split(","))
             self.serving_plan = replace(self.serving_plan, concurrencies=levels, saturate_engine=False)
+        if args.serving_lens:
+            input_len, output_len = (int(n) for n in args.serving_lens.split("/"))
+            self.serving_plan = replace(self.serving_plan, input_len=input_len, output_len=output_len)
         models = "tiny Llama / Qwen2 configs" if args.tiny else "Llama-3.1-8B shape, Qwen2-7B shape (dummy weights)"
         self.report = SuiteReport(args.out, suite_metadata(device_name(self.device), args.git_rev or git_rev(),
                                                            scale.name, models))
