@@ -180,7 +180,13 @@ async def _run(url: str, workload: ServingWorkload, model: Optional[str], api_ke
                vocab_size: Optional[int], percentiles: tuple[float, ...], timeout_s: float) -> ServingReport:
     # aiohttp, as `vllm bench serve` uses: its client spends ~4x less CPU per streamed chunk than httpx's (61 vs
     # 217 us on the CPU box, 2026-12-07), and a client that saturates its core caps the throughput it measures
-    import aiohttp
+    from vdeploy.errors import VdeployError
+
+    try:
+        import aiohttp
+    except ImportError:
+        raise VdeployError("the serving benchmark needs aiohttp", hint="pip install 'vdeploy[serve]'",
+                           exit_code=1) from None
 
     url = url.rstrip("/").removesuffix("/v1")
     limit = workload.concurrency or workload.num_prompts
@@ -190,8 +196,6 @@ async def _run(url: str, workload: ServingWorkload, model: Optional[str], api_ke
         try:
             served, served_vocab = await _discover(session, url, api_key)
         except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, IndexError, ValueError) as e:
-            from vdeploy.errors import VdeployError
-
             if isinstance(e, aiohttp.ClientResponseError) and e.status == 401:
                 raise VdeployError(f"{url} requires an API key" + (" (the one given was refused)" if api_key else ""),
                                    hint="set VDEPLOY_API_KEY (or OPENAI_API_KEY) to the server's --api-key",
@@ -204,8 +208,6 @@ async def _run(url: str, workload: ServingWorkload, model: Optional[str], api_ke
         # one short request first: fails fast on a wrong URL / key / model, and warms the server
         probe = await _one_request(session, url, model, requests[0][0][:16], 2, api_key)
         if not probe.ok:
-            from vdeploy.errors import VdeployError
-
             raise VdeployError(f"the test request to {url} failed: {probe.error}",
                                hint="check --url, the API key and that the server is up", exit_code=1)
 
