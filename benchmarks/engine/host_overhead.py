@@ -3,7 +3,10 @@ host batch (build_host_batch) and answers a token per sampling request at once. 
 the floor of a step's time even when it overlaps the GPU (asynchronous scheduling), so it is measured here, on any
 machine, per running request.
 
-    python3 benchmarks/engine/host_overhead.py --batch 256 1024 [--profile]
+    python3 benchmarks/engine/host_overhead.py --batch 256 1024 [--profile] [--streamed TOKENIZER_DIR]
+
+--streamed: as `vdeploy serve`'s engine-core process runs: every request's output every step, detokenized with the
+tokenizer in TOKENIZER_DIR (e.g. the demo model's), encoded into the StepOutputs frame the server receives.
 """
 
 from __future__ import annotations
@@ -52,15 +55,23 @@ class HostOnlyExecutor:
         pass
 
 
-def measure(batch: int, input_len: int, steps: int, profile: bool) -> dict:
+def measure(batch: int, input_len: int, steps: int, profile: bool, streamed: str | None = None) -> dict:
     block_size = 16
     blocks = batch * (-(-(input_len + steps + 256) // block_size)) + 16  # decodes during admission too
     cfg = EngineConfig(model="/nonexistent", cache=CacheConfig(block_size=block_size),
                        scheduler=SchedulerConfig(max_num_seqs=batch, max_num_batched_tokens=16384))
-    core = EngineCore(cfg, model_config=MODEL, executor=HostOnlyExecutor(block_size, blocks))
+    tokenizer = None
+    if streamed:
+        from vdeploy.engine import core_codec as wire
+        from vdeploy.engine.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_dir(streamed)
+        codec, encoder = wire.core_side_codec(), wire.OutputEncoder()
+    core = EngineCore(cfg, model_config=MODEL, executor=HostOnlyExecutor(block_size, blocks), tokenizer=tokenizer)
     params = SamplingParams(temperature=0, max_tokens=steps + 200, ignore_eos=True)
     for i in range(batch):
-        core.add_request(f"r{i}", [(i * 7 + j) % 30000 + 3 for j in range(input_len)], params, final_only=True)
+        core.add_request(f"r{i}", [(i * 7 + j) % 30000 + 3 for j in range(input_len)], params,
+                         final_only=not streamed)
     while core.scheduler.num_waiting or any(r.num_computed_tokens < r.num_prompt_tokens for r in core.scheduler.running):
         core.step()
     assert core.scheduler.num_running == batch
@@ -69,12 +80,15 @@ def measure(batch: int, input_len: int, steps: int, profile: bool) -> dict:
     if prof:
         prof.enable()
     for _ in range(steps):
-        core.step()
+        outputs = core.step()
+        if streamed:  # what the engine-core process sends after each step
+            frame = codec.encode(wire.StepOutputs([encoder.encode(o) for o in outputs], [], core.stats(), 0))
     if prof:
         prof.disable()
         pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
     per_step = (time.perf_counter() - t0) / steps
-    return {"batch": batch, "ms_per_step": round(per_step * 1e3, 3), "us_per_request": round(per_step / batch * 1e6, 2)}
+    return {"batch": batch, "streamed": bool(streamed), "ms_per_step": round(per_step * 1e3, 3),
+            "us_per_request": round(per_step / batch * 1e6, 2), **({"frame_bytes": len(frame)} if streamed else {})}
 
 
 def main() -> None:
@@ -83,9 +97,10 @@ def main() -> None:
     ap.add_argument("--input-len", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--streamed", metavar="TOKENIZER_DIR", default=None)
     args = ap.parse_args()
     for b in args.batch:
-        print(measure(b, args.input_len, args.steps, args.profile), flush=True)
+        print(measure(b, args.input_len, args.steps, args.profile, args.streamed), flush=True)
 
 
 if __name__ == "__main__":
