@@ -118,14 +118,14 @@ def legacy_w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -
     return cfg
 
 
-def factored_split(m: int, n: int, k: int, cfg: dict, num_sms: int) -> int:
-    """K splits for a factored decode config: enough programs for ~8 warps per SM (a warp has up to num_stages - 1
-    tiles of weights in flight; far fewer warps than that cannot stream at full bandwidth), each keeping at least
-    2 K tiles. Wide layers need none, so no partial sums at all (the 7B gate_up: 296 column tiles of 128 with the
-    tensor-core dot's 4 warps each)."""
+def factored_split(m: int, n: int, k: int, cfg: dict, num_sms: int, warps_per_sm: int = 8) -> int:
+    """K splits for a factored decode config: enough programs for ~warps_per_sm warps per SM (a warp has up to
+    num_stages - 1 tiles of weights in flight; far fewer warps than that cannot stream at full bandwidth), each
+    keeping at least 2 K tiles. Wide layers need none, so no partial sums at all (the 7B gate_up: 296 column tiles
+    of 128 with the tensor-core dot's 4 warps each)."""
     tiles = triton.cdiv(m, cfg["block_m"]) * triton.cdiv(n, cfg["block_n"])
     k_blocks = triton.cdiv(k, cfg["block_k"])
-    programs = triton.cdiv(8 * num_sms, cfg["num_warps"])
+    programs = triton.cdiv(warps_per_sm * num_sms, cfg["num_warps"])
     return max(1, min(triton.cdiv(programs, tiles), k_blocks // 2, 32))
 
 

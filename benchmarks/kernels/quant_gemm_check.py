@@ -249,8 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--w4a16-only", action="store_true",
                         help="only W4A16 decode: old default vs new default vs bf16 as CUDA graphs, checked against "
                         "the twin (w4a16_decode_timing.py; writes w4a16_decode.json)")
+    parser.add_argument("--w4a16-factored-sweep", action="store_true",
+                        help="only the factored W4A16 decode kernel at M = 1: tiles x K splits as CUDA graphs "
+                        "(w4a16_decode_timing.sweep_factored; writes w4a16_factored_sweep.json)")
     parser.add_argument("--m", type=int, nargs="+", default=[1, 4, 16], help="--w4a16-only: the M values")
-    parser.add_argument("--models", nargs="+", default=None, help="--w4a16-only: a subset of the models")
+    parser.add_argument("--models", nargs="+", default=None, help="--w4a16-only / --w4a16-factored-sweep: a subset of the models")
     parser.add_argument("--budget-s", type=float, default=60.0,
                         help="--w4a16-only: stop starting new layers after this many seconds")
     args = parser.parse_args(argv)
@@ -261,10 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     # the interpreter's bf16 tl.dot is wrong (tests/kernels/test_kernel_w4a16.py), so CPU runs fp16 activations
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float16
     models = TINY_MODELS if args.tiny else MODELS
+    chosen = {name: shapes for name, shapes in models.items() if not args.models or name in args.models}
+    if args.w4a16_factored_sweep:
+        from w4a16_decode_timing import sweep_factored
+
+        report = sweep_factored(chosen, args.device, dtype, args.out, args.git_rev, args.budget_s)
+        return 0 if report["rows"] else 1
     if args.w4a16_only:
         from w4a16_decode_timing import run
 
-        chosen = {name: shapes for name, shapes in models.items() if not args.models or name in args.models}
         return 0 if run(chosen, args.m, args.device, dtype, args.out, args.git_rev, args.budget_s)["ok"] else 1
     ms_list = (1, 33) if args.tiny else (1, 16, 256, 4096)
     kernels = ["w4a16", "w4a16_actorder", "w8a8_int8"]

@@ -117,3 +117,70 @@ def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: 
     (out / "w4a16_decode.json").write_text(json.dumps(report, indent=1))
     print("all ok" if report["ok"] else "check(s) FAILED or nothing ran")
     return report
+
+
+# (BN, warps, BK, stages): the shipped M = 1 tile first; then fewer columns per thread (BN / (32 warps)), so that a
+# program's serial work shrinks and more warps share an SM (latency-bound small layers), and longer K tiles
+FACTORED_TILES = ((256, 1, 64, 3), (256, 1, 64, 2), (128, 1, 64, 3), (128, 1, 64, 2), (64, 1, 64, 2),
+                  (256, 2, 64, 2), (256, 4, 64, 2), (512, 4, 64, 2), (128, 1, 128, 2), (256, 1, 128, 2))
+WARPS_PER_SM = (8, 16, 32)  # factored_split's target occupancy (8: the shipped choice)
+
+
+def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str, budget_s: float) -> dict:
+    """M = 1: every FACTORED_TILES tile at each WARPS_PER_SM split, as CUDA graphs over weight copies cycled past
+    the L2 (as run() times the defaults), each output checked against the twin. Writes w4a16_factored_sweep.json."""
+    import torch
+
+    from quant_gemm_check import make_w4, rel_err
+    from vdeploy_kernels import reference_quant as ref
+    from vdeploy_kernels.w4a16_gemm import factored_split, w4a16_matmul
+
+    cuda = device == "cuda"
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if cuda else 4
+    timer = graph_us if cuda else _wall_us
+    gen = torch.Generator(device=device).manual_seed(0)
+    deadline = time.monotonic() + budget_s
+    rows, cut = [], False
+    for model, shapes in models.items():
+        for layer, (n, k) in shapes.items():
+            w4 = [make_w4(n, k, device, False, gen)]
+            w4_bytes = w4[0][0].numel() * 4 + w4[0][1].numel() * 2 + w4[0][2].numel() * 2
+            w4 += [tuple(t.clone() for t in w4[0]) for _ in range(weight_copies(w4_bytes, cuda) - 1)]
+            x = torch.randn(1, k, generator=gen, device=device).to(dtype)
+            twin = ref.w4a16_matmul(x, *w4[0])
+            count = max(MIN_CALLS, len(w4)) if cuda else 1
+            tried = []
+            for bn, warps, bk, stages in FACTORED_TILES if cuda else FACTORED_TILES[:2]:
+                base = dict(factored=True, dot=False, block_m=1, block_n=bn, block_k=bk, num_warps=warps,
+                            num_stages=stages)
+                for split in sorted({factored_split(1, n, k, base, sms, w) for w in WARPS_PER_SM}):
+                    if time.monotonic() > deadline:
+                        cut = True
+                        break
+                    cfg = dict(base, split_k=split)
+                    try:
+                        err = rel_err(w4a16_matmul(x, *w4[0], GROUP, config=cfg), twin)
+                        us = timer([lambda w=w4[i % len(w4)]: w4a16_matmul(x, *w, GROUP, config=cfg)
+                                    for i in range(count)]) if err < 1e-2 else None
+                    except Exception as e:  # noqa: BLE001 - a config that does not compile or fit is no candidate
+                        tried.append({"config": cfg, "error": repr(e)[:200], "us": None})
+                        continue
+                    tried.append({"config": cfg, "rel_err": err, "us": us,
+                                  "TBps": w4_bytes / us * 1e-6 if us else None})
+            timed = [t for t in tried if t["us"]]
+            best = min(timed, key=lambda t: t["us"]) if timed else None
+            rows.append({"model": model, "layer": layer, "n": n, "k": k, "weight_bytes": w4_bytes,
+                         "shipped_us": tried[0]["us"] if tried else None, "best": best, "tried": tried})
+            if best:
+                print(f"{model:20s} {layer:8s} shipped {tried[0]['us']:7.1f} us  best {best['us']:7.1f} us "
+                      f"({best['TBps']:.2f} TB/s) {json.dumps({k: v for k, v in best['config'].items() if k in ('block_n', 'num_warps', 'block_k', 'num_stages', 'split_k')})}",
+                      flush=True)
+            del w4
+    name = torch.cuda.get_device_name() if cuda else "CPU (Triton interpreter)"
+    report = {"benchmark": "w4a16_factored_sweep", "git_revision": git_rev, "device": name,
+              "dtype": str(dtype).removeprefix("torch."), "group_size": GROUP,
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cut_short": cut, "rows": rows}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "w4a16_factored_sweep.json").write_text(json.dumps(report, indent=1))
+    return report
