@@ -14,8 +14,9 @@ Decode splits K over several programs so that a few output tiles still keep ever
 partial sums are added in a fixed order by fp8_gemm's split reducer (results do not depend on timing). A config may
 replace the tensor-core dot by a multiply-and-sum (`dot: False`, tiles of 1-4 rows: decode without padding M to
 16), or load each packed word once and expand it in registers (`unpack3d: True`) instead of once per row it holds.
-Tiles come from `w4a16_config` (a heuristic per M range, not autotuned at launch);
-benchmarks/kernels/quant_gemm_check.py --sweep times a grid of configs at the distills' shapes.
+Tiles come from a tuned table where one has the exact M (w4a16_configs.py), else `w4a16_config` (a heuristic per M
+range); nothing is autotuned at launch. benchmarks/kernels/quant_gemm_check.py --sweep times a grid of configs at
+the distills' shapes, --w4a16-factored-sweep the decode kernel's tiles at M = 1 (it writes the tables).
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ def _num_sms(device: torch.device) -> int:
     if device.type != "cuda":
         return 4  # the interpreter: small grids
     return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _tuned(m: int, n: int, k: int, group_size: int, device: torch.device) -> dict | None:
+    if device.type != "cuda":
+        return None
+    from vdeploy_kernels import tuned_tables
+    from vdeploy_kernels.w4a16_configs import tuned_w4a16_config
+
+    return tuned_w4a16_config(m, n, k, group_size, tuned_tables.device_name(device.index or 0))
 
 
 def legacy_w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
@@ -160,7 +170,7 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
     n = qweight.shape[1]
     if m == 0:
         return torch.empty(m, n, dtype=x.dtype, device=x.device)
-    cfg = config or w4a16_config(m, n, k, group_size, _num_sms(x.device))
+    cfg = config or _tuned(m, n, k, group_size, x.device) or w4a16_config(m, n, k, group_size, _num_sms(x.device))
     if cfg.get("factored"):
         from vdeploy_kernels.w4a16_factored import w4a16_factored_matmul
 

@@ -124,15 +124,19 @@ def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: 
 FACTORED_TILES = ((256, 1, 64, 3), (256, 1, 64, 2), (128, 1, 64, 3), (128, 1, 64, 2), (64, 1, 64, 2),
                   (256, 2, 64, 2), (256, 4, 64, 2), (512, 4, 64, 2), (128, 1, 128, 2), (256, 1, 128, 2))
 WARPS_PER_SM = (8, 16, 32)  # factored_split's target occupancy (8: the shipped choice)
+TABLE_WIN = 1.05  # a shape gets a table row (tables/w4a16/ under --out) where its best tile is this much faster
 
 
 def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str, budget_s: float) -> dict:
     """M = 1: every FACTORED_TILES tile at each WARPS_PER_SM split, as CUDA graphs over weight copies cycled past
-    the L2 (as run() times the defaults), each output checked against the twin. Writes w4a16_factored_sweep.json."""
+    the L2 (as run() times the defaults), each output checked against the twin. Writes w4a16_factored_sweep.json,
+    and tables/w4a16/<shape>.json for each shape whose best tile beats the shipped one by TABLE_WIN (copy them to
+    kernels/configs/w4a16/ to ship them)."""
     import torch
 
     from quant_gemm_check import make_w4, rel_err
     from vdeploy_kernels import reference_quant as ref
+    from vdeploy_kernels.w4a16_configs import KIND, config_name
     from vdeploy_kernels.w4a16_gemm import factored_split, w4a16_matmul
 
     cuda = device == "cuda"
@@ -169,8 +173,13 @@ def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str,
                                   "TBps": w4_bytes / us * 1e-6 if us else None})
             timed = [t for t in tried if t["us"]]
             best = min(timed, key=lambda t: t["us"]) if timed else None
+            shipped_us = tried[0]["us"] if tried else None
             rows.append({"model": model, "layer": layer, "n": n, "k": k, "weight_bytes": w4_bytes,
-                         "shipped_us": tried[0]["us"] if tried else None, "best": best, "tried": tried})
+                         "shipped_us": shipped_us, "best": best, "tried": tried})
+            if cuda and best and shipped_us and shipped_us / best["us"] >= TABLE_WIN:
+                table = Path(out_dir) / "tables" / KIND / config_name(n, k, GROUP, torch.cuda.get_device_name())
+                table.parent.mkdir(parents=True, exist_ok=True)
+                table.write_text(json.dumps({"1": best["config"]}, indent=1) + "\n")
             if best:
                 print(f"{model:20s} {layer:8s} shipped {tried[0]['us']:7.1f} us  best {best['us']:7.1f} us "
                       f"({best['TBps']:.2f} TB/s) {json.dumps({k: v for k, v in best['config'].items() if k in ('block_n', 'num_warps', 'block_k', 'num_stages', 'split_k')})}",

@@ -55,3 +55,25 @@ def test_config_splits_k_for_decode_only():
     assert legacy_w4a16_config(1, 64, 128, 32, h100)["block_k"] == 32  # the dequantizing kernel: one group a tile
     # the factored kernel (the default for decode) takes K tiles of one group too (test_kernel_w4a16_factored)
     assert w4a16_config(1, 64, 128, 32, h100)["block_k"] == 32
+
+
+def test_a_tuned_table_row_serves_its_own_token_count_only(tmp_path, monkeypatch):
+    # a decode tile tuned for one row must not be picked for sixteen; an H200 borrows the H100's table (siblings)
+    import json
+
+    from vdeploy_kernels import tuned_tables
+    from vdeploy_kernels.w4a16_configs import KIND, config_name, tuned_w4a16_config
+
+    monkeypatch.setenv("VDEPLOY_HOME", str(tmp_path))
+    row = dict(factored=True, dot=False, block_m=1, block_n=128, block_k=64, num_warps=1, num_stages=2, split_k=7)
+    folder = tmp_path / "kernel_configs" / KIND
+    folder.mkdir(parents=True)
+    (folder / config_name(4608, 3584, 128, "NVIDIA H100 80GB HBM3")).write_text(json.dumps({"1": row}))
+    tuned_tables.load_table.cache_clear()
+    try:
+        assert tuned_w4a16_config(1, 4608, 3584, 128, "NVIDIA H100 80GB HBM3") == row
+        assert tuned_w4a16_config(1, 4608, 3584, 128, "NVIDIA H200") == row
+        assert tuned_w4a16_config(16, 4608, 3584, 128, "NVIDIA H100 80GB HBM3") is None
+        assert tuned_w4a16_config(1, 4608, 3584, 64, "NVIDIA H100 80GB HBM3") is None  # another group size
+    finally:
+        tuned_tables.load_table.cache_clear()
