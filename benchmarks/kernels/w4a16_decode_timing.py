@@ -58,17 +58,33 @@ def weight_copies(nbytes: int, cuda: bool) -> int:
     return max(1, math.ceil(SPAN_BYTES / nbytes)) if cuda else 1
 
 
-def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: str, budget_s: float) -> dict:
+def _timing_setup(device: str):
+    """(cuda, SM count, timer, generator) for a timing run on `device`."""
     import torch
-
-    from quant_gemm_check import make_w4, rel_err
-    from vdeploy_kernels import reference_quant as ref
-    from vdeploy_kernels.w4a16_gemm import legacy_w4a16_config, w4a16_config, w4a16_matmul
 
     cuda = device == "cuda"
     sms = torch.cuda.get_device_properties(device).multi_processor_count if cuda else 4
-    timer = graph_us if cuda else _wall_us
-    gen = torch.Generator(device=device).manual_seed(0)
+    return cuda, sms, graph_us if cuda else _wall_us, torch.Generator(device=device).manual_seed(0)
+
+
+def _w4_copies(n: int, k: int, device: str, gen, cuda: bool) -> tuple[list, int]:
+    """Enough copies of one random 4-bit [K, N] weight (qweight, scales, zeros, g_idx) that calls cycling through
+    them stream from HBM, and the bytes of one copy."""
+    from quant_gemm_check import make_w4
+
+    w4 = [make_w4(n, k, device, False, gen)]
+    nbytes = w4[0][0].numel() * 4 + w4[0][1].numel() * 2 + w4[0][2].numel() * 2
+    return w4 + [tuple(t.clone() for t in w4[0]) for _ in range(weight_copies(nbytes, cuda) - 1)], nbytes
+
+
+def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: str, budget_s: float) -> dict:
+    import torch
+
+    from quant_gemm_check import rel_err
+    from vdeploy_kernels import reference_quant as ref
+    from vdeploy_kernels.w4a16_gemm import legacy_w4a16_config, w4a16_config, w4a16_matmul
+
+    cuda, sms, timer, gen = _timing_setup(device)
     deadline = time.monotonic() + budget_s
     rows, cut = [], False
     for model, shapes in models.items():
@@ -76,9 +92,7 @@ def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: 
             if time.monotonic() > deadline:
                 cut = True
                 break
-            w4 = [make_w4(n, k, device, False, gen)]
-            w4_bytes = w4[0][0].numel() * 4 + w4[0][1].numel() * 2 + w4[0][2].numel() * 2
-            w4 += [tuple(t.clone() for t in w4[0]) for _ in range(weight_copies(w4_bytes, cuda) - 1)]
+            w4, w4_bytes = _w4_copies(n, k, device, gen, cuda)
             dense = [torch.randn(n, k, generator=gen, device=device).to(dtype)
                      for _ in range(weight_copies(n * k * 2, cuda))]  # the bf16 weight it replaces, [N, K]
             for m in ms:
@@ -106,7 +120,7 @@ def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: 
                 print(f"{model:20s} {layer:8s} M={m:3d}  old {old_us:8.1f} us  new {new_us:8.1f} us  "
                       f"bf16 {bf16_us:8.1f} us  new/bf16 x{bf16_us / new_us:.2f}  new/old x{old_us / new_us:.2f}  "
                       f"{w4_bytes / new_us * 1e-6:.2f} TB/s  err {err_new:.1e}  {'ok' if ok else 'FAIL'}", flush=True)
-            del w4, dense
+            w4 = dense = None  # free the copies before the next layer
     name = torch.cuda.get_device_name() if cuda else "CPU (Triton interpreter)"
     report = {"benchmark": "w4a16_decode", "git_revision": git_rev, "device": name,
               "dtype": str(dtype).removeprefix("torch."), "group_size": GROUP, "ms": ms,
@@ -134,22 +148,17 @@ def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str,
     kernels/configs/w4a16/ to ship them)."""
     import torch
 
-    from quant_gemm_check import make_w4, rel_err
+    from quant_gemm_check import rel_err
     from vdeploy_kernels import reference_quant as ref
     from vdeploy_kernels.w4a16_configs import KIND, config_name
     from vdeploy_kernels.w4a16_gemm import factored_split, w4a16_matmul
 
-    cuda = device == "cuda"
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if cuda else 4
-    timer = graph_us if cuda else _wall_us
-    gen = torch.Generator(device=device).manual_seed(0)
+    cuda, sms, timer, gen = _timing_setup(device)
     deadline = time.monotonic() + budget_s
     rows, cut = [], False
     for model, shapes in models.items():
         for layer, (n, k) in shapes.items():
-            w4 = [make_w4(n, k, device, False, gen)]
-            w4_bytes = w4[0][0].numel() * 4 + w4[0][1].numel() * 2 + w4[0][2].numel() * 2
-            w4 += [tuple(t.clone() for t in w4[0]) for _ in range(weight_copies(w4_bytes, cuda) - 1)]
+            w4, w4_bytes = _w4_copies(n, k, device, gen, cuda)
             x = torch.randn(1, k, generator=gen, device=device).to(dtype)
             twin = ref.w4a16_matmul(x, *w4[0])
             count = max(MIN_CALLS, len(w4)) if cuda else 1
@@ -184,7 +193,7 @@ def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str,
                 print(f"{model:20s} {layer:8s} shipped {tried[0]['us']:7.1f} us  best {best['us']:7.1f} us "
                       f"({best['TBps']:.2f} TB/s) {json.dumps({k: v for k, v in best['config'].items() if k in ('block_n', 'num_warps', 'block_k', 'num_stages', 'split_k')})}",
                       flush=True)
-            del w4
+            w4 = None  # free the copies before the next layer
     name = torch.cuda.get_device_name() if cuda else "CPU (Triton interpreter)"
     report = {"benchmark": "w4a16_factored_sweep", "git_revision": git_rev, "device": name,
               "dtype": str(dtype).removeprefix("torch."), "group_size": GROUP,
