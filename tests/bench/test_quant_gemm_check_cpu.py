@@ -43,3 +43,21 @@ def test_w4a16_only_compares_old_and_new_default_with_bf16(tmp_path):
         assert r["new_config"]["factored"] and "factored" not in r["old_config"]
         assert r["rel_err_old"] < 1e-2 and r["rel_err_new"] < 1e-2 and r["deterministic"]
         assert r["old_us"] > 0 and r["new_us"] > 0 and r["bf16_us"] > 0
+
+
+def test_w4a16_factored_sweep_times_tiles_and_checks_each_against_the_twin(tmp_path):
+    """--w4a16-factored-sweep (the GPU's tile x K-split grid at M = 1; two tiles in the interpreter): every config
+    tried is checked against the twin, the shipped tile comes first, and no table is written off the GPU."""
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", "--w4a16-factored-sweep",
+                           "--out", str(tmp_path), "--git-rev", "test-rev"], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "w4a16_factored_sweep.json").read_text())
+    assert report["git_revision"] == "test-rev" and not report["cut_short"]
+    assert {r["layer"] for r in report["rows"]} == {"qkv", "down"}
+    for row in report["rows"]:
+        shipped = row["tried"][0]["config"]
+        assert (shipped["block_n"], shipped["num_warps"], shipped["block_k"], shipped["num_stages"]) == (256, 1, 64, 3)
+        assert all(t["rel_err"] < 1e-2 and t["us"] > 0 for t in row["tried"])
+        assert row["best"]["us"] <= row["shipped_us"]
+    assert not (tmp_path / "tables").exists()
