@@ -19,7 +19,7 @@ import time
 from vdeploy.config import CacheConfig, EngineConfig, ModelConfig, SchedulerConfig
 from vdeploy.engine.engine_core import EngineCore
 from vdeploy.engine.kv_cache_spec import KVCacheSpec
-from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
+from vdeploy.engine.outputs import ModelRunnerOutput, OutputKind, SchedulerOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.step_handle import CompletedStep
 from vdeploy.worker.block_tables import BlockTables
@@ -55,9 +55,10 @@ class HostOnlyExecutor:
         pass
 
 
-def measure(batch: int, input_len: int, steps: int, profile: bool, streamed: str | None = None) -> dict:
+def measure(batch: int, input_len: int, steps: int, profile: bool, streamed: str | None = None,
+            output_len_before: int = 0) -> dict:
     block_size = 16
-    blocks = batch * (-(-(input_len + steps + 256) // block_size)) + 16  # decodes during admission too
+    blocks = batch * (-(-(input_len + output_len_before + steps + 256) // block_size)) + 16  # admission decodes too
     cfg = EngineConfig(model="/nonexistent", cache=CacheConfig(block_size=block_size),
                        scheduler=SchedulerConfig(max_num_seqs=batch, max_num_batched_tokens=16384))
     tokenizer = None
@@ -68,13 +69,17 @@ def measure(batch: int, input_len: int, steps: int, profile: bool, streamed: str
         tokenizer = Tokenizer.from_dir(streamed)
         codec, encoder = wire.core_side_codec(), wire.OutputEncoder()
     core = EngineCore(cfg, model_config=MODEL, executor=HostOnlyExecutor(block_size, blocks), tokenizer=tokenizer)
-    params = SamplingParams(temperature=0, max_tokens=steps + 200, ignore_eos=True)
+    params = SamplingParams(temperature=0, max_tokens=output_len_before + steps + 200, ignore_eos=True)
     for i in range(batch):
         core.add_request(f"r{i}", [(i * 7 + j) % 30000 + 3 for j in range(input_len)], params,
-                         final_only=not streamed)
+                         output_kind=OutputKind.DELTA if streamed else OutputKind.FINAL_ONLY)
     while core.scheduler.num_waiting or any(r.num_computed_tokens < r.num_prompt_tokens for r in core.scheduler.running):
         core.step()
     assert core.scheduler.num_running == batch
+    for _ in range(output_len_before):  # outputs this long already (long answers: R1's reasoning)
+        outputs = core.step()
+        if streamed:
+            codec.encode(wire.StepOutputs([encoder.encode(o) for o in outputs], [], core.stats(), 0))
     prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
     if prof:
@@ -98,9 +103,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--streamed", metavar="TOKENIZER_DIR", default=None)
+    ap.add_argument("--output-len-before", type=int, default=0,
+                    help="decode steps before the measured ones (how long the outputs already are)")
     args = ap.parse_args()
     for b in args.batch:
-        print(measure(b, args.input_len, args.steps, args.profile, args.streamed), flush=True)
+        print(measure(b, args.input_len, args.steps, args.profile, args.streamed, args.output_len_before), flush=True)
 
 
 if __name__ == "__main__":

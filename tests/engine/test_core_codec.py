@@ -43,36 +43,39 @@ def _out(rid, completions, finished=False, prompt=(5, 6)):
     return RequestOutput(rid, list(prompt), completions, finished, 0, {"arrival_time": 1.0})
 
 
-def test_deltas_rebuild_the_engine_outputs_exactly():
+def test_deltas_rebuild_the_cumulative_outputs():
+    # what the core sends (OutputKind.DELTA: text, token ids and logprobs hold only the new part) and what the
+    # server's handlers must see (everything so far, and the deltas)
     lp = [TokenLogprobs(7, -0.5, [(7, -0.5), (8, -1.0)]), TokenLogprobs(9, -0.1, [(9, -0.1)]),
           TokenLogprobs(4, -0.2, [(4, -0.2)])]
-    engine_outputs = [
-        _out("a", [CompletionOutput(0, "He", [7], "He", [7], lp[:1]), CompletionOutput(1, "Y", [3], "Y", [3], None)]),
+    steps = [
+        (_out("a", [CompletionOutput(0, "He", [7], "He", [7], lp[:1]), CompletionOutput(1, "Y", [3], "Y", [3], None)]),
+         _out("a", [CompletionOutput(0, "He", [7], "He", [7], lp[:1]), CompletionOutput(1, "Y", [3], "Y", [3], None)])),
         # sample 0's text is held back (a possible stop string), sample 1 did not change this step
-        _out("a", [CompletionOutput(0, "He", [7, 9], "", [9], lp[:2])]),
-        # released later: delta_text carries what was held back
-        _out("a", [CompletionOutput(0, "Hello", [7, 9, 4], "llo", [4], lp, "stop", "o"),
-                   CompletionOutput(1, "Yes", [3, 2], "es", [2], None, "length")], finished=True),
-        # text that is not the previous text + delta (the fallback path) still rebuilds exactly
-        _out("b", [CompletionOutput(0, "xy", [1, 2], "y", [1, 2])]),
+        (_out("a", [CompletionOutput(0, "", [9], "", [9], lp[1:2])]),
+         _out("a", [CompletionOutput(0, "He", [7, 9], "", [9], lp[:2])])),
+        # released later: the delta carries what was held back
+        (_out("a", [CompletionOutput(0, "llo", [4], "llo", [4], lp[2:], "stop", "o"),
+                    CompletionOutput(1, "es", [2], "es", [2], None, "length")], finished=True),
+         _out("a", [CompletionOutput(0, "Hello", [7, 9, 4], "llo", [4], lp, "stop", "o"),
+                    CompletionOutput(1, "Yes", [3, 2], "es", [2], None, "length")], finished=True)),
     ]
     encoder, decoder = wire.OutputEncoder(), wire.OutputDecoder()
     codec_out, codec_in = wire.core_side_codec(), wire.server_side_codec()
-    for out in engine_outputs:
-        message = wire.StepOutputs([encoder.encode(out)], [], STATS, 1)
+    for delta, cumulative in steps:
+        message = wire.StepOutputs([encoder.encode(delta)], [], STATS, 1)
         received = codec_in.decode(codec_out.encode(message)[4:])
-        assert decoder.decode(received.outputs[0]) == out
-    assert received.outputs[0].outputs[0].text_tail == "xy"
-    second = wire.StepOutputs([encoder.encode(engine_outputs[1])], [], STATS, 1)
-    assert second.outputs[0].prompt_token_ids is not None  # "a" finished: a new request of that id starts over
+        assert decoder.decode(received.outputs[0]) == cumulative
+    again = wire.StepOutputs([encoder.encode(steps[1][0])], [], STATS, 1)
+    assert again.outputs[0].prompt_token_ids is not None  # "a" finished: a new request of that id starts over
 
 
-def test_prompt_and_history_are_sent_once():
+def test_prompt_is_sent_once():
     encoder = wire.OutputEncoder()
     first = encoder.encode(_out("r", [CompletionOutput(0, "a", [1], "a", [1])], prompt=range(100)))
-    later = encoder.encode(_out("r", [CompletionOutput(0, "ab", [1, 2], "b", [2])], prompt=range(100)))
+    later = encoder.encode(_out("r", [CompletionOutput(0, "b", [2], "b", [2])], prompt=range(100)))
     assert first.prompt_token_ids == list(range(100)) and later.prompt_token_ids is None
-    assert later.outputs[0].delta_token_ids == [2] and later.outputs[0].text_tail is None
+    assert later.outputs[0].delta_token_ids == [2] and later.outputs[0].delta_text == "b"
 
 
 class _Exploit:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vdeploy.engine.outputs import OutputKind
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.errors import ConfigError
 
@@ -115,7 +116,7 @@ def _next_token_logprobs(core, sequences: list[list[int]], k: int, tag: str) -> 
     params = next_token_params(k)
     ids = [f"{tag}-{i}" for i in range(len(sequences))]
     for rid, seq in zip(ids, sequences):
-        core.add_request(rid, seq, params, final_only=True)
+        core.add_request(rid, seq, params, output_kind=OutputKind.FINAL_ONLY)
     results: dict[str, list[tuple[int, float]]] = {}
     while len(results) < len(ids):
         for out in core.step():

@@ -2,10 +2,10 @@
 schema'd msgspec Structs. Nothing on this channel is ever unpickled: a frame that is not one of the messages below
 (garbage, a pickle, a truncated frame) fails to decode and is refused.
 
-Outputs travel as deltas. An engine `RequestOutput` repeats the prompt and the whole text, token ids and logprobs so
-far on every step; sent as is, a 1,000-token answer would cost O(n^2) bytes and objects. `OutputEncoder` (core side)
-sends the prompt once and only what each sample gained since the last message; `OutputDecoder` (server side) keeps
-the running totals and rebuilds the same `RequestOutput`s the engine produced.
+Outputs travel as deltas. The engine core in its process reports OutputKind.DELTA outputs (only what each sample
+gained this step, never the answer so far: a long answer costs no more a step than a short one); `OutputEncoder`
+(core side) adds the prompt to a request's first message only; `OutputDecoder` (server side) keeps the running
+totals and rebuilds the cumulative `RequestOutput`s the server's handlers read.
 """
 
 from __future__ import annotations
@@ -94,10 +94,6 @@ class WireCompletion(msgspec.Struct, array_like=True):
     delta_logprobs: Optional[list[TokenLogprobs]]  # logprobs of delta_token_ids (None: not asked for)
     finish_reason: Optional[str]
     stop_reason: Union[str, int, None]
-    # Set only when the full text is not the previous text + delta_text (the detokenizer may hold text back, e.g.
-    # a possible stop string): the text to append instead. Keeps the rebuild exact whatever the engine does.
-    text_tail: Optional[str] = None
-    token_ids_full: Optional[list[int]] = None  # likewise, when the token ids did not grow by exactly the delta
 
 
 class WireOutput(msgspec.Struct, array_like=True):
@@ -173,40 +169,22 @@ def server_side_codec() -> FrameCodec:
 
 
 # ---- outputs as deltas -------------------------------------------------------------------------------------------
-@dataclass
-class _SentSample:
-    text_len: int = 0
-    num_tokens: int = 0
-
-
 class OutputEncoder:
-    """Core side: RequestOutputs -> WireOutputs carrying only what is new since the request's last message."""
+    """Core side: the core's OutputKind.DELTA RequestOutputs -> WireOutputs (the prompt only in a request's first)."""
 
     def __init__(self) -> None:
-        self._sent: dict[str, dict[int, _SentSample]] = {}
+        self._prompt_sent: set[str] = set()
 
     def encode(self, out: RequestOutput) -> WireOutput:
-        first = out.request_id not in self._sent
-        samples = self._sent.setdefault(out.request_id, {})
-        wire = [self._completion(samples.setdefault(c.index, _SentSample()), c) for c in out.outputs]
+        first = out.request_id not in self._prompt_sent
         if out.finished:
-            del self._sent[out.request_id]
-        return WireOutput(out.request_id, list(out.prompt_token_ids) if first else None, wire, out.finished,
-                          out.num_cached_tokens, dict(out.metrics))
-
-    @staticmethod
-    def _completion(sent: _SentSample, c: CompletionOutput) -> WireCompletion:
-        num_new = len(c.delta_token_ids)
-        # token ids grow by exactly the delta today; sending the whole list otherwise keeps the rebuild exact
-        full_ids = None if len(c.token_ids) == sent.num_tokens + num_new else list(c.token_ids)
-        tail = c.text[sent.text_len:]
-        sent.text_len, sent.num_tokens = len(c.text), len(c.token_ids)
-        logprobs = None if c.logprobs is None else c.logprobs[len(c.logprobs) - num_new:] if num_new else []
-        return WireCompletion(c.index, c.delta_text, list(c.delta_token_ids), logprobs, c.finish_reason,
-                              c.stop_reason, None if tail == c.delta_text else tail, full_ids)
-
-    def forget(self, request_id: str) -> None:
-        self._sent.pop(request_id, None)
+            self._prompt_sent.discard(out.request_id)
+        elif first:
+            self._prompt_sent.add(out.request_id)
+        wire = [WireCompletion(c.index, c.delta_text, c.delta_token_ids, c.logprobs, c.finish_reason, c.stop_reason)
+                for c in out.outputs]
+        return WireOutput(out.request_id, out.prompt_token_ids if first else None, wire, out.finished,
+                          out.num_cached_tokens, out.metrics)
 
 
 @dataclass
@@ -240,11 +218,8 @@ class OutputDecoder:
 
     @staticmethod
     def _completion(totals: _Totals, c: WireCompletion) -> CompletionOutput:
-        totals.text += c.delta_text if c.text_tail is None else c.text_tail
-        if c.token_ids_full is None:
-            totals.token_ids.extend(c.delta_token_ids)
-        else:
-            totals.token_ids = c.token_ids_full
+        totals.text += c.delta_text
+        totals.token_ids.extend(c.delta_token_ids)
         logprobs = None
         if c.delta_logprobs is not None:
             totals.logprobs.extend(c.delta_logprobs)

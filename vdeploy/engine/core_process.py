@@ -28,6 +28,7 @@ import threading
 from typing import Any
 
 from vdeploy.engine import core_codec as wire
+from vdeploy.engine.outputs import OutputKind
 
 _IDLE_WAIT_S = 0.5  # how long the idle loop sleeps before re-checking for shutdown
 # a remote replica's exit code when node 0's connection ended without a Shutdown (node 0 died, or cut us off): its
@@ -173,8 +174,9 @@ class CoreProcess:
             if isinstance(command, wire.AddRequest):
                 self.num_adds_applied += command.params.n
                 try:
+                    # deltas: the server rebuilds the answer, so no step copies it here however long it grows
                     self.core.add_request(command.request_id, command.prompt_token_ids, command.params,
-                                          lora_name=command.lora_name)
+                                          output_kind=OutputKind.DELTA, lora_name=command.lora_name)
                 except VdeployError as e:  # e.g. QueueFull under a race: that request fails, the engine goes on
                     self.errors.append(wire.RequestError(command.request_id, type(e).__name__, e.message, e.hint))
             elif isinstance(command, wire.LoRACommand):

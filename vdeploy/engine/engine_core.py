@@ -19,7 +19,7 @@ from typing import Any
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine.detokenizer import IncrementalDetokenizer
 from vdeploy.engine.kv_cache_manager import KVCacheManager
-from vdeploy.engine.outputs import RequestOutput, SchedulerOutput
+from vdeploy.engine.outputs import OutputKind, RequestOutput, SchedulerOutput
 from vdeploy.engine.request import Request, RequestStatus
 from vdeploy.engine.request_group import RequestGroup, Sample, child_seed, request_output
 from vdeploy.engine.sampling_params import SamplingParams
@@ -222,9 +222,10 @@ class EngineCore:
         return self.loras
 
     def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams | None = None,
-                    *, final_only: bool = False, lora_name: str | None = None) -> None:
-        """final_only: report the request once, finished (offline generation), instead of a delta every step —
-        at a thousand running requests, building every step's outputs costs more host time than the GPU step.
+                    *, output_kind: OutputKind = OutputKind.CUMULATIVE, lora_name: str | None = None) -> None:
+        """output_kind: FINAL_ONLY reports the request once, finished (offline generation) — at a thousand running
+        requests, building every step's outputs costs more host time than the GPU step; DELTA reports only what is
+        new each step (no copy of the answer so far: long answers cost no more a step than short ones).
         lora_name: a loaded LoRA adapter to generate with (None: the base model)."""
         params = params or SamplingParams()
         self.check_request(prompt_token_ids, params)
@@ -233,7 +234,7 @@ class EngineCore:
         if lora_name is not None:
             self._lora_registry().adapter(lora_name)  # unknown names fail before anything is queued
         now = time.monotonic()
-        group = RequestGroup(request_id, list(prompt_token_ids), [], now, final_only)
+        group = RequestGroup(request_id, list(prompt_token_ids), [], now, output_kind)
         for index in range(params.n):
             child_params = replace(params, n=1, seed=child_seed(params.seed, index))
             child_id = request_id if params.n == 1 else f"{request_id}#{index}"
@@ -341,7 +342,7 @@ class EngineCore:
                     self.scheduler.finish_request(req, RequestStatus.FINISHED_STOPPED, stop_str)
                 else:  # the same token also hit a length limit: the stop string is the better reason
                     req.status, req.stop_reason = RequestStatus.FINISHED_STOPPED, stop_str
-            if not group.final_only:
+            if group.output_kind is not OutputKind.FINAL_ONLY:
                 changed.setdefault(group.request_id, (group, []))[1].append(sample)
             elif req.is_finished and all(s.request.is_finished for s in group.samples):
                 changed[group.request_id] = (group, group.samples)

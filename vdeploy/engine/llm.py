@@ -18,7 +18,7 @@ from typing import Any
 from vdeploy.config import CacheConfig, EngineConfig, LoRAConfig, ParallelConfig, SchedulerConfig, SpeculativeConfig
 from vdeploy.engine.beam_search import BeamSearchParams, BeamSearchSequence
 from vdeploy.engine.engine_core import EngineCore
-from vdeploy.engine.outputs import CompletionOutput, RequestOutput
+from vdeploy.engine.outputs import CompletionOutput, OutputKind, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.tokenizer import Tokenizer
 from vdeploy.errors import ConfigError
@@ -112,7 +112,7 @@ class LLM:
         loras = self._lora_names(lora_request, len(token_prompts))
         order = []
         for prompt, p, lora_name in zip(token_prompts, params, loras):
-            order.append(self._add(prompt, p, final_only=True, lora_name=lora_name))
+            order.append(self._add(prompt, p, OutputKind.FINAL_ONLY, lora_name=lora_name))
         finals: dict[str, RequestOutput] = {}
         latest: dict[str, dict[int, CompletionOutput]] = {rid: {} for rid in order}
         try:
@@ -180,10 +180,10 @@ class LLM:
         self.close()
 
     # ---- helpers ------------------------------------------------------------------------------------------------
-    def _add(self, prompt: list[int], params: SamplingParams, final_only: bool = False,
+    def _add(self, prompt: list[int], params: SamplingParams, output_kind: OutputKind = OutputKind.CUMULATIVE,
              lora_name: str | None = None) -> str:
         rid = f"llm-{next(self._ids)}"
-        self.core.add_request(rid, prompt, params, final_only=final_only, lora_name=lora_name)
+        self.core.add_request(rid, prompt, params, output_kind=output_kind, lora_name=lora_name)
         return rid
 
     def _lora_names(self, lora_request, n: int) -> list[str | None]:

@@ -7,6 +7,7 @@ engine  --RequestOutput-->  LLM / server
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from vdeploy.engine.sampling_params import SamplingParams
@@ -14,6 +15,16 @@ from vdeploy.engine.sampling_params import SamplingParams
 # In ScheduledRequest.token_ids: the token that the previous step samples for this request, not yet known to the
 # scheduler; every worker substitutes the token it sampled (asynchronous scheduling).
 PLACEHOLDER_TOKEN_ID = -1
+
+
+class OutputKind(enum.Enum):
+    """What a request's RequestOutputs carry (vLLM's RequestOutputKind)."""
+
+    CUMULATIVE = "cumulative"  # every step: everything so far (text, token ids, logprobs) and the deltas
+    # every step: only what is new — text, token_ids and logprobs hold the delta, so a step costs the same at the
+    # ten-thousandth token as at the first (a consumer that keeps the whole answer accumulates it)
+    DELTA = "delta"
+    FINAL_ONLY = "final_only"  # one output, once every sample has finished (offline generation)
 
 
 @dataclass(slots=True)  # built for every request on every step

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from vdeploy.engine.detokenizer import IncrementalDetokenizer
-from vdeploy.engine.outputs import CompletionOutput, RequestOutput
+from vdeploy.engine.outputs import CompletionOutput, OutputKind, RequestOutput
 from vdeploy.engine.request import Request
 
 
@@ -28,7 +28,7 @@ class RequestGroup:
     prompt_token_ids: list[int]
     samples: list[Sample]
     arrival_time: float
-    final_only: bool = False  # one RequestOutput when every sample has finished, none per step
+    output_kind: OutputKind = OutputKind.CUMULATIVE
 
     @property
     def finished(self) -> bool:
@@ -42,15 +42,21 @@ def child_seed(seed: int | None, index: int) -> int | None:
     return (seed * 1_000_003 + index * 7_919) % (1 << 63)
 
 
-def completion_output(sample: Sample) -> CompletionOutput:
-    """The sample's output so far, with what is new since the last report (marks it reported)."""
+def completion_output(sample: Sample, kind: OutputKind) -> CompletionOutput:
+    """The sample's output (cumulative, or only what is new for OutputKind.DELTA), with what is new since the last
+    report (marks it reported)."""
     req = sample.request
     finished = req.is_finished
     delta_text = sample.detokenizer.take_delta(finished)
-    delta_ids = req.output_token_ids[sample.num_tokens_reported :]
+    reported = sample.num_tokens_reported
+    delta_ids = req.output_token_ids[reported:]
     sample.num_tokens_reported = req.num_output_tokens
     sample.finished_reported = finished
     wants_logprobs = req.sampling_params.logprobs is not None
+    if kind is OutputKind.DELTA:  # no copy of the whole answer: O(new tokens) however long it is
+        return CompletionOutput(req.index, delta_text, delta_ids, delta_text, delta_ids,
+                                req.output_logprobs[reported:] if wants_logprobs else None,
+                                req.status.finish_reason, req.stop_reason)
     return CompletionOutput(
         index=req.index,
         text=sample.detokenizer.emitted_text,
@@ -67,7 +73,7 @@ def request_output(group: RequestGroup, samples: list[Sample]) -> RequestOutput:
     """The group's RequestOutput for `samples` (those with news). Runs for every request on every step: the
     group-wide facts are computed once (a batch of 256 decodes spends a sizeable share of the step's host time
     here)."""
-    completions = [completion_output(s) for s in samples]
+    completions = [completion_output(s, group.output_kind) for s in samples]
     finished = group.finished
     metrics = {"arrival_time": group.arrival_time}
     first_token_times = [t for t in (s.request.first_token_time for s in group.samples) if t]
