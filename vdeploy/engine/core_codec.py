@@ -201,7 +201,7 @@ class _RequestTotals:
 
 
 class OutputDecoder:
-    """Server side: WireOutputs -> the RequestOutputs the engine produced (cumulative text, token ids, logprobs)."""
+    """Server side: WireOutputs (deltas) -> cumulative RequestOutputs (the text, token ids and logprobs so far)."""
 
     def __init__(self) -> None:
         self._totals: dict[str, _RequestTotals] = {}
