@@ -104,3 +104,16 @@ def test_broken_framing_ends_the_channel():
     with pytest.raises(wire.FramingError):
         wire.read_frame(io.BytesIO(b"\x00\x00"))
     assert wire.read_frame(io.BytesIO(b"")) is None
+
+
+def test_a_delta_consumer_gets_deltas_and_nothing_is_accumulated():
+    from vdeploy.engine.outputs import OutputKind
+
+    encoder, decoder = wire.OutputEncoder(), wire.OutputDecoder()
+    decoder.start("d", OutputKind.DELTA)
+    first = decoder.decode(encoder.encode(_out("d", [CompletionOutput(0, "He", [7], "He", [7])])))
+    second = decoder.decode(encoder.encode(_out("d", [CompletionOutput(0, "y", [8], "y", [8], None, "stop")],
+                                                finished=True)))
+    assert (first.outputs[0].text, first.outputs[0].token_ids) == ("He", [7])
+    assert (second.outputs[0].text, second.outputs[0].token_ids, second.prompt_token_ids) == ("y", [8], [5, 6])
+    assert not decoder._totals and not decoder._delta  # a finished request leaves nothing behind

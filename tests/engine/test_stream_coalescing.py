@@ -81,3 +81,14 @@ def test_a_keeping_up_consumer_gets_every_output(n):
 
     got = asyncio.run(main())
     assert [[c.delta_text for c in o.outputs] for o in got] == [[str(s)] * n for s in range(1, 4)]
+
+
+def test_joined_deltas_carry_both_steps_text_ids_and_logprobs():
+    from vdeploy.engine.outputs import OutputKind, TokenLogprobs
+
+    lp = [TokenLogprobs(5, -0.1, []), TokenLogprobs(6, -0.2, [])]
+    a = RequestOutput("r", [1], [CompletionOutput(0, "a", [5], "a", [5], lp[:1])], False)
+    b = RequestOutput("r", [1], [CompletionOutput(0, "b", [6], "b", [6], lp[1:], "length")], True)
+    c = joined(a, b, OutputKind.DELTA).outputs[0]
+    assert (c.text, c.token_ids, c.delta_text, c.delta_token_ids) == ("ab", [5, 6], "ab", [5, 6])
+    assert c.logprobs == lp and c.finish_reason == "length"

@@ -18,7 +18,7 @@ from typing import Any
 
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine.engine_core import EngineCore, EngineStats
-from vdeploy.engine.outputs import RequestOutput
+from vdeploy.engine.outputs import OutputKind, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown, StreamingEngine, stream_outputs
 from vdeploy.engine.tokenizer import Tokenizer
@@ -76,15 +76,18 @@ class AsyncEngine(StreamingEngine):
 
     # ---- requests -----------------------------------------------------------------------------------------------
     async def generate(
-        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, lora_name: str | None = None
+        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, lora_name: str | None = None,
+        output_kind: OutputKind = OutputKind.CUMULATIVE,
     ) -> AsyncIterator[RequestOutput]:
-        """Stream delta outputs for one request; the last has finished=True. Leaving the loop early (client gone,
-        task cancelled) aborts the request and frees its KV blocks."""
+        """Stream outputs for one request (each with its delta; OutputKind.DELTA: only the delta); the last has
+        finished=True. Leaving the loop early (client gone, task cancelled) aborts the request and frees its KV
+        blocks."""
         self._check_accepting()
         self.core.check_request(prompt_token_ids, params)
         with self._lock:
-            stream = self._open_stream(request_id, params.n, self.core.scheduler.num_waiting + self._num_pending_adds)
-            self._commands.append(("add", (request_id, list(prompt_token_ids), params, lora_name)))
+            waiting = self.core.scheduler.num_waiting + self._num_pending_adds
+            stream = self._open_stream(request_id, params.n, waiting, output_kind)
+            self._commands.append(("add", (request_id, list(prompt_token_ids), params, lora_name, output_kind)))
             self._num_pending_adds += params.n
         self._wakeup.set()
         async for item in stream_outputs(stream, lambda finished: self._close_stream(request_id, finished)):
@@ -160,11 +163,11 @@ class AsyncEngine(StreamingEngine):
             commands, self._commands = self._commands, []
         for kind, payload in commands:
             if kind == "add":
-                request_id, prompt, params, lora_name = payload
+                request_id, prompt, params, lora_name, output_kind = payload
                 with self._lock:
                     self._num_pending_adds -= params.n
                 try:
-                    self.core.add_request(request_id, prompt, params, lora_name=lora_name)
+                    self.core.add_request(request_id, prompt, params, output_kind=output_kind, lora_name=lora_name)
                 except VdeployError as e:  # e.g. QueueFull under a race: that request fails, the engine goes on
                     self._deliver_to(request_id, e)
             elif kind == "lora":

@@ -18,7 +18,7 @@ import msgspec
 
 from vdeploy.config import EngineConfig
 from vdeploy.engine.engine_core import EngineStats
-from vdeploy.engine.outputs import CompletionOutput, RequestOutput, TokenLogprobs
+from vdeploy.engine.outputs import CompletionOutput, OutputKind, RequestOutput, TokenLogprobs
 from vdeploy.engine.sampling_params import SamplingParams
 
 MAX_FRAME_BYTES = 256 << 20  # far above any real message (a 128k-token prompt is ~0.6 MB); bounds a bad prefix
@@ -201,18 +201,33 @@ class _RequestTotals:
 
 
 class OutputDecoder:
-    """Server side: WireOutputs (deltas) -> cumulative RequestOutputs (the text, token ids and logprobs so far)."""
+    """Server side: WireOutputs (deltas) -> RequestOutputs: cumulative (the text, token ids and logprobs so far), or
+    for a request started as OutputKind.DELTA only the delta (nothing accumulated, nothing copied)."""
 
     def __init__(self) -> None:
         self._totals: dict[str, _RequestTotals] = {}
+        self._delta: set[str] = set()  # requests whose consumer takes deltas
+
+    def start(self, request_id: str, kind: OutputKind) -> None:
+        if kind is OutputKind.DELTA:
+            self._delta.add(request_id)
+
+    def forget(self, request_id: str) -> None:
+        """The request ended without a finished output (it was refused)."""
+        self._totals.pop(request_id, None)
+        self._delta.discard(request_id)
 
     def decode(self, wire: WireOutput) -> RequestOutput:
         totals = self._totals.get(wire.request_id)
         if totals is None:
             totals = self._totals[wire.request_id] = _RequestTotals(wire.prompt_token_ids or [])
-        outputs = [self._completion(totals.samples.setdefault(c.index, _Totals()), c) for c in wire.outputs]
+        if wire.request_id in self._delta:
+            outputs = [CompletionOutput(c.index, c.delta_text, c.delta_token_ids, c.delta_text, c.delta_token_ids,
+                                        c.delta_logprobs, c.finish_reason, c.stop_reason) for c in wire.outputs]
+        else:
+            outputs = [self._completion(totals.samples.setdefault(c.index, _Totals()), c) for c in wire.outputs]
         if wire.finished:
-            del self._totals[wire.request_id]
+            self.forget(wire.request_id)
         return RequestOutput(wire.request_id, totals.prompt_token_ids, outputs, wire.finished,
                              wire.num_cached_tokens, wire.metrics)
 
@@ -230,3 +245,4 @@ class OutputDecoder:
 
     def forget_all(self) -> None:
         self._totals.clear()
+        self._delta.clear()

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine.streams import EngineDeadError
 from vdeploy.engine.engine_core import EngineStats
-from vdeploy.engine.outputs import RequestOutput
+from vdeploy.engine.outputs import OutputKind, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.errors import ConfigError
 
@@ -139,13 +139,14 @@ class DataParallelEngine:
             raise EngineDeadError("every data-parallel replica has stopped")
         return min(live, key=lambda k: (self._assigned[k], self.replicas[k].stats().kv_usage, k))
 
-    async def generate(self, prompt_token_ids: list[int], params: SamplingParams,
-                       request_id: str, lora_name: Optional[str] = None) -> AsyncIterator[RequestOutput]:
+    async def generate(self, prompt_token_ids: list[int], params: SamplingParams, request_id: str,
+                       lora_name: Optional[str] = None,
+                       output_kind: OutputKind = OutputKind.CUMULATIVE) -> AsyncIterator[RequestOutput]:
         k = self._pick()
         self._assigned[k] += 1
         self._replica_of[request_id] = k
         try:
-            async for out in self.replicas[k].generate(prompt_token_ids, params, request_id, lora_name):
+            async for out in self.replicas[k].generate(prompt_token_ids, params, request_id, lora_name, output_kind):
                 yield out
         except EngineDeadError as e:
             raise EngineDeadError(f"{self.label(k)}: {e}",

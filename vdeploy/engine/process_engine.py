@@ -25,7 +25,7 @@ from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine import core_codec as wire
 from vdeploy.engine.core_endpoint import LocalCore, RemoteCore
 from vdeploy.engine.engine_core import EngineStats
-from vdeploy.engine.outputs import RequestOutput
+from vdeploy.engine.outputs import OutputKind, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.scheduler import QueueFull
 from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown, StreamingEngine, stream_outputs
@@ -116,19 +116,24 @@ class ProcessAsyncEngine(StreamingEngine):
 
     # ---- requests -----------------------------------------------------------------------------------------------
     async def generate(
-        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, lora_name: Optional[str] = None
+        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, lora_name: Optional[str] = None,
+        output_kind: OutputKind = OutputKind.CUMULATIVE,
     ) -> AsyncIterator[RequestOutput]:
-        """Stream delta outputs for one request; the last has finished=True. Leaving the loop early (client gone,
-        task cancelled) aborts the request, and the core frees its KV blocks after the step in flight."""
+        """Stream outputs for one request (each with its delta; OutputKind.DELTA: only the delta, and no copy of
+        the answer so far here either); the last has finished=True. Leaving the loop early (client gone, task
+        cancelled) aborts the request, and the core frees its KV blocks after the step in flight."""
         self._check_accepting()
         params.validate()  # prompt checks need the scheduler: the core answers them as a RequestError
         with self._lock:
             waiting = self._stats.num_waiting + self._num_adds_sent - self._num_adds_applied
-            stream = self._open_stream(request_id, params.n, waiting)
+            stream = self._open_stream(request_id, params.n, waiting, output_kind)
+            self._decoder.start(request_id, output_kind)
             self._num_adds_sent += params.n
         try:
             self._send(wire.AddRequest(request_id, list(prompt_token_ids), params, lora_name))
         except BaseException:
+            with self._lock:
+                self._decoder.forget(request_id)
             self._close_stream(request_id, finished=False)
             raise
         async for item in stream_outputs(stream, lambda finished: self._close_stream(request_id, finished)):
@@ -247,6 +252,8 @@ class ProcessAsyncEngine(StreamingEngine):
             self._num_adds_applied = message.num_adds_applied
             items: list[tuple[str, Any]] = [(w.request_id, self._decoder.decode(w)) for w in message.outputs]
             items += [(e.request_id, _error_from(e.error_type, e.message, e.hint)) for e in message.errors]
+            for e in message.errors:
+                self._decoder.forget(e.request_id)
             for request_id, item in items:
                 stream = self._streams.get(request_id)
                 if stream is not None:  # None: its consumer left and already sent the abort

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from vdeploy.engine.outputs import RequestOutput
+from vdeploy.engine.outputs import CompletionOutput, OutputKind, RequestOutput
 from vdeploy.engine.scheduler import QueueFull
 from vdeploy.errors import ConfigError, VdeployError
 
@@ -33,6 +33,7 @@ class EngineShuttingDown(VdeployError):
 class RequestStream:
     loop: asyncio.AbstractEventLoop  # the consumer's event loop: outputs are put from other threads through it
     queue: asyncio.Queue
+    kind: OutputKind = OutputKind.CUMULATIVE  # what its outputs carry (DELTA: only what is new)
 
 
 async def stream_outputs(stream: RequestStream, close: Callable[[bool], None]) -> AsyncIterator[RequestOutput]:
@@ -56,7 +57,7 @@ async def stream_outputs(stream: RequestStream, close: Callable[[bool], None]) -
                 if isinstance(later, BaseException):
                     error = later
                     break
-                item = joined(item, later)
+                item = joined(item, later, stream.kind)
             finished = item.finished
             yield item
             if error is not None:
@@ -68,15 +69,24 @@ async def stream_outputs(stream: RequestStream, close: Callable[[bool], None]) -
         close(finished)
 
 
-def joined(earlier: RequestOutput, later: RequestOutput) -> RequestOutput:
-    """One output standing for two consecutive ones of a request: `later`'s state with both deltas. An output
-    carries only the samples that changed, so a sample only `earlier` names keeps its entry from there."""
+def joined(earlier: RequestOutput, later: RequestOutput, kind: OutputKind = OutputKind.CUMULATIVE) -> RequestOutput:
+    """One output standing for two consecutive ones of a request: `later`'s state with both deltas (DELTA: both
+    deltas are all it holds). An output carries only the samples that changed, so a sample only `earlier` names
+    keeps its entry from there."""
     by_index = {c.index: c for c in earlier.outputs}
     for c in later.outputs:
         before = by_index.get(c.index)
-        by_index[c.index] = c if before is None else replace(
-            c, delta_text=before.delta_text + c.delta_text, delta_token_ids=before.delta_token_ids + c.delta_token_ids)
+        by_index[c.index] = c if before is None else _joined_sample(before, c, kind)
     return replace(later, outputs=list(by_index.values()))
+
+
+def _joined_sample(before: CompletionOutput, c: CompletionOutput, kind: OutputKind) -> CompletionOutput:
+    delta_text, delta_ids = before.delta_text + c.delta_text, before.delta_token_ids + c.delta_token_ids
+    if kind is not OutputKind.DELTA:
+        return replace(c, delta_text=delta_text, delta_token_ids=delta_ids)
+    logprobs = None if before.logprobs is None and c.logprobs is None else (before.logprobs or []) + (c.logprobs or [])
+    return replace(c, text=delta_text, token_ids=delta_ids, delta_text=delta_text, delta_token_ids=delta_ids,
+                   logprobs=logprobs)
 
 
 class StreamingEngine:
@@ -100,13 +110,14 @@ class StreamingEngine:
     def close(self) -> None:
         raise NotImplementedError
 
-    def _open_stream(self, request_id: str, num_seqs: int, num_waiting: int) -> RequestStream:
+    def _open_stream(self, request_id: str, num_seqs: int, num_waiting: int,
+                     kind: OutputKind = OutputKind.CUMULATIVE) -> RequestStream:
         """Register a stream for request_id (under the lock: the caller passes the waiting count it read there)."""
         if request_id in self._streams:
             raise ConfigError(f"duplicate request id {request_id!r}")
         if num_waiting + num_seqs > self.max_waiting:
             raise QueueFull(f"the waiting queue is full ({self.max_waiting} requests)", hint="retry shortly")
-        stream = RequestStream(asyncio.get_running_loop(), asyncio.Queue())
+        stream = RequestStream(asyncio.get_running_loop(), asyncio.Queue(), kind)
         self._streams[request_id] = stream
         return stream
 

@@ -3,7 +3,7 @@ lists). Tokens are shown as the text they decode to on their own, special tokens
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from vdeploy.engine.outputs import TokenLogprobs
 from vdeploy.server.protocol import ChatChoiceLogprobs, CompletionLogprobs, TokenLogprob, TopLogprob
@@ -30,13 +30,6 @@ class TokenText:
             text = self._tokenizer.decode([token_id], skip_special_tokens=False)
             self._memo[token_id] = text
         return text
-
-
-def delta_logprobs(logprobs: Optional[list[TokenLogprobs]], num_delta_tokens: int) -> list[TokenLogprobs]:
-    """The entries for the tokens of this delta (tolerates an engine that reports the cumulative list)."""
-    if not logprobs or num_delta_tokens == 0:
-        return []
-    return list(logprobs[-num_delta_tokens:])
 
 
 def chat_logprobs(entries: Sequence[TokenLogprobs], top_k: int, token_text: TokenText) -> ChatChoiceLogprobs:

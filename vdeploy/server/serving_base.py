@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Optional
 from vdeploy.engine.scheduler import QueueFull
 from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown
 from vdeploy.engine.guided import InvalidGrammarError
-from vdeploy.engine.outputs import RequestOutput
+from vdeploy.engine.outputs import OutputKind, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.errors import ConfigError
 from vdeploy.server.errors import APIError, invalid_param
@@ -190,19 +190,20 @@ class ServingContext:
         self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, timing: RequestTiming,
         lora_name: Optional[str] = None,
     ) -> AsyncIterator[RequestOutput]:
-        """The engine's delta outputs for one request. Stopping early (disconnect, error) aborts the request, which
-        frees its KV blocks; a full waiting queue is a 503 and invalid parameters a 400."""
+        """The engine's outputs for one request, as deltas (OutputKind.DELTA: text, token ids and logprobs hold only
+        what is new). Stopping early (disconnect, error) aborts the request, which frees its KV blocks; a full
+        waiting queue is a 503 and invalid parameters a 400."""
         finished = False
-        if lora_name is None:
-            stream = self.engine.generate(prompt_token_ids, params, request_id)
-        else:
-            stream = self.engine.generate(prompt_token_ids, params, request_id, lora_name=lora_name)
+        # deltas: the handlers keep what they need, so no step copies an answer however long it grows
+        stream = self.engine.generate(prompt_token_ids, params, request_id, lora_name, OutputKind.DELTA)
+        num_tokens: dict[int, int] = {}  # per sample
         try:
             async for output in stream:
                 if timing.first_token is None and any(c.delta_token_ids for c in output.outputs):
                     timing.first_token = time.monotonic()
-                # an output carries only the samples that changed; the longest sample so far sets the count
-                timing.num_output_tokens = max([timing.num_output_tokens, *(len(c.token_ids) for c in output.outputs)])
+                for c in output.outputs:  # an output carries only the samples that changed
+                    num_tokens[c.index] = num_tokens.get(c.index, 0) + len(c.delta_token_ids)
+                timing.num_output_tokens = max(num_tokens.values(), default=0)
                 if output.finished:
                     finished = True
                     timing.finished = time.monotonic()

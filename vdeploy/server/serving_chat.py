@@ -14,7 +14,7 @@ from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import MAX_LOGPROBS
 from vdeploy.errors import ConfigError
 from vdeploy.server.errors import APIError, invalid_param
-from vdeploy.server.logprobs import TokenText, chat_logprobs, delta_logprobs
+from vdeploy.server.logprobs import TokenText, chat_logprobs
 from vdeploy.server.metrics import RequestTiming
 from vdeploy.server.protocol import (
     ChatChoice,
@@ -149,9 +149,9 @@ class ChatCompletions:
             prompt_tokens, cached = len(out.prompt_token_ids), out.num_cached_tokens
             for c in out.outputs:
                 texts[c.index] += c.delta_text
-                num_tokens[c.index] = len(c.token_ids)
+                num_tokens[c.index] += len(c.delta_token_ids)
                 if req.logprobs:
-                    logprobs[c.index].extend(delta_logprobs(c.logprobs, len(c.delta_token_ids)))
+                    logprobs[c.index].extend(c.logprobs or [])
                 if c.finish_reason is not None:
                     finish[c.index], stop_reason[c.index] = c.finish_reason, c.stop_reason
         choices = []
@@ -205,14 +205,14 @@ class ChatCompletions:
             async for out in outputs:
                 prompt_tokens, cached = len(out.prompt_token_ids), out.num_cached_tokens
                 for c in out.outputs:
-                    num_tokens[c.index] = len(c.token_ids)
+                    num_tokens[c.index] += len(c.delta_token_ids)
                     split = splitters[c.index].feed(c.delta_text)
                     if c.finish_reason is not None:
                         split = _merge(split, splitters[c.index].finish())
                         first_finish = first_finish or c.finish_reason
                     lp = None
                     if req.logprobs and c.delta_token_ids:
-                        lp = chat_logprobs(delta_logprobs(c.logprobs, len(c.delta_token_ids)), top_k, token_text)
+                        lp = chat_logprobs(c.logprobs or [], top_k, token_text)
                     content, call_deltas, reason = split.content, [], c.finish_reason
                     extractor = extractors[c.index]
                     if extractor.active:

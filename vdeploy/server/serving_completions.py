@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.server.errors import APIError, invalid_param
-from vdeploy.server.logprobs import TokenText, completion_logprobs, delta_logprobs
+from vdeploy.server.logprobs import TokenText, completion_logprobs
 from vdeploy.server.metrics import RequestTiming
 from vdeploy.server.guided_request import guided_decoding
 from vdeploy.server.protocol import (
@@ -144,9 +144,9 @@ class Completions:
             for c in out.outputs:
                 i = position * n + c.index
                 texts[i] += c.delta_text
-                num_tokens[i] = len(c.token_ids)
+                num_tokens[i] += len(c.delta_token_ids)
                 if req.logprobs is not None:
-                    logprobs[i].extend(delta_logprobs(c.logprobs, len(c.delta_token_ids)))
+                    logprobs[i].extend(c.logprobs or [])
                 if c.finish_reason is not None:
                     finish[i], stop_reason[i] = c.finish_reason, c.stop_reason
         choices = []
@@ -196,14 +196,14 @@ class Completions:
                 prompt_tokens[position], cached[position] = len(out.prompt_token_ids), out.num_cached_tokens
                 for c in out.outputs:
                     i = position * n + c.index
-                    num_tokens[i] = len(c.token_ids)
+                    num_tokens[i] += len(c.delta_token_ids)
                     if c.finish_reason is not None:
                         finish[i] = c.finish_reason
                     if not c.delta_text and not c.delta_token_ids and c.finish_reason is None:
                         continue
                     lp = None
                     if req.logprobs is not None:
-                        entries = delta_logprobs(c.logprobs, len(c.delta_token_ids))
+                        entries = c.logprobs or []
                         lp = completion_logprobs(entries, req.logprobs, token_text, text_offsets[i])
                     text_offsets[i] += len(c.delta_text)
                     yield chunk(CompletionChoice(index=i, text=c.delta_text, logprobs=lp,
