@@ -9,6 +9,8 @@ heuristic's); where files are looked up: tuned_tables.py. No file or no row: w4a
 
 from __future__ import annotations
 
+import functools
+
 from vdeploy_kernels import tuned_tables
 
 KIND = "w4a16"
@@ -18,10 +20,11 @@ def config_name(n: int, k: int, group_size: int, device_name: str) -> str:
     return f"N{n}-K{k}-group{group_size}-{tuned_tables.device_tag(device_name)}.json"
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every eager W4A16 launch: look each shape up once
 def tuned_w4a16_config(m: int, n: int, k: int, group_size: int, device_name: str) -> dict | None:
-    """The tabulated config for exactly M = m on this GPU kind (or its sibling), else None."""
+    """The tabulated config for exactly M = m on this GPU kind (or its sibling), else None (shared: read only)."""
     table = tuned_tables.find_table(KIND, lambda gpu: config_name(n, k, group_size, gpu), device_name)
     if table is None:
         return None
     keys, configs = table
-    return dict(configs[keys.index(m)]) if m in keys else None
+    return configs[keys.index(m)] if m in keys else None

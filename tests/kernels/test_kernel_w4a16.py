@@ -70,6 +70,7 @@ def test_a_tuned_table_row_serves_its_own_token_count_only(tmp_path, monkeypatch
     folder.mkdir(parents=True)
     (folder / config_name(4608, 3584, 128, "NVIDIA H100 80GB HBM3")).write_text(json.dumps({"1": row}))
     tuned_tables.load_table.cache_clear()
+    tuned_w4a16_config.cache_clear()
     try:
         assert tuned_w4a16_config(1, 4608, 3584, 128, "NVIDIA H100 80GB HBM3") == row
         assert tuned_w4a16_config(1, 4608, 3584, 128, "NVIDIA H200") == row
@@ -77,3 +78,4 @@ def test_a_tuned_table_row_serves_its_own_token_count_only(tmp_path, monkeypatch
         assert tuned_w4a16_config(1, 4608, 3584, 64, "NVIDIA H100 80GB HBM3") is None  # another group size
     finally:
         tuned_tables.load_table.cache_clear()
+        tuned_w4a16_config.cache_clear()
