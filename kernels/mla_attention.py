@@ -95,23 +95,28 @@ def _mla_split_kernel(
     tl.debug_barrier()  # every thread's partial is written before this program's ticket (split_k's pattern)
     counter = tickets_ptr + row * tl.num_programs(1) + head_block
     if tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") == NUM_SPLITS - 1:
-        # the last split of this (row, head block): merge all, one split at a time (a [BH, L] partial each; the
-        # loads bypass L1, the partials were written by other SMs)
+        # the last split of this (row, head block): merge all, one split and LC latent channels at a time (a
+        # [BH, L] accumulator plus a [BH, L] partial would spill; the loads bypass L1: other SMs wrote them)
         offs_s = tl.arange(0, NUM_SPLITS)
         lse_all = tl.load(part_lse_ptr + part_rows[:, None] + offs_s[None, :], mask=head_mask[:, None],
                           other=float("-inf"), cache_modifier=".cg")  # [BH, S]
         m = tl.max(lse_all, axis=1)  # [BH]
         m = tl.where(m > float("-inf"), m, 0.0)  # no split saw a token (masked heads)
         total = tl.sum(tl.where(lse_all > float("-inf"), tl.exp(lse_all - m[:, None]), 0.0), axis=1)  # [BH]
-        merged = tl.zeros((BLOCK_H, L), dtype=tl.float32)
-        for s in range(NUM_SPLITS):
-            lse_s = tl.load(part_lse_ptr + part_rows + s, mask=head_mask, other=float("-inf"), cache_modifier=".cg")
-            w = tl.where(lse_s > float("-inf"), tl.exp(lse_s - m), 0.0)  # [BH]
-            part = tl.load(part_out_ptr + (part_rows + s)[:, None] * L + offs_l[None, :], mask=head_mask[:, None],
-                           other=0.0, cache_modifier=".cg")  # [BH, L]
-            merged += part * w[:, None]
-        merged = merged / tl.where(total > 0, total, 1.0)[:, None]
-        tl.store(out_ptrs, merged.to(out_ptr.dtype.element_ty), mask=head_mask[:, None])
+        inv_total = 1.0 / tl.where(total > 0, total, 1.0)
+        LC: tl.constexpr = 128 if L > 128 else L
+        offs_c = tl.arange(0, LC)
+        for c in tl.static_range(L // LC):
+            merged = tl.zeros((BLOCK_H, LC), dtype=tl.float32)
+            for s in range(NUM_SPLITS):
+                lse_s = tl.load(part_lse_ptr + part_rows + s, mask=head_mask, other=float("-inf"),
+                                cache_modifier=".cg")
+                w = tl.where(lse_s > float("-inf"), tl.exp(lse_s - m), 0.0)  # [BH]
+                part = tl.load(part_out_ptr + (part_rows + s)[:, None] * L + c * LC + offs_c[None, :],
+                               mask=head_mask[:, None], other=0.0, cache_modifier=".cg")  # [BH, LC]
+                merged += part * w[:, None]
+            out_c = out_ptr + row * stride_ot + heads[:, None] * stride_oh + c * LC + offs_c[None, :]
+            tl.store(out_c, (merged * inv_total[:, None]).to(out_ptr.dtype.element_ty), mask=head_mask[:, None])
         tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")  # ready for the next launch or graph replay
 
 

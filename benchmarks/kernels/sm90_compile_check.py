@@ -10,7 +10,7 @@ arguments are specialised exactly as on the GPU. Compile with the Triton the GPU
     python3 -m venv --system-site-packages /tmp/t36 && /tmp/t36/bin/pip install --no-deps triton==3.6.0
     mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels
     PYTHONPATH=/tmp/shim:$PWD /tmp/t36/bin/python benchmarks/kernels/sm90_compile_check.py \
-        [--only fresh|rope|moe|sampling|fp8dec|w4a16] [--out x.json]
+        [--only fresh|rope|moe|sampling|fp8dec|w4a16|attention] [--out x.json]
 
 Kernels: the fresh prefill attention kernel at Llama-3.1-8B's shape (bf16, 32 / 8 heads, D = 128) in the shipped
 config and every --new-options config of prefill_attention_sweep.py; rope_store_kv at the same shape and at every
@@ -25,7 +25,8 @@ named as the H100 and the H200 of the lent machines (the name is faked; the H100
 none) and in the heuristic's (any other GPU name); then moe_sum without a shared output and silu_and_mul_quant_fp8
 alone at each shape; the block-FP8 decode linear (fp8dec: x quantized in the GEMM, split-K summed in the same
 launch) at every R1 shape with a tuned table, M 1 / 4 / 16, in the table's tiles and the heuristic's; the W4A16
-decode kernel (w4a16) at a distill's gate_up, M 1 and 4.
+decode kernel (w4a16) at a distill's gate_up, M 1 and 4; decode and MLA attention (attention) with several KV splits
+and one.
 Exit code 1 when one fails to compile or (but for a fresh config: the sweep skips those on the GPU) needs more
 shared memory than a Hopper program may have. "(spills)" marks a kernel ptxas spilled registers for.
 This uses Triton internals (the active driver, JITFunction.run): written against Triton 3.6 (and 3.9).
@@ -317,6 +318,33 @@ def w4a16_cases():
                lambda x=x, cfg=cfg: w4a16_factored_matmul(x, qweight, scales, zeros, g_idx, group, cfg))
 
 
+def attention_cases():
+    """Decode attention in one launch (the KV splits merged by the last split's ticket) at Llama-3.1-8B's heads
+    (32 / 8, D 128, bf16, pages of 16) in the GPU's default tiles, 32 splits (batch 1) and one (batch 256); MLA decode
+    at R1's width (128 heads, latent 512 + rope 64) with 16 splits and one."""
+    from types import SimpleNamespace
+
+    from vdeploy_kernels.decode_attention import DecodeConfig, decode_attention
+    from vdeploy_kernels.mla_attention import mla_attention
+
+    for batch, splits in ((1, 32), (256, 1)):
+        q, out = torch.empty(batch, 32, 128, dtype=torch.bfloat16), torch.empty(batch, 32, 128, dtype=torch.bfloat16)
+        cache = torch.empty(2, 64, 16, 8, 128, dtype=torch.bfloat16)
+        seq_lens, tables = torch.empty(batch, dtype=torch.int32), torch.empty(batch, 8, dtype=torch.int32)
+        cfg = DecodeConfig(128, splits, 4, 2)
+        yield (f"decode attention B={batch} splits {splits}", {"splits": splits},
+               lambda a=(q, cache, out, seq_lens, tables, batch, 0.08, 128, cfg): decode_attention(*a))
+    for batch, splits in ((1, 16), (256, 1)):
+        q = torch.empty(batch, 128, 576, dtype=torch.bfloat16)
+        cache = torch.empty(1, 64, 64, 1, 576, dtype=torch.bfloat16)
+        rows = torch.empty(batch, dtype=torch.int32)
+        meta = SimpleNamespace(query_rows=(rows, rows), block_tables=torch.empty(batch, 8, dtype=torch.int32))
+        yield (f"mla attention B={batch} splits {splits}", {"splits": splits},
+               lambda q=q, cache=cache, meta=meta, s=splits: mla_attention(q, cache, meta, 0.1, 512, num_splits=s,
+                                                                           tiles={"block_h": 64, "block_n": 64,
+                                                                                  "num_warps": 8, "num_stages": 2}))
+
+
 def launch_label(fn_name: str, kwargs: dict) -> str:
     """A launch inside a multi-kernel case: the kernel's name and, for a GEMM, which one and its tiles."""
     label = fn_name.strip("_").removesuffix("_kernel")
@@ -329,7 +357,7 @@ def launch_label(fn_name: str, kwargs: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("fresh", "rope", "moe", "sampling", "fp8dec", "w4a16"), default=None)
+    parser.add_argument("--only", choices=("fresh", "rope", "moe", "sampling", "fp8dec", "w4a16", "attention"), default=None)
     parser.add_argument("--out", default=None, help="JSON report path")
     args = parser.parse_args()
     import triton
@@ -337,7 +365,8 @@ def main() -> int:
     compiled = fake_hopper()
     results, failed = [], []
     groups = {"fresh": fresh_cases, "rope": rope_cases, "moe": moe_cases, "sampling": sampling_cases,
-              "fp8dec": fp8_decode_cases, "w4a16": w4a16_cases}
+              "fp8dec": fp8_decode_cases, "w4a16": w4a16_cases,
+              "attention": attention_cases}
     for group, cases in groups.items():
         if args.only not in (None, group):
             continue
