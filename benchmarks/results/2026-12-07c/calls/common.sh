@@ -10,4 +10,4 @@ gpu() { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee $OU
 unpack_peer() { (cd /tmp/peer && cat vllm026.part0? > vllm026.tar.xz && sha256sum -c vllm026.sha256 && tar -xJf vllm026.tar.xz && rm vllm026.tar.xz vllm026.part0?); }
 vllm_logs() { (cd $OUT && ls *.log >/dev/null 2>&1 && tar czf vllm-logs-$1.tar.gz *.log && rm *.log); }
 # the peer's parts arrive in three calls (whichever carries them); the call that completes them unpacks
-[ -d /tmp/peer/site ] || { cp .peer/vllm026.* /tmp/peer/ 2>/dev/null; ls /tmp/peer/vllm026.part0[012] >/dev/null 2>&1 && unpack_peer; }
+[ -d /tmp/peer/site ] || { cp .peer/vllm026.* /tmp/peer/ 2>/dev/null; [ -f /tmp/peer/vllm026.part00 ] && [ -f /tmp/peer/vllm026.part01 ] && [ -f /tmp/peer/vllm026.part02 ] && unpack_peer; }
