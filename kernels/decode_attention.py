@@ -7,15 +7,18 @@ Contract of `decode_attention`:
   seq_lens   [B] int32 on device (read only on device), block_tables [B, max_blocks] int32
 A request with seq_len 0 (a padding row of a captured CUDA graph) gets zeros.
 
-One launch, grid (num_decodes, Hk, num_splits): a program reads its KV head's share of the context exactly once
+Stage 1, grid (num_decodes, Hk, num_splits): one program reads its KV head's share of the context exactly once
 for the whole query group: the group's G query heads are the M dimension of tl.dot (padded to 16 rows, the
 smallest tensor-core tile). Each request's context tiles are dealt to the splits in contiguous runs computed from
 seq_lens on device, so the grid depends only on the batch size and the fixed split count: the kernel can be
 captured in a CUDA graph once and replayed for any context lengths. Splits with no tiles exit at once.
-Where a request's context fits one split (large batches, short contexts) that split writes the output directly.
-Otherwise each split writes its normalised partial and log-sum-exp, takes a ticket from its (request, KV head)
-counter (split_k's per-stream counters, reset by the last program), and the split that draws the last ticket
-merges the partials — the merge that used to be a second launch (flash-decoding's reduction step).
+Where a request's context fits one split (short contexts; every request of a batch that runs one split, as a batch
+of 132+ sequences with 8 KV heads does on a 132-SM GPU) that split writes the output itself, and with one split for
+the whole batch the second stage is not launched.
+Stage 2, grid (num_decodes, H): merges the splits' partial outputs with their log-sum-exps (requests whose context
+used one split are skipped). Merging in stage 1 instead (the last split to finish, by an atomic ticket, as split_k
+does) was measured on an H100 and lost at 1-64 sequences (7.6 -> 17.6 us a call at batch 1): docs/performance.md,
+change 38.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import triton
 import triton.language as tl
 
 from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, cache_scales, dot_width, token_offsets
-from vdeploy_kernels.split_k import TICKETS, split_tickets
 
 MAX_SPLITS = 32  # enough to fill a 132-SM GPU from a single request with 8 KV heads (8 * 32 = 256 programs)
 PROGRAMS_PER_SM = 8  # split until about this many stage-1 programs per SM are in flight (4 left batch-256 GQA-4 decodes at 0.46 of bandwidth)
@@ -63,26 +65,24 @@ def default_decode_config(num_decodes: int, num_kv_heads: int, head_dim: int, de
 
 
 @triton.jit
-def _decode_kernel(
-    q_ptr, cache_ptr, out_ptr, part_out_ptr, part_lse_ptr, tickets_ptr, block_tables_ptr, seq_lens_ptr,
+def _decode_split_kernel(
+    q_ptr, cache_ptr, out_ptr, part_out_ptr, part_lse_ptr, block_tables_ptr, seq_lens_ptr,
     qk_scale, v_scale, v_component, num_splits,
     stride_qt, stride_qh, stride_qd,
     stride_ck, stride_cb, stride_cs, stride_ch, stride_cd,
     stride_bt, stride_ot, stride_oh, stride_od,
     GROUP: tl.constexpr, PAGE_SIZE: tl.constexpr,
     HEAD_DIM: tl.constexpr, V_HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
-    BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_S: tl.constexpr,
+    BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     req = tl.program_id(0)
     kv_head = tl.program_id(1)
     split = tl.program_id(2)
     seq_len = tl.load(seq_lens_ptr + req)
     num_tiles = tl.cdiv(seq_len, BLOCK_N)
-    tiles_per_split = tl.maximum(tl.cdiv(num_tiles, num_splits), 1)
-    num_active = tl.cdiv(num_tiles, tiles_per_split)  # splits with tiles: the first num_active
+    tiles_per_split = tl.cdiv(num_tiles, num_splits)
     tile_begin = split * tiles_per_split
     tile_end = tl.minimum(tile_begin + tiles_per_split, num_tiles)
-
     offs_g = tl.arange(0, BLOCK_G)
     heads = kv_head * GROUP + offs_g  # [G] the query heads sharing this KV head
     g_valid = offs_g < GROUP
@@ -122,7 +122,7 @@ def _decode_kernel(
                                     n_valid, n_valid[None, :], qk_scale, HEAD_DIM, V_HEAD_DIM, BLOCK_D, BLOCK_DV,
                                     True, True)
 
-    if num_active == 1:  # the whole context in this program: no partials
+    if tiles_per_split >= num_tiles:  # the whole context in this split: the output, no partial
         tl.store(out_ptrs, (acc / l_i[:, None] * v_scale).to(out_ptr.dtype.element_ty), mask=out_mask)
         return
     # partials: [num_decodes, H, num_splits, BLOCK_DV] fp32 (normalised) and lse [num_decodes, H, num_splits]
@@ -130,42 +130,37 @@ def _decode_kernel(
     tl.store(part_out_ptr + row[:, None] * BLOCK_DV + offs_dv[None, :], acc / l_i[:, None],
              mask=g_valid[:, None])
     tl.store(part_lse_ptr + row, m_i + tl.log2(l_i), mask=g_valid)
-    tl.debug_barrier()  # every thread's partial is written before this program's ticket (split_k's pattern)
-    counter = tickets_ptr + req * tl.num_programs(1) + kv_head
-    if tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") == num_active - 1:
-        _merge_splits(part_out_ptr, part_lse_ptr, out_ptrs, out_mask, req * (GROUP * tl.num_programs(1)) + heads,
-                      g_valid, num_active, num_splits, v_scale, BLOCK_G, BLOCK_S, BLOCK_DV)
-        tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")  # ready for the next launch or graph replay
 
 
 @triton.jit
-def _merge_splits(part_out_ptr, part_lse_ptr, out_ptrs, out_mask, heads, g_valid, num_active, num_splits, v_scale,
-                  BLOCK_G: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_DV: tl.constexpr):
-    """out [G, Dv] = Σ_s w_s o_s / Σ_s w_s with w_s = 2^(lse_s − max lse), over the request's active splits (written
-    by other programs: loads bypass L1). The partials are read CHUNK splits at a time to bound registers."""
-    base = heads.to(tl.int64) * num_splits  # [G] row of split 0
+def _decode_reduce_kernel(
+    part_out_ptr, part_lse_ptr, out_ptr, seq_lens_ptr, num_splits, v_scale,
+    stride_ot, stride_oh, stride_od,
+    BLOCK_S: tl.constexpr, BLOCK_N: tl.constexpr,
+    V_HEAD_DIM: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    req = tl.program_id(0)
+    head = tl.program_id(1)
+    seq_len = tl.load(seq_lens_ptr + req)
+    num_tiles = tl.cdiv(seq_len, BLOCK_N)
+    tiles_per_split = tl.cdiv(num_tiles, num_splits)
+    num_active = tl.cdiv(num_tiles, tl.maximum(tiles_per_split, 1))  # splits that wrote a partial
+    if num_active <= 1:  # one split wrote the output (or zeros for an empty context)
+        return
     offs_s = tl.arange(0, BLOCK_S)
-    lse = tl.load(part_lse_ptr + base[None, :] + offs_s[:, None],
-                  mask=(offs_s < num_active)[:, None] & g_valid[None, :], other=float("-inf"),
-                  cache_modifier=".cg")  # [S, G]
-    lse_max = tl.max(lse, 0)  # [G]
-    lse_max = tl.where(lse_max == float("-inf"), 0.0, lse_max)  # padded heads
-    total = tl.sum(tl.exp2(lse - lse_max[None, :]), 0)  # [G]
-    total = tl.where(total == 0.0, 1.0, total)
-    CHUNK: tl.constexpr = 4
-    result = tl.zeros([BLOCK_G, BLOCK_DV], tl.float32)  # [G, BDV]
-    offs_c = tl.arange(0, CHUNK)
     offs_dv = tl.arange(0, BLOCK_DV)
-    for first in range(0, num_active, CHUNK):
-        s = first + offs_c  # [C]
-        s_ok = (s < num_active)[:, None] & g_valid[None, :]  # [C, G]
-        rows = base[None, :] + s[:, None]  # [C, G]
-        w = tl.exp2(tl.load(part_lse_ptr + rows, mask=s_ok, other=float("-inf"), cache_modifier=".cg")
-                    - lse_max[None, :])  # [C, G]
-        parts = tl.load(part_out_ptr + rows[:, :, None] * BLOCK_DV + offs_dv[None, None, :], mask=s_ok[:, :, None],
-                        other=0.0, cache_modifier=".cg")  # [C, G, BDV]
-        result += tl.sum(parts * w[:, :, None], 0)
-    tl.store(out_ptrs, (result / total[:, None] * v_scale).to(out_ptrs.dtype.element_ty), mask=out_mask)
+    s_valid = offs_s < num_active
+    row = (req * tl.num_programs(1) + head).to(tl.int64) * num_splits + offs_s  # [S]
+    lse = tl.load(part_lse_ptr + row, mask=s_valid, other=float("-inf"))  # [S]
+    lse_max = tl.max(lse, 0)
+    lse_max = tl.where(lse_max == float("-inf"), 0.0, lse_max)
+    weight = tl.exp2(lse - lse_max)  # [S], 0 for inactive splits
+    parts = tl.load(part_out_ptr + row[:, None] * BLOCK_DV + offs_dv[None, :], mask=s_valid[:, None], other=0.0)
+    total = tl.sum(weight, 0)
+    total = tl.where(total == 0.0, 1.0, total)  # seq_len 0: no split ran, the output is zeros
+    result = tl.sum(parts * weight[:, None], 0) / total * v_scale  # [BDV]; v_scale: fp8 cache (1.0 otherwise)
+    tl.store(out_ptr + req.to(tl.int64) * stride_ot + head * stride_oh + offs_dv * stride_od,
+             result.to(out_ptr.dtype.element_ty), mask=offs_dv < V_HEAD_DIM)
 
 
 def decode_attention(
@@ -192,12 +187,11 @@ def decode_attention(
     cfg = config or default_decode_config(num_decodes, num_kv_heads, head_dim, q.device)
     block_dv = dot_width(v_head_dim)
     # scratch is allocated per call: inside CUDA-graph capture it comes from the graph's private pool
-    part_out = torch.empty(num_decodes, num_heads, cfg.num_splits, block_dv, dtype=torch.float32, device=q.device)
-    part_lse = torch.empty(num_decodes, num_heads, cfg.num_splits, dtype=torch.float32, device=q.device)
-    if num_decodes * num_kv_heads > TICKETS:
-        raise ValueError(f"{num_decodes} decodes x {num_kv_heads} KV heads exceed the {TICKETS} split counters")
-    _decode_kernel[(num_decodes, num_kv_heads, cfg.num_splits)](
-        q, kv_cache, out, part_out, part_lse, split_tickets(q.device), block_tables, seq_lens,
+    partial_rows = num_decodes if cfg.num_splits > 1 else 0  # one split writes `out` itself
+    part_out = torch.empty(partial_rows, num_heads, cfg.num_splits, block_dv, dtype=torch.float32, device=q.device)
+    part_lse = torch.empty(partial_rows, num_heads, cfg.num_splits, dtype=torch.float32, device=q.device)
+    _decode_split_kernel[(num_decodes, num_kv_heads, cfg.num_splits)](
+        q, kv_cache, out, part_out, part_lse, block_tables, seq_lens,
         scale * k_scale * LOG2E, v_scale, 1 if kv_cache.shape[0] == 2 else 0, cfg.num_splits,
         q.stride(0), q.stride(1), q.stride(2),
         *kv_cache.stride(),
@@ -205,6 +199,14 @@ def decode_attention(
         GROUP=group, PAGE_SIZE=page_size,
         HEAD_DIM=head_dim, V_HEAD_DIM=v_head_dim,
         BLOCK_D=dot_width(head_dim), BLOCK_DV=block_dv,
-        BLOCK_G=dot_width(group), BLOCK_N=cfg.block_n, BLOCK_S=triton.next_power_of_2(cfg.num_splits),
+        BLOCK_G=dot_width(group), BLOCK_N=cfg.block_n,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    if cfg.num_splits == 1:  # every request's context was one split: outputs written
+        return
+    _decode_reduce_kernel[(num_decodes, num_heads)](
+        part_out, part_lse, out, seq_lens, cfg.num_splits, v_scale,
+        out.stride(0), out.stride(1), out.stride(2),
+        BLOCK_S=triton.next_power_of_2(cfg.num_splits), BLOCK_N=cfg.block_n,
+        V_HEAD_DIM=v_head_dim, BLOCK_DV=block_dv, num_warps=4,
     )

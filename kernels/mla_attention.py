@@ -1,4 +1,4 @@
-"""MLA attention over the paged latent cache, absorbed form (Triton, split-KV, merged in the same launch).
+"""MLA attention over the paged latent cache, absorbed form (Triton, split-KV with a reduction step).
 
 mla_attention(q [T, H, L+R] or q_lat [T, H, L], kv_cache [1, NB, BS, 1, L+R], meta: AttentionMetadata, scale,
               kv_lora_rank=L, kv_scale=1.0, q_rope=None [T, H, R]) -> out [T, H, L]
@@ -11,9 +11,7 @@ of the tensor-core dots, so each cached vector is read once per head block, not 
 Prefill and extend rows use the same kernel: each query token becomes a row whose context ends at its own position
 (causal), so chunked prefill and prefix-cache hits need nothing special. That re-reads the context once per query
 token, which is fine for decode-dominated serving but not optimal for long prompts (see docs/performance.md).
-Grid shape depends only on T (fixed splits), so the kernel can be captured in a CUDA graph. With several splits each
-writes a partial and takes a ticket from its (row, head block) counter (split_k's per-stream counters); the split that
-draws the last ticket merges them (what used to be a second launch) and resets the counter.
+Grid shape depends only on T (fixed splits), so the kernel can be captured in a CUDA graph.
 FP8 latent cache (e4m3, cached = latent / kv_scale, one scale per layer): tiles are converted to q's dtype in the inner
 loop (exact) and kv_scale is folded into the softmax scale and the partial outputs, outside the loop.
 Config (decode_config): a tuned table per (heads, L, R, cache dtype, GPU kind) under configs/mla_decode/, written by
@@ -31,13 +29,12 @@ import triton.language as tl
 
 from vdeploy_kernels import tuned_tables
 from vdeploy_kernels.attention_tiles import dot_width
-from vdeploy_kernels.split_k import TICKETS, split_tickets
 
 
 @triton.jit
 def _mla_split_kernel(
     q_ptr, q_rope_ptr, cache_ptr, block_tables_ptr, row_req_ptr, row_len_ptr, part_out_ptr, part_lse_ptr, out_ptr,
-    tickets_ptr, scale, out_scale, H, stride_qt, stride_qh, stride_rt, stride_rh, stride_bt, stride_ot, stride_oh,
+    scale, out_scale, H, stride_qt, stride_qh, stride_rt, stride_rh, stride_bt, stride_ot, stride_oh,
     BLOCK_SIZE: tl.constexpr, L: tl.constexpr, R: tl.constexpr, R_PAD: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
 ):
@@ -84,40 +81,30 @@ def _mla_split_kernel(
         m_i = m_new
     has = l_i > 0
     result = acc / tl.where(has, l_i, 1.0)[:, None] * out_scale  # [BH, L]
-    out_ptrs = out_ptr + row * stride_ot + heads[:, None] * stride_oh + offs_l[None, :]  # [BH, L]
-    if NUM_SPLITS == 1:  # the whole context in one program: the final output, no partials
-        tl.store(out_ptrs, result.to(out_ptr.dtype.element_ty), mask=head_mask[:, None])
+    if NUM_SPLITS == 1:  # the whole context in one program: the final output, no partials and no reduce launch
+        out_rows = out_ptr + row * stride_ot + heads * stride_oh
+        tl.store(out_rows[:, None] + offs_l[None, :], result.to(out_ptr.dtype.element_ty), mask=head_mask[:, None])
         return
-    part_rows = (row * H + heads) * NUM_SPLITS  # [BH] split 0's row of each head
-    tl.store(part_out_ptr + (part_rows + split)[:, None] * L + offs_l[None, :], result, mask=head_mask[:, None])
+    out_base = part_out_ptr + ((row * H + heads) * NUM_SPLITS + split) * L
+    tl.store(out_base[:, None] + offs_l[None, :], result, mask=head_mask[:, None])
     lse = tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf"))
-    tl.store(part_lse_ptr + part_rows + split, lse, mask=head_mask)
-    tl.debug_barrier()  # every thread's partial is written before this program's ticket (split_k's pattern)
-    counter = tickets_ptr + row * tl.num_programs(1) + head_block
-    if tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") == NUM_SPLITS - 1:
-        # the last split of this (row, head block): merge all, one split and LC latent channels at a time (a
-        # [BH, L] accumulator plus a [BH, L] partial would spill; the loads bypass L1: other SMs wrote them)
-        offs_s = tl.arange(0, NUM_SPLITS)
-        lse_all = tl.load(part_lse_ptr + part_rows[:, None] + offs_s[None, :], mask=head_mask[:, None],
-                          other=float("-inf"), cache_modifier=".cg")  # [BH, S]
-        m = tl.max(lse_all, axis=1)  # [BH]
-        m = tl.where(m > float("-inf"), m, 0.0)  # no split saw a token (masked heads)
-        total = tl.sum(tl.where(lse_all > float("-inf"), tl.exp(lse_all - m[:, None]), 0.0), axis=1)  # [BH]
-        inv_total = 1.0 / tl.where(total > 0, total, 1.0)
-        LC: tl.constexpr = 128 if L > 128 else L
-        offs_c = tl.arange(0, LC)
-        for c in tl.static_range(L // LC):
-            merged = tl.zeros((BLOCK_H, LC), dtype=tl.float32)
-            for s in range(NUM_SPLITS):
-                lse_s = tl.load(part_lse_ptr + part_rows + s, mask=head_mask, other=float("-inf"),
-                                cache_modifier=".cg")
-                w = tl.where(lse_s > float("-inf"), tl.exp(lse_s - m), 0.0)  # [BH]
-                part = tl.load(part_out_ptr + (part_rows + s)[:, None] * L + c * LC + offs_c[None, :],
-                               mask=head_mask[:, None], other=0.0, cache_modifier=".cg")  # [BH, LC]
-                merged += part * w[:, None]
-            out_c = out_ptr + row * stride_ot + heads[:, None] * stride_oh + c * LC + offs_c[None, :]
-            tl.store(out_c, (merged * inv_total[:, None]).to(out_ptr.dtype.element_ty), mask=head_mask[:, None])
-        tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")  # ready for the next launch or graph replay
+    tl.store(part_lse_ptr + (row * H + heads) * NUM_SPLITS + split, lse, mask=head_mask)
+
+
+@triton.jit
+def _mla_reduce_kernel(part_out_ptr, part_lse_ptr, out_ptr, H, stride_ot, stride_oh,
+                       L: tl.constexpr, NUM_SPLITS: tl.constexpr):
+    row = tl.program_id(0)
+    head = tl.program_id(1)
+    offs_s = tl.arange(0, NUM_SPLITS)
+    offs_l = tl.arange(0, L)
+    base = (row * H + head) * NUM_SPLITS
+    lse = tl.load(part_lse_ptr + base + offs_s)  # [S]
+    m = tl.max(lse, axis=0)
+    w = tl.where(lse > float("-inf"), tl.exp(lse - m), 0.0)
+    parts = tl.load(part_out_ptr + (base + offs_s)[:, None] * L + offs_l[None, :])  # [S, L]
+    out = tl.sum(parts * w[:, None], axis=0) / tl.sum(w, axis=0)
+    tl.store(out_ptr + row * stride_ot + head * stride_oh + offs_l, out.to(out_ptr.dtype.element_ty))
 
 
 KIND = "mla_decode"  # tuned tables: kernels/configs/mla_decode/, written by benchmarks/kernels/mla_decode_sweep.py
@@ -183,14 +170,15 @@ def mla_attention(q: torch.Tensor, kv_cache: torch.Tensor, meta, scale: float, k
     block_size = kv_cache.shape[2]
     cache = kv_cache.view(-1, width)  # [NB*BS, L+R]
     kv_scale = kv_scale if kv_cache.dtype.itemsize == 1 else 1.0  # only an fp8 cache is scaled
-    if t * head_blocks > TICKETS:
-        raise ValueError(f"{t} rows x {head_blocks} head blocks exceed the {TICKETS} split counters")
     _mla_split_kernel[(t, head_blocks, num_splits)](
-        q, q_rope, cache, meta.block_tables, row_req, row_len, part_out, part_lse, out, split_tickets(q.device),
+        q, q_rope, cache, meta.block_tables, row_req, row_len, part_out, part_lse, out,
         scale * kv_scale, kv_scale, h, q.stride(0), q.stride(1), q_rope.stride(0), q_rope.stride(1),
         meta.block_tables.stride(0), out.stride(0), out.stride(1),
         BLOCK_SIZE=block_size, L=kv_lora_rank, R=rope, R_PAD=dot_width(rope),
         BLOCK_H=block_h, BLOCK_N=tiles["block_n"], NUM_SPLITS=num_splits,
         num_warps=tiles["num_warps"], num_stages=tiles["num_stages"],
     )
+    if num_splits > 1:
+        _mla_reduce_kernel[(t, h)](part_out, part_lse, out, h, out.stride(0), out.stride(1),
+                                   L=kv_lora_rank, NUM_SPLITS=num_splits)
     return out

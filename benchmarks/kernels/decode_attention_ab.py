@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             copies = max(1, -(-SPAN_BYTES // kv_bytes)) if cuda else 1
             copies = min(copies, 64)
             cases = [make_paged_batch([1] * batch, [ctx] * batch, num_heads=heads, num_kv_heads=kv_heads, head_dim=d,
-                                      block_size=16, dtype=dtype, generator=gen, device=args.device)
+                                      block_size=16, dtype=dtype, generator=torch.Generator(args.device).manual_seed(batch),
+                                      device=args.device)
                      for _ in range(min(copies, 8))]
             outs = {}
             for name, module in (("baseline", base), ("current", current)):

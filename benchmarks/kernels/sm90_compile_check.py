@@ -319,9 +319,9 @@ def w4a16_cases():
 
 
 def attention_cases():
-    """Decode attention in one launch (the KV splits merged by the last split's ticket) at Llama-3.1-8B's heads
-    (32 / 8, D 128, bf16, pages of 16) in the GPU's default tiles, 32 splits (batch 1) and one (batch 256); MLA decode
-    at R1's width (128 heads, latent 512 + rope 64) with 16 splits and one."""
+    """Decode attention at Llama-3.1-8B's heads (32 / 8, D 128, bf16, pages of 16) in the GPU's default tiles, 32
+    splits (batch 1: split and reduce launches) and one (batch 256: one launch); MLA decode at R1's width (128 heads,
+    latent 512 + rope 64) with 16 splits and one."""
     from types import SimpleNamespace
 
     from vdeploy_kernels.decode_attention import DecodeConfig, decode_attention

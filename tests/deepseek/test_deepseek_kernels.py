@@ -233,7 +233,7 @@ MLA_VARIANTS = [  # the default's tiles, and others a tuned table may pick
 @pytest.mark.parametrize("splits", [1, 4])
 def test_mla_attention_r1_width_variants_match_twin(tiles, splits):
     """R1's latent width (L=512, R=64) at 6 heads: ragged contexts over several shuffled pages (a 1-token context,
-    one ending mid-page, an extend row group), one split (output written directly) and four (partials merged by the split that finishes last)."""
+    one ending mid-page, an extend row group), one split (output written directly) and four (partials + reduce)."""
     from vdeploy_kernels.mla_attention import mla_attention
 
     torch.manual_seed(splits)
@@ -249,9 +249,6 @@ def test_mla_attention_r1_width_variants_match_twin(tiles, splits):
     q_lat = q[..., :lora].transpose(0, 1).contiguous().transpose(0, 1)  # the model's form (see layers/mla.py)
     out = mla_attention(q_lat, cache, meta, 0.1, lora, num_splits=splits, tiles=tiles, q_rope=q[..., lora:])
     assert rel_err(out, twin) < 1e-5
-    from vdeploy_kernels.split_k import split_tickets
-
-    assert int(split_tickets(out.device).abs().sum()) == 0  # the merging split reset its counter
 
 
 def test_mla_decode_config_reads_tuned_table_else_heuristic(tmp_path, monkeypatch):

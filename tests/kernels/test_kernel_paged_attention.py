@@ -12,7 +12,6 @@ from vdeploy_kernels.decode_attention import DecodeConfig
 from vdeploy_kernels.paged_attention import paged_attention
 from vdeploy_kernels.paged_batch import make_paged_batch
 from vdeploy_kernels.prefill_attention import PrefillConfig
-from vdeploy_kernels.split_k import split_tickets
 
 SMALL_PREFILL = PrefillConfig(block_m=16, block_n=16, num_warps=4, num_stages=1)
 
@@ -61,8 +60,6 @@ def test_decode_split_counts_agree(num_splits):
     batch = make_paged_batch([1, 1, 1, 1], [1, 16, 37, 95], num_heads=8, num_kv_heads=2, head_dim=64,
                              block_size=16, dtype=torch.float16, generator=gen)
     check(batch, decode_config=DecodeConfig(block_n=16, num_splits=num_splits, num_warps=4, num_stages=1))
-    # the split that merges resets its (request, KV head) counter: the next launch (or graph replay) finds zeros
-    assert int(split_tickets(batch.q.device).abs().sum()) == 0
 
 
 def test_decode_padding_row_with_empty_context_gives_zeros():
