@@ -101,16 +101,18 @@ def instrument(llm: Any, rec: StepRecorder, on_step: Callable[[bool], None]) -> 
     runner._forward = rec.timed("forward", runner._forward, before=rec.event, after=rec.event)
     runner.model.compute_logits = rec.timed("logits", runner.model.compute_logits)
     if runner.sampler is not None:
-        runner.sampler = rec.timed("sample", runner.sampler, after=rec.event)
-    original_execute = core.executor.execute
+        runner.sampler.sample = rec.timed("sample", runner.sampler.sample, after=rec.event)
     state = {"pure": False, "n": 0}
 
-    def execute(so):
-        state["pure"] = all(len(r.token_ids) == 1 for r in so.requests)
-        state["n"] = len(so.requests)
-        return original_execute(so)
+    def counting(original):  # the engine launches through execute_async (asynchronous scheduling) or execute
+        def execute(so):
+            state["pure"] = all(len(r.token_ids) == 1 for r in so.requests)
+            state["n"] = len(so.requests)
+            return original(so)
+        return execute
 
-    core.executor.execute = execute
+    core.executor.execute = counting(core.executor.execute)
+    core.executor.execute_async = counting(core.executor.execute_async)
     original_step = core.step
 
     def step():
