@@ -2,12 +2,16 @@
 points. Layout and twin: vdeploy_kernels.reference_quant (qweight [K/8, N] int32 packed along K, scales / zeros
 [G, N], g_idx [K]); AWQ and GPTQ checkpoints are both repacked to it at load (vdeploy.layers.int4).
 
-Two kernels behind w4a16_matmul, picked by the config:
+Three paths behind w4a16_matmul, picked by the config:
 - decode at 1-2 rows (`factored: True`): vdeploy_kernels.w4a16_factored — the nibble decoded by bit tricks (no
   int -> float conversion), the group's scale and zero applied once per group rather than per weight, split-K
   partials summed in the same launch (a ticket per output tile, fixed order);
-- this module's dequantizing kernel (every other M; configs without `factored`, e.g. the sweep's older grid): each
-  K tile dequantized in registers ((q − z)·s in x's dtype), then a tensor-core dot with fp32 accumulation.
+- M > 16 (`dequant: True`): the whole weight dequantized into a scratch [K, N] in x's dtype, then cuBLAS. On an
+  H100 (benchmarks/results/2026-12-07c-h100/w4a16_decode.json) the in-register dequantizing GEMM below ran at
+  0.19-0.39x a bf16 GEMM at M 64-4,096 (each K tile dequantized again for every M tile); writing bf16 once and
+  reading it back costs ~2.5 bytes a weight more than bf16 alone, which is ~0.45x at M 64 and ~0.9x at 4,096;
+- this module's dequantizing kernel (3-16 rows; configs without `factored` or `dequant`, e.g. the sweep's grid):
+  each K tile dequantized in registers ((q − z)·s in x's dtype), then a tensor-core dot with fp32 accumulation.
 Here, two ways to find a row's group: uniform groups (`group_size` rows each, a multiple of BLOCK_K: one scale row
 per K tile, the common case) or a gather through g_idx (act-order split over TP ranks, or groups smaller than 16).
 Decode splits K over several programs so that a few output tiles still keep every SM streaming weights; the fp32
@@ -83,6 +87,52 @@ def _w4a16_kernel(
     tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
 
+@triton.jit
+def _dequantize_kernel(qw_ptr, s_ptr, z_ptr, g_ptr, w_ptr, N, K,
+                       GROUP: tl.constexpr,  # rows per group, a multiple of 8 * BLOCK_W; 0: each row's g_idx
+                       BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr):
+    """W [K, N] = (q − z)·s in w's dtype, packed words [BW, BN] -> rows [8 BW, BN]. A nibble becomes a float by the
+    magic number 2^23 (q | 0x4B000000 is 2^23 + q exactly): bit operations, no int -> float conversion."""
+    pid_w = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    words = pid_w * BLOCK_W + tl.arange(0, BLOCK_W)  # [BW]
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
+    w_ok = words < K // 8
+    n_ok = offs_n < N
+    packed = tl.load(qw_ptr + words[:, None] * N + offs_n[None, :], mask=w_ok[:, None] & n_ok[None, :], other=0,
+                     eviction_policy="evict_first")  # [BW, BN]
+    nibbles = (packed[:, None, :] >> (tl.arange(0, 8) * 4)[None, :, None]) & 0xF  # [BW, 8, BN]
+    q = (tl.reshape(nibbles, (8 * BLOCK_W, BLOCK_N)) | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+    k = pid_w * 8 * BLOCK_W + tl.arange(0, 8 * BLOCK_W)  # [BK] row 8i + j = nibble j of word i
+    k_ok = k < K
+    if GROUP > 0:  # the whole tile in one group
+        g = (pid_w * 8 * BLOCK_W) // GROUP
+        s = tl.load(s_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]  # [1, BN]
+        z = tl.load(z_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    else:
+        g = tl.load(g_ptr + k, mask=k_ok, other=0)  # [BK]
+        sz_mask = k_ok[:, None] & n_ok[None, :]
+        s = tl.load(s_ptr + g[:, None] * N + offs_n[None, :], mask=sz_mask, other=0.0).to(tl.float32)
+        z = tl.load(z_ptr + g[:, None] * N + offs_n[None, :], mask=sz_mask, other=0.0).to(tl.float32)
+    w = (q - z) * s  # [BK, BN]
+    tl.store(w_ptr + k[:, None] * N + offs_n[None, :], w.to(w_ptr.dtype.element_ty),
+             mask=k_ok[:, None] & n_ok[None, :])
+
+
+def dequantize_w4(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, g_idx: torch.Tensor,
+                  group_size: int, dtype: torch.dtype) -> torch.Tensor:
+    """-> W [K, N] in dtype, a fresh tensor (inside a CUDA-graph capture it comes from the graph's pool and is
+    reused by the next layer's)."""
+    k, n = qweight.shape[0] * 8, qweight.shape[1]
+    w = torch.empty(k, n, dtype=dtype, device=qweight.device)
+    block_w, block_n = 4, 256  # 32 rows x 256 columns a program: 16 KB of bf16 written
+    uniform = group_size if group_size > 0 and group_size % (8 * block_w) == 0 else 0
+    grid = (triton.cdiv(k // 8, block_w), triton.cdiv(n, block_n))
+    _dequantize_kernel[grid](qweight, scales, zeros, g_idx, w, n, k, GROUP=uniform, BLOCK_W=block_w,
+                             BLOCK_N=block_n, num_warps=4)
+    return w
+
+
 def _num_sms(device: torch.device) -> int:
     if device.type != "cuda":
         return 4  # the interpreter: small grids
@@ -139,6 +189,9 @@ def factored_split(m: int, n: int, k: int, cfg: dict, num_sms: int, warps_per_sm
     return max(1, min(triton.cdiv(programs, tiles), k_blocks // 2, 32))
 
 
+DEQUANT_MIN_M = 17  # from here on the weight is dequantized once and multiplied by cuBLAS
+
+
 def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
     """Tiles for an [m, k] x [k, n] product. 1-2 rows (4 with act-order gathers) run the factored kernel
     (vdeploy_kernels.w4a16_factored: no int -> float conversions, scales applied per group, split-K summed in-kernel)
@@ -148,7 +201,9 @@ def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
     benchmarks/results/2026-12-06e-h100/w4a16_decode.json): 1.1-1.3x the dequantizing kernel, 1.3-2.2x a bf16 GEMV
     on the R1-Distill-Qwen-7B / 32B layers. Everything else keeps the dequantizing kernel (legacy_w4a16_config): the
     factored kernel's tensor-core variant (`dot: True`, reachable through a config for the sweep) ran 3-16 rows at
-    0.56-0.85x of it."""
+    0.56-0.85x of it. More than DEQUANT_MIN_M rows: dequantize, then cuBLAS (the module docstring)."""
+    if m > DEQUANT_MIN_M:
+        return {"dequant": True}
     if m > 2 and not (group_size <= 0 and m <= 4):
         return legacy_w4a16_config(m, n, k, group_size, num_sms)
     block_k = 64 if m == 1 and group_size > 0 and group_size % 64 == 0 else 32
@@ -171,6 +226,8 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
     if m == 0:
         return torch.empty(m, n, dtype=x.dtype, device=x.device)
     cfg = config or _tuned(m, n, k, group_size, x.device) or w4a16_config(m, n, k, group_size, _num_sms(x.device))
+    if cfg.get("dequant"):
+        return x @ dequantize_w4(qweight, scales, zeros, g_idx, group_size, x.dtype)
     if cfg.get("factored"):
         from vdeploy_kernels.w4a16_factored import w4a16_factored_matmul
 

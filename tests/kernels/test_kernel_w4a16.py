@@ -51,10 +51,35 @@ def test_w4a16_matches_twin(dtype, m, n, k, group, gather, cfg):
 def test_config_splits_k_for_decode_only():
     h100 = 132  # SMs
     assert w4a16_config(1, 3584, 18944, 128, h100)["split_k"] > 1  # Qwen2-7B down_proj: 56 output tiles
-    assert w4a16_config(4096, 3584, 18944, 128, h100)["split_k"] == 1
+    assert legacy_w4a16_config(4096, 3584, 18944, 128, h100)["split_k"] == 1
+    assert w4a16_config(4096, 3584, 18944, 128, h100) == {"dequant": True}  # prefill: dequantize, then cuBLAS
+    assert w4a16_config(16, 3584, 18944, 128, h100).get("dequant") is None
     assert legacy_w4a16_config(1, 64, 128, 32, h100)["block_k"] == 32  # the dequantizing kernel: one group a tile
     # the factored kernel (the default for decode) takes K tiles of one group too (test_kernel_w4a16_factored)
     assert w4a16_config(1, 64, 128, 32, h100)["block_k"] == 32
+
+
+@pytest.mark.parametrize("group", [128, 0])  # uniform groups; act order (g_idx gathers)
+def test_dequantize_path_matches_twin_exactly(group):
+    # more than DEQUANT_MIN_M rows: the weight is dequantized (bit tricks, no conversion instruction) and multiplied
+    # by torch; the dequantized weight equals the twin's to the bit
+    from vdeploy_kernels.w4a16_gemm import DEQUANT_MIN_M, dequantize_w4
+
+    gen = torch.Generator().manual_seed(group)
+    k, n = 256, 96
+    qweight = torch.randint(-2**31, 2**31 - 1, (k // 8, n), dtype=torch.int32, generator=gen)
+    scales = (torch.rand(k // 64, n, generator=gen) + 0.1).to(torch.float16)
+    zeros = torch.randint(0, 16, (k // 64, n), generator=gen).to(torch.float16)
+    g_idx = (torch.arange(k) // 64).to(torch.int32)
+    if group == 0:
+        g_idx = g_idx[torch.randperm(k, generator=gen)].contiguous()
+    else:
+        group = 64
+    assert torch.equal(dequantize_w4(qweight, scales, zeros, g_idx, group, torch.float32),
+                       ref.dequantize_w4(qweight, scales, zeros, g_idx, torch.float32))
+    x = torch.randn(DEQUANT_MIN_M, k, generator=gen)
+    assert torch.allclose(w4a16_matmul(x, qweight, scales, zeros, g_idx, group),
+                          ref.w4a16_matmul(x, qweight, scales, zeros, g_idx, group), rtol=1e-5, atol=1e-4)
 
 
 def test_a_tuned_table_row_serves_its_own_token_count_only(tmp_path, monkeypatch):
