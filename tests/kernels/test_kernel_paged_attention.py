@@ -62,13 +62,15 @@ def test_decode_split_counts_agree(num_splits):
     check(batch, decode_config=DecodeConfig(block_n=16, num_splits=num_splits, num_warps=4, num_stages=1))
 
 
-def test_decode_padding_row_with_empty_context_gives_zeros():
+@pytest.mark.parametrize("num_splits", [None, 1])  # None: the default (merged by stage 2); 1: stage 1 writes `out`
+def test_decode_padding_row_with_empty_context_gives_zeros(num_splits):
     # a captured CUDA graph pads the batch with requests of seq_len 0: they must produce zeros, not NaN
     gen = torch.Generator().manual_seed(2)
     batch = make_paged_batch([1, 1], [20, 5], num_heads=4, num_kv_heads=4, head_dim=64, block_size=16,
                              dtype=torch.float16, generator=gen)
     batch.meta.seq_lens[1] = 0
-    out = paged_attention(batch.q, batch.kv_cache, batch.meta, 0.125)
+    config = DecodeConfig(block_n=16, num_splits=1, num_warps=4, num_stages=1) if num_splits else None
+    out = paged_attention(batch.q, batch.kv_cache, batch.meta, 0.125, decode_config=config)
     assert torch.isfinite(out).all()
     assert out[1].abs().max().item() == 0.0
     batch.meta.seq_lens_host = [20, 0]
