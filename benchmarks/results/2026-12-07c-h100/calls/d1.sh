@@ -6,7 +6,7 @@
 # kernels/mla_attention.py at d9541b5, removed from here since: the revert made the kernel that file again), and MLA's GPU test
 source "$(dirname "$0")/common.sh"
 el decode-attention-ab; timeout 90 python3 benchmarks/kernels/decode_attention_ab.py --baseline "$(dirname "$0")/base_decode_attention.py" \
-  --mla-baseline "$(dirname "$0")/base_mla_attention.py"  # removed since: kernels/mla_attention.py at d9541b5, the same file as after the revert --git-rev $REV --out $OUT 2>&1 | grep -v Warn | tail -10
+  --mla-baseline "$(dirname "$0")/base_mla_attention.py" --git-rev $REV --out $OUT 2>&1 | grep -v Warn | tail -10
 el mla-gpu-test; timeout 60 python3 -m pytest -q -p no:cacheprovider tests/deepseek/test_deepseek_kernels_gpu.py -k mla_attention 2>&1 | tail -2 | tee $OUT/gpu-tests-mla.txt
 python3 benchmarks/quant_configs.py /tmp/qm --models deepseek-r1-distill-qwen-7b deepseek-r1-distill-llama-8b --schemes bf16 awq > /dev/null
 for m in qwen-7b-awq qwen-7b-bf16 llama-8b-bf16; do
