@@ -201,8 +201,8 @@ def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
     benchmarks/results/2026-12-06e-h100/w4a16_decode.json): 1.1-1.3x the dequantizing kernel, 1.3-2.2x a bf16 GEMV
     on the R1-Distill-Qwen-7B / 32B layers. Everything else keeps the dequantizing kernel (legacy_w4a16_config): the
     factored kernel's tensor-core variant (`dot: True`, reachable through a config for the sweep) ran 3-16 rows at
-    0.56-0.85x of it. More than DEQUANT_MIN_M rows: dequantize, then cuBLAS (the module docstring)."""
-    if m > DEQUANT_MIN_M:
+    0.56-0.85x of it. DEQUANT_MIN_M rows and more: dequantize, then cuBLAS (the module docstring)."""
+    if m >= DEQUANT_MIN_M:
         return {"dequant": True}
     if m > 2 and not (group_size <= 0 and m <= 4):
         return legacy_w4a16_config(m, n, k, group_size, num_sms)
