@@ -304,7 +304,7 @@ def fp8_decode_cases():
 def w4a16_cases():
     """The W4A16 decode kernels at R1-Distill-Qwen-7B's gate_up (N 37888, K 3584, group 128): the factored kernel in
     its default tiles at M 1 (CUDA cores) and in the tensor-core variant at M 4, bf16 activations; the dequantize-then-
-    cuBLAS path at M 64 (the dequantizing kernel, uniform groups and act order)."""
+    cuBLAS path's kernel (uniform groups and act order) and the in-register dequantizing GEMM at M 16."""
     from vdeploy_kernels.w4a16_factored import w4a16_factored_matmul
     from vdeploy_kernels.w4a16_gemm import w4a16_config
 
@@ -317,8 +317,10 @@ def w4a16_cases():
         x = torch.empty(m, k, dtype=torch.bfloat16)
         yield (f"w4a16 factored N{n} K{k} M={m}", cfg,
                lambda x=x, cfg=cfg: w4a16_factored_matmul(x, qweight, scales, zeros, g_idx, group, cfg))
-    from vdeploy_kernels.w4a16_gemm import dequantize_w4
+    from vdeploy_kernels.w4a16_gemm import dequantize_w4, w4a16_matmul
 
+    x16 = torch.empty(16, k, dtype=torch.bfloat16)
+    yield (f"w4a16 dequantizing GEMM N{n} K{k} M=16", {}, lambda: w4a16_matmul(x16, qweight, scales, zeros, g_idx, group))
     for g in (group, 0):
         yield (f"w4a16 dequantize N{n} K{k} group {g}", {},
                lambda g=g: dequantize_w4(qweight, scales, zeros, g_idx, g, torch.bfloat16))
