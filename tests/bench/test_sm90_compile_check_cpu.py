@@ -100,3 +100,14 @@ def test_fp8_and_w4a16_decode_kernels_compile_for_hopper(tmp_path):
         if group == "fp8dec":
             assert any("swap_ab" in r["kernel"] for r in rows) and any("M=512" in r["kernel"] for r in rows)
             assert {"_w8a8_block_decode_kernel", "_w8a8_block_matmul_kernel"} <= {r["function"] for r in rows}
+
+
+def test_attention_decode_kernels_compile_for_hopper(tmp_path):
+    """Decode attention (several KV splits: split and merge launches; one split: the split writes the output) and
+    MLA decode at R1's width, with Triton 3.6; decode attention spills nothing."""
+    report = run_with_triton_36(tmp_path, "attention")
+    rows = report["results"]
+    assert all(r["ok"] and r["fits_shared"] for r in rows)
+    assert {r["function"] for r in rows} == {"_decode_split_kernel", "_decode_reduce_kernel", "_mla_split_kernel",
+                                             "_mla_reduce_kernel"}
+    assert not any(r["spill_store_bytes"] for r in rows if r["function"].startswith("_decode"))
