@@ -222,8 +222,8 @@ class OutputDecoder:
         if totals is None:
             totals = self._totals[wire.request_id] = _RequestTotals(wire.prompt_token_ids or [])
         if wire.request_id in self._delta:
-            outputs = [CompletionOutput(c.index, c.delta_text, c.delta_token_ids, c.delta_text, c.delta_token_ids,
-                                        c.delta_logprobs, c.finish_reason, c.stop_reason) for c in wire.outputs]
+            outputs = [CompletionOutput.delta(c.index, c.delta_text, c.delta_token_ids, c.delta_logprobs,
+                                              c.finish_reason, c.stop_reason) for c in wire.outputs]
         else:
             outputs = [self._completion(totals.samples.setdefault(c.index, _Totals()), c) for c in wire.outputs]
         if wire.finished:

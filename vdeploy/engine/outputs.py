@@ -103,6 +103,12 @@ class CompletionOutput:
     def finished(self) -> bool:
         return self.finish_reason is not None
 
+    @classmethod
+    def delta(cls, index: int, text: str, token_ids: list[int], logprobs: list[TokenLogprobs] | None,
+              finish_reason: str | None, stop_reason: str | int | None) -> "CompletionOutput":
+        """An OutputKind.DELTA output: only what is new, in both the full and the delta fields."""
+        return cls(index, text, token_ids, text, token_ids, logprobs, finish_reason, stop_reason)
+
 
 @dataclass
 class RequestOutput:

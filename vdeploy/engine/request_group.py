@@ -54,9 +54,9 @@ def completion_output(sample: Sample, kind: OutputKind) -> CompletionOutput:
     sample.finished_reported = finished
     wants_logprobs = req.sampling_params.logprobs is not None
     if kind is OutputKind.DELTA:  # no copy of the whole answer: O(new tokens) however long it is
-        return CompletionOutput(req.index, delta_text, delta_ids, delta_text, delta_ids,
-                                req.output_logprobs[reported:] if wants_logprobs else None,
-                                req.status.finish_reason, req.stop_reason)
+        return CompletionOutput.delta(req.index, delta_text, delta_ids,
+                                      req.output_logprobs[reported:] if wants_logprobs else None,
+                                      req.status.finish_reason, req.stop_reason)
     return CompletionOutput(
         index=req.index,
         text=sample.detokenizer.emitted_text,

@@ -85,8 +85,7 @@ def _joined_sample(before: CompletionOutput, c: CompletionOutput, kind: OutputKi
     if kind is not OutputKind.DELTA:
         return replace(c, delta_text=delta_text, delta_token_ids=delta_ids)
     logprobs = None if before.logprobs is None and c.logprobs is None else (before.logprobs or []) + (c.logprobs or [])
-    return replace(c, text=delta_text, token_ids=delta_ids, delta_text=delta_text, delta_token_ids=delta_ids,
-                   logprobs=logprobs)
+    return CompletionOutput.delta(c.index, delta_text, delta_ids, logprobs, c.finish_reason, c.stop_reason)
 
 
 class StreamingEngine:
