@@ -42,6 +42,16 @@ def find_table(kind: str, name_for, device: str):
     return None
 
 
+def exact_row(kind: str, name_for, device: str, num_tokens: int) -> dict | None:
+    """The row for exactly num_tokens in this GPU kind's table (or a sibling's); None where there is none (decode
+    tiles, tuned per row count, are wrong for any other)."""
+    table = find_table(kind, name_for, device)
+    if table is None or num_tokens not in table[0]:
+        return None
+    keys, configs = table
+    return configs[keys.index(num_tokens)]
+
+
 @functools.lru_cache(maxsize=128)
 def load_table(kind: str, name: str) -> tuple[tuple[int, ...], tuple[dict, ...]] | None:
     for folder in tuned_dirs(kind):

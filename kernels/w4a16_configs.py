@@ -23,8 +23,4 @@ def config_name(n: int, k: int, group_size: int, device_name: str) -> str:
 @functools.lru_cache(maxsize=1024)  # asked on every eager W4A16 launch: look each shape up once
 def tuned_w4a16_config(m: int, n: int, k: int, group_size: int, device_name: str) -> dict | None:
     """The tabulated config for exactly M = m on this GPU kind (or its sibling), else None (shared: read only)."""
-    table = tuned_tables.find_table(KIND, lambda gpu: config_name(n, k, group_size, gpu), device_name)
-    if table is None:
-        return None
-    keys, configs = table
-    return configs[keys.index(m)] if m in keys else None
+    return tuned_tables.exact_row(KIND, lambda gpu: config_name(n, k, group_size, gpu), device_name, m)

@@ -10,7 +10,7 @@ arguments are specialised exactly as on the GPU. Compile with the Triton the GPU
     python3 -m venv --system-site-packages /tmp/t36 && /tmp/t36/bin/pip install --no-deps triton==3.6.0
     mkdir -p /tmp/shim && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels
     PYTHONPATH=/tmp/shim:$PWD /tmp/t36/bin/python benchmarks/kernels/sm90_compile_check.py \
-        [--only fresh|rope|moe|sampling|fp8dec|w4a16|attention] [--out x.json]
+        [--only fresh|rope|moe|sampling|fp8dec|w4a16|gemv|attention] [--out x.json]
 
 Kernels: the fresh prefill attention kernel at Llama-3.1-8B's shape (bf16, 32 / 8 heads, D = 128) in the shipped
 config and every --new-options config of prefill_attention_sweep.py; rope_store_kv at the same shape and at every
@@ -25,7 +25,7 @@ named as the H100 and the H200 of the lent machines (the name is faked; the H100
 none) and in the heuristic's (any other GPU name); then moe_sum without a shared output and silu_and_mul_quant_fp8
 alone at each shape; the block-FP8 decode linear (fp8dec: x quantized in the GEMM, split-K summed in the same
 launch) at every R1 shape with a tuned table, M 1 / 4 / 16, in the table's tiles and the heuristic's; the W4A16
-decode kernel (w4a16) at a distill's gate_up, M 1 and 4; decode and MLA attention (attention) with several KV splits
+decode kernel (w4a16) at a distill's gate_up, M 1 and 4; the dense decode GEMV (gemv) at Llama-8B's o_proj; decode and MLA attention (attention) with several KV splits
 and one.
 Exit code 1 when one fails to compile or (but for a fresh config: the sweep skips those on the GPU) needs more
 shared memory than a Hopper program may have. "(spills)" marks a kernel ptxas spilled registers for.
@@ -326,6 +326,20 @@ def w4a16_cases():
                lambda g=g: dequantize_w4(qweight, scales, zeros, g_idx, g, torch.bfloat16))
 
 
+def gemv_cases():
+    """The dense decode GEMV at Llama-3.1-8B's o_proj (N 4096, K 4096, bf16): the sweep's largest register tiles at
+    M 1 (64 products a thread) and M 4, with K splits (tickets) and without."""
+    from vdeploy_kernels.dense_gemv import dense_gemv
+
+    n, k = 4096, 4096
+    w = torch.empty(n, k, dtype=torch.bfloat16)
+    for m, bn, bk, warps, split in ((1, 32, 512, 8, 4), (1, 8, 1024, 4, 1), (4, 16, 256, 8, 8)):
+        cfg = {"block_m": m, "block_n": bn, "block_k": bk, "split_k": split, "num_warps": warps, "num_stages": 4}
+        x = torch.empty(m, k, dtype=torch.bfloat16)
+        yield (f"dense gemv N{n} K{k} M={m} BN{bn} BK{bk} split {split}", cfg,
+               lambda x=x, cfg=cfg: dense_gemv(x, w, cfg))
+
+
 def attention_cases():
     """Decode attention at Llama-3.1-8B's heads (32 / 8, D 128, bf16, pages of 16) in the GPU's default tiles, 32
     splits (batch 1: split and reduce launches) and one (batch 256: one launch); MLA decode at R1's width (128 heads,
@@ -365,7 +379,8 @@ def launch_label(fn_name: str, kwargs: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("fresh", "rope", "moe", "sampling", "fp8dec", "w4a16", "attention"), default=None)
+    parser.add_argument("--only", choices=("fresh", "rope", "moe", "sampling", "fp8dec", "w4a16", "gemv",
+                                                "attention"), default=None)
     parser.add_argument("--out", default=None, help="JSON report path")
     args = parser.parse_args()
     import triton
@@ -373,7 +388,7 @@ def main() -> int:
     compiled = fake_hopper()
     results, failed = [], []
     groups = {"fresh": fresh_cases, "rope": rope_cases, "moe": moe_cases, "sampling": sampling_cases,
-              "fp8dec": fp8_decode_cases, "w4a16": w4a16_cases,
+              "fp8dec": fp8_decode_cases, "w4a16": w4a16_cases, "gemv": gemv_cases,
               "attention": attention_cases}
     for group, cases in groups.items():
         if args.only not in (None, group):

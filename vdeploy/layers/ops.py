@@ -152,6 +152,29 @@ def fused_moe(x, w13, w2, topk_ids, topk_weights, w13_scale=None, w2_scale=None,
     return out if shared_output is None else out + shared_output
 
 
+DENSE_GEMV_MAX_ROWS = 8  # decode batches the GEMV's tables may cover; larger batches skip the lookup (cuBLAS)
+
+
+def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [T, K] @ weight [N, K]ᵀ (+ bias) -> [T, N]: cuBLAS (F.linear), except decode batches whose exact shape has
+    a tuned row for this GPU kind, where the Triton GEMV measured faster (vdeploy_kernels.dense_gemv)."""
+    if x.is_cuda and x.dim() == 2 and x.shape[0] <= DENSE_GEMV_MAX_ROWS and x.dtype != torch.float32 and _use_triton(x):
+        config = _tuned_gemv(x.shape[0], weight.shape[0], x.shape[1], x.dtype, x.device.index or 0)
+        if config is not None:
+            from vdeploy_kernels.dense_gemv import dense_gemv
+
+            y = dense_gemv(x, weight, config)
+            return y if bias is None else y + bias
+    return torch.nn.functional.linear(x, weight, bias)
+
+
+def _tuned_gemv(m: int, n: int, k: int, dtype: torch.dtype, device_index: int) -> dict | None:
+    from vdeploy_kernels import tuned_tables
+    from vdeploy_kernels.dense_gemv_configs import tuned_gemv_config
+
+    return tuned_gemv_config(m, n, k, str(dtype).removeprefix("torch."), tuned_tables.device_name(device_index))
+
+
 def w8a8_block_linear(x, weight, weight_scale_inv, block=(128, 128), bias=None):
     """x [T, K] (bf16/fp32) @ block-FP8 weight [N, K]ᵀ -> [T, N] in x's dtype; activations quantized per token per
     128 channels. Triton W8A8 GEMM on CUDA (sm89+); dequantize + matmul elsewhere."""

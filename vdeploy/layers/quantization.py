@@ -1,7 +1,8 @@
 """The quantization hook of every linear layer: a `LinearMethod` creates the layer's parameters and computes
-y = x W^T (+ b) with them. `get_linear_method(quant_config)` picks one; the unquantized method is plain
-F.linear. Quantized methods (FP8 block scales for DeepSeek-V3, AWQ / GPTQ W4A16, compressed-tensors W8A8) are
-listed in a constant table (QUANTIZED_LINEAR_METHODS, by QuantConfig.method) and follow the same contract:
+y = x W^T (+ b) with them. `get_linear_method(quant_config)` picks one; the unquantized method is
+ops.dense_linear (cuBLAS, or a tuned Triton GEMV for decode shapes where one measured faster). Quantized methods
+(FP8 block scales for DeepSeek-V3, AWQ / GPTQ W4A16, compressed-tensors W8A8) are listed in a constant table
+(QUANTIZED_LINEAR_METHODS, by QuantConfig.method) and follow the same contract:
 
 - create_weights registers parameters on `layer` and tags each with `output_dim` / `input_dim` (which tensor
   dimension is split across tensor-parallel ranks; None when not split) and optionally `weight_block =
@@ -15,11 +16,11 @@ from __future__ import annotations
 import pkgutil
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vdeploy.config import QuantConfig
 from vdeploy.errors import ConfigError
+from vdeploy.layers import ops
 from vdeploy.layers.weight_loading import set_weight_attrs
 
 
@@ -57,8 +58,7 @@ class UnquantizedLinearMethod(LinearMethod):
         layer.register_parameter("weight", weight)
 
     def apply(self, layer, x, bias=None):
-        # x: [T, in] -> [T, out]
-        return F.linear(x, layer.weight, bias)
+        return ops.dense_linear(x, layer.weight, bias)  # [T, in] -> [T, out]
 
 
 # QuantConfig.method -> "module:Class" of its LinearMethod, imported on first use; the class is built as
