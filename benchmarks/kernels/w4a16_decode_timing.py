@@ -136,8 +136,12 @@ def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: 
 # (BN, warps, BK, stages): the shipped M = 1 tile first; then fewer columns per thread (BN / (32 warps)), so that a
 # program's serial work shrinks and more warps share an SM (latency-bound small layers), and longer K tiles
 FACTORED_TILES = ((256, 1, 64, 3), (256, 1, 64, 2), (128, 1, 64, 3), (128, 1, 64, 2), (64, 1, 64, 2),
-                  (256, 2, 64, 2), (256, 4, 64, 2), (512, 4, 64, 2), (128, 1, 128, 2), (256, 1, 128, 2))
+                  (256, 2, 64, 2), (256, 4, 64, 2), (512, 4, 64, 2), (128, 1, 128, 2), (256, 1, 128, 2),
+                  (128, 1, 64, 4), (256, 2, 64, 3))
 WARPS_PER_SM = (8, 16, 32)  # factored_split's target occupancy (8: the shipped choice)
+# splits past factored_split's cap of 32, for narrow layers with a long K (the 7B's down, N 3584 x K 18944, best at
+# the cap in the 2026-12-07c sweep: 25.3 us, 1.42 TB/s against gate_up's 2.17)
+EXTRA_SPLITS = (48, 64)
 TABLE_WIN = 1.05  # a shape gets a table row (tables/w4a16/ under --out) where its best tile is this much faster
 
 
@@ -166,7 +170,9 @@ def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str,
             for bn, warps, bk, stages in FACTORED_TILES if cuda else FACTORED_TILES[:2]:
                 base = dict(factored=True, dot=False, block_m=1, block_n=bn, block_k=bk, num_warps=warps,
                             num_stages=stages)
-                for split in sorted({factored_split(1, n, k, base, sms, w) for w in WARPS_PER_SM}):
+                k_blocks = -(-k // bk)
+                deep = {s for s in EXTRA_SPLITS if s <= k_blocks // 2}  # past factored_split's cap (long K)
+                for split in sorted({factored_split(1, n, k, base, sms, w) for w in WARPS_PER_SM} | deep):
                     if time.monotonic() > deadline:
                         cut = True
                         break
