@@ -2,7 +2,7 @@
 as F.linear stores it (row-major, K contiguous).
 
 Why: for some decode shapes cuBLAS picks a kernel that leaves HBM bandwidth unused. On an H100 (torch 2.11,
-benchmarks/results/2026-12-07d/step-llama-8b-bf16) Llama-3.1-8B's o_proj (4096 x 4096, M = 1) ran
+benchmarks/results/2026-12-07d-h100/step-llama-8b-bf16) Llama-3.1-8B's o_proj (4096 x 4096, M = 1) ran
 `nvjet_sm90_tst_64x8_64x16_4x1` at 20.8 µs, 1.6 TB/s, where its gate_up ran at 2.87 TB/s: 0.27 ms of a 6.3 ms
 batch-1 step. Here every program streams BLOCK_N weight rows over one K split and keeps the products in registers
 ([BM, BN, BK] fp32, summed along K once at the end, not per tile); the splits' partials are added in the same launch
