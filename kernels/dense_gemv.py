@@ -23,11 +23,12 @@ from vdeploy_kernels.split_k import TICKETS, split_k_tiles, split_tickets, store
 
 @triton.jit(do_not_specialize=["SPLIT_K"])  # one compile for every split count
 def _dense_gemv_kernel(
-    x_ptr, w_ptr, c_ptr, ws_ptr, tickets_ptr,
+    x_ptr, w_ptr, c_ptr, ws_ptr, tickets_ptr, b_ptr,
     M, N, K, stride_xm, stride_wn, SPLIT_K,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     EVEN_K: tl.constexpr,  # K a multiple of BLOCK_K: no K masks
     REDUCE: tl.constexpr,
+    HAS_BIAS: tl.constexpr,  # b_ptr [N] added to the output
     STAGES: tl.constexpr,  # K tiles in flight (software pipeline depth)
 ):
     pid_n = tl.program_id(0)
@@ -54,12 +55,12 @@ def _dense_gemv_kernel(
                         other=0.0)  # [BM, BK]
         acc += a.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :]
     store_split_k(tl.sum(acc, axis=2), offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, pid_n, SPLIT_K,
-                  REDUCE)
+                  REDUCE, b_ptr, HAS_BIAS)
 
 
-def dense_gemv(x: torch.Tensor, weight: torch.Tensor, cfg: dict) -> torch.Tensor:
-    """x [M, K] (M ≤ cfg's block_m) @ weight [N, K]ᵀ -> [M, N] in x's dtype. cfg: block_m / block_n / block_k /
-    split_k / num_warps / num_stages (a dense_gemv_configs table row)."""
+def dense_gemv(x: torch.Tensor, weight: torch.Tensor, cfg: dict, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [M, K] (M ≤ cfg's block_m) @ weight [N, K]ᵀ (+ bias [N], added in the store) -> [M, N] in x's dtype. cfg:
+    block_m / block_n / block_k / split_k / num_warps / num_stages (a dense_gemv_configs table row)."""
     from vdeploy_kernels.fp8_gemm import _sum_splits_kernel
 
     x = x.contiguous()
@@ -78,12 +79,15 @@ def dense_gemv(x: torch.Tensor, weight: torch.Tensor, cfg: dict) -> torch.Tensor
     ws = out if split == 1 else torch.empty(split, m, n, dtype=torch.float32, device=x.device)
     tickets = split_tickets(x.device) if reduce == 1 else ws
     _dense_gemv_kernel[(grid_n, split)](
-        x, weight, out, ws, tickets, m, n, k, x.stride(0), weight.stride(0), split,
+        x, weight, out, ws, tickets, out if bias is None else bias, m, n, k, x.stride(0), weight.stride(0), split,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, EVEN_K=k % block_k == 0, REDUCE=reduce,
+        HAS_BIAS=bias is not None and reduce != 2,
         STAGES=cfg["num_stages"],
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if reduce == 2:
         numel, chunk = m * n, 1024
         _sum_splits_kernel[(triton.cdiv(numel, chunk),)](ws, out, numel, SPLIT_K=split, BLOCK=chunk)
+        if bias is not None:
+            out += bias
     return out

@@ -107,7 +107,7 @@ def _w8a8_block_matmul_kernel(
         acc += tl.dot(a, b) * a_s[:, None] * b_s[None, :]
         a_ptrs += BLOCK_K
         b_ptrs += BLOCK_K
-    store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, pid, SPLIT_K, REDUCE)
+    store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, pid, SPLIT_K, REDUCE, c_ptr, False)
 
 
 @triton.jit
@@ -190,7 +190,8 @@ def _w8a8_block_decode_kernel(
         w_ptrs += BLOCK_K
     if SWAP_AB:
         acc = tl.trans(acc_t)
-    store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, pid_n, SPLIT_K, REDUCE)
+    store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, pid_n, SPLIT_K, REDUCE, c_ptr,
+                  False)
 
 
 def _scaled_mm_block(x_fp8, x_scale, w_fp8, w_scale_inv, out_dtype):

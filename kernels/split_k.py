@@ -32,11 +32,15 @@ def split_k_tiles(K, BLOCK_K: tl.constexpr, SPLIT_K, pid_k):
 
 
 @triton.jit
-def store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, tile, SPLIT_K, REDUCE: tl.constexpr):
-    """Store acc [BM, BN] (fp32), or this split's partial; with tickets, the last split of the tile sums them all."""
+def store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, tile, SPLIT_K, REDUCE: tl.constexpr,
+                  bias_ptr, HAS_BIAS: tl.constexpr):
+    """Store acc [BM, BN] (fp32), or this split's partial; with tickets, the last split of the tile sums them all.
+    HAS_BIAS: bias [N] is added to the output (not to partials: with REDUCE 2 the caller adds it after the sum)."""
     out_mask = (offs_m < M)[:, None] & (offs_n < N)[None, :]
     mn = offs_m[:, None] * N + offs_n[None, :]  # [BM, BN] (the output is contiguous)
     if REDUCE == 0:
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
         tl.store(c_ptr + mn, acc.to(c_ptr.dtype.element_ty), mask=out_mask)
     else:
         tl.store(ws_ptr + pid_k * M * N + mn, acc, mask=out_mask)
@@ -52,6 +56,8 @@ def store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, 
                                     mask=(sk < SPLIT_K)[:, None, None] & out_mask[None, :, :], other=0.0,
                                     cache_modifier=".cg")  # [CH, BM, BN] (L2: written by other SMs)
                     total += tl.sum(parts, axis=0)
+                if HAS_BIAS:
+                    total += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
                 tl.store(c_ptr + mn, total.to(c_ptr.dtype.element_ty), mask=out_mask)
                 tl.atomic_xchg(tickets_ptr + tile, 0, sem="relaxed", scope="gpu")  # ready for the next launch
 

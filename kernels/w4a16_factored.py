@@ -106,12 +106,13 @@ def _row_total(acc, TILE: tl.constexpr):
 
 @triton.jit(do_not_specialize=["SPLIT_K"])  # one compile for every split count
 def _w4a16_fma_kernel(
-    x_ptr, qw_ptr, s_ptr, z_ptr, g_ptr, c_ptr, ws_ptr, tickets_ptr,
+    x_ptr, qw_ptr, s_ptr, z_ptr, g_ptr, c_ptr, ws_ptr, tickets_ptr, b_ptr,
     M, N, K, stride_xm, SPLIT_K,
     GROUP: tl.constexpr,  # rows per group (uniform, a multiple of 8); 0: each row's group from g_idx (act order)
     BLOCK_M: tl.constexpr,  # 1, 2 or 4 rows, each with its own accumulator (the decoded weights are shared)
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     REDUCE: tl.constexpr,  # 0: SPLIT_K 1, store the output; 1: partials + tickets (in-kernel sum); 2: partials only
+    HAS_BIAS: tl.constexpr,  # b_ptr [N] added to the output
     MASK_K: tl.constexpr,  # K is not a multiple of BLOCK_K: mask the last tile
     PAIRS: tl.constexpr,  # bf16 x, 4-byte aligned rows: read x two values at a time
     STAGES: tl.constexpr,  # K tiles in flight (software pipeline depth)
@@ -199,7 +200,7 @@ def _w4a16_fma_kernel(
         acc = tl.where(rows == 2, _row_total(a2, TILE_SCALES)[None, :], acc)
         acc = tl.where(rows == 3, _row_total(a3, TILE_SCALES)[None, :], acc)
     store_split_k(acc, row0 + tl.arange(0, BLOCK_M), offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr,
-            pid_m * tl.num_programs(1) + pid_n, SPLIT_K, REDUCE)
+            pid_m * tl.num_programs(1) + pid_n, SPLIT_K, REDUCE, b_ptr, HAS_BIAS)
 
 
 @triton.jit
@@ -212,11 +213,11 @@ def _nibble16(packed_t, J: tl.constexpr, P: tl.constexpr, ONE: tl.constexpr):
 
 @triton.jit(do_not_specialize=["SPLIT_K"])  # one compile for every split count
 def _w4a16_dot_kernel(
-    x_ptr, qw_ptr, s_ptr, z_ptr, g_ptr, c_ptr, ws_ptr, tickets_ptr,
+    x_ptr, qw_ptr, s_ptr, z_ptr, g_ptr, c_ptr, ws_ptr, tickets_ptr, b_ptr,
     M, N, K, stride_xm, SPLIT_K,
     GROUP: tl.constexpr,  # rows per group, a multiple of BLOCK_K (one scale row per K tile)
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    REDUCE: tl.constexpr,
+    REDUCE: tl.constexpr, HAS_BIAS: tl.constexpr,
 ):
     # Swapped operands: outᵀ [BN, BM] = Wᵀ [BN, BK] · xᵀ [BK, BM], so the decoded weights are the MMA's A operand
     # (BN = 64-256 rows of a wgmma) and the few activation rows its narrow B. The packed words are read as [BN, W]
@@ -265,13 +266,15 @@ def _w4a16_dot_kernel(
             d = tl.dot(f_t, tl.trans(a))  # [BN, BM] = X + T/16
             acc += s[:, None] * (16.0 * d - (16.0 + z[:, None]) * x_sum[None, :])
     store_split_k(tl.trans(acc), offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr,
-            pid_m * tl.num_programs(1) + pid_n, SPLIT_K, REDUCE)
+            pid_m * tl.num_programs(1) + pid_n, SPLIT_K, REDUCE, b_ptr, HAS_BIAS)
 
 
 def w4a16_factored_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
-                          g_idx: torch.Tensor, group_size: int, cfg: dict) -> torch.Tensor:
-    """x [M, K] contiguous -> [M, N] in x's dtype. cfg: block_m / block_n / block_k / split_k / num_warps /
-    num_stages, dot (tensor cores; needs group_size a multiple of block_k), reduce ("tickets" default, "kernel")."""
+                          g_idx: torch.Tensor, group_size: int, cfg: dict,
+                          bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [M, K] contiguous -> [M, N] in x's dtype (+ bias [N], added in the kernel's store). cfg: block_m / block_n /
+    block_k / split_k / num_warps / num_stages, dot (tensor cores; needs group_size a multiple of block_k), reduce
+    ("tickets" default, "kernel")."""
     from vdeploy_kernels.fp8_gemm import _sum_splits_kernel
 
     m, k = x.shape
@@ -288,8 +291,10 @@ def w4a16_factored_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.
     reduce = 0 if split == 1 else 1 if cfg.get("reduce", "tickets") == "tickets" and grid_m * grid_n <= TICKETS else 2
     ws = out if split == 1 else torch.empty(split, m, n, dtype=torch.float32, device=x.device)
     tickets = split_tickets(x.device) if reduce == 1 else ws
-    args = (x, qweight, scales, zeros, g_idx, out, ws, tickets, m, n, k, x.stride(0), split)
+    args = (x, qweight, scales, zeros, g_idx, out, ws, tickets, out if bias is None else bias, m, n, k, x.stride(0),
+            split)
     meta = dict(GROUP=group, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, REDUCE=reduce,
+                HAS_BIAS=bias is not None and reduce != 2,
                 num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if use_dot:
         _w4a16_dot_kernel[(grid_m, grid_n, split)](*args, **meta)
@@ -300,4 +305,6 @@ def w4a16_factored_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.
     if reduce == 2:
         numel, chunk = m * n, 1024
         _sum_splits_kernel[(triton.cdiv(numel, chunk),)](ws, out, numel, SPLIT_K=split, BLOCK=chunk)
+        if bias is not None:
+            out += bias
     return out

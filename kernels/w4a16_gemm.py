@@ -222,8 +222,10 @@ def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
 
 
 def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
-                 g_idx: torch.Tensor, group_size: int = 0, config: dict | None = None) -> torch.Tensor:
-    """x [M, K] -> [M, N] in x's dtype. group_size > 0: every group is that many consecutive rows (g_idx then only
+                 g_idx: torch.Tensor, group_size: int = 0, config: dict | None = None,
+                 bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [M, K] -> [M, N] in x's dtype, + bias [N] if given (in the decode kernel's store, cuBLAS's epilogue after
+    dequantizing; an add elsewhere). group_size > 0: every group is that many consecutive rows (g_idx then only
     serves tiles that straddle groups); 0: rows follow g_idx in any order."""
     from vdeploy_kernels.fp8_gemm import _sum_splits_kernel
 
@@ -234,11 +236,12 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
         return torch.empty(m, n, dtype=x.dtype, device=x.device)
     cfg = config or _tuned(m, n, k, group_size, x.device) or w4a16_config(m, n, k, group_size, _num_sms(x.device))
     if cfg.get("dequant"):
-        return x @ dequantize_w4(qweight, scales, zeros, g_idx, group_size, x.dtype)
+        w = dequantize_w4(qweight, scales, zeros, g_idx, group_size, x.dtype)  # [K, N]
+        return x @ w if bias is None else torch.addmm(bias, x, w)
     if cfg.get("factored"):
         from vdeploy_kernels.w4a16_factored import w4a16_factored_matmul
 
-        return w4a16_factored_matmul(x, qweight, scales, zeros, g_idx, group_size, cfg)
+        return w4a16_factored_matmul(x, qweight, scales, zeros, g_idx, group_size, cfg, bias)
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     block_k, split = cfg["block_k"], cfg["split_k"]
     uniform = group_size if group_size > 0 and group_size % block_k == 0 else 0
@@ -253,4 +256,4 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
     if split > 1:
         numel, chunk = m * n, 1024
         _sum_splits_kernel[(triton.cdiv(numel, chunk),)](target, out, numel, SPLIT_K=split, BLOCK=chunk)
-    return out
+    return out if bias is None else out.add_(bias)

@@ -250,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="only W4A16 decode: old default vs new default vs bf16 as CUDA graphs, checked against "
                         "the twin (w4a16_decode_timing.py; writes w4a16_decode.json)")
     parser.add_argument("--w4a16-factored-sweep", action="store_true",
-                        help="only the factored W4A16 decode kernel at M = 1: tiles x K splits as CUDA graphs "
+                        help="only W4A16 decode tiles: the factored kernel's tiles x K splits (and for M > 2 the "
+                        "dequantizing kernel's) against the engine's config, as CUDA graphs, at each --sweep-m "
                         "(w4a16_decode_timing.sweep_factored; writes w4a16_factored_sweep.json)")
+    parser.add_argument("--sweep-m", type=int, nargs="+", default=[1], help="--w4a16-factored-sweep: the M values")
     parser.add_argument("--m", type=int, nargs="+", default=[1, 4, 16], help="--w4a16-only: the M values")
     parser.add_argument("--models", nargs="+", default=None, help="--w4a16-only / --w4a16-factored-sweep: a subset of the models")
     parser.add_argument("--budget-s", type=float, default=60.0,
@@ -268,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.w4a16_factored_sweep:
         from w4a16_decode_timing import sweep_factored
 
-        report = sweep_factored(chosen, args.device, dtype, args.out, args.git_rev, args.budget_s)
+        report = sweep_factored(chosen, args.device, dtype, args.out, args.git_rev, args.budget_s,
+                                tuple(args.sweep_m))
         return 0 if report["rows"] else 1
     if args.w4a16_only:
         from w4a16_decode_timing import run

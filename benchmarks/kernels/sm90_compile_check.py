@@ -303,7 +303,8 @@ def fp8_decode_cases():
 
 def w4a16_cases():
     """The W4A16 decode kernels at R1-Distill-Qwen-7B's gate_up (N 37888, K 3584, group 128): the factored kernel in
-    its default tiles at M 1 (CUDA cores) and in the tensor-core variant at M 4, bf16 activations; the dequantize-then-
+    its default tiles at M 1 (CUDA cores), in the tensor-core variant at M 4 and on the CUDA cores at M 4 with the
+    layer's bias added in its store, bf16 activations; the dequantize-then-
     cuBLAS path's kernel (uniform groups and act order) and the in-register dequantizing GEMM at M 16."""
     from vdeploy_kernels.w4a16_factored import w4a16_factored_matmul
     from vdeploy_kernels.w4a16_gemm import w4a16_config
@@ -317,6 +318,10 @@ def w4a16_cases():
         x = torch.empty(m, k, dtype=torch.bfloat16)
         yield (f"w4a16 factored N{n} K{k} M={m}", cfg,
                lambda x=x, cfg=cfg: w4a16_factored_matmul(x, qweight, scales, zeros, g_idx, group, cfg))
+    bias, x4 = torch.empty(n, dtype=torch.bfloat16), torch.empty(4, k, dtype=torch.bfloat16)
+    fma4 = {"block_m": 4, "block_n": 128, "block_k": 64, "num_warps": 1, "num_stages": 3, "split_k": 4}
+    yield (f"w4a16 factored N{n} K{k} M=4 CUDA cores + bias", fma4,
+           lambda: w4a16_factored_matmul(x4, qweight, scales, zeros, g_idx, group, fma4, bias))
     from vdeploy_kernels.w4a16_gemm import dequantize_w4, w4a16_matmul
 
     x16 = torch.empty(16, k, dtype=torch.bfloat16)

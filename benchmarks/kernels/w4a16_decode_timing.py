@@ -145,38 +145,55 @@ EXTRA_SPLITS = (48, 64)
 TABLE_WIN = 1.05  # a shape gets a table row (tables/w4a16/ under --out) where its best tile is this much faster
 
 
-def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str, budget_s: float) -> dict:
-    """M = 1: every FACTORED_TILES tile at each WARPS_PER_SM split, as CUDA graphs over weight copies cycled past
-    the L2 (as run() times the defaults), each output checked against the twin. Writes w4a16_factored_sweep.json,
-    and tables/w4a16/<shape>.json for each shape whose best tile beats the shipped one by TABLE_WIN (copy them to
-    kernels/configs/w4a16/ to ship them)."""
+def factored_tiles(m: int, cuda: bool) -> list[tuple[int, int, int, int]]:
+    """(BN, warps, BK, stages) tried at M rows: FACTORED_TILES for 1-2 rows; for more, the tiles whose per-row
+    accumulators fit (≤ 256 columns a program, ≤ 128 a warp), each program taking 4 rows (M-tiles of 4 beyond)."""
+    tiles = FACTORED_TILES if m <= 2 else tuple(t for t in FACTORED_TILES + ((128, 1, 32, 3),)
+                                                 if t[0] <= 256 and t[0] // t[1] <= 128)
+    return list(tiles) if cuda else list(tiles[:2])
+
+
+def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str, budget_s: float,
+                   ms: tuple[int, ...] = (1,)) -> dict:
+    """Each M of `ms`: the engine's config now (its table row, else the heuristic) first, then every factored_tiles
+    tile at each WARPS_PER_SM split (and EXTRA_SPLITS), and for M > 2 the dequantizing kernel's tiles, as CUDA graphs
+    over weight copies cycled past the L2 (as run() times the defaults), each output checked against the twin.
+    Writes w4a16_factored_sweep.json, and tables/w4a16/<shape>.json — the shipped table with a row replaced or
+    added for each M whose best config beats the engine's by TABLE_WIN (copy them to kernels/configs/w4a16/)."""
     import torch
 
     from quant_gemm_check import rel_err
     from vdeploy_kernels import reference_quant as ref
-    from vdeploy_kernels.w4a16_configs import KIND, config_name
-    from vdeploy_kernels.w4a16_gemm import factored_split, w4a16_matmul
+    from vdeploy_kernels.tuned_tables import SHIPPED_ROOT
+    from vdeploy_kernels.w4a16_configs import KIND, config_name, tuned_w4a16_config
+    from vdeploy_kernels.w4a16_gemm import factored_split, legacy_w4a16_config, w4a16_config, w4a16_matmul
 
     cuda, sms, timer, gen = _timing_setup(device)
+    gpu = torch.cuda.get_device_name() if cuda else None
     deadline = time.monotonic() + budget_s
-    rows, cut = [], False
+    rows, cut, new_rows = [], False, {}
     for model, shapes in models.items():
         for layer, (n, k) in shapes.items():
             w4, w4_bytes = _w4_copies(n, k, device, gen, cuda)
-            x = torch.randn(1, k, generator=gen, device=device).to(dtype)
-            twin = ref.w4a16_matmul(x, *w4[0])
             count = max(MIN_CALLS, len(w4)) if cuda else 1
-            tried = []
-            for bn, warps, bk, stages in FACTORED_TILES if cuda else FACTORED_TILES[:2]:
-                base = dict(factored=True, dot=False, block_m=1, block_n=bn, block_k=bk, num_warps=warps,
-                            num_stages=stages)
-                k_blocks = -(-k // bk)
-                deep = {s for s in EXTRA_SPLITS if s <= k_blocks // 2}  # past factored_split's cap (long K)
-                for split in sorted({factored_split(1, n, k, base, sms, w) for w in WARPS_PER_SM} | deep):
+            for m in ms:
+                x = torch.randn(m, k, generator=gen, device=device).to(dtype)
+                twin = ref.w4a16_matmul(x, *w4[0])
+                engine = (cuda and tuned_w4a16_config(m, n, k, GROUP, gpu)) or w4a16_config(m, n, k, GROUP, sms)
+                configs = [engine]
+                for bn, warps, bk, stages in factored_tiles(m, cuda):
+                    base = dict(factored=True, dot=False, block_m=min(4, 1 << (m - 1).bit_length()), block_n=bn,
+                                block_k=bk, num_warps=warps, num_stages=stages)
+                    deep = {s for s in EXTRA_SPLITS if s <= -(-k // bk) // 2}  # past factored_split's cap (long K)
+                    configs += [dict(base, split_k=s) for s in
+                                sorted({factored_split(m, n, k, base, sms, w) for w in WARPS_PER_SM} | deep)]
+                if m > 2:
+                    configs.append(legacy_w4a16_config(m, n, k, GROUP, sms))
+                tried = []
+                for cfg in configs:
                     if time.monotonic() > deadline:
                         cut = True
                         break
-                    cfg = dict(base, split_k=split)
                     try:
                         err = rel_err(w4a16_matmul(x, *w4[0], GROUP, config=cfg), twin)
                         us = timer([lambda w=w4[i % len(w4)]: w4a16_matmul(x, *w, GROUP, config=cfg)
@@ -186,23 +203,30 @@ def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str,
                         continue
                     tried.append({"config": cfg, "rel_err": err, "us": us,
                                   "TBps": w4_bytes / us * 1e-6 if us else None})
-            timed = [t for t in tried if t["us"]]
-            best = min(timed, key=lambda t: t["us"]) if timed else None
-            shipped_us = tried[0]["us"] if tried else None
-            rows.append({"model": model, "layer": layer, "n": n, "k": k, "weight_bytes": w4_bytes,
-                         "shipped_us": shipped_us, "best": best, "tried": tried})
-            if cuda and best and shipped_us and shipped_us / best["us"] >= TABLE_WIN:
-                table = Path(out_dir) / "tables" / KIND / config_name(n, k, GROUP, torch.cuda.get_device_name())
-                table.parent.mkdir(parents=True, exist_ok=True)
-                table.write_text(json.dumps({"1": best["config"]}, indent=1) + "\n")
-            if best:
-                print(f"{model:20s} {layer:8s} shipped {tried[0]['us']:7.1f} us  best {best['us']:7.1f} us "
-                      f"({best['TBps']:.2f} TB/s) {json.dumps({k: v for k, v in best['config'].items() if k in ('block_n', 'num_warps', 'block_k', 'num_stages', 'split_k')})}",
-                      flush=True)
+                timed = [t for t in tried if t["us"]]
+                best = min(timed, key=lambda t: t["us"]) if timed else None
+                default_us = tried[0]["us"] if tried else None
+                rows.append({"model": model, "layer": layer, "n": n, "k": k, "m": m, "weight_bytes": w4_bytes,
+                             "default_us": default_us, "best": best, "tried": tried})
+                if cuda and best and default_us and default_us / best["us"] >= TABLE_WIN:
+                    new_rows.setdefault((n, k), {})[str(m)] = best["config"]
+                if best:
+                    shown = {k: v for k, v in best["config"].items()
+                             if k in ("factored", "block_m", "block_n", "num_warps", "block_k", "num_stages", "split_k")}
+                    print(f"{model:20s} {layer:8s} M={m:2d} engine {default_us or float('nan'):7.1f} us  best "
+                          f"{best['us']:7.1f} us ({best['TBps']:.2f} TB/s) {json.dumps(shown)}", flush=True)
             w4 = None  # free the copies before the next layer
+    for (n, k), table_rows in new_rows.items():
+        name = config_name(n, k, GROUP, gpu)
+        shipped = SHIPPED_ROOT / KIND / name
+        table = json.loads(shipped.read_text()) if shipped.is_file() else {}
+        table.update(table_rows)
+        path = Path(out_dir) / "tables" / KIND / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(sorted(table.items(), key=lambda kv: int(kv[0]))), indent=1) + "\n")
     name = torch.cuda.get_device_name() if cuda else "CPU (Triton interpreter)"
     report = {"benchmark": "w4a16_factored_sweep", "git_revision": git_rev, "device": name,
-              "dtype": str(dtype).removeprefix("torch."), "group_size": GROUP,
+              "dtype": str(dtype).removeprefix("torch."), "group_size": GROUP, "ms": list(ms),
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cut_short": cut, "rows": rows}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

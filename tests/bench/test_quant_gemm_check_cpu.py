@@ -46,18 +46,22 @@ def test_w4a16_only_compares_old_and_new_default_with_bf16(tmp_path):
 
 
 def test_w4a16_factored_sweep_times_tiles_and_checks_each_against_the_twin(tmp_path):
-    """--w4a16-factored-sweep (the GPU's tile x K-split grid at M = 1; two tiles in the interpreter): every config
-    tried is checked against the twin, the shipped tile comes first, and no table is written off the GPU."""
+    """--w4a16-factored-sweep (the GPU's tile x K-split grid; two tiles in the interpreter) at M 1 and 4: every
+    config tried is checked against the twin, the engine's comes first, at M 4 the dequantizing kernel's tiles are
+    among the candidates, and no table is written off the GPU."""
     proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", "--w4a16-factored-sweep",
-                           "--out", str(tmp_path), "--git-rev", "test-rev"], capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
+                           "--sweep-m", "1", "4", "--out", str(tmp_path), "--git-rev", "test-rev"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "w4a16_factored_sweep.json").read_text())
     assert report["git_revision"] == "test-rev" and not report["cut_short"]
-    assert {r["layer"] for r in report["rows"]} == {"qkv", "down"}
+    assert [(r["layer"], r["m"]) for r in report["rows"]] == [("qkv", 1), ("qkv", 4), ("down", 1), ("down", 4)]
     for row in report["rows"]:
-        shipped = row["tried"][0]["config"]
-        assert (shipped["block_n"], shipped["num_warps"], shipped["block_k"], shipped["num_stages"]) == (256, 1, 64, 3)
+        engine = row["tried"][0]["config"]
+        if row["m"] == 1:  # the heuristic's decode tile (no table off the GPU)
+            assert (engine["block_n"], engine["num_warps"], engine["block_k"], engine["num_stages"]) == (256, 1, 64, 3)
+        else:  # 4 rows: the engine runs the dequantizing kernel; factored tiles of 4 rows are the candidates
+            assert not engine.get("factored") and any(t["config"].get("block_m") == 4 for t in row["tried"][1:])
         assert all(t["rel_err"] < 1e-2 and t["us"] > 0 for t in row["tried"])
-        assert row["best"]["us"] <= row["shipped_us"]
+        assert row["best"]["us"] <= row["default_us"]
     assert not (tmp_path / "tables").exists()

@@ -49,6 +49,19 @@ def test_two_launch_reducer_matches_tickets(monkeypatch):
     torch.testing.assert_close(dense_gemv(x, w, cfg), tickets, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("split,tickets", [(1, True), (4, True), (4, False)])
+def test_bias_is_added_in_the_store(monkeypatch, split, tickets):
+    """Directly, by the last split's program, or after the two-launch reducer: once, on every path."""
+    import vdeploy_kernels.dense_gemv as gemv
+
+    if not tickets:
+        monkeypatch.setattr(gemv, "TICKETS", 1)
+    gen = torch.Generator().manual_seed(5)
+    x, w, b = (torch.randn(2, 512, generator=gen), torch.randn(64, 512, generator=gen),
+               torch.randn(64, generator=gen))
+    torch.testing.assert_close(dense_gemv(x, w, _cfg(2, 32, 64, split), b), x @ w.t() + b, atol=1e-4, rtol=1e-4)
+
+
 def test_more_rows_than_the_tile_are_refused():
     with pytest.raises(ValueError, match="rows"):
         dense_gemv(torch.randn(3, 64), torch.randn(32, 64), _cfg(2, 16, 32, 1))

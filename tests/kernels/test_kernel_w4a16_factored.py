@@ -135,3 +135,23 @@ def test_decode_configs_at_the_distill_shapes():
     assert "factored" not in w4a16_config(17, 3584, 3584, 128, h100)  # larger M: the dequantizing kernel
     assert "factored" not in w4a16_config(16, 3584, 3584, 0, h100)  # act order with 5-16 rows: likewise
     assert legacy_w4a16_config(1, 3584, 18944, 128, h100)["split_k"] == 8  # the old default stays reachable
+
+
+@pytest.mark.parametrize("cfg", [
+    _cfg(1, 32, 64, 1),  # no split: added before the direct store
+    _cfg(1, 32, 64, 5),  # tickets: added by the last program of the tile
+    _cfg(1, 32, 64, 5, reduce="kernel"),  # partials and the two-launch reducer: added after it
+    _cfg(16, 32, 64, 3, dot=True),
+    {"dequant": True},  # prefill sizes: cuBLAS's epilogue after dequantizing
+    dict(legacy_w4a16_config(3, 96, 512, 64, 4)),  # the in-register dequantizing GEMM: an add after
+])
+def test_bias_is_added_once_on_every_path(cfg):
+    """The layer's bias (Qwen2's qkv) goes into the kernel's store rather than a separate add after it."""
+    gen = torch.Generator().manual_seed(11)
+    m, n, k, group = 3, 96, 512, 64
+    qweight, scales, zeros, g_idx = random_int4_weights(k, n, group, gen)
+    x = torch.randn(m, k, generator=gen).half()
+    bias = torch.randn(n, generator=gen).half()
+    want = w4a16_matmul(x, qweight, scales, zeros, g_idx, group, config=cfg).float() + bias.float()
+    got = w4a16_matmul(x, qweight, scales, zeros, g_idx, group, config=cfg, bias=bias)
+    torch.testing.assert_close(got.float(), want, atol=2e-3, rtol=2e-3)

@@ -113,9 +113,8 @@ class _Int4LinearMethod(LinearMethod):
         x2 = x.reshape(-1, x.shape[-1])  # [T, K]
         if layer.int4_perm is not None:  # act-order: the rows of W were sorted by group at load
             x2 = x2.index_select(1, layer.int4_perm)
-        y = ops.w4a16_matmul(x2, layer.qweight, layer.scales, layer.zeros, layer.g_idx, layer.int4_group)
-        y = y.view(*x.shape[:-1], y.shape[-1])  # [..., N]
-        return y if bias is None else y + bias
+        y = ops.w4a16_matmul(x2, layer.qweight, layer.scales, layer.zeros, layer.g_idx, layer.int4_group, bias)
+        return y.view(*x.shape[:-1], y.shape[-1])  # [..., N]
 
 
 class AwqLinearMethod(_Int4LinearMethod):

@@ -163,8 +163,7 @@ def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         if config is not None:
             from vdeploy_kernels.dense_gemv import dense_gemv
 
-            y = dense_gemv(x, weight, config)
-            return y if bias is None else y + bias
+            return dense_gemv(x, weight, config, bias)
     return torch.nn.functional.linear(x, weight, bias)
 
 
@@ -191,17 +190,18 @@ def w8a8_block_linear(x, weight, weight_scale_inv, block=(128, 128), bias=None):
 
 
 def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
-                 g_idx: torch.Tensor, group_size: int = 0) -> torch.Tensor:
-    """x [M, K] @ 4-bit W [K, N] -> [M, N] in x's dtype; qweight [K/8, N] int32 packed along K, scales / zeros
-    [G, N], g_idx [K] (layout: vdeploy_kernels.reference_quant). group_size > 0 when every group is that many
-    consecutive rows. Triton on CUDA (dequantized in the K loop); dequantize + matmul elsewhere."""
+                 g_idx: torch.Tensor, group_size: int = 0, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [M, K] @ 4-bit W [K, N] (+ bias [N]) -> [M, N] in x's dtype; qweight [K/8, N] int32 packed along K, scales /
+    zeros [G, N], g_idx [K] (layout: vdeploy_kernels.reference_quant). group_size > 0 when every group is that many
+    consecutive rows. Triton on CUDA (the bias added in the kernel's store); dequantize + matmul elsewhere."""
     if _use_triton(x):
         from vdeploy_kernels.w4a16_gemm import w4a16_matmul as triton_w4a16_matmul
 
-        return triton_w4a16_matmul(x, qweight, scales, zeros, g_idx, group_size)
+        return triton_w4a16_matmul(x, qweight, scales, zeros, g_idx, group_size, bias=bias)
     from vdeploy_kernels.reference_quant import w4a16_matmul as reference_w4a16_matmul
 
-    return reference_w4a16_matmul(x, qweight, scales, zeros, g_idx, group_size)
+    y = reference_w4a16_matmul(x, qweight, scales, zeros, g_idx, group_size)
+    return y if bias is None else y + bias
 
 
 def w8a8_matmul(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
