@@ -3,14 +3,14 @@ points. Layout and twin: vdeploy_kernels.reference_quant (qweight [K/8, N] int32
 [G, N], g_idx [K]); AWQ and GPTQ checkpoints are both repacked to it at load (vdeploy.layers.int4).
 
 Three paths behind w4a16_matmul, picked by the config:
-- decode at 1-2 rows (`factored: True`): vdeploy_kernels.w4a16_factored — the nibble decoded by bit tricks (no
+- decode at 1-4 rows (`factored: True`): vdeploy_kernels.w4a16_factored — the nibble decoded by bit tricks (no
   int -> float conversion), the group's scale and zero applied once per group rather than per weight, split-K
   partials summed in the same launch (a ticket per output tile, fixed order);
 - M > 16 (`dequant: True`): the whole weight dequantized into a scratch [K, N] in x's dtype, then cuBLAS. On an
   H100 (benchmarks/results/2026-12-07c-h100/w4a16_decode.json) the in-register dequantizing GEMM below ran at
   0.19-0.39x a bf16 GEMM at M 64-4,096 (each K tile dequantized again for every M tile); writing bf16 once and
   reading it back costs ~2.5 bytes a weight more than bf16 alone, which is ~0.45x at M 64 and ~0.9x at 4,096;
-- this module's dequantizing kernel (3-16 rows; configs without `factored` or `dequant`, e.g. the sweep's grid):
+- this module's dequantizing kernel (5-16 rows; configs without `factored` or `dequant`, e.g. the sweep's grid):
   each K tile dequantized in registers ((q − z)·s in x's dtype), then a tensor-core dot with fp32 accumulation.
 Here, two ways to find a row's group: uniform groups (`group_size` rows each, a multiple of BLOCK_K: one scale row
 per K tile, the common case) or a gather through g_idx (act-order split over TP ranks, or groups smaller than 16).
@@ -200,23 +200,29 @@ DEQUANT_MIN_M = 17  # from here on the weight is dequantized once and multiplied
 
 
 def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
-    """Tiles for an [m, k] x [k, n] product. 1-2 rows (4 with act-order gathers) run the factored kernel
+    """Tiles for an [m, k] x [k, n] product where no tuned row exists. 1-4 rows run the factored kernel
     (vdeploy_kernels.w4a16_factored: no int -> float conversions, scales applied per group, split-K summed in-kernel)
-    on the CUDA cores: one-warp programs of 256 columns, so each thread holds 8 whole columns of a K tile (the x-side
-    work is shared by 8 columns, the K reduction stays in-thread); K tiles of 64 rows (32 for groups of 32, or for
-    several rows: registers); loads pipelined 3 deep. Measured on an H100 at M = 1 (quant_gemm_check.py --w4a16-only,
-    benchmarks/results/2026-12-06e-h100/w4a16_decode.json): 1.1-1.3x the dequantizing kernel, 1.3-2.2x a bf16 GEMV
-    on the R1-Distill-Qwen-7B / 32B layers. Everything else keeps the dequantizing kernel (legacy_w4a16_config): the
-    factored kernel's tensor-core variant (`dot: True`, reachable through a config for the sweep) ran 3-16 rows at
-    0.56-0.85x of it. DEQUANT_MIN_M rows and more: dequantize, then cuBLAS (the module docstring)."""
+    on the CUDA cores, 128 columns a warp (each thread 4 whole columns of a K tile: the x-side work is shared, the K
+    reduction stays in-thread), K tiles of 64 rows (32 for groups of 32), loads pipelined 2 deep, K split for ~8 warps
+    an SM: 256 columns and 2 warps a program, 512 and 4 for 2 rows. The tile the H100 sweeps
+    (benchmarks/results/2026-12-07c-h100, 2026-12-07d-h100/lease3: --w4a16-factored-sweep --sweep-m) found best or
+    within 3 % of best on most R1-Distill-Qwen-7B / 32B layers at 1, 2 and 4 rows; at 4 rows 1.08-1.42x the
+    dequantizing kernel that ran them before. Act-order gathers stage a scale and a zero per weight too: one-warp
+    programs of 256 columns (128 for 3-4 rows: registers), K tiles of 32. 5-16 rows keep the dequantizing kernel
+    (legacy_w4a16_config: at 8 rows the factored kernel's two 4-row tiles only tied it). DEQUANT_MIN_M rows and
+    more: dequantize, then cuBLAS (the module docstring)."""
     if m >= DEQUANT_MIN_M:
         return {"dequant": True}
-    if m > 2 and not (group_size <= 0 and m <= 4):
+    if m > 4:
         return legacy_w4a16_config(m, n, k, group_size, num_sms)
-    block_k = 64 if m == 1 and group_size > 0 and group_size % 64 == 0 else 32
-    # act-order gathers stage a scale and a zero per weight too: fewer stages; 128 columns for 4 rows (registers)
-    cfg = dict(factored=True, dot=False, block_m=triton.next_power_of_2(m), block_n=128 if m > 2 else 256,
-               block_k=block_k, num_warps=1, num_stages=3 if group_size > 0 else 2)
+    rows = triton.next_power_of_2(m)
+    if group_size <= 0:
+        cfg = dict(factored=True, dot=False, block_m=rows, block_n=128 if m > 2 else 256, block_k=32, num_warps=1,
+                   num_stages=2)
+    else:
+        block_n = 512 if m == 2 else 256
+        cfg = dict(factored=True, dot=False, block_m=rows, block_n=block_n,
+                   block_k=64 if group_size % 64 == 0 else 32, num_warps=block_n // 128, num_stages=2)
     cfg["split_k"] = factored_split(m, n, k, cfg, num_sms)
     return cfg
 

@@ -70,7 +70,7 @@ def test_default_decode_config_matches_twin(interpreter_bf16_dot, dtype, m, grou
     x = torch.randn(m, k, generator=gen).to(dtype)
     cfg = w4a16_config(m, n, k, 0 if act_order else group, 4)
     factored = bool(cfg.get("factored"))
-    assert factored == (m <= 2 or (act_order and m <= 4))  # 3-16 rows: the dequantizing kernel (faster, measured)
+    assert factored == (m <= 4)  # 5-16 rows: the dequantizing kernel (as fast as two 4-row tiles, measured)
     out = w4a16_matmul(x, qweight, scales, zeros, g_idx, 0 if act_order else group)
     _check(out, x, qweight, scales, zeros, g_idx, factored)
 
@@ -120,7 +120,7 @@ def test_dot_path_refuses_groups_that_split_a_tile():
 def test_decode_configs_at_the_distill_shapes():
     h100 = 132
     shapes_7b = {"qkv": (4608, 3584), "o": (3584, 3584), "gate_up": (37888, 3584), "down": (3584, 18944)}
-    for m in (1, 2):
+    for m in (1, 2, 3, 4):
         for layer, (n, k) in shapes_7b.items():
             cfg = w4a16_config(m, n, k, 128, h100)
             assert cfg["factored"] and not cfg["dot"]
@@ -128,7 +128,8 @@ def test_decode_configs_at_the_distill_shapes():
             k_tiles = -(-k // cfg["block_k"])
             # ~8 warps per SM, unless each split is down to 2 K tiles or the 32-split cap
             assert (programs * cfg["num_warps"] >= 8 * h100 or cfg["split_k"] in (k_tiles // 2, 32)), (m, layer, cfg)
-    assert "factored" not in w4a16_config(3, 3584, 3584, 128, h100)  # 3-16 rows: the dequantizing kernel (measured)
+    assert w4a16_config(4, 3584, 3584, 128, h100)["block_m"] == 4  # up to 4 rows: one factored tile of 4
+    assert "factored" not in w4a16_config(5, 3584, 3584, 128, h100)  # 5-16 rows: the dequantizing kernel (measured)
     assert w4a16_config(1, 3584, 3584, 128, h100)["split_k"] > 1  # the o projection: 14 column tiles
     assert factored_split(1, 3584, 128, dict(block_m=1, block_n=256, block_k=128, num_warps=1), h100) == 1  # 1 tile
     assert w4a16_config(1, 3584, 3584, 32, h100)["block_k"] == 32  # groups of 32: one scale row per K tile
