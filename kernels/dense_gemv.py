@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.split_k import TICKETS, split_k_tiles, split_tickets, store_split_k
+from vdeploy_kernels.split_k import split_k_tiles, split_plan, store_split_k, sum_splits
+
 
 @triton.jit(do_not_specialize=["SPLIT_K"])  # one compile for every split count
 def _dense_gemv_kernel(
@@ -61,8 +62,6 @@ def _dense_gemv_kernel(
 def dense_gemv(x: torch.Tensor, weight: torch.Tensor, cfg: dict, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x [M, K] (M ≤ cfg's block_m) @ weight [N, K]ᵀ (+ bias [N], added in the store) -> [M, N] in x's dtype. cfg:
     block_m / block_n / block_k / split_k / num_warps / num_stages (a dense_gemv_configs table row)."""
-    from vdeploy_kernels.fp8_gemm import _sum_splits_kernel
-
     x = x.contiguous()
     m, k = x.shape
     n = weight.shape[0]
@@ -73,11 +72,7 @@ def dense_gemv(x: torch.Tensor, weight: torch.Tensor, cfg: dict, bias: torch.Ten
     if m == 0:
         return out
     grid_n = triton.cdiv(n, block_n)
-    k_blocks = triton.cdiv(k, block_k)
-    split = triton.cdiv(k_blocks, triton.cdiv(k_blocks, max(1, cfg.get("split_k", 1))))  # same tiles, no empty splits
-    reduce = 0 if split == 1 else 1 if grid_n <= TICKETS else 2
-    ws = out if split == 1 else torch.empty(split, m, n, dtype=torch.float32, device=x.device)
-    tickets = split_tickets(x.device) if reduce == 1 else ws
+    split, reduce, ws, tickets = split_plan(out, triton.cdiv(k, block_k), cfg.get("split_k", 1), grid_n)
     _dense_gemv_kernel[(grid_n, split)](
         x, weight, out, ws, tickets, out if bias is None else bias, m, n, k, x.stride(0), weight.stride(0), split,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, EVEN_K=k % block_k == 0, REDUCE=reduce,
@@ -85,9 +80,4 @@ def dense_gemv(x: torch.Tensor, weight: torch.Tensor, cfg: dict, bias: torch.Ten
         STAGES=cfg["num_stages"],
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
-    if reduce == 2:
-        numel, chunk = m * n, 1024
-        _sum_splits_kernel[(triton.cdiv(numel, chunk),)](ws, out, numel, SPLIT_K=split, BLOCK=chunk)
-        if bias is not None:
-            out += bias
-    return out
+    return sum_splits(ws, out, split, bias) if reduce == 2 else out

@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.split_k import TICKETS, split_k_tiles, split_tickets, store_split_k
+from vdeploy_kernels.split_k import split_k_tiles, split_plan, store_split_k, sum_splits
 
 FP8_MAX = tl.constexpr(448.0)  # a constexpr global: Triton kernels may read only those
 
@@ -108,16 +108,6 @@ def _w8a8_block_matmul_kernel(
         a_ptrs += BLOCK_K
         b_ptrs += BLOCK_K
     store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, pid, SPLIT_K, REDUCE, c_ptr, False)
-
-
-@triton.jit
-def _sum_splits_kernel(ws_ptr, out_ptr, numel, SPLIT_K: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < numel
-    acc = tl.load(ws_ptr + offs, mask=mask, other=0.0)
-    for s in range(1, SPLIT_K):  # a fixed order: split 0 + split 1 + ...
-        acc += tl.load(ws_ptr + s * numel + offs, mask=mask, other=0.0)
-    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -230,27 +220,21 @@ def w8a8_block_matmul(
         config = block_gemm_config(m, n, k, block, None if x_fp8.device.type != "cuda" else x_fp8.device.index or 0)
     if config.get("backend") == "scaled_mm":
         return _scaled_mm_block(x_fp8, x_scale, w_fp8, w_scale_inv, out_dtype)
-    block_m, block_n = config["block_m"], config["block_n"]
-    split_k = config.get("split_k", 1)
+    block_m, block_n, block_k = config["block_m"], config["block_n"], config.get("block_k", bk_scale)
     tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
     out = torch.empty(m, n, dtype=out_dtype, device=x_fp8.device)
-    reduce = 0 if split_k == 1 else 1 if tiles <= TICKETS else 2
-    ws = out if split_k == 1 else torch.empty(split_k, m, n, dtype=torch.float32, device=x_fp8.device)
-    tickets = split_tickets(x_fp8.device) if reduce == 1 else ws
+    split_k, reduce, ws, tickets = split_plan(out, triton.cdiv(k, block_k), config.get("split_k", 1), tiles)
     _w8a8_block_matmul_kernel[(tiles, split_k)](
         x_fp8, w_fp8, out, x_scale, w_scale_inv,
         m, n, k,
         x_fp8.stride(0), w_fp8.stride(0),
         x_scale.stride(0), w_scale_inv.stride(0),
         BLOCK_N_SCALE=bn_scale, BLOCK_K_SCALE=bk_scale,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=config.get("block_k", bk_scale),
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
         GROUP_M=config.get("group_m", 1), SPLIT_K=split_k, ws_ptr=ws, tickets_ptr=tickets, REDUCE=reduce,
         num_warps=config["num_warps"], num_stages=config["num_stages"],
     )
-    if reduce == 2:
-        numel, chunk = m * n, 1024
-        _sum_splits_kernel[(triton.cdiv(numel, chunk),)](ws, out, numel, SPLIT_K=split_k, BLOCK=chunk)
-    return out
+    return sum_splits(ws, out, split_k) if reduce == 2 else out
 
 
 DECODE_ROWS = 16  # the fused decode kernel's row tile: M up to this runs in one launch
@@ -261,11 +245,8 @@ def _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype):
     n = w_fp8.shape[0]
     block_n = config["block_n"]
     grid_n, k_blocks = triton.cdiv(n, block_n), triton.cdiv(k, block[1])
-    split = triton.cdiv(k_blocks, triton.cdiv(k_blocks, max(1, config.get("split_k", 1))))  # no empty splits
-    reduce = 0 if split == 1 else 1 if grid_n <= TICKETS else 2
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
-    ws = out if split == 1 else torch.empty(split, m, n, dtype=torch.float32, device=x.device)
-    tickets = split_tickets(x.device) if reduce == 1 else ws
+    split, reduce, ws, tickets = split_plan(out, k_blocks, config.get("split_k", 1), grid_n)
     pre_quant = config.get("pre_quant", False)
     q = torch.empty(m, k, dtype=act_dtype, device=x.device) if pre_quant else x  # [M, K] scratch
     qs = torch.empty(m, k_blocks, dtype=torch.float32, device=x.device) if pre_quant else x  # [M, K/BK]
@@ -275,10 +256,7 @@ def _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype):
         ACT_FP8=act_dtype == torch.float8_e4m3fn, SWAP_AB=config.get("swap_ab", False), PRE_QUANT=pre_quant,
         num_warps=config["num_warps"], num_stages=config["num_stages"],
     )
-    if reduce == 2:
-        numel, chunk = m * n, 1024
-        _sum_splits_kernel[(triton.cdiv(numel, chunk),)](ws, out, numel, SPLIT_K=split, BLOCK=chunk)
-    return out
+    return sum_splits(ws, out, split) if reduce == 2 else out
 
 
 def w8a8_block_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale_inv: torch.Tensor,

@@ -6,9 +6,10 @@ acq_rel); the program that draws the last ticket adds the S partials in a fixed 
 summed by the same compiled reduction tree) — so results do not depend on which program finishes last — writes the
 output, and resets the counter to 0. Counters are zero between launches, so CUDA-graph replays find them ready.
 Launches sharing counters must be stream-ordered, so each stream has its own (the DeepSeek shared experts' side
-stream runs split launches beside the main stream's). REDUCE 2 (partials only) leaves the sum to
-fp8_gemm._sum_splits_kernel: the fallback when a grid has more tiles than counters.
-Users: w4a16_factored.py, fp8_gemm.py (the fused decode kernel).
+stream runs split launches beside the main stream's). REDUCE 2 (partials only) leaves the sum to a second launch
+(sum_splits): the fallback when a grid has more tiles than counters. A bias, where given, is added to the output
+once: by the direct store, by the last split's sum, or after the second launch.
+Users: w4a16_factored.py, dense_gemv.py, fp8_gemm.py (the fused decode kernel; its tiled GEMM's split-K too).
 """
 
 from __future__ import annotations
@@ -60,6 +61,34 @@ def store_split_k(acc, offs_m, offs_n, M, N, pid_k, c_ptr, ws_ptr, tickets_ptr, 
                     total += tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
                 tl.store(c_ptr + mn, total.to(c_ptr.dtype.element_ty), mask=out_mask)
                 tl.atomic_xchg(tickets_ptr + tile, 0, sem="relaxed", scope="gpu")  # ready for the next launch
+
+
+@triton.jit
+def _sum_splits_kernel(ws_ptr, out_ptr, numel, SPLIT_K: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < numel
+    acc = tl.load(ws_ptr + offs, mask=mask, other=0.0)
+    for s in range(1, SPLIT_K):  # a fixed order: split 0 + split 1 + ...
+        acc += tl.load(ws_ptr + s * numel + offs, mask=mask, other=0.0)
+    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def split_plan(out: torch.Tensor, k_blocks: int, requested: int, tiles: int, tickets: bool = True):
+    """(split, reduce, ws, counters) for a launch writing `out` [M, N] with `tiles` output tiles: the requested split
+    evened out over the K tiles (no empty split), REDUCE 0 without a split, 1 (in-launch sum by tickets) where the
+    counters cover the tiles and `tickets`, else 2; ws the fp32 partials [split, M, N] (out when unused), counters
+    the stream's tickets (ws when unused)."""
+    split = triton.cdiv(k_blocks, triton.cdiv(k_blocks, max(1, requested)))
+    reduce = 0 if split == 1 else 1 if tickets and tiles <= TICKETS else 2
+    ws = out if split == 1 else torch.empty(split, *out.shape, dtype=torch.float32, device=out.device)
+    return split, reduce, ws, split_tickets(out.device) if reduce == 1 else ws
+
+
+def sum_splits(ws: torch.Tensor, out: torch.Tensor, split: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """REDUCE 2's second launch: out = Σ_s ws[s] in a fixed order (+ bias, which the kernel did not add)."""
+    numel, chunk = out.numel(), 1024
+    _sum_splits_kernel[(triton.cdiv(numel, chunk),)](ws, out, numel, SPLIT_K=split, BLOCK=chunk)
+    return out if bias is None else out.add_(bias)
 
 
 def split_tickets(device: torch.device) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vdeploy_kernels.split_k import TICKETS, split_k_tiles, split_tickets, store_split_k
+from vdeploy_kernels.split_k import split_k_tiles, split_plan, store_split_k, sum_splits
 
 
 @triton.jit
@@ -275,8 +275,6 @@ def w4a16_factored_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.
     """x [M, K] contiguous -> [M, N] in x's dtype (+ bias [N], added in the kernel's store). cfg: block_m / block_n /
     block_k / split_k / num_warps / num_stages, dot (tensor cores; needs group_size a multiple of block_k), reduce
     ("tickets" default, "kernel")."""
-    from vdeploy_kernels.fp8_gemm import _sum_splits_kernel
-
     m, k = x.shape
     n = qweight.shape[1]
     block_m, block_n, block_k = cfg["block_m"], cfg["block_n"], cfg["block_k"]
@@ -286,11 +284,8 @@ def w4a16_factored_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.
         raise ValueError(f"factored dot path needs groups of whole K tiles (group {group_size}, block_k {block_k})")
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     grid_m, grid_n = triton.cdiv(m, block_m), triton.cdiv(n, block_n)
-    k_blocks = triton.cdiv(k, block_k)
-    split = triton.cdiv(k_blocks, triton.cdiv(k_blocks, max(1, cfg.get("split_k", 1))))  # same tiles, no empty splits
-    reduce = 0 if split == 1 else 1 if cfg.get("reduce", "tickets") == "tickets" and grid_m * grid_n <= TICKETS else 2
-    ws = out if split == 1 else torch.empty(split, m, n, dtype=torch.float32, device=x.device)
-    tickets = split_tickets(x.device) if reduce == 1 else ws
+    split, reduce, ws, tickets = split_plan(out, triton.cdiv(k, block_k), cfg.get("split_k", 1), grid_m * grid_n,
+                                            tickets=cfg.get("reduce", "tickets") == "tickets")
     args = (x, qweight, scales, zeros, g_idx, out, ws, tickets, out if bias is None else bias, m, n, k, x.stride(0),
             split)
     meta = dict(GROUP=group, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, REDUCE=reduce,
@@ -302,9 +297,4 @@ def w4a16_factored_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.
         pairs = x.dtype == torch.bfloat16 and x.data_ptr() % 4 == 0 and x.stride(0) % 2 == 0
         _w4a16_fma_kernel[(grid_m, grid_n, split)](*args, MASK_K=k % block_k != 0, PAIRS=pairs,
                                                    STAGES=cfg["num_stages"], **meta)
-    if reduce == 2:
-        numel, chunk = m * n, 1024
-        _sum_splits_kernel[(triton.cdiv(numel, chunk),)](ws, out, numel, SPLIT_K=split, BLOCK=chunk)
-        if bias is not None:
-            out += bias
-    return out
+    return sum_splits(ws, out, split, bias) if reduce == 2 else out

@@ -29,6 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vdeploy_kernels.split_k import sum_splits
+
 
 @triton.jit
 def _nibble_float(q):
@@ -206,7 +208,7 @@ def w4a16_config(m: int, n: int, k: int, group_size: int, num_sms: int) -> dict:
     reduction stays in-thread), K tiles of 64 rows (32 for groups of 32), loads pipelined 2 deep, K split for ~8 warps
     an SM: 256 columns and 2 warps a program, 512 and 4 for 2 rows. The tile the H100 sweeps
     (benchmarks/results/2026-12-07c-h100, 2026-12-07d-h100/lease3: --w4a16-factored-sweep --sweep-m) found best or
-    within 3 % of best on most R1-Distill-Qwen-7B / 32B layers at 1, 2 and 4 rows; at 4 rows 1.08-1.42x the
+    within 3 % of best on most R1-Distill-Qwen-7B / 32B layers at 1, 2 and 4 rows; at 4 rows 1.08-1.47x the
     dequantizing kernel that ran them before. Act-order gathers stage a scale and a zero per weight too: one-warp
     programs of 256 columns (128 for 3-4 rows: registers), K tiles of 32. 5-16 rows keep the dequantizing kernel
     (legacy_w4a16_config: at 8 rows the factored kernel's two 4-row tiles only tied it). DEQUANT_MIN_M rows and
@@ -233,8 +235,6 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
     """x [M, K] -> [M, N] in x's dtype, + bias [N] if given (in the decode kernel's store, cuBLAS's epilogue after
     dequantizing; an add elsewhere). group_size > 0: every group is that many consecutive rows (g_idx then only
     serves tiles that straddle groups); 0: rows follow g_idx in any order."""
-    from vdeploy_kernels.fp8_gemm import _sum_splits_kernel
-
     x = x.contiguous()
     m, k = x.shape
     n = qweight.shape[1]
@@ -260,6 +260,5 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if split > 1:
-        numel, chunk = m * n, 1024
-        _sum_splits_kernel[(triton.cdiv(numel, chunk),)](target, out, numel, SPLIT_K=split, BLOCK=chunk)
+        return sum_splits(target, out, split, bias)
     return out if bias is None else out.add_(bias)

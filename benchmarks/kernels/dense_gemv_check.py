@@ -8,8 +8,8 @@ tile of a grid and its K splits, per layer and row count, checked against cuBLAS
 Shapes: Llama-3.1-8B (decode_8b's model) and R1-Distill-Qwen-7B (the Qwen2-7B shape), fused qkv / o / fused gate_up
 / down, M = 1, 2, 4. Each candidate and cuBLAS (F.linear) run as a CUDA graph of back-to-back calls over weight
 copies cycled past the L2 (w4a16_decode_timing.graph_us: every call streams its weight from HBM, as in a decode
-step). Writes dense_gemv_check.json, and tables/dense_gemv/<shape>.json with a row for each M whose best tile beats
-cuBLAS by WIN (copy them into kernels/configs/dense_gemv/ to ship; --install also puts them under
+step). Writes dense_gemv_check.json, and tables/dense_gemv/<shape>.json: the shipped table with a row replaced or
+added for each M whose best tile beats cuBLAS by WIN (copy them into kernels/configs/dense_gemv/ to ship; --install also puts them under
 $VDEPLOY_HOME/kernel_configs/ so this machine's later runs use them). No row: cuBLAS keeps the shape.
 """
 
@@ -45,7 +45,8 @@ def tiles(m: int, tiny: bool) -> list[tuple[int, int, int, int]]:
         return [(16, 64, 4, 1), (32, 32, 2, 1)]
     block_m = 1 << (m - 1).bit_length()
     out = []
-    for warps, bn, bk in itertools.product((2, 4, 8), (4, 8, 16, 32), (256, 512, 1024)):
+    # 1-2 rows a program: the 2026-12-07 H100 sweep's winners all sat at its narrowest tile then, 4
+    for warps, bn, bk in itertools.product((2, 4, 8), (1, 2, 4, 8, 16, 32), (256, 512, 1024)):
         per_thread = block_m * bn * bk // (32 * warps)
         if 16 <= per_thread <= 64:
             out += [(bn, bk, warps, stages) for stages in (2, 4)]
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vdeploy_kernels.dense_gemv import dense_gemv
     from vdeploy_kernels.dense_gemv_configs import KIND, config_name
-    from vdeploy_kernels.tuned_tables import tuned_dirs
+    from vdeploy_kernels.tuned_tables import SHIPPED_ROOT, tuned_dirs
 
     cuda, sms, timer, gen = _timing_setup(args.device)
     models = TINY_MODELS if args.tiny else {k: v for k, v in MODELS.items() if not args.models or k in args.models}
@@ -136,10 +137,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{model:20s} {layer:8s} M={m}  cublas {row['cublas_us']:7.1f} us ({row['cublas_TBps']:.2f} TB/s)"
                       + (f"  best {best['us']:7.1f} us x{row['speedup']:.2f} {json.dumps(best['config'])}" if best
                          else "  no tile ran"), flush=True)
-    for (n, k), table in tables.items():
-        path = out_dir / "tables" / KIND / config_name(n, k, "bfloat16", gpu)
+    for (n, k), new_rows in tables.items():  # the shipped table with these rows replaced or added
+        name = config_name(n, k, "bfloat16", gpu)
+        shipped = SHIPPED_ROOT / KIND / name
+        table = json.loads(shipped.read_text()) if shipped.is_file() else {}
+        table.update(new_rows)
+        path = out_dir / "tables" / KIND / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(table, indent=1) + "\n")
+        path.write_text(json.dumps(dict(sorted(table.items(), key=lambda kv: int(kv[0]))), indent=1) + "\n")
         if args.install:
             tuned_dirs(KIND)[0].mkdir(parents=True, exist_ok=True)
             shutil.copy(path, tuned_dirs(KIND)[0] / path.name)

@@ -39,23 +39,23 @@ def test_dense_gemv_matches_matmul(dtype, m, n, k, cfg):
 
 
 def test_two_launch_reducer_matches_tickets(monkeypatch):
-    import vdeploy_kernels.dense_gemv as gemv
+    import vdeploy_kernels.split_k as split_k
 
     gen = torch.Generator().manual_seed(1)
     x, w = torch.randn(1, 512, generator=gen), torch.randn(64, 512, generator=gen)
     cfg = _cfg(1, 32, 64, 4)
     tickets = dense_gemv(x, w, cfg)
-    monkeypatch.setattr(gemv, "TICKETS", 1)  # more column tiles than counters: partials, then the reducer
+    monkeypatch.setattr(split_k, "TICKETS", 1)  # more column tiles than counters: partials, then the reducer
     torch.testing.assert_close(dense_gemv(x, w, cfg), tickets, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("split,tickets", [(1, True), (4, True), (4, False)])
 def test_bias_is_added_in_the_store(monkeypatch, split, tickets):
     """Directly, by the last split's program, or after the two-launch reducer: once, on every path."""
-    import vdeploy_kernels.dense_gemv as gemv
+    import vdeploy_kernels.split_k as split_k
 
     if not tickets:
-        monkeypatch.setattr(gemv, "TICKETS", 1)
+        monkeypatch.setattr(split_k, "TICKETS", 1)
     gen = torch.Generator().manual_seed(5)
     x, w, b = (torch.randn(2, 512, generator=gen), torch.randn(64, 512, generator=gen),
                torch.randn(64, generator=gen))

@@ -9,7 +9,8 @@ import torch
 
 from int4_testlib import random_int4_weights
 from vdeploy_kernels import reference_quant as ref
-from vdeploy_kernels.w4a16_factored import split_tickets, w4a16_factored_matmul
+from vdeploy_kernels.split_k import split_tickets
+from vdeploy_kernels.w4a16_factored import w4a16_factored_matmul
 from vdeploy_kernels.w4a16_gemm import factored_split, legacy_w4a16_config, w4a16_config, w4a16_matmul
 
 # against the twin, which rounds the dequantized weight to x's dtype (bf16: 8 significant bits) before the matmul

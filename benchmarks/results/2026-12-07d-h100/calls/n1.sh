@@ -4,7 +4,7 @@
 # issue 14: decode attention as kept after change 38's revert (one split writes its output; no merge launch for a
 # one-split batch) against the kernel before change 38 (base_decode_attention.py)
 source "$(dirname "$0")/common.sh"; gpu
-el decode-attention-ab; timeout 90 python3 benchmarks/kernels/decode_attention_ab.py --baseline "$(dirname "$0")/base_decode_attention.py" \
+el decode-attention-ab; timeout 90 python3 benchmarks/kernels/decode_attention_ab.py --baseline "$(dirname "$0")/../../2026-12-07c-h100/calls/base_decode_attention.py" \
   --git-rev $REV --out $OUT 2>&1 | grep -v Warn | tail -10
 el layers; timeout 150 python3 benchmarks/kernels/quant_gemm_check.py --w4a16-only --models r1-distill-qwen-7b r1-distill-qwen-32b \
   --m 16 64 256 4096 --budget-s 120 --out $OUT 2>&1 | grep -v Warn | tail -34
