@@ -9,8 +9,9 @@ Shapes: Llama-3.1-8B (decode_8b's model) and R1-Distill-Qwen-7B (the Qwen2-7B sh
 / down, M = 1, 2, 4. Each candidate and cuBLAS (F.linear) run as a CUDA graph of back-to-back calls over weight
 copies cycled past the L2 (w4a16_decode_timing.graph_us: every call streams its weight from HBM, as in a decode
 step). Writes dense_gemv_check.json, and tables/dense_gemv/<shape>.json: the shipped table with a row replaced or
-added for each M whose best tile beats cuBLAS by WIN (copy them into kernels/configs/dense_gemv/ to ship; --install also puts them under
-$VDEPLOY_HOME/kernel_configs/ so this machine's later runs use them). No row: cuBLAS keeps the shape.
+added for each M whose best tile beats cuBLAS by WIN (copy them into kernels/configs/dense_gemv/ to ship; --install
+also puts them under $VDEPLOY_HOME/kernel_configs/ so this machine's later runs use them). No row: cuBLAS keeps the
+shape.
 """
 
 from __future__ import annotations

@@ -138,6 +138,9 @@ def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: 
 FACTORED_TILES = ((256, 1, 64, 3), (256, 1, 64, 2), (128, 1, 64, 3), (128, 1, 64, 2), (64, 1, 64, 2),
                   (256, 2, 64, 2), (256, 4, 64, 2), (512, 4, 64, 2), (128, 1, 128, 2), (256, 1, 128, 2),
                   (128, 1, 64, 4), (256, 2, 64, 3))
+# (BN, warps, BK, stages) of the tensor-core variant (`dot: True`, 16-row tiles) tried at 5-16 rows, where the
+# CUDA-core tiles of 4 rows only tied the dequantizing kernel at 8 rows (2026-12-07d lease 3) and would do worse at 16
+DOT_TILES = ((64, 4, 64, 3), (128, 4, 64, 3), (128, 4, 128, 3), (256, 8, 64, 3), (128, 8, 64, 4))
 WARPS_PER_SM = (8, 16, 32)  # factored_split's target occupancy (8: the shipped choice)
 # splits past factored_split's cap of 32, for narrow layers with a long K (the 7B's down, N 3584 x K 18944, best at
 # the cap in the 2026-12-07c sweep: 25.3 us, 1.42 TB/s against gate_up's 2.17)
@@ -145,12 +148,17 @@ EXTRA_SPLITS = (48, 64)
 TABLE_WIN = 1.05  # a shape gets a table row (tables/w4a16/ under --out) where its best tile is this much faster
 
 
-def factored_tiles(m: int, cuda: bool) -> list[tuple[int, int, int, int]]:
-    """(BN, warps, BK, stages) tried at M rows: FACTORED_TILES for 1-2 rows; for more, the tiles whose per-row
-    accumulators fit (≤ 256 columns a program, ≤ 128 a warp), each program taking 4 rows (M-tiles of 4 beyond)."""
-    tiles = FACTORED_TILES if m <= 2 else tuple(t for t in FACTORED_TILES + ((128, 1, 32, 3),)
-                                                 if t[0] <= 256 and t[0] // t[1] <= 128)
-    return list(tiles) if cuda else list(tiles[:2])
+def factored_tiles(m: int, cuda: bool) -> list[dict]:
+    """The factored kernel's tiles tried at M rows: FACTORED_TILES for 1-2 rows; for 3-8, the tiles whose per-row
+    accumulators fit (≤ 256 columns a program, ≤ 128 a warp), each program taking 4 rows (M-tiles of 4 beyond);
+    from 5 rows on also DOT_TILES (tensor cores, M padded to 16)."""
+    fma = FACTORED_TILES if m <= 2 else tuple(t for t in FACTORED_TILES + ((128, 1, 32, 3),)
+                                               if t[0] <= 256 and t[0] // t[1] <= 128) if m <= 8 else ()
+    dot = DOT_TILES if m > 4 else ()
+    tiles = [dict(dot=False, block_m=min(4, 1 << (m - 1).bit_length()), block_n=bn, num_warps=w, block_k=bk,
+                  num_stages=s) for bn, w, bk, s in fma]
+    tiles += [dict(dot=True, block_m=16, block_n=bn, num_warps=w, block_k=bk, num_stages=s) for bn, w, bk, s in dot]
+    return tiles if cuda else tiles[:2] + [t for t in tiles if t["dot"]][:1]
 
 
 def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str, budget_s: float,
@@ -181,10 +189,9 @@ def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str,
                 twin = ref.w4a16_matmul(x, *w4[0])
                 engine = (cuda and tuned_w4a16_config(m, n, k, GROUP, gpu)) or w4a16_config(m, n, k, GROUP, sms)
                 configs = [engine]
-                for bn, warps, bk, stages in factored_tiles(m, cuda):
-                    base = dict(factored=True, dot=False, block_m=min(4, 1 << (m - 1).bit_length()), block_n=bn,
-                                block_k=bk, num_warps=warps, num_stages=stages)
-                    deep = {s for s in EXTRA_SPLITS if s <= -(-k // bk) // 2}  # past factored_split's cap (long K)
+                for tile in factored_tiles(m, cuda):
+                    base = dict(factored=True, **tile)
+                    deep = {s for s in EXTRA_SPLITS if s <= -(-k // tile["block_k"]) // 2}  # past the cap (long K)
                     configs += [dict(base, split_k=s) for s in
                                 sorted({factored_split(m, n, k, base, sms, w) for w in WARPS_PER_SM} | deep)]
                 if m > 2:
@@ -211,8 +218,8 @@ def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str,
                 if cuda and best and default_us and default_us / best["us"] >= TABLE_WIN:
                     new_rows.setdefault((n, k), {})[str(m)] = best["config"]
                 if best:
-                    shown = {k: v for k, v in best["config"].items()
-                             if k in ("factored", "block_m", "block_n", "num_warps", "block_k", "num_stages", "split_k")}
+                    keys = ("factored", "dot", "block_m", "block_n", "num_warps", "block_k", "num_stages", "split_k")
+                    shown = {k: v for k, v in best["config"].items() if k in keys}
                     print(f"{model:20s} {layer:8s} M={m:2d} engine {default_us or float('nan'):7.1f} us  best "
                           f"{best['us']:7.1f} us ({best['TBps']:.2f} TB/s) {json.dumps(shown)}", flush=True)
             w4 = None  # free the copies before the next layer

@@ -46,19 +46,23 @@ def test_w4a16_only_compares_old_and_new_default_with_bf16(tmp_path):
 
 
 def test_w4a16_factored_sweep_times_tiles_and_checks_each_against_the_twin(tmp_path):
-    """--w4a16-factored-sweep (the GPU's tile x K-split grid; two tiles in the interpreter) at M 1 and 4: every
-    config tried is checked against the twin, the engine's comes first, at M 4 the dequantizing kernel's tiles are
-    among the candidates, and no table is written off the GPU."""
+    """--w4a16-factored-sweep (the GPU's tile x K-split grid; two or three tiles in the interpreter) at M 1, 4 and 16:
+    every config tried is checked against the twin, the engine's comes first, at M 4 the dequantizing kernel's tiles
+    and at 16 the tensor-core tiles are among the candidates, and no table is written off the GPU."""
     proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", "--w4a16-factored-sweep",
-                           "--sweep-m", "1", "4", "--out", str(tmp_path), "--git-rev", "test-rev"],
+                           "--sweep-m", "1", "4", "16", "--out", str(tmp_path), "--git-rev", "test-rev"],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "w4a16_factored_sweep.json").read_text())
     assert report["git_revision"] == "test-rev" and not report["cut_short"]
-    assert [(r["layer"], r["m"]) for r in report["rows"]] == [("qkv", 1), ("qkv", 4), ("down", 1), ("down", 4)]
+    want = [(layer, m) for layer in ("qkv", "down") for m in (1, 4, 16)]
+    assert [(r["layer"], r["m"]) for r in report["rows"]] == want
     for row in report["rows"]:
-        engine = row["tried"][0]["config"]  # the heuristic's decode tile (no table off the GPU)
-        assert engine["factored"] and engine["block_m"] == row["m"]
+        engine = row["tried"][0]["config"]  # the heuristic's choice (no table off the GPU)
+        if row["m"] == 16:  # the dequantizing kernel; the factored kernel's tensor-core tiles are the candidates
+            assert not engine.get("factored") and any(t["config"].get("dot") for t in row["tried"][1:])
+        else:
+            assert engine["factored"] and engine["block_m"] == row["m"]
         if row["m"] == 4:  # the dequantizing kernel's tiles are candidates too
             assert any(not t["config"].get("factored") for t in row["tried"][1:])
         assert all(t["rel_err"] < 1e-2 and t["us"] > 0 for t in row["tried"])

@@ -1,6 +1,7 @@
 """The dense decode GEMV (vdeploy_kernels.dense_gemv) against x @ Wᵀ under the interpreter: 1-8 rows, N and K not
-multiples of the tile, K splits summed by tickets (one split empty) and by the two-launch reducer, fp16 / bf16; and
-its dispatch: ops.dense_linear keeps F.linear off CUDA and where no tuned row exists, and a row serves only its own M."""
+multiples of the tile, K splits summed by tickets (one split empty) and by the two-launch reducer, fp16 / bf16, the
+bias added once on each path; and its dispatch: ops.dense_linear keeps F.linear off CUDA, and a tuned row serves only
+its own M."""
 
 import json
 
