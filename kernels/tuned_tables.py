@@ -52,6 +52,18 @@ def exact_row(kind: str, name_for, device: str, num_tokens: int) -> dict | None:
     return configs[keys.index(num_tokens)]
 
 
+def write_merged_table(kind: str, name: str, rows: dict[str, dict], folder: Path) -> Path:
+    """folder/<kind>/<name>: the shipped table with `rows` (token count -> config) replaced or added, in token order
+    (what a tuner writes for shipping: a run over some token counts keeps the shipped rows of the others)."""
+    shipped = SHIPPED_ROOT / kind / name
+    table = json.loads(shipped.read_text()) if shipped.is_file() else {}
+    table.update(rows)
+    path = Path(folder) / kind / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(table.items(), key=lambda kv: int(kv[0]))), indent=1) + "\n")
+    return path
+
+
 @functools.lru_cache(maxsize=128)
 def load_table(kind: str, name: str) -> tuple[tuple[int, ...], tuple[dict, ...]] | None:
     for folder in tuned_dirs(kind):

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vdeploy_kernels.dense_gemv import dense_gemv
     from vdeploy_kernels.dense_gemv_configs import KIND, config_name
-    from vdeploy_kernels.tuned_tables import SHIPPED_ROOT, tuned_dirs
+    from vdeploy_kernels.tuned_tables import tuned_dirs, write_merged_table
 
     cuda, sms, timer, gen = _timing_setup(args.device)
     models = TINY_MODELS if args.tiny else {k: v for k, v in MODELS.items() if not args.models or k in args.models}
@@ -138,14 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{model:20s} {layer:8s} M={m}  cublas {row['cublas_us']:7.1f} us ({row['cublas_TBps']:.2f} TB/s)"
                       + (f"  best {best['us']:7.1f} us x{row['speedup']:.2f} {json.dumps(best['config'])}" if best
                          else "  no tile ran"), flush=True)
-    for (n, k), new_rows in tables.items():  # the shipped table with these rows replaced or added
-        name = config_name(n, k, "bfloat16", gpu)
-        shipped = SHIPPED_ROOT / KIND / name
-        table = json.loads(shipped.read_text()) if shipped.is_file() else {}
-        table.update(new_rows)
-        path = out_dir / "tables" / KIND / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dict(sorted(table.items(), key=lambda kv: int(kv[0]))), indent=1) + "\n")
+    for (n, k), new_rows in tables.items():
+        path = write_merged_table(KIND, config_name(n, k, "bfloat16", gpu), new_rows, out_dir / "tables")
         if args.install:
             tuned_dirs(KIND)[0].mkdir(parents=True, exist_ok=True)
             shutil.copy(path, tuned_dirs(KIND)[0] / path.name)

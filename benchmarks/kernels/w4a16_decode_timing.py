@@ -172,7 +172,7 @@ def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str,
 
     from quant_gemm_check import rel_err
     from vdeploy_kernels import reference_quant as ref
-    from vdeploy_kernels.tuned_tables import SHIPPED_ROOT
+    from vdeploy_kernels.tuned_tables import write_merged_table
     from vdeploy_kernels.w4a16_configs import KIND, config_name, tuned_w4a16_config
     from vdeploy_kernels.w4a16_gemm import factored_split, legacy_w4a16_config, w4a16_config, w4a16_matmul
 
@@ -224,13 +224,7 @@ def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str,
                           f"{best['us']:7.1f} us ({best['TBps']:.2f} TB/s) {json.dumps(shown)}", flush=True)
             w4 = None  # free the copies before the next layer
     for (n, k), table_rows in new_rows.items():
-        name = config_name(n, k, GROUP, gpu)
-        shipped = SHIPPED_ROOT / KIND / name
-        table = json.loads(shipped.read_text()) if shipped.is_file() else {}
-        table.update(table_rows)
-        path = Path(out_dir) / "tables" / KIND / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dict(sorted(table.items(), key=lambda kv: int(kv[0]))), indent=1) + "\n")
+        write_merged_table(KIND, config_name(n, k, GROUP, gpu), table_rows, Path(out_dir) / "tables")
     name = torch.cuda.get_device_name() if cuda else "CPU (Triton interpreter)"
     report = {"benchmark": "w4a16_factored_sweep", "git_revision": git_rev, "device": name,
               "dtype": str(dtype).removeprefix("torch."), "group_size": GROUP, "ms": list(ms),

@@ -158,7 +158,7 @@ DENSE_GEMV_MAX_ROWS = 8  # decode batches the GEMV's tables may cover; larger ba
 def dense_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x [T, K] @ weight [N, K]ᵀ (+ bias) -> [T, N]: cuBLAS (F.linear), except decode batches whose exact shape has
     a tuned row for this GPU kind, where the Triton GEMV measured faster (vdeploy_kernels.dense_gemv)."""
-    if x.is_cuda and x.dim() == 2 and x.shape[0] <= DENSE_GEMV_MAX_ROWS and x.dtype != torch.float32 and _use_triton(x):
+    if x.is_cuda and x.dim() == 2 and x.shape[0] <= DENSE_GEMV_MAX_ROWS and _use_triton(x):
         config = _tuned_gemv(x.shape[0], weight.shape[0], x.shape[1], x.dtype, x.device.index or 0)
         if config is not None:
             from vdeploy_kernels.dense_gemv import dense_gemv
