@@ -10,6 +10,8 @@ says whether a new GPU or torch changes that. Rows:
   flash-varlen   torch's FlashAttention-2 over the packed prompts (cu_seqlens; GQA native), one launch
   cudnn-per-seq  scaled_dot_product_attention per prompt on cuDNN's fused attention, K/V heads repeated to H (the
                  cuDNN path takes no GQA), its [1, H, L, D] output copied into the packed rows
+  vllm-fa3       vLLM's FlashAttention-3 varlen (contiguous k / v), only where the peer bundle's vllm is importable
+                 (PYTHONPATH=/tmp/peer/site): what the peer runs, to size our kernel's gap; never a route
 A backend this torch build or GPU lacks is listed under "skipped" with its error. Times: median of --reps calls
 after warm-up (CUDA events).
 
@@ -72,7 +74,16 @@ def backends(q, k, v, meta, scale) -> dict[str, Callable[[], torch.Tensor]]:
         torch_fresh_prefill(q, k, v, out, starts, scale, backend)
         return out
 
-    return {name: (lambda name=name: run(name)) for name in ("flash-varlen", "cudnn-per-seq")}
+    rows = {name: (lambda name=name: run(name)) for name in ("flash-varlen", "cudnn-per-seq")}
+    try:  # the peer's FlashAttention-3, for the gap only (vdeploy never imports vllm)
+        from vllm.vllm_flash_attn import flash_attn_varlen_func
+    except Exception:  # noqa: BLE001 - no peer bundle on the path
+        return rows
+    cu = torch.tensor(starts, dtype=torch.int32, device=q.device)  # [B + 1]
+    longest = max(meta.query_lens_host)
+    rows["vllm-fa3"] = lambda: flash_attn_varlen_func(q, k, v, longest, cu, longest, cu_seqlens_k=cu,
+                                                      softmax_scale=scale, causal=True, fa_version=3)
+    return rows
 
 
 def main() -> int:
@@ -125,7 +136,7 @@ def main() -> int:
             row["speedup_vs_vdeploy"] = round(base / row["ms"], 3) if base else None
         report["cases"][name] = {"lens": lens[:1] + ["..."], "flops": flops, "rows": rows}
         wins = [(r["speedup_vs_vdeploy"], label) for label, r in rows.items()
-                if label != "vdeploy" and r["ok"] and (r["speedup_vs_vdeploy"] or 0) >= WIN]
+                if label not in ("vdeploy", "vllm-fa3") and r["ok"] and (r["speedup_vs_vdeploy"] or 0) >= WIN]
         if wins:
             report["cases"][name]["worth_routing_to"] = max(wins)[1]
             print(f"{name:8s} {max(wins)[1]} beats ours by {max(wins)[0]:.2f}x: worth routing fresh prompts to",
