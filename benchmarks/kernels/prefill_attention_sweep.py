@@ -76,6 +76,12 @@ NEW_FRESH_CONFIGS = [
     dict(block_m=128, block_n=128, pack=1, num_warps=8, num_stages=2, **DEVICE_TMA),
     dict(block_m=128, block_n=64, pack=1, num_warps=8, num_stages=3, **DEVICE_TMA),
     dict(block_m=32, block_n=128, pack=4, num_warps=8, num_stages=3, **DEVICE_TMA),
+    # one warpgroup a program, small enough for two programs an SM (83-116 KB of shared memory): the 8-warp
+    # programs' two warpgroups meet at a CTA barrier every key tile (the TMA stage's reuse), so their tensor-core
+    # and exp2 phases coincide; two independent programs an SM can interleave them
+    dict(block_m=32, block_n=64, pack=2, num_warps=4, num_stages=3, **DEVICE_TMA),
+    dict(block_m=32, block_n=64, pack=2, num_warps=4, num_stages=2, **DEVICE_TMA),
+    dict(block_m=64, block_n=64, pack=1, num_warps=4, num_stages=3, **DEVICE_TMA),
 ]
 TINY_PAGED = [(16, 16, 4, 1), (32, 16, 4, 1)]
 TINY_FRESH = [(16, 16, 1, 4, 1, False), (8, 16, 2, 4, 1, False), (16, 16, 1, 4, 1, True)]

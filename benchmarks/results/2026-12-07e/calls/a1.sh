@@ -1,8 +1,9 @@
 # first call (carries .peer/vllm026.part00 + .sha256), any GPU. Issue 14: where prefill_8x4096's time goes (the
-# benchmark's workload through LLM.generate under the torch profiler: kernel families, wall minus kernels), and our
-# fresh prefill attention against the kernels torch ships. On an H200 first, issue 15: ours on R1 8 layers at batch
-# 1, 128 / 1024, temperature 1.0 (R1's published config from vdeploy's copy, cut to 8 layers, no MTP, no tokenizer:
-# the peer unpacks only in the third call). Off an H200, issue 19: the W4A16 sweep at 8 / 16 rows on the 7B's layers.
+# benchmark's workload through LLM.generate under the torch profiler: kernel families, wall minus kernels), our fresh
+# prefill attention's new one-warpgroup tiles (two programs an SM) and the kernels torch ships. On an H200 first,
+# issue 15: ours on R1 8 layers at batch 1, 128 / 1024, temperature 1.0 (R1's published config from vdeploy's copy,
+# cut to 8 layers, no MTP, no tokenizer: the peer unpacks only in the third call). Off an H200, issue 19: the W4A16
+# sweep at 8 / 16 rows on the 7B's layers.
 source "$(dirname "$0")/common.sh"; gpu
 if h200; then
   python3 - <<'PY'
@@ -16,6 +17,8 @@ PY
     | grep -v Warn | tail -4
 fi
 el prefill-profile; timeout 150 python3 benchmarks/engine/prefill_profile.py --out $OUT/prefill_profile.json 2>&1 | grep -v Warn | tail -14
+el fresh-sweep; timeout 100 python3 benchmarks/kernels/prefill_attention_sweep.py --new-options --budget-s 70 --reps 10 \
+  --table-dir $OUT/fresh-tables --out $OUT/prefill_sweep_new.json 2>&1 | grep -v Warn | tail -12
 el backends; timeout 60 python3 benchmarks/kernels/prefill_attention_backends.py --out $OUT/prefill_backends.json 2>&1 | grep -v Warn | tail -8
 if ! h200; then
   el sweep-7b; timeout 110 python3 benchmarks/kernels/quant_gemm_check.py --w4a16-factored-sweep --models r1-distill-qwen-7b \
