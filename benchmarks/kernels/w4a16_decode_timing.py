@@ -138,8 +138,10 @@ def run(models: dict, ms: list[int], device: str, dtype, out_dir: str, git_rev: 
 FACTORED_TILES = ((256, 1, 64, 3), (256, 1, 64, 2), (128, 1, 64, 3), (128, 1, 64, 2), (64, 1, 64, 2),
                   (256, 2, 64, 2), (256, 4, 64, 2), (512, 4, 64, 2), (128, 1, 128, 2), (256, 1, 128, 2),
                   (128, 1, 64, 4), (256, 2, 64, 3))
-# (BN, warps, BK, stages) of the tensor-core variant (`dot: True`, 16-row tiles) tried at 5-16 rows, where the
-# CUDA-core tiles of 4 rows only tied the dequantizing kernel at 8 rows (2026-12-07d lease 3) and would do worse at 16
+# (BN, warps, BK, stages) of the tensor-core variant (`dot: True`, 16-row tiles), where the CUDA-core tiles of 4 rows
+# only tied the dequantizing kernel at 8 rows (2026-12-07d lease 3) and would do worse at 16. Tried at 1-4 rows too
+# (first there: new candidates): its decode is ~1 bit operation a weight where the CUDA-core path spends ~4, and at
+# batch 1 those instructions, not the bytes, cap the CUDA-core kernel near half the bandwidth
 DOT_TILES = ((64, 4, 64, 3), (128, 4, 64, 3), (128, 4, 128, 3), (256, 8, 64, 3), (128, 8, 64, 4))
 WARPS_PER_SM = (8, 16, 32)  # factored_split's target occupancy (8: the shipped choice)
 # splits past factored_split's cap of 32, for narrow layers with a long K (the 7B's down, N 3584 x K 18944, best at
@@ -151,14 +153,15 @@ TABLE_WIN = 1.05  # a shape gets a table row (tables/w4a16/ under --out) where i
 def factored_tiles(m: int, cuda: bool) -> list[dict]:
     """The factored kernel's tiles tried at M rows: FACTORED_TILES for 1-2 rows; for 3-8, the tiles whose per-row
     accumulators fit (≤ 256 columns a program, ≤ 128 a warp), each program taking 4 rows (M-tiles of 4 beyond);
-    from 5 rows on also DOT_TILES (tensor cores, M padded to 16)."""
+    and DOT_TILES (tensor cores, M padded to 16), at 1-4 rows ahead of the CUDA-core tiles."""
     fma = FACTORED_TILES if m <= 2 else tuple(t for t in FACTORED_TILES + ((128, 1, 32, 3),)
                                                if t[0] <= 256 and t[0] // t[1] <= 128) if m <= 8 else ()
-    dot = DOT_TILES if m > 4 else ()
-    tiles = [dict(dot=False, block_m=min(4, 1 << (m - 1).bit_length()), block_n=bn, num_warps=w, block_k=bk,
-                  num_stages=s) for bn, w, bk, s in fma]
-    tiles += [dict(dot=True, block_m=16, block_n=bn, num_warps=w, block_k=bk, num_stages=s) for bn, w, bk, s in dot]
-    return tiles if cuda else tiles[:2] + [t for t in tiles if t["dot"]][:1]
+    fma_tiles = [dict(dot=False, block_m=min(4, 1 << (m - 1).bit_length()), block_n=bn, num_warps=w, block_k=bk,
+                      num_stages=s) for bn, w, bk, s in fma]
+    dot_tiles = [dict(dot=True, block_m=16, block_n=bn, num_warps=w, block_k=bk, num_stages=s)
+                 for bn, w, bk, s in DOT_TILES]
+    tiles = dot_tiles + fma_tiles if m <= 4 else fma_tiles + dot_tiles
+    return tiles if cuda else fma_tiles[:2] + dot_tiles[:1]
 
 
 def sweep_factored(models: dict, device: str, dtype, out_dir: str, git_rev: str, budget_s: float,

@@ -3,7 +3,7 @@
 # prefill attention's new one-warpgroup tiles (two programs an SM) and the kernels torch ships. On an H200 first,
 # issue 15: ours on R1 8 layers at batch 1, 128 / 1024, temperature 1.0 (R1's published config from vdeploy's copy,
 # cut to 8 layers, no MTP, no tokenizer: the peer unpacks only in the third call). Off an H200, issue 19: the W4A16
-# sweep at 8 / 16 rows on the 7B's layers.
+# sweep at 8 / 16 rows on the 7B's layers, and its tensor-core tiles at 1 row.
 source "$(dirname "$0")/common.sh"; gpu
 if h200; then
   python3 - <<'PY'
@@ -21,8 +21,8 @@ el fresh-sweep; timeout 100 python3 benchmarks/kernels/prefill_attention_sweep.p
   --table-dir $OUT/fresh-tables --out $OUT/prefill_sweep_new.json 2>&1 | grep -v Warn | tail -12
 el backends; timeout 60 python3 benchmarks/kernels/prefill_attention_backends.py --out $OUT/prefill_backends.json 2>&1 | grep -v Warn | tail -8
 if ! h200; then
-  el sweep-7b; timeout 110 python3 benchmarks/kernels/quant_gemm_check.py --w4a16-factored-sweep --models r1-distill-qwen-7b \
-    --sweep-m 8 16 --budget-s 85 --out $OUT/sweep-m16-7b 2>&1 | grep -v Warn | tail -9
+  el sweep-7b; timeout 150 python3 benchmarks/kernels/quant_gemm_check.py --w4a16-factored-sweep --models r1-distill-qwen-7b \
+    --sweep-m 1 8 16 --budget-s 120 --out $OUT/sweep-m16-7b 2>&1 | grep -v Warn | tail -9
   mkdir -p $VDEPLOY_HOME/kernel_configs/w4a16 && cp $OUT/sweep-m16-7b/tables/w4a16/*.json $VDEPLOY_HOME/kernel_configs/w4a16/ 2>/dev/null
 fi
 pack_dirs; el done

@@ -7,8 +7,8 @@ if h200; then
   el mtp; timeout 420 python3 benchmarks/speculative_mtp.py --num-prompts 1 --ks 1 2 3 --acceptance 0 0.8 1.0 \
     --out $OUT/speculative-mtp.json 2>&1 | grep -v Warn | tail -25
 else
-  el sweep-32b; timeout 110 python3 benchmarks/kernels/quant_gemm_check.py --w4a16-factored-sweep --models r1-distill-qwen-32b \
-    --sweep-m 8 16 --budget-s 85 --out $OUT/sweep-m16-32b 2>&1 | grep -v Warn | tail -9
+  el sweep-32b; timeout 150 python3 benchmarks/kernels/quant_gemm_check.py --w4a16-factored-sweep --models r1-distill-qwen-32b \
+    --sweep-m 1 8 16 --budget-s 120 --out $OUT/sweep-m16-32b 2>&1 | grep -v Warn | tail -9
   mkdir -p $VDEPLOY_HOME/kernel_configs/w4a16 && cp $OUT/sweep-m16-32b/tables/w4a16/*.json $VDEPLOY_HOME/kernel_configs/w4a16/ 2>/dev/null
   python3 benchmarks/quant_configs.py /tmp/qm --models deepseek-r1-distill-qwen-7b --schemes bf16 awq > /dev/null; mkdir -p $OUT/quant
   for b in 8 16; do for s in awq bf16; do
