@@ -29,6 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
+from vdeploy_kernels import tuned_tables
 from vdeploy_kernels.attention_tiles import LOG2E, attend_tile, cache_scales, dot_width, token_offsets
 
 MAX_SPLITS = 32  # enough to fill a 132-SM GPU from a single request with 8 KV heads (8 * 32 = 256 programs)
@@ -51,6 +52,26 @@ def default_num_splits(num_decodes: int, num_kv_heads: int, device: torch.device
     sm_count = torch.cuda.get_device_properties(device).multi_processor_count
     wanted = triton.cdiv(PROGRAMS_PER_SM * sm_count, max(num_decodes * num_kv_heads, 1))
     return max(1, min(MAX_SPLITS, wanted))
+
+
+KIND = "decode_attention"  # tuned tables: configs/decode_attention/, written by benchmarks/kernels/decode_attention_sweep.py
+
+
+def config_name(head_dim: int, group: int, cache_dtype: torch.dtype, device_name: str) -> str:
+    dtype = str(cache_dtype).removeprefix("torch.")
+    return f"D{head_dim}-G{group}-{dtype}-{tuned_tables.device_tag(device_name)}.json"
+
+
+def tuned_decode_config(num_decodes: int, head_dim: int, group: int, cache_dtype: torch.dtype,
+                        device: torch.device) -> DecodeConfig | None:
+    """This GPU kind's tuned config for exactly num_decodes rows (a captured decode batch size), else None. Rows are
+    tuned per batch size over several context lengths: the config must suit any context a graph replays."""
+    if device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    row = tuned_tables.exact_row(KIND, lambda gpu: config_name(head_dim, group, cache_dtype, gpu),
+                                 tuned_tables.device_name(index), num_decodes)
+    return DecodeConfig(**row) if row else None
 
 
 def default_decode_config(num_decodes: int, num_kv_heads: int, head_dim: int, device: torch.device) -> DecodeConfig:
@@ -184,7 +205,8 @@ def decode_attention(
     page_size, num_kv_heads = kv_cache.shape[2], kv_cache.shape[3]
     group = num_heads // num_kv_heads
     k_scale, v_scale = cache_scales(kv_cache, k_scale, v_scale)
-    cfg = config or default_decode_config(num_decodes, num_kv_heads, head_dim, q.device)
+    cfg = (config or tuned_decode_config(num_decodes, head_dim, group, kv_cache.dtype, q.device)
+           or default_decode_config(num_decodes, num_kv_heads, head_dim, q.device))
     block_dv = dot_width(v_head_dim)
     # scratch is allocated per call: inside CUDA-graph capture it comes from the graph's private pool
     partial_rows = num_decodes if cfg.num_splits > 1 else 0  # one split writes `out` itself

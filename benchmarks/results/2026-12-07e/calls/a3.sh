@@ -1,6 +1,6 @@
 # third call (carries .peer/vllm026.part02: the peer unpacks). On an H200, issue 15: vLLM's side of decode_r1_8l
 # (VLLM_USE_DEEP_GEMM=0). Off an H200, issue 14: vLLM's FlashAttention-3 beside our fresh prefill attention (the
-# peer's site on the path for that one script) and prefill_8x4096 for both engines; issue 19: AWQ 7B batch 1
+# peer's site on the path for that one script); issue 19: AWQ 7B batch 1
 # (128 / 512, temperature 1.0, dummy weights) on vLLM (awq_marlin) and on ours, one config directory (quant_configs.py's
 # AWQ config + the peer's Qwen2 tokenizer).
 source "$(dirname "$0")/common.sh"; gpu
@@ -9,9 +9,6 @@ if h200; then
 else
   el fa3; PYTHONPATH=$PYTHONPATH:/tmp/peer/site timeout 90 python3 benchmarks/kernels/prefill_attention_backends.py \
     --out $OUT/prefill_backends_fa3.json 2>&1 | grep -v Warn | tail -10
-  el vllm-prefill; ITERS=3 timeout 200 bash /tmp/peer/bench.sh prefill 2>&1 | grep -E "Avg latency|Error|error" | tail -5
-  el ours-prefill; timeout 150 python3 benchmarks/engine/gpu_suite.py --only hardware,prefill --quick --out /tmp/suite \
-    --git-rev $REV 2>&1 | grep -v Warn | tail -6; tar czf $OUT/suite.tar.gz -C /tmp suite
   python3 benchmarks/quant_configs.py /tmp/qmv --models deepseek-r1-distill-qwen-7b --schemes awq > /dev/null
   d=/tmp/qmv/deepseek-r1-distill-qwen-7b-awq
   for f in /tmp/peer/models/qwen2-7b-dummy/*; do [ "$(basename $f)" = config.json ] || cp -r $f $d/; done
