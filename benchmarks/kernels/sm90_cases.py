@@ -196,6 +196,25 @@ def fp8_decode_cases():
         yield (f"fp8 linear N{n} K{k} M=512 [heuristic]", {}, lambda x=x, w=w, ws=ws: w8a8_block_linear(x, w, ws))
 
 
+def fp8_table_cases():
+    """Every Triton row of every shipped block-FP8 table (each GPU kind's), launched as the engine launches it at the
+    row's own M: a row tuned under another Triton can need more shared memory than a Hopper program may have (the
+    o_proj row at M 32 asked for 256 KB under Triton 3.6 and stopped R1 engines on the GPU)."""
+    from vdeploy_kernels import fp8_gemm_configs, tuned_tables
+    from vdeploy_kernels.fp8_gemm import w8a8_block_linear
+
+    table_dir = Path(fp8_gemm_configs.__file__).parent / "configs" / fp8_gemm_configs.KIND
+    for path in sorted(table_dir.glob("N*-K*-block128x128-*.json")):
+        n, k = (int(part[1:]) for part in path.name.split("-")[:2])
+        w, ws = torch.empty(n, k, dtype=torch.float8_e4m3fn), torch.empty(-(-n // 128), -(-k // 128))
+        for m, cfg in zip(*tuned_tables.load_table(fp8_gemm_configs.KIND, path.name)):
+            if cfg.get("backend") == "scaled_mm":
+                continue
+            x = torch.empty(m, k, dtype=torch.bfloat16)
+            yield (f"fp8 table {path.stem} M={m}", cfg, lambda x=x, w=w, ws=ws, cfg=cfg: w8a8_block_linear(x, w, ws,
+                                                                                                          config=cfg))
+
+
 def w4a16_cases():
     """The W4A16 decode kernels at R1-Distill-Qwen-7B's gate_up (N 37888, K 3584, group 128): the factored kernel in
     its default tiles at M 1 (CUDA cores), in the tensor-core variant at M 4 and on the CUDA cores at M 4 with the
@@ -268,4 +287,4 @@ def attention_cases():
 
 
 GROUPS = {"fresh": fresh_cases, "rope": rope_cases, "moe": moe_cases, "sampling": sampling_cases,
-          "fp8dec": fp8_decode_cases, "w4a16": w4a16_cases, "gemv": gemv_cases, "attention": attention_cases}
+          "fp8dec": fp8_decode_cases, "fp8tables": fp8_table_cases, "w4a16": w4a16_cases, "gemv": gemv_cases, "attention": attention_cases}
