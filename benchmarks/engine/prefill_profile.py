@@ -26,22 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-num-batched-tokens", type=int, default=None)
     p.add_argument("--model-dir", type=Path, default=None)
     p.add_argument("--top", type=int, default=25)
-    p.add_argument("--tiny", action="store_true", help="the plumbing on CPU: a tiny Llama, CPU activity profiled")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
 
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
-    from benchmarks.deepseek_kernel_profile import family
+    from benchmarks.deepseek_kernel_profile import kernel_table
     from benchmarks.engine.engine_runs import random_prompts
     from benchmarks.engine.models import prepare_model_dir
     from benchmarks.engine.prefill import timed_prefill
     from vdeploy.engine.llm import LLM, build_engine_config
 
-    model_dir = args.model_dir or prepare_model_dir("llama8b", Path("/tmp/prefill-profile"), tiny=args.tiny,
+    model_dir = args.model_dir or prepare_model_dir("llama8b", Path("/tmp/prefill-profile"), tiny=False,
                                                     tokenizer=False).path
-    cuda = torch.cuda.is_available()
     config = build_engine_config(str(model_dir), load_format="dummy", max_model_len=args.len + 64,
                                  max_num_batched_tokens=args.max_num_batched_tokens)
     llm = LLM.from_engine_config(config)
@@ -50,27 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     timed_prefill(llm, random_prompts(lengths, vocab, 0))  # warm-up: kernels compiled for these shapes
     runs = [timed_prefill(llm, random_prompts(lengths, vocab, 1 + i)) for i in range(args.repeats)]
 
-    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
-        profiled_s = timed_prefill(llm, random_prompts(lengths, vocab, 100))
-        torch.cuda.synchronize() if cuda else None
-    kernels: dict[str, dict] = {}
-    for evt in prof.events():
-        if evt.device_type.name != ("CUDA" if cuda else "CPU"):
-            continue
-        row = kernels.setdefault(evt.name, {"kernel": evt.name[:120], "family": family(evt.name), "us": 0.0, "n": 0})
-        row["us"] += evt.time_range.elapsed_us()
-        row["n"] += 1
-    rows = sorted(kernels.values(), key=lambda r: -r["us"])
-    families: dict[str, float] = {}
-    for r in rows:
-        families[r["family"]] = families.get(r["family"], 0.0) + r["us"]
+    profiled: list[float] = []
+    rows, families = kernel_table(lambda: profiled.append(timed_prefill(llm, random_prompts(lengths, vocab, 100))))
+    profiled_s = profiled[0]
     kernel_ms = sum(families.values()) / 1e3
     report = {
-        "gpu": torch.cuda.get_device_name() if cuda else "cpu", "prompts": args.prompts, "len": args.len,
+        "gpu": torch.cuda.get_device_name(), "prompts": args.prompts, "len": args.len,
         "max_num_batched_tokens": llm.engine_config.scheduler.max_num_batched_tokens,
         "wall_s_median": statistics.median(runs), "wall_s_runs": runs, "profiled_wall_s": profiled_s,
         "kernel_ms": kernel_ms, "wall_minus_kernels_ms": profiled_s * 1e3 - kernel_ms,
-        "families_ms": {k: round(v / 1e3, 3) for k, v in sorted(families.items(), key=lambda kv: -kv[1])},
+        "families_ms": {k: round(v / 1e3, 3) for k, v in families.items()},
         "top_kernels": rows[: args.top],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
