@@ -23,6 +23,8 @@ PAIRS = {
     "prefill_8x4096": ("s (8 x 4096 prompt tokens, 1 output)", "vllm_prefill_8x4096.json",
                        ("vdeploy_prefill_8x4096.json", "suite/prefill.json"), f"ITERS=3 {PEER} prefill",
                        "python benchmarks/engine/gpu_suite.py --only hardware,prefill --quick", None),
+    "throughput_dsv2_lite": ("output tok/s", "vllm_throughput_dsv2lite.json", "vdeploy_throughput_dsv2lite.json",
+                             f"{PEER} dsv2tp", f"{OURS} dsv2tp", 1000),
     "throughput_dsv2_lite_500": ("output tok/s", "vllm_throughput_dsv2lite_500.json",
                                  "vdeploy_throughput_dsv2lite_500.json", f"N=500 TAG=_500 {PEER} dsv2tp",
                                  f"N=500 TAG=_500 {OURS} dsv2tp", 1000),

@@ -1,0 +1,7 @@
+# third call. carry: .peer/vllm026.part01 (the peer unpacks). vLLM's side of throughput_qwen2_7b, decode_8b and
+# prefill_8x4096
+source "$(dirname "$0")/common.sh"; gpu
+el vllm-tp; timeout 260 bash /tmp/peer/bench.sh tp 2>&1 | grep -E "Throughput|Error|error" | tail -3
+el vllm-lat; timeout 170 bash /tmp/peer/bench.sh lat 2>&1 | grep -E "Avg latency|Error|error" | tail -3
+el vllm-prefill; ITERS=3 timeout 150 bash /tmp/peer/bench.sh prefill 2>&1 | grep -E "Avg latency|Error|error" | tail -3
+vllm_logs dense; el done
