@@ -127,7 +127,9 @@ def run(model: Path, args, k: int, acceptances: list[float], prompts: list[list[
                 scheduler._propose = ReplayDrafts(real_propose, reference, acceptance, vocab)
                 runs = [decode_run(llm, f"r{i}", p, args.output_len) for i, p in enumerate(prompts)]
                 for i, r in enumerate(runs):
-                    r["matches_reference"] = r["tokens"] == reference[f"r{i}"]
+                    ref = reference[f"r{i}"]
+                    r["matches_reference"] = r["tokens"] == ref
+                    r["first_mismatch"] = next((j for j, (a, b) in enumerate(zip(r["tokens"], ref)) if a != b), None)
                 out.append(runs)
         scheduler._propose = real_propose
     release_device_memory()  # the next engine loads the model again
@@ -170,6 +172,8 @@ def main() -> None:
                 row["same_tokens_as_no_speculation"] = [r["tokens"] for r in results] == no_spec_tokens
             else:  # exactness: greedy verification keeps the target's tokens whatever the drafts are
                 row["identical_tokens"] = all(r["matches_reference"] for r in results)
+                if not row["identical_tokens"]:  # where each prompt's tokens left the reference (output index)
+                    row["first_mismatch"] = [r["first_mismatch"] for r in results]
             drafts = sum(r["draft_tokens"] for r in results)
             if drafts:
                 accepted = sum(r["accepted_tokens"] for r in results)
