@@ -1,7 +1,9 @@
-# third call. carry: .peer/vllm026.part01 (the peer unpacks). vLLM's side of throughput_qwen2_7b, decode_8b and
-# prefill_8x4096
+# third call. carry: .peer/vllm026.part01 (the peer unpacks). Issue 15, vLLM's side of decode_r1_8l and
+# throughput_r1_8l (VLLM_USE_DEEP_GEMM=0: its CUTLASS block-FP8 GEMM), then throughput_dsv2_lite (1000 x 1000/1000)
 source "$(dirname "$0")/common.sh"; gpu
-el vllm-tp; timeout 260 bash /tmp/peer/bench.sh tp 2>&1 | grep -E "Throughput|Error|error" | tail -3
-el vllm-lat; timeout 170 bash /tmp/peer/bench.sh lat 2>&1 | grep -E "Avg latency|Error|error" | tail -3
-el vllm-prefill; ITERS=3 timeout 150 bash /tmp/peer/bench.sh prefill 2>&1 | grep -E "Avg latency|Error|error" | tail -3
-vllm_logs dense; el done
+if h200; then
+  el vllm-r1lat; VLLM_USE_DEEP_GEMM=0 timeout 120 bash /tmp/peer/bench.sh r1lat 2>&1 | grep -E "Avg latency|Error|error" | tail -3
+  el vllm-r1tp; VLLM_USE_DEEP_GEMM=0 timeout 180 bash /tmp/peer/bench.sh r1tp 2>&1 | grep -E "Throughput|Error|error" | tail -3
+fi
+el vllm-dsv2tp; timeout 240 bash /tmp/peer/bench.sh dsv2tp 2>&1 | grep -E "Throughput|Error|error" | tail -3
+vllm_logs ds; el done

@@ -1,7 +1,5 @@
-# fourth call (H200). vLLM's side of decode_r1_8l, throughput_r1_8l (VLLM_USE_DEEP_GEMM=0: its CUTLASS block-FP8 GEMM)
-# and throughput_dsv2_lite (1000 x 1000/1000)
+# fourth call, if the budget holds it. Issue 14, vLLM's side of decode_8b and prefill_8x4096
 source "$(dirname "$0")/common.sh"; gpu
-el vllm-r1lat; VLLM_USE_DEEP_GEMM=0 timeout 150 bash /tmp/peer/bench.sh r1lat 2>&1 | grep -E "Avg latency|Error|error" | tail -3
-el vllm-r1tp; VLLM_USE_DEEP_GEMM=0 timeout 200 bash /tmp/peer/bench.sh r1tp 2>&1 | grep -E "Throughput|Error|error" | tail -3
-el vllm-dsv2tp; timeout 230 bash /tmp/peer/bench.sh dsv2tp 2>&1 | grep -E "Throughput|Error|error" | tail -3
-vllm_logs ds; el done
+el vllm-lat; timeout 170 bash /tmp/peer/bench.sh lat 2>&1 | grep -E "Avg latency|Error|error" | tail -3
+el vllm-prefill; ITERS=3 timeout 150 bash /tmp/peer/bench.sh prefill 2>&1 | grep -E "Avg latency|Error|error" | tail -3
+vllm_logs dense; el done
