@@ -1,14 +1,15 @@
-# second call. carry: .peer/vllm026.part00. Issue 14, our side of decode_8b and prefill_8x4096 (gpu_suite, with the
-# copy/matmul ceilings); on an H200, issue 18: R1 8 layers + its MTP layer, batch 1, MTP k = 1 (real drafts, replayed
-# acceptance 0.8 / 1.0) against none; on an H100, MTP k = 2 at 7 layers (its replays left their reference last session)
+# second call. carry: .peer/vllm026.part00. On an H200, issue 18: R1 8 layers + its MTP layer, batch 1, MTP k = 1
+# (real drafts, replayed acceptance 0.8 / 1.0) against none. On an H100 (no R1 pair possible): issue 14, our side of
+# decode_8b and prefill_8x4096 (gpu_suite, with the copy/matmul ceilings), and MTP k = 2 at 7 layers (its replays
+# left their reference last session: first_mismatch says where)
 source "$(dirname "$0")/common.sh"; gpu
-el lat; timeout 100 bash benchmarks/same_lease.sh lat
-el prefill; timeout 150 python3 benchmarks/engine/gpu_suite.py --only hardware,prefill --quick --out /tmp/suite --git-rev $REV \
-  2>&1 | grep -v Warn | tail -4; cp -r /tmp/suite $OUT/
 if h200; then
   el mtp; timeout 200 python3 benchmarks/speculative_mtp.py --layers 8 --num-prompts 1 --ks 1 --acceptance 0.8 1.0 \
     --out $OUT/speculative-mtp-8l.json 2>&1 | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -8
-else  # an H100 holds R1 at 7 layers + MTP: where k = 2's replays leave their reference (first_mismatch)
+else
+  el lat; timeout 100 bash benchmarks/same_lease.sh lat
+  el prefill; timeout 150 python3 benchmarks/engine/gpu_suite.py --only hardware,prefill --quick --out /tmp/suite \
+    --git-rev $REV 2>&1 | grep -v Warn | tail -4; cp -r /tmp/suite $OUT/
   el mtp-7l-k2; timeout 200 python3 benchmarks/speculative_mtp.py --layers 7 --num-prompts 1 --ks 2 --acceptance 0.8 1.0 \
     --out $OUT/speculative-mtp-7l-k2.json 2>&1 | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -8
 fi
