@@ -111,6 +111,8 @@ def run(model: Path, args, k: int, acceptances: list[float], prompts: list[list[
     from vdeploy.engine.llm import LLM
 
     kw = dict(dtype="float32", device="cpu") if args.tiny else {}
+    if args.enforce_eager:
+        kw["enforce_eager"] = True
     spec = {"method": "mtp", "num_speculative_tokens": k} if k else None
     with LLM(str(model), load_format="dummy", seed=0, max_model_len=args.prompt_len + args.output_len + 16,
              speculative_config=spec, **kw) as llm:
@@ -155,6 +157,7 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--output-len", type=int, default=256)
     ap.add_argument("--num-prompts", type=int, default=2, help="requests run one after another (batch 1)")
+    ap.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs (tells a graph-only difference)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -198,7 +201,7 @@ def main() -> None:
 
     report = {"benchmark": "speculative_mtp", "model": model.name, "weights": "dummy (seeded random), FP8 as R1"
               if not args.tiny else "dummy tiny fp32", "batch": 1, "prompt_len": args.prompt_len,
-              "output_len": args.output_len, "num_prompts": args.num_prompts,
+              "output_len": args.output_len, "num_prompts": args.num_prompts, "enforce_eager": args.enforce_eager,
               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "replay": "benchmark-only draft source: the greedy continuation recorded from the real-draft run of "

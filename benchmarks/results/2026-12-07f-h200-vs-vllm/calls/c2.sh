@@ -12,7 +12,10 @@ else
   el prefill; timeout 150 python3 benchmarks/engine/gpu_suite.py --only hardware,prefill --quick --out /tmp/suite \
     --git-rev $REV 2>&1 | grep -v Warn | tail -4; cp -r /tmp/suite $OUT/
   fi
-  el mtp-7l-k2; timeout 200 python3 benchmarks/speculative_mtp.py --layers 7 --num-prompts 1 --ks 2 --acceptance 0.8 1.0 \
-    --out $OUT/speculative-mtp-7l-k2.json 2>&1 | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -8
+  for mode in graphs eager; do  # with CUDA graphs and without: a difference only the graphs make
+    el mtp-7l-k2-$mode; timeout 150 python3 benchmarks/speculative_mtp.py --layers 7 --num-prompts 1 --ks 2 --acceptance 1.0 \
+      --output-len 96 $([ $mode = eager ] && echo --enforce-eager) --out $OUT/speculative-mtp-7l-k2-$mode.json 2>&1 \
+      | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -4
+  done
 fi
 pack_dirs; el done
