@@ -3,7 +3,9 @@
 # decode_8b and prefill_8x4096 (DENSE=1; gpu_suite, with the copy/matmul ceilings), and MTP k = 2 at 7 layers (its replays
 # left their reference last session: first_mismatch says where)
 source "$(dirname "$0")/common.sh"; gpu
-if h200; then
+if [ "${MTP:-1}" = 0 ]; then  # the budget left holds only the carry
+  el carry-only
+elif h200; then
   el mtp; timeout 200 python3 benchmarks/speculative_mtp.py --layers 8 --num-prompts 1 --ks 1 --acceptance 0.8 1.0 \
     --out $OUT/speculative-mtp-8l.json 2>&1 | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -8
 else
