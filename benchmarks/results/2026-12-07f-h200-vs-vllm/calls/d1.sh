@@ -1,6 +1,6 @@
 # one call, no peer (the budget left after refused starts holds no three carrying calls): issue 18 only. MTP k = 2's
 # replays against their reference with CUDA graphs and without (a difference only the graphs make), at 8 layers on
-# an H200 (then k = 1 at acceptance 0.8 / 1.0 too) or 7 on an H100 (8 + MTP does not fit 80 GB)
+# an H200 (with K1=1, k = 1 at acceptance 0.8 / 1.0 too) or 7 on an H100 (8 + MTP does not fit 80 GB)
 source "$(dirname "$0")/common.sh"; gpu
 L=$(h200 && echo 8 || echo 7)
 for mode in graphs eager; do
@@ -8,7 +8,7 @@ for mode in graphs eager; do
     --output-len 96 $([ $mode = eager ] && echo --enforce-eager) --out $OUT/speculative-mtp-${L}l-k2-$mode.json 2>&1 \
     | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -4
 done
-if h200; then
+if h200 && [ "${K1:-0}" = 1 ]; then  # K1=1 where the budget holds it
   el mtp-8l-k1; timeout 200 python3 benchmarks/speculative_mtp.py --layers 8 --num-prompts 1 --ks 1 --acceptance 0.8 1.0 \
     --out $OUT/speculative-mtp-8l.json 2>&1 | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -8
 fi
