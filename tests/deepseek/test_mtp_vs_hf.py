@@ -80,7 +80,7 @@ def paged(ours, cfg, chunks, next_token_ids=None, seed=0):
         ctx = ForwardContext(_metadata(hb, BLOCK, torch.device("cpu")), kv)
         hidden = ours(torch.tensor(chunk), torch.arange(start, start + len(chunk)), ctx)
         if not last:
-            drafter.propose(hb, hidden, kv, {"r": blocks}, [], [])
+            drafter.propose(hb, hidden, kv, {"r": blocks}, None, None)
         start += len(chunk)
     return hb, hidden, kv, blocks
 
@@ -110,7 +110,7 @@ def test_mtp_logits_and_recurrent_drafts_match_hf(models):
         kv2 = [torch.zeros_like(c) for c in kv]
         drafter = MTPDrafter(ours, ParallelState(0, 1), torch.device("cpu"), BLOCK, k, cfg.max_position_embeddings)
         ours(torch.tensor(PROMPT), torch.arange(t), ForwardContext(ctx.attn, kv2))
-        drafts = drafter.propose(hb, hidden, kv2, {"r": blocks}, [0], [x])[0]
+        drafts = drafter.propose(hb, hidden, kv2, {"r": blocks}, torch.tensor([0]), torch.tensor([x]))[0]
         tokens, prev, expected = list(shifted), ref_hidden, []
         out = ref1
         for _ in range(k):
@@ -139,7 +139,7 @@ def test_chunked_prefill_leaves_the_same_mtp_cache(models):
     def last_pass(chunks, next_token_ids=None, seed=0):  # the sampling step's MTP pass (emitted token: any)
         hb, hidden, kv, blocks = paged(ours, cfg, chunks, next_token_ids, seed)
         MTPDrafter(ours, ParallelState(0, 1), torch.device("cpu"), BLOCK, 1, cfg.max_position_embeddings).propose(
-            hb, hidden, kv, {"r": blocks}, [0], [0])
+            hb, hidden, kv, {"r": blocks}, torch.tensor([0]), torch.tensor([0]))
         return mtp_cache(kv, blocks)
 
     with torch.no_grad():

@@ -205,7 +205,7 @@ class ModelRunner:
         if hidden is None or not sample_requests:
             self.stager.fence.after_copies()
             if self.drafter is not None and hidden is not None:  # its cache follows every computed position
-                self.drafter.propose(hb, hidden, self.kv_caches, tables, [], [], rows)
+                self.drafter.propose(hb, hidden, self.kv_caches, tables, None, None, rows)
             self._finish_step_without_sampling()
             return CompletedStep(self._empty_output())
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
@@ -241,23 +241,22 @@ class ModelRunner:
 
     def _draft(self, hb: HostBatch, hidden: torch.Tensor, tables: dict[str, list[int]],
                pending: _PendingTokens | None, rows: HostBatch | None) -> ModelRunnerOutput | None:
-        """MTP drafts for the next step, from this step's hidden states and emitted tokens (the driver knows
-        them; every rank runs the MTP module on the same inputs)."""
-        out = pending.result() if pending is not None else None
-        start = time.perf_counter()
-        info = torch.zeros(2, len(hb.sample_requests), dtype=torch.int64)  # [2, N] rows rejected, last token
-        if out is not None:
-            for j, req in enumerate(hb.sample_requests):
-                emitted = out.accepted_token_ids[j] if out.accepted_token_ids else None
-                if emitted is None:
-                    info[1, j] = out.sampled_token_ids[j]
-                else:
-                    info[0, j], info[1, j] = req.num_draft_tokens + 1 - len(emitted), emitted[-1]
-        info = self.parallel.broadcast_from_first(info.to(self.device)).tolist()
+        """MTP drafts for the next step, from this step's hidden states and emitted tokens. Every rank runs the MTP
+        module on the same inputs: which rows each request kept and the last token it emitted stay on the device
+        (the driver's, broadcast), so the MTP pass is queued right behind the step and the host waits once, for
+        the drafts."""
+        timer = _DraftTimer(self.device)
+        info = torch.zeros(2, len(hb.sample_requests), dtype=torch.int64, device=self.device)  # [2, N]
+        if pending is not None:  # the driver: rows rejected, last token emitted
+            info[1] = self._last_sampled
+            if pending.verdict is not None:
+                pending.verdict.fill_last_emitted(info, self._last_sampled)
+        info = self.parallel.broadcast_from_first(info)
         drafts = self.drafter.propose(hb, hidden, self.kv_caches, tables, info[0], info[1], rows)
+        out = pending.result() if pending is not None else None
         if out is not None:
             out.draft_token_ids = drafts
-            out.draft_seconds = time.perf_counter() - start
+            out.draft_seconds = timer.seconds()
         return out
 
     def _verify_drafts(self, hidden: torch.Tensor, hb: HostBatch,
@@ -332,6 +331,25 @@ class _DraftVerdict:
     accepted: torch.Tensor  # [S] bool, draft by draft
     replacement: torch.Tensor  # [S] the token emitted where a draft is rejected
 
+    def fill_last_emitted(self, info: torch.Tensor, bonus: torch.Tensor) -> None:
+        """On the device, for each speculating row: info[0] = its rejected drafts (k - accepted), info[1] = the
+        last token it emits (the first rejection's replacement, or the bonus token when every draft stood)."""
+        ks = [len(d) for d in self.drafts]
+        k_max, device = max(ks), self.accepted.device
+        # [R, k_max] positions in accepted/replacement; past a row's own drafts, the appended False below
+        index = np.full((len(ks), k_max), sum(ks), dtype=np.int64)
+        starts = np.cumsum([0] + ks[:-1])
+        for r, (start, k) in enumerate(zip(starts, ks)):
+            index[r, :k] = start + np.arange(k)
+        index = torch.from_numpy(index).to(device)
+        stood = torch.cat((self.accepted, self.accepted.new_zeros(1)))[index]  # [R, k_max] bool
+        kept = stood.to(torch.int64).cumprod(dim=1).sum(dim=1)  # [R] leading accepted drafts
+        k = torch.tensor(ks, dtype=torch.int64, device=device)  # [R]
+        rows = torch.tensor(self.samples, dtype=torch.int64, device=device)  # [R]
+        replaced = self.replacement[index.gather(1, torch.minimum(kept, k - 1)[:, None])[:, 0]]  # [R]
+        info[0, rows] = k - kept
+        info[1, rows] = torch.where(kept < k, replaced, bonus[rows])
+
     def emitted(self, bonus: list[int], num_rows: int) -> list[list[int] | None]:
         """Per sample row, the tokens it emits (None where it did not speculate); `bonus`: the tokens sampled at
         every row's last position."""
@@ -361,3 +379,23 @@ class _PendingTokens:
             sampled = [tokens[0] if tokens else t for tokens, t in zip(emitted, sampled)]
         return ModelRunnerOutput(req_ids=self.req_ids, sampled_token_ids=sampled, logprobs=out.logprobs,
                                  accepted_token_ids=emitted)
+
+
+class _DraftTimer:
+    """Time spent drafting: device time from here to the drafts on a GPU (the host no longer waits for the step's
+    tokens first, so a host clock would count the step too); host time on a CPU."""
+
+    def __init__(self, device: torch.device):
+        self.events = None
+        if device.type == "cuda":
+            self.events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            self.events[0].record()
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        """After the drafts reached the host (everything before the end event has run)."""
+        if self.events is None:
+            return time.perf_counter() - self.start
+        self.events[1].record()
+        self.events[1].synchronize()
+        return self.events[0].elapsed_time(self.events[1]) / 1e3

@@ -35,25 +35,31 @@ class MTPDrafter:
         self.graphs = None  # MTPGraphs once the decode CUDA graphs are captured (set by the model runner)
 
     def propose(self, hb: HostBatch, hidden: torch.Tensor, kv_caches: list[torch.Tensor],
-                tables: dict[str, list[int]], num_rejected: list[int], next_tokens: list[int],
+                tables: dict[str, list[int]], num_rejected: torch.Tensor | None, next_tokens: torch.Tensor | None,
                 decode_rows: HostBatch | None = None) -> list[list[int]]:
         """hidden [T, D]: the main model's output for the step's rows; per sampling request (hb.sample_requests
-        order): how many of its rows were rejected drafts, and the last token it emitted. `decode_rows`: the
-        step's batch as one decode row per token, when it ran so (the attention metadata to use). Returns the
-        drafts of each sampling request."""
+        order), on the device: how many of its rows were rejected drafts [N], and the last token it emitted [N]
+        (None for a step without sampling requests). `decode_rows`: the step's batch as one decode row per token,
+        when it ran so (the attention metadata to use). Returns the drafts of each sampling request; the host
+        waits for the step's tokens only through these (and, for k > 1, for the rows each request kept)."""
         num = len(hb.sample_requests)
-        last_valid = hb.logits_indices - np.asarray(num_rejected, dtype=np.int64)  # [N] rows
         ids = np.roll(hb.input_ids, -1)  # [T] the token after each row, within a request
         ids[hb.query_start_loc[1:] - 1] = 0  # a chunk's last row: the token after it is set below
         if hb.next_token_rows is not None:  # non-final prefill chunks: the next prompt token
             ids[hb.next_token_rows] = hb.next_token_ids
-        ids[last_valid] = np.asarray(next_tokens, dtype=np.int64)  # sampling rows: the token just emitted
+        ids = _dev(ids, self.device)
+        last_valid = _dev(hb.logits_indices[:num], self.device)  # [N] rows
+        if num:
+            last_valid = last_valid - num_rejected
+            ids[last_valid] = next_tokens  # sampling rows: the token just emitted
         # the step's own rows: their metadata is the step's (still staged, when the step replayed a graph)
-        h = self._forward(decode_rows or hb, _dev(ids, self.device), hidden, kv_caches, staged=True)  # [T, D]
-        h = h[_dev(last_valid, self.device)]  # [N, D]
+        h = self._forward(decode_rows or hb, ids, hidden, kv_caches, staged=True)  # [T, D]
+        h = h[last_valid]  # [N, D]
         tokens = self._argmax(h)  # [N]
         drafts = [[t] for t in tokens.tolist()]
-        positions = hb.positions[last_valid]  # [N] the position each draft's hidden state belongs to
+        if self.k == 1 or not num:
+            return drafts
+        positions = hb.positions[last_valid.cpu().numpy()]  # [N] the position each draft's hidden state belongs to
         rows = np.arange(num)  # requests still drafting
         block_tables = [tables[r.req_id] for r in hb.sample_requests]
         for _ in range(1, self.k):
