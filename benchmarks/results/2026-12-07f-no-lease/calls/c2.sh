@@ -2,7 +2,7 @@
 # (real drafts, replayed acceptance 0.8 / 1.0) against none. On an H100 (no R1 pair possible): issue 14, our side of
 # decode_8b and prefill_8x4096 (DENSE=1; gpu_suite, with the copy/matmul ceilings), and MTP k = 2 at 7 layers (its replays
 # left their reference last session: first_mismatch says where)
-source "$(dirname "$0")/common.sh"; gpu
+source benchmarks/lease_common.sh; gpu
 if [ "${MTP:-1}" = 0 ]; then  # the budget left holds only the carry
   el carry-only
 elif h200; then

@@ -1,7 +1,7 @@
 # one call, no peer (the budget left after refused starts holds no three carrying calls): issue 18 only. MTP k = 2's
 # replays against their reference with CUDA graphs and without (a difference only the graphs make), at 8 layers on
 # an H200 (with K1=1, k = 1 at acceptance 0.8 / 1.0 too) or 7 on an H100 (8 + MTP does not fit 80 GB)
-source "$(dirname "$0")/common.sh"; gpu
+source benchmarks/lease_common.sh; gpu
 L=$(h200 && echo 8 || echo 7)
 for mode in graphs eager; do
   el mtp-${L}l-k2-$mode; timeout 150 python3 benchmarks/speculative_mtp.py --layers $L --num-prompts 1 --ks 2 --acceptance 1.0 \

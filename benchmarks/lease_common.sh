@@ -1,5 +1,6 @@
-# sourced by every call (`source "$(dirname "$0")/common.sh"`): the installed layout without installing, results
-# under $OUT. export REV before sourcing (it is read here).
+# Sourced by every device call of a results folder (`source benchmarks/lease_common.sh` from the repository root, after
+# `export REV=...`): the installed layout without installing, results under $OUT, the peer bundle unpacked once its
+# three parts (and the bundle's model directories) have arrived, helpers (el, h200, gpu, vllm_logs, pack_dirs).
 set -o pipefail
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 NCCL_NVLS_ENABLE=0 VDEPLOY_HOME=/tmp/vdeploy-home VDEPLOY_GIT_REV=${REV:-unknown}
 mkdir -p /tmp/shim /tmp/peer && ln -sfn $PWD/kernels /tmp/shim/vdeploy_kernels && ln -sfn $PWD/profiles vdeploy/profiles_data
