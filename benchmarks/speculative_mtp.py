@@ -12,6 +12,7 @@ verification is exact whatever the drafts are); the script checks it.
 
     python benchmarks/speculative_mtp.py --out r1-8l-mtp.json                 # GPU (H200: ~100 GB of weights)
     python benchmarks/speculative_mtp.py --tiny --output-len 24               # CPU smoke run, tiny DeepSeek-V3
+    python benchmarks/speculative_mtp.py --tiny-gpu --ks 2 --acceptance 1.0   # the same model in bf16 + FP8 on a GPU
 
 Target (issue 18): at a = 0.8, k = 1, batch 1: >= 1.6x the non-speculative decode rate. Verification at batch 1
 replays the decode CUDA graphs (k + 1 decode rows) and the MTP passes replay their own (worker/mtp_graph.py); the
@@ -29,13 +30,16 @@ import time
 from pathlib import Path
 
 
-def write_model_dir(root: Path, tiny: bool, layers: int) -> Path:
+def write_model_dir(root: Path, tiny: bool, layers: int, fp8: bool = False) -> Path:
     """config.json only (weights are dummy): R1's published config cut to `layers` layers (first 3 dense, as R1),
-    keeping its MTP layer, or a tiny DeepSeek-V3 with one."""
+    keeping its MTP layer, or a tiny DeepSeek-V3 with one (`fp8`: with R1's block-FP8 quantization_config)."""
     if tiny:
         from vdeploy.checkpoint.synthetic import tiny_config
+        from vdeploy.model_configs import config_path
 
         config = tiny_config("deepseek_v3", dtype="float32", overrides={"vocab_size": 512})
+        if fp8:
+            config["quantization_config"] = json.loads(config_path("deepseek-r1").read_text())["quantization_config"]
     else:
         from vdeploy.model_configs import config_path
 
@@ -110,7 +114,9 @@ def run(model: Path, args, k: int, acceptances: list[float], prompts: list[list[
     flip a greedy token). Against that reference the replay runs must reproduce every token."""
     from vdeploy.engine.llm import LLM
 
-    kw = dict(dtype="float32", device="cpu") if args.tiny else {}
+    kw = {}
+    if args.tiny:  # fp32 on the CPU; --tiny-gpu: the full-size path's dtypes (bf16, block FP8) on the GPU
+        kw = dict(dtype="bfloat16", device="cuda") if args.tiny_gpu else dict(dtype="float32", device="cpu")
     if args.enforce_eager:
         kw["enforce_eager"] = True
     spec = {"method": "mtp", "num_speculative_tokens": k} if k else None
@@ -151,6 +157,8 @@ def release_device_memory() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiny", action="store_true", help="tiny DeepSeek-V3 on CPU (smoke run)")
+    ap.add_argument("--tiny-gpu", action="store_true",
+                    help="the tiny model on the GPU in bf16 with block FP8 weights (seconds; the full model's kernels)")
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--acceptance", type=float, nargs="+", default=[0.0, 0.5, 0.8, 1.0])
@@ -165,7 +173,8 @@ def main() -> None:
     prompts = [[rng.randrange(10, 500) for _ in range(args.prompt_len)] for _ in range(args.num_prompts)]
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        model = write_model_dir(Path(tmp), args.tiny, args.layers)
+        args.tiny = args.tiny or args.tiny_gpu
+        model = write_model_dir(Path(tmp), args.tiny, args.layers, fp8=args.tiny_gpu)
 
         def record(label: str, k: int, acceptance: float | None, results: list[dict]) -> dict:
             tok_s = sum(r["decode_tok_per_s"] for r in results) / len(results)
@@ -200,7 +209,7 @@ def main() -> None:
     import torch
 
     report = {"benchmark": "speculative_mtp", "model": model.name, "weights": "dummy (seeded random), FP8 as R1"
-              if not args.tiny else "dummy tiny fp32", "batch": 1, "prompt_len": args.prompt_len,
+              if not args.tiny else "dummy tiny, bf16 + block FP8" if args.tiny_gpu else "dummy tiny fp32", "batch": 1, "prompt_len": args.prompt_len,
               "output_len": args.output_len, "num_prompts": args.num_prompts, "enforce_eager": args.enforce_eager,
               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
