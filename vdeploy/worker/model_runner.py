@@ -334,17 +334,14 @@ class _DraftVerdict:
     def fill_last_emitted(self, info: torch.Tensor, bonus: torch.Tensor) -> None:
         """On the device, for each speculating row: info[0] = its rejected drafts (k - accepted), info[1] = the
         last token it emits (the first rejection's replacement, or the bonus token when every draft stood)."""
-        ks = [len(d) for d in self.drafts]
-        k_max, device = max(ks), self.accepted.device
+        ks = np.array([len(d) for d in self.drafts], dtype=np.int64)  # [R]
+        device, cols = self.accepted.device, np.arange(ks.max())
         # [R, k_max] positions in accepted/replacement; past a row's own drafts, the appended False below
-        index = np.full((len(ks), k_max), sum(ks), dtype=np.int64)
-        starts = np.cumsum([0] + ks[:-1])
-        for r, (start, k) in enumerate(zip(starts, ks)):
-            index[r, :k] = start + np.arange(k)
+        index = np.where(cols < ks[:, None], (np.cumsum(ks) - ks)[:, None] + cols, ks.sum())
         index = torch.from_numpy(index).to(device)
         stood = torch.cat((self.accepted, self.accepted.new_zeros(1)))[index]  # [R, k_max] bool
         kept = stood.to(torch.int64).cumprod(dim=1).sum(dim=1)  # [R] leading accepted drafts
-        k = torch.tensor(ks, dtype=torch.int64, device=device)  # [R]
+        k = torch.from_numpy(ks).to(device)  # [R]
         rows = torch.tensor(self.samples, dtype=torch.int64, device=device)  # [R]
         replaced = self.replacement[index.gather(1, torch.minimum(kept, k - 1)[:, None])[:, 0]]  # [R]
         info[0, rows] = k - kept
