@@ -128,6 +128,11 @@ def run(model: Path, args, k: int, acceptances: list[float], prompts: list[list[
         decode_run(llm, "warm-up", prompts[0], 8)
         out = [[decode_run(llm, f"r{i}", p, args.output_len) for i, p in enumerate(prompts)]]
         reference = {f"r{i}": r["tokens"] for i, r in enumerate(out[0])}
+        if args.repeat_reference:  # the same run again, same drafts: tells run-to-run nondeterminism from row effects
+            for i, p in enumerate(prompts):
+                again = decode_run(llm, f"r{i}", p, args.output_len)["tokens"]
+                out[0][i]["repeat_mismatch"] = next((j for j, (a, b) in enumerate(zip(again, reference[f"r{i}"]))
+                                                     if a != b), None if again == reference[f"r{i}"] else len(again))
         if k and acceptances:  # verify steps of every accepted length (kernels compile here, not in a timed run)
             scheduler._propose = ReplayDrafts(real_propose, reference, 0.5, vocab, seed=1)
             decode_run(llm, "r0", prompts[0], min(48, args.output_len))
@@ -166,6 +171,8 @@ def main() -> None:
     ap.add_argument("--output-len", type=int, default=256)
     ap.add_argument("--num-prompts", type=int, default=2, help="requests run one after another (batch 1)")
     ap.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs (tells a graph-only difference)")
+    ap.add_argument("--repeat-reference", action="store_true",
+                    help="run each k's real-draft run twice: where the second leaves the first (run-to-run determinism)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -182,6 +189,8 @@ def main() -> None:
                    "ms_per_step": round(sum(r["ms_per_step"] for r in results) / len(results), 3)}
             if acceptance is None:  # informative: batch invariance across row counts is not promised
                 row["same_tokens_as_no_speculation"] = [r["tokens"] for r in results] == no_spec_tokens
+                if "repeat_mismatch" in results[0]:  # None: the repeated run gave the same tokens
+                    row["repeat_mismatch"] = [r["repeat_mismatch"] for r in results]
             else:  # exactness: greedy verification keeps the target's tokens whatever the drafts are
                 row["identical_tokens"] = all(r["matches_reference"] for r in results)
                 if not row["identical_tokens"]:  # where each prompt's tokens left the reference (output index)
