@@ -32,6 +32,17 @@ def timed_prefill(llm: Any, prompts: list[list[int]]) -> float:
     return elapsed
 
 
+def allocator_counts() -> dict[str, int]:
+    """The CUDA caching allocator's device calls so far (empty off a GPU): a timed run that calls cudaMalloc or
+    retries an allocation (freeing the cache, which synchronizes) has host stalls no kernel time shows."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    stats = torch.cuda.memory_stats()
+    return {k: int(stats.get(k, 0)) for k in ("num_alloc_retries", "num_device_alloc", "num_device_free")}
+
+
 def run_prefill(llm: Any, ceilings: Ceilings | None, *, num_prompts: int, prompt_len: int, repeats: int,
                 seed: int) -> dict[str, Any]:
     if prompt_len + 1 > llm.max_model_len:
@@ -40,7 +51,9 @@ def run_prefill(llm: Any, ceilings: Ceilings | None, *, num_prompts: int, prompt
     lengths = [prompt_len] * num_prompts
     timed_prefill(llm, random_prompts(lengths, vocab, seed))  # warm-up: kernels compiled for these shapes
     # fresh prompts every repeat, so the prefix cache never serves a block
+    allocator_before = allocator_counts()
     seconds = [timed_prefill(llm, random_prompts(lengths, vocab, seed + 1 + i)) for i in range(repeats)]
+    allocator = {k: v - allocator_before.get(k, 0) for k, v in allocator_counts().items()}
     elapsed = statistics.median(seconds)
     tokens = num_prompts * prompt_len
 
@@ -54,6 +67,8 @@ def run_prefill(llm: Any, ceilings: Ceilings | None, *, num_prompts: int, prompt
         "achieved_flops_per_s": achieved,
         "achieved_tflop_per_s": round(achieved / 1e12, 3),
         "cost_source": cost_source,
+        # over the timed runs: cudaMalloc/cudaFree calls and allocation retries (each retry frees the cache, a sync)
+        "allocator_during_runs": allocator,
     }
     if ceilings is not None:
         metrics.update(matmul_peak_flops_per_s=ceilings.matmul_flops_per_s,
