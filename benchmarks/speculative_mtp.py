@@ -144,9 +144,29 @@ def run(model: Path, args, k: int, acceptances: list[float], prompts: list[list[
                     r["matches_reference"] = r["tokens"] == ref
                     r["first_mismatch"] = next((j for j, (a, b) in enumerate(zip(r["tokens"], ref)) if a != b), None)
                 out.append(runs)
+            if args.trace_rows:  # untimed extra runs of prompt 0: the first module whose bytes differ, eagerly
+                out[0][0]["row_trace"] = trace_rows(llm, real_propose, reference, vocab, prompts[0], args)
         scheduler._propose = real_propose
     release_device_memory()  # the next engine loads the model again
     return out
+
+
+def trace_rows(llm, real_propose, reference: dict[str, list[int]], vocab: int, prompt: list[int], args) -> dict:
+    """Prompt 0's real-draft run and its replay at acceptance 1.0 again, each under a RowTrace
+    (benchmarks/row_trace.py); where the replay leaves the reference, the first (decode position, module) whose
+    output bytes differ between the two."""
+    from row_trace import RowTrace, first_split  # beside this script, which runs from this folder
+
+    model, scheduler = llm.core.executor.runner.model, llm.core.scheduler
+    traces = []
+    for propose in (real_propose, ReplayDrafts(real_propose, reference, 1.0, vocab)):
+        scheduler._propose = propose
+        with RowTrace(model) as trace:
+            tokens = decode_run(llm, "r0", prompt, args.output_len)["tokens"]
+        traces.append((trace, tokens))
+    (ref_trace, ref_tokens), (replay_trace, replay_tokens) = traces
+    return {"reference_reproduced": ref_tokens == reference["r0"], "replay_matches": replay_tokens == ref_tokens,
+            **first_split(ref_trace, replay_trace, min_position=len(prompt))}
 
 
 def release_device_memory() -> None:
@@ -173,8 +193,13 @@ def main() -> None:
     ap.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs (tells a graph-only difference)")
     ap.add_argument("--repeat-reference", action="store_true",
                     help="run each k's real-draft run twice: where the second leaves the first (run-to-run determinism)")
+    ap.add_argument("--trace-rows", action="store_true",
+                    help="with --enforce-eager: trace prompt 0's reference and a = 1.0 replay module by module and "
+                         "name the first output that differs (benchmarks/row_trace.py)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.trace_rows and not args.enforce_eager:
+        ap.error("--trace-rows needs --enforce-eager (CUDA-graph replays run no module hooks)")
 
     rng = random.Random(0)
     prompts = [[rng.randrange(10, 500) for _ in range(args.prompt_len)] for _ in range(args.num_prompts)]
@@ -189,6 +214,8 @@ def main() -> None:
                    "ms_per_step": round(sum(r["ms_per_step"] for r in results) / len(results), 3)}
             if acceptance is None:  # informative: batch invariance across row counts is not promised
                 row["same_tokens_as_no_speculation"] = [r["tokens"] for r in results] == no_spec_tokens
+                if "row_trace" in results[0]:
+                    row["row_trace"] = results[0]["row_trace"]
                 if "repeat_mismatch" in results[0]:  # None: the repeated run gave the same tokens
                     row["repeat_mismatch"] = [r["repeat_mismatch"] for r in results]
             else:  # exactness: greedy verification keeps the target's tokens whatever the drafts are

@@ -2,18 +2,19 @@
 # replays against their reference with CUDA graphs and without (a difference only the graphs make), at 8 layers on
 # an H200 (with K1=1, k = 1 at acceptance 0.8 / 1.0 too) or 7 on an H100 (8 + MTP does not fit 80 GB); before them
 # the same question on the tiny model in bf16 + block FP8 (--tiny-gpu). --repeat-reference (fourteenth session): each
-# real-draft run twice, so run-to-run nondeterminism (a race) shows apart from a row-position effect
+# real-draft run twice, so run-to-run nondeterminism (a race) shows apart from a row-position effect; --trace-rows
+# (eager): the first module whose output bytes differ between the reference and the a = 1.0 replay
 source benchmarks/lease_common.sh; gpu
 L=$(h200 && echo 8 || echo 7)
 # first, seconds: the tiny DeepSeek-V3 in bf16 + block FP8 (the full model's kernels), graphs and eager
 for mode in graphs eager; do
   el tiny-k2-$mode; timeout 120 python3 benchmarks/speculative_mtp.py --tiny-gpu --num-prompts 2 --ks 1 2 --acceptance 0.8 1.0 \
-    --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager) --out $OUT/speculative-mtp-tiny-$mode.json 2>&1 \
+    --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager --trace-rows) --out $OUT/speculative-mtp-tiny-$mode.json 2>&1 \
     | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -7
 done
 for mode in graphs eager; do
   el mtp-${L}l-k2-$mode; timeout 150 python3 benchmarks/speculative_mtp.py --layers $L --num-prompts 1 --ks 2 --acceptance 1.0 \
-    --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager) --out $OUT/speculative-mtp-${L}l-k2-$mode.json 2>&1 \
+    --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager --trace-rows) --out $OUT/speculative-mtp-${L}l-k2-$mode.json 2>&1 \
     | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -4
 done
 if h200 && [ "${K1:-0}" = 1 ]; then  # K1=1 where the budget holds it
