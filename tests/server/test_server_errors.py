@@ -22,7 +22,7 @@ BAD_REQUESTS = [
     ("/v1/chat/completions", _chat(temperature=3.5), 400, "temperature"),
     ("/v1/chat/completions", _chat(top_p=0), 400, "top_p"),
     ("/v1/chat/completions", _chat(presence_penalty=9), 400, "presence_penalty"),
-    ("/v1/chat/completions", _chat(model="gpt-4o"), 400, "model"),
+    ("/v1/chat/completions", _chat(model="gpt-4o"), 404, "model"),  # OpenAI: 404, invalid_request_error
     ("/v1/chat/completions", _chat(max_tokens=100_000), 400, "max_tokens"),
     ("/v1/chat/completions", _chat(messages=[{"role": "user", "content": "Hello " * 400}]), 400, "messages"),
     ("/v1/chat/completions", _chat(messages=[]), 400, "messages"),
@@ -92,6 +92,9 @@ def test_openai_client_raises_typed_errors(client):
     assert info.value.body["param"] == "temperature"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("not-served")
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="not-served", messages=[{"role": "user", "content": "x"}])
+    assert info.value.body["code"] == "model_not_found"
 
 
 def _count_401(metric, srv) -> float:

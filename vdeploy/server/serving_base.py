@@ -105,8 +105,9 @@ class ServingContext:
         if requested in self.lora_adapters:
             return requested
         served = [*self.settings.served_model_names, *self.lora_adapters]
-        raise APIError(
+        raise APIError(  # 404, as OpenAI's API and vLLM answer an unknown model
             f"the model {requested!r} does not exist; this server serves {', '.join(served)}",
+            status=HTTPStatus.NOT_FOUND,
             param="model",
             code="model_not_found",
         )
