@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from vdeploy.worker.model_runner import _DraftVerdict
+from vdeploy.worker.spec_verify import DraftVerdict
 
 
 def test_last_emitted_on_device_matches_the_host_verdict():
@@ -19,7 +19,7 @@ def test_last_emitted_on_device_matches_the_host_verdict():
         accepted = torch.tensor([rng.random() < 0.6 for _ in range(total)])
         replacement = torch.tensor([rng.randrange(100, 200) for _ in range(total)])
         bonus = torch.tensor([rng.randrange(200, 300) for _ in range(num_rows)])
-        verdict = _DraftVerdict(samples, drafts, accepted, replacement)
+        verdict = DraftVerdict(samples, drafts, accepted, replacement)
         info = torch.zeros(2, num_rows, dtype=torch.int64)
         info[1] = bonus
         verdict.fill_last_emitted(info, bonus)
@@ -34,7 +34,7 @@ def test_last_emitted_on_device_matches_the_host_verdict():
 
 def test_every_pattern_of_three_drafts():
     for pattern in itertools.product([False, True], repeat=3):
-        verdict = _DraftVerdict([0], [[5, 6, 7]], torch.tensor(pattern), torch.tensor([50, 60, 70]))
+        verdict = DraftVerdict([0], [[5, 6, 7]], torch.tensor(pattern), torch.tensor([50, 60, 70]))
         info = torch.zeros(2, 1, dtype=torch.int64)
         verdict.fill_last_emitted(info, torch.tensor([99]))
         kept = next((i for i, ok in enumerate(pattern) if not ok), 3)

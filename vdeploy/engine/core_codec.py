@@ -103,6 +103,7 @@ class WireOutput(msgspec.Struct, array_like=True):
     finished: bool
     num_cached_tokens: int
     metrics: dict[str, float]
+    prompt_logprobs: Optional[list[Optional[TokenLogprobs]]] = None  # once, when asked for and complete
 
 
 class StepOutputs(msgspec.Struct, tag=True):
@@ -184,7 +185,7 @@ class OutputEncoder:
         wire = [WireCompletion(c.index, c.delta_text, c.delta_token_ids, c.logprobs, c.finish_reason, c.stop_reason)
                 for c in out.outputs]
         return WireOutput(out.request_id, out.prompt_token_ids if first else None, wire, out.finished,
-                          out.num_cached_tokens, out.metrics)
+                          out.num_cached_tokens, out.metrics, out.prompt_logprobs)
 
 
 @dataclass
@@ -198,6 +199,7 @@ class _Totals:
 class _RequestTotals:
     prompt_token_ids: list[int]
     samples: dict[int, _Totals] = field(default_factory=dict)
+    prompt_logprobs: Optional[list[Optional[TokenLogprobs]]] = None
 
 
 class OutputDecoder:
@@ -221,15 +223,17 @@ class OutputDecoder:
         totals = self._totals.get(wire.request_id)
         if totals is None:
             totals = self._totals[wire.request_id] = _RequestTotals(wire.prompt_token_ids or [])
+        prompt_logprobs = wire.prompt_logprobs
         if wire.request_id in self._delta:
             outputs = [CompletionOutput.delta(c.index, c.delta_text, c.delta_token_ids, c.delta_logprobs,
                                               c.finish_reason, c.stop_reason) for c in wire.outputs]
         else:
             outputs = [self._completion(totals.samples.setdefault(c.index, _Totals()), c) for c in wire.outputs]
+            totals.prompt_logprobs = prompt_logprobs = prompt_logprobs or totals.prompt_logprobs
         if wire.finished:
             self.forget(wire.request_id)
         return RequestOutput(wire.request_id, totals.prompt_token_ids, outputs, wire.finished,
-                             wire.num_cached_tokens, wire.metrics)
+                             wire.num_cached_tokens, wire.metrics, prompt_logprobs)
 
     @staticmethod
     def _completion(totals: _Totals, c: WireCompletion) -> CompletionOutput:

@@ -195,6 +195,9 @@ class EngineCore:
         """Validation that needs no engine state (safe from any thread)."""
         params.validate()
         self.scheduler.check_prompt(len(prompt_token_ids))
+        if params.prompt_logprobs is not None and self.config.parallel.enable_dp_attention:
+            raise ConfigError("prompt_logprobs is not supported with DP attention (--enable-dp-attention)",
+                              hint="serve without DP attention to score prompts")
 
     # ---- LoRA adapters ------------------------------------------------------------------------------------------
     def add_lora(self, name: str, path: str) -> None:
@@ -236,7 +239,9 @@ class EngineCore:
         now = time.monotonic()
         group = RequestGroup(request_id, list(prompt_token_ids), [], now, output_kind)
         for index in range(params.n):
-            child_params = replace(params, n=1, seed=child_seed(params.seed, index))
+            # the prompt's logprobs once, by sample 0 (the others may take the prompt from the prefix cache)
+            child_params = replace(params, n=1, seed=child_seed(params.seed, index),
+                                   prompt_logprobs=params.prompt_logprobs if index == 0 else None)
             child_id = request_id if params.n == 1 else f"{request_id}#{index}"
             req = Request(
                 child_id, list(prompt_token_ids), child_params, self.eos_token_ids, now, parent_id=request_id, index=index

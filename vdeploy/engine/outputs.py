@@ -50,6 +50,10 @@ class ScheduledRequest:
     num_draft_tokens: int = 0  # speculative decoding: the last this-many token_ids are drafts to verify
     lora_slot: int = -1  # the adapter slot its tokens use (vdeploy.lora), -1: the base model
     dp_rank: int = 0  # DP attention: the only tensor rank that runs its attention (others skip the request)
+    # prompt logprobs: the prompt token after each of this chunk's first len(...) rows, whose logprob (and the top
+    # num_prompt_top_logprobs) the driver returns (vdeploy.worker.prompt_logprobs); None when not asked or done
+    prompt_logprob_targets: list[int] | None = None
+    num_prompt_top_logprobs: int = 0
 
 
 @dataclass
@@ -71,6 +75,7 @@ class TokenLogprobs:
     token_id: int
     logprob: float
     top: list[tuple[int, float]]  # (token_id, logprob), best first
+    rank: int | None = None  # 1 + how many tokens were likelier (prompt logprobs; None where not computed)
 
 
 @dataclass
@@ -86,6 +91,8 @@ class ModelRunnerOutput:
     # MTP speculative decoding: per row, the drafts for the request's next step, and the time drafting took
     draft_token_ids: list[list[int]] | None = None
     draft_seconds: float = 0.0
+    # prompt logprobs of this step's chunks, by request: one entry per ScheduledRequest.prompt_logprob_targets
+    prompt_logprobs: dict[str, list[TokenLogprobs]] | None = None
 
 
 @dataclass
@@ -118,3 +125,6 @@ class RequestOutput:
     finished: bool
     num_cached_tokens: int = 0
     metrics: dict[str, float] = field(default_factory=dict)  # arrival, first_token, finished times
+    # SamplingParams.prompt_logprobs: one entry per prompt token, None for the first (nothing precedes it); once the
+    # whole prompt is computed (with OutputKind.DELTA in one output only)
+    prompt_logprobs: list[TokenLogprobs | None] | None = None

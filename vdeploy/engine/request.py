@@ -64,6 +64,14 @@ class Request:
     dp_rank: int = 0  # DP attention: the tensor rank whose latent cache holds it (vdeploy.engine.dp_kv_cache)
     # MTP speculative decoding: the drafts the last step proposed for the token after the last known one
     draft_token_ids: list[int] = field(default_factory=list)
+    # SamplingParams.prompt_logprobs: entry i for prompt token i + 1, filled chunk by chunk as the prompt is computed
+    prompt_logprobs: list[TokenLogprobs] = field(default_factory=list)
+
+    @property
+    def needs_prompt_logprobs(self) -> bool:
+        """Prompt logprobs asked for and not all computed: no prefix-cache hit may skip a prompt position."""
+        return (self.sampling_params.prompt_logprobs is not None
+                and len(self.prompt_logprobs) < len(self.prompt_token_ids) - 1)
 
     @property
     def num_prompt_tokens(self) -> int:

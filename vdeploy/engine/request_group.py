@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from vdeploy.engine.detokenizer import IncrementalDetokenizer
-from vdeploy.engine.outputs import CompletionOutput, OutputKind, RequestOutput
+from vdeploy.engine.outputs import CompletionOutput, OutputKind, RequestOutput, TokenLogprobs
 from vdeploy.engine.request import Request
 
 
@@ -29,10 +29,23 @@ class RequestGroup:
     samples: list[Sample]
     arrival_time: float
     output_kind: OutputKind = OutputKind.CUMULATIVE
+    prompt_logprobs_reported: bool = False  # OutputKind.DELTA sends them once
 
     @property
     def finished(self) -> bool:
         return all(s.finished_reported for s in self.samples)
+
+    def take_prompt_logprobs(self) -> list[TokenLogprobs | None] | None:
+        """The prompt logprobs (sample 0 computes them) once the whole prompt has them, [None, ...] per prompt
+        token; with OutputKind.DELTA only the first time."""
+        first = self.samples[0].request if self.samples else None
+        if first is None or first.sampling_params.prompt_logprobs is None or first.needs_prompt_logprobs:
+            return None
+        if self.output_kind is OutputKind.DELTA:
+            if self.prompt_logprobs_reported:
+                return None
+            self.prompt_logprobs_reported = True
+        return [None, *first.prompt_logprobs]
 
 
 def child_seed(seed: int | None, index: int) -> int | None:
@@ -89,4 +102,5 @@ def request_output(group: RequestGroup, samples: list[Sample]) -> RequestOutput:
         finished=finished,
         num_cached_tokens=max(cached, 0),
         metrics=metrics,
+        prompt_logprobs=group.take_prompt_logprobs(),
     )

@@ -56,7 +56,7 @@ class SamplingParams:
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
     logprobs: int | None = None  # number of top logprobs per sampled token (0 = only the sampled token's)
-    prompt_logprobs: int | None = None
+    prompt_logprobs: int | None = None  # top logprobs at each prompt position after the first (0 = only the token's)
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
     guided: GuidedDecoding | None = None  # structured output / enforced tool calls
@@ -95,6 +95,8 @@ class SamplingParams:
             bad(f"min_tokens must be in [0, max_tokens], got {self.min_tokens}")
         if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
             bad(f"logprobs must be in [0, {MAX_LOGPROBS}], got {self.logprobs}")
+        if self.prompt_logprobs is not None and not 0 <= self.prompt_logprobs <= MAX_LOGPROBS:
+            bad(f"prompt_logprobs must be in [0, {MAX_LOGPROBS}], got {self.prompt_logprobs}")
         if self.guided is not None:
             self.guided.validate()
 

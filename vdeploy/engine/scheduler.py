@@ -164,7 +164,8 @@ class Scheduler:
             req = self.waiting[0]
             if req.num_output_placeholders:
                 break  # preempted while a step sampling for it was in flight: its prompt needs that token's value
-            hit_blocks, num_hit = self.kv.get_computed_blocks(req)
+            # prompt logprobs need every prompt position's logits: no cache hit may skip one
+            hit_blocks, num_hit = ([], 0) if req.needs_prompt_logprobs else self.kv.get_computed_blocks(req)
             num_new = req.num_tokens - num_hit
             if num_new > budget and not self.config.enable_chunked_prefill:
                 break
@@ -225,6 +226,9 @@ class Scheduler:
             if self._mtp and end < num_known:
                 next_token_ids[req.request_id] = req.token_ids_slice(end, end + 1)[0]
             params = req.sampling_params
+            targets = None  # prompt logprobs: row j of this chunk (position start + j) scores prompt token start + j + 1
+            if params.prompt_logprobs is not None and start < num_prompt - 1 and req.needs_prompt_logprobs:
+                targets = req.prompt_token_ids[start + 1: min(end, num_prompt - 1) + 1]
             table, sent = block_ids_of(req.request_id), req.num_blocks_sent
             req.num_blocks_sent = len(table)
             items.append(
@@ -243,6 +247,8 @@ class Scheduler:
                     num_draft_tokens=len(proposal) if proposal else 0,
                     lora_slot=req.lora_slot,
                     dp_rank=req.dp_rank,
+                    prompt_logprob_targets=targets,
+                    num_prompt_top_logprobs=params.prompt_logprobs or 0,
                 )
             )
             # The tokens count as computed once scheduled: the next step builds on them.
@@ -261,6 +267,8 @@ class Scheduler:
     def update_from_output(self, sched_out: SchedulerOutput, runner_out: ModelRunnerOutput) -> list[Request]:
         """Append sampled tokens, apply token-level stop rules. Returns the requests that got a token (finished
         ones included, already freed)."""
+        if runner_out.prompt_logprobs:
+            self._append_prompt_logprobs(sched_out, runner_out.prompt_logprobs)
         updated = []
         logprobs = runner_out.logprobs or [None] * len(runner_out.req_ids)
         accepted = runner_out.accepted_token_ids
@@ -285,6 +293,18 @@ class Scheduler:
                 req.draft_token_ids = next_drafts[row]
             updated.append(req)
         return updated
+
+    def _append_prompt_logprobs(self, sched_out: SchedulerOutput, chunks: dict[str, list]) -> None:
+        """Each chunk's prompt logprobs, in position order; a chunk computed again after a preemption adds only the
+        positions not yet held."""
+        starts = {s.req_id: s.start_pos for s in sched_out.requests if s.prompt_logprob_targets}
+        for rid, entries in chunks.items():
+            req = self.requests.get(rid)
+            if req is None or rid not in starts:  # finished or aborted while the step ran
+                continue
+            skip = len(req.prompt_logprobs) - starts[rid]
+            if 0 <= skip < len(entries):
+                req.prompt_logprobs.extend(entries[skip:])
 
     def _append_speculated(self, req: Request, tokens: list[int], num_drafts: int) -> None:
         """The tokens a verified step emits (accepted drafts, then one more), stop rules token by token; the

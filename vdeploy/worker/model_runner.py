@@ -17,13 +17,15 @@ import torch
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.engine.kv_cache_spec import KVCacheSpec
-from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput
+from vdeploy.engine.outputs import ModelRunnerOutput, SchedulerOutput, TokenLogprobs
 from vdeploy.engine.step_handle import CompletedStep, StepHandle
 from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.worker.device import TORCH_DTYPES, resolve_dtype_name, resolve_kv_cache_dtype_name
 from vdeploy.worker.block_tables import BlockTables
 from vdeploy.worker.input_batch import HostBatch, InputStager, as_decode_rows, build_host_batch
+from vdeploy.worker.prompt_logprobs import compute_prompt_logprobs
 from vdeploy.worker.sampler import HostSample, Sampler
+from vdeploy.worker.spec_verify import DraftVerdict, verify_drafts
 
 logger = logging.getLogger(__name__)
 
@@ -201,13 +203,20 @@ class ModelRunner:
         self.stager.fence.before_write()
         # [T, D]; None before the last pipeline stage
         hidden = self._forward(rows or hb, self._placeholder_fill(hb), share.tokens if share else None)
+        prompt_lp = None  # (DP attention refuses prompt logprobs)
+        if hidden is not None and share is None and any(r.prompt_logprob_targets for r in sched.requests):
+            prompt_lp = compute_prompt_logprobs(self.model, hidden, sched.requests, hb.query_start_loc,
+                                                driver=self.sampler is not None)
         sample_requests = hb.sample_requests if share is None else share.sample_requests
         if hidden is None or not sample_requests:
             self.stager.fence.after_copies()
             if self.drafter is not None and hidden is not None:  # its cache follows every computed position
                 self.drafter.propose(hb, hidden, self.kv_caches, tables, None, None, rows)
             self._finish_step_without_sampling()
-            return CompletedStep(self._empty_output())
+            out = self._empty_output()
+            if out is not None:
+                out.prompt_logprobs = prompt_lp
+            return CompletedStep(out)
         logits_indices = self.stager.upload_indices(hb.logits_indices)  # [N]
         self.stager.fence.after_copies()
         spec_logits = None
@@ -231,7 +240,7 @@ class ModelRunner:
         self.parallel.broadcast_from_first(sampled)
         self._last_sampled, self._last_sampled_rows = sampled, {rid: i for i, rid in enumerate(req_ids)}
         verdict = self._verify_drafts(hidden, hb, spec_logits) if hb.spec_rows is not None else None
-        pending = _PendingTokens(req_ids, sample.copy_to_host(), verdict) if sample is not None else None
+        pending = _PendingTokens(req_ids, sample.copy_to_host(), verdict, prompt_lp) if sample is not None else None
         if self.drafter is not None:  # drafts need the step's tokens: this step ends here
             return CompletedStep(self._draft(hb, hidden, tables, pending, rows))
         if pending is None:
@@ -260,7 +269,7 @@ class ModelRunner:
         return out
 
     def _verify_drafts(self, hidden: torch.Tensor, hb: HostBatch,
-                       logits: torch.Tensor | None) -> _DraftVerdict | None:
+                       logits: torch.Tensor | None) -> DraftVerdict | None:
         """Speculative rows: the logits at t0, d1 … d(k-1) (computed with the sampling rows' when given; every
         tensor rank gathers them), judged on the driver."""
         if logits is None:
@@ -268,12 +277,10 @@ class ModelRunner:
             logits = self.model.compute_logits(hidden[rows])  # [S, V]
         if self.sampler is None:
             return None
-        from vdeploy.worker.spec_verify import verify_drafts
-
         requests = [hb.sample_requests[j] for j in hb.spec_samples]
         drafts = [r.token_ids[-r.num_draft_tokens:] for r in requests]
         accepted, replacement = verify_drafts(self.sampler, logits, requests, drafts)
-        return _DraftVerdict(hb.spec_samples, drafts, accepted, replacement)
+        return DraftVerdict(hb.spec_samples, drafts, accepted, replacement)
 
     def _empty_output(self) -> ModelRunnerOutput | None:
         return ModelRunnerOutput(req_ids=[], sampled_token_ids=[]) if self.sampler else None
@@ -325,48 +332,11 @@ class ModelRunner:
 
 
 @dataclass
-class _DraftVerdict:
-    samples: list[int]  # which rows of the step's samples speculated
-    drafts: list[list[int]]  # their drafts
-    accepted: torch.Tensor  # [S] bool, draft by draft
-    replacement: torch.Tensor  # [S] the token emitted where a draft is rejected
-
-    def fill_last_emitted(self, info: torch.Tensor, bonus: torch.Tensor) -> None:
-        """On the device, for each speculating row: info[0] = its rejected drafts (k - accepted), info[1] = the
-        last token it emits (the first rejection's replacement, or the bonus token when every draft stood)."""
-        ks = np.array([len(d) for d in self.drafts], dtype=np.int64)  # [R]
-        device, cols = self.accepted.device, np.arange(ks.max())
-        # [R, k_max] positions in accepted/replacement; past a row's own drafts, the appended False below
-        index = np.where(cols < ks[:, None], (np.cumsum(ks) - ks)[:, None] + cols, ks.sum())
-        index = torch.from_numpy(index).to(device)
-        stood = torch.cat((self.accepted, self.accepted.new_zeros(1)))[index]  # [R, k_max] bool
-        kept = stood.to(torch.int64).cumprod(dim=1).sum(dim=1)  # [R] leading accepted drafts
-        k = torch.from_numpy(ks).to(device)  # [R]
-        rows = torch.tensor(self.samples, dtype=torch.int64, device=device)  # [R]
-        replaced = self.replacement[index.gather(1, torch.minimum(kept, k - 1)[:, None])[:, 0]]  # [R]
-        info[0, rows] = k - kept
-        info[1, rows] = torch.where(kept < k, replaced, bonus[rows])
-
-    def emitted(self, bonus: list[int], num_rows: int) -> list[list[int] | None]:
-        """Per sample row, the tokens it emits (None where it did not speculate); `bonus`: the tokens sampled at
-        every row's last position."""
-        accepted, replacement = self.accepted.tolist(), self.replacement.tolist()
-        from vdeploy.worker.spec_verify import accepted_tokens
-
-        out: list[list[int] | None] = [None] * num_rows
-        offset = 0
-        for row, drafts in zip(self.samples, self.drafts):
-            k = len(drafts)
-            out[row] = accepted_tokens(drafts, accepted[offset:offset + k], replacement[offset:offset + k], bonus[row])
-            offset += k
-        return out
-
-
-@dataclass
 class _PendingTokens:
     req_ids: list[str]
     host: HostSample
-    verdict: _DraftVerdict | None = None
+    verdict: DraftVerdict | None = None
+    prompt_logprobs: dict[str, list[TokenLogprobs]] | None = None
 
     def result(self) -> ModelRunnerOutput:
         out = self.host.wait()
@@ -375,7 +345,7 @@ class _PendingTokens:
             emitted = self.verdict.emitted(sampled, len(sampled))
             sampled = [tokens[0] if tokens else t for tokens, t in zip(emitted, sampled)]
         return ModelRunnerOutput(req_ids=self.req_ids, sampled_token_ids=sampled, logprobs=out.logprobs,
-                                 accepted_token_ids=emitted)
+                                 accepted_token_ids=emitted, prompt_logprobs=self.prompt_logprobs)
 
 
 class _DraftTimer:

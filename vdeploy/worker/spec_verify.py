@@ -10,6 +10,9 @@ output distributed exactly as p.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from vdeploy.engine.outputs import ScheduledRequest
@@ -48,3 +51,41 @@ def accepted_tokens(drafts: list[int], accepted: list[bool], replacement: list[i
         if not ok:
             return drafts[:i] + [replacement[i]]
     return drafts + [bonus]
+
+
+@dataclass
+class DraftVerdict:
+    """The driver's judgement of a step's drafts, kept on the device until the step's tokens are read."""
+
+    samples: list[int]  # which rows of the step's samples speculated
+    drafts: list[list[int]]  # their drafts
+    accepted: torch.Tensor  # [S] bool, draft by draft
+    replacement: torch.Tensor  # [S] the token emitted where a draft is rejected
+
+    def fill_last_emitted(self, info: torch.Tensor, bonus: torch.Tensor) -> None:
+        """On the device, for each speculating row: info[0] = its rejected drafts (k - accepted), info[1] = the
+        last token it emits (the first rejection's replacement, or the bonus token when every draft stood)."""
+        ks = np.array([len(d) for d in self.drafts], dtype=np.int64)  # [R]
+        device, cols = self.accepted.device, np.arange(ks.max())
+        # [R, k_max] positions in accepted/replacement; past a row's own drafts, the appended False below
+        index = np.where(cols < ks[:, None], (np.cumsum(ks) - ks)[:, None] + cols, ks.sum())
+        index = torch.from_numpy(index).to(device)
+        stood = torch.cat((self.accepted, self.accepted.new_zeros(1)))[index]  # [R, k_max] bool
+        kept = stood.to(torch.int64).cumprod(dim=1).sum(dim=1)  # [R] leading accepted drafts
+        k = torch.from_numpy(ks).to(device)  # [R]
+        rows = torch.tensor(self.samples, dtype=torch.int64, device=device)  # [R]
+        replaced = self.replacement[index.gather(1, torch.minimum(kept, k - 1)[:, None])[:, 0]]  # [R]
+        info[0, rows] = k - kept
+        info[1, rows] = torch.where(kept < k, replaced, bonus[rows])
+
+    def emitted(self, bonus: list[int], num_rows: int) -> list[list[int] | None]:
+        """Per sample row, the tokens it emits (None where it did not speculate); `bonus`: the tokens sampled at
+        every row's last position."""
+        accepted, replacement = self.accepted.tolist(), self.replacement.tolist()
+        out: list[list[int] | None] = [None] * num_rows
+        offset = 0
+        for row, drafts in zip(self.samples, self.drafts):
+            k = len(drafts)
+            out[row] = accepted_tokens(drafts, accepted[offset:offset + k], replacement[offset:offset + k], bonus[row])
+            offset += k
+        return out
