@@ -78,6 +78,17 @@ def test_prompt_is_sent_once():
     assert later.outputs[0].delta_token_ids == [2] and later.outputs[0].delta_text == "b"
 
 
+def test_prompt_logprobs_cross_once_and_stay_in_the_cumulative_outputs():
+    scored = [None, TokenLogprobs(6, -1.5, [(6, -1.5), (2, -2.0)], rank=1)]
+    first = RequestOutput("p", [5, 6], [CompletionOutput(0, "a", [1], "a", [1])], False, 0, {}, prompt_logprobs=scored)
+    later = RequestOutput("p", [5, 6], [CompletionOutput(0, "b", [2], "b", [2], finish_reason="length")], True, 0, {})
+    encoder, decoder = wire.OutputEncoder(), wire.OutputDecoder()
+    codec_out, codec_in = wire.core_side_codec(), wire.server_side_codec()
+    got = [decoder.decode(codec_in.decode(codec_out.encode(wire.StepOutputs([encoder.encode(o)], [], STATS, 1))[4:])
+                          .outputs[0]) for o in (first, later)]
+    assert got[0].prompt_logprobs == got[1].prompt_logprobs == scored  # the cumulative view keeps them
+
+
 class _Exploit:
     def __reduce__(self):
         return (eval, ("__import__('os').system('false')",))

@@ -92,3 +92,12 @@ def test_joined_deltas_carry_both_steps_text_ids_and_logprobs():
     c = joined(a, b, OutputKind.DELTA).outputs[0]
     assert (c.text, c.token_ids, c.delta_text, c.delta_token_ids) == ("ab", [5, 6], "ab", [5, 6])
     assert c.logprobs == lp and c.finish_reason == "length"
+
+
+def test_joined_outputs_keep_the_prompt_logprobs_of_the_earlier_one():
+    from vdeploy.engine.outputs import OutputKind, TokenLogprobs
+
+    scored = [None, TokenLogprobs(2, -0.3, [], rank=1)]
+    a = RequestOutput("r", [1, 2], [CompletionOutput(0, "a", [5], "a", [5])], False, prompt_logprobs=scored)
+    b = RequestOutput("r", [1, 2], [CompletionOutput(0, "b", [6], "b", [6], None, "length")], True)
+    assert joined(a, b, OutputKind.DELTA).prompt_logprobs == scored

@@ -77,7 +77,9 @@ def joined(earlier: RequestOutput, later: RequestOutput, kind: OutputKind = Outp
     for c in later.outputs:
         before = by_index.get(c.index)
         by_index[c.index] = c if before is None else _joined_sample(before, c, kind)
-    return replace(later, outputs=list(by_index.values()))
+    # the prompt's logprobs come once (DELTA), in the earlier output
+    return replace(later, outputs=list(by_index.values()),
+                   prompt_logprobs=later.prompt_logprobs or earlier.prompt_logprobs)
 
 
 def _joined_sample(before: CompletionOutput, c: CompletionOutput, kind: OutputKind) -> CompletionOutput:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from vdeploy.engine.outputs import TokenLogprobs
-from vdeploy.server.protocol import ChatChoiceLogprobs, CompletionLogprobs, TokenLogprob, TopLogprob
+from vdeploy.server.protocol import (ChatChoiceLogprobs, CompletionLogprobs, PromptLogprob, PromptLogprobs,
+                                     TokenLogprob, TopLogprob)
 
 # JSON has no -inf: a token the model rules out entirely (e.g. under an extreme repetition_penalty) is reported at
 # this floor, as vLLM does, instead of breaking the response's serialisation
@@ -57,10 +58,52 @@ def completion_logprobs(
         out.token_logprobs.append(finite(entry.logprob))
         out.text_offset.append(offset)
         offset += len(text)
-        if top_k > 0:
-            alternatives = {token_text(tid): finite(lp) for tid, lp in entry.top[:top_k]}
-            alternatives.setdefault(text, finite(entry.logprob))  # OpenAI always lists the sampled token
-            out.top_logprobs.append(alternatives)
-        else:
-            out.top_logprobs.append(None)
+        out.top_logprobs.append(_alternatives(entry, text, top_k, token_text))
+    return out
+
+
+def _alternatives(entry: TokenLogprobs, text: str, top_k: int, token_text: TokenText) -> dict[str, float] | None:
+    if top_k <= 0:
+        return None
+    alternatives = {token_text(tid): finite(lp) for tid, lp in entry.top[:top_k]}
+    alternatives.setdefault(text, finite(entry.logprob))  # OpenAI always lists the scored token
+    return alternatives
+
+
+def echoed_prompt_logprobs(prompt_ids: Sequence[int], entries: Sequence[TokenLogprobs | None], top_k: int,
+                           token_text: TokenText) -> CompletionLogprobs:
+    """`echo` with `logprobs`: the prompt's part of a completion's logprobs (the legacy API's way to score a text,
+    as lm-eval's loglikelihood tasks do); the first token has none, nothing precedes it."""
+    out = CompletionLogprobs()
+    offset = 0
+    for token_id, entry in zip(prompt_ids, entries):
+        text = token_text(token_id)
+        out.tokens.append(text)
+        out.text_offset.append(offset)
+        offset += len(text)
+        out.token_logprobs.append(None if entry is None else finite(entry.logprob))
+        out.top_logprobs.append(None if entry is None else _alternatives(entry, text, top_k, token_text))
+    return out
+
+
+def join_logprobs(first: CompletionLogprobs, second: CompletionLogprobs | None) -> CompletionLogprobs:
+    if second is not None:
+        for name in ("text_offset", "token_logprobs", "tokens", "top_logprobs"):
+            getattr(first, name).extend(getattr(second, name))
+    return first
+
+
+def vllm_prompt_logprobs(entries: Sequence[TokenLogprobs | None], token_text: TokenText) -> PromptLogprobs:
+    """vLLM's `prompt_logprobs`: per prompt token (None for the first) {token id: {logprob, rank, decoded_token}}
+    for the prompt's token and the top-N there."""
+    out: PromptLogprobs = []
+    for entry in entries:
+        if entry is None:
+            out.append(None)
+            continue
+        position = {str(tid): PromptLogprob(logprob=finite(lp), rank=rank, decoded_token=token_text(tid))
+                    for rank, (tid, lp) in enumerate(entry.top, start=1)}
+        position.setdefault(str(entry.token_id), PromptLogprob(logprob=finite(entry.logprob), rank=entry.rank,
+                                                               decoded_token=token_text(entry.token_id)))
+        out.append(position)
     return out

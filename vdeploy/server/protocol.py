@@ -96,6 +96,9 @@ class SamplingFields(OpenAIModel):
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     user: Optional[str] = None
+    # vLLM's extension: each prompt token's logprob and the top-N there, in the response's `prompt_logprobs`
+    # (not with streaming, as vLLM)
+    prompt_logprobs: Optional[int] = Field(None, ge=0, le=MAX_LOGPROBS)
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -110,11 +113,12 @@ class CompletionRequest(SamplingFields):
     # the combinations the server refuses, as the schema states them (best_of other than n cannot be: see
     # vdeploy.server.openapi_doc.STATEFUL_REFUSALS)
     model_config = ConfigDict(extra="allow", strict=True, json_schema_extra={"allOf": [
-        {"if": {"required": ["echo"], "properties": {"echo": {"const": True}}},
-         "then": {"properties": {"logprobs": {"type": "null"}}}},
+        {"if": {"required": ["stream"], "properties": {"stream": {"const": True}}},
+         "then": {"properties": {"prompt_logprobs": {"type": "null"}}}},
         {"if": {"required": ["use_beam_search"], "properties": {"use_beam_search": {"const": True}}},
          "then": {"properties": {"logprobs": {"type": "null"}, "stream": {"const": False},
                                  "response_format": {"type": "null"}, "guided_json": {"type": "null"},
+                                 "prompt_logprobs": {"type": "null"},
                                  "guided_regex": {"type": "null"}, "guided_choice": {"type": "null"},
                                  "guided_grammar": {"type": "null"}}}},
     ]})
@@ -146,12 +150,24 @@ class CompletionLogprobs(BaseModel):
     top_logprobs: list[Optional[dict[str, float]]] = Field(default_factory=list)
 
 
+class PromptLogprob(BaseModel):
+    """vLLM's shape of one entry of `prompt_logprobs` (keyed by token id)."""
+
+    logprob: float
+    rank: Optional[int] = None
+    decoded_token: str
+
+
+PromptLogprobs = list[Optional[dict[str, PromptLogprob]]]  # per prompt token; None for the first
+
+
 class CompletionChoice(BaseModel):
     index: int
     text: str
     logprobs: Optional[CompletionLogprobs] = None
     finish_reason: Optional[str] = None
     stop_reason: Optional[Union[int, str]] = None
+    prompt_logprobs: Optional[PromptLogprobs] = None  # asked for with `prompt_logprobs` (vLLM)
 
 
 class PromptTokensDetails(BaseModel):
@@ -233,6 +249,8 @@ class ChatCompletionRequest(SamplingFields):
          "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}},
         {"if": {"required": ["tool_choice"], "properties": {"tool_choice": {"not": {"enum": ["none", "auto", None]}}}},
          "then": {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}}},
+        {"if": {"required": ["stream"], "properties": {"stream": {"const": True}}},
+         "then": {"properties": {"prompt_logprobs": {"type": "null"}}}},
     ]})
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: Optional[int] = Field(None, ge=1)  # deprecated by OpenAI for max_completion_tokens; both accepted
@@ -290,6 +308,7 @@ class ChatCompletionResponse(BaseModel):
     choices: list[ChatChoice]
     usage: Usage
     system_fingerprint: Optional[str] = None
+    prompt_logprobs: Optional[PromptLogprobs] = None  # asked for with `prompt_logprobs` (vLLM)
 
 
 class ChatDelta(BaseModel):

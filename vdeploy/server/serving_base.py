@@ -116,6 +116,9 @@ class ServingContext:
         for name in UNSUPPORTED_FIELDS:
             if (req.model_extra or {}).get(name):
                 raise invalid_param(f"{name} is not supported by this server", name, code="unsupported_value")
+        if req.stream and req.prompt_logprobs is not None:  # as vLLM: they would arrive before any text
+            raise invalid_param("prompt_logprobs is not supported when streaming", "prompt_logprobs",
+                                code="unsupported_value")
 
     def output_budget(
         self, prompt_len: int, requested: Optional[int], *, explicit: bool, prompt_param: str
@@ -156,7 +159,9 @@ class ServingContext:
 
         return guided_decoding(req, plan, reasoning=self.reasoning.enabled)
 
-    def sampling_params(self, req: SamplingFields, *, max_tokens: int, logprobs: Optional[int]) -> SamplingParams:
+    def sampling_params(self, req: SamplingFields, *, max_tokens: int, logprobs: Optional[int],
+                        prompt_logprobs: Optional[int] = None) -> SamplingParams:
+        """prompt_logprobs: the top-N each prompt position reports (None: the request's `prompt_logprobs`)."""
         if not 1 <= req.n <= MAX_CHOICES:
             raise invalid_param(f"n must be in [1, {MAX_CHOICES}], got {req.n}", "n")
         if req.min_tokens > max_tokens:  # a rule between two fields that no schema states: its own code
@@ -177,6 +182,7 @@ class ServingContext:
                 stop_token_ids=list(req.stop_token_ids or []),
                 ignore_eos=req.ignore_eos,
                 logprobs=logprobs,
+                prompt_logprobs=req.prompt_logprobs if prompt_logprobs is None else prompt_logprobs,
                 skip_special_tokens=req.skip_special_tokens,
                 include_stop_str_in_output=req.include_stop_str_in_output,
                 **picked,

@@ -14,7 +14,7 @@ from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import MAX_LOGPROBS
 from vdeploy.errors import ConfigError
 from vdeploy.server.errors import APIError, invalid_param
-from vdeploy.server.logprobs import TokenText, chat_logprobs
+from vdeploy.server.logprobs import TokenText, chat_logprobs, vllm_prompt_logprobs
 from vdeploy.server.metrics import RequestTiming
 from vdeploy.server.protocol import (
     ChatChoice,
@@ -145,8 +145,11 @@ class ChatCompletions:
         finish: list[Optional[str]] = [None] * req.n
         stop_reason: list[Any] = [None] * req.n
         prompt_tokens = cached = 0
+        prompt_lp = None  # vLLM's prompt_logprobs, over the rendered conversation's tokens
         async for out in outputs:
             prompt_tokens, cached = len(out.prompt_token_ids), out.num_cached_tokens
+            if out.prompt_logprobs is not None:
+                prompt_lp = vllm_prompt_logprobs(out.prompt_logprobs, token_text)
             for c in out.outputs:
                 texts[c.index] += c.delta_text
                 num_tokens[c.index] += len(c.delta_token_ids)
@@ -175,6 +178,7 @@ class ChatCompletions:
             model=self.ctx.model_name,
             choices=choices,
             usage=Usage.of(prompt_tokens, completion_tokens, cached),
+            prompt_logprobs=prompt_lp,
         )
 
     async def _stream(

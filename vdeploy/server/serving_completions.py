@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.server.errors import APIError, invalid_param
-from vdeploy.server.logprobs import TokenText, completion_logprobs
+from vdeploy.server.logprobs import (TokenText, completion_logprobs, echoed_prompt_logprobs, join_logprobs,
+                                     vllm_prompt_logprobs)
 from vdeploy.server.metrics import RequestTiming
 from vdeploy.server.guided_request import guided_decoding
 from vdeploy.server.protocol import (
@@ -60,9 +61,13 @@ def _check_unsupported(req: CompletionRequest) -> None:
         from vdeploy.server.serving_beam_search import check_beam_request
 
         check_beam_request(req)
-    if req.echo and req.logprobs is not None:
-        raise invalid_param("echo together with logprobs (prompt logprobs) is not supported", "echo",
-                            code="unsupported_value")
+
+
+def _prompt_logprobs_wanted(req: CompletionRequest) -> Optional[int]:
+    """The top-N prompt positions report: for `prompt_logprobs` (vLLM) and for `echo` with `logprobs` (OpenAI's
+    legacy way to score a text)."""
+    wanted = [v for v in (req.prompt_logprobs, req.logprobs if req.echo else None) if v is not None]
+    return max(wanted) if wanted else None
 
 
 class Completions:
@@ -111,7 +116,8 @@ class Completions:
             return JSONResponse((await cancel_on_disconnect(raw, search)).model_dump())
         params = []
         for budget in budgets:
-            params.append(ctx.sampling_params(req, max_tokens=budget, logprobs=req.logprobs))
+            params.append(ctx.sampling_params(req, max_tokens=budget, logprobs=req.logprobs,
+                                              prompt_logprobs=_prompt_logprobs_wanted(req)))
             params[-1].guided = guided
         timings = [RequestTiming(arrival=time.monotonic()) for _ in token_lists]
         streams = [
@@ -139,8 +145,11 @@ class Completions:
         stop_reason: list[Any] = [None] * len(texts)
         prompt_tokens = [0] * num_prompts
         cached = [0] * num_prompts
+        scored: list[Optional[RequestOutput]] = [None] * num_prompts  # the output carrying the prompt's logprobs
         async for position, out in merged:
             prompt_tokens[position], cached[position] = len(out.prompt_token_ids), out.num_cached_tokens
+            if out.prompt_logprobs is not None:
+                scored[position] = out
             for c in out.outputs:
                 i = position * n + c.index
                 texts[i] += c.delta_text
@@ -154,8 +163,14 @@ class Completions:
             echo = echo_texts[i // n]
             lp = completion_logprobs(logprobs[i], req.logprobs, token_text, len(echo)) \
                 if req.logprobs is not None else None
+            prompt = scored[i // n]
+            if echo and lp is not None and prompt is not None:
+                lp = join_logprobs(echoed_prompt_logprobs(prompt.prompt_token_ids, prompt.prompt_logprobs,
+                                                          req.logprobs, token_text), lp)
+            plp = vllm_prompt_logprobs(prompt.prompt_logprobs, token_text) \
+                if req.prompt_logprobs is not None and prompt is not None else None
             choices.append(CompletionChoice(index=i, text=echo + text, logprobs=lp, finish_reason=finish[i],
-                                            stop_reason=stop_reason[i]))
+                                            stop_reason=stop_reason[i], prompt_logprobs=plp))
         for position, timing in enumerate(timings):
             self.ctx.metrics.observe_finished(timing, finish[position * n] or "abort")
         completion_tokens = sum(num_tokens)
@@ -187,13 +202,18 @@ class Completions:
                 payload.pop("usage")
             return sse_event(payload)
 
-        if req.echo:
+        score_echo = req.echo and req.logprobs is not None  # the echo waits for the prompt's logprobs
+        if req.echo and not score_echo:
             for i in range(n * num_prompts):
                 if echo_texts[i // n]:
                     yield chunk(CompletionChoice(index=i, text=echo_texts[i // n]))
         try:
             async for position, out in merged:
                 prompt_tokens[position], cached[position] = len(out.prompt_token_ids), out.num_cached_tokens
+                if score_echo and out.prompt_logprobs is not None:
+                    lp = echoed_prompt_logprobs(out.prompt_token_ids, out.prompt_logprobs, req.logprobs, token_text)
+                    for i in range(position * n, position * n + n):
+                        yield chunk(CompletionChoice(index=i, text=echo_texts[position], logprobs=lp))
                 for c in out.outputs:
                     i = position * n + c.index
                     num_tokens[i] += len(c.delta_token_ids)
