@@ -18,6 +18,7 @@ VOCAB_SIZE = 400
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    "{% if thinking is defined and thinking %}<think>\n{% endif %}"  # a chat_template_kwargs variable, as V3.1's
 )
 MAX_WAITING = 96  # the 64-client test fits; a request with n > 96 meets a full queue
 

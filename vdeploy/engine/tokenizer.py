@@ -14,6 +14,11 @@ from typing import Any
 
 from vdeploy.errors import CheckpointError, ConfigError
 
+# what apply_chat_template itself gives a chat template (arguments and globals): a caller's extra variables may not
+# replace them
+TEMPLATE_VARIABLES = frozenset({"messages", "add_generation_prompt", "tools", "bos_token", "eos_token", "pad_token",
+                                "raise_exception", "strftime_now"})
+
 
 def _token_text(value: Any) -> str | None:
     """Special tokens in tokenizer_config.json are strings or AddedToken dicts ({"content": ..., ...})."""

@@ -264,6 +264,9 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: Optional[Union[str, dict[str, Any]]] = Field(None, json_schema_extra={"anyOf": [
         {"enum": ["none", "auto", "required"]}, _NAMED_TOOL_CHOICE_SCHEMA, {"type": "null"}]})
     add_generation_prompt: bool = True
+    # vLLM's extension: more variables for the chat template, e.g. DeepSeek-V3.1's {"thinking": true} or Qwen3's
+    # {"enable_thinking": false}; the names the server itself passes are refused
+    chat_template_kwargs: Optional[dict[str, Any]] = None
 
     def output_limit(self) -> Optional[int]:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import MAX_LOGPROBS
+from vdeploy.engine.tokenizer import TEMPLATE_VARIABLES
 from vdeploy.errors import ConfigError
 from vdeploy.server.errors import APIError, invalid_param
 from vdeploy.server.logprobs import TokenText, chat_logprobs, vllm_prompt_logprobs
@@ -125,9 +126,14 @@ class ChatCompletions:
         if plan.template_tools or any(m.tool_calls for m in req.messages):
             parser = self.ctx.tool_call_parser_name() if plan.template_tools else None
             messages = adapt_messages(messages, plan.template_tools, tokenizer.chat_template or "", parser)
+        extra = req.chat_template_kwargs or {}
+        taken = sorted(set(extra) & TEMPLATE_VARIABLES)
+        if taken:
+            raise invalid_param(f"chat_template_kwargs may not set {', '.join(taken)}: the server sets them",
+                                "chat_template_kwargs")
         try:
             prompt = tokenizer.apply_chat_template(
-                messages, add_generation_prompt=req.add_generation_prompt, tools=plan.template_tools
+                messages, add_generation_prompt=req.add_generation_prompt, tools=plan.template_tools, **extra
             )
         except ConfigError as e:
             raise invalid_param(e.message, "messages") from None
