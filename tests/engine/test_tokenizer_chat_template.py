@@ -30,6 +30,11 @@ def test_raise_exception_and_sandbox_become_config_errors(tmp_path):
     dunder = Tokenizer.from_dir(write_tokenizer_dir(tmp_path / "d", "{{ ''.__class__.__mro__ }}"))
     with pytest.raises(ConfigError):
         dunder.apply_chat_template([])
+    # a caller's variable that shadows a name the template calls (chat_template_kwargs): an error, never a crash
+    calls = Tokenizer.from_dir(write_tokenizer_dir(tmp_path / "n", "{% set ns = namespace(x=1) %}{{ ns.x }}"))
+    assert calls.apply_chat_template([]) == "1"
+    with pytest.raises(ConfigError, match="TypeError"):
+        calls.apply_chat_template([], namespace=3)
 
 
 def test_template_override_file_and_tojson_and_missing_files(tmp_path):

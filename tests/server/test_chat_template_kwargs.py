@@ -24,3 +24,4 @@ def test_a_variable_the_server_sets_is_refused(client, name):
         client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=1,
                                        extra_body={"chat_template_kwargs": {name: 1}})
     assert info.value.body["param"] == "chat_template_kwargs" and name in info.value.body["message"]
+

@@ -138,6 +138,8 @@ class Tokenizer:
             )
         except TemplateError as e:
             raise ConfigError(f"chat template error: {e}") from None
+        except Exception as e:  # e.g. a caller's variable shadowing a name the template calls (`namespace`)
+            raise ConfigError(f"chat template error: {type(e).__name__}: {e}") from None
 
     def encode_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, **kw: Any) -> list[int]:
         """Render then tokenize; the template already places BOS, so no special tokens are added again."""
