@@ -14,10 +14,11 @@ from typing import Any
 
 from vdeploy.errors import CheckpointError, ConfigError
 
-# what apply_chat_template itself gives a chat template (arguments and globals): a caller's extra variables may not
-# replace them
+# what a chat template is given besides a caller's extra variables, which may not replace them: apply_chat_template's
+# arguments and globals, and jinja's own globals
 TEMPLATE_VARIABLES = frozenset({"messages", "add_generation_prompt", "tools", "bos_token", "eos_token", "pad_token",
-                                "raise_exception", "strftime_now"})
+                                "raise_exception", "strftime_now",
+                                "range", "dict", "lipsum", "cycler", "joiner", "namespace"})
 
 
 def _token_text(value: Any) -> str | None:

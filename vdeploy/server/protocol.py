@@ -16,6 +16,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vdeploy.engine.sampling_params import MAX_LOGPROBS, PENALTY_RANGE, TEMPERATURE_MAX
+from vdeploy.engine.tokenizer import TEMPLATE_VARIABLES
 
 MAX_CHOICES = 128  # n beyond this is almost certainly a mistake and would flood the batch (OpenAI's limit too)
 
@@ -266,7 +267,8 @@ class ChatCompletionRequest(SamplingFields):
     add_generation_prompt: bool = True
     # vLLM's extension: more variables for the chat template, e.g. DeepSeek-V3.1's {"thinking": true} or Qwen3's
     # {"enable_thinking": false}; the names the server itself passes are refused
-    chat_template_kwargs: Optional[dict[str, Any]] = None
+    chat_template_kwargs: Optional[dict[str, Any]] = Field(None, json_schema_extra={"anyOf": [
+        {"type": "object", "propertyNames": {"not": {"enum": sorted(TEMPLATE_VARIABLES)}}}, {"type": "null"}]})
 
     def output_limit(self) -> Optional[int]:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
