@@ -47,7 +47,7 @@ def serve(
                     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to bind (0: any free port).")] = 8000,
     api_key: Annotated[Optional[str], typer.Option(
-        "--api-key", envvar="VDEPLOY_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 routes.")] = None,
+        "--api-key", envvar="VDEPLOY_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 routes, /tokenize and /detokenize.")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(
         "--served-model-name", help="Model name clients send (default: the hub id or directory name).")] = None,
     max_model_len: Annotated[Optional[int], engine_option("max_model_len")] = None,

@@ -37,15 +37,19 @@ from vdeploy.server.protocol import (
 from vdeploy.server.serving_base import ServerSettings, ServingContext
 from vdeploy.server.serving_chat import ChatCompletions
 from vdeploy.server.serving_completions import Completions
+from vdeploy.server.serving_tokenize import (DetokenizeRequest, DetokenizeResponse, Tokenize, TokenizeRequest,
+                                             TokenizeResponse)
 from vdeploy.server.streams import ClientDisconnected
 
 # Status sent for a request whose client is gone (nginx's convention); nobody reads it, the log does.
 CLIENT_CLOSED_REQUEST = 499
 
+KEYED_PATHS = ("/v1", "/tokenize", "/detokenize")  # what --api-key guards
+
 
 class ApiKeyMiddleware:
-    """Requires `Authorization: Bearer <key>` on the OpenAI routes (/v1/...). /health, /version and /metrics stay
-    open for load balancers and Prometheus. Plain ASGI (not BaseHTTPMiddleware) so streaming and disconnect
+    """Requires `Authorization: Bearer <key>` on the OpenAI routes (/v1/...) and /tokenize, /detokenize. /health,
+    /version and /metrics stay open for load balancers and Prometheus. Plain ASGI (not BaseHTTPMiddleware) so streaming and disconnect
     detection pass through untouched."""
 
     def __init__(self, app: Any, api_key: str):
@@ -53,7 +57,7 @@ class ApiKeyMiddleware:
         self._expected = f"Bearer {api_key}".encode()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1") or scope.get("method") == "OPTIONS":
+        if scope["type"] != "http" or not scope["path"].startswith(KEYED_PATHS) or scope.get("method") == "OPTIONS":
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers") or []).get(b"authorization", b"")
@@ -97,6 +101,7 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
     ctx = ServingContext(engine, settings, metrics)
     chat = ChatCompletions(ctx)
     completions = Completions(ctx)
+    tokenizing = Tokenize(ctx, chat)
 
     app = FastAPI(
         title="vdeploy",
@@ -177,6 +182,16 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
             return await completions.create(request, body)
         except ClientDisconnected:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    @app.post("/tokenize", summary="A prompt or a conversation (rendered as for chat) to token ids (vLLM's)",
+              response_model=TokenizeResponse, responses=v1_responses(keyed, 400, 404))
+    async def tokenize(body: TokenizeRequest) -> TokenizeResponse:
+        return await tokenizing.tokenize(body)
+
+    @app.post("/detokenize", summary="Token ids to text (vLLM's)", response_model=DetokenizeResponse,
+              responses=v1_responses(keyed, 400, 404))
+    async def detokenize(body: DetokenizeRequest) -> DetokenizeResponse:
+        return await tokenizing.detokenize(body)
 
     async def lora_call(call) -> None:
         from vdeploy.errors import VdeployError

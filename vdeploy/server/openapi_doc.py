@@ -107,19 +107,22 @@ def limit_token_ids(schema: dict[str, Any], vocab_size: int | None) -> dict[str,
     """A prompt of token ids must name tokens of this model: the served vocabulary's bound goes in the document."""
     if vocab_size is None:
         return schema
-    prompt = schema.get("components", {}).get("schemas", {}).get("CompletionRequest", {}).get("properties", {}).get(
-        "prompt", {})
+    components = schema.get("components", {}).get("schemas", {})
+    prompt = components.get("CompletionRequest", {}).get("properties", {}).get("prompt", {})
     for variant in prompt.get("anyOf", []):
         items = variant.get("items", {})
         ids = items.get("items", items)  # list[int] or list[list[int]]
         if ids.get("type") == "integer":
             ids["maximum"] = vocab_size - 1
+    tokens = components.get("DetokenizeRequest", {}).get("properties", {}).get("tokens", {})
+    if tokens.get("items", {}).get("type") == "integer":
+        tokens["items"]["maximum"] = vocab_size - 1
     return schema
 
 
 def name_served_models(schema: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     """`model` must be one of the served names (another is refused with model_not_found)."""
-    for request in ("CompletionRequest", "ChatCompletionRequest"):
+    for request in ("CompletionRequest", "ChatCompletionRequest", "TokenizeRequest", "DetokenizeRequest"):
         properties = schema.get("components", {}).get("schemas", {}).get(request, {}).get("properties", {})
         if "model" in properties:
             properties["model"] = {"anyOf": [{"enum": list(names)}, {"type": "null"}], "title": "Model",

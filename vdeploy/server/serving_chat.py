@@ -85,7 +85,7 @@ class ChatCompletions:
         plan = tool_plan(req.tools, req.tool_choice, (req.model_extra or {}).get("parallel_tool_calls"))
         guided = ctx.guided(req, plan)
         # a long conversation takes milliseconds to render and tokenize: off the event loop, which serves everyone
-        prompt_ids = await asyncio.to_thread(self._prompt_token_ids, req, plan)
+        prompt_ids = await asyncio.to_thread(self.prompt_token_ids, req, plan)
         limit = req.output_limit()
         explicit = limit is not None
         max_tokens = ctx.output_budget(len(prompt_ids), limit if explicit else ctx.default_max_tokens,
@@ -120,7 +120,8 @@ class ChatCompletions:
     def _extractor(tools: tuple[ToolPlan, Any, tuple[str, ...]]) -> ToolCallExtractor:
         return ToolCallExtractor(*tools)  # one per choice: it holds that choice's stream state
 
-    def _prompt_token_ids(self, req: ChatCompletionRequest, plan: ToolPlan) -> list[int]:
+    def prompt_token_ids(self, req: ChatCompletionRequest, plan: ToolPlan) -> list[int]:
+        """The conversation rendered with the chat template, as token ids (also what /tokenize counts)."""
         tokenizer = self.ctx.tokenizer
         messages = _template_messages(req)
         if plan.template_tools or any(m.tool_calls for m in req.messages):
