@@ -21,6 +21,7 @@ STATEFUL_REFUSALS = frozenset({
     ("best_of", "unsupported_value"),
     ("tool_choice", "unknown_tool"),
     ("min_tokens", "min_tokens_above_max_tokens"),
+    ("messages", "final_message_not_rendered"),  # continue_final_message with a template that rewrites the text
     (None, "invalid_grammar"),  # a regex / grammar / JSON schema that xgrammar cannot compile
     # guided_json as a string must hold JSON: the document says so (contentMediaType), which JSON Schema
     # validators treat as an annotation only

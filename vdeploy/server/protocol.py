@@ -100,6 +100,7 @@ class SamplingFields(OpenAIModel):
     # vLLM's extension: each prompt token's logprob and the top-N there, in the response's `prompt_logprobs`
     # (not with streaming, as vLLM)
     prompt_logprobs: Optional[int] = Field(None, ge=0, le=MAX_LOGPROBS)
+    truncate_prompt_tokens: Optional[int] = Field(None, ge=1)  # vLLM's: keep only the prompt's last k tokens
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -244,7 +245,8 @@ class ChatMessage(OpenAIModel):
 
 class ChatCompletionRequest(SamplingFields):
     # the combinations the server refuses, as the schema states them: top_logprobs needs logprobs: true (as with
-    # OpenAI); a tool_choice other than none/auto needs tools
+    # OpenAI); a tool_choice other than none/auto needs tools. Keep this list short: with one more if/then rule
+    # (plus the guided-decoding one added to the document) schemathesis's canonicaliser gives up on this request
     model_config = ConfigDict(extra="allow", strict=True, json_schema_extra={"allOf": [
         {"if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer"}}},
          "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}}},
@@ -265,6 +267,9 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: Optional[Union[str, dict[str, Any]]] = Field(None, json_schema_extra={"anyOf": [
         {"enum": ["none", "auto", "required"]}, _NAMED_TOOL_CHOICE_SCHEMA, {"type": "null"}]})
     add_generation_prompt: bool = True
+    # vLLM's: the answer continues the final (assistant) message instead of starting a new turn (a prefilled
+    # answer, e.g. "<think>\n" or "{"); no generation prompt is added then, whatever add_generation_prompt says
+    continue_final_message: bool = False
     # vLLM's extension: more variables for the chat template, e.g. DeepSeek-V3.1's {"thinking": true} or Qwen3's
     # {"enable_thinking": false}; the names the server itself passes are refused
     chat_template_kwargs: Optional[dict[str, Any]] = Field(None, json_schema_extra={"anyOf": [

@@ -120,6 +120,12 @@ class ServingContext:
             raise invalid_param("prompt_logprobs is not supported when streaming", "prompt_logprobs",
                                 code="unsupported_value")
 
+    @staticmethod
+    def truncated(prompt_ids: list[int], req: SamplingFields) -> list[int]:
+        """vLLM's truncate_prompt_tokens: only the prompt's last k tokens."""
+        k = req.truncate_prompt_tokens
+        return prompt_ids[-k:] if k is not None else prompt_ids
+
     def output_budget(
         self, prompt_len: int, requested: Optional[int], *, explicit: bool, prompt_param: str
     ) -> int:

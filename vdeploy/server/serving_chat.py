@@ -69,6 +69,17 @@ def _merge(a: ReasoningDelta, b: ReasoningDelta) -> ReasoningDelta:
     )
 
 
+def _cut_after_final_message(prompt: str, final: str) -> str:
+    """continue_final_message: the rendered conversation up to the end of the final message's text (what the
+    template closes the turn with is cut, so the answer continues it)."""
+    end = prompt.rfind(final)
+    if end < 0:
+        raise invalid_param("continue_final_message: the chat template does not render the final message's text as "
+                            "it is, so there is no end to continue from", "messages",
+                            code="final_message_not_rendered")
+    return prompt[: end + len(final)]
+
+
 class ChatCompletions:
     def __init__(self, ctx: ServingContext):
         self.ctx = ctx
@@ -133,13 +144,15 @@ class ChatCompletions:
             raise invalid_param(f"chat_template_kwargs may not set {', '.join(taken)}: the server sets them",
                                 "chat_template_kwargs")
         try:
-            prompt = tokenizer.apply_chat_template(
-                messages, add_generation_prompt=req.add_generation_prompt, tools=plan.template_tools, **extra
-            )
+            prompt = tokenizer.apply_chat_template(  # continuing the final message opens no new turn
+                messages, add_generation_prompt=req.add_generation_prompt and not req.continue_final_message,
+                tools=plan.template_tools, **extra)
         except ConfigError as e:
             raise invalid_param(e.message, "messages") from None
+        if req.continue_final_message:
+            prompt = _cut_after_final_message(prompt, req.messages[-1].text())
         # the template already placed BOS and the other special tokens
-        return tokenizer.encode(prompt, add_special_tokens=False)
+        return self.ctx.truncated(tokenizer.encode(prompt, add_special_tokens=False), req)
 
     async def _collect(
         self, req: ChatCompletionRequest, request_id: str, outputs: AsyncIterator[RequestOutput],

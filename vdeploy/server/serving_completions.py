@@ -96,14 +96,16 @@ class Completions:
         _check_unsupported(req)
         prompts = _prompts(req)
         token_lists = await asyncio.to_thread(self._tokenize, prompts)  # off the event loop
+        token_lists = [ctx.truncated(ids, req) for ids in token_lists]
         explicit = "max_tokens" in req.model_fields_set and req.max_tokens is not None
         # vLLM's guided_json / guided_regex / guided_choice / guided_grammar; a raw prompt has no reasoning split,
         # so the grammar starts at the first token
         guided = guided_decoding(req, None, reasoning=False)
         budgets = [ctx.output_budget(len(ids), req.max_tokens, explicit=explicit, prompt_param="prompt")
                    for ids in token_lists]
-        echo_texts = [
-            (p if isinstance(p, str) else ctx.tokenizer.decode(p)) if req.echo else "" for p in prompts
+        echo_texts = [  # the prompt as given, or as what is left of it after truncate_prompt_tokens
+            (p if isinstance(p, str) and req.truncate_prompt_tokens is None else ctx.tokenizer.decode(ids))
+            if req.echo else "" for p, ids in zip(prompts, token_lists)
         ]
         request_id = random_id("cmpl")
         if req.use_beam_search:
