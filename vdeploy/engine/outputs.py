@@ -64,6 +64,7 @@ class SchedulerOutput:
     # MTP speculative decoding: the known token after each non-final prefill chunk, by request (the MTP module's
     # input at the chunk's last row); empty otherwise
     next_token_ids: dict[str, int] = field(default_factory=dict)
+    scores_prompts: bool = False  # some request carries prompt_logprob_targets (saves every rank a scan)
 
     @property
     def is_empty(self) -> bool:

@@ -204,7 +204,7 @@ class ModelRunner:
         # [T, D]; None before the last pipeline stage
         hidden = self._forward(rows or hb, self._placeholder_fill(hb), share.tokens if share else None)
         prompt_lp = None  # (DP attention refuses prompt logprobs)
-        if hidden is not None and share is None and any(r.prompt_logprob_targets for r in sched.requests):
+        if hidden is not None and share is None and sched.scores_prompts:
             prompt_lp = compute_prompt_logprobs(self.model, hidden, sched.requests, hb.query_start_loc,
                                                 driver=self.sampler is not None)
         sample_requests = hb.sample_requests if share is None else share.sample_requests
