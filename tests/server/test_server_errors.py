@@ -44,6 +44,8 @@ BAD_REQUESTS = [
     ("/v1/completions", {"model": "tiny", "prompt": "x", "logprobs": 99}, 400, "logprobs"),
     ("/v1/completions", {"model": "tiny"}, 400, "prompt"),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "logit_bias": {"5": 10}}, 400, "logit_bias"),
+    ("/v1/completions", {"model": "tiny", "prompt": "x", "allowed_token_ids": [5]}, 400, "allowed_token_ids"),
+    ("/v1/chat/completions", _chat(bad_words=["x"]), 400, "bad_words"),
     ("/v1/chat/completions", _chat(tools=[{"type": "function"}]), 400, "tools[0]"),
     ("/v1/chat/completions", _chat(tools=[{"type": "function", "function": {"name": "f"}}],
                                    tool_choice={"type": "function", "function": {"name": "g"}}), 400, "tool_choice"),

@@ -26,7 +26,11 @@ logger = logging.getLogger("vdeploy.server")
 
 # OpenAI request fields that change what the model must produce: ignoring them like other unknown fields would
 # return a plausible but wrong answer, so a request that sets them is refused
-UNSUPPORTED_FIELDS = ("logit_bias", "functions", "function_call", "prediction", "audio")
+# fields (OpenAI's, and vLLM's extensions) that would change the answer and are not served: refused when set, never
+# silently ignored
+UNSUPPORTED_FIELDS = ("logit_bias", "functions", "function_call", "prediction", "audio",
+                      "allowed_token_ids", "bad_words", "logits_processors", "prompt_embeds", "structural_tag",
+                      "return_tokens_as_token_ids")
 
 # request field -> fallback when neither the request nor generation_config.json sets it
 SAMPLING_FALLBACKS: dict[str, Any] = {
