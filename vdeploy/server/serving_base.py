@@ -24,10 +24,9 @@ from vdeploy.server.reasoning import ReasoningParser
 
 logger = logging.getLogger("vdeploy.server")
 
-# OpenAI request fields that change what the model must produce: ignoring them like other unknown fields would
-# return a plausible but wrong answer, so a request that sets them is refused
-# fields (OpenAI's, and vLLM's extensions) that would change the answer and are not served: refused when set, never
-# silently ignored
+# request fields (OpenAI's, and vLLM's extensions) that change what the model must produce and are not served:
+# ignoring them like other unknown fields would return a plausible but wrong answer, so a request that sets them is
+# refused
 UNSUPPORTED_FIELDS = ("logit_bias", "functions", "function_call", "prediction", "audio",
                       "allowed_token_ids", "bad_words", "logits_processors", "prompt_embeds", "structural_tag",
                       "return_tokens_as_token_ids")
