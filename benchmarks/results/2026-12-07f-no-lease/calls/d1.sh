@@ -21,4 +21,10 @@ if h200 && [ "${K1:-0}" = 1 ]; then  # K1=1 where the budget holds it
   el mtp-8l-k1; timeout 200 python3 benchmarks/speculative_mtp.py --layers 8 --num-prompts 1 --ks 1 --acceptance 0.8 1.0 \
     --out $OUT/speculative-mtp-8l.json 2>&1 | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -8
 fi
+# PREFILL=1 (fourteenth session): our prefill_8x4096 with the CUDA allocator's counts over the timed runs
+# (allocator_during_runs: a retry frees the cache and synchronizes), to find its unexplained ~30-48 ms
+if [ "${PREFILL:-0}" = 1 ]; then
+  el prefill; timeout 150 python3 benchmarks/engine/gpu_suite.py --only hardware,prefill --quick --out /tmp/suite \
+    --git-rev $REV 2>&1 | grep -v Warn | tail -4; cp -r /tmp/suite $OUT/ && pack_dirs
+fi
 el done
