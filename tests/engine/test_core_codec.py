@@ -26,13 +26,14 @@ def _frames(*messages) -> io.BytesIO:
 def test_messages_round_trip_with_their_dataclasses():
     cfg = EngineConfig(model="/m", dtype="float32", cache=CacheConfig(block_size=8))
     params = SamplingParams(n=2, temperature=0.7, stop=["x"], seed=5, logprobs=3)
-    stream = _frames(wire.Init(cfg), wire.AddRequest("r1", [1, 2, 3], params), wire.AbortRequests(["r1"]),
+    salted = wire.AddRequest("r2", [4], params, None, "tenant-a")
+    stream = _frames(wire.Init(cfg), wire.AddRequest("r1", [1, 2, 3], params), salted, wire.AbortRequests(["r1"]),
                      wire.Shutdown())
     codec = wire.core_side_codec()
     got = []
     while (payload := wire.read_frame(stream)) is not None:
         got.append(codec.decode(payload))
-    assert got == [wire.Init(cfg), wire.AddRequest("r1", [1, 2, 3], params), wire.AbortRequests(["r1"]),
+    assert got == [wire.Init(cfg), wire.AddRequest("r1", [1, 2, 3], params), salted, wire.AbortRequests(["r1"]),
                    wire.Shutdown()]
     ready = wire.server_side_codec().decode(wire.core_side_codec().encode(
         wire.Ready(256, {"top_p": 0.9}, STATS, [2, 7]))[4:])

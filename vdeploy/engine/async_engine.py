@@ -77,7 +77,7 @@ class AsyncEngine(StreamingEngine):
     # ---- requests -----------------------------------------------------------------------------------------------
     async def generate(
         self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, lora_name: str | None = None,
-        output_kind: OutputKind = OutputKind.CUMULATIVE,
+        output_kind: OutputKind = OutputKind.CUMULATIVE, cache_salt: str | None = None,
     ) -> AsyncIterator[RequestOutput]:
         """Stream outputs for one request (each with its delta; OutputKind.DELTA: only the delta); the last has
         finished=True. Leaving the loop early (client gone, task cancelled) aborts the request and frees its KV
@@ -87,7 +87,8 @@ class AsyncEngine(StreamingEngine):
         with self._lock:
             waiting = self.core.scheduler.num_waiting + self._num_pending_adds
             stream = self._open_stream(request_id, params.n, waiting, output_kind)
-            self._commands.append(("add", (request_id, list(prompt_token_ids), params, lora_name, output_kind)))
+            self._commands.append(("add", (request_id, list(prompt_token_ids), params, lora_name, output_kind,
+                                           cache_salt)))
             self._num_pending_adds += params.n
         self._wakeup.set()
         async for item in stream_outputs(stream, lambda finished: self._close_stream(request_id, finished)):
@@ -163,11 +164,12 @@ class AsyncEngine(StreamingEngine):
             commands, self._commands = self._commands, []
         for kind, payload in commands:
             if kind == "add":
-                request_id, prompt, params, lora_name, output_kind = payload
+                request_id, prompt, params, lora_name, output_kind, cache_salt = payload
                 with self._lock:
                     self._num_pending_adds -= params.n
                 try:
-                    self.core.add_request(request_id, prompt, params, output_kind=output_kind, lora_name=lora_name)
+                    self.core.add_request(request_id, prompt, params, output_kind=output_kind, lora_name=lora_name,
+                                          cache_salt=cache_salt)
                 except VdeployError as e:  # e.g. QueueFull under a race: that request fails, the engine goes on
                     self._deliver_to(request_id, e)
             elif kind == "lora":

@@ -25,6 +25,15 @@ def hash_block_tokens(parent_hash: bytes | None, token_ids: Sequence[int]) -> by
     return h.digest()
 
 
+def salted(parent_hash: bytes | None, salt: str) -> bytes:
+    """The start of a request's hash chain with a caller's cache salt mixed in (after a LoRA adapter's salt, if
+    any): its blocks then match only requests that give the same salt."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(parent_hash or b"\x00" * 16)
+    h.update(b"cache_salt\0" + salt.encode())
+    return h.digest()
+
+
 @dataclass(eq=False)
 class KVBlock:
     block_id: int

@@ -43,6 +43,7 @@ class AddRequest(msgspec.Struct, tag=True):
     prompt_token_ids: list[int]
     params: SamplingParams
     lora_name: Optional[str] = None  # a loaded LoRA adapter (None: the base model)
+    cache_salt: Optional[str] = None  # prefix-cache blocks are shared only between requests of the same salt
 
 
 class LoRACommand(msgspec.Struct, tag=True):

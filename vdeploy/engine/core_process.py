@@ -176,7 +176,8 @@ class CoreProcess:
                 try:
                     # deltas: the server rebuilds the answer, so no step copies it here however long it grows
                     self.core.add_request(command.request_id, command.prompt_token_ids, command.params,
-                                          output_kind=OutputKind.DELTA, lora_name=command.lora_name)
+                                          output_kind=OutputKind.DELTA, lora_name=command.lora_name,
+                                          cache_salt=command.cache_salt)
                 except VdeployError as e:  # e.g. QueueFull under a race: that request fails, the engine goes on
                     self.errors.append(wire.RequestError(command.request_id, type(e).__name__, e.message, e.hint))
             elif isinstance(command, wire.LoRACommand):

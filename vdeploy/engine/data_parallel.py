@@ -140,13 +140,14 @@ class DataParallelEngine:
         return min(live, key=lambda k: (self._assigned[k], self.replicas[k].stats().kv_usage, k))
 
     async def generate(self, prompt_token_ids: list[int], params: SamplingParams, request_id: str,
-                       lora_name: Optional[str] = None,
-                       output_kind: OutputKind = OutputKind.CUMULATIVE) -> AsyncIterator[RequestOutput]:
+                       lora_name: Optional[str] = None, output_kind: OutputKind = OutputKind.CUMULATIVE,
+                       cache_salt: Optional[str] = None) -> AsyncIterator[RequestOutput]:
         k = self._pick()
         self._assigned[k] += 1
         self._replica_of[request_id] = k
         try:
-            async for out in self.replicas[k].generate(prompt_token_ids, params, request_id, lora_name, output_kind):
+            async for out in self.replicas[k].generate(prompt_token_ids, params, request_id, lora_name, output_kind,
+                                                       cache_salt):
                 yield out
         except EngineDeadError as e:
             raise EngineDeadError(f"{self.label(k)}: {e}",

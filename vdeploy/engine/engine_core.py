@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.engine.block_pool import salted
 from vdeploy.engine.detokenizer import IncrementalDetokenizer
 from vdeploy.engine.kv_cache_manager import KVCacheManager
 from vdeploy.engine.outputs import OutputKind, RequestOutput, SchedulerOutput
@@ -225,11 +226,13 @@ class EngineCore:
         return self.loras
 
     def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams | None = None,
-                    *, output_kind: OutputKind = OutputKind.CUMULATIVE, lora_name: str | None = None) -> None:
+                    *, output_kind: OutputKind = OutputKind.CUMULATIVE, lora_name: str | None = None,
+                    cache_salt: str | None = None) -> None:
         """output_kind: FINAL_ONLY reports the request once, finished (offline generation) — at a thousand running
         requests, building every step's outputs costs more host time than the GPU step; DELTA reports only what is
         new each step (no copy of the answer so far: long answers cost no more a step than short ones).
-        lora_name: a loaded LoRA adapter to generate with (None: the base model)."""
+        lora_name: a loaded LoRA adapter to generate with (None: the base model). cache_salt: prefix-cache blocks are
+        shared only with requests of the same salt (vLLM's; tenants cannot probe each other's prompts by timing)."""
         params = params or SamplingParams()
         self.check_request(prompt_token_ids, params)
         if request_id in self._groups:
@@ -249,6 +252,8 @@ class EngineCore:
             group.samples.append(Sample(req, IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, child_params)))
             if lora_name is not None:
                 req.lora_slot, req.cache_salt = self.loras.acquire(lora_name)
+            if cache_salt:
+                req.cache_salt = salted(req.cache_salt, cache_salt)
         added: list[Request] = []
         try:
             for sample in group.samples:

@@ -117,7 +117,7 @@ class ProcessAsyncEngine(StreamingEngine):
     # ---- requests -----------------------------------------------------------------------------------------------
     async def generate(
         self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, lora_name: Optional[str] = None,
-        output_kind: OutputKind = OutputKind.CUMULATIVE,
+        output_kind: OutputKind = OutputKind.CUMULATIVE, cache_salt: Optional[str] = None,
     ) -> AsyncIterator[RequestOutput]:
         """Stream outputs for one request (each with its delta; OutputKind.DELTA: only the delta, and no copy of
         the answer so far here either); the last has finished=True. Leaving the loop early (client gone, task
@@ -130,7 +130,7 @@ class ProcessAsyncEngine(StreamingEngine):
             self._decoder.start(request_id, output_kind)
             self._num_adds_sent += params.n
         try:
-            self._send(wire.AddRequest(request_id, list(prompt_token_ids), params, lora_name))
+            self._send(wire.AddRequest(request_id, list(prompt_token_ids), params, lora_name, cache_salt))
         except BaseException:
             with self._lock:
                 self._decoder.forget(request_id)

@@ -101,6 +101,8 @@ class SamplingFields(OpenAIModel):
     # (not with streaming, as vLLM)
     prompt_logprobs: Optional[int] = Field(None, ge=0, le=MAX_LOGPROBS)
     truncate_prompt_tokens: Optional[int] = Field(None, ge=1)  # vLLM's: keep only the prompt's last k tokens
+    # vLLM's: prefix-cache blocks are shared only between requests of the same salt (one per tenant, say)
+    cache_salt: Optional[str] = Field(None, min_length=1)
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

@@ -204,14 +204,14 @@ class ServingContext:
 
     async def generate(
         self, prompt_token_ids: list[int], params: SamplingParams, request_id: str, timing: RequestTiming,
-        lora_name: Optional[str] = None,
+        lora_name: Optional[str] = None, cache_salt: Optional[str] = None,
     ) -> AsyncIterator[RequestOutput]:
         """The engine's outputs for one request, as deltas (OutputKind.DELTA: text, token ids and logprobs hold only
         what is new). Stopping early (disconnect, error) aborts the request, which frees its KV blocks; a full
         waiting queue is a 503 and invalid parameters a 400."""
         finished = False
         # deltas: the handlers keep what they need, so no step copies an answer however long it grows
-        stream = self.engine.generate(prompt_token_ids, params, request_id, lora_name, OutputKind.DELTA)
+        stream = self.engine.generate(prompt_token_ids, params, request_id, lora_name, OutputKind.DELTA, cache_salt)
         num_tokens: dict[int, int] = {}  # per sample
         try:
             async for output in stream:

@@ -43,7 +43,8 @@ async def beam_search_completion(ctx: ServingContext, req: CompletionRequest, re
 
         async def one(seq, rid):
             top = None
-            async for out in ctx.generate(seq, params, rid, RequestTiming(arrival=time.monotonic())):
+            async for out in ctx.generate(seq, params, rid, RequestTiming(arrival=time.monotonic()),
+                                          cache_salt=req.cache_salt):
                 if out.outputs and out.outputs[0].logprobs:  # the one token's entry, in whichever output has it
                     top = out.outputs[0].logprobs[0].top
             return top

@@ -109,7 +109,7 @@ class ChatCompletions:
             params.skip_special_tokens = False  # the call markers are special tokens
 
         request_id = random_id("chatcmpl")
-        outputs = ctx.generate(prompt_ids, params, request_id, timing, lora_name=lora_name)
+        outputs = ctx.generate(prompt_ids, params, request_id, timing, lora_name=lora_name, cache_salt=req.cache_salt)
         if req.stream:
             outputs = await await_first_item(raw, outputs)
             return sse_response(self._stream(req, request_id, outputs, timing, top_k, tools))

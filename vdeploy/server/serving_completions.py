@@ -124,7 +124,7 @@ class Completions:
         timings = [RequestTiming(arrival=time.monotonic()) for _ in token_lists]
         streams = [
             ctx.generate(ids, sp, f"{request_id}-{i}" if len(token_lists) > 1 else request_id, timings[i],
-                         lora_name=lora_name)
+                         lora_name=lora_name, cache_salt=req.cache_salt)
             for i, (ids, sp) in enumerate(zip(token_lists, params, strict=True))
         ]
         merged = merge_streams(streams)
