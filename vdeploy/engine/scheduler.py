@@ -227,7 +227,8 @@ class Scheduler:
             if self._mtp and end < num_known:
                 next_token_ids[req.request_id] = req.token_ids_slice(end, end + 1)[0]
             params = req.sampling_params
-            targets = None  # prompt logprobs: row j of this chunk (position start + j) scores prompt token start + j + 1
+            # prompt logprobs: row j of this chunk (position start + j) scores prompt token start + j + 1
+            targets = None
             if params.prompt_logprobs is not None and start < num_prompt - 1 and req.needs_prompt_logprobs:
                 targets = req.prompt_token_ids[start + 1: min(end, num_prompt - 1) + 1]
                 scores_prompts = True
