@@ -12,7 +12,7 @@ for mode in graphs eager; do
     --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager --trace-rows) --out $OUT/speculative-mtp-tiny-$mode.json 2>&1 \
     | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -7
 done
-for mode in graphs eager; do
+for mode in ${FULL_MODES:-graphs eager}; do  # FULL_MODES=eager where the budget holds one full-size run
   el mtp-${L}l-k2-$mode; timeout 150 python3 benchmarks/speculative_mtp.py --layers $L --num-prompts 1 --ks 2 --acceptance 1.0 \
     --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager --trace-rows) --out $OUT/speculative-mtp-${L}l-k2-$mode.json 2>&1 \
     | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -4
