@@ -224,13 +224,15 @@ class OutputDecoder:
         totals = self._totals.get(wire.request_id)
         if totals is None:
             totals = self._totals[wire.request_id] = _RequestTotals(wire.prompt_token_ids or [])
-        prompt_logprobs = wire.prompt_logprobs
         if wire.request_id in self._delta:
             outputs = [CompletionOutput.delta(c.index, c.delta_text, c.delta_token_ids, c.delta_logprobs,
                                               c.finish_reason, c.stop_reason) for c in wire.outputs]
+            prompt_logprobs = wire.prompt_logprobs  # once, as the core sent them
         else:
             outputs = [self._completion(totals.samples.setdefault(c.index, _Totals()), c) for c in wire.outputs]
-            totals.prompt_logprobs = prompt_logprobs = prompt_logprobs or totals.prompt_logprobs
+            if wire.prompt_logprobs is not None:
+                totals.prompt_logprobs = wire.prompt_logprobs
+            prompt_logprobs = totals.prompt_logprobs  # cumulative: in every output from then on
         if wire.finished:
             self.forget(wire.request_id)
         return RequestOutput(wire.request_id, totals.prompt_token_ids, outputs, wire.finished,
