@@ -16,3 +16,17 @@ for m in .peer/models-*.tar.xz; do [ -f "$m" ] && mkdir -p /tmp/peer/models && t
 [ -d /tmp/peer/site ] || { cp .peer/vllm026.* /tmp/peer/ 2>/dev/null; [ -f /tmp/peer/vllm026.part00 ] && [ -f /tmp/peer/vllm026.part01 ] && [ -f /tmp/peer/vllm026.part02 ] && unpack_peer; }
 # a call brings back at most 8 files: every folder under $OUT goes back as one archive
 pack_dirs() { (cd $OUT && for d in */; do [ -d "$d" ] && tar czf "${d%/}.tar.gz" "$d" && rm -rf "$d"; done; ls); }
+# R1 on the card at hand: 8 layers (the issues' benchmarks) on an H200; on an 80 GB card 6 (3 dense + 3 MoE) for both
+# engines, files tagged _6l. vLLM 0.26 then also needs --gpu-memory-utilization 0.80: at its default 0.92 it sizes the
+# KV cache first and then asks for a ~4 GiB MLA workspace in flashinfer's autotune run, which runs out of memory at 4
+# and 6 layers (2026-12-06 logs). At 0.80 its cache still holds ~12 GiB, ~1.8M tokens of 6 layers' latent cache,
+# against the 512k the workloads need, so the setting costs it nothing. Call after the models archive is unpacked.
+r1_fit() {
+  R1L=$(h200 && echo 8 || echo 6); R1TAG=$([ "$R1L" = 8 ] || echo "_${R1L}l")
+  VLLM_EXTRA=$([ "$R1L" = 8 ] || echo "--gpu-memory-utilization 0.80"); export R1L R1TAG VLLM_EXTRA
+  python3 -c "import json, sys; p = '/tmp/peer/models/r1-8l-dummy/config.json'; d = json.load(open(p))
+d['num_hidden_layers'] = int(sys.argv[1]); json.dump(d, open(p, 'w'), indent=1)" "$R1L"
+  # the peer's bench.sh with $VLLM_EXTRA after its --dtype (an engine argument it has no variable for)
+  [ -f /tmp/peer/bench.sh ] && sed 's/--dtype bfloat16/--dtype bfloat16 ${VLLM_EXTRA:-}/' /tmp/peer/bench.sh > /tmp/peer/bench_extra.sh
+  true
+}

@@ -33,6 +33,19 @@ PAIRS = {
     "decode_r1_8l": ("output tok/s (batch 1, 128 in / 1024 out)", "vllm_latency_r1_8l.json",
                      "vdeploy_latency_r1_8l.json", f"VLLM_USE_DEEP_GEMM=0 {PEER} r1lat", f"{OURS} r1lat", 1024),
 }
+# R1 cut to 6 layers (3 dense + 3 MoE) on an 80 GB card, where vLLM 0.26 starts only below its default memory
+# utilization (benchmarks/lease_common.sh, r1_fit: the bundle's r1-8l-dummy config cut, the peer's bench.sh with
+# VLLM_EXTRA after --dtype)
+CUT = "r1_fit (num_hidden_layers 6);"
+PAIRS.update({
+    "throughput_r1_6l": ("output tok/s", "vllm_throughput_r1_8l_6l.json", "vdeploy_throughput_r1_8l_6l.json",
+                         f"{CUT} VLLM_USE_DEEP_GEMM=0 VLLM_EXTRA='--gpu-memory-utilization 0.80' TAG=_6l "
+                         "bash /tmp/peer/bench_extra.sh r1tp", f"{CUT} TAG=_6l {OURS} r1tp", 1000),
+    "decode_r1_6l": ("output tok/s (batch 1, 128 in / 1024 out)", "vllm_latency_r1_8l_6l.json",
+                     "vdeploy_latency_r1_8l_6l.json",
+                     f"{CUT} VLLM_USE_DEEP_GEMM=0 VLLM_EXTRA='--gpu-memory-utilization 0.80' TAG=_6l "
+                     "bash /tmp/peer/bench_extra.sh r1lat", f"{CUT} TAG=_6l {OURS} r1lat", 1024),
+})
 # the same DeepSeek benchmarks with both engines loading one random checkpoint (WEIGHTS=random; no dummy draw)
 PAIRS.update({
     f"{name}_random": (unit, theirs.replace(".json", "_random.json"), ours.replace(".json", "_random.json"),
