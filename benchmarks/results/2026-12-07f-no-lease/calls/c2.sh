@@ -1,7 +1,7 @@
 # second call. carry: .peer/vllm026.part00. On an H200, issue 18: R1 8 layers + its MTP layer, batch 1, MTP k = 1
-# (real drafts, replayed acceptance 0.8 / 1.0) against none. On an H100 (no R1 pair possible): issue 14, our side of
-# decode_8b and prefill_8x4096 (DENSE=1; gpu_suite, with the copy/matmul ceilings), and MTP k = 2 at 7 layers (its replays
-# left their reference last session: first_mismatch says where)
+# (real drafts, replayed acceptance 0.8 / 1.0) against none. On an H100: MTP k = 2 at 7 layers with the shipped tables
+# and with them pinned to M = 1 (d1.sh's full-size runs: its replays left their reference in the twelfth session), and
+# with DENSE=1 our side of decode_8b and prefill_8x4096 (gpu_suite, with the copy/matmul ceilings)
 source benchmarks/lease_common.sh; gpu
 if [ "${MTP:-1}" = 0 ]; then  # the budget left holds only the carry
   el carry-only
@@ -14,10 +14,7 @@ else
   el prefill; timeout 150 python3 benchmarks/engine/gpu_suite.py --only hardware,prefill --quick --out /tmp/suite \
     --git-rev $REV 2>&1 | grep -v Warn | tail -4; cp -r /tmp/suite $OUT/
   fi
-  for mode in graphs eager; do  # with CUDA graphs and without: a difference only the graphs make
-    el mtp-7l-k2-$mode; timeout 150 python3 benchmarks/speculative_mtp.py --layers 7 --num-prompts 1 --ks 2 --acceptance 1.0 \
-      --output-len 96 $([ $mode = eager ] && echo --enforce-eager) --out $OUT/speculative-mtp-7l-k2-$mode.json 2>&1 \
-      | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -4
-  done
+  # MTP k = 2 at 7 layers, with the tables and with them pinned to M = 1 (d1.sh, full-size runs only)
+  TINY=0 bash benchmarks/results/2026-12-07f-no-lease/calls/d1.sh
 fi
 pack_dirs; el done

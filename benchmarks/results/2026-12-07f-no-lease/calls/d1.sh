@@ -7,7 +7,7 @@
 source benchmarks/lease_common.sh; gpu
 L=$(h200 && echo 8 || echo 7)
 # first, seconds: the tiny DeepSeek-V3 in bf16 + block FP8 (the full model's kernels), graphs and eager
-for mode in graphs eager; do
+for mode in $([ "${TINY:-1}" = 1 ] && echo graphs eager); do  # TINY=0: only the full-size runs
   el tiny-k2-$mode; timeout 120 python3 benchmarks/speculative_mtp.py --tiny-gpu --num-prompts 2 --ks 1 2 --acceptance 0.8 1.0 \
     --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager --trace-rows) --out $OUT/speculative-mtp-tiny-$mode.json 2>&1 \
     | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -7
