@@ -214,6 +214,10 @@ def main() -> None:
                    "ms_per_step": round(sum(r["ms_per_step"] for r in results) / len(results), 3)}
             if acceptance is None:  # informative: batch invariance across row counts is not promised
                 row["same_tokens_as_no_speculation"] = [r["tokens"] for r in results] == no_spec_tokens
+                if k and not row["same_tokens_as_no_speculation"]:  # the first output index that differs, per prompt
+                    row["first_mismatch_no_speculation"] = [
+                        next((j for j, (a, b) in enumerate(zip(r["tokens"], ref)) if a != b), None)
+                        for r, ref in zip(results, no_spec_tokens)]
                 if "row_trace" in results[0]:
                     row["row_trace"] = results[0]["row_trace"]
                 if "repeat_mismatch" in results[0]:  # None: the repeated run gave the same tokens
