@@ -28,6 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
+from vdeploy_kernels.fp8_gemm_configs import DECODE_ROWS, block_gemm_config
 from vdeploy_kernels.split_k import split_k_tiles, split_plan, store_split_k, sum_splits
 
 FP8_MAX = tl.constexpr(448.0)  # a constexpr global: Triton kernels may read only those
@@ -209,8 +210,6 @@ def w8a8_block_matmul(
     out_dtype: torch.dtype = torch.bfloat16,
     config: dict | None = None,
 ) -> torch.Tensor:
-    from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
-
     m, k = x_fp8.shape
     n = w_fp8.shape[0]
     bn_scale, bk_scale = block
@@ -237,7 +236,6 @@ def w8a8_block_matmul(
     return sum_splits(ws, out, split_k) if reduce == 2 else out
 
 
-DECODE_ROWS = 16  # the fused decode kernel's row tile: M up to this runs in one launch
 
 
 def _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype):
@@ -261,20 +259,19 @@ def _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype):
 
 def w8a8_block_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale_inv: torch.Tensor,
                       block: tuple[int, int] = (128, 128), config: dict | None = None,
-                      act_dtype: torch.dtype = torch.float8_e4m3fn) -> torch.Tensor:
+                      act_dtype: torch.dtype = torch.float8_e4m3fn, pin_decode_rows: bool = False) -> torch.Tensor:
     """x [M, K] (bf16 / fp32) @ block-FP8 w [N, K]ᵀ -> [M, N] in x's dtype, x quantized per token per block[1]
     channels. M ≤ 16 and a config with "fused": True (a tuned table's choice): one launch ("swap_ab": the weight
     tile as the dot's first operand; "pre_quant": x quantized into a scratch before the K loop, not inside it);
     otherwise per_token_group_quant_fp8, then w8a8_block_matmul. act_dtype float32 (the fused launch only): the
-    interpreter tests' stand-in for e4m3, x is then not rounded to fp8."""
-    from vdeploy_kernels.fp8_gemm_configs import block_gemm_config
-
+    interpreter tests' stand-in for e4m3, x is then not rounded to fp8. pin_decode_rows: M ≤ 16 takes the tuned
+    one-row config (fp8_gemm_configs.block_gemm_config)."""
     if x.stride(-1) != 1:
         x = x.contiguous()
     m, k = x.shape
     if config is None and m:
         config = block_gemm_config(m, w_fp8.shape[0], k, block,
-                                   None if x.device.type != "cuda" else x.device.index or 0)
+                                   None if x.device.type != "cuda" else x.device.index or 0, pin_decode_rows)
     if 0 < m <= DECODE_ROWS and config.get("fused", False) and "backend" not in config \
             and config.get("block_k", block[1]) == block[1]:
         return _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype)

@@ -26,8 +26,17 @@ def default_config(m: int) -> dict:
     return {"block_m": 128, "block_n": 128, "num_warps": 8, "num_stages": 3}
 
 
-def block_gemm_config(m: int, n: int, k: int, block: tuple[int, int], device_index: int | None) -> dict:
-    """The config for M = m tokens on this GPU (device_index None: the CPU interpreter, heuristic only)."""
+DECODE_ROWS = 16  # the fused decode kernel's row tile (fp8_gemm.py): M up to this runs in one launch
+
+
+def block_gemm_config(m: int, n: int, k: int, block: tuple[int, int], device_index: int | None,
+                      pin_decode_rows: bool = False) -> dict:
+    """The config for M = m tokens on this GPU (device_index None: the CPU interpreter, heuristic only).
+    pin_decode_rows: every M ≤ DECODE_ROWS takes the one-row entry, so a row sums its products in the same order
+    whatever the step's row count (speculative verify steps against one-row decode steps; tuned rows for other
+    counts may split K otherwise)."""
+    if pin_decode_rows and m <= DECODE_ROWS:
+        m = 1
     if device_index is not None:
         table = tuned_tables.find_table(KIND, lambda gpu: config_name(n, k, tuple(block), gpu),
                                         tuned_tables.device_name(device_index))

@@ -129,6 +129,34 @@ def test_block_gemm_config_reads_the_tuned_table(tmp_path, monkeypatch):
         tuned_tables.load_table.cache_clear()
 
 
+def test_pinned_decode_rows_take_the_one_row_entry(tmp_path, monkeypatch):
+    """Speculative decoding pins decode-sized steps (M ≤ 16) to the table's one-row entry, whose K split a verify
+    step of 2-16 rows then sums with as a one-row step does; larger steps keep their own rows."""
+    import json
+
+    from vdeploy_kernels import fp8_gemm_configs, tuned_tables
+
+    local = tmp_path / "kernel_configs" / "fp8_block_gemm"
+    local.mkdir(parents=True)
+    table = {"1": {"block_m": 16, "block_n": 128, "num_warps": 4, "num_stages": 3, "split_k": 8},
+             "4": {"block_m": 16, "block_n": 64, "num_warps": 4, "num_stages": 4, "split_k": 4},
+             "32": {"block_m": 64, "block_n": 128, "num_warps": 4, "num_stages": 4, "split_k": 4}}
+    (local / fp8_gemm_configs.config_name(7168, 16384, (128, 128), "NVIDIA H200")).write_text(json.dumps(table))
+    monkeypatch.setenv("VDEPLOY_HOME", str(tmp_path))
+    monkeypatch.setattr(tuned_tables, "device_name", lambda index: "NVIDIA H200")
+    tuned_tables.load_table.cache_clear()
+
+    def split(m, pinned):
+        cfg = fp8_gemm_configs.block_gemm_config(m, 7168, 16384, (128, 128), 0, pin_decode_rows=pinned)
+        return cfg["split_k"], cfg["block_m"]
+
+    try:
+        assert [split(m, False) for m in (1, 3, 16, 32)] == [(8, 16), (4, 16), (4, 16), (4, 64)]
+        assert [split(m, True) for m in (1, 3, fp8_gemm_configs.DECODE_ROWS, 32)] == [(8, 16)] * 3 + [(4, 64)]
+    finally:
+        tuned_tables.load_table.cache_clear()
+
+
 def _routing(t, e, k, seed):
     gen = torch.Generator().manual_seed(seed)
     ids = torch.stack([torch.randperm(e, generator=gen)[:k] for _ in range(t)])

@@ -158,6 +158,30 @@ def test_mtp_weights_load_under_r1_names(checkpoints):
                    torch.float32, quiet=True)
 
 
+def test_speculation_pins_the_block_fp8_decode_tiles(checkpoints):
+    """With speculation on (MTP or n-gram), every block-FP8 linear takes its one-row tiles for decode-sized steps
+    (a verify step's rows then sum as one-row steps do); without it they keep the tuned tile for each count."""
+    from vdeploy.config import EngineConfig, ModelConfig, SpeculativeConfig
+    from vdeploy.distributed import ParallelState
+    from vdeploy.layers.fp8 import Fp8LinearMethod
+    from vdeploy.models.loader import load_model
+
+    _, _, path, _ = checkpoints
+    cfg = ModelConfig.from_path(path)
+
+    def pinned(speculative):
+        model = load_model(EngineConfig(model=str(path), speculative=speculative), cfg, ParallelState(0, 1), "cpu",
+                           torch.float32, quiet=True)
+        methods = [m.linear_method for m in model.modules() if isinstance(getattr(m, "linear_method", None),
+                                                                           Fp8LinearMethod)]
+        assert methods
+        return {method.decode_rows_pinned for method in methods}
+
+    assert pinned(SpeculativeConfig()) == {False}
+    assert pinned(SpeculativeConfig(method="ngram", num_speculative_tokens=2)) == {True}
+    assert pinned(SpeculativeConfig(method="mtp", num_speculative_tokens=1)) == {True}
+
+
 def test_mtp_refused_without_an_mtp_layer(tmp_path):
     from vdeploy import LLM
     from vdeploy.errors import ConfigError

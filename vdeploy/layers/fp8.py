@@ -28,6 +28,11 @@ class Fp8LinearMethod(LinearMethod):
 
             raise ConfigError(f"unsupported FP8 format {quant_config.fmt!r}", hint="vdeploy reads e4m3 checkpoints")
         self.block = tuple(quant_config.weight_block_size or (128, 128))
+        self.decode_rows_pinned = False  # pin_decode_rows(): speculative decoding
+
+    def pin_decode_rows(self) -> None:
+        # the tuned tables split K otherwise at 4 rows than at 1 (R1's o_proj on an H100: 8 splits, then 4)
+        self.decode_rows_pinned = True
 
     def create_weights(self, layer, input_size_per_partition, output_partition_sizes, input_size, output_size,
                        params_dtype):
@@ -59,5 +64,6 @@ class Fp8LinearMethod(LinearMethod):
 
     def apply(self, layer, x, bias=None):
         if getattr(layer, "fp8_native", False):
-            return ops.w8a8_block_linear(x, layer.weight, layer.weight_scale_inv, self.block, bias)
+            return ops.w8a8_block_linear(x, layer.weight, layer.weight_scale_inv, self.block, bias,
+                                         self.decode_rows_pinned)
         return torch.nn.functional.linear(x, layer.weight, bias)

@@ -174,13 +174,15 @@ def _tuned_gemv(m: int, n: int, k: int, dtype: torch.dtype, device_index: int) -
     return tuned_gemv_config(m, n, k, str(dtype).removeprefix("torch."), tuned_tables.device_name(device_index))
 
 
-def w8a8_block_linear(x, weight, weight_scale_inv, block=(128, 128), bias=None):
+def w8a8_block_linear(x, weight, weight_scale_inv, block=(128, 128), bias=None, pin_decode_rows=False):
     """x [T, K] (bf16/fp32) @ block-FP8 weight [N, K]ᵀ -> [T, N] in x's dtype; activations quantized per token per
-    128 channels. Triton W8A8 GEMM on CUDA (sm89+); dequantize + matmul elsewhere."""
+    128 channels. Triton W8A8 GEMM on CUDA (sm89+); dequantize + matmul elsewhere. pin_decode_rows: steps of up to
+    16 rows take the one-row tiles (speculative decoding, see Fp8LinearMethod.pin_decode_rows)."""
     if _use_triton(x):
         from vdeploy_kernels.fp8_gemm import w8a8_block_linear as triton_w8a8_block_linear
 
-        y = triton_w8a8_block_linear(x.reshape(-1, x.shape[-1]), weight, weight_scale_inv, block)
+        y = triton_w8a8_block_linear(x.reshape(-1, x.shape[-1]), weight, weight_scale_inv, block,
+                                     pin_decode_rows=pin_decode_rows)
         y = y.view(*x.shape[:-1], -1)
     else:
         from vdeploy_kernels.reference_deepseek import dequantize_weight_block

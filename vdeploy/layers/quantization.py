@@ -44,6 +44,13 @@ class LinearMethod:
     def process_weights_after_loading(self, layer: nn.Module) -> None:
         """Called once after every weight of the model is loaded (repacking, transposes). Default: nothing."""
 
+    def pin_decode_rows(self) -> None:
+        """Speculative decoding is on: a verify step's k + 1 rows per request must each be computed as a one-row
+        decode step computes it, or greedy could leave plain greedy decoding. A method whose kernel tiles are
+        tuned per row count (and may sum K in another order for another count) takes the one-row tiles for
+        every decode-sized step from now on. Default: nothing. Block FP8 pins; the W4A16 and dense GEMV tables
+        also change kernels with the row count and do not yet (docs/speculative.md)."""
+
 
 class UnquantizedLinearMethod(LinearMethod):
     """weight [out_per_partition, in_per_partition] in the model dtype."""

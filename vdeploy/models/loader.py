@@ -252,6 +252,8 @@ def load_model(engine_config: EngineConfig, model_config: ModelConfig, parallel:
         method = getattr(module, "linear_method", None)
         if method is not None:
             method.process_weights_after_loading(module)
+            if engine_config.speculative.enabled:  # verify rows computed as one-row steps compute them
+                method.pin_decode_rows()
     if hasattr(model, "process_weights_after_loading"):  # model-level preparation (DeepSeek: MLA absorption)
         model.process_weights_after_loading()
     model.eval()

@@ -1,6 +1,6 @@
 # second call. carry: .peer/vllm026.part00. On an H200, issue 18: R1 8 layers + its MTP layer, batch 1, MTP k = 1
-# (real drafts, replayed acceptance 0.8 / 1.0) against none. On an H100: MTP k = 2 at 7 layers with the shipped tables
-# and with them pinned to M = 1 (d1.sh's full-size runs: its replays left their reference in the twelfth session), and
+# (real drafts, replayed acceptance 0.8 / 1.0) against none. On an H100: MTP k = 2 at 7 layers without CUDA graphs
+# (d1.sh's eager run with --trace-rows; c1 ran it with graphs), and
 # with DENSE=1 our side of decode_8b and prefill_8x4096 (gpu_suite, with the copy/matmul ceilings)
 source benchmarks/lease_common.sh; gpu
 if [ "${MTP:-1}" = 0 ]; then  # the budget left holds only the carry
@@ -14,7 +14,7 @@ else
   el prefill; timeout 150 python3 benchmarks/engine/gpu_suite.py --only hardware,prefill --quick --out /tmp/suite \
     --git-rev $REV 2>&1 | grep -v Warn | tail -4; cp -r /tmp/suite $OUT/
   fi
-  # MTP k = 2 at 7 layers, with the tables and with them pinned to M = 1 (d1.sh, full-size runs only)
-  TINY=0 bash benchmarks/results/2026-12-07f-no-lease/calls/d1.sh
+  # MTP k = 2 at 7 layers without graphs, rows traced (d1.sh; c1 ran it with graphs)
+  FULL_MODES=eager TINY=0 bash benchmarks/results/2026-12-07f-no-lease/calls/d1.sh
 fi
 pack_dirs; el done

@@ -12,18 +12,14 @@ for mode in $([ "${TINY:-1}" = 1 ] && echo graphs eager); do  # TINY=0: only the
     --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager --trace-rows) --out $OUT/speculative-mtp-tiny-$mode.json 2>&1 \
     | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -7
 done
-# pinned (fifteenth session): every block-FP8 table cut to its M = 1 row, so k = 2's 3-4-row verify steps run the
-# same tiles and split-K as the 1-row steps (the shipped H100 rows for M = 4 split o_proj's K 4 ways and the shared
-# experts' 8 ways at M = 1: another summation order). If k = 2 then matches no speculation and its replays, the
-# tables' row switch was the whole difference; if the replays still part, a row's result depends on its position
-mkdir -p /tmp/vh-pinned/kernel_configs/fp8_block_gemm && for f in kernels/configs/fp8_block_gemm/*.json; do
-  python3 -c "import json, sys; d = json.load(open(sys.argv[1])); json.dump({'1': d['1']}, open(sys.argv[2], 'w'))" \
-    "$f" /tmp/vh-pinned/kernel_configs/fp8_block_gemm/$(basename "$f"); done
-for mode in ${FULL_MODES:-graphs pinned}; do  # FULL_MODES="graphs pinned eager" where the call's 600 s hold three
-  el mtp-${L}l-k2-$mode; VDEPLOY_HOME=$([ $mode = pinned ] && echo /tmp/vh-pinned || echo $VDEPLOY_HOME) timeout 150 \
-    python3 benchmarks/speculative_mtp.py --layers $L --num-prompts 1 --ks 2 --acceptance 1.0 --output-len 96 \
-    --repeat-reference $([ $mode = eager ] && echo --enforce-eager --trace-rows) --out $OUT/speculative-mtp-${L}l-k2-$mode.json 2>&1 \
-    | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -4
+# fifteenth session (change 44): with speculation on, block-FP8 decode steps (M <= 16) take the tables' one-row
+# tiles, where the shipped H100 rows for M = 4 split o_proj's K 4 ways and the shared experts' gate_up otherwise
+# than M = 1's. The graphs run now says whether that was the difference (k = 2 equal to no speculation, replays
+# equal to their reference)
+for mode in ${FULL_MODES:-graphs eager}; do  # FULL_MODES=graphs where the budget holds one full-size run
+  el mtp-${L}l-k2-$mode; timeout 150 python3 benchmarks/speculative_mtp.py --layers $L --num-prompts 1 --ks 2 \
+    --acceptance 1.0 --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager --trace-rows) \
+    --out $OUT/speculative-mtp-${L}l-k2-$mode.json 2>&1 | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -4
 done
 if h200 && [ "${K1:-0}" = 1 ]; then  # K1=1 where the budget holds it
   el mtp-8l-k1; timeout 200 python3 benchmarks/speculative_mtp.py --layers 8 --num-prompts 1 --ks 1 --acceptance 0.8 1.0 \
