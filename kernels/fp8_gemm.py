@@ -236,8 +236,6 @@ def w8a8_block_matmul(
     return sum_splits(ws, out, split_k) if reduce == 2 else out
 
 
-
-
 def _w8a8_block_decode(x, w_fp8, w_scale_inv, block, config, act_dtype):
     m, k = x.shape
     n = w_fp8.shape[0]
