@@ -90,6 +90,22 @@ def test_fused_decode_linear(m, n, k):
 
 
 
+@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9),
+                    reason="FP8 tensor cores need sm89+")
+@pytest.mark.parametrize("n,k", [(2112, 7168), (24576, 1536), (7168, 16384), (36864, 7168), (7168, 18432),
+                                 (4096, 7168), (7168, 2048)])
+def test_pinned_decode_rows_give_each_row_the_bits_of_a_one_row_step(n, k):
+    """Change 44 with the shipped tables of this GPU (R1's linear shapes): pinned, a row computed in a step of 2-16
+    rows (a speculative verify step) has exactly the bits it has in a one-row step (the plain decode step)."""
+    from vdeploy_kernels.fp8_gemm import w8a8_block_linear
+
+    wq, ws = ref.quantize_weight_block(torch.randn(n, k, device="cuda"))
+    x = (torch.randn(16, k, device="cuda") * torch.rand(1, k, device="cuda") * 4).to(torch.bfloat16)
+    alone = torch.cat([w8a8_block_linear(x[i:i + 1], wq, ws, pin_decode_rows=True) for i in range(16)])
+    for m in (2, 3, 4, 9, 16):
+        assert torch.equal(w8a8_block_linear(x[:m], wq, ws, pin_decode_rows=True), alone[:m]), m
+
+
 @pytest.mark.parametrize("t", [1, 256, 4096])
 def test_interleaved_rotary_on_r1_mla_views(t):
     """DeepSeek's rope read in place from R1's projections: q_rope the last 64 channels of each of the 128 heads

@@ -16,6 +16,8 @@ done
 # tiles, where the shipped H100 rows for M = 4 split o_proj's K 4 ways and the shared experts' gate_up otherwise
 # than M = 1's. The graphs run now says whether that was the difference (k = 2 equal to no speculation, replays
 # equal to their reference)
+el pinned-rows-test; timeout 120 python3 -m pytest -q -p no:cacheprovider tests/deepseek/test_deepseek_kernels_gpu.py \
+  -k pinned 2>&1 | tail -3 | tee $OUT/gpu-tests-pinned.txt  # each row's bits in 2-16-row steps = in a 1-row step
 for mode in ${FULL_MODES:-graphs eager}; do  # FULL_MODES=graphs where the budget holds one full-size run
   el mtp-${L}l-k2-$mode; timeout 150 python3 benchmarks/speculative_mtp.py --layers $L --num-prompts 1 --ks 2 \
     --acceptance 1.0 --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager --trace-rows) \
