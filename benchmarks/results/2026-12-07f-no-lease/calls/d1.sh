@@ -23,6 +23,14 @@ for mode in ${FULL_MODES:-graphs eager}; do  # FULL_MODES=graphs where the budge
     --acceptance 1.0 --output-len 96 --repeat-reference $([ $mode = eager ] && echo --enforce-eager --trace-rows) \
     --out $OUT/speculative-mtp-${L}l-k2-$mode.json 2>&1 | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -4
 done
+# NGRAM=1 (fifteenth session; needs the bundle's model dirs, carried by c1): n-gram on the Llama-3.1-8B shape, dummy
+# weights, k = 2 and 3 against no speculation: do dense verify steps keep the one-row steps' tokens (GEMV tables and
+# decode attention's splits are not pinned, docs/speculative.md)?
+if [ "${NGRAM:-0}" = 1 ] && [ -d /tmp/peer/models/llama31-8b-dummy ]; then
+  el ngram-llama; timeout 150 python3 benchmarks/speculative_ngram.py --model /tmp/peer/models/llama31-8b-dummy \
+    --load-format dummy --num-prompts 2 --max-tokens 96 --ks 2 3 --out $OUT/speculative-ngram-llama8b.json 2>&1 \
+    | grep -E "^\{'num|Error|error" | tail -4
+fi
 if h200 && [ "${K1:-0}" = 1 ]; then  # K1=1 where the budget holds it
   el mtp-8l-k1; timeout 200 python3 benchmarks/speculative_mtp.py --layers 8 --num-prompts 1 --ks 1 --acceptance 0.8 1.0 \
     --out $OUT/speculative-mtp-8l.json 2>&1 | grep -v Warn | grep -E '^\{"run"|Error|error' | tail -8
