@@ -96,6 +96,12 @@ class ServingContext:
 
     # ---------------------------------------------------------------- validation
 
+    def check_token_ids(self, ids: list[int], subject: str, param: str) -> None:
+        """A client's token ids must name tokens of this model (a 400 otherwise)."""
+        vocab = self.vocab_size
+        if vocab is not None and any(not 0 <= t < vocab for t in ids):
+            raise invalid_param(f"{subject} must be in [0, {vocab})", param)
+
     @property
     def lora_adapters(self) -> dict[str, str]:
         """The engine's loaded LoRA adapters (name -> directory), servable by name in `model`."""

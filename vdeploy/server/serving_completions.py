@@ -75,15 +75,13 @@ class Completions:
         self.ctx = ctx
 
     def _tokenize(self, prompts: list[str | list[int]]) -> list[list[int]]:
-        vocab = self.ctx.vocab_size
         token_lists = []
         for prompt in prompts:
             if isinstance(prompt, str):
                 ids = self.ctx.tokenizer.encode(prompt)
             else:
                 ids = list(prompt)
-                if vocab is not None and any(not 0 <= t < vocab for t in ids):
-                    raise invalid_param(f"prompt token ids must be in [0, {vocab})", "prompt")
+                self.ctx.check_token_ids(ids, "prompt token ids", "prompt")
             if not ids:
                 raise invalid_param("prompt must not be empty", "prompt")
             token_lists.append(ids)

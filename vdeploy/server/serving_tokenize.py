@@ -74,7 +74,5 @@ class Tokenize:
     async def detokenize(self, req: DetokenizeRequest) -> DetokenizeResponse:
         ctx = self.ctx
         ctx.check_model(req.model)
-        vocab = ctx.vocab_size
-        if vocab is not None and any(not 0 <= t < vocab for t in req.tokens):
-            raise invalid_param(f"tokens must be in [0, {vocab})", "tokens")
+        ctx.check_token_ids(req.tokens, "tokens", "tokens")
         return DetokenizeResponse(prompt=await asyncio.to_thread(ctx.tokenizer.decode, req.tokens))
