@@ -64,11 +64,15 @@ class SchedulerOutput:
     # MTP speculative decoding: the known token after each non-final prefill chunk, by request (the MTP module's
     # input at the chunk's last row); empty otherwise
     next_token_ids: dict[str, int] = field(default_factory=dict)
-    scores_prompts: bool = False  # some request carries prompt_logprob_targets (saves every rank a scan)
 
     @property
     def is_empty(self) -> bool:
         return not self.requests
+
+    @property
+    def scores_prompts(self) -> bool:
+        """Some request scores prompt tokens this step (prompt logprobs)."""
+        return any(r.prompt_logprob_targets for r in self.requests)
 
 
 @dataclass

@@ -205,7 +205,6 @@ class Scheduler:
     def _build_output(self, scheduled: list[tuple[Request, int]], drafts: dict[str, list[int]]) -> SchedulerOutput:
         items = []
         next_token_ids: dict[str, int] = {}  # MTP: the token after each non-final prefill chunk
-        scores_prompts = False
         block_ids_of = self.kv.block_ids_view
         for req, num_new in scheduled:
             start = req.num_computed_tokens
@@ -231,7 +230,6 @@ class Scheduler:
             targets = None
             if params.prompt_logprobs is not None and start < num_prompt - 1 and req.needs_prompt_logprobs:
                 targets = req.prompt_token_ids[start + 1: min(end, num_prompt - 1) + 1]
-                scores_prompts = True
             table, sent = block_ids_of(req.request_id), req.num_blocks_sent
             req.num_blocks_sent = len(table)
             items.append(
@@ -264,7 +262,7 @@ class Scheduler:
             finished, self._finished_since_last_step = self._finished_since_last_step, []
         return SchedulerOutput(
             requests=items, num_scheduled_tokens=sum(len(s.token_ids) for s in items), finished_req_ids=finished,
-            next_token_ids=next_token_ids, scores_prompts=scores_prompts,
+            next_token_ids=next_token_ids,
         )
 
     def update_from_output(self, sched_out: SchedulerOutput, runner_out: ModelRunnerOutput) -> list[Request]:
