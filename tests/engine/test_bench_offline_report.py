@@ -33,3 +33,12 @@ def test_compare_hf_runs_the_same_workload(tmp_path, load_format):
     assert hf["output_tokens"] == expected_out  # batch size 1: no padding overshoot
     assert vd["input_tokens"] == hf["input_tokens"]
     assert report["speedup_output_tokens_per_s"] > 0 and report["load_format"] == load_format
+
+
+def test_a_workload_longer_than_max_model_len_is_refused_not_cut_short(tmp_path):
+    from vdeploy.errors import ConfigError
+
+    tmp_path.joinpath("config.json").write_text(json.dumps(tiny_config("llama", dtype="float32")))
+    config = build_engine_config(str(tmp_path), dtype="float32", device="cpu", load_format="dummy", max_model_len=6)
+    with pytest.raises(ConfigError, match="needs 8 tokens .* max_model_len 6"):
+        run_offline_benchmark(config, Workload(2, 4, 4), command="t")

@@ -35,6 +35,11 @@ def test_raise_exception_and_sandbox_become_config_errors(tmp_path):
     assert calls.apply_chat_template([]) == "1"
     with pytest.raises(ConfigError, match="TypeError"):
         calls.apply_chat_template([], namespace=3)
+    # a template that does not parse: one ConfigError naming the line, not a jinja2 traceback
+    broken = Tokenizer.from_dir(write_tokenizer_dir(tmp_path / "s", "{% for m in messages %}\n{{ m.content"))
+    with pytest.raises(ConfigError, match="syntax error at line 2") as info:
+        broken.apply_chat_template([{"role": "user", "content": "x"}])
+    assert "--chat-template" in info.value.hint
 
 
 def test_template_override_file_and_tojson_and_missing_files(tmp_path):

@@ -103,6 +103,13 @@ def run_vdeploy(config: EngineConfig, prompts: list[list[int]], out_lens: list[i
     llm = LLM.from_engine_config(config)
     startup = time.perf_counter() - start
     try:
+        longest = max(len(p) + n for p, n in zip(prompts, out_lens))
+        if longest > llm.max_model_len:  # the engine would stop such requests early: a shorter run than reported
+            from vdeploy.errors import ConfigError
+
+            raise ConfigError(f"the workload's longest request needs {longest} tokens (prompt + output), more than "
+                              f"max_model_len {llm.max_model_len}",
+                              hint="lower --input-len / --output-len or raise --max-model-len")
         params = [SamplingParams(temperature=temperature, max_tokens=n, ignore_eos=True) for n in out_lens]
         loras = lora_round_robin(config, len(prompts))
         llm.generate(prompts[:1], params[:1])  # warm-up: first-call costs are not throughput

@@ -72,6 +72,9 @@ def bench(
     request_rate: Annotated[
         float | None, typer.Option("--request-rate", min=0.0, help="With --url: requests/s (default: all at once).")
     ] = None,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", help="With --url: the server's API key (default: $VDEPLOY_API_KEY, else $OPENAI_API_KEY).",
+        show_default=False)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON (schema: docs/bench.md).")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the JSON report here.")] = None,
 ) -> None:
@@ -82,6 +85,8 @@ def bench(
     from vdeploy.cli.serve_checks import pick_model
 
     path = pick_model(path, model_option)
+    if output is not None:
+        _check_writable(output)  # before the run: a mistyped path must not cost the benchmark it would record
     if url is not None:
         from vdeploy.bench.serving import run_serving_benchmark
 
@@ -90,7 +95,7 @@ def bench(
             serving_kw["request_rate"] = request_rate
         report = run_serving_benchmark(
             url, model=path, num_prompts=num_prompts, input_len=input_len, output_len=output_len,
-            random_range_ratio=random_range_ratio, seed=seed, **serving_kw,
+            random_range_ratio=random_range_ratio, seed=seed, api_key=api_key, **serving_kw,
         )
     else:
         from vdeploy.bench.offline import Workload, run_offline_benchmark
@@ -127,14 +132,26 @@ def bench(
             command=" ".join(["vdeploy", *sys.argv[1:]]),
         )
 
-    if output is not None:
-        output.write_text(json.dumps(report, indent=2, default=str) + "\n")
     if json_output:
         from vdeploy.cli.output import print_json
 
         print_json(report)
     else:
         _print_report(report)
+    if output is not None:  # after printing: should the disk fail now, the numbers are on the screen
+        output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def _check_writable(output: Path) -> None:
+    import os
+
+    if output.is_dir():
+        raise typer.BadParameter(f"{output} is a directory; give a file name", param_hint="--output")
+    parent = output.parent
+    if not parent.is_dir():
+        raise typer.BadParameter(f"the directory {parent} does not exist", param_hint="--output")
+    if not os.access(parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise typer.BadParameter(f"{output} is not writable", param_hint="--output")
 
 
 def _print_report(report: dict) -> None:

@@ -126,7 +126,7 @@ class Tokenizer:
             )
         from jinja2.exceptions import TemplateError
 
-        template = self._compile_template()
+        template = self._compile_template()  # a template that does not parse: ConfigError naming the line
         try:
             return template.render(
                 messages=messages,
@@ -148,6 +148,7 @@ class Tokenizer:
 
     def _compile_template(self):
         if self._compiled_template is None:
+            from jinja2.exceptions import TemplateSyntaxError
             from jinja2.ext import loopcontrols
             from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -155,5 +156,9 @@ class Tokenizer:
             env.filters["tojson"] = _tojson
             env.globals["raise_exception"] = _raise_exception
             env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-            self._compiled_template = env.from_string(self.chat_template)
+            try:
+                self._compiled_template = env.from_string(self.chat_template)
+            except TemplateSyntaxError as e:
+                raise ConfigError(f"chat template syntax error at line {e.lineno}: {e.message}",
+                                  hint="fix the template, or pass a working one with --chat-template") from None
         return self._compiled_template
