@@ -16,3 +16,11 @@ def run_download(source: str, endpoint: str, local_dir: Path | None = None, **kw
     from vdeploy.download import DownloadRequest, download_model
 
     return download_model(DownloadRequest(MODEL_ID, source=source, endpoint=endpoint, local_dir=local_dir, **kwargs))
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    """Write `files` (repo-relative name → bytes) under `root`, creating folders; returns `root`."""
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root

@@ -6,6 +6,7 @@ paths, `..` components, backslashes, drive letters and NUL bytes are refused bef
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import re
 from pathlib import Path, PurePosixPath
@@ -24,6 +25,18 @@ def validate_model_id(model_id: str) -> str:
             hint = "to copy a checkpoint directory, use --source local PATH"
         raise VdeployError(f"not a model id: {model_id!r} (expected org/name)", hint)
     return model_id
+
+
+def model_id_part(text: str) -> str:
+    """`text` made usable as one half (org or name) of a model id that `_MODEL_ID` accepts, for ids we make up
+    (`local/<directory name>`) or read from another machine's manifest. Runs of other characters become "-", ".."
+    becomes ".", leading "._-" go; a valid half comes back unchanged, so an id that worked before names the same
+    directory. Deterministic: the same directory always lands in the same place, so a second run resumes."""
+    cleaned = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", text)).lstrip("._-")
+    if cleaned:
+        return cleaned
+    # Nothing usable (e.g. a name in Chinese): a digest keeps two such names apart instead of both becoming "model".
+    return "model-" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 def safe_relative_path(name: str) -> PurePosixPath:
