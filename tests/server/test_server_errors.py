@@ -46,6 +46,13 @@ BAD_REQUESTS = [
     ("/v1/completions", {"model": "tiny", "prompt": "x", "logit_bias": {"5": 10}}, 400, "logit_bias"),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "allowed_token_ids": [5]}, 400, "allowed_token_ids"),
     ("/v1/chat/completions", _chat(bad_words=["x"]), 400, "bad_words"),
+    ("/v1/chat/completions", _chat(seed=2**70), 400, "seed"),  # past int64: once a 500 on the core's wire
+    ("/v1/chat/completions", _chat(top_k=2**70), 400, "top_k"),
+    ("/v1/chat/completions", _chat(stop_token_ids=[2**70]), 400, "stop_token_ids"),
+    ("/v1/completions", {"model": "tiny", "prompt": "x", "stop_token_ids": [-5]}, 400, "stop_token_ids"),
+    ("/v1/completions", {"model": "tiny", "prompt": "x", "use_beam_search": True, "stop": ["."]}, 400, "stop"),
+    ("/v1/completions", {"model": "tiny", "prompt": "x", "n": MAX_WAITING + 1}, 400, "n"),  # can never queue
+    ("/v1/completions", {"model": "tiny", "prompt": ["x", "y"], "n": MAX_WAITING // 2 + 1}, 400, "prompt"),
     ("/v1/chat/completions", _chat(tools=[{"type": "function"}]), 400, "tools[0]"),
     ("/v1/chat/completions", _chat(tools=[{"type": "function", "function": {"name": "f"}}],
                                    tool_choice={"type": "function", "function": {"name": "g"}}), 400, "tool_choice"),
@@ -80,12 +87,39 @@ def test_streaming_request_errors_before_the_stream_starts(http):
     assert response.status_code == 400 and response.json()["error"]["param"] == "temperature"
 
 
-def test_full_waiting_queue_is_503_and_server_recovers(http):
-    response = http.post("/v1/completions", json={"model": "tiny", "prompt": "Hello", "max_tokens": 2,
-                                                   "n": MAX_WAITING + 1})
+def test_full_waiting_queue_is_503_and_server_recovers(http, engine, monkeypatch):
+    from vdeploy.engine.scheduler import QueueFull
+
+    async def full(*args, **kwargs):
+        raise QueueFull("the waiting queue is full", hint="retry shortly")
+        yield  # an async generator, as the engine's
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "generate", full)
+        response = http.post("/v1/completions", json={"model": "tiny", "prompt": "Hello", "max_tokens": 2})
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "queue_full"
     assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+
+
+def test_an_internal_error_is_a_counted_500_and_the_connection_serves_on(http, metric, monkeypatch):
+    from vdeploy.server.serving_base import ServingContext
+
+    def count() -> float:
+        try:
+            return metric("vdeploy_request_errors_total", 'status="500"')
+        except KeyError:
+            return 0.0
+
+    before = count()
+    with monkeypatch.context() as patch:
+        patch.setattr(ServingContext, "check_model", lambda self, name: 1 / 0)
+        response = http.post("/v1/chat/completions", json=CHAT)
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error" and "ZeroDivisionError" in response.json()["error"]["message"]
+    # the same keep-alive connection serves the next request (Starlette's catch-all used to drop it)
+    assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+    assert count() == before + 1
 
 
 def test_openai_client_raises_typed_errors(client):

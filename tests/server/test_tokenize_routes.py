@@ -15,6 +15,10 @@ def test_tokenize_a_prompt_and_back(http, engine):
     assert body["max_model_len"] == 256 and len(body["token_strs"]) == body["count"]
     back = http.post("/detokenize", json={"model": "tiny", "tokens": body["tokens"]})
     assert back.status_code == 200 and back.json() == {"prompt": "Hello world"}
+    # special tokens come back too (vLLM's route): a chat prompt's ids detokenize to the rendered prompt
+    chat_ids = http.post("/tokenize", json={"messages": MESSAGES}).json()["tokens"]
+    assert http.post("/detokenize", json={"tokens": chat_ids}).json()["prompt"] == \
+        engine.tokenizer.apply_chat_template(MESSAGES)
 
 
 def test_tokenize_a_conversation_counts_what_chat_sends(http, client):

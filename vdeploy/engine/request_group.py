@@ -94,13 +94,15 @@ def request_output(group: RequestGroup, samples: list[Sample]) -> RequestOutput:
         metrics["first_token_time"] = min(first_token_times)
     if finished:
         metrics["finished_time"] = time.monotonic()
-    cached = max(s.request.num_cached_tokens for s in group.samples) if group.samples else 0
+    # the prompt is computed once for the group: later samples find in the cache what the first one just computed,
+    # so the group's hit is the smallest of its scheduled samples' (-1: not scheduled yet)
+    cached = min((s.request.num_cached_tokens for s in group.samples if s.request.num_cached_tokens >= 0), default=0)
     return RequestOutput(
         request_id=group.request_id,
         prompt_token_ids=group.prompt_token_ids,
         outputs=completions,
         finished=finished,
-        num_cached_tokens=max(cached, 0),
+        num_cached_tokens=cached,
         metrics=metrics,
         prompt_logprobs=group.take_prompt_logprobs(),
     )

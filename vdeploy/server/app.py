@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from vdeploy import __version__
 from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown
-from vdeploy.server.errors import APIError, install_error_handlers
+from vdeploy.server.errors import APIError, InternalErrorMiddleware, install_error_handlers
 from vdeploy.server.metrics import ServerMetrics
 from vdeploy.server.openapi_doc import (
     METRICS_RESPONSES,
@@ -212,7 +212,9 @@ def create_app(engine: Any, settings: ServerSettings) -> FastAPI:
             message = f"{e.message} ({e.hint})" if e.hint else e.message
             raise APIError(message, param="lora_path", code="invalid_lora_adapter") from None
 
-    # the last middleware added is the outermost: count errors around the key check so 401s are counted too
+    # the last middleware added is the outermost: count errors around the key check so 401s are counted too,
+    # and around the catch-all so 500s are
+    app.add_middleware(InternalErrorMiddleware)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(ErrorCounterMiddleware, metrics=metrics)

@@ -1,12 +1,15 @@
 """Tool calls out of a chat answer, whole or streamed, in OpenAI's shape.
 
 By tool_choice (see guided_request.py):
-  named     the answer is the arguments object (grammar-enforced): one call; streamed as it is generated.
+  named     the answer is the arguments object (grammar-enforced): one call; streamed as it is generated. Cut off by
+            max_tokens it is still the call, with the partial arguments and finish_reason "length" (as vLLM):
+            those arguments have already gone out as deltas, so the whole answer must say the same.
   required  the answer is a JSON array of {"name", "parameters"} (grammar-enforced); reported when complete.
   auto      the model's native format, read by a tool-call parser; streamed content stops at the first marker of
             a call, the rest is held back and parsed at the end.
   none      content only.
-Anything that does not parse stays plain content: a malformed call is the model's answer, never a server error.
+Otherwise anything that does not parse stays plain content: a malformed call is the model's answer, never a server
+error. parallel_tool_calls=false keeps the first call only (OpenAI's and vLLM's rule), whatever the model wrote.
 `finish_reason` becomes "tool_calls" only when the list of calls is non-empty.
 """
 
@@ -64,6 +67,11 @@ class ToolCallExtractor:
         return parsed.content, calls
 
     def _parse(self, text: str) -> ParsedTools:
+        parsed = self._parse_all(text)
+        parsed.calls = parsed.calls[: self.plan.max_calls]
+        return parsed
+
+    def _parse_all(self, text: str) -> ParsedTools:
         mode = self.plan.mode
         if mode == "named":
             return _named(text, self.plan.named)
@@ -94,7 +102,7 @@ class ToolCallExtractor:
         if mode == "named":
             parsed = _named(text, self.plan.named)
             self.calls = [call_dict(parsed.calls[0], self._named_id)] if parsed.calls else None
-            if self.calls and self._named_id is None:  # nothing streamed yet (empty arguments): send it whole
+            if self.calls and self._named_id is None:  # no delta went out for it: send it whole
                 return None, [{"index": 0, **self.calls[0]}]
             return None, []
         if mode == "none" or (mode == "auto" and self.parser is None):
@@ -147,14 +155,11 @@ def _partial_suffix(text: str, marker: str) -> int:
 
 
 def _named(text: str, name: Optional[str]) -> ParsedTools:
-    try:
-        args = json.loads(text)
-    except ValueError:
+    """The answer is the function's arguments, parsed or not (cut off by max_tokens): the text as generated, so the
+    streamed argument deltas concatenate to exactly this. No text (e.g. cut off while reasoning): no call."""
+    if not text or not name:
         return ParsedTools(content=text or None)
-    if not isinstance(args, dict) or not name:
-        return ParsedTools(content=text or None)
-    # the text as generated, so the streamed argument deltas concatenate to exactly this
-    return ParsedTools(content=None, calls=[ParsedCall(name, text.strip())])
+    return ParsedTools(content=None, calls=[ParsedCall(name, text)])
 
 
 def _required(text: str) -> ParsedTools:

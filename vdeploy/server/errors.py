@@ -1,8 +1,8 @@
 """Every error the server sends has OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 
 Bad input is a 4xx, never a 500: pydantic validation errors (FastAPI would answer 422) become 400, unknown routes
-404, a full waiting queue 503. Only a bug in vdeploy itself reaches the catch-all 500 handler, which logs it and keeps
-the server (and the engine) running.
+404, a full waiting queue 503. Only a bug in vdeploy itself reaches the catch-all (InternalErrorMiddleware), which
+logs it, answers a 500 and keeps the server (and the engine) running.
 """
 
 from __future__ import annotations
@@ -99,13 +99,35 @@ def install_error_handlers(app: FastAPI) -> None:
         error = APIError(message, status=status, type=_type_for_status(status), code=HTTPStatus(status).phrase)
         return JSONResponse(error.to_response().model_dump(), status_code=status, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("internal error while serving a request")
-        error = APIError(
-            f"internal server error: {type(exc).__name__}: {exc}",
-            status=HTTPStatus.INTERNAL_SERVER_ERROR,
-            type="server_error",
-            code="internal_error",
-        )
-        return error_json(error)
+
+def internal_error(exc: BaseException) -> APIError:
+    return APIError(f"internal server error: {type(exc).__name__}: {exc}", status=HTTPStatus.INTERNAL_SERVER_ERROR,
+                    type="server_error", code="internal_error")
+
+
+class InternalErrorMiddleware:
+    """The catch-all: an exception no handler took (a bug in vdeploy) is logged and answered with OpenAI's JSON 500.
+    Plain ASGI, installed inside the error counter so the 500 is counted. Not Starlette's handler for Exception: that
+    one answers from the outermost middleware and then re-raises, so the counter never saw the 500 and uvicorn
+    dropped the connection, failing a keep-alive client's next request."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            logger.exception("internal error while serving a request")
+            if not started:  # once a status is out (a stream), the connection can only be ended
+                await error_json(internal_error(exc))(scope, receive, send)

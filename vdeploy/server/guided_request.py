@@ -29,6 +29,12 @@ class ToolPlan:
     parallel: bool = True  # OpenAI's parallel_tool_calls: False allows one call only
 
     @property
+    def max_calls(self) -> Optional[int]:
+        """At most this many calls in one answer (None: no limit): the "required" grammar's maxItems, and what the
+        answer keeps where no grammar can count calls (tool_choice auto)."""
+        return None if self.parallel else 1
+
+    @property
     def template_tools(self) -> Optional[list[dict[str, Any]]]:
         return self.tools if self.tools and self.mode != "none" else None
 
@@ -87,8 +93,8 @@ def _tools_grammar(plan: ToolPlan) -> Optional[str]:
         calls = [{"type": "object", "properties": {"name": {"const": f["name"]}, "parameters": parameters_schema(f)},
                   "required": ["name", "parameters"], "additionalProperties": False} for f in functions]
         array: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"anyOf": calls}}
-        if not plan.parallel:
-            array["maxItems"] = 1
+        if plan.max_calls is not None:
+            array["maxItems"] = plan.max_calls
         return json.dumps(array)
     return None
 

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from vdeploy.engine.sampling_params import MAX_LOGPROBS, PENALTY_RANGE, TEMPERATURE_MAX
 from vdeploy.engine.tokenizer import TEMPLATE_VARIABLES
 
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_CHOICES = 128  # n beyond this is almost certainly a mistake and would flood the batch (OpenAI's limit too)
 
 
@@ -82,9 +84,9 @@ class SamplingFields(OpenAIModel):
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     temperature: Optional[float] = Field(None, ge=0.0, le=TEMPERATURE_MAX)
     top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
-    top_k: Optional[int] = Field(None, ge=-1)  # -1 or 0: off
+    top_k: Optional[int] = Field(None, ge=-1, le=INT32_MAX)  # -1 or 0: off; past the vocabulary: all of it
     min_p: Optional[float] = Field(None, ge=0.0, le=1.0)
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(None, ge=INT64_MIN, le=INT64_MAX)  # what a device generator and the core's wire take
     presence_penalty: Optional[float] = Field(None, ge=PENALTY_RANGE[0], le=PENALTY_RANGE[1])
     frequency_penalty: Optional[float] = Field(None, ge=PENALTY_RANGE[0], le=PENALTY_RANGE[1])
     repetition_penalty: Optional[float] = Field(None, gt=0.0)
@@ -121,6 +123,8 @@ class CompletionRequest(SamplingFields):
          "then": {"properties": {"prompt_logprobs": {"type": "null"}}}},
         {"if": {"required": ["use_beam_search"], "properties": {"use_beam_search": {"const": True}}},
          "then": {"properties": {"logprobs": {"type": "null"}, "stream": {"const": False},
+                                 "stop": {"anyOf": [{"type": "null"}, {"const": ""}, {"const": []}]},
+                                 "stop_token_ids": {"anyOf": [{"type": "null"}, {"const": []}]},
                                  "response_format": {"type": "null"}, "guided_json": {"type": "null"},
                                  "prompt_logprobs": {"type": "null"},
                                  "guided_regex": {"type": "null"}, "guided_choice": {"type": "null"},

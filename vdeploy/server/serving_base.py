@@ -102,6 +102,14 @@ class ServingContext:
         if vocab is not None and any(not 0 <= t < vocab for t in ids):
             raise invalid_param(f"{subject} must be in [0, {vocab})", param)
 
+    def check_fits_queue(self, num_seqs: int, param: str) -> None:
+        """A request of more sequences than the waiting queue holds can never be admitted: a 400, not a 503 that
+        tells the client to retry."""
+        limit = getattr(self.engine, "max_waiting", None)
+        if limit is not None and num_seqs > limit:
+            raise invalid_param(f"the request asks for {num_seqs} sequences; this server queues at most {limit}",
+                                param, code="too_many_sequences")
+
     @property
     def lora_adapters(self) -> dict[str, str]:
         """The engine's loaded LoRA adapters (name -> directory), servable by name in `model`."""
@@ -182,6 +190,7 @@ class ServingContext:
         if req.min_tokens > max_tokens:  # a rule between two fields that no schema states: its own code
             raise invalid_param(f"min_tokens must be in [0, max_tokens], got {req.min_tokens} > {max_tokens}",
                                 "min_tokens", code="min_tokens_above_max_tokens")
+        self.check_token_ids(req.stop_token_ids or [], "stop_token_ids", "stop_token_ids")
         defaults = self.sampling_defaults
         picked = {}
         for name, fallback in SAMPLING_FALLBACKS.items():

@@ -26,6 +26,9 @@ def check_beam_request(req: CompletionRequest) -> None:
     for name in ("logprobs", "guided_json", "guided_regex", "guided_choice", "guided_grammar", "response_format"):
         if getattr(req, name, None) is not None or (req.model_extra or {}).get(name) is not None:
             raise invalid_param(f"{name} is not supported with use_beam_search", name, code="unsupported_value")
+    for name in ("stop", "stop_token_ids"):  # the search ends beams at EOS only: a stop would be ignored silently
+        if getattr(req, name):
+            raise invalid_param(f"{name} is not supported with use_beam_search", name, code="unsupported_value")
 
 
 async def beam_search_completion(ctx: ServingContext, req: CompletionRequest, request_id: str,

@@ -102,6 +102,7 @@ class ChatCompletions:
         max_tokens = ctx.output_budget(len(prompt_ids), limit if explicit else ctx.default_max_tokens,
                                        explicit=explicit, prompt_param="messages")
         top_k = (req.top_logprobs or 0) if req.logprobs else 0
+        ctx.check_fits_queue(req.n, "n")
         params = ctx.sampling_params(req, max_tokens=max_tokens, logprobs=top_k if req.logprobs else None)
         params.guided = guided
         tools = self._tools(plan)

@@ -95,6 +95,7 @@ class Completions:
         prompts = _prompts(req)
         token_lists = await asyncio.to_thread(self._tokenize, prompts)  # off the event loop
         token_lists = [ctx.truncated(ids, req) for ids in token_lists]
+        ctx.check_fits_queue(len(token_lists) * req.n, "n" if len(token_lists) == 1 else "prompt")
         explicit = "max_tokens" in req.model_fields_set and req.max_tokens is not None
         # vLLM's guided_json / guided_regex / guided_choice / guided_grammar; a raw prompt has no reasoning split,
         # so the grammar starts at the first token

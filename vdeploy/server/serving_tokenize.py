@@ -75,4 +75,5 @@ class Tokenize:
         ctx = self.ctx
         ctx.check_model(req.model)
         ctx.check_token_ids(req.tokens, "tokens", "tokens")
-        return DetokenizeResponse(prompt=await asyncio.to_thread(ctx.tokenizer.decode, req.tokens))
+        # special tokens kept, as vLLM's route does: /tokenize's ids of a chat prompt come back as that prompt
+        return DetokenizeResponse(prompt=await asyncio.to_thread(ctx.tokenizer.decode, req.tokens, False))
