@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from vdeploy.checkpoint.paths import json_type, read_model_json
 from vdeploy.dtypes import byte_sizes
 from vdeploy.errors import ConfigError
 
@@ -104,97 +106,151 @@ class ModelConfig:
         return self.kv_lora_rank + self.qk_rope_head_dim if self.is_mla else self.head_dim
 
     @classmethod
-    def from_dict(cls, cfg: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, cfg: Any, source: str = "config.json") -> "ModelConfig":
+        """Normalise a parsed config.json, checking every value first: a malformed file (a key of the wrong type, zero
+        heads, ...) is one ConfigError naming `source` and the key, not a crash deep in a planner or a model."""
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{source}: not a JSON object (got {json_type(cfg)})", hint=_FIX_HINT)
         archs = cfg.get("architectures") or []
+        if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+            raise _invalid(source, "architectures", "a list of class names", archs)
         arch = next((a for a in archs if a in ARCHITECTURE_FAMILIES), None)
         if arch is None:
-            raise ConfigError(
-                f"unsupported architecture {archs or cfg.get('model_type')!r}",
-                hint="vdeploy serves " + ", ".join(ARCHITECTURE_FAMILIES),
-            )
+            raise ConfigError(f"unsupported architecture {archs or cfg.get('model_type')!r}",
+                              hint="vdeploy serves " + ", ".join(ARCHITECTURE_FAMILIES))
         family = ARCHITECTURE_FAMILIES[arch]
-        num_heads = int(cfg["num_attention_heads"])
-        hidden = int(cfg["hidden_size"])
-        eos = cfg.get("eos_token_id")
-        eos_ids = tuple(eos) if isinstance(eos, list) else ((eos,) if eos is not None else ())
-        q = cfg.get("quantization_config")
-        quant = None
-        if q:
-            block = q.get("weight_block_size")
-            quant = QuantConfig(
-                method=str(q.get("quant_method", "")),
-                fmt=str(q.get("fmt", "e4m3")),
-                weight_block_size=tuple(block) if block else None,
-                activation_scheme=str(q.get("activation_scheme", "dynamic")),
-                source=dict(q),
-            )
-        is_deepseek = family.startswith("deepseek")
-        rope_theta, rope_scaling = _rope_settings(cfg)
+        count = partial(_count, cfg, source)
+        num_heads, hidden = count("num_attention_heads"), count("hidden_size")
+        num_kv_heads = count("num_key_value_heads", num_heads)
+        if num_heads % num_kv_heads:
+            raise ConfigError(f"{source}: num_attention_heads ({num_heads}) must be a multiple of "
+                              f"num_key_value_heads ({num_kv_heads})", hint=_FIX_HINT)
+        bos, eos = _token_ids(cfg, source)
+        rope_theta, rope_scaling = _rope_settings(cfg, source)
         kw: dict[str, Any] = dict(
             architecture=arch,
             family=family,
-            vocab_size=int(cfg["vocab_size"]),
+            vocab_size=count("vocab_size"),
             hidden_size=hidden,
-            intermediate_size=int(cfg["intermediate_size"]),
-            num_layers=int(cfg["num_hidden_layers"]),
+            intermediate_size=count("intermediate_size"),
+            num_layers=count("num_hidden_layers"),
             num_heads=num_heads,
-            num_kv_heads=int(cfg.get("num_key_value_heads") or num_heads),
-            head_dim=int(cfg.get("head_dim") or hidden // num_heads),
-            max_position_embeddings=int(cfg.get("max_position_embeddings", 4096)),
-            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+            num_kv_heads=num_kv_heads,
+            head_dim=count("head_dim", hidden // num_heads or None),  # hidden < heads: head_dim must be given
+            max_position_embeddings=count("max_position_embeddings", 4096),
+            rms_norm_eps=_positive_number(cfg.get("rms_norm_eps"), 1e-6, source, "rms_norm_eps"),
             rope_theta=rope_theta,
             rope_scaling=rope_scaling,
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             attention_bias=family == "qwen2" or bool(cfg.get("attention_bias", False)),
             torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"),
-            bos_token_id=cfg.get("bos_token_id"),
-            eos_token_ids=eos_ids,
-            quant=quant,
+            bos_token_id=bos,
+            eos_token_ids=eos,
+            quant=_quant_config(cfg, source),
             raw=dict(cfg),
         )
-        if is_deepseek:
+        if family.startswith("deepseek"):
             kw.update(
-                q_lora_rank=cfg.get("q_lora_rank"),
-                kv_lora_rank=int(cfg.get("kv_lora_rank") or 0),
-                qk_nope_head_dim=int(cfg.get("qk_nope_head_dim") or 0),
-                qk_rope_head_dim=int(cfg.get("qk_rope_head_dim") or 0),
-                v_head_dim=int(cfg.get("v_head_dim") or 0),
-                n_routed_experts=int(cfg.get("n_routed_experts") or 0),
-                n_shared_experts=int(cfg.get("n_shared_experts") or 0),
-                num_experts_per_tok=int(cfg.get("num_experts_per_tok") or 0),
-                moe_intermediate_size=int(cfg.get("moe_intermediate_size") or 0),
-                first_k_dense_replace=int(cfg.get("first_k_dense_replace") or 0),
-                moe_layer_freq=int(cfg.get("moe_layer_freq") or 1),
-                n_group=int(cfg.get("n_group") or 1),
-                topk_group=int(cfg.get("topk_group") or 1),
+                q_lora_rank=None if cfg.get("q_lora_rank") is None else count("q_lora_rank"),
                 # V3 always routes with sigmoid scores and the bias-corrected group choice (HF's V3 ignores the key)
                 topk_method=str(cfg.get("topk_method") or ("noaux_tc" if family == "deepseek_v3" else "greedy")),
                 scoring_func=str(cfg.get("scoring_func") or ("sigmoid" if family == "deepseek_v3" else "softmax")),
                 norm_topk_prob=bool(cfg.get("norm_topk_prob", False)),
-                routed_scaling_factor=float(cfg.get("routed_scaling_factor") or 1.0),
-                num_nextn_predict_layers=int(cfg.get("num_nextn_predict_layers") or 0),
+                routed_scaling_factor=_positive_number(cfg.get("routed_scaling_factor"), 1.0, source,
+                                                       "routed_scaling_factor"),
                 attention_bias=bool(cfg.get("attention_bias", False)),
             )
+            # DeepSeek's integer keys, each a field of the same name whose default is its value when the key is
+            # absent; where the default is 0 (off), 0 may be written
+            kw.update({f.name: count(f.name, f.default, minimum=f.default) for f in fields(cls)
+                       if f.name in _DEEPSEEK_COUNTS})
         return cls(**kw)
 
     @classmethod
     def from_path(cls, path: str | Path) -> "ModelConfig":
+        """config.json of model directory `path` (or the file `path`), read only as vdeploy.checkpoint.paths allows."""
         path = Path(path)
-        cfg_file = path / "config.json" if path.is_dir() else path
-        try:
-            return cls.from_dict(json.loads(cfg_file.read_text()))
-        except FileNotFoundError:
-            raise ConfigError(f"no config.json in {path}", hint="point at a Hugging Face model directory") from None
-        except (json.JSONDecodeError, KeyError) as e:
-            raise ConfigError(f"{cfg_file}: invalid config ({e})") from None
+        root, name = (path, "config.json") if path.is_dir() else (path.parent, path.name)
+        doc = read_model_json(root, name)
+        if doc is None:
+            raise ConfigError(f"no config.json in {path}", hint="point at a Hugging Face model directory")
+        return cls.from_dict(doc, source=str(root / name))
 
 
-def _rope_settings(cfg: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
+_DEEPSEEK_COUNTS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_routed_experts",
+                    "n_shared_experts", "num_experts_per_tok", "moe_intermediate_size", "first_k_dense_replace",
+                    "moe_layer_freq", "n_group", "topk_group", "num_nextn_predict_layers")
+_FIX_HINT = "use the config.json published with the model (re-download it)"
+
+
+def _invalid(source: str, key: str, expected: str, value: Any) -> ConfigError:  # value as JSON: null, "four"
+    return ConfigError(f"{source}: {key} must be {expected}, got {json.dumps(value, default=str)}", hint=_FIX_HINT)
+
+
+def _count(cfg: dict[str, Any], source: str, key: str, default: int | None = None, minimum: int = 1) -> int:
+    """cfg[key] as an integer >= minimum (JSON's 4096.0 counts); `default` when absent or null (None: required)."""
+    value = cfg.get(key)
+    if value is None and default is not None:
+        return default
+    if key not in cfg:
+        raise ConfigError(f"{source}: {key} is missing", hint=_FIX_HINT)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not _is_count(value, minimum):
+        raise _invalid(source, key, "a positive integer" if minimum == 1 else "a non-negative integer", value)
+    return value
+
+
+def _positive_number(value: Any, default: float, source: str, key: str) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise _invalid(source, key, "a positive number", value)
+    return float(value)
+
+
+def _mapping(cfg: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    value = cfg.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise _invalid(source, key, "a JSON object", value)
+    return value or {}
+
+
+def _is_count(value: Any, minimum: int = 0) -> bool:  # JSON's true / false are not counts (Python's 1 / 0 are)
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _token_ids(cfg: dict[str, Any], source: str) -> tuple[int | None, tuple[int, ...]]:
+    """(bos_token_id, eos_token_ids): the file gives one id each, or a list of eos ids."""
+    bos, eos = cfg.get("bos_token_id"), cfg.get("eos_token_id")
+    if bos is not None and not _is_count(bos):
+        raise _invalid(source, "bos_token_id", "a token id", bos)
+    eos_ids = eos if isinstance(eos, list) else [] if eos is None else [eos]
+    if not all(_is_count(i) for i in eos_ids):
+        raise _invalid(source, "eos_token_id", "a token id or a list of token ids", eos)
+    return bos, tuple(eos_ids)
+
+
+def _quant_config(cfg: dict[str, Any], source: str) -> QuantConfig | None:
+    q = _mapping(cfg, "quantization_config", source)
+    if not q:
+        return None
+    block = q.get("weight_block_size")
+    if block is not None and not (isinstance(block, list) and len(block) == 2
+                                  and all(_is_count(b, 1) for b in block)):
+        raise _invalid(source, "quantization_config.weight_block_size", "two positive integers", block)
+    return QuantConfig(method=str(q.get("quant_method", "")), fmt=str(q.get("fmt", "e4m3")),
+                       weight_block_size=tuple(block) if block else None,
+                       activation_scheme=str(q.get("activation_scheme", "dynamic")), source=dict(q))
+
+
+def _rope_settings(cfg: dict[str, Any], source: str) -> tuple[float, dict[str, Any] | None]:
     """(rope_theta, rope_scaling) from either the classic keys or transformers 5's `rope_parameters`; the scaling
     dict always carries `rope_type` (older configs say `type`), and is None for plain RoPE."""
-    params = dict(cfg.get("rope_parameters") or {})
-    scaling = dict(cfg.get("rope_scaling") or params)
-    theta = float(cfg.get("rope_theta") or params.get("rope_theta") or scaling.get("rope_theta") or 10000.0)
+    params = dict(_mapping(cfg, "rope_parameters", source))
+    scaling = dict(_mapping(cfg, "rope_scaling", source) or params)
+    theta = cfg.get("rope_theta") or params.get("rope_theta") or scaling.get("rope_theta")
+    theta = _positive_number(theta, 10000.0, source, "rope_theta")
     rope_type = scaling.get("rope_type") or scaling.get("type")
     if not rope_type or rope_type == "default":
         return theta, None

@@ -7,13 +7,12 @@ Shard names follow `<prefix>-<i>-of-<n>.safetensors` with widths that vary: Deep
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdeploy.checkpoint.findings import Finding, error, info, warning
-from vdeploy.checkpoint.paths import name_problem, resolve_problem
+from vdeploy.checkpoint.paths import ModelFileRefused, name_problem, read_model_json, resolve_problem
 from vdeploy.errors import CheckpointError
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -110,10 +109,12 @@ def discover_shards(root: Path) -> tuple[ShardMap, list[Finding]]:
 
 
 def _read_index(path: Path, shard_map: ShardMap) -> list[Finding]:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return [error("bad_index", f"invalid JSON ({e}); falling back to the shards on disk", file=path.name)]
+    try:  # through the metadata rule: an index linked outside the model directory is not read
+        doc = read_model_json(path.parent, path.name)
+    except ModelFileRefused as e:
+        return [error(e.problem.kind, e.problem.message, file=path.name, hint=e.problem.hint)]
+    except CheckpointError as e:
+        return [error("bad_index", f"{e.message}; falling back to the shards on disk", file=path.name)]
     weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
     if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(v, str) for v in weight_map.values()):
         return [error("bad_index", "no usable weight_map; falling back to the shards on disk", file=path.name)]

@@ -8,19 +8,20 @@ integrity checks, counts parameters and storage, plans memory and asks the profi
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 from vdeploy.checkpoint.checks import FindingList, check_tokenizer
-from vdeploy.checkpoint.findings import error, info, warning
+from vdeploy.checkpoint.findings import Finding, error, info, warning
+from vdeploy.checkpoint.paths import ModelFileRefused, read_model_json
 from vdeploy.checkpoint.planner import estimate_params, plan_memory, plan_table
 from vdeploy.checkpoint.report import Architecture, InspectReport, PlanSet
 from vdeploy.checkpoint.storage import tally
 from vdeploy.checkpoint.validate import tp_finding, validate_headers
 from vdeploy.config import ModelConfig
+from vdeploy.env.hardware import check_gpu_memory_gb
 from vdeploy.errors import VdeployError
 
 GB = 1000**3  # GPU sizes are given in decimal GB, as GPU vendors and `profiles match --gpu-memory-gb` do
@@ -44,6 +45,8 @@ def inspect_checkpoint(path: str | Path, *, gpu_memory_gb: list[float] | None = 
     verify_data: also read every tensor's data once (NaN/Inf, FP8 scales, all-zero weights; data_verify.py).
     """
     start = time.perf_counter()
+    for gb in gpu_memory_gb or []:
+        check_gpu_memory_gb(gb)
     root = Path(path).expanduser()
     out = FindingList()
     if not root.is_dir():
@@ -53,7 +56,7 @@ def inspect_checkpoint(path: str | Path, *, gpu_memory_gb: list[float] | None = 
     validation = validate_headers(root, cfg, out)
     shard_map, headers, tensors = validation.shard_map, validation.headers, validation.tensors
     files_read = ([shard_map.index_file] if shard_map.index_file else []) + config_read
-    _read_json(root / "generation_config.json", out, files_read)
+    _read_json(root, "generation_config.json", out, files_read)
     max_length, tokenizer_vocab = _read_tokenizer(root, out, files_read)
 
     architecture = None
@@ -103,49 +106,51 @@ def _has_kind(out: FindingList, kind: str) -> bool:
     return any(f.kind == kind for f in out.items)
 
 
-def _read_json(path: Path, out: FindingList, files_read: list[str]) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    files_read.append(path.name)
+def _read_json(root: Path, name: str, out: FindingList, files_read: list[str],
+               when_absent: Finding | None = None) -> dict[str, Any] | None:
+    """Metadata file `name`, read only as vdeploy.checkpoint.paths allows; None, with a finding saying why, when it
+    is refused, unreadable or no JSON object, and None with `when_absent` added (if given) when it is absent."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        out.add(error("bad_json", f"invalid JSON ({e})", file=path.name))
+        doc = read_model_json(root, name)
+    except ModelFileRefused as e:
+        out.add(error(e.problem.kind, e.problem.message, file=name, hint=e.problem.hint))
         return None
-    if not isinstance(doc, dict):
-        out.add(error("bad_json", "not a JSON object", file=path.name))
+    except VdeployError as e:  # unreadable, not JSON, or not an object
+        files_read.append(name)
+        out.add(error("bad_json", e.message, file=name, hint=e.hint))
         return None
+    if doc is None and when_absent is not None:
+        out.add(when_absent)
+    elif doc is not None:
+        files_read.append(name)
     return doc
 
 
 def _read_config(root: Path, out: FindingList, files_read: list[str]) -> ModelConfig | None:
-    if not (root / "config.json").is_file():
-        out.add(error("no_config", "no config.json: architecture, shapes and memory cannot be checked",
-                      file="config.json", hint="download config.json with the weights"))
-        return None
-    doc = _read_json(root / "config.json", out, files_read)
+    doc = _read_json(root, "config.json", out, files_read, when_absent=error(
+        "no_config", "no config.json: architecture, shapes and memory cannot be checked", file="config.json",
+        hint="download config.json with the weights"))
     if doc is None:
         return None
     try:
         return ModelConfig.from_dict(doc)
-    except VdeployError as e:
+    except VdeployError as e:  # a malformed value, or an architecture vdeploy does not serve
         out.add(error("unsupported_config", e.message, file="config.json", hint=e.hint))
-    except (KeyError, TypeError, ValueError) as e:
-        out.add(error("bad_config", f"config.json is missing or has a bad field ({e})", file="config.json"))
     return None
 
 
 def _read_tokenizer(root: Path, out: FindingList, files_read: list[str]) -> tuple[int | None, int | None]:
     """(model_max_length, highest token id + 1) from tokenizer_config.json and tokenizer.json, when present."""
-    config = _read_json(root / "tokenizer_config.json", out, files_read) or {}
+    config = _read_json(root, "tokenizer_config.json", out, files_read) or {}
     max_length = config.get("model_max_length")
-    max_length = int(max_length) if isinstance(max_length, (int, float)) and max_length < _NO_LIMIT else None
-    ids = [int(k) for k in (config.get("added_tokens_decoder") or {}) if str(k).isdigit()]
-    tokenizer = _read_json(root / "tokenizer.json", out, files_read) or {}
-    vocab = (tokenizer.get("model") or {}).get("vocab")
-    if isinstance(vocab, dict) and vocab:
-        ids.append(max(v for v in vocab.values() if isinstance(v, int)))
-    ids.extend(t["id"] for t in tokenizer.get("added_tokens") or [] if isinstance(t, dict) and "id" in t)
+    max_length = int(max_length) if isinstance(max_length, (int, float)) and 0 < max_length < _NO_LIMIT else None
+    ids = [int(k) for k in (config.get("added_tokens_decoder") or {}) if str(k).isdecimal()]  # int() reads these
+    tokenizer = _read_json(root, "tokenizer.json", out, files_read) or {}
+    model, added = tokenizer.get("model"), tokenizer.get("added_tokens")
+    vocab = model.get("vocab") if isinstance(model, dict) else None
+    ids.extend(v for v in (vocab.values() if isinstance(vocab, dict) else ()) if isinstance(v, int))
+    ids.extend(t["id"] for t in (added if isinstance(added, list) else ()) if isinstance(t, dict)
+               and isinstance(t.get("id"), int))
     return max_length, (max(ids) + 1 if ids else None)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from vdeploy.cli.help_format import NarrowSafeCommand
+from vdeploy.env.hardware import parse_gpu_memory_gb
 
 app = typer.Typer(no_args_is_help=True, help="Check this machine before deploying (driver, GPUs, torch, NCCL, ...).")
 
@@ -33,7 +34,7 @@ def check(
                                     help="Pipeline stages for the fit verdict.")
     ] = None,
     gpu_memory: Annotated[
-        Optional[float], typer.Option("--gpu-memory", min=1.0,
+        Optional[float], typer.Option("--gpu-memory", parser=parse_gpu_memory_gb, metavar="GB",
                                       help="Plan the fit for TP x PP GPUs of this many GB (e.g. 141 for H200) "
                                            "instead of this machine.")
     ] = None,

@@ -2,7 +2,8 @@
 from its config files and shard headers only (schema of --json: docs/inspect-shards.md).
 
 Exit codes: 0 no integrity errors, 1 integrity errors found, 2 unusable input (not a directory, no weights).
-Only typer/stdlib at module level; the checkpoint code is imported inside the command.
+Only typer/stdlib and import-free vdeploy helpers (dtypes, the GPU-memory parser) at module level; the checkpoint
+code is imported inside the command.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated
 import typer
 
 from vdeploy.dtypes import byte_sizes
+from vdeploy.env.hardware import parse_gpu_memory_gb
 
 # the KV cache's bytes per element by --kv-cache-dtype (auto: a 16-bit cache on the GPUs the planner targets)
 KV_DTYPE_BYTES = {"auto": 2, **byte_sizes()}
@@ -24,7 +26,8 @@ def inspect_shards(
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print JSON only (schema: docs/inspect-shards.md).")] = False,
     gpu_memory: Annotated[list[float] | None, typer.Option(
-        "--gpu-memory", help="Memory per GPU in GB to plan for (repeatable). Default: the detected GPUs, "
+        "--gpu-memory", parser=parse_gpu_memory_gb, metavar="GB",
+        help="Memory per GPU in GB to plan for (repeatable). Default: the detected GPUs, "
         "else 80 and 141.")] = None,
     tp: Annotated[list[int] | None, typer.Option(
         "--tp", help="Tensor-parallel size to plan (repeatable). Default: 1, 2, 4, 8 (+ PP 2 if needed).")] = None,

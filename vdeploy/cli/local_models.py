@@ -4,7 +4,6 @@ a bundled config before any download). Only typer/stdlib at module level."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,9 +44,12 @@ class CachedModel:
 
 
 def _quantization(directory: Path) -> str:
+    from vdeploy.checkpoint.paths import read_model_json
+    from vdeploy.errors import VdeployError
+
     try:
-        config = json.loads((directory / "config.json").read_text())
-    except (OSError, ValueError):
+        config = read_model_json(directory, "config.json") or {}
+    except VdeployError:
         return "?"
     quant = config.get("quantization_config") or {}
     if quant.get("quant_method"):

@@ -1,6 +1,7 @@
 """`vdeploy profiles list|show|match`: the shipped deployment profiles and which one a model gets.
 
-Only typer/rich/stdlib at module level; profiles, configs and probes are imported inside the commands."""
+Only typer/rich/stdlib and the GPU-memory parser (vdeploy.env.hardware, stdlib only until a probe runs) at module
+level; profiles, configs and probes are imported inside the commands."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+from vdeploy.env.hardware import parse_gpu_memory_gb
 
 app = typer.Typer(no_args_is_help=True, help="Deployment profiles: list, show, and match a model to this machine.")
 
@@ -119,7 +122,8 @@ def match(
     gpus: Annotated[
         Optional[int], typer.Option("--gpus", min=0, help="Plan for this many GPUs instead of probing this machine.")
     ] = None,
-    gpu_memory_gb: Annotated[float, typer.Option("--gpu-memory-gb", help="Memory per GPU (GB) with --gpus.")] = 80.0,
+    gpu_memory_gb: Annotated[float, typer.Option(
+        "--gpu-memory-gb", parser=parse_gpu_memory_gb, metavar="GB", help="Memory per GPU (GB) with --gpus.")] = 80.0,
     compute_capability: Annotated[
         str, typer.Option("--compute-capability", help="GPU compute capability with --gpus, e.g. 9.0.")
     ] = "9.0",

@@ -10,7 +10,6 @@ host's scheduling, batch building, detokenizing and output building overlap the 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,13 +56,9 @@ class EngineStats:
 
 
 def read_generation_config(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / "generation_config.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: invalid JSON ({e})") from None
+    from vdeploy.checkpoint.paths import read_model_json
+
+    return read_model_json(Path(model_dir), "generation_config.json") or {}
 
 
 def check_dp_attention(config: EngineConfig, model: ModelConfig) -> None:

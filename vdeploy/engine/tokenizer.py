@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from vdeploy.checkpoint.paths import model_file, read_model_json
 from vdeploy.errors import CheckpointError, ConfigError
 
 # what a chat template is given besides a caller's extra variables, which may not replace them: apply_chat_template's
@@ -69,19 +70,18 @@ class Tokenizer:
         from tokenizers import Tokenizer as HFTokenizer
 
         path = Path(path)
-        tok_file = path / "tokenizer.json"
-        if not tok_file.is_file():
+        tok_file = model_file(path, "tokenizer.json")  # model_file / read_model_json: never a file outside `path`
+        if tok_file is None:
             raise CheckpointError(
                 f"no tokenizer.json in {path}", hint="vdeploy needs a fast-tokenizer file (tokenizer.json)"
             )
         backend = HFTokenizer.from_file(str(tok_file))
-        cfg_file = path / "tokenizer_config.json"
-        config = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        config = read_model_json(path, "tokenizer_config.json") or {}
         template = _pick_template(config.get("chat_template"))
-        if (path / "chat_template.jinja").is_file():
-            template = (path / "chat_template.jinja").read_text()
-        elif (path / "chat_template.json").is_file():
-            template = _pick_template(json.loads((path / "chat_template.json").read_text()).get("chat_template"))
+        if (jinja_file := model_file(path, "chat_template.jinja")) is not None:
+            template = jinja_file.read_text()
+        elif (template_doc := read_model_json(path, "chat_template.json")) is not None:
+            template = _pick_template(template_doc.get("chat_template"))
         if chat_template_file is not None:
             template_path = Path(chat_template_file)
             if not template_path.is_file():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vdeploy.env.checks import FAIL, PASS, WARN, Check
-from vdeploy.env.hardware import GIB, Hardware
+from vdeploy.env.hardware import GIB, Hardware, check_gpu_memory_gb
 from vdeploy.env.host import HostInfo
 
 VERDICT_STATUS = {"fits": PASS, "fits_limited": WARN, "does_not_fit": FAIL}
@@ -52,6 +52,8 @@ def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | Non
     from vdeploy.checkpoint.quant_schemes import quant_scheme
     from vdeploy.config import ModelConfig
 
+    if gpu_memory_gb is not None:
+        check_gpu_memory_gb(gpu_memory_gb)
     cfg = ModelConfig.from_path(model_path)
     params = estimate_params(cfg)
     pp = pp or 1

@@ -10,7 +10,12 @@ import os
 import shutil
 from dataclasses import dataclass, field, replace
 
+from vdeploy.errors import ConfigError
+
 GIB = 1 << 30
+# What a GPU-memory size given by hand (--gpu-memory, --gpu-memory-gb; decimal GB) may be: at least env check's
+# long-standing 1 GB, at most far beyond any GPU made, and finite, so that the planners' byte counts stay integers.
+GPU_MEMORY_GB_RANGE = (1.0, 100_000.0)
 
 # Interconnect kinds, best first. "nvlink-partial": some GPU pairs talk over NVLink, others over PCIe.
 INTERCONNECT_KINDS = ("nvlink", "nvlink-partial", "pcie", "single", "none", "unknown")
@@ -88,6 +93,36 @@ class Hardware:
         return min(caps)  # type: ignore[type-var]
 
 
+def gpu_memory_gb_problem(gb: float) -> str | None:
+    """Why `gb` cannot be one GPU's memory in GB (inf, nan, zero or less, absurdly large); None when it can."""
+    low, high = GPU_MEMORY_GB_RANGE
+    if not low <= gb <= high:  # also false for nan
+        return f"GPU memory must be a number of GB from {low:g} to {high:g}, got {gb:g}"
+    return None
+
+
+def check_gpu_memory_gb(gb: float) -> float:
+    """`gb` when it can be one GPU's memory, else ConfigError (exit 2): for callers not behind the CLI's check."""
+    problem = gpu_memory_gb_problem(gb)
+    if problem is not None:
+        raise ConfigError(problem, hint="e.g. 80 for an H100, 141 for an H200")
+    return gb
+
+
+def parse_gpu_memory_gb(text: str | float) -> float:
+    """The value of every GPU-memory option (typer's parser=): a usage error (exit 2) unless in range."""
+    from typer import BadParameter
+
+    try:
+        gb = float(text)
+    except ValueError:
+        raise BadParameter(f"{text!r} is not a number of GB") from None
+    problem = gpu_memory_gb_problem(gb)
+    if problem is not None:
+        raise BadParameter(problem)
+    return gb
+
+
 def cpu_hardware() -> Hardware:
     return Hardware(gpus=[], source="none", interconnect=Interconnect(kind="none"))
 
@@ -100,7 +135,7 @@ def manual_hardware(
     name: str = "GPU",
 ) -> Hardware:
     """Hardware described by hand (planning for a box you are not on): `profiles match --gpus 8 --gpu-memory-gb 141`."""
-    memory = int(gpu_memory_gb * 1e9)
+    memory = int(check_gpu_memory_gb(gpu_memory_gb) * 1e9)
     gpus = [GpuInfo(i, name, memory, memory, compute_capability) for i in range(gpu_count)]
     kind = "single" if gpu_count == 1 else ("none" if gpu_count == 0 else "unknown")
     return Hardware(gpus=gpus, source="manual", nodes=nodes, interconnect=Interconnect(kind=kind))
