@@ -37,6 +37,24 @@ def _pick_template(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's (GPT-2's) printable stand-in for each byte, inverted: printable Latin-1 bytes stand for
+    themselves, the other 68 take the code points from 256 up, in byte order. Llama-3, Qwen2 and DeepSeek-V3 store
+    their vocabularies in it."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{chr(b): b for b in printable}, **{chr(256 + i): b for i, b in enumerate(others)}}
+
+
+def _byte_fallback(piece: str) -> bytes | None:  # SentencePiece's byte tokens: "<0xE6>"
+    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+        try:
+            return bytes([int(piece[3:5], 16)])
+        except ValueError:
+            return None
+    return None
+
+
 def _raise_exception(message: str) -> None:
     from jinja2.exceptions import TemplateError
 
@@ -64,6 +82,10 @@ class Tokenizer:
             | {i for i in (self.bos_token_id, self.eos_token_id) if i is not None}
         )
         self._compiled_template = None
+        from tokenizers import decoders
+
+        self._added_ids = frozenset(self._tok.get_added_tokens_decoder())
+        self._byte_alphabet = _byte_level_alphabet() if isinstance(self._tok.decoder, decoders.ByteLevel) else None
 
     @classmethod
     def from_dir(cls, path: str | Path, chat_template_file: str | Path | None = None) -> Tokenizer:
@@ -110,6 +132,19 @@ class Tokenizer:
 
     def decode(self, token_ids: list[int], skip_special_tokens: bool = True) -> str:
         return self._tok.decode(token_ids, skip_special_tokens=skip_special_tokens)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes one token stands for, also where they are only part of a character (a CJK character or an emoji
+        split over byte tokens, which decode alone as U+FFFD): OpenAI's logprobs `bytes`, from which a client
+        rebuilds the text."""
+        piece = self._tok.id_to_token(token_id)
+        if piece is not None and token_id not in self._added_ids:
+            if self._byte_alphabet is not None and all(c in self._byte_alphabet for c in piece):
+                return bytes(self._byte_alphabet[c] for c in piece)
+            raw = _byte_fallback(piece)
+            if raw is not None:
+                return raw
+        return self.decode([token_id], skip_special_tokens=False).encode("utf-8")
 
     # ---- chat ---------------------------------------------------------------------------------------------------
     def apply_chat_template(

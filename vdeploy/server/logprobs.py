@@ -24,6 +24,7 @@ class TokenText:
     def __init__(self, tokenizer: Any):
         self._tokenizer = tokenizer
         self._memo: dict[int, str] = {}
+        self._bytes_memo: dict[int, list[int]] = {}
 
     def __call__(self, token_id: int) -> str:
         text = self._memo.get(token_id)
@@ -32,18 +33,24 @@ class TokenText:
             self._memo[token_id] = text
         return text
 
+    def bytes(self, token_id: int) -> list[int]:
+        """The token's own bytes (a part of a character has no text of its own: its text is U+FFFD)."""
+        raw = self._bytes_memo.get(token_id)
+        if raw is None:
+            raw = self._bytes_memo[token_id] = list(self._tokenizer.token_bytes(token_id))
+        return raw
+
 
 def chat_logprobs(entries: Sequence[TokenLogprobs], top_k: int, token_text: TokenText) -> ChatChoiceLogprobs:
     content = []
     for entry in entries:
         text = token_text(entry.token_id)
         top = [
-            TopLogprob(token=token_text(tid), logprob=finite(lp), bytes=list(token_text(tid).encode("utf-8")))
+            TopLogprob(token=token_text(tid), logprob=finite(lp), bytes=token_text.bytes(tid))
             for tid, lp in entry.top[:top_k]
         ]
-        content.append(
-            TokenLogprob(token=text, logprob=finite(entry.logprob), bytes=list(text.encode("utf-8")), top_logprobs=top)
-        )
+        content.append(TokenLogprob(token=text, logprob=finite(entry.logprob), bytes=token_text.bytes(entry.token_id),
+                                    top_logprobs=top))
     return ChatChoiceLogprobs(content=content)
 
 
