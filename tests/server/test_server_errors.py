@@ -46,6 +46,7 @@ BAD_REQUESTS = [
     ("/v1/completions", {"model": "tiny", "prompt": "x", "logit_bias": {"5": 10}}, 400, "logit_bias"),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "allowed_token_ids": [5]}, 400, "allowed_token_ids"),
     ("/v1/chat/completions", _chat(bad_words=["x"]), 400, "bad_words"),
+    ("/v1/chat/completions", _chat(stream_options={"include_usage": True}), 400, "stream_options"),  # OpenAI's 400
     ("/v1/chat/completions", _chat(seed=2**70), 400, "seed"),  # past int64: once a 500 on the core's wire
     ("/v1/chat/completions", _chat(top_k=2**70), 400, "top_k"),
     ("/v1/chat/completions", _chat(stop_token_ids=[2**70]), 400, "stop_token_ids"),

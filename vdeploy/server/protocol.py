@@ -120,7 +120,8 @@ class CompletionRequest(SamplingFields):
     # vdeploy.server.openapi_doc.STATEFUL_REFUSALS)
     model_config = ConfigDict(extra="allow", strict=True, json_schema_extra={"allOf": [
         {"if": {"required": ["stream"], "properties": {"stream": {"const": True}}},
-         "then": {"properties": {"prompt_logprobs": {"type": "null"}}}},
+         "then": {"properties": {"prompt_logprobs": {"type": "null"}}},
+         "else": {"properties": {"stream_options": {"type": "null"}}}},
         {"if": {"required": ["use_beam_search"], "properties": {"use_beam_search": {"const": True}}},
          "then": {"properties": {"logprobs": {"type": "null"}, "stream": {"const": False},
                                  "stop": {"anyOf": [{"type": "null"}, {"const": ""}, {"const": []}]},
@@ -259,7 +260,8 @@ class ChatCompletionRequest(SamplingFields):
         {"if": {"required": ["tool_choice"], "properties": {"tool_choice": {"not": {"enum": ["none", "auto", None]}}}},
          "then": {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}}},
         {"if": {"required": ["stream"], "properties": {"stream": {"const": True}}},
-         "then": {"properties": {"prompt_logprobs": {"type": "null"}}}},
+         "then": {"properties": {"prompt_logprobs": {"type": "null"}}},
+         "else": {"properties": {"stream_options": {"type": "null"}}}},
     ]})
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: Optional[int] = Field(None, ge=1)  # deprecated by OpenAI for max_completion_tokens; both accepted

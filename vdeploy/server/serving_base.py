@@ -133,6 +133,8 @@ class ServingContext:
         for name in UNSUPPORTED_FIELDS:
             if (req.model_extra or {}).get(name):
                 raise invalid_param(f"{name} is not supported by this server", name, code="unsupported_value")
+        if req.stream_options is not None and not req.stream:  # OpenAI's and vLLM's 400: it would be ignored
+            raise invalid_param("stream_options is only allowed when stream is true", "stream_options")
         if req.stream and req.prompt_logprobs is not None:  # as vLLM: they would arrive before any text
             raise invalid_param("prompt_logprobs is not supported when streaming", "prompt_logprobs",
                                 code="unsupported_value")
