@@ -192,12 +192,12 @@ class EngineCore:
         params.validate()
         self.scheduler.check_prompt(len(prompt_token_ids))
         vocab = self.model_config.vocab_size
-        if prompt_token_ids and not 0 <= min(prompt_token_ids) <= max(prompt_token_ids) < vocab:
-            # an id past the embedding would index out of range on the device (a tokenizer that does not match
-            # the model, or a caller's raw ids): refuse it here, naming it, before anything is queued
+        if prompt_token_ids and not 0 <= min(prompt_token_ids) <= max(prompt_token_ids) < vocab:  # else a device fault
             bad = next(t for t in prompt_token_ids if not 0 <= t < vocab)
             raise ConfigError(f"prompt token id {bad} is outside the model's vocabulary [0, {vocab})",
                               hint="the tokenizer must match the model (config.json vocab_size)")
+        if any(not 0 <= t < vocab for t in params.stop_token_ids):  # could never match: a mistake, said so
+            raise ConfigError(f"stop_token_ids must be in [0, {vocab}), got {params.stop_token_ids}")
         if params.prompt_logprobs is not None and self.config.parallel.enable_dp_attention:
             raise ConfigError("prompt_logprobs is not supported with DP attention (--enable-dp-attention)",
                               hint="serve without DP attention to score prompts")

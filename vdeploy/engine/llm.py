@@ -107,17 +107,21 @@ class LLM:
         """Run every prompt to completion with continuous batching; outputs in prompt order, text complete.
         lora_request: one adapter for every prompt, or one (or None: the base model) per prompt; adapters not yet
         loaded are loaded first (LLM(..., enable_lora=True))."""
+        self._check_open()
         token_prompts = self._to_token_prompts(prompts)
         params = self._align_params(sampling_params, len(token_prompts))
         loras = self._lora_names(lora_request, len(token_prompts))
-        order = []
-        for prompt, p, lora_name in zip(token_prompts, params, loras):
-            order.append(self._add(prompt, p, OutputKind.FINAL_ONLY, lora_name=lora_name))
+        order: list[str] = []
         finals: dict[str, RequestOutput] = {}
-        latest: dict[str, dict[int, CompletionOutput]] = {rid: {} for rid in order}
-        try:
+        latest: dict[str, dict[int, CompletionOutput]] = {}
+        try:  # a prompt refused halfway through the list must not leave the ones before it queued
+            for prompt, p, lora_name in zip(token_prompts, params, loras):
+                order.append(self._add(prompt, p, OutputKind.FINAL_ONLY, lora_name=lora_name))
+                latest[order[-1]] = {}
             while len(finals) < len(order):
                 for out in self.core.step():
+                    if out.request_id not in latest:  # e.g. the final output of a request an earlier call aborted
+                        continue
                     latest[out.request_id].update({c.index: c for c in out.outputs})
                     if out.finished:
                         out.outputs = [latest[out.request_id][i] for i in sorted(latest[out.request_id])]
@@ -132,12 +136,14 @@ class LLM:
         first (generated token ids and score)."""
         from vdeploy.engine.beam_search import beam_search
 
+        self._check_open()
         return beam_search(self.core, self._to_token_prompts(prompts), params, self.core.eos_token_ids)
 
     def generate_stream(self, prompt: Prompt, sampling_params: SamplingParams | None = None,
                         lora_name: str | None = None) -> Iterator[RequestOutput]:
         """One prompt, yielding delta outputs step by step (the last has finished=True); lora_name: a loaded
         adapter (None: the base model)."""
+        self._check_open()
         (token_prompt,) = self._to_token_prompts([prompt])
         rid = self._add(token_prompt, sampling_params or self.default_sampling_params(), lora_name=lora_name)
         finished = False
@@ -151,18 +157,32 @@ class LLM:
             self.core.abort_request([rid])
             self.core.step()
             raise
-        # any other exception propagates untouched: after a failed step (a dead or stuck rank) another step would
-        # only replace the real error with a secondary one
+        except BaseException:  # e.g. Ctrl-C inside a step: the request must not stay queued for the next call
+            # host-side only, no further step: after a failed step (a dead or stuck rank) another step would only
+            # replace the real error with a secondary one
+            self.core.abort_request([rid])
+            raise
 
     def chat(
         self,
         messages: list[Message] | list[list[Message]],
         sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
         add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ) -> list[RequestOutput]:
-        """One conversation (a list of messages) or several; the model's chat template is applied."""
+        """One conversation (a list of messages) or several; the model's chat template is applied, given `tools`
+        (OpenAI's function definitions) and `chat_template_kwargs` (e.g. {"thinking": True}) as vLLM's LLM.chat."""
+        from vdeploy.engine.tokenizer import TEMPLATE_VARIABLES
+
+        extra = dict(chat_template_kwargs or {})
+        if clash := sorted(set(extra) & TEMPLATE_VARIABLES):
+            raise ConfigError(f"chat_template_kwargs may not set {', '.join(clash)}",
+                              hint="pass messages, tools and add_generation_prompt as arguments")
         conversations = [messages] if messages and isinstance(messages[0], dict) else messages
-        return self.generate([self.encode_chat(conv, add_generation_prompt) for conv in conversations], sampling_params)
+        tokenizer = self._require_tokenizer()
+        prompts = [tokenizer.encode_chat(conv, add_generation_prompt, tools=tools, **extra) for conv in conversations]
+        return self.generate(prompts, sampling_params)
 
     def encode(self, text: str) -> list[int]:
         return self._require_tokenizer().encode(text)
@@ -180,6 +200,10 @@ class LLM:
         self.close()
 
     # ---- helpers ------------------------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if not self._finalizer.alive:  # close() has shut the engine down
+            raise ConfigError("this LLM is closed", hint="create a new LLM to generate again")
+
     def _add(self, prompt: list[int], params: SamplingParams, output_kind: OutputKind = OutputKind.CUMULATIVE,
              lora_name: str | None = None) -> str:
         rid = f"llm-{next(self._ids)}"
@@ -212,7 +236,7 @@ class LLM:
         return self.core.tokenizer
 
     def _to_token_prompts(self, prompts: Prompt | Sequence[Prompt]) -> list[list[int]]:
-        if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int)):
+        if isinstance(prompts, str) or (isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], int)):
             prompts = [prompts]  # one prompt, as text or token ids
         out = []
         for p in prompts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from vdeploy.errors import ConfigError
@@ -39,6 +40,11 @@ class GuidedDecoding:
         return (self.json, self.json_object, self.regex, choice, self.grammar)
 
 
+_INTEGERS = ("n", "top_k", "min_tokens", "seed", "max_tokens", "logprobs", "prompt_logprobs")
+_OPTIONAL = frozenset({"seed", "max_tokens", "logprobs", "prompt_logprobs"})  # None means: not asked for
+_NUMBERS = ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
+
+
 @dataclass
 class SamplingParams:
     n: int = 1
@@ -64,6 +70,9 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             self.stop = [self.stop]
+        # vLLM's defaults are None for both: code written for it passes None
+        self.stop = [] if self.stop is None else list(self.stop)
+        self.stop_token_ids = [] if self.stop_token_ids is None else list(self.stop_token_ids)
         if self.top_k == -1:
             self.top_k = 0
         self.validate()
@@ -72,6 +81,7 @@ class SamplingParams:
         def bad(msg: str) -> None:
             raise ConfigError(msg)
 
+        self._check_types()
         if self.n < 1:
             bad(f"n must be >= 1, got {self.n}")
         if not 0.0 <= self.temperature <= TEMPERATURE_MAX:
@@ -99,6 +109,22 @@ class SamplingParams:
             bad(f"prompt_logprobs must be in [0, {MAX_LOGPROBS}], got {self.prompt_logprobs}")
         if self.guided is not None:
             self.guided.validate()
+
+    def _check_types(self) -> None:
+        """A wrong type is refused here, naming the field (e.g. logprobs=True), not met as a TypeError inside an
+        engine step, where it would fail every request of the batch."""
+        for name in _INTEGERS:
+            value = getattr(self, name)
+            if not (value is None and name in _OPTIONAL) and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ConfigError(f"{name} must be an integer{' or None' if name in _OPTIONAL else ''}, got {value!r}")
+        for name in _NUMBERS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        if not all(isinstance(s, str) for s in self.stop):
+            raise ConfigError(f"stop must be a string or a list of strings, got {self.stop!r}")
+        if not all(isinstance(t, int) and not isinstance(t, bool) for t in self.stop_token_ids):
+            raise ConfigError(f"stop_token_ids must be a list of token ids, got {self.stop_token_ids!r}")
 
     @property
     def greedy(self) -> bool:
