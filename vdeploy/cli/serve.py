@@ -18,6 +18,16 @@ from vdeploy.cli.lora_options import (
 )
 from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, speculative_flags
 
+# uvicorn's names (uvicorn.config.LOG_LEVELS; not imported here, to keep --help fast)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _log_level(value: str) -> str:
+    """Checked with the other options: uvicorn would refuse an unknown name only after the model loaded."""
+    if value.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"{value!r} is not one of: {', '.join(LOG_LEVELS)}")
+    return value.lower()
+
 
 def serve(
     model: Annotated[Optional[str], typer.Argument(
@@ -92,7 +102,9 @@ def serve(
         "--engine-process/--no-engine-process",
         help="Run the engine core in its own process (no GIL shared with HTTP); off: a thread of the server.")
     ] = True,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level: debug, info, warning, error.")] = "info",
+    log_level: Annotated[str, typer.Option(
+        callback=_log_level,
+        help="Server log level: critical, error, warning, info, debug or trace.")] = "info",
     json_logs: Annotated[bool, typer.Option(
         "--json-logs", help="Server logs (with one access line per request) as JSON lines on stderr.")] = False,
 ) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
+import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,6 +36,11 @@ from vdeploy.errors import VdeployError
 __all__ = ["ProcessAsyncEngine"]
 
 _EXIT_WAIT_S = 30.0  # how long close() waits for the core to release the executor before killing it
+# after a drain, the core gets as long as the drain to exit, but at least this (and at most _EXIT_WAIT_S): a core
+# stuck in a step must not keep `--drain-timeout 3` waiting for 30 s
+_EXIT_GRACE_S = 5.0
+
+logger = logging.getLogger("vdeploy.engine")
 
 
 def _error_from(error_type: str, message: str, hint: Optional[str]) -> VdeployError:
@@ -75,6 +81,8 @@ class ProcessAsyncEngine(StreamingEngine):
         self._num_adds_sent = 0  # guarded by _lock, as _streams
         self._num_adds_applied = 0
         self._closing = False
+        self._exit_wait_s = _EXIT_WAIT_S
+        self.core_killed: Optional[str] = None  # set when close() had to kill a core that did not exit (why)
         self._lora_calls: dict[int, concurrent.futures.Future] = {}  # LoRACommands awaiting their LoRAResult
         self._lora_ids = itertools.count()
         self.lora_adapters: dict[str, str] = dict(config.lora.lora_modules)  # name -> path, as loaded by the core
@@ -109,6 +117,11 @@ class ProcessAsyncEngine(StreamingEngine):
         `reason`. A no-op for a core on this host, whose death the reader sees for itself."""
         if isinstance(self._core, RemoteCore):
             self._core.kill(reason)
+
+    @property
+    def failure(self) -> Optional[BaseException]:
+        """Why the engine stopped serving (the core died: named with its exit code or signal); None while it runs."""
+        return self._error
 
     def stats(self) -> EngineStats:
         """The snapshot the core sent with its latest step (never waits on the core)."""
@@ -171,8 +184,13 @@ class ProcessAsyncEngine(StreamingEngine):
         except EngineDeadError:
             pass
 
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> int:
+        self._exit_wait_s = min(_EXIT_WAIT_S, max(drain_timeout_s, _EXIT_GRACE_S))
+        return await super().shutdown(drain_timeout_s)
+
     def close(self) -> None:
-        """Stop at once: open streams get EngineShuttingDown, the core process releases the executor and exits."""
+        """Stop at once: open streams get EngineShuttingDown, the core process releases the executor and exits (or
+        is killed when it has not after the wait; `core_killed` then says so)."""
         if self._closing:
             return
         self._accepting = False
@@ -181,7 +199,9 @@ class ProcessAsyncEngine(StreamingEngine):
             self._send(wire.Shutdown())
         except EngineDeadError:
             pass
-        if self._core.wait_exit(_EXIT_WAIT_S) is None:
+        if self._core.wait_exit(self._exit_wait_s) is None:
+            self.core_killed = f"{self._core.label} did not exit within {self._exit_wait_s:g} s and was killed"
+            logger.warning(self.core_killed)
             self._kill()
         self._thread.join(5)
         self._fail_streams(EngineShuttingDown("the engine shut down before the request finished"))
@@ -237,6 +257,8 @@ class ProcessAsyncEngine(StreamingEngine):
             ended = self._core.wait_exit(5)
         cause = f" after {failure.error_type}: {failure.message}" if failure else ""
         error = EngineDeadError(f"{self._core.label} {ended}{cause}")
+        # the one line an operator sees: the server itself only answers 503 from now on (vdeploy serve then stops)
+        logger.error("engine failed: %s", error.message)
         self._error = error
         self._decoder.forget_all()
         self._fail_streams(error)

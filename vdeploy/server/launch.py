@@ -312,6 +312,12 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
     warning = reasoning_warning(dep, opts.chat_template)
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    par = dep.engine_config.parallel
+    if par.world_size == 1 and par.nnodes == 1 and dep.provenance.get("step_timeout_s", "").split(":")[0] in (
+            "flag", "env", "file"):
+        # the step watchdog lives in the worker processes' executor: one rank runs in the engine core itself
+        console.print("[yellow]warning:[/] --step-timeout has no effect without worker processes (--tp or --pp > 1)",
+                      soft_wrap=True)
     if opts.explain:
         print_explained_settings(dep, console)
         return
@@ -363,16 +369,28 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
     from vdeploy.local_servers import registered, server_record
 
     # listed by `vdeploy ps` (and found by `vdeploy run` / `stop`) while it serves
-    par = dep.engine_config.parallel
     record = server_record(model=opts.model or str(dep.source.path), served_model_name=dep.served_model_name,
                            host=host, port=port, tp=par.tensor_parallel_size, pp=par.pipeline_parallel_size)
     with registered(record):
-        cut = serve_foreground(app, sock, drain_timeout_s=opts.drain_timeout_s, log_level=opts.log_level,
-                               json_logs=opts.json_logs, drain=drain, on_drained=engine.close)
-    if cut is None:
-        console.print("[green]stopped[/]")
-    elif cut == 0:
-        console.print("[green]stopped[/]: drained, every request finished")
-    else:
-        console.print(f"[yellow]stopped[/]: {cut} request(s) cut at the {opts.drain_timeout_s:g} s drain deadline "
-                      "(streams got an error event, waiting requests a 503)")
+        outcome = serve_foreground(app, sock, drain_timeout_s=opts.drain_timeout_s, log_level=opts.log_level,
+                                   json_logs=opts.json_logs, drain=drain, on_drained=engine.close,
+                                   engine_running=lambda: engine.is_running)
+    console.print(stopped_line(outcome, engine, opts.drain_timeout_s), soft_wrap=True)
+    if outcome.engine_stopped:
+        # non-zero, so that a supervisor (systemd, Kubernetes) restarts the server instead of keeping a dead one
+        raise SystemExit(1)
+
+
+def stopped_line(outcome: Any, engine: Any, drain_timeout_s: float) -> str:
+    """The last line `vdeploy serve` prints: how it ended, never claiming more than it knows."""
+    killed = f"; {engine.core_killed}" if getattr(engine, "core_killed", None) else ""
+    if outcome.engine_stopped:
+        failure = getattr(engine, "failure", None)
+        return (f"[red]stopped[/]: the engine stopped serving ({failure or 'it failed'}); exit code 1, for a "
+                f"supervisor to restart the server{killed}")
+    if outcome.forced:
+        return f"[yellow]stopped[/]: a second signal cut the drain short, the requests still open were aborted{killed}"
+    if not outcome.cut:  # None: no drain ran (no signal)
+        return f"[green]stopped[/]{'' if outcome.cut is None else ': drained, every request finished'}{killed}"
+    return (f"[yellow]stopped[/]: {outcome.cut} request(s) cut at the {drain_timeout_s:g} s drain deadline "
+            f"(streams got an error event, waiting requests a 503){killed}")

@@ -1,5 +1,6 @@
 """Running the app under uvicorn: in the foreground for `vdeploy serve` (SIGTERM/SIGINT drain in-flight requests,
-then exit 0), or in a background thread for tests and embedding (`ServerThread`, ephemeral port).
+then exit 0; a second signal cuts the drain short; a dead engine stops it with exit code 1), or in a background
+thread for tests and embedding (`ServerThread`, ephemeral port).
 
 The socket is bound here, before uvicorn starts, so that the caller knows the real port (port 0 = any free port)
 and a bind failure is reported as a clear error instead of a uvicorn log line."""
@@ -13,6 +14,7 @@ import logging
 import signal
 import socket
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Optional
 
@@ -86,9 +88,25 @@ def _uvicorn_config(app: Any, drain_timeout_s: float, log_level: str, json_logs:
         timeout_graceful_shutdown=max(int(drain_timeout_s), 1) + grace_s,
         timeout_keep_alive=5,
         # per-request access lines: wanted by log collectors (JSON) and when debugging, noise otherwise
-        access_log=json_logs or log_level == "debug",
+        access_log=json_logs or log_level in ("debug", "trace"),
         **extra,
     )
+
+
+@dataclass
+class ServeOutcome:
+    """How a foreground server ended, for the final line and the exit code."""
+
+    cut: Optional[int] = None  # requests failed at the drain deadline (None: no drain ran to its end)
+    forced: bool = False  # a second signal cut the drain short: the requests still open were aborted
+    engine_stopped: bool = False  # the engine died while serving: exit 1, so a supervisor restarts the server
+
+
+# how often the server checks that its engine still runs: a dead engine core is noticed within this
+_ENGINE_POLL_S = 0.5
+# then it keeps answering (/health 503, engine_dead) this long before it closes its port: a load balancer's probe
+# sees the failure as such rather than as a refused connection
+_DEAD_GRACE_S = 1.0
 
 
 def serve_foreground(
@@ -100,14 +118,16 @@ def serve_foreground(
     json_logs: bool = False,
     drain: Optional[Callable[[], Awaitable[int]]] = None,
     on_drained: Optional[Callable[[], None]] = None,
-) -> Optional[int]:
-    """Serve until SIGTERM/SIGINT; then stop accepting and run `drain` on the server's loop while uvicorn waits for
-    the open requests: `drain` lets them finish for up to drain_timeout_s, then fails the rest (each stream gets an
-    error event and [DONE], each waiting request a 503) and returns how many it cut. Then `on_drained` runs (the
-    caller releases its engine there) and this returns the number cut (None: no signal, no drain), so the process
-    exits 0."""
+    engine_running: Optional[Callable[[], bool]] = None,
+) -> ServeOutcome:
+    """Serve until SIGTERM/SIGINT, or until `engine_running()` turns False (the engine died: answering 503
+    forever would hide that from a supervisor). Then stop accepting and run `drain` on the server's loop while
+    uvicorn waits for the open requests: `drain` lets them finish for up to drain_timeout_s, then fails the rest
+    (each stream gets an error event and [DONE], each waiting request a 503) and returns how many it cut. A second
+    signal during the drain cuts it short. Then `on_drained` runs (the caller releases its engine there, which
+    also fails what a cut-short drain left open)."""
     server = _draining_server(_uvicorn_config(app, drain_timeout_s, log_level, json_logs, grace_s=_CUT_GRACE_S),
-                              drain)
+                              drain, engine_running)
     # uvicorn re-raises the signal it caught once it has shut down; with Python-level handlers installed here the
     # re-raise lands in them instead of killing the process with 128+signum.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -118,22 +138,55 @@ def serve_foreground(
             on_drained()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return server.cut
+    return server.outcome
 
 
-def _draining_server(config: Any, drain: Optional[Callable[[], Awaitable[int]]]) -> Any:
-    """A uvicorn.Server whose shutdown runs `drain` beside uvicorn's own wait for open connections (defined here:
-    uvicorn is imported only when serving)."""
+def _draining_server(config: Any, drain: Optional[Callable[[], Awaitable[int]]],
+                     engine_running: Optional[Callable[[], bool]] = None) -> Any:
+    """A uvicorn.Server whose shutdown runs `drain` beside uvicorn's own wait for open connections, and which shuts
+    itself down when its engine stops (defined here: uvicorn is imported only when serving)."""
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
-        cut: Optional[int] = None
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            self.outcome = ServeOutcome()
+            self._watcher: Optional[asyncio.Task] = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # uvicorn forces only on a second SIGINT; a supervisor's second SIGTERM means the same
+            if self.should_exit:
+                self.force_exit = True
+            super().handle_exit(sig, frame)
+
+        async def startup(self, sockets: Optional[list[socket.socket]] = None) -> None:
+            await super().startup(sockets)
+            if engine_running is not None:
+                self._watcher = asyncio.ensure_future(self._watch_engine())
+
+        async def _watch_engine(self) -> None:
+            while not self.should_exit:
+                if not engine_running():
+                    self.outcome.engine_stopped = True
+                    await asyncio.sleep(_DEAD_GRACE_S)
+                    self.should_exit = True
+                    return
+                await asyncio.sleep(_ENGINE_POLL_S)
 
         async def shutdown(self, sockets: Optional[list[socket.socket]] = None) -> None:
+            if self._watcher is not None:
+                self._watcher.cancel()
             task = asyncio.ensure_future(drain()) if drain is not None else None
-            await super().shutdown(sockets)
-            if task is not None:
-                self.cut = await task
+            await super().shutdown(sockets)  # returns early once force_exit is set
+            if task is None:
+                return
+            while not task.done() and not self.force_exit:
+                await asyncio.wait({task}, timeout=0.1)
+            if task.done():
+                self.outcome.cut = task.result()
+            else:  # forced: on_drained (the engine's close) aborts what is still open
+                task.cancel()
+                self.outcome.forced = True
 
     return DrainingServer(config)
 
