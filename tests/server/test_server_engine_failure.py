@@ -1,5 +1,6 @@
 """When the engine itself fails (a GPU error, a dead rank), clients get a 503 in OpenAI's shape instead of a hung
-connection, /health turns 503 so the load balancer stops sending traffic, and the server process stays up."""
+connection, /health turns 503 so the load balancer stops sending traffic, and the in-thread server stays up
+(`vdeploy serve` then exits 1 for its supervisor: tests/server/test_serve_lifecycle.py)."""
 
 from __future__ import annotations
 
