@@ -16,7 +16,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from vdeploy.errors import CheckpointError, DoesNotFitError
+from vdeploy.errors import CheckpointError, ConfigError, DoesNotFitError
 
 
 def _serve_env(tmp_path) -> dict[str, str]:
@@ -122,6 +122,10 @@ def test_memory_planner_refuses_r1_on_one_gpu(tmp_path):
     eight_h200 = manual_hardware(8, 141)
     cfg = replace(EngineConfig(model="r1", device="cuda"), parallel=ParallelConfig(tensor_parallel_size=8))
     assert "KV tokens" in check_memory(r1, cfg, eight_h200, detect_host(), tmp_path)
+    # a TP that does not divide the heads is a layout error, not "does not fit"
+    with pytest.raises(ConfigError, match="--tp 3: TP 3 does not divide the 128 attention heads"):
+        cfg = EngineConfig(model="r1", device="cuda", parallel=ParallelConfig(tensor_parallel_size=3))
+        check_memory(r1, cfg, eight_h200, detect_host(), tmp_path)
 
 
 def test_public_bind_detection():

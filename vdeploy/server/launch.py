@@ -63,9 +63,12 @@ def _checkpoint_bytes(path: Path) -> Optional[int]:
 def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, model_path: Path) -> str:
     """Raise DoesNotFitError when the weights plus a minimal KV cache cannot fit; return a one-line summary."""
     from vdeploy.checkpoint.planner import plan_memory
+    from vdeploy.checkpoint.tp_rules import tp_advice, tp_problem
 
     tp = engine_cfg.parallel.tensor_parallel_size
     pp = engine_cfg.parallel.pipeline_parallel_size
+    if (problem := tp_problem(model_cfg, tp)) is not None:  # a layout question, not a memory one: said as such
+        raise ConfigError(f"--tp {tp}: {problem}", hint=tp_advice(model_cfg, tp))
     on_cpu = engine_cfg.device == "cpu" or hardware.is_cpu_only
     kv_dtype_bytes = 2
     if on_cpu:
