@@ -22,12 +22,24 @@ TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 
 E2E_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 120.0, 300.0, 600.0)
 
 
-class EngineStatsCollector(Collector):
-    """Gauges and counters read from the engine when Prometheus scrapes."""
+# EngineStats' running totals, exported as counters
+COUNTED = ("prefix_cache_queries", "prefix_cache_hits", "num_preemptions", "prompt_tokens_total",
+           "generation_tokens_total", "spec_draft_tokens_total", "spec_accepted_tokens_total", "spec_steps_total",
+           "spec_draft_seconds_total")
 
-    def __init__(self, get_stats: Callable[[], Any], model_name: str):
+
+class EngineStatsCollector(Collector):
+    """Gauges and counters read from the engine when Prometheus scrapes. Counters count from `since` (engine stats
+    taken when the server was created), so the server's own warm-up request is not reported as traffic."""
+
+    def __init__(self, get_stats: Callable[[], Any], model_name: str, since: Any = None):
         self._get_stats = get_stats
         self._model = model_name
+        self._offset = {name: getattr(since, name, 0) for name in COUNTED} if since is not None else {}
+
+    def _totals(self) -> tuple[Any, dict[str, float]]:
+        s = self._get_stats()
+        return s, {name: getattr(s, name, 0) - self._offset.get(name, 0) for name in COUNTED}
 
     def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
         g = GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=["model_name"])
@@ -40,9 +52,9 @@ class EngineStatsCollector(Collector):
         return c
 
     def collect(self) -> Iterator[Any]:
-        s = self._get_stats()
-        queries = getattr(s, "prefix_cache_queries", 0)
-        hits = getattr(s, "prefix_cache_hits", 0)
+        s, n = self._totals()
+        queries, hits = n["prefix_cache_queries"], n["prefix_cache_hits"]
+        drafts, accepted, steps = n["spec_draft_tokens_total"], n["spec_accepted_tokens_total"], n["spec_steps_total"]
         yield self._gauge("num_requests_running", "Requests being generated (in the running batch).", s.num_running)
         yield self._gauge("num_requests_waiting", "Requests queued for their first schedule.", s.num_waiting)
         yield self._gauge("kv_cache_usage_perc", "Fraction of KV-cache blocks in use (0..1).", s.kv_usage)
@@ -54,22 +66,19 @@ class EngineStatsCollector(Collector):
         )
         yield self._counter("prefix_cache_queries", "Prompt tokens looked up in the prefix cache.", queries)
         yield self._counter("prefix_cache_hits", "Prompt tokens found in the prefix cache.", hits)
-        yield self._counter("num_preemptions", "Requests preempted for lack of KV blocks.", s.num_preemptions)
-        yield self._counter("prompt_tokens", "Prompt tokens processed.", s.prompt_tokens_total)
-        yield self._counter("generation_tokens", "Tokens generated.", s.generation_tokens_total)
-        yield self._counter("spec_decode_num_draft_tokens", "Speculative draft tokens verified.",
-                            s.spec_draft_tokens_total)
-        yield self._counter("spec_decode_num_accepted_tokens", "Speculative draft tokens accepted.",
-                            s.spec_accepted_tokens_total)
-        yield self._counter("spec_decode_num_steps", "Request-steps that verified speculative drafts.",
-                            s.spec_steps_total)
+        yield self._counter("num_preemptions", "Requests preempted for lack of KV blocks.", n["num_preemptions"])
+        yield self._counter("prompt_tokens", "Prompt tokens processed.", n["prompt_tokens_total"])
+        yield self._counter("generation_tokens", "Tokens generated.", n["generation_tokens_total"])
+        yield self._counter("spec_decode_num_draft_tokens", "Speculative draft tokens verified.", drafts)
+        yield self._counter("spec_decode_num_accepted_tokens", "Speculative draft tokens accepted.", accepted)
+        yield self._counter("spec_decode_num_steps", "Request-steps that verified speculative drafts.", steps)
         yield self._counter("spec_decode_draft_seconds", "Time spent proposing speculative drafts.",
-                            s.spec_draft_seconds_total)
+                            n["spec_draft_seconds_total"])
         yield self._gauge("spec_decode_acceptance_rate", "Speculative draft tokens accepted / verified.",
-                          s.spec_accepted_tokens_total / s.spec_draft_tokens_total if s.spec_draft_tokens_total
-                          else 0.0)
+                          accepted / drafts if drafts else 0.0)
         yield self._gauge("spec_decode_mean_accepted_length",
-                          "Tokens per speculative request-step (accepted drafts + 1).", s.spec_mean_accepted_length)
+                          "Tokens per speculative request-step (accepted drafts + 1).",
+                          1 + accepted / steps if steps else 0.0)
 
 
 @dataclass
@@ -95,7 +104,7 @@ class ServerMetrics:
     @classmethod
     def create(cls, get_engine_stats: Callable[[], Any], model_name: str) -> "ServerMetrics":
         registry = CollectorRegistry(auto_describe=True)
-        registry.register(EngineStatsCollector(get_engine_stats, model_name))
+        registry.register(EngineStatsCollector(get_engine_stats, model_name, since=get_engine_stats()))
         labels = ["model_name"]
         return cls(
             registry=registry,
