@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from vdeploy.checkpoint.paths import read_model_json
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine.block_pool import salted
 from vdeploy.engine.detokenizer import IncrementalDetokenizer
@@ -55,12 +56,6 @@ class EngineStats:
         return 1 + self.spec_accepted_tokens_total / self.spec_steps_total if self.spec_steps_total else 0.0
 
 
-def read_generation_config(model_dir: str | Path) -> dict[str, Any]:
-    from vdeploy.checkpoint.paths import read_model_json
-
-    return read_model_json(Path(model_dir), "generation_config.json") or {}
-
-
 def check_dp_attention(config: EngineConfig, model: ModelConfig) -> None:
     """DP attention serves DeepSeek MLA on one pipeline stage, without speculative decoding."""
     if model.kv_lora_rank == 0:
@@ -87,7 +82,7 @@ class EngineCore:
         if tokenizer is None and (tok_dir / "tokenizer.json").is_file():
             tokenizer = Tokenizer.from_dir(tok_dir)
         self.tokenizer = tokenizer  # None: token ids only (e.g. a bare config with dummy weights)
-        generation_config = read_generation_config(config.model)
+        generation_config = read_model_json(Path(config.model), "generation_config.json") or {}
         self.generation_defaults = {k: generation_config[k] for k in _GENERATION_DEFAULT_KEYS if k in generation_config}
         self.eos_token_ids = self._collect_eos_ids(generation_config)
         self._check_max_model_len_within_model()
