@@ -77,14 +77,15 @@ class Tokenizer:
         self.bos_token_id = self.token_to_id(self.bos_token) if self.bos_token else None
         self.eos_token_id = self.token_to_id(self.eos_token) if self.eos_token else None
         self.add_bos_token = bool(config.get("add_bos_token", False))
+        added = self._tok.get_added_tokens_decoder()  # id -> AddedToken: read once, used twice
         self.all_special_ids = sorted(
-            {token_id for token_id, tok in self._tok.get_added_tokens_decoder().items() if tok.special}
+            {token_id for token_id, tok in added.items() if tok.special}
             | {i for i in (self.bos_token_id, self.eos_token_id) if i is not None}
         )
         self._compiled_template = None
         from tokenizers import decoders
 
-        self._added_ids = frozenset(self._tok.get_added_tokens_decoder())
+        self._added_ids = frozenset(added)
         self._byte_alphabet = _byte_level_alphabet() if isinstance(self._tok.decoder, decoders.ByteLevel) else None
 
     @classmethod
