@@ -98,8 +98,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("master_port", "parallel.master_port", int, "Rendezvous port on node 0 (multi-node).",
             ("--master-port",), minimum=1, maximum=65535),
     Setting("step_timeout_s", "parallel.step_timeout_s", float,
-            "With --tp/--pp > 1: a step not finished after this many seconds names the stuck rank and stops every "
-            "rank (exit code 1). 0: off. Default 120.", ("--step-timeout",), minimum=0.0),
+            "A step not finished after this many seconds names the stuck process and stops it: every rank with "
+            "--tp/--pp > 1 (exit code 1), serve's engine-core process at --tp 1 (serve exits 1). 0: off. "
+            "Default 120.", ("--step-timeout",), minimum=0.0),
     Setting("idle_timeout_s", "parallel.idle_timeout_s", float,
             "While idle: a rank stopped this many seconds fails the engine. 0: off. Default 30.", minimum=0.0),
     Setting("data_parallel_size", "parallel.data_parallel_size", int,

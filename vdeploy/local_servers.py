@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
+from vdeploy.env.procfs import process_start, process_state
+
 
 @dataclass(frozen=True)
 class ServerRecord:
@@ -50,24 +52,6 @@ def runtime_dir() -> Path:
     return model_home() / "run"
 
 
-def _stat_fields(pid: int) -> Optional[list[str]]:
-    """/proc/PID/stat from field 3 (state) on; the command name before it is parenthesised and may hold spaces."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:].split()
-    except (OSError, ValueError):
-        return None
-
-
-def process_start(pid: int) -> Optional[int]:
-    """The process's start time (field 22 of /proc/PID/stat, clock ticks since boot); None off Linux."""
-    fields = _stat_fields(pid)
-    try:
-        return int(fields[19]) if fields else None
-    except (ValueError, IndexError):
-        return None
-
-
 def is_running(record: ServerRecord) -> bool:
     try:
         os.kill(record.pid, 0)
@@ -75,8 +59,7 @@ def is_running(record: ServerRecord) -> bool:
         return False
     except PermissionError:  # alive, another user's
         pass
-    fields = _stat_fields(record.pid)
-    if fields and fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
+    if process_state(record.pid) == "a zombie":  # exited, not yet reaped by its parent
         return False
     # a recycled pid is some other process, started later: the record is stale
     return record.proc_start is None or process_start(record.pid) in (None, record.proc_start)

@@ -1,6 +1,7 @@
 """How `vdeploy serve` ends, through the real entry point: a second signal cuts the drain short, a dead engine core
-stops the server with exit code 1 (a supervisor restarts it) and one log line naming the cause, a core stuck at
---tp 1 is killed after a short grace instead of 30 s, and a bad --log-level is a usage error before any loading."""
+stops the server with exit code 1 (a supervisor restarts it) and one log line naming the cause, a core stuck with
+requests in flight is named and stopped by the step watchdog (exit code 1), one stuck at shutdown is killed after a
+short grace instead of 30 s, and a bad --log-level is a usage error before any loading."""
 
 from __future__ import annotations
 
@@ -122,7 +123,52 @@ def test_killed_engine_core_stops_the_server_with_exit_code_1(tiny_model_dir, tm
 
 
 @pytest.mark.timeout(180)
-def test_stuck_core_at_tp1_warns_about_step_timeout_and_is_killed_after_a_short_grace(tiny_model_dir, tmp_path):
+def test_core_stuck_with_a_request_in_flight_is_named_and_stopped(tiny_model_dir, tmp_path):
+    proc = _serve(tiny_model_dir, tmp_path, "--step-timeout", "3")
+    core = None
+    try:
+        url = _url(proc, [])
+        results: dict = {}
+        thread, started = _stream_in_background(url, results)
+        assert started.wait(60)
+        core = _core_pid(proc.pid)
+        os.kill(core, signal.SIGSTOP)
+        stopped = time.monotonic()
+        log, _ = proc.communicate(timeout=60)  # exits on its own, no signal sent
+        took = time.monotonic() - stopped
+        thread.join(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if core is not None:
+            try:
+                os.kill(core, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert proc.returncode == 1, log
+    assert 3 <= took < 20, (took, log)
+    assert "engine_dead" in results["stream"] and "no step came back" in results["stream"], results
+    failed = [line for line in log.splitlines() if "engine failed" in line]
+    assert failed and f"pid {core}" in failed[0] and "(the process was stopped)" in failed[0], log
+    assert "--step-timeout 3" in failed[0] and "Traceback" not in log, log
+
+
+def test_a_running_core_prints_every_threads_stack_when_asked(tmp_path):
+    # what the watchdog does before killing a core that is alive but makes no progress: faulthandler writes from
+    # the signal handler, so it works while the main thread is stuck (here: waiting for Init in a blocking read)
+    script = tmp_path / "dump.py"
+    script.write_text(
+        "import time\nfrom vdeploy.engine.core_endpoint import LocalCore\n"
+        "core = LocalCore()\ntime.sleep(3)\nassert core.state() == 'running', core.state()\n"
+        "core.dump_stacks()\ntime.sleep(1)\ncore.kill()\nprint(core.wait_exit(10))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "killed by SIGKILL" in done.stdout  # the dump did not end the process: the kill did
+    assert "Current thread" in done.stderr and "core_process.py" in done.stderr, done.stderr
+
+
+@pytest.mark.timeout(180)
+def test_core_stuck_at_shutdown_is_killed_after_a_short_grace(tiny_model_dir, tmp_path):
     proc = _serve(tiny_model_dir, tmp_path, "--drain-timeout", "1", "--step-timeout", "3")
     seen: list[str] = []
     core = None
@@ -145,8 +191,18 @@ def test_stuck_core_at_tp1_warns_about_step_timeout_and_is_killed_after_a_short_
             except ProcessLookupError:
                 pass
     head = "".join(seen)
-    assert "--step-timeout has no effect without worker processes" in head, head
-    assert proc.returncode == 0, log
+    assert "--step-timeout has no effect" not in head, head  # the engine process has a watchdog
+    assert proc.returncode == 0, log  # idle when stopped: the watchdog had nothing to wait for
     assert took < 15, (took, log)  # the drain (1 s), then 5 s for the core to exit; not 30 s
     last = log.strip().splitlines()[-1]
     assert f"pid {core}) did not exit within 5 s and was killed" in last, log
+
+
+def test_step_timeout_without_an_engine_process_at_tp1_is_warned_about(tiny_model_dir, tmp_path):
+    explain = [sys.executable, "-m", "vdeploy", "serve", str(tiny_model_dir), "--step-timeout", "3", "--explain"]
+    env = {**os.environ, "VDEPLOY_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": "", "COLUMNS": "200"}
+    threaded = subprocess.run([*explain, "--no-engine-process"], capture_output=True, text=True, timeout=120, env=env)
+    watched = subprocess.run(explain, capture_output=True, text=True, timeout=120, env=env)
+    assert threaded.returncode == watched.returncode == 0, threaded.stderr + watched.stderr
+    assert "--step-timeout has no effect with --no-engine-process" in threaded.stderr, threaded.stderr
+    assert "--step-timeout has no effect" not in watched.stderr, watched.stderr

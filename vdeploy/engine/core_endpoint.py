@@ -66,6 +66,18 @@ class LocalCore:
         except subprocess.TimeoutExpired:
             return None
 
+    def state(self) -> str:
+        """The process's run state in words (vdeploy.env.procfs.process_state)."""
+        from vdeploy.env.procfs import process_state
+
+        return process_state(self._proc.pid)
+
+    def dump_stacks(self) -> None:
+        """Ask the core to print every thread's Python stack to its stderr (the server's log): faulthandler, which
+        core_process registers on SIGUSR1, writes them from the signal handler even while a thread is stuck in C."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGUSR1)
+
     def kill(self, reason: str = "") -> None:
         if self._proc.poll() is None:
             self._proc.kill()
@@ -133,6 +145,12 @@ class RemoteCore:
         if self._cut_reason:
             return f"was cut off: {self._cut_reason}"
         return "closed its connection (its process died, or its node or the network failed)"
+
+    def state(self) -> str:
+        return "unknown"  # another node's process: its worker host watches it
+
+    def dump_stacks(self) -> None:
+        pass
 
     def kill(self, reason: str = "") -> None:
         """Cut the connection: the reader sees its end at once (the remote core exits when its peer is gone)."""

@@ -14,12 +14,14 @@ refusing other peers until then, and runs node 0's configuration on this node's 
 The process exits when told to (Shutdown), when the server end of the socket closes (the server died: no orphan),
 or after a failed step (it reports Failed first). It ignores SIGINT and SIGTERM: Ctrl-C in a terminal and
 systemd's stop reach the whole process group, and the server must be able to drain its in-flight requests through
-this process before stopping it.
+this process before stopping it. SIGUSR1 prints every thread's stack to stderr (the server's watchdog sends it
+before it kills a core that made no progress for --step-timeout).
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import signal
 import socket
@@ -228,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    # the server's step watchdog asks for every thread's stack before it stops a core that made no progress
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     overrides: dict[str, Any] = {}
     if args.listen_fd is not None:
         from vdeploy.engine.dp_auth import secret_key

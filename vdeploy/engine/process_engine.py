@@ -18,6 +18,7 @@ import concurrent.futures
 import itertools
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Optional
@@ -31,6 +32,7 @@ from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.scheduler import QueueFull
 from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown, StreamingEngine, stream_outputs
 from vdeploy.engine.tokenizer import Tokenizer
+from vdeploy.env.procfs import STUCK_STATES
 from vdeploy.errors import VdeployError
 
 __all__ = ["ProcessAsyncEngine"]
@@ -39,6 +41,11 @@ _EXIT_WAIT_S = 30.0  # how long close() waits for the core to release the execut
 # after a drain, the core gets as long as the drain to exit, but at least this (and at most _EXIT_WAIT_S): a core
 # stuck in a step must not keep `--drain-timeout 3` waiting for 30 s
 _EXIT_GRACE_S = 5.0
+# with worker processes (--tp/--pp > 1) the executor inside the core names a stuck rank at --step-timeout; the
+# server's own watch waits this much longer, so it only catches the core itself stuck (and names the rank's failure
+# second)
+_EXECUTOR_FIRST_S = 30.0
+_WATCH_PERIOD_S = 1.0
 
 logger = logging.getLogger("vdeploy.engine")
 
@@ -86,6 +93,10 @@ class ProcessAsyncEngine(StreamingEngine):
         self._lora_calls: dict[int, concurrent.futures.Future] = {}  # LoRACommands awaiting their LoRAResult
         self._lora_ids = itertools.count()
         self.lora_adapters: dict[str, str] = dict(config.lora.lora_modules)  # name -> path, as loaded by the core
+        # the latest message from the core, or when work began after an idle spell (the step watchdog's clock)
+        self._last_progress = time.monotonic()
+        self._stall: Optional[str] = None  # why the watchdog stopped the core
+        self._watch_stop = threading.Event()
         self._codec = wire.server_side_codec()
         self._decoder = wire.OutputDecoder()
         self._core: LocalCore | RemoteCore = core if core is not None else LocalCore(env)
@@ -101,6 +112,11 @@ class ProcessAsyncEngine(StreamingEngine):
         self._stats = ready.stats
         self._thread = threading.Thread(target=self._read_loop, name=f"vdeploy-core-client-{self.pid}", daemon=True)
         self._thread.start()
+        timeout = config.parallel.step_timeout_s
+        if timeout and timeout > 0:
+            limit = timeout + (_EXECUTOR_FIRST_S if config.parallel.world_size > 1 else 0.0)
+            threading.Thread(target=self._watch_progress, args=(limit,), name=f"vdeploy-core-watch-{self.pid}",
+                             daemon=True).start()
 
     # ---- facts for the server -----------------------------------------------------------------------------------
     @property
@@ -139,6 +155,7 @@ class ProcessAsyncEngine(StreamingEngine):
         params.validate()  # prompt checks need the scheduler: the core answers them as a RequestError
         with self._lock:
             waiting = self._stats.num_waiting + self._num_adds_sent - self._num_adds_applied
+            self._note_work_begins()
             stream = self._open_stream(request_id, params.n, waiting, output_kind)
             self._decoder.start(request_id, output_kind)
             self._num_adds_sent += params.n
@@ -166,6 +183,7 @@ class ProcessAsyncEngine(StreamingEngine):
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
             call_id = next(self._lora_ids)
+            self._note_work_begins()
             self._lora_calls[call_id] = future
         try:
             self._send(wire.LoRACommand(call_id, name, path))
@@ -195,6 +213,7 @@ class ProcessAsyncEngine(StreamingEngine):
             return
         self._accepting = False
         self._closing = True
+        self._watch_stop.set()
         try:
             self._send(wire.Shutdown())
         except EngineDeadError:
@@ -237,6 +256,7 @@ class ProcessAsyncEngine(StreamingEngine):
                 message = self._receive()
                 if message is None:
                     break
+                self._last_progress = time.monotonic()
                 if isinstance(message, wire.StepOutputs):
                     self._on_step(message)
                 elif isinstance(message, wire.LoRAResult):
@@ -255,7 +275,8 @@ class ProcessAsyncEngine(StreamingEngine):
         if ended is None:
             self._kill()
             ended = self._core.wait_exit(5)
-        cause = f" after {failure.error_type}: {failure.message}" if failure else ""
+        cause = f" after {failure.error_type}: {failure.message}" if failure else (
+            f": {self._stall}" if self._stall else "")
         error = EngineDeadError(f"{self._core.label} {ended}{cause}")
         # the one line an operator sees: the server itself only answers 503 from now on (vdeploy serve then stops)
         logger.error("engine failed: %s", error.message)
@@ -290,6 +311,33 @@ class ProcessAsyncEngine(StreamingEngine):
 
     def _kill(self) -> None:
         self._core.kill()
+
+    # ---- the step watchdog --------------------------------------------------------------------------------------
+    def _note_work_begins(self) -> None:
+        """Under _lock, before work is added: after an idle spell the core's silence so far was not a stall."""
+        if not self._streams and not self._lora_calls:
+            self._last_progress = time.monotonic()
+
+    def _watch_progress(self, limit_s: float) -> None:
+        """Work in flight and no message from the core for limit_s (it sends one every step) means the core is
+        stuck: it is named with its run state, asked for its threads' stacks (into the log) and killed. The reader
+        then fails the open streams naming why, and `vdeploy serve` exits 1 so that a supervisor restarts it."""
+        while not self._watch_stop.wait(_WATCH_PERIOD_S):
+            with self._lock:
+                in_flight = len(self._streams) + len(self._lora_calls)
+            silent = time.monotonic() - self._last_progress
+            if not in_flight or silent < limit_s or self._closing or self._error is not None:
+                continue
+            state = self._core.state()
+            self._stall = (f"no step came back in {silent:.0f} s with {in_flight} request(s) in flight"
+                           + (f" (the process was {state})" if state in STUCK_STATES else "")
+                           + f"; stopped by the step watchdog (--step-timeout {self.config.parallel.step_timeout_s:g})")
+            logger.error("%s made no progress: %s", self._core.label, self._stall)
+            if state == "running":
+                self._core.dump_stacks()
+                self._watch_stop.wait(1.0)  # faulthandler writes from the signal handler: give it a moment
+            self._core.kill(self._stall)
+            return
 
 
 def _put_all(batch: list[tuple[asyncio.Queue, Any]]) -> None:

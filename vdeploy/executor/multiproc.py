@@ -41,6 +41,7 @@ from vdeploy.executor.local_ranks import LocalRanks, RankFailure
 from vdeploy.executor.node_link import NodeLink, NodeLost, is_peer_loss
 from vdeploy.executor.rank_process import RankLaunch
 from vdeploy.engine.step_handle import StepHandle
+from vdeploy.env.procfs import STUCK_STATES, process_state
 from vdeploy.worker.device import resolve_device_type
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class MultiProcExecutor(Executor):
         now = time.monotonic()
         states = rank_states(self._ranks)
         self._stuck_since = {rank: self._stuck_since.get(rank, now) for rank, state in states.items()
-                             if state in _STUCK_STATES}
+                             if state in STUCK_STATES}
         overdue = [rank for rank, since in self._stuck_since.items() if now - since >= self.idle_timeout_s]
         if overdue:
             failure = RankFailure(f"while idle for {self.idle_timeout_s:.0f} s: {describe_stuck_ranks(self._ranks)}")
@@ -231,12 +232,9 @@ class MultiProcExecutor(Executor):
         raise ExecutorError(failure.message, hint=hint, remote_traceback=failure.remote_traceback)
 
 
-_STUCK_STATES = ("stopped", "traced", "in uninterruptible sleep")
-
-
 def rank_states(ranks: LocalRanks) -> dict[int, str]:
-    """Global rank -> its process's run state in words (see _process_state)."""
-    return {launch.rank: _process_state(pid) for launch, pid in zip(ranks.launches, ranks.pids)}
+    """Global rank -> its process's run state in words (see vdeploy.env.procfs.process_state)."""
+    return {launch.rank: process_state(pid) for launch, pid in zip(ranks.launches, ranks.pids)}
 
 
 def describe_stuck_ranks(ranks: LocalRanks) -> str:
@@ -244,21 +242,11 @@ def describe_stuck_ranks(ranks: LocalRanks) -> str:
     uninterruptible sleep is named; otherwise every rank is alive and waiting (a hung collective)."""
     states = rank_states(ranks)
     stuck = [f"rank {rank} (pid {pid}) is {state}" for (rank, state), pid in zip(states.items(), ranks.pids)
-             if state in _STUCK_STATES]
+             if state in STUCK_STATES]
     if stuck:
         return "; ".join(stuck)
     return "every rank is alive but none answered (a hung collective or a deadlocked rank); ranks " + ", ".join(
         f"{rank} (pid {pid})" for rank, pid in zip(states, ranks.pids))
-
-
-def _process_state(pid: int) -> str:
-    """The kernel's run state of a process (Linux /proc), in words; 'unknown' elsewhere."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "unknown"
-    return {"T": "stopped", "t": "traced", "D": "in uninterruptible sleep", "Z": "a zombie"}.get(state, "running")
 
 
 def pipeline_ready(engine_config: EngineConfig) -> EngineConfig:

@@ -316,10 +316,10 @@ def run_serve(opts: ServeOptions, console: Any) -> None:
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     par = dep.engine_config.parallel
-    if par.world_size == 1 and par.nnodes == 1 and dep.provenance.get("step_timeout_s", "").split(":")[0] in (
-            "flag", "env", "file"):
-        # the step watchdog lives in the worker processes' executor: one rank runs in the engine core itself
-        console.print("[yellow]warning:[/] --step-timeout has no effect without worker processes (--tp or --pp > 1)",
+    if (not opts.engine_process and par.world_size == 1 and par.nnodes == 1
+            and dep.provenance.get("step_timeout_s", "").split(":")[0] in ("flag", "env", "file")):
+        # the watchdogs stop a process (the engine core, or a worker rank): an engine thread cannot be stopped
+        console.print("[yellow]warning:[/] --step-timeout has no effect with --no-engine-process at --tp 1",
                       soft_wrap=True)
     if opts.explain:
         print_explained_settings(dep, console)
