@@ -124,7 +124,7 @@ def main() -> int:
 
     from vdeploy.bench.offline import describe_device, git_revision
     from vdeploy.bench.serving import ServingWorkload
-    from vdeploy.server.launch import ServeOptions, resolve_deployment
+    from vdeploy.server.deployment import ServeOptions, resolve_deployment
 
     flags = {"max_num_seqs": args.max_num_seqs} if args.max_num_seqs else {}
     dep = resolve_deployment(ServeOptions(model=args.model, engine_flags=flags))

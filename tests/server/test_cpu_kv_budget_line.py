@@ -10,7 +10,7 @@ def test_cpu_memory_line_quotes_the_kv_budget_the_engine_allocates(tiny_model_di
     from vdeploy.config import CacheConfig, EngineConfig, ModelConfig
     from vdeploy.env.hardware import detect_hardware
     from vdeploy.env.host import detect_host
-    from vdeploy.server.launch import check_memory
+    from vdeploy.server.deployment import check_memory
     from vdeploy.worker.model_runner import kv_cache_spec_for
 
     model_cfg = ModelConfig.from_path(tiny_model_dir)

@@ -27,7 +27,8 @@ def _serve_env(tmp_path) -> dict[str, str]:
 
 def test_serve_prints_config_and_sigterm_drains_in_flight_request(tiny_model_dir, tmp_path):
     cmd = [sys.executable, "-m", "vdeploy", "serve", str(tiny_model_dir), "--port", "0", "--max-model-len", "256",
-           "--served-model-name", "tiny-cli", "--drain-timeout", "30", "--json-logs"]
+           "--served-model-name", "tiny-cli", "--served-model-name", "tiny-alias", "--drain-timeout", "30",
+           "--json-logs"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=_serve_env(tmp_path))
     lines: list[str] = []
@@ -44,7 +45,11 @@ def test_serve_prints_config_and_sigterm_drains_in_flight_request(tiny_model_dir
         assert url is not None, "".join(lines)
         printed = "".join(lines)
         assert "profile" in printed and "reasoning parser" in printed and "none" in printed
-        assert "max model len" in printed and "256" in printed
+        assert "max model len" in printed and "256" in printed and "tiny-cli, tiny-alias" in printed
+        # every alias is listed and accepted; answers carry the first name
+        assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == ["tiny-cli", "tiny-alias"]
+        aliased = httpx.post(f"{url}/v1/completions", json={"model": "tiny-alias", "prompt": "Hi", "max_tokens": 2})
+        assert aliased.status_code == 200 and aliased.json()["model"] == "tiny-cli", aliased.text
 
         body = {"model": "tiny-cli", "prompt": "Hello", "max_tokens": 200, "ignore_eos": True, "stream": True}
         result: dict = {}
@@ -110,7 +115,7 @@ def test_memory_planner_refuses_r1_on_one_gpu(tmp_path):
     from vdeploy.env.hardware import manual_hardware
     from vdeploy.env.host import detect_host
     from vdeploy.model_configs import config_path
-    from vdeploy.server.launch import check_memory
+    from vdeploy.server.deployment import check_memory
 
     r1 = ModelConfig.from_path(config_path("deepseek-r1"))
     one_h100 = manual_hardware(1, 80)
@@ -139,7 +144,8 @@ def test_resolve_deployment_profile_flags_parser_and_chat_template(tiny_model_di
     import shutil
 
     from vdeploy.errors import ConfigError
-    from vdeploy.server.launch import ServeOptions, build_engine, resolve_deployment
+    from vdeploy.server.deployment import ServeOptions, resolve_deployment
+    from vdeploy.server.launch import build_engine
 
     dep = resolve_deployment(ServeOptions(model=str(tiny_model_dir), profile="demo-cpu",
                                           engine_flags={"max_model_len": 128, "block_size": 8}))
@@ -155,6 +161,8 @@ def test_resolve_deployment_profile_flags_parser_and_chat_template(tiny_model_di
         resolve_deployment(ServeOptions(model=str(tiny_model_dir), reasoning_parser="qwq"))
     with pytest.raises(ConfigError, match="chat template file not found"):
         resolve_deployment(ServeOptions(model=str(tiny_model_dir), chat_template=str(tmp_path / "none.jinja")))
+    with pytest.raises(ConfigError, match="twice"):
+        resolve_deployment(ServeOptions(model=str(tiny_model_dir), served_model_names=("a", "b", "a")))
 
     template = tmp_path / "plain.jinja"
     template.write_text("{% for m in messages %}{{ m['content'] }}\n{% endfor %}")

@@ -2,7 +2,7 @@
 (demo-cpu's 4096 on a 512-position checkpoint) used to accept prompts the model has no positions for, and the
 first one crashed the engine. The model's own limit wins over the profile; explicit settings stay as given."""
 
-from vdeploy.server.launch import ServeOptions, resolve_deployment
+from vdeploy.server.deployment import ServeOptions, resolve_deployment
 
 
 def test_profile_context_is_capped_at_the_models_positions(tiny_model_dir):

@@ -58,8 +58,9 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to bind (0: any free port).")] = 8000,
     api_key: Annotated[Optional[str], typer.Option(
         "--api-key", envvar="VDEPLOY_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 routes, /tokenize and /detokenize.")] = None,
-    served_model_name: Annotated[Optional[str], typer.Option(
-        "--served-model-name", help="Model name clients send (default: the hub id or directory name).")] = None,
+    served_model_name: Annotated[Optional[list[str]], typer.Option(
+        "--served-model-name", help="Model name clients send (default: the hub id or directory name); repeat it "
+        "for aliases: every one is accepted and listed, the first names the model in answers.")] = None,
     max_model_len: Annotated[Optional[int], engine_option("max_model_len")] = None,
     max_num_batched_tokens: Annotated[Optional[int], engine_option("max_num_batched_tokens")] = None,
     trust_remote_code: Annotated[bool, typer.Option(
@@ -111,7 +112,8 @@ def serve(
     """Serve a model with an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /metrics)."""
     from vdeploy.cli.output import console
     from vdeploy.cli.serve_checks import pick_model, preflight
-    from vdeploy.server.launch import ServeOptions, run_serve
+    from vdeploy.server.deployment import ServeOptions
+    from vdeploy.server.launch import run_serve
 
     engine_flags = {
         "tensor_parallel_size": tp,
@@ -157,7 +159,7 @@ def serve(
         host=host,
         port=port,
         api_key=api_key,
-        served_model_name=served_model_name or served_as,
+        served_model_names=tuple(served_model_name or ([served_as] if served_as else [])),
         reasoning_parser=reasoning_parser,
         tool_call_parser=tool_call_parser,
         chat_template=chat_template,
