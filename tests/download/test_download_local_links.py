@@ -115,12 +115,18 @@ def test_links_the_checkpoint_rule_allows_are_followed(source, checkpoint_files,
     carried.parent.mkdir()
     carried.write_bytes(b'{"version": "1.0"}')
     os.symlink(carried, source / "tokenizer.json")
+    # an HF cache snapshot's nested file links into the cache's blob store, judged in its own folder
+    blob = tmp_path / "blobs" / ("ab" * 32)
+    blob.parent.mkdir()
+    blob.write_bytes(b'{"dim": 8}')
+    os.symlink(blob, source / "docs" / "params.json")
     target = tmp_path / "out"
     result = download_model(DownloadRequest(str(source), source="local", local_dir=target))
     assert result.ok, [f.message for f in result.failed]
     config = checkpoint_files["config.json"]
     assert (target / "alias.json").read_bytes() == (target / "docs" / "config-copy.json").read_bytes() == config
     assert (target / "tokenizer.json").read_bytes() == carried.read_bytes()
+    assert (target / "docs" / "params.json").read_bytes() == blob.read_bytes()
     assert not any(p.is_symlink() for p in target.rglob("*"))  # copies, not links
 
 

@@ -72,7 +72,9 @@ def resolve_problem(root: Path, name: str) -> PathProblem | None:
     base = root.resolve()
     inside = target.is_relative_to(base)
     if not inside:
-        linked = path.is_symlink() and path.parent.resolve() == base  # the file entry itself is the link
+        # the file entry itself is the link, in a real folder of the directory (a nested name, as an HF snapshot's
+        # original/params.json, is judged in its own folder; a folder swapped for a link is judged as itself)
+        linked = path.is_symlink() and path.parent.resolve() == base.joinpath(*Path(name).parts[:-1])
         hub_blob = target.parent.name == "blobs" and bool(_BLOB_NAME.match(target.name))
         if not (linked and (hub_blob or target.name == path.name)):
             return PathProblem("path_outside_model_dir",

@@ -94,14 +94,6 @@ class LocalSource(Source):
         """The stat of the file `rel` stands for, or DownloadError (one line: the file and why) when it may not be
         read: a link out of the directory the shard rule does not allow, a dangling link, a loop, a special file."""
         problem = resolve_problem(self.root, rel)
-        if problem is not None and "/" in rel:
-            # The rule grants the blob/same-name exception only to a link in the directory it is given; a nested
-            # file (an HF snapshot's original/params.json -> ../../../blobs/…) is judged in its own directory too.
-            # Only from a real folder of the source: one swapped for a link since listing would be judged as itself.
-            parent, name = rel.rsplit("/", 1)
-            folder = self.root / parent
-            if folder.resolve() == folder and resolve_problem(folder, name) is None:
-                problem = None
         if problem is not None:
             raise DownloadError(problem.message.replace("the model directory", "the source directory"), _LINK_HINT)
         try:
