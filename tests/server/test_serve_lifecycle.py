@@ -98,21 +98,35 @@ def test_second_sigterm_cuts_the_drain_short(tiny_model_dir, tmp_path):
     assert "every request finished" not in log
 
 
-@pytest.mark.timeout(180)
-def test_killed_engine_core_stops_the_server_with_exit_code_1(tiny_model_dir, tmp_path):
-    proc = _serve(tiny_model_dir, tmp_path)
+def _signal_core_mid_stream(proc: subprocess.Popen, sig: signal.Signals) -> tuple[str, int, float, dict]:
+    """Send `sig` to serve's engine core while a stream runs, then wait for serve to exit on its own (no signal sent
+    to it): its log, the core's pid, the seconds it took, and what the stream got."""
+    core = None
+    results: dict = {}
     try:
-        url = _url(proc, [])
-        results: dict = {}
-        thread, started = _stream_in_background(url, results)
+        thread, started = _stream_in_background(_url(proc, []), results)
         assert started.wait(60)
         core = _core_pid(proc.pid)
-        os.kill(core, signal.SIGKILL)
-        log, _ = proc.communicate(timeout=30)  # exits on its own, no signal sent
+        os.kill(core, sig)
+        sent = time.monotonic()
+        log, _ = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
         thread.join(30)
     finally:
         if proc.poll() is None:
             proc.kill()
+        if core is not None:  # a stopped core left behind would hold the output pipe open
+            try:
+                os.kill(core, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return log, core, took, results
+
+
+@pytest.mark.timeout(180)
+def test_killed_engine_core_stops_the_server_with_exit_code_1(tiny_model_dir, tmp_path):
+    proc = _serve(tiny_model_dir, tmp_path)
+    log, core, _, results = _signal_core_mid_stream(proc, signal.SIGKILL)
     assert proc.returncode == 1, log
     assert "engine_dead" in results["stream"], results  # the in-flight stream got its error event
     errors = [line for line in log.splitlines() if f"pid {core}" in line and "SIGKILL" in line]
@@ -125,26 +139,7 @@ def test_killed_engine_core_stops_the_server_with_exit_code_1(tiny_model_dir, tm
 @pytest.mark.timeout(180)
 def test_core_stuck_with_a_request_in_flight_is_named_and_stopped(tiny_model_dir, tmp_path):
     proc = _serve(tiny_model_dir, tmp_path, "--step-timeout", "3")
-    core = None
-    try:
-        url = _url(proc, [])
-        results: dict = {}
-        thread, started = _stream_in_background(url, results)
-        assert started.wait(60)
-        core = _core_pid(proc.pid)
-        os.kill(core, signal.SIGSTOP)
-        stopped = time.monotonic()
-        log, _ = proc.communicate(timeout=60)  # exits on its own, no signal sent
-        took = time.monotonic() - stopped
-        thread.join(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        if core is not None:
-            try:
-                os.kill(core, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    log, core, took, results = _signal_core_mid_stream(proc, signal.SIGSTOP)
     assert proc.returncode == 1, log
     assert 3 <= took < 20, (took, log)
     assert "engine_dead" in results["stream"] and "no step came back" in results["stream"], results
