@@ -146,3 +146,36 @@ def test_ranks_get_whole_tables_once_then_only_new_blocks_and_drop_finished_ones
     engine.add_request("z", [5, 6, 7], SamplingParams(temperature=0, max_tokens=3, ignore_eos=True))
     engine.step()  # the next real step delivers the last finished ids
     assert set(ex.tables.apply(SchedulerOutput([], 0))) == {"z"}  # no rank keeps a finished request's table
+
+
+def _finish(engine, rid):
+    while True:
+        for out in engine.step():
+            if out.request_id == rid and out.finished and out.outputs[0].finish_reason != "abort":
+                return out.outputs[0].token_ids
+
+
+@pytest.mark.parametrize("ended_by", ["abort", "stop_token"])
+def test_an_id_reused_while_its_last_step_is_in_flight_gets_only_its_own_tokens(tmp_path, ended_by):
+    params = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True)
+    reference, _ = make_engine(tmp_path, False)
+    reference.add_request("x", PROMPTS[3], params)
+    alone = _finish(reference, "x")
+    engine, _ = make_engine(tmp_path, True)
+    if ended_by == "abort":
+        engine.add_request("x", PROMPTS[1], params)
+        engine.step()
+        engine.step()
+        assert engine._inflight is not None  # a step that samples for the first "x" is on the device
+        engine.abort_request(["x"])
+    else:  # it stops on its third token, known only after the step after it was launched
+        reference.add_request("first", PROMPTS[1], params)
+        third = _finish(reference, "first")[2]
+        engine.add_request("x", PROMPTS[1], SamplingParams(temperature=0, max_tokens=10, stop_token_ids=[third]))
+        _finish(engine, "x")
+        assert engine._inflight is not None
+    engine.add_request("x", PROMPTS[3], params)
+    assert _finish(engine, "x") == alone
+    while engine.has_unfinished_requests():
+        engine.step()
+    assert engine.stats().num_free_blocks == 64

@@ -167,3 +167,16 @@ def test_without_chunked_prefill_prompts_wait_for_a_whole_budget():
     assert [(s.req_id, len(s.token_ids)) for s in out.requests] == [("a", 6)]  # b does not fit whole: not split
     out, _ = step(sched, ex)
     assert [(s.req_id, len(s.token_ids)) for s in out.requests] == [("a", 1), ("b", 6)]
+
+
+def test_without_chunked_prefill_a_request_preempted_past_the_budget_is_recomputed_in_chunks():
+    # 8 blocks of 4: a (9 + 20) and b (12 + 20) cannot both finish, so b is preempted after it has grown past the
+    # 16-token budget; whole it could never run again
+    sched, ex = make(num_blocks=8, budget=16, max_num_seqs=4, caching=False, enable_chunked_prefill=False)
+    a, b = req("a", 9, max_tokens=20), req("b", 12, max_tokens=20, offset=100)
+    sched.add_request(a)
+    sched.add_request(b)
+    run_to_completion(sched, ex, max_steps=300)
+    assert b.num_preemptions >= 1
+    assert a.output_token_ids == reference_generation(a.prompt_token_ids, 20)
+    assert b.output_token_ids == reference_generation(b.prompt_token_ids, 20)

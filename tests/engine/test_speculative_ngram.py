@@ -84,3 +84,53 @@ def test_rejection_rule_keeps_the_target_distribution():
     assert chi_square(naive, probs) > 1000
     accept_rate = accepted.float().mean().item()
     assert abs(accept_rate - probs[draft].item()) < 0.01
+
+
+def test_seeded_rows_keep_the_target_distribution_and_repeat():
+    vocab, n, draft = 8, 20_000, 2
+    logits = torch.tensor([1.0, 0.2, 2.0, -1.0, 0.5, 0.0, 1.5, -0.5])
+    probs = torch.softmax(logits / 0.8, dim=-1)
+    sampler = Sampler(vocab, (), torch.device("cpu"), seed=3)
+    # every row its own seed: the draws come from the rows' seeded streams, not the engine's generator
+    reqs = [ScheduledRequest(f"r{i}", [0, draft], 0, [0], True, SamplingParams(temperature=0.8, seed=i),
+                             num_draft_tokens=1) for i in range(n)]
+    accepted, replacement = verify_drafts(sampler, logits.repeat(n, 1), reqs, [[draft]] * n)
+    first = torch.where(accepted, draft, replacement)
+    assert chi_square(torch.bincount(first, minlength=vocab).float(), probs) < 24.3
+    again = verify_drafts(sampler, logits.repeat(n, 1), reqs, [[draft]] * n)
+    assert torch.equal(again[0], accepted) and torch.equal(again[1], replacement)
+
+
+def test_seeded_sampling_repeats_with_drafts(checkpoint):
+    seeded = SamplingParams(temperature=0.7, seed=1234, max_tokens=40, ignore_eos=True)
+    with LLM(str(checkpoint), dtype="float32", device="cpu", block_size=4, num_gpu_blocks_override=64,
+             speculative_config={"method": "ngram", "num_speculative_tokens": 3}) as llm:
+        alone = llm.generate([PROMPTS[0]], seeded)[0].outputs[0].token_ids
+        # the same request again, now beside others in the batch
+        beside = llm.generate([PROMPTS[0], PROMPTS[2]], [seeded, SamplingParams(temperature=1.0, max_tokens=30)])
+        assert llm.core.stats().spec_steps_total > 0  # drafts were judged (random weights: most are rejected)
+    assert beside[0].outputs[0].token_ids == alone
+
+
+def test_tokens_past_a_stop_string_are_dropped(checkpoint, tmp_path):
+    from engine_test_tokenizer import write_tokenizer_dir
+
+    tokenizer = write_tokenizer_dir(tmp_path / "tok")
+    spec = {"method": "ngram", "num_speculative_tokens": 4}
+
+    def run(stop: list[str], **kw):
+        params = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True, stop=stop)
+        with LLM(str(checkpoint), tokenizer=str(tokenizer), dtype="float32", device="cpu", block_size=4,
+                 num_gpu_blocks_override=64, **kw) as llm:
+            outs = llm.generate(PROMPTS, params)
+            return [(c.token_ids, c.text, c.finish_reason) for o in outs for c in o.outputs], llm.core.stats()
+
+    free, _ = run([])
+    # stop strings that end inside each answer: the step that completes one may have accepted drafts past it
+    stops = sorted({text[len(text) // 2: len(text) // 2 + 2] for _, text, _ in free if len(text) > 8} - {""})
+    plain, plain_stats = run(stops)
+    drafted, spec_stats = run(stops, speculative_config=spec)
+    assert any(reason == "stop" for _, _, reason in plain)
+    assert drafted == plain
+    assert spec_stats.generation_tokens_total == plain_stats.generation_tokens_total
+    assert spec_stats.spec_accepted_tokens_total > 0

@@ -31,6 +31,9 @@ class IncrementalDetokenizer:
         self._emitted = 0  # characters of output_text already handed out
         self._stop_holdback = max((len(s) for s in self.stop), default=1) - 1 if not self.include_stop else 0
         self._stopped = False
+        # of the tokens given to the update that matched a stop string, how many came after the one that completed
+        # it (a speculative step emits several tokens at once): they are not part of the answer
+        self.tokens_after_stop = 0
 
     def update(self, new_token_ids: list[int], num_output_tokens: int) -> str | None:
         """Add generated tokens; returns the stop string that ended the output, if any (text is truncated)."""
@@ -47,6 +50,7 @@ class IncrementalDetokenizer:
                 matched = self._find_stop(len(delta))
                 if matched is not None:
                     self._stopped = True
+                    self.tokens_after_stop = len(new_token_ids) - i - 1
                     return matched
         return None
 

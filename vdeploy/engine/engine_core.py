@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vdeploy.checkpoint.paths import read_model_json
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine.block_pool import salted
 from vdeploy.engine.detokenizer import IncrementalDetokenizer
+from vdeploy.engine.generation_config import read_generation_settings
 from vdeploy.engine.kv_cache_manager import KVCacheManager
 from vdeploy.engine.outputs import OutputKind, RequestOutput, SchedulerOutput
 from vdeploy.engine.request import Request, RequestStatus
@@ -30,7 +30,6 @@ from vdeploy.errors import ConfigError
 from vdeploy.engine.step_handle import CompletedStep, StepHandle
 
 # generation_config.json keys that become default sampling parameters
-_GENERATION_DEFAULT_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
 @dataclass
@@ -82,9 +81,11 @@ class EngineCore:
         if tokenizer is None and (tok_dir / "tokenizer.json").is_file():
             tokenizer = Tokenizer.from_dir(tok_dir)
         self.tokenizer = tokenizer  # None: token ids only (e.g. a bare config with dummy weights)
-        generation_config = read_model_json(Path(config.model), "generation_config.json") or {}
-        self.generation_defaults = {k: generation_config[k] for k in _GENERATION_DEFAULT_KEYS if k in generation_config}
-        self.eos_token_ids = self._collect_eos_ids(generation_config)
+        generation = read_generation_settings(Path(config.model), self.model_config, tokenizer)
+        self.generation_defaults = generation.defaults
+        self.eos_token_ids = generation.eos_token_ids
+        # the workers' sampler bans the same EOS ids under min_tokens as the scheduler stops on
+        self.model_config = replace(self.model_config, eos_token_ids=self.eos_token_ids)
         self._check_max_model_len_within_model()
         if config.parallel.enable_dp_attention:
             check_dp_attention(config, self.model_config)
@@ -148,14 +149,6 @@ class EngineCore:
 
             self._guided = GuidedDecoder(self.tokenizer, self.model_config.vocab_size, self.eos_token_ids)
         return self._guided
-
-    def _collect_eos_ids(self, generation_config: dict[str, Any]) -> tuple[int, ...]:
-        ids = set(self.model_config.eos_token_ids)
-        gen_eos = generation_config.get("eos_token_id")
-        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
-        if self.tokenizer is not None and self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        return tuple(sorted(ids))
 
     def _check_max_model_len_within_model(self) -> None:
         # Positions past max_position_embeddings have no rotary entry: the first such request would crash a rank
@@ -345,6 +338,11 @@ class EngineCore:
             sample.num_tokens_detokenized = req.num_output_tokens
             stop_str = sample.detokenizer.update(new_tokens, req.num_output_tokens)
             if stop_str is not None:
+                # a speculative step may have emitted tokens past the one that completed the stop string
+                past = sample.detokenizer.tokens_after_stop
+                req.drop_output_tail(past)
+                self.scheduler.num_generated_tokens -= past
+                sample.num_tokens_detokenized = req.num_output_tokens
                 if not req.is_finished:
                     self.scheduler.finish_request(req, RequestStatus.FINISHED_STOPPED, stop_str)
                 else:  # the same token also hit a length limit: the stop string is the better reason

@@ -106,6 +106,12 @@ class Request:
     def is_finished(self) -> bool:
         return self.status.is_finished
 
+    def drop_output_tail(self, num_tokens: int) -> None:
+        """Forget the last num_tokens output tokens (and their logprobs): emitted past a stop string."""
+        if num_tokens > 0:
+            del self.output_token_ids[-num_tokens:]
+            del self.output_logprobs[len(self.output_token_ids):]
+
     def append_output_token(self, token_id: int, logprobs: TokenLogprobs | None = None) -> None:
         if self.first_token_time is None:
             self.first_token_time = time.monotonic()

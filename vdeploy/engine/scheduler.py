@@ -47,6 +47,10 @@ class Scheduler:
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self._finished_since_last_step: list[str] = []
+        # the Request each row of a step in flight belongs to, by id(SchedulerOutput) (at most two steps under async
+        # scheduling): an id finished or aborted while its step ran may already name a new request, which must not
+        # get the old one's token
+        self._step_owners: dict[int, dict[str, Request]] = {}
         self.num_preemptions = 0
         self.speculative = speculative if speculative is not None and speculative.enabled else None
         self.num_draft_tokens = 0  # drafts verified so far
@@ -167,7 +171,10 @@ class Scheduler:
             # prompt logprobs need every prompt position's logits: no cache hit may skip one
             hit_blocks, num_hit = ([], 0) if req.needs_prompt_logprobs else self.kv.get_computed_blocks(req)
             num_new = req.num_tokens - num_hit
-            if num_new > budget and not self.config.enable_chunked_prefill:
+            # without chunked prefill a prompt runs whole: it waits for a step with room for all of it; but a
+            # request preempted after it grew past the budget would wait forever, so its recompute is chunked
+            if (num_new > budget and not self.config.enable_chunked_prefill
+                    and num_new <= self.config.max_num_batched_tokens):
                 break
             num_new = min(num_new, budget)
             if self.kv.allocate_slots(req, num_new, hit_blocks) is None:
@@ -260,16 +267,26 @@ class Scheduler:
         finished = []
         if items:  # an empty step is never sent: its finished ids wait for the next one (ranks drop their tables)
             finished, self._finished_since_last_step = self._finished_since_last_step, []
-        return SchedulerOutput(
+        output = SchedulerOutput(
             requests=items, num_scheduled_tokens=sum(len(s.token_ids) for s in items), finished_req_ids=finished,
             next_token_ids=next_token_ids,
         )
+        if items:
+            self._step_owners[id(output)] = {req.request_id: req for req, _ in scheduled}
+        return output
+
+    def _owner(self, owners: dict[str, Request], rid: str) -> Request | None:
+        """The live request a row of a step belongs to; None when that request finished or was aborted while the
+        step ran (the row is dropped, even where a new request took its id since)."""
+        req = self.requests.get(rid)
+        return req if req is not None and owners.get(rid) is req else None
 
     def update_from_output(self, sched_out: SchedulerOutput, runner_out: ModelRunnerOutput) -> list[Request]:
         """Append sampled tokens, apply token-level stop rules. Returns the requests that got a token (finished
         ones included, already freed)."""
+        owners = self._step_owners.pop(id(sched_out), {})
         if runner_out.prompt_logprobs:
-            self._append_prompt_logprobs(sched_out, runner_out.prompt_logprobs)
+            self._append_prompt_logprobs(sched_out, runner_out.prompt_logprobs, owners)
         updated = []
         logprobs = runner_out.logprobs or [None] * len(runner_out.req_ids)
         accepted = runner_out.accepted_token_ids
@@ -278,8 +295,8 @@ class Scheduler:
         next_drafts = runner_out.draft_token_ids
         self.draft_seconds += runner_out.draft_seconds
         for row, (rid, token, lp) in enumerate(zip(runner_out.req_ids, runner_out.sampled_token_ids, logprobs)):
-            req = self.requests.get(rid)
-            if req is None:  # finished or aborted while the step ran (finishing removes it): the token is dropped
+            req = self._owner(owners, rid)
+            if req is None:  # finished or aborted while the step ran: the token is dropped
                 continue
             req.num_output_placeholders -= 1
             if accepted is not None and accepted[row] is not None:
@@ -295,12 +312,13 @@ class Scheduler:
             updated.append(req)
         return updated
 
-    def _append_prompt_logprobs(self, sched_out: SchedulerOutput, chunks: dict[str, list]) -> None:
+    def _append_prompt_logprobs(self, sched_out: SchedulerOutput, chunks: dict[str, list],
+                                owners: dict[str, Request]) -> None:
         """Each chunk's prompt logprobs, in position order; a chunk computed again after a preemption adds only the
         positions not yet held."""
         starts = {s.req_id: s.start_pos for s in sched_out.requests if s.prompt_logprob_targets}
         for rid, entries in chunks.items():
-            req = self.requests.get(rid)
+            req = self._owner(owners, rid)
             if req is None or rid not in starts:  # finished or aborted while the step ran
                 continue
             skip = len(req.prompt_logprobs) - starts[rid]

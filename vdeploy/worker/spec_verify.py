@@ -16,7 +16,11 @@ import numpy as np
 import torch
 
 from vdeploy.engine.outputs import ScheduledRequest
-from vdeploy.worker.sampling_tensors import SamplingTensors
+from vdeploy.worker.sampling_tensors import SamplingTensors, step_seed
+
+# a seeded request's verification draws come from their own streams, never the one its bonus token is drawn from
+# (step_seed(seed, n)): an acceptance test and a draw that share random numbers would bias the output
+_VERIFY_SALT = 0x5DEECE66D
 
 
 def verify_drafts(sampler, logits: torch.Tensor, requests: list[ScheduledRequest],
@@ -38,10 +42,22 @@ def verify_drafts(sampler, logits: torch.Tensor, requests: list[ScheduledRequest
         residual = probs.scatter(1, flat[:, None], 0.0)  # (p - q)+ for a one-hot q; renormalised by the race
         # an exponential race over the unnormalised residual draws from it (a zero row cannot be rejected)
         noise = torch.empty_like(residual).exponential_(generator=sampler.generator)
+        _seeded_draws(u, noise, st.row_seeds, [j for d in drafts for j in range(len(d))])
         drawn = (residual / noise).argmax(dim=-1)
         accepted = torch.where(st.greedy, accepted, u < p_draft)
         replacement = torch.where(st.greedy, replacement, drawn)
     return accepted, replacement
+
+
+def _seeded_draws(u: torch.Tensor, noise: torch.Tensor, row_seeds: list[int | None], draft_index: list[int]) -> None:
+    """A seeded request's rows take their acceptance draw u [S] and residual noise [S, V] from a stream of
+    (its step seed, which draft): the same seed gives the same tokens, whatever else shares the batch."""
+    for row, (base, j) in enumerate(zip(row_seeds, draft_index)):
+        if base is not None:
+            gen = torch.Generator(device=u.device)
+            gen.manual_seed(step_seed(base ^ _VERIFY_SALT, j))
+            u[row] = torch.rand((), generator=gen, device=u.device)
+            noise[row].exponential_(generator=gen)
 
 
 def accepted_tokens(drafts: list[int], accepted: list[bool], replacement: list[int], bonus: int) -> list[int]:
