@@ -112,16 +112,7 @@ def run(model: Path, args, k: int, acceptances: list[float], prompts: list[list[
     verifies k + 1 rows, so the target computes each token in the same kernel configurations (the GEMM tiles and
     splits are chosen per row count, and with random weights the logits are so flat that a last-bit difference can
     flip a greedy token). Against that reference the replay runs must reproduce every token."""
-    from vdeploy.engine.llm import LLM
-
-    kw = {}
-    if args.tiny:  # fp32 on the CPU; --tiny-gpu: the full-size path's dtypes (bf16, block FP8) on the GPU
-        kw = dict(dtype="bfloat16", device="cuda") if args.tiny_gpu else dict(dtype="float32", device="cpu")
-    if args.enforce_eager:
-        kw["enforce_eager"] = True
-    spec = {"method": "mtp", "num_speculative_tokens": k} if k else None
-    with LLM(str(model), load_format="dummy", seed=0, max_model_len=args.prompt_len + args.output_len + 16,
-             speculative_config=spec, **kw) as llm:
+    with open_engine(model, args, k) as llm:
         scheduler = llm.core.scheduler
         real_propose = scheduler._propose
         vocab = llm.core.model_config.vocab_size
@@ -149,6 +140,39 @@ def run(model: Path, args, k: int, acceptances: list[float], prompts: list[list[
         scheduler._propose = real_propose
     release_device_memory()  # the next engine loads the model again
     return out
+
+
+def open_engine(model: Path, args, k: int):
+    from vdeploy.engine.llm import LLM
+
+    kw = {}
+    if args.tiny:  # fp32 on the CPU; --tiny-gpu: the full-size path's dtypes (bf16, block FP8) on the GPU
+        kw = dict(dtype="bfloat16", device="cuda") if args.tiny_gpu else dict(dtype="float32", device="cpu")
+    if args.enforce_eager:
+        kw["enforce_eager"] = True
+    spec = {"method": "mtp", "num_speculative_tokens": k} if k else None
+    return LLM(str(model), load_format="dummy", seed=0, max_model_len=args.prompt_len + args.output_len + 16,
+               speculative_config=spec, **kw)
+
+
+def trace_against_plain(model: Path, args, k: int, prompt: list[int]) -> dict:
+    """Prompt 0 without speculation and with MTP k (real drafts), each under a RowTrace in its own engine: the
+    first (decode position, module) whose output bytes differ between a plain one-row decode and row 0 of a verify
+    step at the same position and token (where speculation leaves the plain tokens, and why)."""
+    from row_trace import RowTrace, first_split
+
+    traces = []
+    for kk in (0, k):
+        with open_engine(model, args, kk) as llm:
+            decode_run(llm, "warm-up", prompt, 8)
+            with RowTrace(llm.core.executor.runner.model) as trace:
+                tokens = decode_run(llm, "r0", prompt, args.output_len)["tokens"]
+            traces.append((trace, tokens))
+        release_device_memory()
+    (plain, plain_tokens), (spec, spec_tokens) = traces
+    first_token = next((j for j, (a, b) in enumerate(zip(plain_tokens, spec_tokens)) if a != b), None)
+    return {"k": k, "same_tokens": plain_tokens == spec_tokens, "first_differing_token": first_token,
+            **first_split(plain, spec, min_position=len(prompt))}
 
 
 def trace_rows(llm, real_propose, reference: dict[str, list[int]], vocab: int, prompt: list[int], args) -> dict:
@@ -196,10 +220,13 @@ def main() -> None:
     ap.add_argument("--trace-rows", action="store_true",
                     help="with --enforce-eager: trace prompt 0's reference and a = 1.0 replay module by module and "
                          "name the first output that differs (benchmarks/row_trace.py)")
+    ap.add_argument("--trace-plain", type=int, default=0, metavar="K",
+                    help="with --enforce-eager, only: trace prompt 0 without speculation and with MTP k = K (real "
+                         "drafts) and name the first module whose output differs between the two")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    if args.trace_rows and not args.enforce_eager:
-        ap.error("--trace-rows needs --enforce-eager (CUDA-graph replays run no module hooks)")
+    if (args.trace_rows or args.trace_plain) and not args.enforce_eager:
+        ap.error("--trace-rows / --trace-plain need --enforce-eager (CUDA-graph replays run no module hooks)")
 
     rng = random.Random(0)
     prompts = [[rng.randrange(10, 500) for _ in range(args.prompt_len)] for _ in range(args.num_prompts)]
@@ -238,6 +265,12 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             return row
 
+        if args.trace_plain:
+            result = trace_against_plain(model, args, args.trace_plain, prompts[0])
+            print(json.dumps(result), flush=True)
+            if args.out:
+                Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+            return
         base = run(model, args, 0, [], prompts)[0]
         no_spec_tokens = [r["tokens"] for r in base]
         record("no speculation", 0, None, base)
