@@ -16,6 +16,8 @@ from typing import Any
 from vdeploy.checkpoint.paths import json_type, read_model_json
 from vdeploy.dtypes import byte_sizes
 from vdeploy.errors import ConfigError
+# EngineConfig.speculative: its settings and their checks are a module of their own
+from vdeploy.speculative_config import SpeculativeConfig
 
 # architecture name in config.json -> family
 ARCHITECTURE_FAMILIES = {
@@ -283,23 +285,6 @@ class SchedulerConfig:
     # Schedule step N+1 while the device runs step N (tokens not yet sampled are placeholders the workers resolve
     # on the device). Off: every step waits for its tokens before the next is scheduled (the exact same tokens).
     async_scheduling: bool = True
-
-
-@dataclass(frozen=True)
-class SpeculativeConfig:
-    method: str | None = None  # None (off) | "ngram" (prompt lookup) | "mtp" (DeepSeek's MTP module)
-    num_speculative_tokens: int = 3  # drafts per step and request
-    prompt_lookup_min: int = 1  # n-gram sizes searched, longest first
-    prompt_lookup_max: int = 3
-
-    @property
-    def enabled(self) -> bool:
-        return self.method is not None and self.num_speculative_tokens > 0
-
-    @property
-    def uses_mtp(self) -> bool:
-        """The checkpoint's multi-token-prediction module is built, cached and run as the draft model."""
-        return self.enabled and self.method == "mtp"
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,10 @@ SETTINGS: tuple[Setting, ...] = (
             in_profile=True, choices=("ngram", "mtp")),
     Setting("num_speculative_tokens", "speculative.num_speculative_tokens", int,
             "Tokens proposed per speculative step.", in_profile=True, minimum=1),
+    Setting("prompt_lookup_min", "speculative.prompt_lookup_min", int,
+            "n-gram speculation: the shortest suffix looked up in the request's tokens (default 1).", minimum=1),
+    Setting("prompt_lookup_max", "speculative.prompt_lookup_max", int,
+            "n-gram speculation: the longest suffix looked up, tried first (default 3).", minimum=1),
     # multi-LoRA (the flags live in vdeploy.cli.lora_options: --lora-modules takes name=path pairs)
     Setting("enable_lora", "lora.enable_lora", bool,
             "Reserve LoRA adapter slots (adapters may then also be loaded at runtime).", ("--enable-lora",)),

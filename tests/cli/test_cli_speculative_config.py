@@ -1,6 +1,6 @@
-"""--speculative-config in vLLM's JSON shape on serve / generate / bench: parsed once (vllm_compat), unknown keys
-and non-JSON refused before anything loads, and `vdeploy bench` prints acceptance, mean accepted length and draft
-time."""
+"""--speculative-config in vLLM's JSON shape on serve / generate / bench: parsed once (vllm_compat), unknown keys,
+bad values and non-JSON refused before anything loads, and `vdeploy bench` prints acceptance, mean accepted length and
+draft time."""
 
 from __future__ import annotations
 
@@ -15,20 +15,24 @@ from vdeploy.errors import ConfigError
 def test_speculative_flags_accept_both_methods_and_refuse_the_rest():
     assert speculative_flags('{"method": "mtp", "num_speculative_tokens": 2}') == {
         "speculative_method": "mtp", "num_speculative_tokens": 2}
-    assert speculative_flags('{"method": "ngram"}') == {"speculative_method": "ngram", "num_speculative_tokens": None}
-    assert speculative_flags(None) == {"speculative_method": None, "num_speculative_tokens": None}
+    assert speculative_flags('{"method": "ngram"}') == {"speculative_method": "ngram"}  # only the keys given
+    assert speculative_flags(None) == {}
     with pytest.raises(ConfigError, match="unknown key"):
         speculative_flags('{"method": "mtp", "draft_model": "x"}')
     with pytest.raises(ConfigError, match="not JSON"):
         speculative_flags("{method: mtp}")
 
 
+@pytest.mark.parametrize("spec, error", [
+    ('{"method": "mtp", "k": 1}', "unknown key(s) k"),
+    ('{"method": "ngram", "num_speculative_tokens": 0}', "num_speculative_tokens"),  # a value, refused as early
+])
 @pytest.mark.parametrize("command", [["generate", "-p", "hi"], ["bench"], ["serve"]])
-def test_malformed_speculative_config_fails_before_loading(command, tmp_path):
-    done = CliRunner().invoke(app, [*command, str(tmp_path), "--speculative-config", '{"method": "mtp", "k": 1}'],
+def test_malformed_speculative_config_fails_before_loading(command, spec, error, tmp_path):
+    done = CliRunner().invoke(app, [*command, str(tmp_path), "--speculative-config", spec],
                               env={"COLUMNS": "200", "NO_COLOR": "1", "VDEPLOY_HOME": str(tmp_path)})
     assert done.exit_code != 0
-    assert "unknown key(s) k" in done.output or "unknown key(s) k" in str(done.exception)
+    assert error in done.output or error in str(done.exception)
 
 
 def test_bench_report_prints_the_speculation_line(capsys):

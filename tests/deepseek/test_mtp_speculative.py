@@ -127,10 +127,11 @@ def test_mtp_weights_load_under_r1_names(checkpoints):
     its checkpoint name."""
     from safetensors.torch import load_file, save_file
 
-    from vdeploy.config import EngineConfig, ModelConfig, SpeculativeConfig
+    from vdeploy.config import EngineConfig, ModelConfig
     from vdeploy.distributed import ParallelState
     from vdeploy.errors import CheckpointError
     from vdeploy.models.loader import load_model
+    from vdeploy.speculative_config import SpeculativeConfig
 
     path, _, _, _ = checkpoints
     cfg = ModelConfig.from_path(path)
@@ -161,10 +162,11 @@ def test_mtp_weights_load_under_r1_names(checkpoints):
 def test_speculation_pins_the_block_fp8_decode_tiles(checkpoints):
     """With speculation on (MTP or n-gram), every block-FP8 linear takes its one-row tiles for decode-sized steps
     (a verify step's rows then sum as one-row steps do); without it they keep the tuned tile for each count."""
-    from vdeploy.config import EngineConfig, ModelConfig, SpeculativeConfig
+    from vdeploy.config import EngineConfig, ModelConfig
     from vdeploy.distributed import ParallelState
     from vdeploy.layers.fp8 import Fp8LinearMethod
     from vdeploy.models.loader import load_model
+    from vdeploy.speculative_config import SpeculativeConfig
 
     _, _, path, _ = checkpoints
     cfg = ModelConfig.from_path(path)
@@ -199,8 +201,9 @@ def test_async_engine_streams_mtp_speculation_and_cancelling_frees(checkpoints):
     import asyncio
 
     from vdeploy import SamplingParams
-    from vdeploy.config import CacheConfig, EngineConfig, SpeculativeConfig
+    from vdeploy.config import CacheConfig, EngineConfig
     from vdeploy.engine.async_engine import AsyncEngine
+    from vdeploy.speculative_config import SpeculativeConfig
 
     path, expected, _, _ = checkpoints
     cfg = EngineConfig(model=str(path), dtype="float32", device="cpu",

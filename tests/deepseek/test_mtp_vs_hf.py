@@ -41,9 +41,10 @@ def models(tmp_path_factory):
     """(HF main model, HF model holding the MTP block, our model with its MTP module, its config, the tensors)."""
     from safetensors.torch import load_file
 
-    from vdeploy.config import EngineConfig, ModelConfig, SpeculativeConfig
+    from vdeploy.config import EngineConfig, ModelConfig
     from vdeploy.distributed import ParallelState
     from vdeploy.models.loader import load_model
+    from vdeploy.speculative_config import SpeculativeConfig
 
     path = tmp_path_factory.mktemp("mtp_ref")
     config = tiny_v3_config()

@@ -2,12 +2,13 @@
 decode's drafts, once, within the request's limits; k - 1 slots are reserved ahead for the recurrent drafts; non-final
 prefill chunks carry the prompt token after them (the MTP module's input at their last row)."""
 
-from vdeploy.config import SchedulerConfig, SpeculativeConfig
+from vdeploy.config import SchedulerConfig
 from vdeploy.engine.kv_cache_manager import KVCacheManager
 from vdeploy.engine.outputs import ModelRunnerOutput
 from vdeploy.engine.request import Request
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.scheduler import Scheduler
+from vdeploy.speculative_config import SpeculativeConfig
 
 BLOCK = 4
 

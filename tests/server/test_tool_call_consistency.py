@@ -75,7 +75,7 @@ def test_auto_choice_honours_parallel_tool_calls(parallel, names):
     whole = _whole(ToolCallExtractor(plan, make_parser("hermes")), TWO_HERMES_CALLS, "stop")
     streamed = _stream_through(ToolCallExtractor(plan, make_parser("hermes")), TWO_HERMES_CALLS, "stop")
     assert [n for n, _ in whole[1]] == names and streamed[1] == whole[1]
-    assert whole[0] == "Checking." and streamed[0].strip() == "Checking."  # the text before the calls stays
+    assert whole[0] == streamed[0] == "Checking.\n"  # the text before the calls stays, as written
     assert whole[2] == streamed[2] == "tool_calls"
     assert json.loads(whole[1][0][1]) == {"city": "Rome"}
 
@@ -130,3 +130,20 @@ def test_server_auto_choice_honours_parallel_tool_calls(client, parallel, count)
     content, calls, reason = whole
     assert content is None and reason == "tool_calls" and len(calls) == count
     assert [json.loads(args) for _, args in calls] == [{"a": 1}, {"a": 2}][:count]
+
+
+@pytest.mark.parametrize("before", ["Sure!\n", " Sure! \n\n", "\n"])
+def test_server_auto_content_before_a_call_agrees_streamed_and_whole(client, before):
+    """The text before a call is the same text streamed and whole (vLLM's hermes parser returns it untrimmed)."""
+    text = before + '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'
+    kw = dict(model="tiny", messages=[{"role": "user", "content": "Add."}], max_tokens=120, tools=[ADD],
+              extra_body={"guided_regex": _literal_regex(text)})
+    whole = _message(client.chat.completions.create(**kw).choices[0])
+    assert whole == _reassemble(client.chat.completions.create(stream=True, **kw))
+    assert whole[0] == before and whole[1] == [("add", '{"a": 1}')] and whole[2] == "tool_calls"
+
+
+def _literal_regex(text: str) -> str:
+    """A regex matching exactly `text`, in the dialect xgrammar reads (re.escape writes spaces and newlines as
+    escapes it does not take)."""
+    return "".join("\\" + ch if ch in "{}()[].*+?|^$\\" else ch for ch in text)

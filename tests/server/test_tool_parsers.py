@@ -35,7 +35,7 @@ def test_deepseek_r1_and_v31_formats():
 
 def test_hermes_and_llama3_formats():
     parsed = make_parser("hermes").parse(HERMES)
-    assert parsed.content == "I will call it."
+    assert parsed.content == "I will call it.\n"  # the text before the call as written, as vLLM's parser returns it
     assert _calls(parsed) == [("get_weather", {"city": "Tokyo"}), ("add", {"a": 4, "b": 5})]
     parsed = make_parser("llama3_json").parse(LLAMA)
     assert parsed.content is None and _calls(parsed) == [("get_weather", {"city": "Paris"}), ("add", {"a": 1})]
@@ -64,21 +64,29 @@ def test_parser_from_chat_template():
     assert default_tool_call_parser(None) == "hermes"
 
 
-@pytest.mark.parametrize("text, parser", [(HERMES, "hermes"), (DS_R1, "deepseek_v3"), (LLAMA, "llama3_json"),
-                                          ("just text, <tool no call", "hermes")])
-def test_auto_stream_matches_the_whole_answer(text, parser):
+@pytest.mark.parametrize("text, parser", [
+    (HERMES, "hermes"), (DS_R1, "deepseek_v3"), (LLAMA, "llama3_json"), ("just text, <tool no call", "hermes"),
+    # whitespace around the text before a call: streamed as written, so the whole answer keeps it too
+    ("  Sure!\n\n" + HERMES[len("I will call it.\n"):], "hermes"),
+    ("\n" + HERMES[len("I will call it.\n"):], "hermes"),
+    ("Let me check. \n" + DS_R1[len("Let me check."):], "deepseek_v3"),
+    ("\n " + LLAMA, "llama3_json"),
+    ("Result:\n" + LLAMA, "llama3_json"),  # a python tag after text: not a call, all of it is content
+])
+@pytest.mark.parametrize("step", [1, 3, 7])  # tags split across deltas in different places
+def test_auto_stream_matches_the_whole_answer(text, parser, step):
     strip = ("<｜end▁of▁sentence｜>",)
     whole_content, whole_calls = ToolCallExtractor(ToolPlan("auto"), make_parser(parser), strip).final(text)
     ex = ToolCallExtractor(ToolPlan("auto"), make_parser(parser), strip)
     content, deltas = "", []
-    for i in range(0, len(text), 3):  # tags split across deltas
-        c, d = ex.feed(text[i:i + 3])
+    for i in range(0, len(text), step):
+        c, d = ex.feed(text[i:i + step])
         content += c or ""
         deltas += d
     c, d = ex.finish()
     content += c or ""
     deltas += d
-    assert (content or None) == (whole_content if not whole_calls else None) or content.strip() == whole_content
+    assert (content or None) == whole_content  # exactly: the deltas join to the whole answer's content
     assert [(d["function"]["name"], d["function"]["arguments"]) for d in deltas] == [
         (c["function"]["name"], c["function"]["arguments"]) for c in whole_calls or []]
 

@@ -29,20 +29,19 @@ def cpu_only_host() -> bool:
 
 
 SPECULATIVE_HELP = ('Speculative decoding, as vLLM: \'{"method": "ngram", "num_speculative_tokens": 3}\' '
-                    '(prompt lookup, any model) or {"method": "mtp", ...} (the checkpoint\'s MTP layer: '
-                    'DeepSeek-V3/R1).')
+                    '(prompt lookup, any model; "prompt_lookup_min" / "prompt_lookup_max": the n-gram sizes searched, '
+                    'default 1 and 3) or {"method": "mtp", ...} (the checkpoint\'s MTP layer: DeepSeek-V3/R1).')
 
 
 def speculative_flags(text: str | None) -> dict:
-    """--speculative-config as engine flags (speculative_method, num_speculative_tokens); unknown keys refused."""
-    spec = parse_speculative_config(text) or {}
-    flags = {"speculative_method": spec.pop("method", None), "num_speculative_tokens": spec.pop(
-        "num_speculative_tokens", None)}
-    if spec:
-        from vdeploy.errors import ConfigError
+    """--speculative-config as engine flags (speculative_method, num_speculative_tokens, prompt_lookup_min, ...): only
+    the keys given, each one the engine supports (vdeploy.speculative_config defines them). Unknown keys and bad
+    values are refused here, before anything loads (a profile may add a method or a count, never an n-gram range)."""
+    from vdeploy.speculative_config import SpeculativeConfig, speculative_settings
 
-        raise ConfigError(f"--speculative-config: unknown key(s) {', '.join(sorted(spec))}",
-                          hint="method and num_speculative_tokens")
+    spec = parse_speculative_config(text)
+    flags = speculative_settings(spec, "--speculative-config")
+    SpeculativeConfig(**spec or {})  # the values, checked as the engine will check them
     return flags
 
 

@@ -5,7 +5,8 @@ Each step submits every live beam (prompt + its tokens) as a one-token request a
 prefix cache shares the blocks the beams have in common (reference counts), and only each beam's last, partial
 block is recomputed instead of copied. The candidates are the best `beams_to_keep` of (beam score + token
 log-prob) over all beams; those ending in EOS (or at the length limit) that rank among the first `beam_width` become
-finished hypotheses scored by sum(log-probs) / generated_length ** length_penalty.
+finished hypotheses scored by sum(log-probs) / generated_length ** length_penalty. The length limit is the one
+generate() stops at: max_tokens, or where prompt + output reach max_model_len.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vdeploy.engine.outputs import OutputKind
+from vdeploy.engine.offline_batch import BatchRequest, run_batch
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.errors import ConfigError
 
@@ -52,6 +53,7 @@ class BeamSearchSequence:
 @dataclass
 class _PromptState:
     prompt: list[int]
+    max_tokens: int  # tokens this prompt's beams may generate (max_tokens, less where max_model_len ends them)
     running: list[list[int]]  # generated tokens of each live beam
     running_scores: np.ndarray  # [live] float32, accumulated log-probs
     finished: list[tuple[float, list[int]]] = field(default_factory=list)  # (normalised score, tokens), best first
@@ -59,15 +61,18 @@ class _PromptState:
     done: bool = False
 
 
-def beam_search_steps(prompts: list[list[int]], params: BeamSearchParams, eos_token_ids: tuple[int, ...]):
+def beam_search_steps(prompts: list[list[int]], params: BeamSearchParams, eos_token_ids: tuple[int, ...],
+                      max_model_len: int | None = None):
     """The search as a generator, free of any engine: it yields (sequences, k) — every live beam as prompt + tokens,
     and how many top log-probs it needs of each — and is sent back their top-k (token, log-prob) lists; it returns
-    the best-first finished sequences per prompt (up to beam_width of them)."""
+    the best-first finished sequences per prompt (up to beam_width of them). With max_model_len, a prompt's beams
+    end as generate() ends a request there (prompt + output = max_model_len; one token for a prompt of that length)."""
     params.validate(len(eos_token_ids))
     eos = () if params.ignore_eos else tuple(eos_token_ids)
     keep = params.candidates(len(eos_token_ids))
-    states = [_PromptState(list(p), [[]], np.zeros(1, dtype=np.float32)) for p in prompts]
-    for step in range(params.max_tokens):
+    states = [_PromptState(list(p), _max_tokens(len(p), params.max_tokens, max_model_len), [[]],
+                           np.zeros(1, dtype=np.float32)) for p in prompts]
+    for step in range(max((s.max_tokens for s in states), default=0)):
         live = [s for s in states if not s.done]
         if not live:
             break
@@ -75,17 +80,27 @@ def beam_search_steps(prompts: list[list[int]], params: BeamSearchParams, eos_to
         offset = 0
         for s in live:
             n = len(s.running)
-            _advance(s, tops[offset:offset + n], params, eos, keep, last=step == params.max_tokens - 1)
+            _advance(s, tops[offset:offset + n], params, eos, keep, last=step == s.max_tokens - 1)
             offset += n
     return [[BeamSearchSequence(tokens, float(score)) for score, tokens in s.finished] or
             [BeamSearchSequence(s.running[0], float(s.running_scores[0]))] for s in states]
 
 
+def _max_tokens(prompt_len: int, max_tokens: int, max_model_len: int | None) -> int:
+    """What generate() gives the prompt: max_tokens, cut where prompt + output reach max_model_len (the scheduler's
+    stop rule), and at least the one token every request samples."""
+    if max_model_len is None:
+        return max_tokens
+    return max(1, min(max_tokens, max_model_len - prompt_len))
+
+
 def beam_search(core, prompts: list[list[int]], params: BeamSearchParams,
                 eos_token_ids: tuple[int, ...]) -> list[list[BeamSearchSequence]]:
-    """Beam search driven by an EngineCore (offline `LLM.beam_search`)."""
+    """Beam search driven by an EngineCore (offline `LLM.beam_search`). The first step scores the prompts themselves,
+    all checked before any is queued: a prompt that cannot run is refused with generate()'s error. Each step's
+    requests are fed to the engine as its waiting queue drains, and a failure in a step aborts all of them."""
     tag = uuid.uuid4().hex[:8]
-    search = beam_search_steps(prompts, params, eos_token_ids)
+    search = beam_search_steps(prompts, params, eos_token_ids, core.max_model_len)
     try:
         sequences, k = next(search)
         for step in itertools.count():
@@ -114,15 +129,8 @@ def next_token_params(k: int) -> SamplingParams:
 def _next_token_logprobs(core, sequences: list[list[int]], k: int, tag: str) -> list[list[tuple[int, float]]]:
     """Top-k (token, log-prob) of the next token after each sequence, through the engine."""
     params = next_token_params(k)
-    ids = [f"{tag}-{i}" for i in range(len(sequences))]
-    for rid, seq in zip(ids, sequences):
-        core.add_request(rid, seq, params, output_kind=OutputKind.FINAL_ONLY)
-    results: dict[str, list[tuple[int, float]]] = {}
-    while len(results) < len(ids):
-        for out in core.step():
-            if out.finished and out.request_id in ids:
-                results[out.request_id] = out.outputs[0].logprobs[0].top
-    return [results[rid] for rid in ids]
+    outputs = run_batch(core, [BatchRequest(f"{tag}-{i}", seq, params) for i, seq in enumerate(sequences)])
+    return [out.outputs[0].logprobs[0].top for out in outputs]
 
 
 def _advance(s: _PromptState, tops: list[list[tuple[int, float]]], params: BeamSearchParams,
@@ -151,7 +159,7 @@ def _advance(s: _PromptState, tops: list[list[tuple[int, float]]], params: BeamS
     s.running_scores = np.array([score for score, _, _ in running], dtype=np.float32)
     # transformers' early-stop heuristic: can the best running beam still beat the worst finished one?
     if len(s.finished) >= width:
-        best_len = params.max_tokens if params.early_stopping == "never" and lp > 0 else gen_len
+        best_len = s.max_tokens if params.early_stopping == "never" and lp > 0 else gen_len
         best_possible = np.float32(s.running_scores[0] / np.float32(best_len ** lp))
         s.improvable = s.improvable and bool(best_possible > np.float32(s.finished[-1][0]))
     if not s.improvable or (params.early_stopping is True and len(s.finished) >= width):

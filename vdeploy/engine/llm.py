@@ -15,14 +15,16 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from vdeploy.config import CacheConfig, EngineConfig, LoRAConfig, ParallelConfig, SchedulerConfig, SpeculativeConfig
+from vdeploy.config import CacheConfig, EngineConfig, LoRAConfig, ParallelConfig, SchedulerConfig
 from vdeploy.engine.beam_search import BeamSearchParams, BeamSearchSequence
 from vdeploy.engine.engine_core import EngineCore
-from vdeploy.engine.outputs import CompletionOutput, OutputKind, RequestOutput
+from vdeploy.engine.offline_batch import BatchRequest, run_batch
+from vdeploy.engine.outputs import RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.tokenizer import Tokenizer
 from vdeploy.errors import ConfigError
 from vdeploy.lora.request import LoRARequest, parse_lora_modules
+from vdeploy.speculative_config import SPECULATIVE_CONFIG_KEYS, speculative_settings
 
 Prompt = str | list[int]
 Message = dict[str, Any]
@@ -37,23 +39,18 @@ def _engine_field_paths() -> dict[str, str]:
     for section, cls in (("cache", CacheConfig), ("scheduler", SchedulerConfig), ("parallel", ParallelConfig),
                          ("lora", LoRAConfig)):
         paths.update({f.name: f"{section}.{f.name}" for f in fields(cls)})
-    paths.update({("speculative_method" if f.name == "method" else f.name): f"speculative.{f.name}"
-                  for f in fields(SpeculativeConfig)})
+    paths.update({name: f"speculative.{key}" for key, name in SPECULATIVE_CONFIG_KEYS.items()})
     paths.update(_ALIASES)
     return paths
 
 
 def build_engine_config(model: str, **kwargs: Any) -> EngineConfig:
     """EngineConfig from flat keyword arguments (dtype=..., block_size=..., max_model_len=...); vLLM's
-    speculative_config={"method": "ngram", "num_speculative_tokens": k} is accepted too."""
+    speculative_config={"method": "ngram", "num_speculative_tokens": k, "prompt_lookup_max": n} is accepted too."""
     modules = kwargs.pop("lora_modules", None)
     if modules:  # {name: path} or [(name, path)] or ["name=path"]
         kwargs["lora_modules"] = parse_lora_modules(modules.items() if isinstance(modules, dict) else modules)
-    spec = kwargs.pop("speculative_config", None)
-    if spec:
-        spec = dict(spec)
-        kwargs["speculative_method"] = spec.pop("method", None)
-        kwargs.update(spec)
+    kwargs.update(speculative_settings(kwargs.pop("speculative_config", None)))
     paths = _engine_field_paths()
     unknown = sorted(set(kwargs) - set(paths))
     if unknown:
@@ -104,36 +101,21 @@ class LLM:
         sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
         lora_request: LoRARequest | Sequence[LoRARequest | None] | None = None,
     ) -> list[RequestOutput]:
-        """Run every prompt to completion with continuous batching; outputs in prompt order, text complete.
+        """Run every prompt to completion with continuous batching; outputs in prompt order, text complete. Any
+        number of prompts: they enter the engine's waiting queue as it drains (vdeploy.engine.offline_batch).
         lora_request: one adapter for every prompt, or one (or None: the base model) per prompt; adapters not yet
         loaded are loaded first (LLM(..., enable_lora=True))."""
         self._check_open()
         token_prompts = self._to_token_prompts(prompts)
         params = self._align_params(sampling_params, len(token_prompts))
         loras = self._lora_names(lora_request, len(token_prompts))
-        order: list[str] = []
-        finals: dict[str, RequestOutput] = {}
-        latest: dict[str, dict[int, CompletionOutput]] = {}
-        try:  # a prompt refused halfway through the list must not leave the ones before it queued
-            for prompt, p, lora_name in zip(token_prompts, params, loras):
-                order.append(self._add(prompt, p, OutputKind.FINAL_ONLY, lora_name=lora_name))
-                latest[order[-1]] = {}
-            while len(finals) < len(order):
-                for out in self.core.step():
-                    if out.request_id not in latest:  # e.g. the final output of a request an earlier call aborted
-                        continue
-                    latest[out.request_id].update({c.index: c for c in out.outputs})
-                    if out.finished:
-                        out.outputs = [latest[out.request_id][i] for i in sorted(latest[out.request_id])]
-                        finals[out.request_id] = out
-        except BaseException:
-            self.core.abort_request([rid for rid in order if rid not in finals])
-            raise
-        return [finals[rid] for rid in order]
+        return run_batch(self.core, [BatchRequest(self._next_request_id(), prompt, p, lora_name)
+                                     for prompt, p, lora_name in zip(token_prompts, params, loras)])
 
     def beam_search(self, prompts: Prompt | Sequence[Prompt], params: BeamSearchParams) -> list[list[BeamSearchSequence]]:
         """Beam search as transformers' generate(num_beams=...) does it; per prompt, the finished sequences best
-        first (generated token ids and score)."""
+        first (generated token ids and score). Beams end where generate() would end the prompt's request (max_tokens,
+        or prompt + output reaching max_model_len)."""
         from vdeploy.engine.beam_search import beam_search
 
         self._check_open()
@@ -204,11 +186,13 @@ class LLM:
         if not self._finalizer.alive:  # close() has shut the engine down
             raise ConfigError("this LLM is closed", hint="create a new LLM to generate again")
 
-    def _add(self, prompt: list[int], params: SamplingParams, output_kind: OutputKind = OutputKind.CUMULATIVE,
-             lora_name: str | None = None) -> str:
-        rid = f"llm-{next(self._ids)}"
-        self.core.add_request(rid, prompt, params, output_kind=output_kind, lora_name=lora_name)
+    def _add(self, prompt: list[int], params: SamplingParams, lora_name: str | None = None) -> str:
+        rid = self._next_request_id()
+        self.core.add_request(rid, prompt, params, lora_name=lora_name)
         return rid
+
+    def _next_request_id(self) -> str:
+        return f"llm-{next(self._ids)}"
 
     def _lora_names(self, lora_request, n: int) -> list[str | None]:
         requests = [lora_request] * n if lora_request is None or isinstance(lora_request, LoRARequest) else list(

@@ -23,12 +23,13 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from vdeploy.config import SchedulerConfig, SpeculativeConfig
+from vdeploy.config import SchedulerConfig
 from vdeploy.engine.kv_cache_manager import KVCacheManager
 from vdeploy.engine.ngram_proposer import propose_ngram
 from vdeploy.engine.outputs import PLACEHOLDER_TOKEN_ID, ModelRunnerOutput, ScheduledRequest, SchedulerOutput
 from vdeploy.engine.request import Request, RequestStatus
 from vdeploy.errors import ConfigError, VdeployError
+from vdeploy.speculative_config import SpeculativeConfig
 
 
 class QueueFull(VdeployError):

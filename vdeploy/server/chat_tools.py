@@ -6,7 +6,8 @@ By tool_choice (see guided_request.py):
             those arguments have already gone out as deltas, so the whole answer must say the same.
   required  the answer is a JSON array of {"name", "parameters"} (grammar-enforced); reported when complete.
   auto      the model's native format, read by a tool-call parser; streamed content stops at the first marker of
-            a call, the rest is held back and parsed at the end.
+            a call, the rest is held back and parsed at the end. The content before a call is the text as written,
+            untrimmed, whole or streamed: the deltas join to exactly the whole answer's content.
   none      content only.
 Otherwise anything that does not parse stays plain content: a malformed call is the model's answer, never a server
 error. parallel_tool_calls=false keeps the first call only (OpenAI's and vLLM's rule), whatever the model wrote.

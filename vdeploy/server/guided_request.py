@@ -2,7 +2,8 @@
 
 Sources, at most one grammar per request:
   response_format   {"type": "json_object"} | {"type": "json_schema", "json_schema": {"schema": …, "strict": …}}
-  extra_body        vLLM's guided_json / guided_regex / guided_choice / guided_grammar
+  extra_body        vLLM's structured_outputs {"json" | "regex" | "choice" | "grammar" | "json_object": …} or its
+                    older guided_json / guided_regex / guided_choice / guided_grammar (structured_output_fields.py)
   tool_choice       "required" (a JSON array of {"name", "parameters"} calls, at least one) or a named function
                     (the function's arguments object): enforced by grammar, so even a small model returns valid calls;
                     "auto" lets the model choose and a tool-call parser reads its native format; "none" hides tools.
@@ -17,6 +18,8 @@ from typing import Any, Optional
 
 from vdeploy.engine.sampling_params import GuidedDecoding
 from vdeploy.server.errors import invalid_param
+from vdeploy.server.structured_output_fields import (LEGACY_FIELDS, STRUCTURED_OUTPUTS_FREE, at_most_one, constraint,
+                                                     requested_constraints)
 
 THINK_END = "</think>"
 
@@ -99,64 +102,28 @@ def _tools_grammar(plan: ToolPlan) -> Optional[str]:
     return None
 
 
-# vLLM's structured-output fields (request extras), as guided_decoding() accepts them; published in /openapi.json
-GUIDED_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
-    "guided_json": {"anyOf": [{"type": "object"}, {"type": "string", "contentMediaType": "application/json"},
-                              {"type": "null"}], "description": "A JSON schema the answer must follow."},
-    "guided_regex": {"anyOf": [{"type": "string", "minLength": 1, "format": "regex"}, {"type": "null"}]},
-    "guided_grammar": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}],
-                       "description": "An EBNF grammar (xgrammar's dialect)."},
-    "guided_choice": {"anyOf": [{"type": "array", "items": {"type": "string"}, "minItems": 1}, {"type": "null"}]},
-}
-
-
 def one_output_constraint_schema(with_tools: bool) -> dict[str, Any]:
-    """JSON Schema for 'at most one output constraint per request' (guided_decoding refuses two)."""
-    present = {name: {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
-               for name in GUIDED_FIELD_SCHEMAS}
-    present["response_format"] = {"required": ["response_format"], "properties": {"response_format": {
-        "type": "object", "required": ["type"], "properties": {"type": {"enum": ["json_object", "json_schema"]}}}}}
+    """JSON Schema for 'at most one output constraint per request' (guided_decoding refuses two): each field's
+    values that ask for no constraint."""
+    free: dict[str, Any] = {name: {"type": "null"} for name in LEGACY_FIELDS}
+    free["structured_outputs"] = STRUCTURED_OUTPUTS_FREE
+    free["response_format"] = {"anyOf": [{"type": "null"}, {"type": "object", "properties": {"type": {
+        "const": "text"}}}]}
     if with_tools:  # tool_choice "required" or a named function constrains the answer to a call
-        present["tool_choice"] = {"required": ["tool_choice"], "properties": {"tool_choice": {
-            "anyOf": [{"const": "required"}, {"type": "object"}]}}}
-    names = list(present)
-    pairs = [{"allOf": [present[a], present[b]]} for i, a in enumerate(names) for b in names[i + 1:]]
-    return {"not": {"anyOf": pairs}}
+        free["tool_choice"] = {"anyOf": [{"type": "null"}, {"enum": ["none", "auto"]}]}
+    return at_most_one(free)
 
 
 def guided_decoding(req: Any, plan: Optional[ToolPlan], reasoning: bool) -> Optional[GuidedDecoding]:
     """The request's grammar, or None when the output is free. Raises a 400 on conflicting or malformed fields."""
-    extra = req.model_extra or {}
     found: list[tuple[str, GuidedDecoding]] = []
     rf = getattr(req, "response_format", None)
     if rf is not None and rf.type == "json_object":
-        found.append(("response_format", GuidedDecoding(json_object=True)))
+        found.append(("response_format", constraint("json_object", True, "response_format")))
     elif rf is not None and rf.type == "json_schema":
-        schema = rf.json_schema.schema_
-        if not isinstance(schema, dict):
-            raise invalid_param("response_format.json_schema.schema must be a JSON schema object",
-                                "response_format.json_schema.schema")
-        found.append(("response_format", GuidedDecoding(json=json.dumps(schema))))
-    if extra.get("guided_json") is not None:
-        schema = extra["guided_json"]
-        if isinstance(schema, str):
-            try:
-                schema = json.loads(schema)
-            except ValueError:
-                raise invalid_param("guided_json is not valid JSON", "guided_json", code="invalid_json") from None
-        if not isinstance(schema, dict):
-            raise invalid_param("guided_json must be a JSON schema object", "guided_json")
-        found.append(("guided_json", GuidedDecoding(json=json.dumps(schema))))
-    for name, kind in (("guided_regex", "regex"), ("guided_grammar", "grammar")):
-        if extra.get(name) is not None:
-            if not isinstance(extra[name], str) or not extra[name]:
-                raise invalid_param(f"{name} must be a non-empty string", name)
-            found.append((name, GuidedDecoding(**{kind: extra[name]})))
-    if extra.get("guided_choice") is not None:
-        choice = extra["guided_choice"]
-        if not isinstance(choice, list) or not choice or not all(isinstance(c, str) for c in choice):
-            raise invalid_param("guided_choice must be a non-empty list of strings", "guided_choice")
-        found.append(("guided_choice", GuidedDecoding(choice=choice)))
+        found.append(("response_format",
+                      constraint("json", rf.json_schema.schema_, "response_format.json_schema.schema")))
+    found += requested_constraints(req.model_extra or {})
     if plan is not None and (tools_schema := _tools_grammar(plan)) is not None:
         found.append(("tool_choice", GuidedDecoding(json=tools_schema)))
     if not found:

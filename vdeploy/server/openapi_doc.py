@@ -23,9 +23,10 @@ STATEFUL_REFUSALS = frozenset({
     ("min_tokens", "min_tokens_above_max_tokens"),
     ("messages", "final_message_not_rendered"),  # continue_final_message with a template that rewrites the text
     (None, "invalid_grammar"),  # a regex / grammar / JSON schema that xgrammar cannot compile
-    # guided_json as a string must hold JSON: the document says so (contentMediaType), which JSON Schema
-    # validators treat as an annotation only
+    # guided_json / structured_outputs.json as a string must hold JSON: the document says so (contentMediaType),
+    # which JSON Schema validators treat as an annotation only
     ("guided_json", "invalid_json"),
+    ("structured_outputs.json", "invalid_json"),
     # runtime LoRA: what the server was started with and what lies on its disk
     ("lora_path", "invalid_lora_adapter"),  # LoRA not enabled, no adapter at the path, rank or targets refused
     ("lora_name", "name_taken"),  # the base model's served name
@@ -132,15 +133,17 @@ def name_served_models(schema: dict[str, Any], names: tuple[str, ...]) -> dict[s
 
 
 def document_guided_fields(schema: dict[str, Any]) -> dict[str, Any]:
-    """vLLM's guided_* extras (vdeploy.server.guided_request) and the one-constraint rule, on both requests."""
-    from vdeploy.server.guided_request import GUIDED_FIELD_SCHEMAS, one_output_constraint_schema
+    """vLLM's structured-output extras (structured_outputs, guided_*: vdeploy.server.structured_output_fields) and
+    the one-constraint rule, on both requests."""
+    from vdeploy.server.guided_request import one_output_constraint_schema
+    from vdeploy.server.structured_output_fields import FIELD_SCHEMAS
 
     components = schema.get("components", {}).get("schemas", {})
     for request, with_tools in (("CompletionRequest", False), ("ChatCompletionRequest", True)):
         definition = components.get(request)
         if definition is None:
             continue
-        definition.setdefault("properties", {}).update(GUIDED_FIELD_SCHEMAS)
+        definition.setdefault("properties", {}).update(FIELD_SCHEMAS)
         definition.setdefault("allOf", []).append(one_output_constraint_schema(with_tools))
     return schema
 

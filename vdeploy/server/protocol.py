@@ -127,7 +127,7 @@ class CompletionRequest(SamplingFields):
                                  "stop": {"anyOf": [{"type": "null"}, {"const": ""}, {"const": []}]},
                                  "stop_token_ids": {"anyOf": [{"type": "null"}, {"const": []}]},
                                  "response_format": {"type": "null"}, "guided_json": {"type": "null"},
-                                 "prompt_logprobs": {"type": "null"},
+                                 "prompt_logprobs": {"type": "null"}, "structured_outputs": {"type": "null"},
                                  "guided_regex": {"type": "null"}, "guided_choice": {"type": "null"},
                                  "guided_grammar": {"type": "null"}}}},
     ]})

@@ -61,6 +61,10 @@ def _check_unsupported(req: CompletionRequest) -> None:
         from vdeploy.server.serving_beam_search import check_beam_request
 
         check_beam_request(req)
+        # the search scores free continuations and cannot follow a grammar (check_beam_request refuses guided_*)
+        if (req.model_extra or {}).get("structured_outputs") is not None:
+            raise invalid_param("structured_outputs is not supported with use_beam_search", "structured_outputs",
+                                code="unsupported_value")
 
 
 def _prompt_logprobs_wanted(req: CompletionRequest) -> Optional[int]:
@@ -97,7 +101,7 @@ class Completions:
         token_lists = [ctx.truncated(ids, req) for ids in token_lists]
         ctx.check_fits_queue(len(token_lists) * req.n, "n" if len(token_lists) == 1 else "prompt")
         explicit = "max_tokens" in req.model_fields_set and req.max_tokens is not None
-        # vLLM's guided_json / guided_regex / guided_choice / guided_grammar; a raw prompt has no reasoning split,
+        # vLLM's structured_outputs (or guided_*) and response_format; a raw prompt has no reasoning split,
         # so the grammar starts at the first token
         guided = guided_decoding(req, None, reasoning=False)
         budgets = [ctx.output_budget(len(ids), req.max_tokens, explicit=explicit, prompt_param="prompt")

@@ -5,7 +5,8 @@
   hermes       Qwen2.5 / R1-Distill-Qwen (Hermes style):  <tool_call>\\n{"name": …, "arguments": {…}}\\n</tool_call>
   llama3_json  Llama-3.1 / R1-Distill-Llama:  [<|python_tag|>]{"name": …, "parameters": {…}} (several joined by ;)
 
-A parser never raises on what a model wrote: output that does not parse is plain content with no tool calls.
+A parser never raises on what a model wrote: output that does not parse is plain content with no tool calls. The
+content before a call is the text as written, untrimmed, streamed or whole.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def _plain(text: str) -> ParsedTools:
     return ParsedTools(content=text or None)
 
 
+def _before(text: str, start: int) -> Optional[str]:
+    """The content before a call, exactly as written (not trimmed), as vLLM's parsers return it: a stream has already
+    sent this text as content deltas (chat_tools.py), so the whole answer must say the same."""
+    return text[:start] or None
+
+
 class DeepSeekV3Parser:
     name = "deepseek_v3"
     start_markers = ("<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>")
@@ -69,7 +76,7 @@ class DeepSeekV3Parser:
             calls.append(ParsedCall(name, args))
         if not calls:
             return _plain(text)
-        return ParsedTools(content=text[:start].strip() or None, calls=calls)
+        return ParsedTools(content=_before(text, start), calls=calls)
 
 
 class HermesParser:
@@ -94,7 +101,7 @@ class HermesParser:
             calls.append(call)
         if not calls:
             return _plain(text)
-        return ParsedTools(content=text[:start].strip() or None, calls=calls)
+        return ParsedTools(content=_before(text, start), calls=calls)
 
 
 class Llama3JsonParser:
