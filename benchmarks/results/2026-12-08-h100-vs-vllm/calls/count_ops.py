@@ -1,3 +1,7 @@
+"""Top-level aten ops a decode step of the tiny DeepSeek-V3 + MTP on the CPU (torch twins), k = argv[1]: run from a
+revision's tree, e.g. `git archive REV vdeploy kernels profiles benchmarks/speculative_mtp.py | tar x -C /tmp/ab/REV`,
+a shim dir with vdeploy_kernels -> /tmp/ab/REV/kernels, then from /tmp/ab/REV:
+`PYTHONPATH=/tmp/ab-shim/REV:/tmp/ab/REV python count_ops.py 1` (2026-12-08: 1,073 at 3630917, 1,098 at 74301ba)."""
 import sys, tempfile, collections
 from pathlib import Path
 sys.path.insert(0, "benchmarks")
