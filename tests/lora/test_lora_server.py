@@ -68,6 +68,10 @@ def test_runtime_load_serve_unload(served):
     for model, name in (("tiny", None), ("sql", "sql"), ("chat", "chat")):
         for i in (0, 2):
             assert _matches(_completion(client, model, PROMPTS[i]), setup.expected[(name, i)]), (model, i)
+    # an answer names the adapter it came from, streamed or not, as vLLM's do
+    assert client.completions.create(model="sql", prompt=PROMPTS[0], max_tokens=2).model == "sql"
+    chunks = client.completions.create(model="chat", prompt=PROMPTS[1], max_tokens=2, stream=True)
+    assert {chunk.model for chunk in chunks} == {"chat"}
 
     # both slots are taken
     r = httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": "third", "lora_path": str(setup.adapters["chat"])})
@@ -125,12 +129,22 @@ def test_bad_adapters_are_refused_with_the_cause(served):
             "does not fit this base model"),
         "outside": (escaping, "outside"),
         "missing": (root / "no-such-adapter", "is not a directory"),
+        # malformed values never reach the engine's arithmetic (they used to kill the engine core: a 503 for all)
+        "alpha": (_variant(root, source, "alpha-str", lambda c: c.update(lora_alpha="16")), "lora_alpha"),
+        "targets": (_variant(root, source, "nested", lambda c: c.update(target_modules=[["q_proj"]])),
+                    "target_modules"),
+        "rslora": (_variant(root, source, "rslora", lambda c: c.update(use_rslora="yes")), "use_rslora"),
+        "long-path": (root / ("a" * 5000), "cannot be used"),
     }
+    not_utf8 = _variant(root, source, "not-utf8")
+    (not_utf8 / "adapter_config.json").write_bytes(b'{"r": 4, "lora_alpha": "\xff\xfe"}')
+    cases["utf8"] = (not_utf8, "cannot read")
     for case, (path, needle) in cases.items():
         r = httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": f"bad-{case}", "lora_path": str(path)})
         assert r.status_code == 400, (case, r.text)
         error = r.json()["error"]
         assert needle in error["message"] and error["code"] == "invalid_lora_adapter", (case, error)
+    assert httpx.get(f"{url}/health").status_code == 200  # the engine lives on
     r = httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": "tiny", "lora_path": str(source)})
     assert r.status_code == 400
     models = {m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]}

@@ -52,6 +52,25 @@ def test_registry_slots_salts_and_refusals(tiny):
         LoRARegistry(LoRAConfig(max_loras=1, max_lora_rank=4), model).check("x", str(root / "chat"))
 
 
+def test_a_missing_lora_alpha_scales_as_peft_does(tiny, tmp_path):
+    """PEFT's LoraConfig defaults lora_alpha to 8: an adapter_config.json without it is scaled by 8 / r there."""
+    import json
+
+    from vdeploy.lora.adapter import read_adapter
+    from vdeploy.testing.lora_fixtures import write_peft_adapter
+
+    root, model, _ = tiny
+    adapter = tmp_path / "no-alpha"
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(root / "model")
+    write_peft_adapter(base, adapter, r=4, lora_alpha=4, target_modules=["q_proj"], seed=3)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    del config["lora_alpha"]
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    assert read_adapter("x", adapter, model, max_rank=8).scaling == 8 / 4
+
+
 def test_token_runs_of_a_mixed_batch():
     from vdeploy.lora.layers import LoRABatch
 

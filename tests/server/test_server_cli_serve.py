@@ -46,10 +46,10 @@ def test_serve_prints_config_and_sigterm_drains_in_flight_request(tiny_model_dir
         printed = "".join(lines)
         assert "profile" in printed and "reasoning parser" in printed and "none" in printed
         assert "max model len" in printed and "256" in printed and "tiny-cli, tiny-alias" in printed
-        # every alias is listed and accepted; answers carry the first name
+        # every alias is listed and accepted; an answer carries the name it was asked by, as vLLM's
         assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]] == ["tiny-cli", "tiny-alias"]
         aliased = httpx.post(f"{url}/v1/completions", json={"model": "tiny-alias", "prompt": "Hi", "max_tokens": 2})
-        assert aliased.status_code == 200 and aliased.json()["model"] == "tiny-cli", aliased.text
+        assert aliased.status_code == 200 and aliased.json()["model"] == "tiny-alias", aliased.text
 
         body = {"model": "tiny-cli", "prompt": "Hello", "max_tokens": 200, "ignore_eos": True, "stream": True}
         result: dict = {}
@@ -163,6 +163,11 @@ def test_resolve_deployment_profile_flags_parser_and_chat_template(tiny_model_di
         resolve_deployment(ServeOptions(model=str(tiny_model_dir), chat_template=str(tmp_path / "none.jinja")))
     with pytest.raises(ConfigError, match="twice"):
         resolve_deployment(ServeOptions(model=str(tiny_model_dir), served_model_names=("a", "b", "a")))
+    from vdeploy.cli.lora_options import lora_settings
+
+    with pytest.raises(ConfigError, match="the name the model is served as"):  # its requests would get the base
+        resolve_deployment(ServeOptions(model=str(tiny_model_dir), served_model_names=("tiny", "alias"),
+                                        engine_flags=lora_settings(False, ["alias=/adapters/x"], None, None)))
 
     template = tmp_path / "plain.jinja"
     template.write_text("{% for m in messages %}{{ m['content'] }}\n{% endfor %}")

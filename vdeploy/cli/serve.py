@@ -60,7 +60,7 @@ def serve(
         "--api-key", envvar="VDEPLOY_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 routes, /tokenize and /detokenize.")] = None,
     served_model_name: Annotated[Optional[list[str]], typer.Option(
         "--served-model-name", help="Model name clients send (default: the hub id or directory name); repeat it "
-        "for aliases: every one is accepted and listed, the first names the model in answers.")] = None,
+        "for aliases: every one is accepted and listed; answers carry the name asked by.")] = None,
     max_model_len: Annotated[Optional[int], engine_option("max_model_len")] = None,
     max_num_batched_tokens: Annotated[Optional[int], engine_option("max_num_batched_tokens")] = None,
     trust_remote_code: Annotated[bool, typer.Option(

@@ -81,15 +81,22 @@ def check_model_supports_lora(model: ModelConfig) -> None:
                           hint="serve this model without --lora-modules / --enable-lora")
 
 
+_PEFT_DEFAULT_ALPHA = 8
+
+
 def read_adapter(name: str, path: str | Path, model: ModelConfig, max_rank: int) -> LoRAAdapter:
     """Parse and check the adapter at `path` for `model`; raises LoRAAdapterError with what is wrong."""
     if not name or name != name.strip():
         raise LoRAAdapterError(f"invalid adapter name {name!r}")
-    directory = Path(path).expanduser()
-    if not directory.is_dir():
-        raise LoRAAdapterError(f"LoRA adapter {name!r}: {path} is not a directory",
-                               hint=f"give the directory holding {CONFIG_FILE} and {WEIGHTS_FILE}")
-    directory = directory.resolve()
+    try:  # a path the OS refuses to look at (too long, a NUL byte …) is the client's mistake, not the engine's
+        directory = Path(path).expanduser()
+        if not directory.is_dir():
+            raise LoRAAdapterError(f"LoRA adapter {name!r}: {str(path)[:200]} is not a directory",
+                                   hint=f"give the directory holding {CONFIG_FILE} and {WEIGHTS_FILE}")
+        directory = directory.resolve()
+    except (OSError, ValueError) as e:
+        raise LoRAAdapterError(f"LoRA adapter {name!r}: the path cannot be used ({type(e).__name__}: "
+                               f"{str(e)[:200]})") from None
     config = _read_config(name, directory)
     rank = config.get("r")
     if not isinstance(rank, int) or rank <= 0:
@@ -99,15 +106,24 @@ def read_adapter(name: str, path: str | Path, model: ModelConfig, max_rank: int)
                                hint=f"restart with --max-lora-rank {rank} or more")
     _refuse_unsupported(name, config)
     targets = config.get("target_modules") or []
-    targets = [targets] if isinstance(targets, str) else list(targets)
+    targets = [targets] if isinstance(targets, str) else targets
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise LoRAAdapterError(f"LoRA adapter {name!r}: target_modules must be a list of module names, got "
+                               f"{targets!r}")
     unknown = sorted(set(targets) - set(TARGET_MODULES))
     if unknown or not targets:
         raise LoRAAdapterError(
             f"LoRA adapter {name!r} targets {', '.join(unknown) or 'no module'}: only "
             f"{', '.join(TARGET_MODULES)} are supported",
             hint="target_modules must list module names (a regex string is not supported)")
-    alpha = config.get("lora_alpha", rank)
-    scaling = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+    # PEFT's LoraConfig defaults lora_alpha to 8 when the file leaves it out; PEFT would scale by 8 / r then
+    alpha = config.get("lora_alpha", _PEFT_DEFAULT_ALPHA)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
+        raise LoRAAdapterError(f"LoRA adapter {name!r}: lora_alpha must be a positive number, got {alpha!r}")
+    use_rslora = config.get("use_rslora", False)
+    if not isinstance(use_rslora, bool):
+        raise LoRAAdapterError(f"LoRA adapter {name!r}: use_rslora must be true or false, got {use_rslora!r}")
+    scaling = alpha / math.sqrt(rank) if use_rslora else alpha / rank
     weights = _weights_file(name, directory)
     pairs = _check_tensors(name, weights, model, rank, set(targets))
     return LoRAAdapter(name, str(directory), str(weights), rank, float(scaling), tuple(sorted(targets)), pairs)
@@ -119,7 +135,7 @@ def _read_config(name: str, directory: Path) -> dict:
         config = json.loads(config_path.read_text())
     except FileNotFoundError:
         raise LoRAAdapterError(f"LoRA adapter {name!r}: {config_path} is missing") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: invalid JSON, or bytes that are not UTF-8
         raise LoRAAdapterError(f"LoRA adapter {name!r}: cannot read {config_path} ({e})") from None
     if not isinstance(config, dict):
         raise LoRAAdapterError(f"LoRA adapter {name!r}: {config_path} is not a JSON object")

@@ -22,7 +22,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: Optional[str] = None
-    served_model_names: tuple[str, ...] = ()  # what clients may send; the first names the model in answers
+    served_model_names: tuple[str, ...] = ()  # what clients may send (the first: the default name)
     reasoning_parser: Optional[str] = None  # None: deepseek_r1 for R1 models and distills, none otherwise
     tool_call_parser: Optional[str] = None  # None: the format the chat template shows (server/tool_parsers.py)
     chat_template: Optional[str] = None
@@ -49,7 +49,7 @@ class Deployment:
     profile: Any  # vdeploy.profile_schema.Profile | None
     profile_reasons: list[str]
     reasoning_parser: str
-    served_model_names: tuple[str, ...]  # the first is the name answers and metrics carry
+    served_model_names: tuple[str, ...]  # the first is the default name, and the one metrics carry
     memory_note: str
 
     @property
@@ -181,6 +181,11 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
     engine_cfg, provenance = resolve_engine_config(str(source.path), profile, os.environ, opts.engine_flags,
                                                    opts.config_values, opts.config_file or "")
     engine_cfg = cap_profile_context(engine_cfg, provenance, model_cfg)
+    served = opts.served_model_names or (source.default_served_name,)
+    taken = sorted({name for name, _ in engine_cfg.lora.lora_modules} & set(served))
+    if taken:  # as /v1/load_lora_adapter refuses it at runtime: requests by that name would get the base model
+        raise ConfigError(f"--lora-modules names an adapter {', '.join(taken)}, the name the model is served as",
+                          hint="give the adapter another name, or change --served-model-name")
     memory_note = check_memory(model_cfg, engine_cfg, hardware, detect_host(), source.path)
     # the id the user typed, the directory, and the name the checkpoint was saved under all hint at "R1"
     name_hint = " ".join([opts.model or "", str(source.path), str(model_cfg.raw.get("_name_or_path", ""))])
@@ -188,5 +193,5 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
     return Deployment(
         source=source, model_config=model_cfg, engine_config=engine_cfg, provenance=provenance, profile=profile,
         profile_reasons=reasons, reasoning_parser=parser,
-        served_model_names=opts.served_model_names or (source.default_served_name,), memory_note=memory_note,
+        served_model_names=served, memory_note=memory_note,
     )

@@ -77,6 +77,14 @@ class ServingContext:
     def model_name(self) -> str:
         return self.settings.served_model_names[0]
 
+    def answer_model(self, requested: Optional[str]) -> str:
+        """The `model` an answer carries: the name the client asked by (an alias, or a LoRA adapter, as vLLM
+        answers), the first served name when it named none."""
+        if requested is not None and (requested in self.settings.served_model_names
+                                      or requested in self.lora_adapters):
+            return requested
+        return self.model_name
+
     @property
     def tokenizer(self) -> Any:
         return self.engine.tokenizer

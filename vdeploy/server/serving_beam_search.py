@@ -77,5 +77,5 @@ async def beam_search_completion(ctx: ServingContext, req: CompletionRequest, re
             completion_tokens += len(beam.token_ids)
         timings[i].num_output_tokens = len(beams[0].token_ids) if beams else 0
         ctx.metrics.observe_finished(timings[i], choices[-1].finish_reason if beams else "abort")
-    return CompletionResponse(id=request_id, model=ctx.model_name, choices=choices,
+    return CompletionResponse(id=request_id, model=ctx.answer_model(req.model), choices=choices,
                               usage=Usage.of(sum(len(p) for p in token_lists), completion_tokens, 0))

@@ -196,7 +196,7 @@ class ChatCompletions:
         self.ctx.metrics.observe_finished(timing, finish[0] or "abort")
         return ChatCompletionResponse(
             id=request_id,
-            model=self.ctx.model_name,
+            model=self.ctx.answer_model(req.model),
             choices=choices,
             usage=Usage.of(prompt_tokens, completion_tokens, cached),
             prompt_logprobs=prompt_lp,
@@ -207,7 +207,7 @@ class ChatCompletions:
         timing: RequestTiming, top_k: int, tools: Any,
     ) -> AsyncIterator[str]:
         created = int(time.time())
-        model = self.ctx.model_name
+        model = self.ctx.answer_model(req.model)
         token_text = TokenText(self.ctx.tokenizer)
         splitters = [self.ctx.reasoning.new_stream() for _ in range(req.n)]
         extractors = [self._extractor(tools) for _ in range(req.n)]

@@ -181,7 +181,7 @@ class Completions:
         completion_tokens = sum(num_tokens)
         return CompletionResponse(
             id=request_id,
-            model=self.ctx.model_name,
+            model=self.ctx.answer_model(req.model),
             choices=choices,
             usage=Usage.of(sum(prompt_tokens), completion_tokens, sum(cached)),
         )
@@ -192,7 +192,7 @@ class Completions:
     ) -> AsyncIterator[str]:
         n, num_prompts = req.n, len(timings)
         created = int(time.time())
-        model = self.ctx.model_name
+        model = self.ctx.answer_model(req.model)
         token_text = TokenText(self.ctx.tokenizer)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         text_offsets = [len(echo_texts[i // n]) for i in range(n * num_prompts)]
