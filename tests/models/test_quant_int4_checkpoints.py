@@ -26,8 +26,9 @@ GROUP = 32  # whole groups per rank at TP 2: o_proj 64 -> 32 inputs per rank, do
 
 # name -> (family, quantization_config, packer(prefix, weight) -> (tensors, dequantized weight))
 FORMATS = {
+    # AutoAWQ exports may say the head stays unquantized (vdeploy never quantizes it)
     "awq_qwen2": ("qwen2", {"quant_method": "awq", "bits": 4, "group_size": GROUP, "zero_point": True,
-                            "version": "gemm"},
+                            "version": "gemm", "modules_to_not_convert": ["lm_head"]},
                   lambda perm: lambda prefix, w: awq_pack(w, GROUP)),
     "gptq_v1_sym_actorder_llama": ("llama", {"quant_method": "gptq", "bits": 4, "group_size": GROUP, "sym": True,
                                              "desc_act": True, "checkpoint_format": "gptq"},
@@ -127,6 +128,8 @@ def test_a_tp_that_splits_a_group_is_refused_naming_the_layer(quantized):
 
 @pytest.mark.parametrize("source,message", [
     ({"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemv"}, "GEMM layout"),
+    ({"quant_method": "awq", "bits": 4, "group_size": 128, "modules_to_not_convert": ["lm_head", "mlp.gate"]},
+     r"modules_to_not_convert \['mlp.gate'\]"),
     ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "4-bit gptq only"),
     ({"quant_method": "gptq", "bits": 4, "group_size": 128, "checkpoint_format": "marlin"}, "checkpoint_format"),
     ({"quant_method": "gptq", "bits": 4, "group_size": 128, "is_marlin_format": True}, "checkpoint_format"),
@@ -145,6 +148,23 @@ def test_unsupported_variants_are_refused_by_name(source, message):
 
     with pytest.raises(ConfigError, match=message):
         quant_scheme(QuantConfig(source["quant_method"], "", None, source=source))
+
+
+def test_packed_weights_under_a_config_without_their_quantization_are_named_as_such(quantized, tmp_path):
+    """Not "download the complete checkpoint" for every weight: the one finding that says what is wrong."""
+    import json
+    import shutil
+
+    from vdeploy.checkpoint.validate import CheckpointInvalidError, validate_for_loading
+
+    _, path, _ = quantized
+    bare = shutil.copytree(path / "quant", tmp_path / "bare")
+    raw = json.loads((bare / "config.json").read_text())
+    del raw["quantization_config"]
+    (bare / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointInvalidError, match="packed_without_quant_config") as info:
+        validate_for_loading(bare, ModelConfig.from_path(bare), 1)
+    assert "missing_tensor" not in str(info.value)
 
 
 def test_deepseek_with_awq_is_refused_before_loading():

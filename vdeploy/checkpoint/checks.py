@@ -14,10 +14,13 @@ from vdeploy.checkpoint.findings import Finding, error, info, warning
 from vdeploy.checkpoint.index import ShardMap
 from vdeploy.checkpoint.kv_scales import kv_scale_target
 from vdeploy.checkpoint.layout import SCALE_SUFFIX, expected_tensors, fp8_block, layer_of, scale_shape
+from vdeploy.checkpoint.quant_schemes import PACKED_METHODS
 from vdeploy.checkpoint.safetensors_header import FP8_DTYPES, ShardHeader, TensorEntry
 from vdeploy.config import ModelConfig
 
 MAX_PER_KIND = 20
+# int32-packed 4-bit weights and their zero points (AWQ, GPTQ): a checkpoint holding them is a packed one
+PACKED_MARKERS = (".qweight", ".qzeros")
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 SCALE_DTYPES = ("F32", "BF16", "F16")
 # Tensors some exporters leave in a checkpoint that no model uses (older Llama exports keep rotary inv_freq).
@@ -93,6 +96,14 @@ def collect_tensors(headers: list[ShardHeader], shard_map: ShardMap, out: Findin
 
 def check_against_config(cfg: ModelConfig, tensors: dict[str, Located], out: FindingList) -> None:
     """Shapes and dtypes the config implies, FP8 weights and their block scales."""
+    packed = next((name for name in tensors if name.endswith(PACKED_MARKERS)), None)
+    if packed is not None and (cfg.quant is None or cfg.quant.method not in PACKED_METHODS):
+        # every weight would read as missing and every packed tensor as stray: say the one thing that is wrong
+        out.add(error("packed_without_quant_config", "an AWQ/GPTQ packed weight, but config.json declares no AWQ or "
+                      "GPTQ quantization_config", file=tensors[packed].file, tensor=packed,
+                      hint="use the config.json that came with these weights (its quantization_config names the "
+                           "format; a separate quant_config.json is not read)"))
+        return
     expected = {s.name: s for s in expected_tensors(cfg, include_mtp=True)}
     block = fp8_block(cfg)
     mtp_missing = 0

@@ -214,9 +214,11 @@ def packed_scheme(quant: QuantConfig | None) -> PackedScheme | None:
                               hint="re-export the model with AutoAWQ's GEMM kernel layout")
         if not src.get("zero_point", True):
             raise ConfigError("AWQ with zero_point = false: vdeploy loads AWQ checkpoints with zero points only")
-        if src.get("modules_to_not_convert"):
-            raise ConfigError(f"AWQ modules_to_not_convert {src['modules_to_not_convert']!r}: vdeploy needs every "
-                              "decoder linear quantized")
+        # AutoAWQ leaves lm_head unquantized and some exports say so; vdeploy never quantizes the head either
+        kept = [m for m in src.get("modules_to_not_convert") or [] if m != "lm_head"]
+        if kept:
+            raise ConfigError(f"AWQ modules_to_not_convert {kept!r}: vdeploy needs every decoder linear quantized",
+                              hint="only lm_head may be left unquantized")
         if group == -1:
             raise ConfigError("AWQ group_size -1: AWQ checkpoints are grouped; vdeploy reads positive group sizes")
         return PackedScheme("awq", bits, group, sym=False, desc_act=False, zero_offset=0)
