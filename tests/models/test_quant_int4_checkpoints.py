@@ -167,6 +167,32 @@ def test_packed_weights_under_a_config_without_their_quantization_are_named_as_s
     assert "missing_tensor" not in str(info.value)
 
 
+def test_autogptq_zero_biases_are_skipped_and_a_nonzero_one_is_refused(quantized, tmp_path):
+    """AutoGPTQ exported a bias for every quantized linear (zeros where the model has none), as older checkpoints
+    carry: skipped when all zero, refused naming the tensor otherwise (never dropped into other logits)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from vdeploy.errors import CheckpointError
+
+    name, path, model = quantized
+    if not name.startswith("gptq") or not name.endswith("llama"):  # Llama's linears have no bias of their own
+        pytest.skip("the Llama GPTQ checkpoint")
+    for value, case in ((0.0, "zero"), (0.5, "nonzero")):
+        copy = shutil.copytree(path / "quant", tmp_path / case)
+        tensors = load_file(str(copy / "model.safetensors"))
+        for key in [k for k in tensors if k.endswith(("_proj.qweight"))]:
+            rows = tensors[key.replace(".qweight", ".scales")].shape[1]
+            tensors[key.replace(".qweight", ".bias")] = torch.full((rows,), value, dtype=torch.float16)
+        save_file(tensors, str(copy / "model.safetensors"))
+        if value == 0.0:
+            _assert_close(vdeploy_logits(copy, ParallelState()), _hf_logits(model))
+        else:
+            with pytest.raises(CheckpointError, match=r"bias .* not zero"):
+                vdeploy_logits(copy, ParallelState())
+
+
 def test_deepseek_with_awq_is_refused_before_loading():
     from vdeploy.checkpoint.synthetic import tiny_config
     from vdeploy.errors import ConfigError

@@ -180,6 +180,11 @@ def _unexpected(cfg: ModelConfig, name: str, loc: Located, out: FindingList) -> 
     """A tensor the config does not describe. Known leftovers are ignored with a warning; anything else means the
     config and the weights disagree (a layer the config does not have, a renamed tensor) and is an error."""
     t = loc.entry
+    if cfg.quant is not None and cfg.quant.method == "gptq" and name.endswith("_proj.bias"):
+        out.add(warning("unexpected_tensor", f"{t.dtype} {list(t.shape)}: a bias AutoGPTQ exports for every "
+                        "quantized linear; skipped at load when all zero (refused otherwise)", file=loc.file,
+                        tensor=name))
+        return
     benign = name.endswith(BENIGN_SUFFIXES) or (name == "lm_head.weight" and cfg.tie_word_embeddings)
     if benign:
         out.add(warning("unexpected_tensor", f"{t.dtype} {list(t.shape)} is not used by a {cfg.architecture} with "

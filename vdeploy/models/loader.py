@@ -164,6 +164,8 @@ class WeightFiller:
             return
         param_name, shard_id = target
         param = self.params.get(param_name)
+        if param is None and self._zero_bias_of_a_packed_linear(source, tensor_name, param_name, weight):
+            return
         if param is None:
             raise CheckpointError(f"{source}: tensor {tensor_name} has no place in {type(self.model).__name__}",
                                   hint="the checkpoint does not match its config.json")
@@ -178,6 +180,18 @@ class WeightFiller:
             raise CheckpointError(f"{source}: tensor {tensor_name}: {e}" + (f" (TP {tp})" if tp > 1 else ""),
                                   hint=hint) from None
         self.loaded.add((param_name, shard_id))
+
+    def _zero_bias_of_a_packed_linear(self, source: str, tensor_name: str, param_name: str,
+                                      weight: LoadedWeight) -> bool:
+        """AutoGPTQ exported a bias for every quantized linear, zeros where the model has none: such a tensor adds
+        nothing and is skipped. One that is not all zero is refused: dropping it would change the model."""
+        if not param_name.endswith(".bias") or f"{param_name.removesuffix('.bias')}.qweight" not in self.params:
+            return False
+        if torch.count_nonzero(weight[:]).item():
+            raise CheckpointError(f"{source}: tensor {tensor_name} is a bias this {type(self.model).__name__} layer "
+                                  "does not have, and it is not zero: refusing rather than dropping it",
+                                  hint="the checkpoint does not match its config.json")
+        return True
 
     def missing(self) -> list[str]:
         """Checkpoint names of the expected tensors not loaded so far."""
