@@ -193,6 +193,18 @@ def test_autogptq_zero_biases_are_skipped_and_a_nonzero_one_is_refused(quantized
                 vdeploy_logits(copy, ParallelState())
 
 
+def test_the_quant_method_is_read_case_insensitively(quantized, tmp_path):
+    import json
+    import shutil
+
+    name, path, _ = quantized
+    copy = shutil.copytree(path / "quant", tmp_path / "upper")
+    raw = json.loads((copy / "config.json").read_text())
+    raw["quantization_config"]["quant_method"] = raw["quantization_config"]["quant_method"].upper()  # "AWQ"
+    (copy / "config.json").write_text(json.dumps(raw))
+    assert ModelConfig.from_path(copy).quant.method == name.split("_")[0]
+
+
 def test_deepseek_with_awq_is_refused_before_loading():
     from vdeploy.checkpoint.synthetic import tiny_config
     from vdeploy.errors import ConfigError

@@ -61,10 +61,11 @@ def storage_dtype(cfg: ModelConfig) -> str:
 
 
 def fp8_block(cfg: ModelConfig) -> tuple[int, int] | None:
-    """The checkpoint's FP8 block shape, or None when its linears are not block-FP8."""
-    if cfg.quant is None or cfg.quant.method != "fp8":
+    """The checkpoint's FP8 block shape, or None when its linears are not block-FP8. Never guessed: an fp8 config
+    without weight_block_size is per-tensor FP8, refused when the config is read (vdeploy.config)."""
+    if cfg.quant is None or cfg.quant.method != "fp8" or not cfg.quant.weight_block_size:
         return None
-    return tuple(cfg.quant.weight_block_size or (128, 128))  # type: ignore[return-value]
+    return tuple(cfg.quant.weight_block_size)  # type: ignore[return-value]
 
 
 def expected_tensors(cfg: ModelConfig, *, include_mtp: bool = True,

@@ -25,6 +25,7 @@ from vdeploy.checkpoint.layout import (
     layer_kind,
     mtp_tensors,
     scale_shape,
+    storage_dtype,
 )
 from vdeploy.checkpoint.safetensors_header import DTYPE_SIZES
 from vdeploy.checkpoint.tp_rules import SplitDim, fp8_split_dims, tp_advice, tp_problem
@@ -103,37 +104,59 @@ def _layer_kinds(cfg: ModelConfig) -> dict[str, tuple[int, int]]:
 class _WeightSummary:
     """Per-layer weight bytes by TP rule, so that a table of plans walks the (R1: ~47k-tensor) layout once."""
 
-    layers: list[dict[str, int]]  # index = layer; TP rule -> bytes
+    layers: list[dict[str, int]]  # index = layer; TP rule -> bytes as loaded on the target device
     split_dims: list[SplitDim]  # the FP8 weights' split dimensions (vdeploy.checkpoint.tp_rules)
     first_stage: dict[str, int]  # embeddings (pipeline stage 0)
     last_stage: dict[str, int]  # final norm + lm_head (last pipeline stage)
-
-    @property
-    def total(self) -> int:
-        return sum(sum(d.values()) for d in [*self.layers, self.first_stage, self.last_stage])
+    stored_total: int  # the same tensors' bytes as stored in the checkpoint (what measured header bytes count)
 
 
-def _summarize(cfg: ModelConfig, fp8_tensor_cores: bool) -> _WeightSummary:
+def keeps_8bit_weights(kind: str, device: str, fp8_tensor_cores: bool, int8_tensor_cores: bool = True) -> bool:
+    """Whether a linear's 8-bit weights stay 8-bit once loaded on `device` ("cuda" | "cpu"), else are dequantized
+    once to the model dtype. kind: "block-fp8" (DeepSeek: vdeploy.layers.fp8, .moe), "w8a8-fp8" / "w8a8-int8"
+    (compressed-tensors: vdeploy.layers.w8a8). Block FP8 is multiplied in FP8 only by the Triton GEMM on FP8 tensor
+    cores; W8A8 also runs 8-bit on the CPU, where the torch twin multiplies the stored weight."""
+    if kind == "block-fp8":
+        return device == "cuda" and fp8_tensor_cores
+    if device == "cpu":
+        return True
+    return fp8_tensor_cores if kind == "w8a8-fp8" else int8_tensor_cores
+
+
+def _loaded_bytes(spec: TensorSpec, block: tuple[int, int] | None, model_dtype_size: int, device: str,
+                  fp8_tensor_cores: bool) -> tuple[int, int]:
+    """(bytes held once loaded on `device`, bytes stored) of one checkpoint tensor."""
+    if spec.quantized and block is not None:  # block FP8: the weight plus its float32 scale per block
+        stored = spec.numel + math.prod(scale_shape(spec.shape, block)) * 4
+        kept = keeps_8bit_weights("block-fp8", device, fp8_tensor_cores)
+        return (stored if kept else spec.numel * model_dtype_size), stored
+    stored = spec.numel * DTYPE_SIZES[spec.dtype]
+    if spec.scheme_tensor and spec.dtype in ("F8_E4M3", "I8"):  # a W8A8 weight (its scale stays as stored)
+        kind = "w8a8-fp8" if spec.dtype == "F8_E4M3" else "w8a8-int8"
+        if not keeps_8bit_weights(kind, device, fp8_tensor_cores):
+            return spec.numel * model_dtype_size, stored
+    return stored, stored  # AWQ/GPTQ packed int32, unquantized tensors: loaded as stored
+
+
+def _summarize(cfg: ModelConfig, fp8_tensor_cores: bool, device: str = "cuda") -> _WeightSummary:
     block = fp8_block(cfg)
+    model_dtype_size = DTYPE_SIZES[storage_dtype(cfg)]  # what dequantized weights become (the loader's dtype)
+    stored_total = 0
 
-    def by_rule(specs: list[TensorSpec]) -> dict[str, int]:
+    def by_rule(specs: list[TensorSpec], layers: int = 1) -> dict[str, int]:
+        nonlocal stored_total
         out: dict[str, int] = {}
         for spec in specs:
-            if spec.quantized and block is not None:
-                if fp8_tensor_cores:
-                    nbytes = spec.numel + math.prod(scale_shape(spec.shape, block)) * 4
-                else:  # no FP8 tensor cores: weights are dequantized to bf16 at load time
-                    nbytes = spec.numel * 2
-            elif spec.scheme_tensor and spec.dtype.startswith("F8") and not fp8_tensor_cores:
-                nbytes = spec.numel * 2  # W8A8 FP8 weights are dequantized at load where FP8 cannot be multiplied
-            else:  # AWQ/GPTQ packed int32, W8A8 int8: the stored bytes are the loaded bytes
-                nbytes = spec.numel * DTYPE_SIZES[spec.dtype]
-            out[spec.tp] = out.get(spec.tp, 0) + nbytes
+            loaded, stored = _loaded_bytes(spec, block, model_dtype_size, device, fp8_tensor_cores)
+            out[spec.tp] = out.get(spec.tp, 0) + loaded
+            stored_total += stored * layers
         return out
 
-    per_kind = {kind: by_rule(decoder_layer_tensors(cfg, first)) for kind, (first, _) in _layer_kinds(cfg).items()}
+    per_kind = {kind: by_rule(decoder_layer_tensors(cfg, first), count)
+                for kind, (first, count) in _layer_kinds(cfg).items()}
     layers = [per_kind[layer_kind(cfg, i)] for i in range(cfg.num_layers)]
-    return _WeightSummary(layers, fp8_split_dims(cfg), by_rule(embedding_tensors(cfg)), by_rule(final_tensors(cfg)))
+    return _WeightSummary(layers, fp8_split_dims(cfg), by_rule(embedding_tensors(cfg)), by_rule(final_tensors(cfg)),
+                          stored_total)
 
 
 def _per_rank(by_rule: dict[str, int], tp: int, kv_heads: int) -> tuple[int, int]:
@@ -230,14 +253,15 @@ def _evaluate(cfg: ModelConfig, summary: _WeightSummary, scale: float, tp: int, 
 
 def plan_memory(cfg: ModelConfig, *, tp: int, pp: int = 1, gpu_memory_bytes: int, gpu_memory_utilization: float = 0.9,
                 weight_bytes: int | None = None, kv_cache_dtype_bytes: int = 2, max_model_len: int | None = None,
-                fp8_tensor_cores: bool = True) -> MemoryPlan:
-    """Plan one TP×PP layout on GPUs of `gpu_memory_bytes` each.
+                fp8_tensor_cores: bool = True, device: str = "cuda") -> MemoryPlan:
+    """Plan one TP×PP layout on GPUs of `gpu_memory_bytes` each (device "cpu": ranks of RAM).
 
     weight_bytes: the measured bytes of the weights to load (MTP excluded), e.g. from the shard headers; the
     config-derived split between ranks is scaled to it. fp8_tensor_cores=False: block-FP8 weights are dequantized to
-    bf16 at load time, doubling their memory.
+    the model dtype at load time, doubling their memory; so are W8A8 FP8 weights on such a GPU, not on the CPU
+    (keeps_8bit_weights).
     """
-    summary = _summarize(cfg, fp8_tensor_cores)
+    summary = _summarize(cfg, fp8_tensor_cores, device)
     return _plan(cfg, summary, tp=tp, pp=pp, gpu_memory_bytes=gpu_memory_bytes,
                  utilization=gpu_memory_utilization, weight_bytes=weight_bytes, kv_dtype_bytes=kv_cache_dtype_bytes,
                  max_model_len=max_model_len, fp8_tensor_cores=fp8_tensor_cores)
@@ -245,10 +269,11 @@ def plan_memory(cfg: ModelConfig, *, tp: int, pp: int = 1, gpu_memory_bytes: int
 
 def plan_table(cfg: ModelConfig, gpu_memory_bytes: int, *, gpu_memory_utilization: float = 0.9,
                weight_bytes: int | None = None, kv_cache_dtype_bytes: int = 2, max_model_len: int | None = None,
-               fp8_tensor_cores: bool = True, tp_sizes: tuple[int, ...] = PLAN_TP_SIZES) -> list[MemoryPlan]:
+               fp8_tensor_cores: bool = True, tp_sizes: tuple[int, ...] = PLAN_TP_SIZES,
+               device: str = "cuda") -> list[MemoryPlan]:
     """Plans for TP 1, 2, 4, 8 (those dividing the head count), plus TP 8 × PP 2 (two 8-GPU nodes) when TP 8 on one
     node does not fit."""
-    summary = _summarize(cfg, fp8_tensor_cores)
+    summary = _summarize(cfg, fp8_tensor_cores, device)
 
     def plan(tp: int, pp: int) -> MemoryPlan:
         return _plan(cfg, summary, tp=tp, pp=pp, gpu_memory_bytes=gpu_memory_bytes,
@@ -268,10 +293,9 @@ def _plan(cfg: ModelConfig, summary: _WeightSummary, *, tp: int, pp: int, gpu_me
           fp8_tensor_cores: bool) -> MemoryPlan:
     _check_parallel(cfg, tp, pp)
     scale = 1.0
-    if weight_bytes is not None and summary.total:
-        # measured bytes are stored bytes; dequantized FP8 keeps the config's 2× ratio on top of them
-        stored = _summarize(cfg, True).total if not fp8_tensor_cores else summary.total
-        scale = weight_bytes / stored
+    if weight_bytes is not None and summary.stored_total:
+        # measured bytes are stored bytes; dequantized 8-bit weights keep the config's ratio on top of them
+        scale = weight_bytes / summary.stored_total
     usable = int(gpu_memory_bytes * utilization)
     fit = _evaluate(cfg, summary, scale, tp, pp, usable, kv_dtype_bytes)
     problem = tp_problem(cfg, tp, summary.split_dims)

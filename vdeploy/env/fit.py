@@ -34,21 +34,25 @@ class FitReport:
 
 
 def quant_path(scheme, on_gpu: bool, fp8_cores: bool, int8_cores: bool) -> str:
-    """How an AWQ/GPTQ/W8A8 checkpoint's linears run: the Triton kernel, or what replaces it here."""
+    """How an AWQ/GPTQ/W8A8 checkpoint's linears run: the Triton kernel, or what replaces it here (whether 8-bit
+    weights stay 8-bit is the planner's keeps_8bit_weights, so the path named and the bytes planned agree)."""
+    from vdeploy.checkpoint.planner import keeps_8bit_weights
+
     if not on_gpu:
         return "torch-twin-on-cpu"
     if scheme.bits == 4:
         return "w4a16-triton-gemm"
-    if getattr(scheme, "kind", "") == "float":
-        return "w8a8-fp8-triton-gemm" if fp8_cores else "dequantize-to-bf16"
-    return "w8a8-int8-triton-gemm" if int8_cores else "dequantize-to-bf16"
+    kind = "w8a8-fp8" if getattr(scheme, "kind", "") == "float" else "w8a8-int8"
+    if not keeps_8bit_weights(kind, "cuda", fp8_cores, int8_cores):
+        return "dequantize-to-bf16"
+    return f"{kind}-triton-gemm"
 
 
 def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | None, pp: int | None = None,
                     gpu_memory_gb: float | None = None) -> tuple[Check, FitReport | None]:
     """Plan at the requested TP x PP. gpu_memory_gb: plan for GPUs of that size that are not in this machine (the
     question before renting them); on a CPU host without it, the ranks share this host's RAM."""
-    from vdeploy.checkpoint.planner import estimate_params, plan_memory
+    from vdeploy.checkpoint.planner import estimate_params, keeps_8bit_weights, plan_memory
     from vdeploy.checkpoint.quant_schemes import quant_scheme
     from vdeploy.config import ModelConfig
 
@@ -73,11 +77,13 @@ def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | Non
         # CPU mode: weights and KV cache of every rank live in the same RAM, so each rank gets its share.
         memory = (host.memory_available or host.memory_total or 0) // ranks
         fp8_cores = int8_cores = False
-    plan = plan_memory(cfg, tp=tp, pp=pp, gpu_memory_bytes=memory, fp8_tensor_cores=fp8_cores)
+    # on the CPU block FP8 is dequantized but W8A8 stays 8-bit (the twin multiplies it): the planner knows which
+    device = "cuda" if on_gpu else "cpu"
+    plan = plan_memory(cfg, tp=tp, pp=pp, gpu_memory_bytes=memory, fp8_tensor_cores=fp8_cores, device=device)
     is_fp8 = cfg.quant is not None and cfg.quant.method == "fp8"
     fp8_path = None
     if is_fp8:
-        fp8_path = "w8a8-block-fp8-gemm" if fp8_cores else "dequantize-to-bf16"
+        fp8_path = "w8a8-block-fp8-gemm" if keeps_8bit_weights("block-fp8", device, fp8_cores) else "dequantize-to-bf16"
     scheme = quant_scheme(cfg.quant)
     path = quant_path(scheme, on_gpu, fp8_cores, int8_cores) if scheme is not None else None
     report = FitReport(

@@ -8,7 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vdeploy.checkpoint.planner import keeps_8bit_weights
 from vdeploy.config import QuantConfig
+from vdeploy.errors import ConfigError
 from vdeploy.layers import ops
 from vdeploy.layers.quantization import LinearMethod
 from vdeploy.layers.weight_loading import set_weight_attrs
@@ -24,10 +26,11 @@ def fp8_tensor_cores_available(device: torch.device) -> bool:
 class Fp8LinearMethod(LinearMethod):
     def __init__(self, quant_config: QuantConfig):
         if quant_config.fmt not in ("e4m3", "float8_e4m3fn"):
-            from vdeploy.errors import ConfigError
-
             raise ConfigError(f"unsupported FP8 format {quant_config.fmt!r}", hint="vdeploy reads e4m3 checkpoints")
-        self.block = tuple(quant_config.weight_block_size or (128, 128))
+        if not quant_config.weight_block_size:  # per-tensor FP8: refused with its reason when config.json is read
+            raise ConfigError("an fp8 quantization_config without weight_block_size is not block FP8",
+                              hint="vdeploy.config refuses such a config.json; pass the checkpoint's block size")
+        self.block = tuple(quant_config.weight_block_size)
         self.decode_rows_pinned = False  # pin_decode_rows(): speculative decoding
 
     def pin_decode_rows(self) -> None:
@@ -51,7 +54,9 @@ class Fp8LinearMethod(LinearMethod):
         layer.fp8_params_dtype = params_dtype
 
     def process_weights_after_loading(self, layer):
-        if fp8_tensor_cores_available(layer.weight.device):
+        device = layer.weight.device
+        # the memory planner counts the weights with the same rule
+        if keeps_8bit_weights("block-fp8", device.type, fp8_tensor_cores_available(device)):
             layer.fp8_native = True
             return
         from vdeploy_kernels.reference_deepseek import dequantize_weight_block

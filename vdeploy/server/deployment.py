@@ -100,7 +100,7 @@ def check_memory(model_cfg: Any, engine_cfg: Any, hardware: Any, host: Any, mode
     plan = plan_memory(
         model_cfg, tp=tp, pp=pp, gpu_memory_bytes=memory, gpu_memory_utilization=utilization,
         weight_bytes=weight_bytes, max_model_len=engine_cfg.scheduler.max_model_len,
-        fp8_tensor_cores=fp8_cores, kv_cache_dtype_bytes=kv_dtype_bytes,
+        fp8_tensor_cores=fp8_cores, kv_cache_dtype_bytes=kv_dtype_bytes, device="cpu" if on_cpu else "cuda",
     )
     where = "of RAM" if on_cpu else "per GPU"
     if plan.verdict == "does_not_fit":
