@@ -16,7 +16,8 @@ from typing import Any
 from vdeploy.checkpoint.paths import json_type, read_model_json
 from vdeploy.dtypes import byte_sizes
 from vdeploy.errors import ConfigError
-# EngineConfig.speculative: its settings and their checks are a module of their own
+# ModelConfig.quant and EngineConfig.speculative: their settings and checks are modules of their own
+from vdeploy.quant_config import QuantConfig, refuse_unloadable_fp8
 from vdeploy.speculative_config import SpeculativeConfig
 
 # architecture name in config.json -> family
@@ -28,16 +29,6 @@ ARCHITECTURE_FAMILIES = {
 }
 
 DTYPE_BYTES = byte_sizes()  # every dtype spelling -> bytes (vdeploy.dtypes)
-
-
-@dataclass(frozen=True)
-class QuantConfig:
-    method: str  # quant_method of config.json: "fp8", "awq", "gptq", "compressed-tensors"
-    fmt: str  # "e4m3"
-    weight_block_size: tuple[int, int] | None  # (128, 128) for DeepSeek-V3 block FP8
-    activation_scheme: str = "dynamic"
-    # the whole quantization_config mapping: each method's LinearMethod reads its own keys (bits, group_size, ...)
-    source: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -244,31 +235,10 @@ def _quant_config(cfg: dict[str, Any], source: str) -> QuantConfig | None:
     # vLLM reads the method case-insensitively ("AWQ" in some exports)
     method, activations = str(q.get("quant_method", "")).lower(), str(q.get("activation_scheme", "dynamic"))
     if method == "fp8":
-        _refuse_unloadable_fp8(source, block, activations)
+        refuse_unloadable_fp8(source, block, activations)
     return QuantConfig(method=method, fmt=str(q.get("fmt", "e4m3")),
                        weight_block_size=tuple(block) if block else None,
                        activation_scheme=activations, source=dict(q))
-
-
-_FP8_LOADED = ("vdeploy loads FP8 as DeepSeek's block FP8 (weight_block_size [128, 128], activation_scheme "
-               "\"dynamic\") or as compressed-tensors FP8 W8A8 (per-channel or per-tensor weight scales, dynamic "
-               "per-token activations)")
-_FP8_HINT = "use the model's compressed-tensors FP8-dynamic export (e.g. made by llm-compressor) or its bf16 weights"
-
-
-def _refuse_unloadable_fp8(source: str, block: Any, activations: str) -> None:
-    """`quant_method: fp8` means DeepSeek's block FP8 only with a `weight_block_size`: without one it is the
-    per-tensor format of AutoFP8 / vLLM (a scalar `weight_scale`, plus an `input_scale` when the activations are
-    "static"), which must not be read as 128×128 blocks. Refused here, naming the key, so that the loader and
-    `inspect-shards` do not blame the files for a format vdeploy does not read."""
-    if not block:
-        static = ", static input_scale" if activations == "static" else ""
-        raise ConfigError(f"{source}: quantization_config has quant_method \"fp8\" without weight_block_size "
-                          f"(activation_scheme \"{activations}\"): per-tensor FP8 (AutoFP8 / vLLM format: scalar "
-                          f"weight_scale{static}), which vdeploy does not load; {_FP8_LOADED}", hint=_FP8_HINT)
-    if activations != "dynamic":
-        raise ConfigError(f"{source}: quantization_config.activation_scheme \"{activations}\": static activation "
-                          f"scales (input_scale) are not loaded; {_FP8_LOADED}", hint=_FP8_HINT)
 
 
 def _rope_settings(cfg: dict[str, Any], source: str) -> tuple[float, dict[str, Any] | None]:
