@@ -13,11 +13,13 @@ EngineDeadError, and new requests go to the others; the server is unhealthy only
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any, Optional
 
 from vdeploy.config import EngineConfig, ModelConfig
+from vdeploy.engine.dp_lora import load_everywhere, served_adapters, unload_everywhere
 from vdeploy.engine.streams import EngineDeadError
 from vdeploy.engine.engine_core import EngineStats
 from vdeploy.engine.outputs import OutputKind, RequestOutput
@@ -121,17 +123,15 @@ class DataParallelEngine:
         self.eos_token_ids = first.eos_token_ids
         self._assigned = [0] * size  # requests of this front-end open on each replica
         self._replica_of: dict[str, int] = {}
+        # one adapter load or unload at a time: interleaved, each could leave the other's adapter on some replicas
+        self._adapter_change = asyncio.Lock()
 
     @property
     def is_running(self) -> bool:
         return any(r.is_running for r in self.replicas)
 
     def stats(self) -> EngineStats:
-        parts = [r.stats() for r in self.replicas if r.is_running] or [self.replicas[0].stats()]
-        total_blocks = sum(p.num_total_blocks for p in parts)
-        summed = {f: sum(getattr(p, f) for p in parts) for f in EngineStats.__dataclass_fields__ if f != "kv_usage"}
-        usage = sum(p.kv_usage * p.num_total_blocks for p in parts) / total_blocks if total_blocks else 0.0
-        return EngineStats(kv_usage=usage, **summed)
+        return merge_replica_stats([r.stats() for r in self.replicas], [r.is_running for r in self.replicas])
 
     def _pick(self) -> int:
         live = [k for k, r in enumerate(self.replicas) if r.is_running]
@@ -158,18 +158,17 @@ class DataParallelEngine:
 
     @property
     def lora_adapters(self) -> dict[str, str]:
-        return dict(self.replicas[0].lora_adapters)
+        """The adapters every live replica serves (a request for one may be routed to any of them)."""
+        return served_adapters(self.replicas)
 
     async def load_lora(self, name: str, path: str) -> None:
-        """Every live replica loads the adapter (each checks it; the first refusal is raised)."""
-        for replica in self.replicas:
-            if replica.is_running:
-                await replica.load_lora(name, path)
+        """Every live replica loads the adapter, or none does: the first refusal is raised."""
+        async with self._adapter_change:
+            await load_everywhere(self.replicas, name, path, self.label)
 
     async def unload_lora(self, name: str) -> None:
-        for replica in self.replicas:
-            if replica.is_running:
-                await replica.unload_lora(name)
+        async with self._adapter_change:
+            await unload_everywhere(self.replicas, name)
 
     def abort(self, request_id: str) -> None:
         k = self._replica_of.get(request_id)
@@ -178,8 +177,6 @@ class DataParallelEngine:
 
     async def shutdown(self, drain_timeout_s: float = 30.0) -> int:
         """Every replica drains at once; returns the number of requests cut at the deadline."""
-        import asyncio
-
         return sum(await asyncio.gather(*(r.shutdown(drain_timeout_s) for r in self.replicas)))
 
     def close(self) -> None:
@@ -210,6 +207,23 @@ class DataParallelEngine:
         """One line of facts per replica (for the startup log and `ps`)."""
         return [{"replica": k, "node": self.nodes[k], "pid": r.pid, "address": self.addresses[k],
                  "running": r.is_running} for k, r in enumerate(self.replicas)]
+
+
+# EngineStats fields that describe the replicas' present state; every other field but kv_usage is a running total
+_GAUGES = ("num_running", "num_waiting", "num_free_blocks", "num_total_blocks")
+
+
+def merge_replica_stats(parts: list[EngineStats], running: list[bool]) -> EngineStats:
+    """One EngineStats for the server. Gauges (queues, KV blocks and use) describe the live replicas only. Running
+    totals add up every replica's latest snapshot, a dead one's last included: Prometheus counters must never go
+    down (a drop reads as a restart and rate() invents traffic), and the server's warm-up offset includes it."""
+    live = [p for p, up in zip(parts, running) if up]
+    totals = {f: sum(getattr(p, f) for p in parts) for f in EngineStats.__dataclass_fields__
+              if f not in _GAUGES and f != "kv_usage"}
+    gauges = {f: sum(getattr(p, f) for p in live) for f in _GAUGES}
+    blocks = gauges["num_total_blocks"]
+    usage = sum(p.kv_usage * p.num_total_blocks for p in live) / blocks if blocks else 0.0
+    return EngineStats(kv_usage=usage, **gauges, **totals)
 
 
 def _start_all(starts: list[Callable[[], Any]]) -> list[Any]:

@@ -30,16 +30,22 @@ COUNTED = ("prefix_cache_queries", "prefix_cache_hits", "num_preemptions", "prom
 
 class EngineStatsCollector(Collector):
     """Gauges and counters read from the engine when Prometheus scrapes. Counters count from `since` (engine stats
-    taken when the server was created), so the server's own warm-up request is not reported as traffic."""
+    taken when the server was created), so the server's own warm-up request is not reported as traffic, and never
+    go below what an earlier scrape reported: Prometheus reads a drop as a counter reset and rate() then invents
+    traffic (the data-parallel engine keeps a dead replica's totals; this holds should any engine's totals dip)."""
 
     def __init__(self, get_stats: Callable[[], Any], model_name: str, since: Any = None):
         self._get_stats = get_stats
         self._model = model_name
         self._offset = {name: getattr(since, name, 0) for name in COUNTED} if since is not None else {}
+        self._reported = {name: 0.0 for name in COUNTED}  # the highest value each counter has shown
 
     def _totals(self) -> tuple[Any, dict[str, float]]:
         s = self._get_stats()
-        return s, {name: getattr(s, name, 0) - self._offset.get(name, 0) for name in COUNTED}
+        for name in COUNTED:
+            now = getattr(s, name, 0) - self._offset.get(name, 0)
+            self._reported[name] = max(self._reported[name], now)
+        return s, dict(self._reported)
 
     def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
         g = GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=["model_name"])

@@ -1,0 +1,149 @@
+"""The server over a data-parallel engine (two real replica processes on CPU) when a replica dies or refuses an
+adapter: /metrics counters never go down, the adapters listed are those every live replica serves, and loading an
+adapter is all-or-nothing across the replicas (unloading too)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+
+import httpx
+import pytest
+from server_harness import metric_value, start_server, write_test_tokenizer
+
+from vdeploy.engine.data_parallel import DataParallelEngine
+from vdeploy.engine.llm import build_engine_config
+from vdeploy.engine.sampling_params import SamplingParams
+
+PROMPT = "Hello world. The capital"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A tiny Llama with the server tests' tokenizer, and two PEFT adapters for it."""
+    from vdeploy.testing.lora_fixtures import write_peft_adapter, write_tiny_llama
+
+    root = tmp_path_factory.mktemp("dp-failures")
+    base = write_tiny_llama(root / "model", vocab_size=400, max_position_embeddings=512)
+    write_test_tokenizer(root / "model")
+    (root / "model" / "generation_config.json").write_text(json.dumps({"temperature": 0.0}))
+    for name, seed in (("sql", 1), ("chat", 2)):
+        write_peft_adapter(base, root / name, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], seed=seed)
+    return root
+
+
+def dp_engine(model, **lora) -> DataParallelEngine:
+    config = build_engine_config(str(model / "model"), dtype="float32", device="cpu", block_size=4,
+                                 num_gpu_blocks_override=128, max_model_len=256, data_parallel_size=2, **lora)
+    return DataParallelEngine(config, model_name="tiny")
+
+
+def complete(url: str, model: str, max_tokens: int = 6) -> httpx.Response:
+    body = {"model": model, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+    return httpx.post(f"{url}/v1/completions", json=body, timeout=60)
+
+
+def kill(engine: DataParallelEngine, k: int) -> None:
+    os.kill(engine.replicas[k].pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while engine.replicas[k].is_running:
+        assert time.monotonic() < deadline, f"replica {k} still running"
+        time.sleep(0.05)
+
+
+def listed(url: str) -> set[str]:
+    return {card["id"] for card in httpx.get(f"{url}/v1/models", timeout=30).json()["data"]}
+
+
+def load(url: str, name: str, path) -> httpx.Response:
+    return httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)}, timeout=60)
+
+
+def unload(url: str, name: str) -> httpx.Response:
+    return httpx.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": name}, timeout=60)
+
+
+@pytest.mark.timeout(240)
+def test_counters_keep_a_dead_replicas_totals(model):
+    engine = dp_engine(model)
+    server = None
+    try:
+        async def warm_up():  # as `vdeploy serve` does before the server's metrics start counting
+            async for _ in engine.generate([5, 6, 7], SamplingParams(temperature=0, max_tokens=3), "warm-up"):
+                pass
+
+        asyncio.run(warm_up())
+        server = start_server(engine)
+        usage = [complete(server.url, "tiny").json()["usage"] for _ in range(3)]  # one at a time: all on replica 0
+        before = httpx.get(f"{server.url}/metrics", timeout=30).text
+        assert metric_value(before, "vdeploy_prompt_tokens_total") == sum(u["prompt_tokens"] for u in usage)
+        assert metric_value(before, "vdeploy_generation_tokens_total") == sum(u["completion_tokens"] for u in usage)
+        kill(engine, 0)
+        after = httpx.get(f"{server.url}/metrics", timeout=30).text
+        for counter in ("vdeploy_prompt_tokens_total", "vdeploy_generation_tokens_total",
+                        "vdeploy_prefix_cache_queries_total"):
+            assert metric_value(after, counter) == metric_value(before, counter), counter
+        # gauges describe the replica left
+        assert metric_value(after, "vdeploy_kv_cache_total_blocks") == metric_value(
+            before, "vdeploy_kv_cache_total_blocks") / 2
+    finally:
+        if server is not None:
+            server.stop()
+        engine.close()
+
+
+@pytest.mark.timeout(240)
+def test_adapters_loaded_after_replica_zero_died_are_served(model):
+    engine = dp_engine(model, enable_lora=True, max_lora_rank=8)
+    server = start_server(engine)
+    try:
+        kill(engine, 0)
+        assert load(server.url, "sql", model / "sql").status_code == 200
+        assert listed(server.url) == {"tiny", "sql"}
+        answer = complete(server.url, "sql")
+        assert answer.status_code == 200, answer.text
+    finally:
+        server.stop()
+        engine.close()
+
+
+@pytest.mark.timeout(240)
+def test_a_load_refused_by_one_replica_is_undone_on_the_others(model):
+    engine = dp_engine(model, enable_lora=True, max_loras=1, max_lora_rank=8)
+    server = start_server(engine)
+    try:
+        asyncio.run(engine.replicas[1].load_lora("held", str(model / "chat")))  # replica 1's only slot is taken
+        refused = load(server.url, "sql", model / "sql")
+        assert refused.status_code == 400 and "slots are in use" in refused.json()["error"]["message"]
+        assert "sql" not in engine.replicas[0].lora_adapters
+        assert listed(server.url) == {"tiny"}
+
+        asyncio.run(engine.replicas[1].unload_lora("held"))
+        assert load(server.url, "sql", model / "sql").status_code == 200  # not "already loaded"
+        assert all("sql" in r.lora_adapters for r in engine.replicas)
+        assert listed(server.url) == {"tiny", "sql"}
+        assert complete(server.url, "sql").status_code == 200
+
+        assert unload(server.url, "sql").status_code == 200
+        assert not any("sql" in r.lora_adapters for r in engine.replicas)
+        assert unload(server.url, "sql").status_code == 404
+    finally:
+        server.stop()
+        engine.close()
+
+
+@pytest.mark.timeout(240)
+def test_unload_reaches_every_replica_that_has_the_adapter(model):
+    engine = dp_engine(model, enable_lora=True, max_lora_rank=8)
+    server = start_server(engine)
+    try:
+        asyncio.run(engine.replicas[1].load_lora("stray", str(model / "chat")))  # on replica 1 only
+        assert listed(server.url) == {"tiny"}  # not servable everywhere: not listed
+        assert unload(server.url, "stray").status_code == 200
+        assert "stray" not in engine.replicas[1].lora_adapters
+    finally:
+        server.stop()
+        engine.close()
