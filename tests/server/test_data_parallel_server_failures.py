@@ -5,6 +5,7 @@ adapter is all-or-nothing across the replicas (unloading too)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -41,6 +42,28 @@ def dp_engine(model, **lora) -> DataParallelEngine:
     return DataParallelEngine(config, model_name="tiny")
 
 
+@contextlib.contextmanager
+def serving(model, warm_up: bool = False, **lora):
+    """A two-replica engine and the server over it, both closed afterwards. warm_up: one request first, as `vdeploy
+    serve` sends before the server's metrics start counting."""
+    engine = dp_engine(model, **lora)
+    server = None
+    try:
+        if warm_up:
+            asyncio.run(_warm_up(engine))
+        server = start_server(engine)
+        yield engine, server
+    finally:
+        if server is not None:
+            server.stop()
+        engine.close()
+
+
+async def _warm_up(engine: DataParallelEngine) -> None:
+    async for _ in engine.generate([5, 6, 7], SamplingParams(temperature=0, max_tokens=3), "warm-up"):
+        pass
+
+
 def complete(url: str, model: str, max_tokens: int = 6) -> httpx.Response:
     body = {"model": model, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
     return httpx.post(f"{url}/v1/completions", json=body, timeout=60)
@@ -68,15 +91,7 @@ def unload(url: str, name: str) -> httpx.Response:
 
 @pytest.mark.timeout(240)
 def test_counters_keep_a_dead_replicas_totals(model):
-    engine = dp_engine(model)
-    server = None
-    try:
-        async def warm_up():  # as `vdeploy serve` does before the server's metrics start counting
-            async for _ in engine.generate([5, 6, 7], SamplingParams(temperature=0, max_tokens=3), "warm-up"):
-                pass
-
-        asyncio.run(warm_up())
-        server = start_server(engine)
+    with serving(model, warm_up=True) as (engine, server):
         usage = [complete(server.url, "tiny").json()["usage"] for _ in range(3)]  # one at a time: all on replica 0
         before = httpx.get(f"{server.url}/metrics", timeout=30).text
         assert metric_value(before, "vdeploy_prompt_tokens_total") == sum(u["prompt_tokens"] for u in usage)
@@ -89,32 +104,21 @@ def test_counters_keep_a_dead_replicas_totals(model):
         # gauges describe the replica left
         assert metric_value(after, "vdeploy_kv_cache_total_blocks") == metric_value(
             before, "vdeploy_kv_cache_total_blocks") / 2
-    finally:
-        if server is not None:
-            server.stop()
-        engine.close()
 
 
 @pytest.mark.timeout(240)
 def test_adapters_loaded_after_replica_zero_died_are_served(model):
-    engine = dp_engine(model, enable_lora=True, max_lora_rank=8)
-    server = start_server(engine)
-    try:
+    with serving(model, enable_lora=True, max_lora_rank=8) as (engine, server):
         kill(engine, 0)
         assert load(server.url, "sql", model / "sql").status_code == 200
         assert listed(server.url) == {"tiny", "sql"}
         answer = complete(server.url, "sql")
         assert answer.status_code == 200, answer.text
-    finally:
-        server.stop()
-        engine.close()
 
 
 @pytest.mark.timeout(240)
 def test_a_load_refused_by_one_replica_is_undone_on_the_others(model):
-    engine = dp_engine(model, enable_lora=True, max_loras=1, max_lora_rank=8)
-    server = start_server(engine)
-    try:
+    with serving(model, enable_lora=True, max_loras=1, max_lora_rank=8) as (engine, server):
         asyncio.run(engine.replicas[1].load_lora("held", str(model / "chat")))  # replica 1's only slot is taken
         refused = load(server.url, "sql", model / "sql")
         assert refused.status_code == 400 and "slots are in use" in refused.json()["error"]["message"]
@@ -130,20 +134,12 @@ def test_a_load_refused_by_one_replica_is_undone_on_the_others(model):
         assert unload(server.url, "sql").status_code == 200
         assert not any("sql" in r.lora_adapters for r in engine.replicas)
         assert unload(server.url, "sql").status_code == 404
-    finally:
-        server.stop()
-        engine.close()
 
 
 @pytest.mark.timeout(240)
 def test_unload_reaches_every_replica_that_has_the_adapter(model):
-    engine = dp_engine(model, enable_lora=True, max_lora_rank=8)
-    server = start_server(engine)
-    try:
+    with serving(model, enable_lora=True, max_lora_rank=8) as (engine, server):
         asyncio.run(engine.replicas[1].load_lora("stray", str(model / "chat")))  # on replica 1 only
         assert listed(server.url) == {"tiny"}  # not servable everywhere: not listed
         assert unload(server.url, "stray").status_code == 200
         assert "stray" not in engine.replicas[1].lora_adapters
-    finally:
-        server.stop()
-        engine.close()

@@ -98,6 +98,17 @@ def test_second_sigterm_cuts_the_drain_short(tiny_model_dir, tmp_path):
     assert "every request finished" not in log
 
 
+def _kill_quietly(proc: subprocess.Popen, core: int | None) -> None:
+    """After a test: serve and its engine core gone (a stopped core left behind would hold the output pipe open)."""
+    if proc.poll() is None:
+        proc.kill()
+    if core is not None:
+        try:
+            os.kill(core, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _signal_core_mid_stream(proc: subprocess.Popen, sig: signal.Signals) -> tuple[str, int, float, dict]:
     """Send `sig` to serve's engine core while a stream runs, then wait for serve to exit on its own (no signal sent
     to it): its log, the core's pid, the seconds it took, and what the stream got."""
@@ -113,13 +124,7 @@ def _signal_core_mid_stream(proc: subprocess.Popen, sig: signal.Signals) -> tupl
         took = time.monotonic() - sent
         thread.join(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        if core is not None:  # a stopped core left behind would hold the output pipe open
-            try:
-                os.kill(core, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_quietly(proc, core)
     return log, core, took, results
 
 
@@ -178,13 +183,7 @@ def test_core_stuck_at_shutdown_is_killed_after_a_short_grace(tiny_model_dir, tm
         log, _ = proc.communicate(timeout=60)
         took = time.monotonic() - stopped
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        if core is not None:  # a stopped core left behind would hold the output pipe open
-            try:
-                os.kill(core, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_quietly(proc, core)
     head = "".join(seen)
     assert "--step-timeout has no effect" not in head, head  # the engine process has a watchdog
     assert proc.returncode == 0, log  # idle when stopped: the watchdog had nothing to wait for

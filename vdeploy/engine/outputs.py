@@ -64,6 +64,7 @@ class SchedulerOutput:
     # MTP speculative decoding: the known token after each non-final prefill chunk, by request (the MTP module's
     # input at the chunk's last row); empty otherwise
     next_token_ids: dict[str, int] = field(default_factory=dict)
+    step_id: int = 0  # the scheduler's count of steps before this one: its rows' tokens go to the requests scheduled
 
     @property
     def is_empty(self) -> bool:

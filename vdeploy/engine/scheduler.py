@@ -48,10 +48,11 @@ class Scheduler:
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self._finished_since_last_step: list[str] = []
-        # the Request each row of a step in flight belongs to, by id(SchedulerOutput) (at most two steps under async
-        # scheduling): an id finished or aborted while its step ran may already name a new request, which must not
-        # get the old one's token
+        # the Request each row of a step in flight belongs to, by SchedulerOutput.step_id (at most two steps under
+        # async scheduling): an id finished or aborted while its step ran may already name a new request, which
+        # must not get the old one's token
         self._step_owners: dict[int, dict[str, Request]] = {}
+        self._num_steps = 0  # steps scheduled so far: the next step's id
         self.num_preemptions = 0
         self.speculative = speculative if speculative is not None and speculative.enabled else None
         self.num_draft_tokens = 0  # drafts verified so far
@@ -270,10 +271,11 @@ class Scheduler:
             finished, self._finished_since_last_step = self._finished_since_last_step, []
         output = SchedulerOutput(
             requests=items, num_scheduled_tokens=sum(len(s.token_ids) for s in items), finished_req_ids=finished,
-            next_token_ids=next_token_ids,
+            next_token_ids=next_token_ids, step_id=self._num_steps,
         )
         if items:
-            self._step_owners[id(output)] = {req.request_id: req for req, _ in scheduled}
+            self._step_owners[output.step_id] = {req.request_id: req for req, _ in scheduled}
+            self._num_steps += 1
         return output
 
     def _owner(self, owners: dict[str, Request], rid: str) -> Request | None:
@@ -285,7 +287,7 @@ class Scheduler:
     def update_from_output(self, sched_out: SchedulerOutput, runner_out: ModelRunnerOutput) -> list[Request]:
         """Append sampled tokens, apply token-level stop rules. Returns the requests that got a token (finished
         ones included, already freed)."""
-        owners = self._step_owners.pop(id(sched_out), {})
+        owners = self._step_owners.pop(sched_out.step_id, {})
         if runner_out.prompt_logprobs:
             self._append_prompt_logprobs(sched_out, runner_out.prompt_logprobs, owners)
         updated = []

@@ -114,10 +114,12 @@ class RoutedExperts(nn.Module):
     def process_weights_after_loading(self, dtype: torch.dtype) -> None:
         """FP8 weights stay FP8 on GPUs with FP8 tensor cores; elsewhere (CPU, A100) they are dequantized once:
         2× the memory, no FP8 arithmetic."""
+        from vdeploy.checkpoint.planner import keeps_8bit_weights
         from vdeploy.layers.fp8 import fp8_tensor_cores_available
         from vdeploy_kernels.reference_deepseek import dequantize_weight_block
 
-        if not self.fp8 or fp8_tensor_cores_available(self.w13.device):
+        device = self.w13.device  # the memory planner counts the experts with the same rule
+        if not self.fp8 or keeps_8bit_weights("block-fp8", device.type, fp8_tensor_cores_available(device)):
             return
         self.w13 = nn.Parameter(
             torch.stack([dequantize_weight_block(w, s, self.block, dtype) for w, s in zip(self.w13, self.w13_scale)]),

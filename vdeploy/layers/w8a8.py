@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vdeploy.checkpoint.planner import keeps_8bit_weights
 from vdeploy.checkpoint.quant_schemes import w8a8_scheme
 from vdeploy.config import QuantConfig
 from vdeploy.layers import ops
@@ -20,14 +21,16 @@ from vdeploy.layers.weight_loading import set_weight_attrs
 
 
 def _native(weight: torch.Tensor) -> bool:
-    """Whether this device multiplies the 8-bit weight directly (CPU: the twin does, in float64)."""
-    if weight.device.type != "cuda":
-        return True
+    """Whether this device multiplies the 8-bit weight directly (CPU: the twin does, in float64); the memory planner
+    counts the weight with the same rule."""
+    on_gpu = weight.device.type == "cuda"
+    kind = "w8a8-int8" if weight.dtype == torch.int8 else "w8a8-fp8"
+    if not on_gpu:
+        return keeps_8bit_weights(kind, "cpu", False, False)
     from vdeploy.layers.fp8 import fp8_tensor_cores_available
 
-    if weight.dtype == torch.int8:
-        return torch.cuda.get_device_capability(weight.device) >= (8, 0)
-    return fp8_tensor_cores_available(weight.device)
+    int8_cores = torch.cuda.get_device_capability(weight.device) >= (8, 0)
+    return keeps_8bit_weights(kind, "cuda", fp8_tensor_cores_available(weight.device), int8_cores)
 
 
 class W8A8LinearMethod(LinearMethod):
