@@ -1,6 +1,6 @@
 """The server over a data-parallel engine (two real replica processes on CPU) when a replica dies or refuses an
 adapter: /metrics counters never go down, the adapters listed are those every live replica serves, and loading an
-adapter is all-or-nothing across the replicas (unloading too)."""
+adapter is all-or-nothing across the replicas (unloading too); a request no replica's queue can hold is a 400."""
 
 from __future__ import annotations
 
@@ -36,9 +36,13 @@ def model(tmp_path_factory):
     return root
 
 
+MAX_WAITING = 8  # per replica
+
+
 def dp_engine(model, **lora) -> DataParallelEngine:
     config = build_engine_config(str(model / "model"), dtype="float32", device="cpu", block_size=4,
-                                 num_gpu_blocks_override=128, max_model_len=256, data_parallel_size=2, **lora)
+                                 num_gpu_blocks_override=128, max_model_len=256, data_parallel_size=2,
+                                 max_waiting=MAX_WAITING, **lora)
     return DataParallelEngine(config, model_name="tiny")
 
 
@@ -143,3 +147,16 @@ def test_unload_reaches_every_replica_that_has_the_adapter(model):
         assert listed(server.url) == {"tiny"}  # not servable everywhere: not listed
         assert unload(server.url, "stray").status_code == 200
         assert "stray" not in engine.replicas[1].lora_adapters
+
+
+@pytest.mark.timeout(240)
+def test_more_sequences_than_a_replica_queues_is_a_400_not_a_retry(model):
+    # a request's n sequences all go to one replica: n beyond its queue could never be admitted, so 503 "retry
+    # shortly" would have the client retry forever
+    with serving(model) as (_, server):
+        body = {"model": "tiny", "prompt": PROMPT, "max_tokens": 2, "n": MAX_WAITING + 1}
+        refused = httpx.post(f"{server.url}/v1/completions", json=body, timeout=60)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "too_many_sequences"
+        body["n"] = MAX_WAITING
+        assert httpx.post(f"{server.url}/v1/completions", json=body, timeout=60).status_code == 200

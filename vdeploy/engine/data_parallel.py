@@ -130,6 +130,11 @@ class DataParallelEngine:
     def is_running(self) -> bool:
         return any(r.is_running for r in self.replicas)
 
+    @property
+    def max_waiting(self) -> int:
+        # a request's sequences all queue on the one replica it goes to: more than one replica holds is a 400
+        return min(r.max_waiting for r in self.replicas)
+
     def stats(self) -> EngineStats:
         return merge_replica_stats([r.stats() for r in self.replicas], [r.is_running for r in self.replicas])
 
