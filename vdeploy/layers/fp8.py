@@ -12,7 +12,7 @@ from vdeploy.checkpoint.planner import keeps_8bit_weights
 from vdeploy.config import QuantConfig
 from vdeploy.errors import ConfigError
 from vdeploy.layers import ops
-from vdeploy.layers.quantization import LinearMethod
+from vdeploy.layers.quantization import DecodeRowPinning, LinearMethod
 from vdeploy.layers.weight_loading import set_weight_attrs
 
 
@@ -31,11 +31,11 @@ class Fp8LinearMethod(LinearMethod):
             raise ConfigError("an fp8 quantization_config without weight_block_size is not block FP8",
                               hint="vdeploy.config refuses such a config.json; pass the checkpoint's block size")
         self.block = tuple(quant_config.weight_block_size)
-        self.decode_rows_pinned = False  # pin_decode_rows(): speculative decoding
+        self.pinning: DecodeRowPinning | None = None  # pin_decode_rows(): speculative decoding
 
-    def pin_decode_rows(self) -> None:
+    def pin_decode_rows(self, pinning: DecodeRowPinning) -> None:
         # the tuned tables split K otherwise at 4 rows than at 1 (R1's o_proj on an H100: 8 splits, then 4)
-        self.decode_rows_pinned = True
+        self.pinning = pinning
 
     def create_weights(self, layer, input_size_per_partition, output_partition_sizes, input_size, output_size,
                        params_dtype):
@@ -69,6 +69,6 @@ class Fp8LinearMethod(LinearMethod):
 
     def apply(self, layer, x, bias=None):
         if getattr(layer, "fp8_native", False):
-            return ops.w8a8_block_linear(x, layer.weight, layer.weight_scale_inv, self.block, bias,
-                                         self.decode_rows_pinned)
+            pinned = self.pinning is not None and self.pinning.active
+            return ops.w8a8_block_linear(x, layer.weight, layer.weight_scale_inv, self.block, bias, pinned)
         return torch.nn.functional.linear(x, layer.weight, bias)

@@ -14,6 +14,7 @@ ops.dense_linear (cuBLAS, or a tuned Triton GEMV for decode shapes where one mea
 from __future__ import annotations
 
 import pkgutil
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -44,12 +45,22 @@ class LinearMethod:
     def process_weights_after_loading(self, layer: nn.Module) -> None:
         """Called once after every weight of the model is loaded (repacking, transposes). Default: nothing."""
 
-    def pin_decode_rows(self) -> None:
+    def pin_decode_rows(self, pinning: "DecodeRowPinning") -> None:
         """Speculative decoding is on: a verify step's k + 1 rows per request must each be computed as a one-row
         decode step computes it, or greedy could leave plain greedy decoding. A method whose kernel tiles are
-        tuned per row count (and may sum K in another order for another count) takes the one-row tiles for
-        every decode-sized step from now on. Default: nothing. Block FP8 pins; the W4A16 and dense GEMV tables
-        also change kernels with the row count and do not yet (docs/speculative.md)."""
+        tuned per row count (and may sum K in another order for another count) takes the one-row tiles while
+        `pinning.active`. Default: nothing. Block FP8 pins; the W4A16 and dense GEMV tables also change kernels
+        with the row count and do not yet (docs/speculative.md)."""
+
+
+@dataclass
+class DecodeRowPinning:
+    """One per model with speculation on, shared by its linear methods; the model runner sets `active` for each
+    forward: True where every row is a decode row (a verify step's, a decode step's, the decode CUDA graphs'),
+    False for prefill and mixed steps, which then sum as they do without speculation (a prompt's last 16 tokens
+    after a prefix-cache hit must give the plain engine's first token)."""
+
+    active: bool = False
 
 
 class UnquantizedLinearMethod(LinearMethod):

@@ -23,6 +23,7 @@ from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.dtypes import ACTIVATION, torch_dtypes
 from vdeploy.distributed.parallel_state import ParallelState
 from vdeploy.errors import CheckpointError, ConfigError
+from vdeploy.layers.quantization import DecodeRowPinning
 from vdeploy.layers.weight_loading import LoadedWeight, WeightShapeError, default_weight_loader
 from vdeploy.models.registry import get_model_class
 from vdeploy.models.shard_reader import SafetensorsShard, StagingBuffer
@@ -262,12 +263,14 @@ def load_model(engine_config: EngineConfig, model_config: ModelConfig, parallel:
         load_safetensors(model, files, show_progress=not quiet and parallel.rank == 0)  # one bar per job
     else:
         raise ConfigError(f"unknown load format {engine_config.load_format!r}", hint="use safetensors or dummy")
+    # with speculation, verify rows are computed as one-row steps compute them (the runner sets it per forward)
+    model.decode_row_pinning = DecodeRowPinning() if engine_config.speculative.enabled else None
     for module in model.modules():
         method = getattr(module, "linear_method", None)
         if method is not None:
             method.process_weights_after_loading(module)
-            if engine_config.speculative.enabled:  # verify rows computed as one-row steps compute them
-                method.pin_decode_rows()
+            if model.decode_row_pinning is not None:
+                method.pin_decode_rows(model.decode_row_pinning)
     if hasattr(model, "process_weights_after_loading"):  # model-level preparation (DeepSeek: MLA absorption)
         model.process_weights_after_loading()
     model.eval()

@@ -166,6 +166,8 @@ class ModelRunner:
             from vdeploy.worker.mtp_graph import MTPGraphs
 
             mtp = MTPGraphs(self.model, self.model_config.hidden_size, self.dtype, self.device, runner.max_batch)
+        if self.model.decode_row_pinning is not None:  # the graphs run decode rows only
+            self.model.decode_row_pinning.active = True
         try:
             runner.capture(mtp)
         except Exception:
@@ -302,6 +304,8 @@ class ModelRunner:
         if self.graphs is not None and self.graphs.can_run(hb):
             return self.graphs.run(hb, fill)
         batch = self.stager.stage(hb, self.block_size)
+        if self.model.decode_row_pinning is not None:  # speculation: decode rows sum as one-row steps do
+            self.model.decode_row_pinning.active = hb.is_pure_decode
         if self.lora_batch is not None:
             self.lora_batch.set_eager(hb.token_lora_slots if hb.token_lora_slots is not None
                                       else np.full(0, -1, dtype=np.int32))

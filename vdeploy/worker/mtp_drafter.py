@@ -85,6 +85,7 @@ class MTPDrafter:
         CUDA graph when hb is an all-decode batch that fits one (the same test the step's forward makes)."""
         if self.graphs is not None and self.graphs.can_run(hb):
             return self.graphs.run(hb, ids, hidden, staged)
+        self.model.decode_row_pinning.active = hb.is_pure_decode  # as the step's forward (speculation is on)
         ctx = ForwardContext(attn=_metadata(hb, self.block_size, self.device), kv_caches=kv_caches)
         return self.model.mtp_forward(ids, _dev(hb.positions, self.device), hidden, ctx)
 
