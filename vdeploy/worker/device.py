@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from vdeploy.config import EngineConfig, ModelConfig
@@ -9,6 +10,19 @@ from vdeploy.dtypes import ACTIVATION, lookup, torch_dtypes
 from vdeploy.errors import ConfigError
 
 TORCH_DTYPES = torch_dtypes()  # every dtype spelling -> torch dtype (vdeploy.dtypes)
+
+
+def to_device(values: torch.Tensor | np.ndarray | list[int], device: torch.device) -> torch.Tensor:
+    """Host values (a CPU tensor, an array, or a list of ids: int64) -> a tensor on `device`, without waiting for
+    the device. A plain `.to(device)` synchronizes the stream first (torch's blocking copy): the host would idle
+    until the GPU drained its queue instead of queueing what follows behind the step still running. The bytes go
+    through pinned memory (torch's caching host allocator keeps the buffer until the copy is done)."""
+    if not isinstance(values, torch.Tensor):
+        array = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=np.int64)
+        values = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cpu":
+        return values
+    return values.pin_memory().to(device, non_blocking=True)
 
 
 def resolve_device_type(engine_config: EngineConfig) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from vdeploy.engine.outputs import ScheduledRequest
+from vdeploy.worker.device import to_device
 
 
 def has_bitmasks(requests: list[ScheduledRequest]) -> bool:
@@ -25,8 +26,7 @@ def apply_token_bitmasks(logits: torch.Tensor, requests: list[ScheduledRequest])
     rows = [i for i, r in enumerate(requests) if r.token_bitmask is not None]
     packed = torch.frombuffer(bytearray(b"".join(requests[i].token_bitmask for i in rows)), dtype=torch.int32)
     packed = packed.view(len(rows), -1)[:, :words]
-    if logits.device.type != "cpu":
-        packed = packed.pin_memory().to(logits.device, non_blocking=True)
+    packed = to_device(packed, logits.device)
     out = logits.clone()  # the model's logits buffer may be a CUDA-graph output, reused next step
     try:
         import xgrammar as xgr
@@ -34,11 +34,11 @@ def apply_token_bitmasks(logits: torch.Tensor, requests: list[ScheduledRequest])
         xgr = None
     if xgr is not None:
         full = torch.full((len(requests), words), -1, dtype=torch.int32, device=logits.device)  # -1: all allowed
-        full[torch.tensor(rows, device=logits.device)] = packed
+        full[to_device(rows, logits.device)] = packed
         xgr.apply_token_bitmask_inplace(out, full, vocab_size=vocab, indices=rows)
         return out
     shifts = torch.arange(32, dtype=torch.int32, device=logits.device)
     allowed = ((packed[:, :, None] >> shifts) & 1).bool().reshape(len(rows), words * 32)[:, :vocab]  # [R, V]
-    index = torch.tensor(rows, dtype=torch.int64, device=logits.device)
+    index = to_device(rows, logits.device)
     out[index] = logits[index].masked_fill(~allowed, float("-inf"))
     return out

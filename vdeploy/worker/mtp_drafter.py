@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from vdeploy.layers.forward_context import AttentionMetadata, ForwardContext
+from vdeploy.worker.device import to_device
 from vdeploy.worker.input_batch import HostBatch
 
 
@@ -47,8 +48,8 @@ class MTPDrafter:
         ids[hb.query_start_loc[1:] - 1] = 0  # a chunk's last row: the token after it is set below
         if hb.next_token_rows is not None:  # non-final prefill chunks: the next prompt token
             ids[hb.next_token_rows] = hb.next_token_ids
-        ids = _dev(ids, self.device)
-        last_valid = _dev(hb.logits_indices[:num], self.device)  # [N] rows
+        ids = to_device(ids, self.device)
+        last_valid = to_device(hb.logits_indices[:num], self.device)  # [N] rows
         if num:
             last_valid = last_valid - num_rejected
             ids[last_valid] = next_tokens  # sampling rows: the token just emitted
@@ -70,8 +71,8 @@ class MTPDrafter:
             if not room.any():
                 break
             keep = np.flatnonzero(room)
-            rows, positions, h, tokens = rows[keep], positions[keep], h[_dev(keep, self.device)], tokens[
-                _dev(keep, self.device)]
+            rows, positions, h, tokens = rows[keep], positions[keep], h[to_device(keep, self.device)], tokens[
+                to_device(keep, self.device)]
             step = _decode_rows(positions, [block_tables[i] for i in rows], self.block_size, self.device)
             h = self._forward(step, tokens, h, kv_caches, staged=False)  # [n, D]
             tokens = self._argmax(h)
@@ -87,7 +88,7 @@ class MTPDrafter:
             return self.graphs.run(hb, ids, hidden, staged)
         self.model.decode_row_pinning.active = hb.is_pure_decode  # as the step's forward (speculation is on)
         ctx = ForwardContext(attn=_metadata(hb, self.block_size, self.device), kv_caches=kv_caches)
-        return self.model.mtp_forward(ids, _dev(hb.positions, self.device), hidden, ctx)
+        return self.model.mtp_forward(ids, to_device(hb.positions, self.device), hidden, ctx)
 
     def _argmax(self, h: torch.Tensor) -> torch.Tensor:
         # every rank gathers the same logits; the driver's argmax is broadcast so ranks can never disagree
@@ -95,15 +96,11 @@ class MTPDrafter:
         return self.parallel.broadcast_from_first(tokens.contiguous())
 
 
-def _dev(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
-
 def _metadata(hb: HostBatch, block_size: int, device: torch.device) -> AttentionMetadata:
     """The step's attention metadata again (the step itself may have run from a CUDA graph's static buffers)."""
     return AttentionMetadata(
-        slot_mapping=_dev(hb.slot_mapping, device), query_start_loc=_dev(hb.query_start_loc, device),
-        seq_lens=_dev(hb.seq_lens, device), block_tables=_dev(hb.block_tables, device),
+        slot_mapping=to_device(hb.slot_mapping, device), query_start_loc=to_device(hb.query_start_loc, device),
+        seq_lens=to_device(hb.seq_lens, device), block_tables=to_device(hb.block_tables, device),
         max_query_len=max(hb.query_lens, default=0), max_seq_len=max(hb.seq_lens_list, default=0),
         num_decodes=hb.num_decodes, block_size=block_size, query_lens_host=hb.query_lens,
         seq_lens_host=hb.seq_lens_list)

@@ -23,7 +23,8 @@ import torch
 from vdeploy.engine.outputs import ScheduledRequest, TokenLogprobs
 from vdeploy.layers import ops
 from vdeploy.worker.grammar_mask import apply_token_bitmasks, has_bitmasks
-from vdeploy.worker.sampling_tensors import SamplingTensors, to_device, penalty_token_counts
+from vdeploy.worker.device import to_device
+from vdeploy.worker.sampling_tensors import SamplingTensors, penalty_token_counts
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Sampler:
             return logits
         cols = [t for ids in st.banned_token_ids for t in ids]
         logits = logits.clone()
-        logits[torch.tensor(rows, device=logits.device), torch.tensor(cols, device=logits.device)] = float("-inf")
+        logits[to_device(rows, logits.device), to_device(cols, logits.device)] = float("-inf")
         return logits
 
     def _sampling_probs(self, logits: torch.Tensor, st: SamplingTensors) -> torch.Tensor:

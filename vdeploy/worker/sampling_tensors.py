@@ -13,6 +13,7 @@ import torch
 
 from vdeploy.engine.outputs import ScheduledRequest
 from vdeploy.engine.sampling_params import SamplingParams
+from vdeploy.worker.device import to_device
 
 _DEFAULT_PARAMS = SamplingParams(temperature=0.0, max_tokens=None)
 
@@ -110,12 +111,6 @@ class SamplingTensors:
             ],
             banned_token_ids=banned,
         )
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cpu":
-        return t
-    return t.pin_memory().to(device, non_blocking=True)
 
 
 def penalty_token_counts(

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vdeploy.engine.outputs import ScheduledRequest
+from vdeploy.worker.device import to_device
 from vdeploy.worker.sampling_tensors import SamplingTensors, step_seed
 
 # a seeded request's verification draws come from their own streams, never the one its bonus token is drawn from
@@ -30,7 +31,7 @@ def verify_drafts(sampler, logits: torch.Tensor, requests: list[ScheduledRequest
     on the device: whether each draft stands, and the token to emit instead where it does not."""
     logits = logits[:, : sampler.vocab_size].float()  # [S, V]
     rows = [r for r, d in zip(requests, drafts) for _ in d]
-    flat = torch.tensor([t for d in drafts for t in d], dtype=torch.int64, device=logits.device)  # [S]
+    flat = to_device([t for d in drafts for t in d], logits.device)  # [S]
     st = SamplingTensors.from_requests(rows, sampler.vocab_size, sampler.eos_token_ids, logits.device)
     greedy_pick = logits.argmax(dim=-1)  # [S]
     accepted = greedy_pick == flat
@@ -85,11 +86,11 @@ class DraftVerdict:
         device, cols = self.accepted.device, np.arange(ks.max())
         # [R, k_max] positions in accepted/replacement; past a row's own drafts, the appended False below
         index = np.where(cols < ks[:, None], (np.cumsum(ks) - ks)[:, None] + cols, ks.sum())
-        index = torch.from_numpy(index).to(device)
+        index = to_device(index, device)
         stood = torch.cat((self.accepted, self.accepted.new_zeros(1)))[index]  # [R, k_max] bool
         kept = stood.to(torch.int64).cumprod(dim=1).sum(dim=1)  # [R] leading accepted drafts
-        k = torch.from_numpy(ks).to(device)  # [R]
-        rows = torch.tensor(self.samples, dtype=torch.int64, device=device)  # [R]
+        k = to_device(ks, device)  # [R]
+        rows = to_device(self.samples, device)  # [R]
         replaced = self.replacement[index.gather(1, torch.minimum(kept, k - 1)[:, None])[:, 0]]  # [R]
         info[0, rows] = k - kept
         info[1, rows] = torch.where(kept < k, replaced, bonus[rows])
