@@ -1,6 +1,7 @@
 """Guided decoding through the engine on the real executor and model runner (a tiny random Llama, CPU): constrained
 and free requests in one batch, the same grammar answers across chunked prefill, prefix caching and preemption, the
-asynchronous engine pausing its look-ahead while a guided request lives, grammar cache, bad grammars."""
+asynchronous engine pausing its look-ahead while a guided request lives, grammar cache, bad grammars, a grammar
+that is complete before min_tokens."""
 
 from __future__ import annotations
 
@@ -77,3 +78,18 @@ def test_guided_under_tensor_parallel_2_matches_tp1(model_dir):
     base, _ = _run(model_dir, num_gpu_blocks_override=256)
     tp2, _ = _run(model_dir, num_gpu_blocks_override=256, tensor_parallel_size=2)
     assert [o.token_ids for o in tp2] == [o.token_ids for o in base]
+
+
+def test_a_grammar_that_is_complete_ends_before_min_tokens_with_a_stop_token(tmp_path):
+    # the grammar then allows only end ids, which min_tokens bans: the row had no token left and sampled one the
+    # grammar refuses (id 0 here), after the finished answer; the grammar's end wins, with the model's EOS
+    write_tiny_checkpoint(tmp_path, "llama", dtype="float32", num_shards=1,
+                          config_overrides={"vocab_size": 420, "bos_token_id": None, "eos_token_id": 2})
+    write_tokenizer_dir(tmp_path)
+    with LLM(str(tmp_path), dtype="float32", device="cpu", num_gpu_blocks_override=64) as llm:
+        for temperature in (0.0, 1.0):
+            params = SamplingParams(temperature=temperature, seed=1, max_tokens=12, min_tokens=6,
+                                    guided=GuidedDecoding(choice=["yes", "no"]))
+            out = llm.generate([[5, 6, 7]], [params])[0].outputs[0]
+            assert out.text in ("yes", "no") and out.finish_reason == "stop", out
+            assert out.token_ids[-1] == 2 and len(out.token_ids) < 6, out.token_ids

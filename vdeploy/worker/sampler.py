@@ -2,7 +2,7 @@
 
 Order of operations (vLLM / OpenAI semantics):
   0. guided decoding: tokens outside a request's grammar masked to -inf (worker/grammar_mask.py);
-  1. min_tokens: stop tokens banned while a request is too short;
+  1. min_tokens: stop tokens banned while a request is too short (unless its grammar allows nothing else);
   2. penalties: repetition (prompt + output tokens), presence and frequency (output tokens);
   3. logprobs are taken here, from the penalised logits before temperature (what the model proposes);
   4. greedy rows: argmax;
@@ -51,9 +51,10 @@ class Sampler:
         Launches only: nothing here waits for the device."""
         logits = logits[:, : self.vocab_size].float()  # [N, V]
         st = SamplingTensors.from_requests(requests, self.vocab_size, self.eos_token_ids, logits.device)
-        if has_bitmasks(requests):
+        guided = has_bitmasks(requests)
+        if guided:
             logits = apply_token_bitmasks(logits, requests)
-        logits = self._ban_stop_tokens(logits, st)
+        logits = self._ban_stop_tokens(logits, st, guided)
         if st.any_penalties:
             logits = apply_penalties(logits, requests, st)
         logprobs = torch.log_softmax(logits, dim=-1) if st.max_num_logprobs >= 0 else None  # [N, V]
@@ -79,14 +80,19 @@ class Sampler:
         has_seed = torch.tensor([s is not None for s in st.row_seeds])
         return torch.where(to_device(has_seed, self.device), to_device(fixed, self.device), drawn)
 
-    def _ban_stop_tokens(self, logits: torch.Tensor, st: SamplingTensors) -> torch.Tensor:
+    def _ban_stop_tokens(self, logits: torch.Tensor, st: SamplingTensors, guided: bool) -> torch.Tensor:
         rows = [i for i, ids in enumerate(st.banned_token_ids) for _ in ids]
         if not rows:
             return logits
         cols = [t for ids in st.banned_token_ids for t in ids]
-        logits = logits.clone()
-        logits[to_device(rows, logits.device), to_device(cols, logits.device)] = float("-inf")
-        return logits
+        banned = logits.clone()
+        banned[to_device(rows, logits.device), to_device(cols, logits.device)] = float("-inf")
+        if not guided:
+            return banned
+        # a grammar that is complete allows only stop tokens: its end wins over min_tokens (a row left with no
+        # token at all would sample one the grammar refuses, after a finished answer)
+        empty = torch.isneginf(banned.amax(dim=-1, keepdim=True))  # [N, 1]
+        return torch.where(empty, logits, banned)
 
     def _sampling_probs(self, logits: torch.Tensor, st: SamplingTensors) -> torch.Tensor:
         logits = logits / st.temperature[:, None]
