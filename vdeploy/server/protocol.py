@@ -247,7 +247,7 @@ class ChatMessage(OpenAIModel):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "\n".join(part.text for part in self.content)  # as vLLM joins text parts: never glued into one word
 
 
 class ChatCompletionRequest(SamplingFields):

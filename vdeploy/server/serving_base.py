@@ -186,11 +186,12 @@ class ServingContext:
 
         return self.settings.tool_call_parser or default_tool_call_parser(getattr(self.tokenizer, "chat_template", None))
 
-    def guided(self, req: SamplingFields, plan: Any = None) -> Any:
-        """The request's GuidedDecoding (structured output, enforced tool calls) or None; a 400 when malformed."""
+    def guided(self, req: SamplingFields, plan: Any = None, reasoning: Optional[bool] = None) -> Any:
+        """The request's GuidedDecoding (structured output, enforced tool calls) or None; a 400 when malformed.
+        reasoning: whether the output starts with a think block (None: whenever a reasoning parser is on)."""
         from vdeploy.server.guided_request import guided_decoding
 
-        return guided_decoding(req, plan, reasoning=self.reasoning.enabled)
+        return guided_decoding(req, plan, reasoning=self.reasoning.enabled if reasoning is None else reasoning)
 
     def sampling_params(self, req: SamplingFields, *, max_tokens: int, logprobs: Optional[int],
                         prompt_logprobs: Optional[int] = None) -> SamplingParams:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional
 
 from fastapi import Request
@@ -29,12 +30,36 @@ from vdeploy.server.protocol import (
     random_id,
 )
 from vdeploy.server.chat_tools import ToolCallExtractor, adapt_messages, finish_reason
-from vdeploy.server.guided_request import ToolPlan, tool_plan
-from vdeploy.server.reasoning import ReasoningDelta
+from vdeploy.server.guided_request import THINK_END, ToolPlan, tool_plan
+from vdeploy.server.reasoning import ReasoningDelta, ReasoningParser
 from vdeploy.server.serving_base import ServingContext
 from vdeploy.server.streams import SSE_DONE, await_first_item, cancel_on_disconnect, sse_event, sse_response
 
 MAX_TOP_LOGPROBS = MAX_LOGPROBS
+NO_REASONING = ReasoningParser("none")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """How one request's output becomes its answer: logprobs' top-k, tools (see ChatCompletions._tools) and the
+    reasoning split that applies to this prompt."""
+
+    top_k: int
+    tools: tuple[ToolPlan, Any, tuple[str, ...]]
+    reasoning: ReasoningParser
+
+    def clean(self, text: str) -> str:
+        """A delta without the texts that are no part of the answer (the EOS token's, where special tokens are kept
+        for the tool parser): dropped before the reasoning split, so reasoning_content never shows them either."""
+        for drop in self.tools[2]:
+            text = text.replace(drop, "")
+        return text
+
+
+def _thinking_closed(prompt: str) -> bool:
+    """The generation prompt already closed the think block (DeepSeek-V3.1 or Qwen3 with thinking off end it with
+    `</think>`): there is nothing left to think, the whole output is the answer."""
+    return prompt.rstrip().endswith(THINK_END)
 
 
 def _template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
@@ -45,6 +70,9 @@ def _template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"role": role, "content": m.text()}
         if m.name:
             entry["name"] = m.name
+        reasoning = m.reasoning_content or (m.model_extra or {}).get("reasoning")
+        if isinstance(reasoning, str) and reasoning:  # templates of interleaved thinking (Qwen3) render past reasoning
+            entry["reasoning_content"] = entry["reasoning"] = reasoning
         if m.tool_calls:
             entry["tool_calls"] = m.tool_calls
         if m.tool_call_id:
@@ -54,6 +82,10 @@ def _template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
 
 
 def _check_unsupported(req: ChatCompletionRequest) -> None:
+    if (req.model_extra or {}).get("chat_template") is not None:  # ignoring it would answer another prompt
+        raise invalid_param("chat_template in a request is not served: the server renders every conversation with "
+                            "the model's template (start it with --chat-template FILE for another one)",
+                            "chat_template", code="unsupported_value")
     if req.top_logprobs is not None:
         if not req.logprobs:
             raise invalid_param("top_logprobs requires logprobs to be true", "top_logprobs")
@@ -71,8 +103,13 @@ def _merge(a: ReasoningDelta, b: ReasoningDelta) -> ReasoningDelta:
 
 def _cut_after_final_message(prompt: str, final: str) -> str:
     """continue_final_message: the rendered conversation up to the end of the final message's text (what the
-    template closes the turn with is cut, so the answer continues it)."""
+    template closes the turn with is cut, so the answer continues it). A template that trims content (Llama 3's
+    `| trim`) renders the text without its surrounding whitespace: then that is what the answer continues, as
+    transformers and vLLM do."""
     end = prompt.rfind(final)
+    if end < 0 and final.strip():
+        final = final.strip()
+        end = prompt.rfind(final)
     if end < 0:
         raise invalid_param("continue_final_message: the chat template does not render the final message's text as "
                             "it is, so there is no end to continue from", "messages",
@@ -94,9 +131,10 @@ class ChatCompletions:
                                 "use_beam_search", code="unsupported_value")
         _check_unsupported(req)
         plan = tool_plan(req.tools, req.tool_choice, (req.model_extra or {}).get("parallel_tool_calls"))
-        guided = ctx.guided(req, plan)
         # a long conversation takes milliseconds to render and tokenize: off the event loop, which serves everyone
-        prompt_ids = await asyncio.to_thread(self.prompt_token_ids, req, plan)
+        prompt, prompt_ids = await asyncio.to_thread(self._prompt, req, plan)
+        reasoning = NO_REASONING if _thinking_closed(prompt) else ctx.reasoning
+        guided = ctx.guided(req, plan, reasoning=reasoning.enabled)  # no think block left: the grammar starts at once
         limit = req.output_limit()
         explicit = limit is not None
         max_tokens = ctx.output_budget(len(prompt_ids), limit if explicit else ctx.default_max_tokens,
@@ -105,16 +143,16 @@ class ChatCompletions:
         ctx.check_fits_queue(req.n, "n")
         params = ctx.sampling_params(req, max_tokens=max_tokens, logprobs=top_k if req.logprobs else None)
         params.guided = guided
-        tools = self._tools(plan)
-        if tools[1] is not None and tools[1].needs_special_tokens:
+        answer = _Answer(top_k, self._tools(plan), reasoning)
+        if answer.tools[1] is not None and answer.tools[1].needs_special_tokens:
             params.skip_special_tokens = False  # the call markers are special tokens
 
         request_id = random_id("chatcmpl")
         outputs = ctx.generate(prompt_ids, params, request_id, timing, lora_name=lora_name, cache_salt=req.cache_salt)
         if req.stream:
             outputs = await await_first_item(raw, outputs)
-            return sse_response(self._stream(req, request_id, outputs, timing, top_k, tools))
-        response = await cancel_on_disconnect(raw, self._collect(req, request_id, outputs, timing, top_k, tools))
+            return sse_response(self._stream(req, request_id, outputs, timing, answer))
+        response = await cancel_on_disconnect(raw, self._collect(req, request_id, outputs, timing, answer))
         return JSONResponse(response.model_dump())
 
     def _tools(self, plan: ToolPlan) -> tuple[ToolPlan, Any, tuple[str, ...]]:
@@ -134,6 +172,10 @@ class ChatCompletions:
 
     def prompt_token_ids(self, req: ChatCompletionRequest, plan: ToolPlan) -> list[int]:
         """The conversation rendered with the chat template, as token ids (also what /tokenize counts)."""
+        return self._prompt(req, plan)[1]
+
+    def _prompt(self, req: ChatCompletionRequest, plan: ToolPlan) -> tuple[str, list[int]]:
+        """(the conversation rendered with the chat template, its token ids)."""
         tokenizer = self.ctx.tokenizer
         messages = _template_messages(req)
         if plan.template_tools or any(m.tool_calls for m in req.messages):
@@ -153,11 +195,11 @@ class ChatCompletions:
         if req.continue_final_message:
             prompt = _cut_after_final_message(prompt, req.messages[-1].text())
         # the template already placed BOS and the other special tokens
-        return self.ctx.truncated(tokenizer.encode(prompt, add_special_tokens=False), req)
+        return prompt, self.ctx.truncated(tokenizer.encode(prompt, add_special_tokens=False), req)
 
     async def _collect(
         self, req: ChatCompletionRequest, request_id: str, outputs: AsyncIterator[RequestOutput],
-        timing: RequestTiming, top_k: int, tools: Any,
+        timing: RequestTiming, answer: _Answer,
     ) -> ChatCompletionResponse:
         token_text = TokenText(self.ctx.tokenizer)
         texts = [""] * req.n
@@ -172,7 +214,7 @@ class ChatCompletions:
             if out.prompt_logprobs is not None:
                 prompt_lp = vllm_prompt_logprobs(out.prompt_logprobs, token_text)
             for c in out.outputs:
-                texts[c.index] += c.delta_text
+                texts[c.index] += answer.clean(c.delta_text)
                 num_tokens[c.index] += len(c.delta_token_ids)
                 if req.logprobs:
                     logprobs[c.index].extend(c.logprobs or [])
@@ -181,15 +223,15 @@ class ChatCompletions:
         choices = []
         for i in range(req.n):
             # without a reasoning parser the text is the answer as it is (an empty answer stays "", not null)
-            parser = self.ctx.reasoning
+            parser = answer.reasoning
             split = parser.split(texts[i]) if parser.enabled else ReasoningDelta(content=texts[i])
             content, calls = split.content, None
-            extractor = self._extractor(tools)
+            extractor = self._extractor(answer.tools)
             if extractor.active:
                 content, calls = extractor.final(split.content)
             message = ChatResponseMessage(content=content, reasoning_content=split.reasoning,
                                           reasoning=split.reasoning, tool_calls=calls)
-            lp = chat_logprobs(logprobs[i], top_k, token_text) if req.logprobs else None
+            lp = chat_logprobs(logprobs[i], answer.top_k, token_text) if req.logprobs else None
             choices.append(ChatChoice(index=i, message=message, logprobs=lp,
                                       finish_reason=finish_reason(finish[i], calls), stop_reason=stop_reason[i]))
         completion_tokens = sum(num_tokens)
@@ -204,13 +246,13 @@ class ChatCompletions:
 
     async def _stream(
         self, req: ChatCompletionRequest, request_id: str, outputs: AsyncIterator[RequestOutput],
-        timing: RequestTiming, top_k: int, tools: Any,
+        timing: RequestTiming, answer: _Answer,
     ) -> AsyncIterator[str]:
         created = int(time.time())
         model = self.ctx.answer_model(req.model)
         token_text = TokenText(self.ctx.tokenizer)
-        splitters = [self.ctx.reasoning.new_stream() for _ in range(req.n)]
-        extractors = [self._extractor(tools) for _ in range(req.n)]
+        splitters = [answer.reasoning.new_stream() for _ in range(req.n)]
+        extractors = [self._extractor(answer.tools) for _ in range(req.n)]
         num_tokens = [0] * req.n
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         usage_field = {"usage": None} if include_usage else {}
@@ -231,13 +273,13 @@ class ChatCompletions:
                 prompt_tokens, cached = len(out.prompt_token_ids), out.num_cached_tokens
                 for c in out.outputs:
                     num_tokens[c.index] += len(c.delta_token_ids)
-                    split = splitters[c.index].feed(c.delta_text)
+                    split = splitters[c.index].feed(answer.clean(c.delta_text))
                     if c.finish_reason is not None:
                         split = _merge(split, splitters[c.index].finish())
                         first_finish = first_finish or c.finish_reason
                     lp = None
                     if req.logprobs and c.delta_token_ids:
-                        lp = chat_logprobs(c.logprobs or [], top_k, token_text)
+                        lp = chat_logprobs(c.logprobs or [], answer.top_k, token_text)
                     content, call_deltas, reason = split.content, [], c.finish_reason
                     extractor = extractors[c.index]
                     if extractor.active:

@@ -29,6 +29,7 @@ class TokenizeRequest(OpenAIModel):
     add_special_tokens: bool = True  # a prompt's (a conversation's template places its own)
     messages: Optional[list[ChatMessage]] = Field(None, min_length=1)
     add_generation_prompt: bool = True
+    continue_final_message: bool = False  # as on the chat route: a prefilled answer is counted as chat renders it
     # as the chat route states them
     tools: Optional[list[dict[str, Any]]] = Field(None, json_schema_extra=_CHAT_FIELDS["tools"].json_schema_extra)
     chat_template_kwargs: Optional[dict[str, Any]] = Field(
@@ -63,6 +64,7 @@ class Tokenize:
             raise invalid_param("give either prompt or messages", "prompt" if req.prompt is None else "messages")
         if req.messages is not None:
             as_chat = ChatCompletionRequest(messages=req.messages, add_generation_prompt=req.add_generation_prompt,
+                                            continue_final_message=req.continue_final_message,
                                             tools=req.tools, chat_template_kwargs=req.chat_template_kwargs)
             plan = tool_plan(req.tools, None)
             ids = await asyncio.to_thread(self.chat.prompt_token_ids, as_chat, plan)
