@@ -35,17 +35,21 @@ class IncrementalDetokenizer:
         # it (a speculative step emits several tokens at once): they are not part of the answer
         self.tokens_after_stop = 0
 
-    def update(self, new_token_ids: list[int], num_output_tokens: int) -> str | None:
-        """Add generated tokens; returns the stop string that ended the output, if any (text is truncated)."""
+    def update(self, new_token_ids: list[int], num_output_tokens: int, ended_by_token: bool = False) -> str | None:
+        """Add generated tokens; returns the stop string that ended the output, if any (text is truncated).
+        ended_by_token: the last token ended the output (an end id, a stop_token_ids entry): its text is no part of
+        the answer unless include_stop_str_in_output, as vLLM's (with skip_special_tokens off, an EOS's text)."""
         if self.tokenizer is None:
             return None
-        for i, token in enumerate(new_token_ids):
+        first = num_output_tokens - len(new_token_ids)  # output tokens before these
+        texted = new_token_ids[:-1] if ended_by_token and not self.include_stop else new_token_ids
+        for i, token in enumerate(texted):
             self._tokens.append(token)
             delta = self._decode_next()
             if not delta:
                 continue
             self.output_text += delta
-            produced = num_output_tokens - len(new_token_ids) + i + 1
+            produced = first + i + 1
             if self.stop and produced >= self.min_tokens:
                 matched = self._find_stop(len(delta))
                 if matched is not None:

@@ -336,7 +336,9 @@ class EngineCore:
             group, sample = self._sample_of[req.request_id]
             new_tokens = req.output_token_ids[sample.num_tokens_detokenized :]
             sample.num_tokens_detokenized = req.num_output_tokens
-            stop_str = sample.detokenizer.update(new_tokens, req.num_output_tokens)
+            # finished as stopped before any stop string is looked for: an end id or a stop token ended it
+            ended_by_token = req.status is RequestStatus.FINISHED_STOPPED and bool(new_tokens)
+            stop_str = sample.detokenizer.update(new_tokens, req.num_output_tokens, ended_by_token)
             if stop_str is not None:
                 # a speculative step may have emitted tokens past the one that completed the stop string
                 past = sample.detokenizer.tokens_after_stop
