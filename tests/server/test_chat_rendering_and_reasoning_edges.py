@@ -171,6 +171,12 @@ def test_a_request_chat_template_is_refused_not_ignored(client):
     assert "chat_template" in str(e.value) and "--chat-template" in str(e.value)
 
 
+def test_tokenize_refuses_a_request_chat_template_as_chat_does(http):
+    # its count would be of another prompt than the one a chat request with that template is refused for
+    answer = http.post("/tokenize", json={"messages": USER, "chat_template": "{{ messages[0]['content'] }}"})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "chat_template", answer.text
+
+
 def test_tokenize_renders_continue_final_message_as_chat_does(client, http):
     messages = USER + [{"role": "assistant", "content": "The capital is"}]
     reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=1,

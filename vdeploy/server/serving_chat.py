@@ -81,11 +81,17 @@ def _template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
     return messages
 
 
-def _check_unsupported(req: ChatCompletionRequest) -> None:
-    if (req.model_extra or {}).get("chat_template") is not None:  # ignoring it would answer another prompt
+def refuse_request_chat_template(extra: Optional[dict[str, Any]]) -> None:
+    """A request's own chat_template (vLLM's extension, off by default there too): ignoring it would render
+    another prompt than the one asked for, so it is a 400 (chat and /tokenize alike)."""
+    if (extra or {}).get("chat_template") is not None:
         raise invalid_param("chat_template in a request is not served: the server renders every conversation with "
                             "the model's template (start it with --chat-template FILE for another one)",
                             "chat_template", code="unsupported_value")
+
+
+def _check_unsupported(req: ChatCompletionRequest) -> None:
+    refuse_request_chat_template(req.model_extra)
     if req.top_logprobs is not None:
         if not req.logprobs:
             raise invalid_param("top_logprobs requires logprobs to be true", "top_logprobs")

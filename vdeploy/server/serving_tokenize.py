@@ -13,7 +13,7 @@ from vdeploy.server.errors import invalid_param
 from vdeploy.server.guided_request import tool_plan
 from vdeploy.server.protocol import ChatCompletionRequest, ChatMessage, OpenAIModel
 from vdeploy.server.serving_base import ServingContext
-from vdeploy.server.serving_chat import ChatCompletions
+from vdeploy.server.serving_chat import ChatCompletions, refuse_request_chat_template
 
 _CHAT_FIELDS = ChatCompletionRequest.model_fields
 
@@ -63,6 +63,7 @@ class Tokenize:
         if (req.prompt is None) == (req.messages is None):
             raise invalid_param("give either prompt or messages", "prompt" if req.prompt is None else "messages")
         if req.messages is not None:
+            refuse_request_chat_template(req.model_extra)  # counted as chat renders it, or not at all
             as_chat = ChatCompletionRequest(messages=req.messages, add_generation_prompt=req.add_generation_prompt,
                                             continue_final_message=req.continue_final_message,
                                             tools=req.tools, chat_template_kwargs=req.chat_template_kwargs)
