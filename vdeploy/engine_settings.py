@@ -190,6 +190,8 @@ def value_problem(s: Setting, value: object) -> str | None:
         noun = s.name.rsplit("_", 1)[-1]  # dtype, device, format, method
         return f"{s.name}: unknown {noun} {value!r} (not one of {', '.join(s.choices)})"
     if s.kind in (int, float) and not isinstance(value, bool) and isinstance(value, (int, float)):
+        if value != value:  # NaN: every comparison with a bound is False, so it would pass them all
+            return f"{s.name} {value!r} is not a number"
         if s.minimum is not None and value < s.minimum or s.maximum is not None and value > s.maximum:
             low = "" if s.minimum is None else f"{s.minimum:g}"
             high = "" if s.maximum is None else f"{s.maximum:g}"

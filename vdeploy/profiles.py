@@ -8,11 +8,12 @@ See docs/profiles.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from vdeploy.config import EngineConfig
-from vdeploy.engine_settings import SETTINGS as ALL_SETTINGS, env_var, profile_settings, value_problem
+from vdeploy.engine_settings import SETTINGS as ALL_SETTINGS
+from vdeploy.engine_settings import Setting, env_var, parse_size, profile_settings, value_problem
 from vdeploy.errors import ConfigError
 from vdeploy.profile_schema import (
     EngineSettings,
@@ -35,8 +36,10 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-def _parse_env(name: str, text: str, kind: type) -> Any:
-    value = text.strip()
+def _parse_env(s: Setting, text: str) -> Any:
+    """The value of VDEPLOY_<NAME> for setting `s`, read as its option reads it (a token count takes 32k / 32K) and
+    checked against the registry's rules here, so that a bad value is an error naming the variable."""
+    name, kind, value = env_var(s.name), s.kind, text.strip()
     try:
         if kind is tuple:
             from vdeploy.lora.request import parse_lora_modules
@@ -48,11 +51,22 @@ def _parse_env(name: str, text: str, kind: type) -> Any:
             if value.lower() in _FALSE:
                 return False
             raise ValueError
-        return kind(value)
+        parsed = parse_size(value) if s.size else kind(value)
     except ValueError:
-        expected = "true/false" if kind is bool else kind.__name__
+        expected = "true/false" if kind is bool else "token count (4096, 32k, 32K)" if s.size else kind.__name__
         raise ConfigError(f"${name}={text!r} is not a valid {expected}",
                           hint=f"unset {name} or fix its value") from None
+    problem = value_problem(s, parsed)
+    if problem:
+        raise ConfigError(f"${name}={text!r}: {problem}", hint=f"unset {name} or fix its value")
+    return parsed
+
+
+def environment_values(env: Mapping[str, str], names: Collection[str] | None = None) -> dict[str, Any]:
+    """Setting name -> value of every VDEPLOY_<NAME> variable set (an empty one counts as unset), each checked;
+    `names`: only those settings (the variables of others are not read)."""
+    return {s.name: _parse_env(s, env[env_var(s.name)]) for s in ALL_SETTINGS
+            if (names is None or s.name in names) and env.get(env_var(s.name), "").strip()}
 
 
 def _profile_values(profile: Profile | None) -> dict[str, Any]:
@@ -92,11 +106,9 @@ def resolve_engine_config(
     for name, value in (file_values or {}).items():  # --config FILE.yaml (vdeploy.config_file)
         chosen[name] = value
         provenance[name] = f"file:{file_source}"
-    for name, (_, kind) in SETTINGS.items():
-        var = env_var(name)
-        if env.get(var, "").strip():
-            chosen[name] = _parse_env(var, env[var], kind)
-            provenance[name] = f"env:{var}"
+    for name, value in environment_values(env).items():
+        chosen[name] = value
+        provenance[name] = f"env:{env_var(name)}"
     for name, value in flags.items():
         if value is not None:
             chosen[name] = value

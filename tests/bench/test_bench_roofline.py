@@ -100,3 +100,23 @@ def test_moe_decode_reads_only_the_experts_the_batch_hits():
     assert cost.decode_weight_bytes(1) < 0.25 * cost.decode_weight_bytes_strict
     dense = llama8b_cost()
     assert dense.decode_weight_bytes(1) == dense.decode_weight_bytes_strict
+
+
+def test_moe_prefill_flops_count_only_the_experts_each_token_takes():
+    """A token of R1 multiplies its 8 of 256 routed experts, not all of them: prefill's linear FLOPs are those of the
+    active parameters (the planner's count), less the embedding lookup and the lm_head."""
+    import json
+
+    from vdeploy.checkpoint.planner import estimate_params
+
+    raw = json.loads(config_path("deepseek-r1").read_text())
+    raw.update(num_hidden_layers=8)
+    cfg = ModelConfig.from_dict(raw)
+    cost = cost_from_config(cfg, dtype_bytes=1, kv_bytes_per_token=576 * 8)
+    table = cfg.vocab_size * cfg.hidden_size
+    inactive = 5 * 256 * 3 * 7168 * 2048 * (1 - 8 / 256)
+    assert cost.linear_params == cost.num_params - 2 * table - round(inactive)
+    assert cost.linear_params == pytest.approx(estimate_params(cfg).active - 2 * table, rel=1e-3)
+    assert prefill_flops(cost, [1000])["linear"] == 2 * cost.linear_params * 1000
+    dense = llama8b_cost()
+    assert dense.linear_params == dense.num_params - dense.embedding_params - dense.lm_head_params

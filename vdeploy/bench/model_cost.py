@@ -22,10 +22,10 @@ def cost_from_config(cfg: Any, dtype_bytes: int, kv_bytes_per_token: int) -> Mod
     total = estimate_params(cfg).total
     table = cfg.vocab_size * cfg.hidden_size
     moe_layers = sum(cfg.is_moe_layer(i) for i in range(cfg.num_layers)) if cfg.n_routed_experts else 0
-    routed = moe_layers * cfg.n_routed_experts * 3 * cfg.hidden_size * cfg.moe_intermediate_size * dtype_bytes
+    routed = moe_layers * cfg.n_routed_experts * 3 * cfg.hidden_size * cfg.moe_intermediate_size
     return ModelCost(param_bytes=total * dtype_bytes, num_params=total, embedding_params=table,
-                     lm_head_params=0 if cfg.tie_word_embeddings else table, routed_expert_bytes=routed,
-                     **_shape_fields(cfg, kv_bytes_per_token))
+                     lm_head_params=0 if cfg.tie_word_embeddings else table, routed_expert_bytes=routed * dtype_bytes,
+                     routed_expert_params=routed, **_shape_fields(cfg, kv_bytes_per_token))
 
 
 def _shape_fields(cfg: Any, kv_bytes_per_token: int) -> dict[str, Any]:
@@ -50,10 +50,12 @@ def model_cost(llm: Any) -> tuple[ModelCost, str]:
     params = list(model.parameters())  # tied weights appear once
     embedding = model.get_submodule("model.embed_tokens").weight.numel()
     lm_head = 0 if cfg.tie_word_embeddings else model.get_submodule("lm_head").weight.numel()
-    routed = sum(p.numel() * p.element_size() for name, p in model.named_parameters() if ".mlp.experts." in name)
+    experts = [p for name, p in model.named_parameters() if ".mlp.experts." in name]
     cost = ModelCost(param_bytes=sum(p.numel() * p.element_size() for p in params),
                      num_params=sum(p.numel() for p in params), embedding_params=embedding, lm_head_params=lm_head,
-                     routed_expert_bytes=routed, **_shape_fields(cfg, kv_spec.bytes_per_token))
+                     routed_expert_bytes=sum(p.numel() * p.element_size() for p in experts),
+                     routed_expert_params=sum(p.numel() for p in experts),
+                     **_shape_fields(cfg, kv_spec.bytes_per_token))
     return cost, "loaded model"
 
 

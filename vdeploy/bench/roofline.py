@@ -35,6 +35,7 @@ class ModelCost:
     routed_expert_bytes: int = 0  # MoE: every routed expert of every layer (a decode step reads only those hit)
     num_experts: int = 0
     experts_per_token: int = 0
+    routed_expert_params: int = 0  # MoE: their parameter count (a token multiplies only its k of the E experts)
 
     @property
     def bytes_per_param(self) -> float:
@@ -58,9 +59,13 @@ class ModelCost:
 
     @property
     def linear_params(self) -> int:
-        """Parameters that multiply every prompt token (everything but the embedding lookup and the lm_head,
-        which prefill applies to the last token of each prompt only)."""
-        return self.num_params - self.embedding_params - self.lm_head_params
+        """Parameters that multiply every prompt token: everything but the embedding lookup and the lm_head (which
+        prefill applies to the last token of each prompt only) and, of the routed experts, all but the k of E each
+        token is routed to (MoE FLOPs are those of the active parameters)."""
+        inactive = 0
+        if self.num_experts:
+            inactive = round(self.routed_expert_params * (1 - self.experts_per_token / self.num_experts))
+        return self.num_params - self.embedding_params - self.lm_head_params - inactive
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -132,7 +132,7 @@ async def _one_request(session: Any, url: str, model: str, prompt: list[int], ou
     }
     start = time.perf_counter()
     last = start
-    chunks_with_text = 0
+    chunks = 0
     try:
         async with session.post(f"{url}/v1/completions", json=body, headers=_auth(api_key)) as response:
             if response.status != 200:
@@ -146,20 +146,22 @@ async def _one_request(session: Any, url: str, model: str, prompt: list[int], ou
                     record.error = payload["error"].get("message", "error in stream")
                     return record
                 now = time.perf_counter()
-                if payload.get("choices") and payload["choices"][0].get("text"):
-                    if chunks_with_text == 0:
+                # as `vllm bench serve` times it: every chunk with a choice is a token chunk, even one whose text
+                # is empty (a token that ends inside a UTF-8 character, a special token); the usage chunk is not
+                if payload.get("choices"):
+                    if chunks == 0:
                         record.ttft_s = now - start
                     else:
                         record.itl_s.append(now - last)
-                    chunks_with_text += 1
+                    chunks += 1
                     last = now
-                if payload.get("usage"):
+                if payload.get("usage"):  # the last count a server sends wins
                     record.output_tokens = int(payload["usage"]["completion_tokens"])
-        record.e2e_s = time.perf_counter() - start
-        record.output_tokens = record.output_tokens or chunks_with_text
-        record.ok = chunks_with_text > 0
+        record.e2e_s = last - start  # ends at the last token chunk, not at the usage chunk or [DONE] after it
+        record.output_tokens = record.output_tokens or chunks
+        record.ok = chunks > 0
         if not record.ok:
-            record.error = "the stream carried no text"
+            record.error = "the stream carried no token chunk"
     except Exception as e:  # a failed request is counted, not fatal to the benchmark
         record.error = f"{type(e).__name__}: {e}"
     return record

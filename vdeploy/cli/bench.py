@@ -91,7 +91,10 @@ def bench(
         from vdeploy.bench.serving import run_serving_benchmark
 
         serving_kw = {"concurrency": concurrency}
-        if request_rate:
+        if request_rate is not None:
+            if request_rate <= 0:  # Poisson arrivals at 0 requests/s never come; it is not "all at once"
+                raise typer.BadParameter("must be above 0 requests/s (leave it out to send every request at once)",
+                                         param_hint="--request-rate")
             serving_kw["request_rate"] = request_rate
         report = run_serving_benchmark(
             url, model=path, num_prompts=num_prompts, input_len=input_len, output_len=output_len,
@@ -121,11 +124,8 @@ def bench(
             from vdeploy.cli.generate import demo_model_path
 
             model = demo_model_path()
-        config = build_engine_config(
-            model, **settings, **{k: v for k, v in speculative_flags(speculative_config).items() if v is not None},
-            **{k: v for k, v in lora_settings(None, lora_modules, max_loras or (len(lora_modules) if lora_modules
-                                                                              else None), max_lora_rank).items()
-               if v is not None})
+        config = build_engine_config(model, **_with_flags(settings, speculative_config, lora_modules, max_loras,
+                                                          max_lora_rank))
         workload = Workload(num_prompts, input_len, output_len, random_range_ratio, seed, temperature)
         report = run_offline_benchmark(
             config, workload, compare_hf=compare_hf, hf_batch_size=hf_batch_size,
@@ -140,6 +140,19 @@ def bench(
         _print_report(report)
     if output is not None:  # after printing: should the disk fail now, the numbers are on the screen
         output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def _with_flags(settings: dict, speculative_config: str | None, lora_modules: list[str] | None,
+                max_loras: int | None, max_lora_rank: int | None) -> dict:
+    """The engine settings with those of --speculative-config and the LoRA options laid over them: one mapping, so
+    a setting that --config or VDEPLOY_* also gives is overridden by the option instead of passed twice."""
+    merged = dict(settings)
+    merged.update({k: v for k, v in speculative_flags(speculative_config).items() if v is not None})
+    if lora_modules and max_loras is None and merged.get("max_loras") is None:
+        max_loras = len(lora_modules)  # every adapter resident: round-robin requests use them all
+    merged.update({k: v for k, v in lora_settings(None, lora_modules, max_loras, max_lora_rank).items()
+                   if v is not None})
+    return merged
 
 
 def _check_writable(output: Path) -> None:

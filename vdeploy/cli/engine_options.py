@@ -43,16 +43,25 @@ def config_file_option() -> Any:
 
 def merge_config_file(ctx: typer.Context, config: Any, options: dict[str, tuple[str, Any]]) -> dict[str, Any]:
     """Engine settings for commands without the profile resolver (generate, bench): `options` maps a command's
-    parameter name to (registry setting, value). An option given on the command line (or by its environment
-    variable) wins over the --config file, which wins over the command's own default, as vLLM orders them."""
-    values = {setting: value for setting, value in options.values()}
-    if config is None:
-        return values
-    from vdeploy.config_file import load_config_file
+    parameter name to (registry setting, value). The documented precedence holds here as in serve: an option given
+    on the command line wins over VDEPLOY_<NAME>, which wins over the --config file, which wins over the command's
+    own default, as vLLM orders them."""
+    import os
 
-    from_file = load_config_file(config)
+    values = {setting: value for setting, value in options.values()}
+    layered: dict[str, Any] = {}
+    if config is not None:
+        from vdeploy.config_file import load_config_file
+
+        layered.update(load_config_file(config))
+    from vdeploy.profiles import environment_values
+
+    # over the file, each value checked (errors name the variable); only the command's own registry options: the
+    # variable stands in for the option, and settings a command takes through other options (LoRA, speculative)
+    # are merged by the command itself
+    layered.update(environment_values(os.environ, names=values))
     # by name: typer may bring its own copy of click, whose ParameterSource is another enum than click's
     given = {setting for param, (setting, _) in options.items()
              if getattr(ctx.get_parameter_source(param), "name", "DEFAULT") != "DEFAULT"}
-    values.update({k: v for k, v in from_file.items() if k not in given})
+    values.update({k: v for k, v in layered.items() if k not in given})
     return values

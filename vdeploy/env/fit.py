@@ -62,7 +62,8 @@ def check_model_fit(model_path: str, hw: Hardware, host: HostInfo, tp: int | Non
     params = estimate_params(cfg)
     pp = pp or 1
     on_gpu = not hw.is_cpu_only or gpu_memory_gb is not None
-    tp = tp or (max(hw.gpu_count, 1) if not hw.is_cpu_only else 1)
+    # without --tp the TP x PP ranks take this machine's GPUs ("uses all GPUs"), not all GPUs per pipeline stage
+    tp = tp or (max(hw.gpu_count // pp, 1) if not hw.is_cpu_only else 1)
     ranks = tp * pp
     target = "this machine"
     if gpu_memory_gb is not None:

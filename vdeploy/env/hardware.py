@@ -151,14 +151,14 @@ def restrict_to_visible(hw: Hardware, visible: str | None) -> Hardware:
     entries = [e.strip() for e in visible.split(",") if e.strip()]
     if entries and not all(e.lstrip("-").isdigit() for e in entries):
         return hw
+    by_index = {g.index: g for g in hw.gpus}
     order: list[int] = []
     for entry in entries:
         index = int(entry)
-        if index < 0:  # CUDA stops at the first invalid entry
+        if index not in by_index:  # CUDA stops at the first invalid entry: negative, or a GPU not in this machine
             break
         order.append(index)
-    by_index = {g.index: g for g in hw.gpus}
-    keep = [by_index[i] for i in order if i in by_index]
+    keep = [by_index[i] for i in order]
     position = {g.index: pos for pos, g in enumerate(hw.gpus)}
     matrix = hw.interconnect.matrix
     if matrix and len(matrix) == len(hw.gpus):

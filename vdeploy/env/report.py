@@ -56,7 +56,8 @@ class EnvReport:
 def build_report(hw: Hardware, sw: SoftwareInfo, host: HostInfo, *, model: str | None = None,
                  tp: int | None = None, pp: int | None = None, gpu_memory_gb: float | None = None) -> EnvReport:
     """Pure given the probe results (the fit part reads the model's config.json)."""
-    checks = run_checks(hw, sw, host, tp=tp)
+    # with --gpu-memory the --tp is for GPUs that are not here: this machine's GPU count does not bound it
+    checks = run_checks(hw, sw, host, tp=tp if gpu_memory_gb is None else None)
     fit = None
     if model is not None:
         from vdeploy.env.fit import check_model_fit
