@@ -69,6 +69,15 @@ def environment_values(env: Mapping[str, str], names: Collection[str] | None = N
             if (names is None or s.name in names) and env.get(env_var(s.name), "").strip()}
 
 
+def given_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a person gave, in the documented order (an option over VDEPLOY_<NAME> over the --config file),
+    without the profile's or the defaults: what checks before the resolver see (serve's preflight, the model's
+    load format)."""
+    given = {**file_values, **environment_values(env, names=None)}
+    given.update({k: v for k, v in flags.items() if v is not None})
+    return given
+
+
 def _profile_values(profile: Profile | None) -> dict[str, Any]:
     if profile is None:
         return {}

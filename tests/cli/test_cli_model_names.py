@@ -60,9 +60,10 @@ def test_serve_generate_bench_bundled_name_say_how(tmp_path):
 
 def test_serve_hub_id_with_dummy_uses_bundled_config(tmp_path):
     # R1 cannot fit this host: the planner refuses before anything loads, after the note about dummy weights
-    done = vdeploy("serve", "--model", "deepseek-ai/DeepSeek-R1", "--load-format", "dummy", home=tmp_path)
-    assert "bundled config deepseek-r1" in done.stderr and "random weights" in done.stderr
-    assert done.returncode == 1 and "does not fit" in done.stderr
+    for flag, env in ((["--load-format", "dummy"], None), ([], {"VDEPLOY_LOAD_FORMAT": "dummy"})):
+        done = vdeploy("serve", "--model", "deepseek-ai/DeepSeek-R1", *flag, home=tmp_path, env=env)
+        assert "bundled config deepseek-r1" in done.stderr and "random weights" in done.stderr, (env, done.stderr)
+        assert done.returncode == 1 and "does not fit" in done.stderr
 
 
 def test_inspect_shards_of_a_bundled_config_says_what_works(tmp_path):

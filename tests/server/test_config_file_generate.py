@@ -36,3 +36,15 @@ def test_bench_reads_the_file(tiny_model_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["load_format"] == "dummy", report  # from the file (bench's own default is safetensors)
+
+
+def test_generate_takes_a_file_setting_that_an_option_also_gives(tiny_model_dir, tmp_path):
+    # max-loras in the file and the LoRA options, num-speculative-tokens beside --speculative-config: one mapping
+    # (the option wins), where the same keyword used to reach the engine twice (a TypeError)
+    config = tmp_path / "engine.yaml"
+    config.write_text("dtype: float32\ndevice: cpu\nmax-loras: 2\nnum-speculative-tokens: 3\n")
+    done = _vdeploy("generate", str(tiny_model_dir), "--config", str(config), "--no-chat", "-p", "hello",
+                    "--max-tokens", "3", "--json", "--max-loras", "1",
+                    "--speculative-config", '{"method": "ngram", "num_speculative_tokens": 2}')
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["completion_tokens"] == 3

@@ -8,14 +8,9 @@ from typing import Annotated
 
 import typer
 
-from vdeploy.cli.engine_options import config_file_option, engine_option
-from vdeploy.cli.lora_options import (
-    lora_modules_option,
-    lora_settings,
-    max_lora_rank_option,
-    max_loras_option,
-)
-from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, speculative_flags
+from vdeploy.cli.engine_options import config_file_option, engine_option, with_command_flags
+from vdeploy.cli.lora_options import lora_modules_option, max_lora_rank_option, max_loras_option
+from vdeploy.cli.vllm_compat import SPECULATIVE_HELP
 
 
 def bench(
@@ -124,8 +119,8 @@ def bench(
             from vdeploy.cli.generate import demo_model_path
 
             model = demo_model_path()
-        config = build_engine_config(model, **_with_flags(settings, speculative_config, lora_modules, max_loras,
-                                                          max_lora_rank))
+        config = build_engine_config(model, **with_command_flags(settings, speculative_config, lora_modules,
+                                                                 max_loras, max_lora_rank))
         workload = Workload(num_prompts, input_len, output_len, random_range_ratio, seed, temperature)
         report = run_offline_benchmark(
             config, workload, compare_hf=compare_hf, hf_batch_size=hf_batch_size,
@@ -140,19 +135,6 @@ def bench(
         _print_report(report)
     if output is not None:  # after printing: should the disk fail now, the numbers are on the screen
         output.write_text(json.dumps(report, indent=2, default=str) + "\n")
-
-
-def _with_flags(settings: dict, speculative_config: str | None, lora_modules: list[str] | None,
-                max_loras: int | None, max_lora_rank: int | None) -> dict:
-    """The engine settings with those of --speculative-config and the LoRA options laid over them: one mapping, so
-    a setting that --config or VDEPLOY_* also gives is overridden by the option instead of passed twice."""
-    merged = dict(settings)
-    merged.update({k: v for k, v in speculative_flags(speculative_config).items() if v is not None})
-    if lora_modules and max_loras is None and merged.get("max_loras") is None:
-        max_loras = len(lora_modules)  # every adapter resident: round-robin requests use them all
-    merged.update({k: v for k, v in lora_settings(None, lora_modules, max_loras, max_lora_rank).items()
-                   if v is not None})
-    return merged
 
 
 def _check_writable(output: Path) -> None:

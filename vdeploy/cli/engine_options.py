@@ -65,3 +65,20 @@ def merge_config_file(ctx: typer.Context, config: Any, options: dict[str, tuple[
              if getattr(ctx.get_parameter_source(param), "name", "DEFAULT") != "DEFAULT"}
     values.update({k: v for k, v in layered.items() if k not in given})
     return values
+
+
+def with_command_flags(settings: dict[str, Any], speculative_config: str | None, lora_modules: list[str] | None,
+                       max_loras: int | None, max_lora_rank: int | None) -> dict[str, Any]:
+    """Engine settings (merge_config_file's) with those of --speculative-config and the LoRA options laid over them:
+    one mapping, so a setting that --config or VDEPLOY_* also gives is overridden by the option instead of passed
+    twice (generate and bench)."""
+    from vdeploy.cli.lora_options import lora_settings
+    from vdeploy.cli.vllm_compat import speculative_flags
+
+    merged = dict(settings)
+    merged.update({k: v for k, v in speculative_flags(speculative_config).items() if v is not None})
+    if lora_modules and max_loras is None and merged.get("max_loras") is None:
+        max_loras = len(lora_modules)  # every adapter resident: requests naming any of them never wait for a slot
+    merged.update({k: v for k, v in lora_settings(None, lora_modules, max_loras, max_lora_rank).items()
+                   if v is not None})
+    return merged

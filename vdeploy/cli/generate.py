@@ -12,12 +12,7 @@ from typing import Annotated
 import typer
 
 from vdeploy.cli.engine_options import config_file_option, engine_option
-from vdeploy.cli.lora_options import (
-    lora_modules_option,
-    lora_settings,
-    max_lora_rank_option,
-    max_loras_option,
-)
+from vdeploy.cli.lora_options import lora_modules_option, max_lora_rank_option, max_loras_option
 from vdeploy.cli.vllm_compat import SPECULATIVE_HELP, speculative_flags
 
 
@@ -60,10 +55,10 @@ def generate(
     ] = False,
 ) -> None:
     """Generate a reply to one prompt (chat template applied) and stream it to the terminal."""
-    from vdeploy.cli.engine_options import merge_config_file
+    from vdeploy.cli.engine_options import merge_config_file, with_command_flags
     from vdeploy.cli.serve_checks import pick_model, preflight
 
-    spec_flags = speculative_flags(speculative_config)  # a malformed value fails before anything loads
+    speculative_flags(speculative_config)  # a malformed value fails before anything loads
     settings = merge_config_file(ctx, config, {
         "tp": ("tensor_parallel_size", tp), "pp": ("pipeline_parallel_size", pp), "dtype": ("dtype", dtype),
         "device": ("device", device), "max_model_len": ("max_model_len", max_model_len),
@@ -77,15 +72,13 @@ def generate(
     path = resolve_dummy_model(path, load_format)
     if path is None:
         path = demo_model_path()
-    slots = max_loras or max(1, len(lora_modules or []))  # default: room for every adapter given
-    lora_kwargs = {k: v for k, v in lora_settings(None, lora_modules, slots, max_lora_rank).items() if v is not None}
-    if lora is not None and lora not in dict(lora_kwargs.get("lora_modules", ())):
+    settings = with_command_flags(settings, speculative_config, lora_modules, max_loras, max_lora_rank)
+    if lora is not None and lora not in dict(settings.get("lora_modules") or ()):
         from vdeploy.errors import ConfigError
 
         raise ConfigError(f"--lora {lora!r} is not one of the adapters of --lora-modules",
                           hint="add --lora-modules NAME=PATH")
-    llm = LLM(path, chat_template=chat_template, **settings, **lora_kwargs,
-              **{k: v for k, v in spec_flags.items() if v is not None})
+    llm = LLM(path, chat_template=chat_template, **settings)
     try:
         params = _sampling_params(llm, max_tokens, temperature, top_p, seed)
         if no_chat:

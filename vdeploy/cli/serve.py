@@ -148,7 +148,11 @@ def serve(
         from vdeploy.config_file import load_config_file
 
         config_values = load_config_file(config)
-    given = {**config_values, **{k: v for k, v in engine_flags.items() if v is not None}}
+    import os
+
+    from vdeploy.profiles import given_settings
+
+    given = given_settings(engine_flags, os.environ, config_values)
     model, served_as = preflight(
         pick_model(model, model_option), load_format=given.get("load_format"), allow_download=download,
         trust_remote_code=trust_remote_code, console=console(stderr=True), flags=given)

@@ -167,7 +167,10 @@ def resolve_deployment(opts: ServeOptions, log: Optional[Callable[[str], None]] 
         raise ConfigError(f"chat template file not found: {opts.chat_template}")
     from vdeploy.model_configs import resolve_dummy_model
 
-    load_format = opts.engine_flags.get("load_format") or opts.config_values.get("load_format")
+    from vdeploy.profiles import given_settings
+
+    # before the profile resolver runs (a dummy model's name picks its bundled config)
+    load_format = given_settings(opts.engine_flags, os.environ, opts.config_values).get("load_format")
     model_spec = resolve_dummy_model(opts.model, load_format)
     source = resolve_model_source(model_spec, allow_download=opts.download, log=log)
     model_cfg = ModelConfig.from_path(source.path)
