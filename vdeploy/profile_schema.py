@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from vdeploy.config import ARCHITECTURE_FAMILIES
-from vdeploy.engine_settings import DTYPE_CHOICES, KV_CACHE_DTYPE_CHOICES, profile_settings, value_problem
+from vdeploy.engine_settings import (BY_NAME, DTYPE_CHOICES, KV_CACHE_DTYPE_CHOICES, parse_size, profile_settings,
+                                     value_problem)
 from vdeploy.errors import ConfigError
 
 DTYPES = DTYPE_CHOICES
@@ -100,6 +101,12 @@ def _coerce(value: Any, hint: Any, source: str, key: str) -> Any:
         return value
     if base is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    name = key.rsplit(".", 1)[-1]
+    if base is int and isinstance(value, str) and name in BY_NAME and BY_NAME[name].size:
+        try:  # a token count written as its option takes it (32k, 32K), as --config and VDEPLOY_* do
+            return parse_size(value)
+        except ValueError:
+            raise ConfigError(f"{source}: '{key}' must be a token count (4096, 32k, 32K), not {value!r}") from None
     if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if base is str and isinstance(value, str):

@@ -107,6 +107,7 @@ def test_unknown_key_names_file_and_key(tmp_path, text, key, suggestion):
 
 @pytest.mark.parametrize(("edit", "fragment"), [
     (("tensor_parallel_size: 2", "tensor_parallel_size: two"), "must be int"),
+    (("max_model_len: 4096", "max_model_len: 32q"), "token count"),
     (("tensor_parallel_size: 2", "tensor_parallel_size: 4"), "TP 4 x PP 1"),
     (("max_model_len: 4096", "max_model_len: 4096\n  gpu_memory_utilization: 1.5"), "gpu_memory_utilization"),
     (("max_model_len: 4096", "max_model_len: 4096\n  block_size: 24"), "power of two"),
@@ -171,3 +172,10 @@ def test_fp8_kv_cache_is_accepted(tmp_path):
     bad = write(tmp_path, VALID.replace("max_model_len: 4096", "max_model_len: 4096\n  dtype: fp8_e4m3"), "bad")
     with pytest.raises(ConfigError, match="unknown dtype"):
         load_profile_file(bad)
+
+
+def test_token_counts_take_the_options_suffixes(tmp_path):
+    # as --max-model-len, --config and VDEPLOY_MAX_MODEL_LEN take them
+    path = write(tmp_path, VALID.replace("max_model_len: 4096", "max_model_len: 32K\n  max_num_batched_tokens: 8k"))
+    engine = load_profile_file(path).engine
+    assert (engine.max_model_len, engine.max_num_batched_tokens) == (32768, 8000)
