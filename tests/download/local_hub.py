@@ -4,7 +4,8 @@ APIs for the real `huggingface_hub` and `modelscope` clients, with fault injecti
 - `drop_after[path] = n`: the next GET of `path` sends n body bytes, then the connection is closed (once);
 - `stall_after[path] = n`: every GET of `path` sends n body bytes, then waits for `release` (or the client to go);
 - `corrupt`: paths served with one byte flipped while the listing keeps the true hash;
-- `broken`: paths whose downloads answer HTTP 500.
+- `broken`: paths whose downloads answer HTTP 500;
+- `listed_twice`: paths that appear twice in the file listings (as a paginated listing that repeats a page can).
 
 Every request is recorded in `requests` (method, path, Range header, status) for the tests to assert on."""
 
@@ -48,6 +49,7 @@ class LocalHub:
     stall_after: dict[str, int] = field(default_factory=dict)
     corrupt: set[str] = field(default_factory=set)
     broken: set[str] = field(default_factory=set)
+    listed_twice: set[str] = field(default_factory=set)
     requests: list[Logged] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     stalled: threading.Event = field(default_factory=threading.Event)  # set once a stalled transfer is waiting
@@ -154,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
             entry = {"type": "file", "oid": git_blob_sha1(data), "size": len(data), "path": name}
             if is_lfs(name):
                 entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
-            entries.append(entry)
+            entries.extend([entry] * (2 if name in self.hub.listed_twice else 1))
         self._json(200, entries, record=self.path)
 
     def _hf_file(self, repo_id: str, revision: str, name: str, head: bool, **_: object) -> None:
@@ -200,6 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
         files = [{"Name": name.rsplit("/", 1)[-1], "Path": name, "Type": "blob", "Size": len(data),
                   "Sha256": hashlib.sha256(data).hexdigest(), "Revision": commit}
                  for name, data in repo.files.items() if not root or name.startswith(root + "/")]
+        files += [f for f in files if f["Path"] in self.hub.listed_twice]
         self._json(200, {"Code": 200, "Success": True, "Data": {"Files": files}}, record=self.path)
 
     def _ms_revisions(self, repo_id: str, **_: object) -> None:

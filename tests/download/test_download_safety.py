@@ -77,3 +77,46 @@ def test_one_writer_per_directory(tmp_path):
         pass
     with DirectoryLock(tmp_path):  # released on exit
         pass
+
+
+@pytest.mark.parametrize("source", ["huggingface", "modelscope"])
+def test_repo_files_named_like_our_bookkeeping_are_not_fetched(hub, checkpoint_files, tmp_path, source):
+    """A repository uploaded from a directory vdeploy filled carries its manifest and lock (and a client's .cache/):
+    fetched, they would overwrite our manifest (never verified twice, so re-fetched on every run) and the lock file
+    the running download holds."""
+    from vdeploy.download.manifest import LOCK_NAME, MANIFEST_NAME, load_manifest
+
+    foreign = {MANIFEST_NAME: b'{"format": 1, "model_id": "someone/else"}', LOCK_NAME: b"",
+               ".cache/modelscope/x.lock": b"", "model.safetensors.0123456789ab.vdeploy-partial": b"half"}
+    hub.repos[MODEL_ID].files.update(foreign)
+    target = tmp_path / "d"
+    first = run_download(source, hub.url, target)
+    assert first.ok, first.to_dict()
+    assert not {f.path for f in first.files} & set(foreign)
+    assert load_manifest(target).model_id == MODEL_ID and load_manifest(target).complete
+    second = run_download(source, hub.url, target)
+    assert second.ok and {f.status for f in second.files} == {"skipped"}, second.to_dict()
+    assert not [r for r in hub.requests if r.path in foreign]
+
+
+@pytest.mark.parametrize("source", ["huggingface", "modelscope"])
+def test_a_file_listed_twice_is_fetched_once(hub, checkpoint_files, tmp_path, source):
+    """Two workers on one name would write the same partial file at once."""
+    from download_testlib import shard_names
+
+    shard = shard_names(checkpoint_files)[0]
+    hub.listed_twice.add(shard)
+    result = run_download(source, hub.url, tmp_path / "d")
+    assert result.ok, result.to_dict()
+    assert [f.path for f in result.files].count(shard) == 1
+    assert (tmp_path / "d" / shard).read_bytes() == checkpoint_files[shard]
+    assert len([r for r in hub.requests if r.method == "GET" and r.path == shard]) == 1
+
+
+def test_a_file_listed_twice_with_different_contents_is_refused():
+    from vdeploy.download.pipeline import _unique
+    from vdeploy.download.types import RemoteFile
+
+    with pytest.raises(DownloadError, match="twice with different contents"):
+        _unique([RemoteFile("a.safetensors", 10, "sha256", "0" * 64),
+                 RemoteFile("a.safetensors", 10, "sha256", "1" * 64)])

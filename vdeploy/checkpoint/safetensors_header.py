@@ -97,13 +97,15 @@ def read_header(path: Path, name: str | None = None) -> tuple[ShardHeader, list[
                                                            file=name, hint="check the file and re-download it")]
 
     shard.header_size = length
+    repeats = _RepeatedKeys()
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = json.loads(raw, object_pairs_hook=repeats)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         return shard, [error("bad_header", f"header is not valid JSON ({e})", file=name,
                              hint="re-download this shard")]
     if not isinstance(doc, dict):
         return shard, [error("bad_header", "header JSON is not an object", file=name)]
+    findings.extend(repeats.findings(doc, name))
 
     meta = doc.pop("__metadata__", None)
     if isinstance(meta, dict):
@@ -117,6 +119,38 @@ def read_header(path: Path, name: str | None = None) -> tuple[ShardHeader, list[
     shard.readable = True
     findings.extend(_check_offsets(shard))
     return shard, findings
+
+
+class _RepeatedKeys:
+    """json object_pairs_hook that remembers objects written with a key twice. json.loads silently keeps the last
+    value, other readers may keep the first: a tensor named twice in one header (or an entry with two data_offsets)
+    could load different bytes in vdeploy than in the tool that checked the file, so it is refused, never resolved."""
+
+    def __init__(self) -> None:
+        self._seen: list[tuple[dict, list[str]]] = []
+
+    def __call__(self, pairs: list[tuple[str, object]]) -> dict:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):  # rare: only then find which keys repeat
+            counts: dict[str, int] = {}
+            for key, _ in pairs:
+                counts[key] = counts.get(key, 0) + 1
+            self._seen.append((obj, [k for k, n in counts.items() if n > 1]))
+        return obj
+
+    def findings(self, doc: dict, file: str) -> list[Finding]:
+        out: list[Finding] = []
+        for obj, keys in self._seen:
+            if obj is doc:  # the top level: tensor names
+                out.extend(error("duplicate_tensor", "named twice in this header; which entry loads is undefined",
+                                 file=file, tensor=key, hint="the header is corrupt; re-download this shard")
+                           for key in keys)
+                continue
+            tensor = next((t for t, spec in doc.items() if spec is obj), None)
+            out.append(error("bad_header", f"entry repeats the key(s) {', '.join(map(repr, keys))}; which value "
+                             "applies is undefined", file=file, tensor=tensor,
+                             hint="the header is corrupt; re-download this shard"))
+        return out
 
 
 def _parse_entry(tensor: str, spec: object, file: str) -> tuple[TensorEntry | None, Finding | None]:

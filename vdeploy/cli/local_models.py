@@ -61,12 +61,29 @@ def _describe(name: str, directory: Path) -> CachedModel:
     from vdeploy.download.manifest import MANIFEST_NAME, load_manifest
 
     manifest = load_manifest(directory)
-    files = [p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".vdeploy")]
     marker = directory / MANIFEST_NAME
     modified = (marker if marker.is_file() else directory).stat().st_mtime
     complete = manifest.complete if manifest is not None else (directory / "config.json").is_file()
-    return CachedModel(name, str(directory), sum(p.stat().st_size for p in files), _quantization(directory),
-                       modified, complete)
+    return CachedModel(name, str(directory), _tree_bytes(directory), _quantization(directory), modified, complete)
+
+
+def _tree_bytes(directory: Path) -> int:
+    """Bytes of the files under `directory` (our manifest and lock aside). A download running now renames and deletes
+    files and folders meanwhile: os.walk skips a folder that vanished, and a file gone before its stat counts 0."""
+    import os
+    import stat
+
+    total = 0
+    for folder, _, names in os.walk(directory):
+        for name in names:
+            if name.startswith(".vdeploy"):
+                continue
+            try:
+                info = os.stat(os.path.join(folder, name))
+            except OSError:
+                continue
+            total += info.st_size if stat.S_ISREG(info.st_mode) else 0
+    return total
 
 
 def cached_models() -> list[CachedModel]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vdeploy.download.manifest import PARTIAL_SUFFIX
 from vdeploy.download.progress import FileBar
-from vdeploy.download.source import Fetched, Source
+from vdeploy.download.source import Fetched, Source, partial_size
 from vdeploy.download.types import RemoteFile, Snapshot
 from vdeploy.errors import EXIT_USAGE, DownloadError
 
@@ -110,6 +110,9 @@ class HuggingFaceSource(Source):
         except Exception as exc:
             raise self._translate(exc, file.path) from exc
         return Fetched(partial, in_place=False)
+
+    def resumable_bytes(self, file: RemoteFile, target: Path) -> int:
+        return partial_size(partial_path(target, file), file.size)
 
     def _translate(self, exc: Exception, path: str | None = None) -> DownloadError:
         from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,

@@ -23,7 +23,7 @@ from vdeploy.download.hashing import READ_BLOCK
 from vdeploy.download.manifest import CORRUPT_SUFFIX, LOCK_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, load_manifest
 from vdeploy.download.paths import model_id_part
 from vdeploy.download.progress import FileBar
-from vdeploy.download.source import Fetched, Source
+from vdeploy.download.source import Fetched, Source, partial_size
 from vdeploy.download.types import RemoteFile, Snapshot
 from vdeploy.errors import EXIT_USAGE, DownloadError
 
@@ -115,7 +115,14 @@ class LocalSource(Source):
                 os.symlink(source, dest)
             bar.advance(file.size)
             return Fetched(dest, in_place=True)
-        return Fetched(*_copy_resumable(source, Path(f"{dest}{PARTIAL_SUFFIX}"), bar))
+        return Fetched(*_copy_resumable(source, _copy_partial(target, file), bar))
+
+    def resumable_bytes(self, file: RemoteFile, target: Path) -> int:
+        return 0 if self.link else partial_size(_copy_partial(target, file), file.size)
+
+
+def _copy_partial(target: Path, file: RemoteFile) -> Path:
+    return Path(f"{target / file.path}{PARTIAL_SUFFIX}")
 
 
 def _copy_resumable(source: Path, partial: Path, bar: FileBar) -> tuple[Path, bool, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vdeploy.download.filecheck import CorruptFileError
 from vdeploy.download.progress import FileBar
-from vdeploy.download.source import Fetched, Source
+from vdeploy.download.source import Fetched, Source, partial_size
 from vdeploy.download.types import RemoteFile, Snapshot
 from vdeploy.errors import EXIT_USAGE, DownloadError
 
@@ -89,6 +89,10 @@ class ModelScopeSource(Source):
         except Exception as exc:
             raise self._translate_fetch(exc, file.path) from exc
         return Fetched(target / file.path, in_place=True)
+
+    def resumable_bytes(self, file: RemoteFile, target: Path) -> int:
+        # the SDK's single-stream partial file (modelscope_hub._download._incomplete_path), which it continues
+        return partial_size(Path(f"{target / file.path}.incomplete"), file.size)
 
     def _translate_listing(self, exc: Exception) -> DownloadError:
         from modelscope_hub.errors import AuthenticationError, NotExistError, PermissionDeniedError

@@ -12,7 +12,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from vdeploy.errors import DownloadError, VdeployError
-from vdeploy.download.manifest import MANIFEST_NAME
+from vdeploy.download.manifest import LOCK_NAME, MANIFEST_NAME, PARTIAL_SUFFIX
 
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -55,6 +55,16 @@ def safe_relative_path(name: str) -> PurePosixPath:
             "the source lists an unsafe path; report it to the model's publisher, or --exclude it",
         )
     return PurePosixPath(*parts)
+
+
+def is_bookkeeping_name(name: str) -> bool:
+    """Whether a repository file would land on a path this download itself writes: our manifest (and its temporary
+    copies), the directory lock, our partial files, or `.cache/` (where the ModelScope client keeps its locks, and what
+    `huggingface-cli download --local-dir` leaves). A repository uploaded from a directory vdeploy filled carries
+    them; fetched, they would overwrite the manifest and the lock the running download holds."""
+    top = name.split("/", 1)[0]
+    return (top in (MANIFEST_NAME, LOCK_NAME, ".cache") or top.startswith(MANIFEST_NAME + ".")
+            or name.endswith(PARTIAL_SUFFIX))
 
 
 def select_files(names: list[str], include: list[str], exclude: list[str]) -> list[str]:

@@ -1,5 +1,6 @@
-"""`download_model`: list → select → refuse unsafe names → skip verified files → check disk → fetch and verify each
-file in parallel (manifest updated after each) → inspect the checkpoint.
+"""`download_model`: list → select (our own bookkeeping names and repeated entries aside) → refuse unsafe names →
+skip verified files, remove the ones an earlier run fetched that the listing dropped → check disk (partial files
+count as there) → fetch and verify each file in parallel (manifest updated after each) → inspect the checkpoint.
 
 Nothing from the repository is ever imported or executed: files are bytes to hash, and the inspector only reads
 safetensors headers and JSON."""
@@ -16,7 +17,8 @@ from vdeploy.download.checks import check_checkpoint
 from vdeploy.download.disk import ensure_free_space
 from vdeploy.download.filecheck import CorruptFileError, Verdict, check_bytes, quarantine
 from vdeploy.download.manifest import DirectoryLock, Manifest, ManifestEntry, load_manifest, save_manifest
-from vdeploy.download.paths import default_model_dir, safe_relative_path, select_files, validate_model_id
+from vdeploy.download.paths import (default_model_dir, is_bookkeeping_name, safe_relative_path, select_files,
+                                    validate_model_id)
 from vdeploy.download.progress import FileBar, ProgressDisplay
 from vdeploy.download.source import Source
 from vdeploy.download.types import SOURCES, CheckpointCheck, DownloadResult, FileResult, RemoteFile, Snapshot
@@ -77,7 +79,8 @@ def download_model(request: DownloadRequest, display: ProgressDisplay | None = N
     manifest = _manifest_for(target, snapshot, request)
 
     skipped, to_fetch, stale = _plan(files, target, manifest, display, cancel, request.workers)
-    ensure_free_space(target, 0 if request.link else sum(f.size for f in to_fetch))
+    stale += _dropped_from_listing(snapshot, manifest, target)
+    ensure_free_space(target, 0 if request.link else _bytes_needed(source, to_fetch, target))
 
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -124,15 +127,29 @@ def download_model(request: DownloadRequest, display: ProgressDisplay | None = N
 
 
 def _selected(snapshot: Snapshot, request: DownloadRequest) -> list[RemoteFile]:
-    names = select_files([f.path for f in snapshot.files], request.include, request.exclude)
+    listed = [f.path for f in snapshot.files if not is_bookkeeping_name(f.path)]  # never model content (see there)
+    names = select_files(listed, request.include, request.exclude)
     if not names:
         raise VdeployError(f"no file of {snapshot.model_id} matches the --include/--exclude patterns",
                            f"the repository has {len(snapshot.files)} files; check the globs")
     chosen = set(names)
-    files = [f for f in snapshot.files if f.path in chosen]
+    files = _unique([f for f in snapshot.files if f.path in chosen])
     for f in files:
         safe_relative_path(f.path)  # refuse the whole download before any byte is written
     return files
+
+
+def _unique(files: list[RemoteFile]) -> list[RemoteFile]:
+    """One entry per path. A listing can repeat one (a paginated listing that repeats a page): two workers would then
+    write the same partial file at once. Entries that disagree on the content leave nothing to check against."""
+    by_path: dict[str, RemoteFile] = {}
+    for f in files:
+        seen = by_path.setdefault(f.path, f)
+        if (seen.size, seen.digest_algo, seen.digest) != (f.size, f.digest_algo, f.digest):
+            raise DownloadError(f"the source lists {f.path!r} twice with different contents ({seen.size:,} bytes "
+                                f"{seen.digest_algo} {seen.digest}; {f.size:,} bytes {f.digest_algo} {f.digest})",
+                                "run again later (the listing may be changing), or report it to the model's publisher")
+    return list(by_path.values())
 
 
 def _manifest_for(target: Path, snapshot: Snapshot, request: DownloadRequest) -> Manifest:
@@ -144,6 +161,19 @@ def _manifest_for(target: Path, snapshot: Snapshot, request: DownloadRequest) ->
     manifest.source, manifest.revision, manifest.commit = snapshot.source, snapshot.revision, snapshot.commit
     manifest.endpoint, manifest.include, manifest.exclude = snapshot.endpoint, request.include, request.exclude
     return manifest
+
+
+def _dropped_from_listing(snapshot: Snapshot, manifest: Manifest, target: Path) -> list[Path]:
+    """Files an earlier run downloaded (so the manifest lists them) that this revision's listing no longer has: a
+    re-sharded release or another --revision into the same directory. Left behind, an old index would keep loading
+    the old shards next to the new files. Only files we wrote are removed; --include subsets are still listed."""
+    listed = {f.path for f in snapshot.files if not is_bookkeeping_name(f.path)}
+    dropped = []
+    for name in [n for n in manifest.files if n not in listed]:
+        del manifest.files[name]
+        if not is_bookkeeping_name(name):  # an older run's entry for our own manifest or lock: forget it only
+            dropped.append(target / safe_relative_path(name))  # a tampered manifest names nothing outside
+    return dropped
 
 
 def _plan(files: list[RemoteFile], target: Path, manifest: Manifest, display: ProgressDisplay,
@@ -185,6 +215,12 @@ def _plan(files: list[RemoteFile], target: Path, manifest: Manifest, display: Pr
     for path in stale:
         manifest.files.pop(path.relative_to(target).as_posix(), None)
     return skipped, to_fetch, stale
+
+
+def _bytes_needed(source: Source, to_fetch: list[RemoteFile], target: Path) -> int:
+    """What the transfers still add to the disk: a resumed file only its missing tail (its partial file is on the
+    disk already; counting the whole file refused resuming a large download on a nearly full disk)."""
+    return sum(f.size - source.resumable_bytes(f, target) for f in to_fetch)
 
 
 def _check_on_disk(file: RemoteFile, target: Path, display: ProgressDisplay, cancel: threading.Event) -> Verdict:

@@ -31,6 +31,20 @@ class Source(ABC):
     def fetch(self, file: RemoteFile, target: Path, bar: FileBar) -> Fetched:
         """Transfer one file into `target` (resuming a partial one), reporting bytes to `bar`."""
 
+    def resumable_bytes(self, file: RemoteFile, target: Path) -> int:
+        """Bytes of `file` an interrupted transfer left in `target` that fetch() continues from rather than
+        fetching again: they are on the disk already, so the free-space check must not ask for them twice."""
+        return 0
+
+
+def partial_size(partial: Path, limit: int) -> int:
+    """Size of a partial file, 0 when absent or longer than the file it stands for (the client restarts it)."""
+    try:
+        size = partial.stat().st_size
+    except OSError:
+        return 0
+    return size if size <= limit else 0
+
 
 def choose_source(flag: str | None, env: dict[str, str] | None = None) -> str:
     """--source, else $VDEPLOY_SOURCE, else vLLM's VLLM_USE_MODELSCOPE (true → modelscope, false → huggingface, as
