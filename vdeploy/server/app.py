@@ -23,9 +23,6 @@ from vdeploy.server.openapi_doc import (
     v1_responses,
 )
 from vdeploy.server.protocol import (
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
     LoadLoRAAdapterRequest,
@@ -34,6 +31,7 @@ from vdeploy.server.protocol import (
     ModelList,
     UnloadLoRAAdapterRequest,
 )
+from vdeploy.server.protocol_chat import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse
 from vdeploy.server.serving_base import ServerSettings, ServingContext
 from vdeploy.server.serving_chat import ChatCompletions
 from vdeploy.server.serving_completions import Completions

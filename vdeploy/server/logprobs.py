@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from vdeploy.engine.outputs import TokenLogprobs
-from vdeploy.server.protocol import (ChatChoiceLogprobs, CompletionLogprobs, PromptLogprob, PromptLogprobs,
-                                     TokenLogprob, TopLogprob)
+from vdeploy.server.protocol import CompletionLogprobs, PromptLogprob, PromptLogprobs
+from vdeploy.server.protocol_chat import ChatChoiceLogprobs, TokenLogprob, TopLogprob
 
 # JSON has no -inf: a token the model rules out entirely (e.g. under an extreme repetition_penalty) is reported at
 # this floor, as vLLM does, instead of breaking the response's serialisation

@@ -8,7 +8,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from vdeploy.server.protocol import ChatCompletionChunk, CompletionResponse, ErrorResponse
+from vdeploy.server.protocol import CompletionResponse, ErrorResponse
+from vdeploy.server.protocol_chat import ChatCompletionChunk
 
 # (param, code) of the 400s a schema-valid request can still get, because no JSON schema can state the rule: the
 # prompt plus max_tokens longer than the context (the prompt's token count), best_of other than n, a tool_choice

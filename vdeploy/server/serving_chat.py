@@ -18,7 +18,8 @@ from vdeploy.errors import ConfigError
 from vdeploy.server.errors import APIError, invalid_param
 from vdeploy.server.logprobs import TokenText, chat_logprobs, vllm_prompt_logprobs
 from vdeploy.server.metrics import RequestTiming
-from vdeploy.server.protocol import (
+from vdeploy.server.protocol import Usage, random_id
+from vdeploy.server.protocol_chat import (
     ChatChoice,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -26,8 +27,6 @@ from vdeploy.server.protocol import (
     ChatDelta,
     ChatResponseMessage,
     ChatStreamChoice,
-    Usage,
-    random_id,
 )
 from vdeploy.server.chat_tools import ToolCallExtractor, adapt_messages, finish_reason
 from vdeploy.server.guided_request import THINK_END, ToolPlan, tool_plan

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vdeploy.server.errors import invalid_param
 from vdeploy.server.guided_request import tool_plan
-from vdeploy.server.protocol import ChatCompletionRequest, ChatMessage, OpenAIModel
+from vdeploy.server.protocol import OpenAIModel
+from vdeploy.server.protocol_chat import ChatCompletionRequest, ChatMessage
 from vdeploy.server.serving_base import ServingContext
 from vdeploy.server.serving_chat import ChatCompletions, refuse_request_chat_template
 
