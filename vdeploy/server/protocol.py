@@ -52,6 +52,12 @@ def _integral_to_int(value: Any) -> Any:
 
 class StreamOptions(OpenAIModel):
     include_usage: bool = False
+    # vLLM's: with include_usage, every chunk also carries the usage so far (its choice's tokens)
+    continuous_usage_stats: bool = False
+
+    @property
+    def continuous(self) -> bool:
+        return self.include_usage and self.continuous_usage_stats
 
 
 class JsonSchemaFormat(OpenAIModel):

@@ -133,7 +133,8 @@ class Completions:
         merged = merge_streams(streams)
         if req.stream:
             merged = await await_first_item(raw, merged)
-            return sse_response(self._stream(req, request_id, merged, timings, echo_texts))
+            prompt_lens = [len(ids) for ids in token_lists]
+            return sse_response(self._stream(req, request_id, merged, timings, echo_texts, prompt_lens))
         response = await cancel_on_disconnect(raw, self._collect(req, request_id, merged, timings, echo_texts))
         return JSONResponse(response.model_dump())
 
@@ -188,21 +189,25 @@ class Completions:
 
     async def _stream(
         self, req: CompletionRequest, request_id: str, merged: AsyncIterator[tuple[int, RequestOutput]],
-        timings: list[RequestTiming], echo_texts: list[str],
+        timings: list[RequestTiming], echo_texts: list[str], prompt_lens: list[int],
     ) -> AsyncIterator[str]:
         n, num_prompts = req.n, len(timings)
         created = int(time.time())
         model = self.ctx.answer_model(req.model)
         token_text = TokenText(self.ctx.tokenizer)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        continuous = bool(req.stream_options and req.stream_options.continuous)
         text_offsets = [len(echo_texts[i // n]) for i in range(n * num_prompts)]
         num_tokens = [0] * (n * num_prompts)
-        prompt_tokens = [0] * num_prompts
+        prompt_tokens = list(prompt_lens)
         cached = [0] * num_prompts
         finish: list[Optional[str]] = [None] * (n * num_prompts)
 
         def chunk(choice: CompletionChoice) -> str:
-            payload = CompletionResponse(id=request_id, created=created, model=model, choices=[choice]).model_dump()
+            i = choice.index  # its prompt's counts and its own tokens so far
+            usage = Usage.of(prompt_tokens[i // n], num_tokens[i], cached[i // n]) if continuous else None
+            payload = CompletionResponse(id=request_id, created=created, model=model, choices=[choice],
+                                         usage=usage).model_dump()
             if not include_usage:
                 payload.pop("usage")
             return sse_event(payload)
