@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from foundation_reference_configs import REFERENCE_CONFIGS
+from foundation_reference_configs import write_reference_model
 from typer.testing import CliRunner
 
 from vdeploy.cli.main import app
@@ -17,13 +17,6 @@ ENV = {"COLUMNS": "160", "NO_COLOR": "1"}
 
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args), env=ENV)
-
-
-def model_dir(tmp_path, name):
-    path = tmp_path / name
-    path.mkdir()
-    (path / "config.json").write_text(json.dumps(REFERENCE_CONFIGS[name]))
-    return str(path)
 
 
 def test_list_json_and_table():
@@ -43,7 +36,7 @@ def test_show_json_and_commented_yaml():
 
 
 def test_match_with_described_hardware(tmp_path):
-    path = model_dir(tmp_path, "deepseek-r1")
+    path = write_reference_model(tmp_path, "deepseek-r1")
     result = invoke("profiles", "match", path, "--gpus", "8", "--gpu-memory-gb", "141", "--json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
@@ -55,7 +48,7 @@ def test_match_with_described_hardware(tmp_path):
 
 
 def test_match_explain_and_no_match_exit_code(tmp_path):
-    path = model_dir(tmp_path, "deepseek-r1")
+    path = write_reference_model(tmp_path, "deepseek-r1")
     result = invoke("profiles", "match", path, "--gpus", "8", "--gpu-memory-gb", "80", "--explain")
     assert result.exit_code == 1
     assert "no matching profile" in result.stdout
@@ -65,7 +58,7 @@ def test_match_explain_and_no_match_exit_code(tmp_path):
 
 
 def test_match_cpu_machine(tmp_path):
-    path = model_dir(tmp_path, "deepseek-r1-distill-qwen-1.5b")
+    path = write_reference_model(tmp_path, "deepseek-r1-distill-qwen-1.5b")
     data = json.loads(invoke("profiles", "match", path, "--gpus", "0", "--json").stdout)
     assert data["selected"] == "demo-cpu" and data["hardware"]["gpu_count"] == 0
 
@@ -83,6 +76,6 @@ def test_known_error_is_one_line_with_hint_and_exit_2():
 
 
 def test_bad_compute_capability_is_usage_error(tmp_path):
-    path = model_dir(tmp_path, "deepseek-r1")
+    path = write_reference_model(tmp_path, "deepseek-r1")
     result = invoke("profiles", "match", path, "--gpus", "8", "--compute-capability", "nine")
     assert result.exit_code == 2 and "MAJOR.MINOR" in result.output

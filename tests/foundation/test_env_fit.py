@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
 from foundation_fakes import by_name, cpu_software, cuda_software, gpu_box, h100_box, h200_box, host, no_gpu
-from foundation_reference_configs import REFERENCE_CONFIGS
+from foundation_reference_configs import write_reference_model
 from typer.testing import CliRunner
 
 from vdeploy.env.report import build_report
@@ -14,13 +15,7 @@ from vdeploy.env.report import build_report
 
 @pytest.fixture
 def model_dir(tmp_path):
-    def write(name: str):
-        path = tmp_path / name
-        path.mkdir()
-        (path / "config.json").write_text(json.dumps(REFERENCE_CONFIGS[name]))
-        return str(path)
-
-    return write
+    return functools.partial(write_reference_model, tmp_path)
 
 
 def test_r1_fits_8x_h200_as_fp8(model_dir):

@@ -4,24 +4,18 @@ machine has fewer GPUs than it asks for."""
 
 from __future__ import annotations
 
-import json
+import functools
 
 import pytest
 from foundation_fakes import H200_BYTES, by_name, cuda_software, gpu_box, h100_box, host
-from foundation_reference_configs import REFERENCE_CONFIGS
+from foundation_reference_configs import write_reference_model
 
 from vdeploy.env.report import build_report
 
 
 @pytest.fixture
 def model_dir(tmp_path):
-    def write(name: str):
-        path = tmp_path / name
-        path.mkdir()
-        (path / "config.json").write_text(json.dumps(REFERENCE_CONFIGS[name]))
-        return str(path)
-
-    return write
+    return functools.partial(write_reference_model, tmp_path)
 
 
 def test_pp_without_tp_splits_this_machine_s_gpus(model_dir):
