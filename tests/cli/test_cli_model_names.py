@@ -71,3 +71,11 @@ def test_inspect_shards_of_a_bundled_config_says_what_works(tmp_path):
     assert done.returncode == 2 and "does not exist" not in done.stderr
     assert "vdeploy show deepseek-ai/DeepSeek-R1" in done.stderr
     assert "vdeploy download deepseek-ai/DeepSeek-R1" in done.stderr
+
+
+def test_an_error_quoting_brackets_is_printed_as_text(tmp_path):
+    # a path (or gloo's "[/path/pair.cc:553] Connection closed") is text: read as Rich markup, the closing tag made
+    # printing the error itself fail with a MarkupError traceback
+    done = vdeploy("serve", str(tmp_path / "nope[/x]" / "model"), home=tmp_path)
+    assert "nope[/x]" in done.stderr and "no such model directory" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and done.returncode == 2

@@ -19,7 +19,11 @@ def print_json(data: Any) -> None:
 
 
 def print_error(message: str, hint: str | None = None) -> None:
+    from rich.markup import escape
+
+    # messages quote other programs (gloo's "[/path/pair.cc:553] Connection closed"): text, never markup, or
+    # printing the error would itself fail
     err = console(stderr=True)
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     if hint:
-        err.print(f"[yellow]hint:[/] {hint}", soft_wrap=True)
+        err.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
