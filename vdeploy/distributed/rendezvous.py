@@ -8,12 +8,18 @@ node joins it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
+import ipaddress
+import logging
 import os
 from dataclasses import dataclass
 
 from vdeploy.config import ParallelConfig
 from vdeploy.distributed.parallel_state import ParallelState
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=10)
 CONTROL_TIMEOUT = datetime.timedelta(days=365)
@@ -67,18 +73,57 @@ def launch_topology(parallel: ParallelConfig, environ: dict[str, str] | None = N
 
 
 def host_store(host: str, port: int | None, world_size: int, environ: dict[str, str] | None = None):
-    """The master TCPStore. port None or 0: the OS chooses a free port (read it back from `.port`).
+    """The master TCPStore, listening on `host` only. port None or 0: the OS chooses a free port (read it back
+    from `.port`).
 
-    Under torchrun the agent already hosts a store at MASTER_ADDR:MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE):
-    connect to it instead of binding the same port a second time."""
+    The store has no authentication: whoever reaches it can join the process group as a rank or write the job's
+    keys. torch's TCPStore listens on every interface whatever `host` says, so the socket is bound here (127.0.0.1
+    on one node, --master-addr across nodes) and handed over. Under torchrun the agent already hosts a store at
+    MASTER_ADDR:MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE): connect to it instead of binding the same port twice."""
     import torch.distributed as dist
 
     env = os.environ if environ is None else environ
     if port and env.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true":
         return connect_store(host, port, world_size)
-    return dist.TCPStore(
-        host, port or 0, world_size, is_master=True, timeout=DEFAULT_TIMEOUT, wait_for_workers=False
-    )
+    fd = listen_socket(host, port or 0)
+    try:
+        return dist.TCPStore(host, port or 0, world_size, is_master=True, timeout=DEFAULT_TIMEOUT,
+                             wait_for_workers=False, master_listen_fd=fd)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the store owns (and closes) the socket only once it exists
+            os.close(fd)
+        raise
+
+
+def listen_socket(host: str, port: int) -> int:
+    """The file descriptor of a TCP socket listening on `host`:`port` (the first address `host` resolves to).
+    RuntimeError naming the address when it cannot be bound (taken, or not an address of this machine): the same
+    error class torch raises, so callers' handling of a taken port stays as it is."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise RuntimeError(f"cannot resolve {host}: {e}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a store of a job that just ended
+        try:
+            sock.bind(address)
+        except OSError as e:
+            # --master-addr may be an address other nodes reach this one by without being one of its own (a
+            # Kubernetes service, NAT): then every interface, as torch would, and said so; never for loopback
+            if e.errno != errno.EADDRNOTAVAIL or ipaddress.ip_address(address[0]).is_loopback:
+                raise
+            logger.warning("%s is not an address of this machine: the rendezvous store listens on every interface "
+                           "(port %d); keep that port closed to other networks", host, port)
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+        sock.listen(socket.SOMAXCONN)
+    except OSError as e:
+        sock.close()
+        reason = os.strerror(e.errno).lower() if e.errno else str(e)
+        raise RuntimeError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock.detach()
 
 
 def connect_store(host: str, port: int, world_size: int, timeout: datetime.timedelta = DEFAULT_TIMEOUT):

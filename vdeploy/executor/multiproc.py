@@ -38,7 +38,7 @@ from vdeploy.executor.control import (
     encode,
 )
 from vdeploy.executor.local_ranks import LocalRanks, RankFailure
-from vdeploy.executor.node_link import NodeLink, NodeLost, is_peer_loss
+from vdeploy.executor.node_link import NodeLink, NodeLost, StuckRank, is_peer_loss
 from vdeploy.executor.rank_process import RankLaunch
 from vdeploy.engine.step_handle import StepHandle
 from vdeploy.env.procfs import STUCK_STATES, process_state
@@ -154,8 +154,10 @@ class MultiProcExecutor(Executor):
         self._stuck_since = {rank: self._stuck_since.get(rank, now) for rank, state in states.items()
                              if state in STUCK_STATES}
         overdue = [rank for rank, since in self._stuck_since.items() if now - since >= self.idle_timeout_s]
-        if overdue:
-            failure = RankFailure(f"while idle for {self.idle_timeout_s:.0f} s: {describe_stuck_ranks(self._ranks)}")
+        remote = self._link.stuck_ranks() if self._link is not None else []  # as their hosts timed them
+        if overdue or any(stuck.stuck_s >= self.idle_timeout_s for _, stuck in remote):
+            failure = RankFailure(f"while idle for {self.idle_timeout_s:.0f} s: "
+                                  f"{describe_stuck_ranks(self._ranks, remote)}")
             failure.timed_out = True
             self._fail(failure)
 
@@ -195,7 +197,9 @@ class MultiProcExecutor(Executor):
             return self._ranks.wait_replies(indices, timeout, poll=poll)
         except RankFailure as failure:
             if failure.timed_out:
-                failure.message = f"no step finished within {timeout:.0f} s: {describe_stuck_ranks(self._ranks)}"
+                remote = self._link.stuck_ranks() if self._link is not None else []
+                failure.message = (f"no step finished within {timeout:.0f} s: "
+                                   f"{describe_stuck_ranks(self._ranks, remote)}")
             self._fail(failure)
         except NodeLost as lost:
             self._fail(_failure_of(lost))
@@ -237,12 +241,14 @@ def rank_states(ranks: LocalRanks) -> dict[int, str]:
     return {launch.rank: process_state(pid) for launch, pid in zip(ranks.launches, ranks.pids)}
 
 
-def describe_stuck_ranks(ranks: LocalRanks) -> str:
+def describe_stuck_ranks(ranks: LocalRanks, remote: list[tuple[int, StuckRank]] = ()) -> str:
     """Which rank is to blame for a step that never ends: a stopped process (SIGSTOP, a debugger) or one in
-    uninterruptible sleep is named; otherwise every rank is alive and waiting (a hung collective)."""
+    uninterruptible sleep is named, here or (`remote`, as other nodes' hosts reported them) on another node;
+    otherwise every rank is alive and waiting (a hung collective)."""
     states = rank_states(ranks)
     stuck = [f"rank {rank} (pid {pid}) is {state}" for (rank, state), pid in zip(states.items(), ranks.pids)
              if state in STUCK_STATES]
+    stuck += [f"node {node}: rank {r.rank} (pid {r.pid}) is {r.state}" for node, r in remote]
     if stuck:
         return "; ".join(stuck)
     return "every rank is alive but none answered (a hung collective or a deadlocked rank); ranks " + ", ".join(

@@ -4,7 +4,10 @@ Keys (all under "vdeploy/"; one job per master address and port):
   config                the engine's (EngineConfig, ModelConfig), published by node 0 before any rank starts, so
                         every node runs exactly the engine's settings (JSON; never the data-parallel secret)
   node/<n>/heartbeat    a counter node n's host bumps every HEARTBEAT_S
+  node/<n>/hosts        how many worker hosts joined as node n (more than one: a --node-rank given twice)
   node/<n>/failure      the first failure of one of node n's ranks (a NodeFailure as JSON)
+  node/<n>/stuck        node n's ranks that are stopped or in uninterruptible sleep (StuckRank list as JSON), so
+                        node 0's watchdogs name a rank of another node as they name their own
   abort                 set by node 0 when the job stops (failure or shutdown): every host stops its ranks
 
 A node whose heartbeat stops advancing for NODE_TIMEOUT_S is declared dead; so is one whose ranks closed their
@@ -40,6 +43,16 @@ class NodeFailure:
     user_error: UserErrorInfo | None = None
 
 
+@dataclass
+class StuckRank:
+    """A rank whose process makes no progress (vdeploy.env.procfs.STUCK_STATES) and for how long, as its host saw."""
+
+    rank: int
+    pid: int
+    state: str
+    stuck_s: float
+
+
 class NodeLost(Exception):
     """A peer node failed, went silent, or the job was aborted."""
 
@@ -62,6 +75,7 @@ class NodeLink:
         now = time.monotonic()
         self._beats: dict[int, tuple[int, float]] = {n: (0, now) for n in range(nnodes) if n != node_rank}
         self._last_beat_sent = 0.0
+        self._published_stuck = False  # whether node/<self>/stuck last said some rank was stuck
 
     # ---- node 0 (the engine) --------------------------------------------------------------------------------
 
@@ -116,6 +130,20 @@ class NodeLink:
                             "worker-host died or the network between the nodes failed", silent[0])
         return None
 
+    def stuck_ranks(self) -> list[tuple[int, StuckRank]]:
+        """(node, rank) for every rank another node's host last reported stuck. Best effort: an unreadable store
+        only loses the names, the watchdog that asks still fires."""
+        found = []
+        for node in self._beats:
+            key = _PREFIX + f"node/{node}/stuck"
+            try:
+                if self.store.check([key]):
+                    stuck = decode_record(self.store.get(key), list[StuckRank], f"the stuck ranks of node {node}")
+                    found += [(node, rank) for rank in stuck]
+            except Exception:  # noqa: BLE001 - a forged record or a store going away: no names, same verdict
+                continue
+        return found
+
     def first_failure(self) -> NodeFailure | None:
         for node in self._beats:
             key = _PREFIX + f"node/{node}/failure"
@@ -124,6 +152,11 @@ class NodeLink:
         return None
 
     # ---- other nodes (worker hosts) -----------------------------------------------------------------------------
+
+    def claim_node(self) -> bool:
+        """Count this host in as node `node_rank`; False when another host already joined as that node (its ranks
+        would take the same global ranks, and the node the operator meant to start never comes)."""
+        return int(self.store.add(_PREFIX + f"node/{self.node_rank}/hosts", 1)) == 1
 
     def wait_config(self):
         """(EngineConfig, ModelConfig) published by node 0; blocks up to the store's timeout."""
@@ -137,6 +170,16 @@ class NodeLink:
         if now - self._last_beat_sent >= HEARTBEAT_S:
             self.store.add(_heartbeat_key(self.node_rank), 1)
             self._last_beat_sent = now
+
+    def publish_stuck(self, stuck: list[StuckRank]) -> None:
+        """Tell node 0 which of this node's ranks are stuck now (written while any is, and once when none is
+        any more)."""
+        if not stuck and not self._published_stuck:
+            return
+        import msgspec
+
+        self.store.set(_PREFIX + f"node/{self.node_rank}/stuck", msgspec.json.encode(stuck))
+        self._published_stuck = bool(stuck)
 
     def aborted(self) -> str | None:
         key = _PREFIX + "abort"

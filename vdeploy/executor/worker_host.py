@@ -12,6 +12,7 @@ node 0's engine: vdeploy.engine.dp_host starts them and node 0's API server conn
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -22,6 +23,7 @@ from vdeploy.distributed.rendezvous import (
     connect_store,
     launch_topology,
 )
+from vdeploy.env.procfs import STUCK_STATES, process_state
 from vdeploy.errors import ConfigError, VdeployError
 from vdeploy.executor.base import ExecutorError
 from vdeploy.executor.control import user_error_info
@@ -33,7 +35,7 @@ from vdeploy.executor.multiproc import (
     rank_process_context,
     rebuild_user_error,
 )
-from vdeploy.executor.node_link import JobEnded, NodeFailure, NodeLink
+from vdeploy.executor.node_link import JobEnded, NodeFailure, NodeLink, StuckRank
 from vdeploy.executor.rank_process import RankLaunch
 from vdeploy.worker.device import resolve_device_type
 
@@ -59,6 +61,11 @@ def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | 
                                  "the port and the firewall") from None
     link = NodeLink(store, topology.node_rank, topology.nnodes)
     try:
+        if not link.claim_node():
+            raise ConfigError(f"node {topology.node_rank} was started twice: another `vdeploy worker-host` already "
+                              f"joined the job at {topology.master_addr}:{topology.master_port} as node "
+                              f"{topology.node_rank}",
+                              hint="give each node its own --node-rank (1..nnodes-1)")
         engine_config, model_config = link.wait_config()
         _check_same_launch(engine_config.parallel, parallel, topology)
         data_parallel = engine_config.parallel.data_parallel_size > 1
@@ -77,7 +84,7 @@ def run_worker_host(model_path: str, parallel: ParallelConfig, *, device: str | 
         return
     first, last = launches[0].rank, launches[-1].rank
     names = f"rank {first}" if first == last else f"ranks {first}-{last}"
-    poll = _watcher(link)
+    poll = _watcher(link, ranks)
     try:
         ranks.wait_replies(list(range(len(launches))), poll=poll)
         status(f"node {topology.node_rank}: {names} ready")
@@ -138,10 +145,16 @@ def _start_ranks(engine_config, model_config, model_path: str, parallel: Paralle
     return LocalRanks(launches, rank_process_context(device_type)), launches
 
 
-def _watcher(link: NodeLink) -> Callable[[], None]:
+def _watcher(link: NodeLink, ranks: LocalRanks | None = None) -> Callable[[], None]:
+    """The host's poll while it waits: heartbeat, node 0's abort, and (with `ranks`) which ranks are stuck, so node
+    0's watchdogs can name a rank of this node."""
+    stuck_since: dict[int, float] = {}  # global rank -> when this host first saw it stuck
+
     def poll() -> None:
         try:
             link.heartbeat()
+            if ranks is not None:
+                link.publish_stuck(_stuck_ranks(ranks, stuck_since))
             reason = link.aborted()
         except Exception as e:  # noqa: BLE001 - the store lives in node 0's engine process
             raise JobEnded(f"node 0 cannot be reached ({e.__class__.__name__}: {e})") from None
@@ -149,3 +162,16 @@ def _watcher(link: NodeLink) -> Callable[[], None]:
             raise JobEnded(reason)
 
     return poll
+
+
+def _stuck_ranks(ranks: LocalRanks, stuck_since: dict[int, float]) -> list[StuckRank]:
+    """This node's ranks that are stopped or in uninterruptible sleep, and for how long (`stuck_since` is updated:
+    a rank that runs again starts over)."""
+    now = time.monotonic()
+    states = {launch.rank: (pid, process_state(pid)) for launch, pid in zip(ranks.launches, ranks.pids)}
+    for rank, (_, state) in states.items():
+        if state not in STUCK_STATES:
+            stuck_since.pop(rank, None)
+        else:
+            stuck_since.setdefault(rank, now)
+    return [StuckRank(rank, states[rank][0], states[rank][1], now - since) for rank, since in stuck_since.items()]
