@@ -150,7 +150,10 @@ def test_r1_auto_tool_call_in_native_format_whole_and_streamed(r1_client, deepse
                 deltas += d.tool_calls or []
                 finish = chunk.choices[0].finish_reason or finish
         assert finish == "tool_calls" and reasoning == R1_REASONING
-        assert [(d.function.name, d.function.arguments) for d in deltas] == [("lookup", call.function.arguments)]
+        # the call's first delta names it (arguments ""), the next ones carry its arguments: joined, the same call
+        assert (deltas[0].function.name, deltas[0].function.arguments) == ("lookup", "") and deltas[0].id
+        assert {d.index for d in deltas} == {0} and not any(d.function.name for d in deltas[1:])
+        assert "".join(d.function.arguments or "" for d in deltas) == call.function.arguments
         # the call and its result go back through R1's template on the next turn
         history += [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
                     {"role": "tool", "tool_call_id": call.id, "content": '{"population": 2800000}'}]

@@ -42,19 +42,35 @@ def test_hermes_and_llama3_formats():
 
 
 @pytest.mark.parametrize("name, text", [
-    ("deepseek_v3", '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{"a": 1,\n```'
-                    "<｜tool▁call▁end｜>"),  # arguments cut
     ("deepseek_v3", "<｜tool▁calls▁begin｜>nothing after"),
-    ("hermes", '<tool_call>\n{"name": "f", "arguments": {"a": </tool_call>'),
+    ("deepseek_v3", "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```python\nf()\n```"),
+    ("deepseek_v3", "<｜tool▁call▁begin｜>two\nlines<｜tool▁sep｜>{}<｜tool▁call▁end｜>"),
     ("hermes", '<tool_call>\n{"arguments": {}}\n</tool_call>'),  # no name
     ("hermes", "<tool_call>\n[1, 2]\n</tool_call>"),
+    ("hermes", '<tool_call>\n{"name": "f", "arguments": 3}\n</tool_call>'),
+    ("hermes", '<tool_call>\n{"name": "f", "argu'),  # cut off before its arguments opened
     ("llama3_json", '{"name": "f", "parameters": 3}'),
-    ("llama3_json", '{"name": "f", "parameters": {"a": 1}'),
+    ("llama3_json", '{"name": "f", "arguments": "not json"}'),
+    ("llama3_json", '{"answer": 4}'),
     ("llama3_json", "The answer is 4."),
 ])
 def test_malformed_output_is_plain_content(name, text):
+    """Output that never framed a call (a name and the `{` of its arguments) is plain content, whole."""
     parsed = make_parser(name).parse(text)
     assert parsed.calls == [] and parsed.content == text
+@pytest.mark.parametrize("name, text, args", [
+    ("deepseek_v3", '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{"a": 1,\n```'
+                    "<｜tool▁call▁end｜>", '{"a": 1,'),  # broken by the fence
+    ("deepseek_v3", '<｜tool▁call▁begin｜>f<｜tool▁sep｜>{"a": [1, 2', '{"a": [1, 2'),  # cut off by max_tokens
+    ("hermes", '<tool_call>\n{"name": "f", "arguments": {"a": </tool_call>', '{"a":'),
+    ("hermes", '<tool_call>\n{"name": "f", "arguments": {"a": "Ro', '{"a": "Ro'),
+    ("llama3_json", '{"name": "f", "parameters": {"a": 1}', '{"a": 1}'),  # the arguments are complete
+])
+def test_a_call_broken_after_its_name_keeps_its_arguments_so_far(name, text, args):
+    """Once a call's name and the `{` of its arguments are written, a stream has sent them: the call stays, with the
+    arguments as far as they were valid JSON (less trailing whitespace), whole as streamed."""
+    parsed = make_parser(name).parse(text)
+    assert parsed.content is None and [(c.name, c.arguments) for c in parsed.calls] == [("f", args)]
 
 
 def test_parser_from_chat_template():
@@ -87,8 +103,22 @@ def test_auto_stream_matches_the_whole_answer(text, parser, step):
     content += c or ""
     deltas += d
     assert (content or None) == whole_content  # exactly: the deltas join to the whole answer's content
-    assert [(d["function"]["name"], d["function"]["arguments"]) for d in deltas] == [
-        (c["function"]["name"], c["function"]["arguments"]) for c in whole_calls or []]
+    assert join_call_deltas(deltas) == [(c["function"]["name"], c["function"]["arguments"]) for c in whole_calls or []]
+
+
+def join_call_deltas(deltas) -> list[tuple[str, str]]:
+    """[(name, arguments)] as a client joins OpenAI's tool-call deltas, checking their shape on the way: a call's
+    first delta has its id, type and name with arguments "", the later ones arguments only; indexes come in order."""
+    calls: list[list[str]] = []
+    for d in deltas:
+        if "id" in d:
+            assert d["index"] == len(calls) and d["type"] == "function" and d["function"]["arguments"] == ""
+            calls.append([d["function"]["name"], ""])
+        else:
+            assert set(d) == {"index", "function"} and set(d["function"]) == {"arguments"}
+            assert d["index"] == len(calls) - 1  # pieces of the latest call only: calls do not interleave
+            calls[d["index"]][1] += d["function"]["arguments"]
+    return [(name, args) for name, args in calls]
 
 
 def test_messages_fit_the_template():

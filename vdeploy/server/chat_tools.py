@@ -5,13 +5,16 @@ By tool_choice (see guided_request.py):
             max_tokens it is still the call, with the partial arguments and finish_reason "length" (as vLLM):
             those arguments have already gone out as deltas, so the whole answer must say the same.
   required  the answer is a JSON array of {"name", "parameters"} (grammar-enforced); reported when complete.
-  auto      the model's native format, read by a tool-call parser; streamed content stops at the first marker of
-            a call, the rest is held back and parsed at the end. The content before a call is the text as written,
-            untrimmed, whole or streamed: the deltas join to exactly the whole answer's content.
+  auto      the model's native format, read by a tool-call parser (tool_parsers/) as it is generated: content
+            streams up to a call, a call's first delta carries its index, id, type and name (arguments ""), the
+            next ones pieces of its arguments text as the model writes them. The whole answer is the same reader
+            fed the whole text, so the deltas add up to exactly it; tool_parsers/__init__.py says when a call counts
+            as one and what an unfinished or malformed one becomes.
   none      content only.
 Otherwise anything that does not parse stays plain content: a malformed call is the model's answer, never a server
-error. parallel_tool_calls=false keeps the first call only (OpenAI's and vLLM's rule), whatever the model wrote.
-`finish_reason` becomes "tool_calls" only when the list of calls is non-empty.
+error. parallel_tool_calls=false keeps the first call only (OpenAI's and vLLM's rule), whatever the model wrote: the
+later ones are neither streamed nor returned. `finish_reason` becomes "tool_calls" only when the list of calls is
+non-empty.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import uuid
 from typing import Any, Optional
 
 from vdeploy.server.guided_request import ToolPlan
-from vdeploy.server.tool_parsers import ParsedCall, ParsedTools
+from vdeploy.server.tool_parsers import CallEvent, ParsedCall, ParsedTools
+from vdeploy.server.tool_parsers.base import partial_suffix
 
 ToolCalls = list[dict[str, Any]]
 
@@ -33,6 +37,18 @@ def new_call_id() -> str:
 def call_dict(call: ParsedCall, call_id: Optional[str] = None) -> dict[str, Any]:
     return {"id": call_id or new_call_id(), "type": "function",
             "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def delta_groups(deltas: ToolCalls) -> list[ToolCalls]:
+    """The tool-call deltas of one step split into chunks that name each call at most once: a call's first delta
+    (its name, arguments "") and its first argument piece go out in two chunks, as OpenAI sends them; clients that
+    merge a chunk's entries by index would otherwise see one call twice in a chunk."""
+    groups: list[ToolCalls] = []
+    for d in deltas:
+        if not groups or any(g["index"] == d["index"] for g in groups[-1]):
+            groups.append([])
+        groups[-1].append(d)
+    return groups
 
 
 def finish_reason(reason: Optional[str], calls: Optional[ToolCalls]) -> Optional[str]:
@@ -47,10 +63,12 @@ class ToolCallExtractor:
         self.parser = parser
         self.strip_text = tuple(s for s in strip_text if s)  # e.g. the EOS token text when special tokens are kept
         self._text = ""  # all content seen
-        self._sent = 0  # content characters already streamed as content
-        self._held = False  # auto: a call has started, the rest is held back
         self._named_id: Optional[str] = None  # named: the streamed call's id once its first delta went out
         self.calls: Optional[ToolCalls] = None  # set by finish()
+        # auto: the parser's reader for this answer, the ids given to its calls, a tail that may be a strip text
+        self._reader = parser.stream() if plan.mode == "auto" and parser is not None else None
+        self._ids: list[str] = []
+        self._unclean = ""
 
     @property
     def active(self) -> bool:
@@ -93,8 +111,9 @@ class ToolCallExtractor:
             return None, self._named_delta(self._clean(delta))
         if mode == "required":
             return None, []  # the array is reported whole at the end
-        if mode == "auto" and self.parser is not None:
-            return self._auto_content(), []
+        if self._reader is not None:
+            content, events = self._reader.feed(self._clean_stream(delta))
+            return content or None, self._call_deltas(events)
         return delta, []
 
     def finish(self) -> tuple[Optional[str], ToolCalls]:
@@ -106,15 +125,48 @@ class ToolCallExtractor:
             if self.calls and self._named_id is None:  # no delta went out for it: send it whole
                 return None, [{"index": 0, **self.calls[0]}]
             return None, []
-        if mode == "none" or (mode == "auto" and self.parser is None):
+        if mode == "required":  # the array, parsed whole; not JSON after all: the text is content
+            parsed = self._parse(text)
+            self.calls = [call_dict(c) for c in parsed.calls] or None
+            if not self.calls:
+                return parsed.content, []
+            return None, [{"index": i, **c} for i, c in enumerate(self.calls)]
+        if self._reader is None:  # none, or auto without a parser
             return None, []
-        parsed = self._parse(text)
-        if not parsed.calls:  # not a call after all: the held-back text is content
-            rest = self._text[self._sent :]
-            self._sent = len(self._text)
-            return self._clean(rest) or None, []
-        self.calls = [call_dict(c) for c in parsed.calls]
-        return None, [{"index": i, **c} for i, c in enumerate(self.calls)]
+        content, events = self._reader.feed(self._unclean)  # a held tail that did not become a strip text after all
+        self._unclean = ""
+        more, final_events = self._reader.finish()
+        deltas = self._call_deltas(events + final_events)
+        calls = self._reader.calls[: self.plan.max_calls]
+        self.calls = [call_dict(c, self._ids[i]) for i, c in enumerate(calls)] or None
+        return (content + more) or None, deltas
+
+    def _clean_stream(self, delta: str) -> str:
+        """The delta without the strip texts, one split across deltas included: a tail that may begin one waits."""
+        if not self.strip_text:
+            return delta
+        text = self._clean(self._unclean + delta)
+        hold = max(partial_suffix(text, s) for s in self.strip_text)
+        self._unclean = text[len(text) - hold :] if hold else ""
+        return text[: len(text) - hold]
+
+    def _call_deltas(self, events: list[CallEvent]) -> ToolCalls:
+        """OpenAI's tool-call deltas for the reader's events: a call's first one has its id, type and name with
+        arguments "", the next ones its argument pieces (one per call per feed); calls past max_calls are dropped."""
+        deltas: ToolCalls = []
+        limit = self.plan.max_calls
+        for index, name, arguments in events:
+            if limit is not None and index >= limit:
+                continue
+            if name is not None:
+                self._ids.append(new_call_id())
+                deltas.append({"index": index, "id": self._ids[index], "type": "function",
+                               "function": {"name": name, "arguments": ""}})
+            elif deltas and deltas[-1]["index"] == index and "id" not in deltas[-1]:
+                deltas[-1]["function"]["arguments"] += arguments
+            else:
+                deltas.append({"index": index, "function": {"arguments": arguments}})
+        return deltas
 
     def _named_delta(self, delta: str) -> ToolCalls:
         if not delta:
@@ -124,35 +176,6 @@ class ToolCallExtractor:
             return [{"index": 0, "id": self._named_id, "type": "function",
                      "function": {"name": self.plan.named, "arguments": delta}}]
         return [{"index": 0, "function": {"arguments": delta}}]
-
-    def _auto_content(self) -> Optional[str]:
-        if self._held:
-            return None
-        text = self._text
-        markers = self.parser.start_markers
-        if self.parser.name == "llama3_json":  # a call is the whole answer: decide on its first characters
-            head = text.lstrip()
-            if not head:
-                return None
-            if head.startswith("{") or head.startswith("<|python_tag|>") or "<|python_tag|>".startswith(head):
-                self._held = True
-                return None
-            markers = ("<|python_tag|>",)
-        found = [i for i in (text.find(m, self._sent) for m in markers) if i >= 0]
-        if found:
-            end, self._held = min(found), True
-        else:  # hold back a tail that may be the start of a marker
-            end = len(text) - max((_partial_suffix(text, m) for m in markers), default=0)
-        out = text[self._sent : max(end, self._sent)]
-        self._sent = max(end, self._sent)
-        return self._clean(out) or None
-
-
-def _partial_suffix(text: str, marker: str) -> int:
-    for size in range(min(len(marker) - 1, len(text)), 0, -1):
-        if text.endswith(marker[:size]):
-            return size
-    return 0
 
 
 def _named(text: str, name: Optional[str]) -> ParsedTools:

@@ -24,7 +24,7 @@ class ServeOptions:
     api_key: Optional[str] = None
     served_model_names: tuple[str, ...] = ()  # what clients may send (the first: the default name)
     reasoning_parser: Optional[str] = None  # None: deepseek_r1 for R1 models and distills, none otherwise
-    tool_call_parser: Optional[str] = None  # None: the format the chat template shows (server/tool_parsers.py)
+    tool_call_parser: Optional[str] = None  # None: the format the chat template shows (server/tool_parsers/)
     chat_template: Optional[str] = None
     download: bool = False
     drain_timeout_s: float = 30.0

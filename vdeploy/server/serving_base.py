@@ -51,7 +51,7 @@ class ServerSettings:
     model_path: Optional[str] = None  # shown as `root` in /v1/models
     # the deployment profile's sampling defaults (temperature, top_p, max_tokens); generation_config.json wins
     sampling_defaults: dict[str, Any] = field(default_factory=dict)
-    tool_call_parser: Optional[str] = None  # None: the format the chat template shows (tool_parsers.py)
+    tool_call_parser: Optional[str] = None  # None: the format the chat template shows (tool_parsers/)
 
 
 class ServingContext:

@@ -28,7 +28,7 @@ from vdeploy.server.protocol_chat import (
     ChatResponseMessage,
     ChatStreamChoice,
 )
-from vdeploy.server.chat_tools import ToolCallExtractor, adapt_messages, finish_reason
+from vdeploy.server.chat_tools import ToolCallExtractor, adapt_messages, delta_groups, finish_reason
 from vdeploy.server.guided_request import THINK_END, ToolPlan, tool_plan
 from vdeploy.server.reasoning import ReasoningDelta, ReasoningParser
 from vdeploy.server.serving_base import ServingContext
@@ -296,10 +296,17 @@ class ChatCompletions:
                             reason = finish_reason(c.finish_reason, extractor.calls)
                     if not split.reasoning and not content and not call_deltas and lp is None and reason is None:
                         continue  # e.g. a token held back as a possible partial </think>
-                    delta = ChatDelta(content=content, reasoning_content=split.reasoning,
-                                      reasoning=split.reasoning, tool_calls=call_deltas or None)
-                    yield chunk(ChatStreamChoice(index=c.index, delta=delta, logprobs=lp,
-                                                 finish_reason=reason, stop_reason=c.stop_reason))
+                    # one chunk per group of call deltas (a call's name and its first arguments go in two); the
+                    # text and logprobs ride on the first, the finish reason on the last
+                    groups = delta_groups(call_deltas) or [[]]
+                    for g, calls in enumerate(groups):
+                        first, last = g == 0, g == len(groups) - 1
+                        delta = ChatDelta(content=content if first else None,
+                                          reasoning_content=split.reasoning if first else None,
+                                          reasoning=split.reasoning if first else None, tool_calls=calls or None)
+                        yield chunk(ChatStreamChoice(index=c.index, delta=delta, logprobs=lp if first else None,
+                                                     finish_reason=reason if last else None,
+                                                     stop_reason=c.stop_reason if last else None))
         except APIError as e:  # headers are gone: report in-band, as OpenAI does
             yield sse_event(e.to_response().model_dump())
             yield SSE_DONE
