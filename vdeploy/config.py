@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
@@ -16,6 +15,14 @@ from typing import Any
 from vdeploy.checkpoint.paths import json_type, read_model_json
 from vdeploy.dtypes import byte_sizes
 from vdeploy.errors import ConfigError
+# checked reads of config.json values, and RoPE settings completed as transformers completes them
+from vdeploy.model_configs.config_values import FIX_HINT as _FIX_HINT
+from vdeploy.model_configs.config_values import count as _count
+from vdeploy.model_configs.config_values import invalid as _invalid
+from vdeploy.model_configs.config_values import is_count as _is_count
+from vdeploy.model_configs.config_values import mapping as _mapping
+from vdeploy.model_configs.config_values import positive_number as _positive_number
+from vdeploy.model_configs.rope_settings import rope_settings
 # ModelConfig.quant and EngineConfig.speculative: their settings and checks are modules of their own
 from vdeploy.quant_config import QuantConfig, refuse_unloadable_fp8
 from vdeploy.speculative_config import SpeculativeConfig
@@ -119,7 +126,8 @@ class ModelConfig:
             raise ConfigError(f"{source}: num_attention_heads ({num_heads}) must be a multiple of "
                               f"num_key_value_heads ({num_kv_heads})", hint=_FIX_HINT)
         bos, eos = _token_ids(cfg, source)
-        rope_theta, rope_scaling = _rope_settings(cfg, source)
+        max_position = count("max_position_embeddings", 4096)
+        rope_theta, rope_scaling = rope_settings(cfg, source, max_position)
         kw: dict[str, Any] = dict(
             architecture=arch,
             family=family,
@@ -130,7 +138,7 @@ class ModelConfig:
             num_heads=num_heads,
             num_kv_heads=num_kv_heads,
             head_dim=count("head_dim", hidden // num_heads or None),  # hidden < heads: head_dim must be given
-            max_position_embeddings=count("max_position_embeddings", 4096),
+            max_position_embeddings=max_position,
             rms_norm_eps=_positive_number(cfg.get("rms_norm_eps"), 1e-6, source, "rms_norm_eps"),
             rope_theta=rope_theta,
             rope_scaling=rope_scaling,
@@ -173,44 +181,6 @@ class ModelConfig:
 _DEEPSEEK_COUNTS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_routed_experts",
                     "n_shared_experts", "num_experts_per_tok", "moe_intermediate_size", "first_k_dense_replace",
                     "moe_layer_freq", "n_group", "topk_group", "num_nextn_predict_layers")
-_FIX_HINT = "use the config.json published with the model (re-download it)"
-
-
-def _invalid(source: str, key: str, expected: str, value: Any) -> ConfigError:  # value as JSON: null, "four"
-    return ConfigError(f"{source}: {key} must be {expected}, got {json.dumps(value, default=str)}", hint=_FIX_HINT)
-
-
-def _count(cfg: dict[str, Any], source: str, key: str, default: int | None = None, minimum: int = 1) -> int:
-    """cfg[key] as an integer >= minimum (JSON's 4096.0 counts); `default` when absent or null (None: required)."""
-    value = cfg.get(key)
-    if value is None and default is not None:
-        return default
-    if key not in cfg:
-        raise ConfigError(f"{source}: {key} is missing", hint=_FIX_HINT)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not _is_count(value, minimum):
-        raise _invalid(source, key, "a positive integer" if minimum == 1 else "a non-negative integer", value)
-    return value
-
-
-def _positive_number(value: Any, default: float, source: str, key: str) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise _invalid(source, key, "a positive number", value)
-    return float(value)
-
-
-def _mapping(cfg: dict[str, Any], key: str, source: str) -> dict[str, Any]:
-    value = cfg.get(key)
-    if value is not None and not isinstance(value, dict):
-        raise _invalid(source, key, "a JSON object", value)
-    return value or {}
-
-
-def _is_count(value: Any, minimum: int = 0) -> bool:  # JSON's true / false are not counts (Python's 1 / 0 are)
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def _token_ids(cfg: dict[str, Any], source: str) -> tuple[int | None, tuple[int, ...]]:
@@ -239,21 +209,6 @@ def _quant_config(cfg: dict[str, Any], source: str) -> QuantConfig | None:
     return QuantConfig(method=method, fmt=str(q.get("fmt", "e4m3")),
                        weight_block_size=tuple(block) if block else None,
                        activation_scheme=activations, source=dict(q))
-
-
-def _rope_settings(cfg: dict[str, Any], source: str) -> tuple[float, dict[str, Any] | None]:
-    """(rope_theta, rope_scaling) from either the classic keys or transformers 5's `rope_parameters`; the scaling
-    dict always carries `rope_type` (older configs say `type`), and is None for plain RoPE."""
-    params = dict(_mapping(cfg, "rope_parameters", source))
-    scaling = dict(_mapping(cfg, "rope_scaling", source) or params)
-    theta = cfg.get("rope_theta") or params.get("rope_theta") or scaling.get("rope_theta")
-    theta = _positive_number(theta, 10000.0, source, "rope_theta")
-    rope_type = scaling.get("rope_type") or scaling.get("type")
-    if not rope_type or rope_type == "default":
-        return theta, None
-    scaling["rope_type"] = rope_type
-    scaling.pop("rope_theta", None)
-    return theta, scaling
 
 
 @dataclass(frozen=True)

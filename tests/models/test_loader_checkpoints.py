@@ -171,7 +171,9 @@ def test_registry_picks_the_family_class():
     base = {"vocab_size": 8, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
             "num_attention_heads": 2}
     llama = ModelConfig.from_dict({"architectures": ["LlamaForCausalLM"], **base})
-    qwen2 = ModelConfig.from_dict({"architectures": ["Qwen2ForCausalLM"], **base, "use_sliding_window": True})
+    # a window that slides layer 0 (max_window_layers 0): no layer slides below max_window_layers (transformers)
+    qwen2 = ModelConfig.from_dict({"architectures": ["Qwen2ForCausalLM"], **base, "use_sliding_window": True,
+                                   "sliding_window": 16, "max_window_layers": 0})
     assert get_model_class(llama) is LlamaForCausalLM
     assert get_model_class(qwen2) is Qwen2ForCausalLM
     with pytest.raises(ConfigError, match="sliding-window"):

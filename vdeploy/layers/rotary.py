@@ -52,8 +52,11 @@ def yarn_inv_freq(rotary_dim: int, base: float, scaling: dict[str, Any]) -> tupl
     factor = float(scaling["factor"])
     original_context = int(scaling["original_max_position_embeddings"])
     beta_fast, beta_slow = float(scaling.get("beta_fast", 32)), float(scaling.get("beta_slow", 1))
-    low = max(math.floor(_yarn_correction_dim(beta_fast, rotary_dim, base, original_context)), 0)
-    high = min(math.ceil(_yarn_correction_dim(beta_slow, rotary_dim, base, original_context)), rotary_dim - 1)
+    low = _yarn_correction_dim(beta_fast, rotary_dim, base, original_context)
+    high = _yarn_correction_dim(beta_slow, rotary_dim, base, original_context)
+    if scaling.get("truncate", True):  # YaRN rounds the ramp to whole dims; `truncate: false` keeps it exact (HF)
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, rotary_dim - 1)
     if high == low:
         high += 0.001  # avoid a zero-width ramp
     ramp = ((torch.arange(rotary_dim // 2, dtype=torch.float64, device="cpu") - low) / (high - low)).clamp(0.0, 1.0)

@@ -160,15 +160,25 @@ class DeepseekV3ForCausalLM(nn.Module):
         self.parallel = parallel or ParallelState()
         self.params_dtype = params_dtype or torch.get_default_dtype()
         self.model = DeepseekModel(config, self.parallel, self.params_dtype)
-        # DP attention: each rank computes its own requests' logits (a replicated head, no gather)
-        self.lm_head = self.model.stage.last_stage_module(lambda: ParallelLMHead(
-            config.vocab_size, config.hidden_size, parallel=self.parallel.attention_state(),
-            params_dtype=self.params_dtype))
+        stage = self.model.stage
+        # tie_word_embeddings (HF's DeepseekV2/V3 honour it and then save no lm_head.weight): the embedding is the
+        # head; a last stage without the embedding loads model.embed_tokens.weight into its own head
+        self.head_loads_embedding = config.tie_word_embeddings and not stage.is_first
+        if config.tie_word_embeddings and stage.is_first:
+            self.lm_head = self.model.embed_tokens  # the same module: one parameter, loaded once
+        else:
+            # DP attention: each rank computes its own requests' logits (a replicated head, no gather)
+            self.lm_head = stage.last_stage_module(lambda: ParallelLMHead(
+                config.vocab_size, config.hidden_size, parallel=self.parallel.attention_state(),
+                params_dtype=self.params_dtype))
+        ignored = [r"rotary_emb\.inv_freq$"]
+        if config.tie_word_embeddings:
+            ignored.append(r"^lm_head\.weight$")  # a tied checkpoint may still store a copy
         self.weight_mapping = StackedParamsMapping(
             stacked=(StackedParam("gate_up_proj", "gate_proj", 0), StackedParam("gate_up_proj", "up_proj", 1))
             + ((StackedParam("fused_qkv_a_proj", "q_a_proj", 0),  # MLAttention merges them (mla.merges_qkv_a)
                 StackedParam("fused_qkv_a_proj", "kv_a_proj_with_mqa", 1)) if merges_qkv_a(config) else ()),
-            ignored_patterns=(r"rotary_emb\.inv_freq$",),
+            ignored_patterns=tuple(ignored),
         )
         self.mtp = self._build_mtp() if mtp else None
 
@@ -215,6 +225,8 @@ class DeepseekV3ForCausalLM(nn.Module):
                 module.prepare_absorbed_weights()
 
     def map_checkpoint_name(self, name: str) -> tuple[str, Any] | None:
+        if self.head_loads_embedding and self.model.stage.is_last and name == "model.embed_tokens.weight":
+            return "lm_head.weight", None
         layer = _LAYER.match(name)
         if layer and int(layer.group(1)) >= self.config.num_layers:
             # multi-token-prediction module (R1's layer 61): loaded only as the MTP draft model

@@ -164,7 +164,21 @@ class Qwen2ForCausalLM(LlamaForCausalLM):
 
     def __init__(self, config: ModelConfig, parallel: ParallelState | None = None,
                  params_dtype: torch.dtype | None = None):
-        if config.raw.get("use_sliding_window"):
-            raise ConfigError("Qwen2 sliding-window attention is not supported",
+        sliding = qwen2_sliding_layers(config)
+        if sliding:
+            raise ConfigError(f"Qwen2 sliding-window attention is not supported (layers {sliding} slide)",
                               hint="the DeepSeek-R1 distills use full attention (use_sliding_window: false)")
         super().__init__(config, parallel, params_dtype)
+
+
+def qwen2_sliding_layers(config: ModelConfig) -> list[int]:
+    """The layers transformers' Qwen2 runs with a sliding window that can exclude a key within our context (at most
+    max_position_embeddings): those named "sliding_attention" in layer_types, or else those at or past
+    max_window_layers (its default 28), when use_sliding_window is on. A window spanning the context slides nothing."""
+    raw = config.raw
+    window = raw.get("sliding_window", 4096)  # transformers' default when the key is absent
+    if not raw.get("use_sliding_window") or window is None or window >= config.max_position_embeddings:
+        return []
+    first = 28 if raw.get("max_window_layers") is None else raw["max_window_layers"]
+    types = raw.get("layer_types") or ["sliding_attention" if i >= first else "full" for i in range(config.num_layers)]
+    return [i for i, kind in enumerate(types[:config.num_layers]) if kind == "sliding_attention"]
