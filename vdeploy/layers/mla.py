@@ -32,6 +32,10 @@ from vdeploy.layers.linear import (ColumnParallelLinear, MergedReplicatedLinear,
                                    divide)
 from vdeploy.layers.rotary import RotaryEmbedding, yarn_get_mscale
 
+# q_a_layernorm and kv_a_layernorm: DeepSeek's modeling code (and transformers') builds them with the norm's default
+# eps, not rms_norm_eps; the two agree for DeepSeek's own checkpoints, not for others of the architecture (Moonlight)
+LATENT_NORM_EPS = 1e-6
+
 
 def mla_rotary(cfg: ModelConfig) -> RotaryEmbedding:
     """The rotary embedding of the rope part of MLA's queries and keys (DeepSeek's interleaved pairs), built once
@@ -80,12 +84,12 @@ class MLAttention(nn.Module):
         else:  # DeepSeek-V2-Lite: one projection, no q LoRA
             self.q_proj = ColumnParallelLinear(cfg.hidden_size, q_out, **common)
         if cfg.q_lora_rank:
-            self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, cfg.rms_norm_eps, params_dtype)
+            self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, LATENT_NORM_EPS, params_dtype)
             self.q_b_proj = ColumnParallelLinear(cfg.q_lora_rank, q_out, **common)
         if not self.merged_qkv_a:
             self.kv_a_proj_with_mqa = ReplicatedLinear(cfg.hidden_size, latent_dim, bias=cfg.attention_bias,
                                                        **common)
-        self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, cfg.rms_norm_eps, params_dtype)
+        self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, LATENT_NORM_EPS, params_dtype)
         self.kv_b_proj = ColumnParallelLinear(cfg.kv_lora_rank, cfg.num_heads * (self.nope_dim + self.v_dim),
                                               **common)
         self.o_proj = RowParallelLinear(cfg.num_heads * cfg.v_head_dim, cfg.hidden_size,
