@@ -156,7 +156,7 @@ class ChatCompletions:
         outputs = ctx.generate(prompt_ids, params, request_id, timing, lora_name=lora_name, cache_salt=req.cache_salt)
         if req.stream:
             outputs = await await_first_item(raw, outputs)
-            return sse_response(self._stream(req, request_id, outputs, timing, answer))
+            return sse_response(self._stream(req, request_id, outputs, timing, answer, len(prompt_ids)))
         response = await cancel_on_disconnect(raw, self._collect(req, request_id, outputs, timing, answer))
         return JSONResponse(response.model_dump())
 
@@ -251,7 +251,7 @@ class ChatCompletions:
 
     async def _stream(
         self, req: ChatCompletionRequest, request_id: str, outputs: AsyncIterator[RequestOutput],
-        timing: RequestTiming, answer: _Answer,
+        timing: RequestTiming, answer: _Answer, prompt_tokens: int,
     ) -> AsyncIterator[str]:
         created = int(time.time())
         model = self.ctx.answer_model(req.model)
@@ -260,18 +260,21 @@ class ChatCompletions:
         extractors = [self._extractor(answer.tools) for _ in range(req.n)]
         num_tokens = [0] * req.n
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        usage_field = {"usage": None} if include_usage else {}
+        continuous = bool(req.stream_options and req.stream_options.continuous)
+        cached = 0
 
         def chunk(choice: ChatStreamChoice) -> str:
             payload = ChatCompletionChunk(id=request_id, created=created, model=model, choices=[choice]).model_dump(
                 exclude={"usage"}
             )
             payload["choices"][0]["delta"] = choice.delta.model_dump(exclude_none=True)
-            return sse_event({**payload, **usage_field})
+            if include_usage:  # null, or with continuous_usage_stats the usage so far of this chunk's choice
+                payload["usage"] = Usage.of(prompt_tokens, num_tokens[choice.index], cached).model_dump() \
+                    if continuous else None
+            return sse_event(payload)
 
         for i in range(req.n):
             yield chunk(ChatStreamChoice(index=i, delta=ChatDelta(role="assistant", content="")))
-        prompt_tokens = cached = 0
         first_finish: Optional[str] = None
         try:
             async for out in outputs:
