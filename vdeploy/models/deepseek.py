@@ -32,7 +32,7 @@ from vdeploy.layers.rotary import RotaryEmbedding
 from vdeploy.layers.side_stream import SideStream
 from vdeploy.layers.moe import RoutedExperts, RoutingSpec
 from vdeploy.layers.weight_loading import default_weight_loader, set_weight_attrs
-from vdeploy.models.pipeline_stage import PipelineStage, StageActivations
+from vdeploy.models.pipeline_stage import PipelineStage, StageActivations, ignored_checkpoint_patterns
 from vdeploy.models.weight_mapping import StackedParam, StackedParamsMapping
 
 _EXPERT = re.compile(r"^(?P<prefix>.*\.mlp\.experts)\.(?P<expert>\d+)\.(?P<proj>gate_proj|up_proj|down_proj)"
@@ -160,25 +160,17 @@ class DeepseekV3ForCausalLM(nn.Module):
         self.parallel = parallel or ParallelState()
         self.params_dtype = params_dtype or torch.get_default_dtype()
         self.model = DeepseekModel(config, self.parallel, self.params_dtype)
-        stage = self.model.stage
-        # tie_word_embeddings (HF's DeepseekV2/V3 honour it and then save no lm_head.weight): the embedding is the
-        # head; a last stage without the embedding loads model.embed_tokens.weight into its own head
-        self.head_loads_embedding = config.tie_word_embeddings and not stage.is_first
-        if config.tie_word_embeddings and stage.is_first:
-            self.lm_head = self.model.embed_tokens  # the same module: one parameter, loaded once
-        else:
-            # DP attention: each rank computes its own requests' logits (a replicated head, no gather)
-            self.lm_head = stage.last_stage_module(lambda: ParallelLMHead(
+        # DP attention: each rank computes its own requests' logits (a replicated head, no gather); HF's
+        # DeepseekV2/V3 honour tie_word_embeddings too
+        self.lm_head, self.head_loads_embedding = self.model.stage.lm_head(
+            config.tie_word_embeddings, self.model.embed_tokens, lambda: ParallelLMHead(
                 config.vocab_size, config.hidden_size, parallel=self.parallel.attention_state(),
                 params_dtype=self.params_dtype))
-        ignored = [r"rotary_emb\.inv_freq$"]
-        if config.tie_word_embeddings:
-            ignored.append(r"^lm_head\.weight$")  # a tied checkpoint may still store a copy
         self.weight_mapping = StackedParamsMapping(
             stacked=(StackedParam("gate_up_proj", "gate_proj", 0), StackedParam("gate_up_proj", "up_proj", 1))
             + ((StackedParam("fused_qkv_a_proj", "q_a_proj", 0),  # MLAttention merges them (mla.merges_qkv_a)
                 StackedParam("fused_qkv_a_proj", "kv_a_proj_with_mqa", 1)) if merges_qkv_a(config) else ()),
-            ignored_patterns=tuple(ignored),
+            ignored_patterns=ignored_checkpoint_patterns(config.tie_word_embeddings),
         )
         self.mtp = self._build_mtp() if mtp else None
 
@@ -225,8 +217,9 @@ class DeepseekV3ForCausalLM(nn.Module):
                 module.prepare_absorbed_weights()
 
     def map_checkpoint_name(self, name: str) -> tuple[str, Any] | None:
-        if self.head_loads_embedding and self.model.stage.is_last and name == "model.embed_tokens.weight":
-            return "lm_head.weight", None
+        head = self.model.stage.head_target(self.head_loads_embedding, name)
+        if head is not None:
+            return head, None
         layer = _LAYER.match(name)
         if layer and int(layer.group(1)) >= self.config.num_layers:
             # multi-token-prediction module (R1's layer 61): loaded only as the MTP draft model

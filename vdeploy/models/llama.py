@@ -24,7 +24,7 @@ from vdeploy.layers.forward_context import ForwardContext
 from vdeploy.layers.layernorm import RMSNorm
 from vdeploy.layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
 from vdeploy.layers.rotary import RotaryEmbedding
-from vdeploy.models.pipeline_stage import PipelineStage, StageActivations
+from vdeploy.models.pipeline_stage import PipelineStage, StageActivations, ignored_checkpoint_patterns
 from vdeploy.models.weight_mapping import StackedParam, StackedParamsMapping
 
 
@@ -125,21 +125,11 @@ class LlamaForCausalLM(nn.Module):
         self.parallel = parallel or ParallelState()
         params_dtype = params_dtype or torch.get_default_dtype()
         self.model = LlamaModel(config, self.parallel, params_dtype)
-        stage = self.model.stage
-        # tied embeddings on a last stage without the embedding: the LM head loads model.embed_tokens.weight itself
-        self.head_loads_embedding = config.tie_word_embeddings and not stage.is_first
-        if config.tie_word_embeddings and stage.is_first:
-            self.lm_head = self.model.embed_tokens  # the same module: one parameter, loaded once
-        else:
-            self.lm_head = stage.last_stage_module(lambda: ParallelLMHead(
+        self.lm_head, self.head_loads_embedding = self.model.stage.lm_head(
+            config.tie_word_embeddings, self.model.embed_tokens, lambda: ParallelLMHead(
                 config.vocab_size, config.hidden_size, parallel=self.parallel, params_dtype=params_dtype))
-        ignored = [r"rotary_emb\.inv_freq$"]
-        if config.tie_word_embeddings:
-            ignored.append(r"^lm_head\.weight$")  # some tied checkpoints still store a copy
         self.weight_mapping = StackedParamsMapping(
-            stacked=STACKED_PARAMS,
-            ignored_patterns=tuple(ignored),
-        )
+            stacked=STACKED_PARAMS, ignored_patterns=ignored_checkpoint_patterns(config.tie_word_embeddings))
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext,
                 intermediate: StageActivations | None = None) -> torch.Tensor | StageActivations:
@@ -149,8 +139,9 @@ class LlamaForCausalLM(nn.Module):
         return self.lm_head.compute_logits(hidden)  # [N, V] float32, full vocabulary on every rank
 
     def map_checkpoint_name(self, name: str) -> tuple[str, Any] | None:
-        if self.head_loads_embedding and self.model.stage.is_last and name == "model.embed_tokens.weight":
-            return "lm_head.weight", None
+        head = self.model.stage.head_target(self.head_loads_embedding, name)
+        if head is not None:
+            return head, None
         if not self.model.stage.owns_checkpoint_tensor(name):
             return None  # another pipeline stage's weight
         return self.weight_mapping.to_param(name)

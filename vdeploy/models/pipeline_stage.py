@@ -91,6 +91,21 @@ class PipelineStage:
     def last_stage_module(self, make: Callable[[], nn.Module]) -> nn.Module:
         return make() if self.is_last else StagePlaceholder()
 
+    def lm_head(self, tied: bool, embed_tokens: nn.Module, make: Callable[[], nn.Module]) -> tuple[nn.Module, bool]:
+        """(this stage's LM head, whether it loads model.embed_tokens.weight itself). tie_word_embeddings: on the
+        first stage the embedding module is the head (one parameter, loaded once; HF then saves no lm_head.weight),
+        a last stage without the embedding builds a head that loads the embedding's weight; otherwise the last
+        stage's own head."""
+        if tied and self.is_first:
+            return embed_tokens, False
+        return self.last_stage_module(make), tied
+
+    def head_target(self, loads_embedding: bool, checkpoint_name: str) -> str | None:
+        """"lm_head.weight" where this stage's head loads the tied embedding from `checkpoint_name`, else None."""
+        if loads_embedding and self.is_last and checkpoint_name == "model.embed_tokens.weight":
+            return "lm_head.weight"
+        return None
+
     def own_layers(self, layers: nn.ModuleList) -> Iterator[nn.Module]:
         start, end = self.layer_range
         return islice(layers, start, end)
@@ -144,3 +159,8 @@ def forward_stage(model: nn.Module, parallel: ParallelState, input_ids: torch.Te
         return out
     parallel.send_to_next_stage(torch.stack([out.hidden, out.residual]))  # [2, T, D]
     return None
+
+
+def ignored_checkpoint_patterns(tied: bool) -> tuple[str, ...]:
+    """Checkpoint tensors no parameter takes: rotary tables, and under tied embeddings a stored head copy."""
+    return (r"rotary_emb\.inv_freq$",) + ((r"^lm_head\.weight$",) if tied else ())
