@@ -95,15 +95,20 @@ class BlockPool:
             if block.ref_cnt == 0:
                 self._free[block.block_id] = block
 
-    def cache_block(self, block: KVBlock, block_hash: bytes) -> None:
-        """Register a full block under its chained hash. An existing entry with the same hash wins (the new block
-        simply stays uncached), so the index always maps a hash to one block."""
+    def cache_block(self, block: KVBlock, block_hash: bytes) -> bool:
+        """Register a full block under its chained hash; True when this call registered it. An existing entry with
+        the same hash wins (the new block simply stays uncached), so the index always maps a hash to one block."""
         if not self.enable_caching or block.block_hash is not None:
-            return
+            return False
         if block_hash in self._cached:
-            return
+            return False
         block.block_hash = block_hash
         self._cached[block_hash] = block
+        return True
+
+    def uncache_block(self, block: KVBlock) -> None:
+        """Make a block unfindable by prefix lookups (its holders keep using it); its content may be invalid."""
+        self._drop_from_cache(block)
 
     def _drop_from_cache(self, block: KVBlock) -> None:
         if block.block_hash is not None:

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vdeploy.engine.block_pool import BlockPool, KVBlock, hash_block_tokens
-from vdeploy.engine.request import Request
+from vdeploy.engine.request import Request, RequestStatus
+
 
 
 @dataclass
@@ -28,6 +29,10 @@ class KVCacheManager:
         self._req_blocks: dict[str, list[KVBlock]] = {}
         self._req_block_ids: dict[str, list[int]] = {}  # the same tables as block ids, for get_block_ids
         self._num_registered: dict[str, int] = {}  # leading blocks of a request already in the prefix cache
+        # A block is registered in the prefix cache when the step that fills it is scheduled, before that step runs.
+        # request -> [(the token count the block ends at, block)] registered by it whose step has not come back yet
+        # (confirm_computed): an abort must forget them, as an interrupted step may never have written them
+        self._unconfirmed: dict[str, list[tuple[int, KVBlock]]] = {}
         self.prefix_stats = PrefixCacheStats()
 
     @property
@@ -83,8 +88,11 @@ class KVCacheManager:
             return None
 
         if blocks is None:  # admitting
-            self.prefix_stats.queries += request.num_tokens if self.enable_prefix_caching else 0
-            self.prefix_stats.hits += len(new_computed_blocks) * self.block_size
+            # only a first admission looks up a prompt: a preempted request's recompute finds its own prompt and
+            # output blocks, which would inflate the hit rate (and is not what usage reports as cached tokens)
+            if request.num_preemptions == 0:
+                self.prefix_stats.queries += request.num_tokens if self.enable_prefix_caching else 0
+                self.prefix_stats.hits += len(new_computed_blocks) * self.block_size
             blocks = self._req_blocks[request.request_id] = []
             self._req_block_ids[request.request_id] = []
         self.pool.touch(new_computed_blocks)
@@ -104,6 +112,14 @@ class KVCacheManager:
         blocks = self._req_blocks.pop(request.request_id, None)
         self._req_block_ids.pop(request.request_id, None)
         self._num_registered.pop(request.request_id, None)
+        unconfirmed = self._unconfirmed.pop(request.request_id, ())
+        if request.status is RequestStatus.FINISHED_ABORTED:
+            # An abort is also how a failed or interrupted step ends its requests (LLM.generate), and that step may
+            # never have written the blocks it registered: forget them rather than serve KV that was never
+            # computed. (Aborting while a step is merely in flight only loses those blocks' reuse.) The request
+            # still holds them, so each still carries the hash it registered.
+            for _, block in unconfirmed:
+                self.pool.uncache_block(block)
         if blocks:
             self.pool.free_blocks(reversed(blocks))
 
@@ -133,6 +149,15 @@ class KVCacheManager:
         if num_full <= start:  # most decode steps: no block became full
             return
         self._update_block_hashes(request)
-        for i in range(start, num_full):
-            self.pool.cache_block(blocks[i], request.block_hashes[i])
+        registered = [((i + 1) * self.block_size, blocks[i]) for i in range(start, num_full)
+                      if self.pool.cache_block(blocks[i], request.block_hashes[i])]
         self._num_registered[request.request_id] = max(start, num_full)
+        if registered:
+            self._unconfirmed.setdefault(request.request_id, []).extend(registered)
+
+    def confirm_computed(self, request_id: str, num_tokens: int) -> None:
+        """A step that computed the request's tokens up to `num_tokens` came back: the blocks ending there or
+        before hold their KV."""
+        pending = self._unconfirmed.get(request_id)
+        if pending:
+            pending[:] = [(end, block) for end, block in pending if end > num_tokens]

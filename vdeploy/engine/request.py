@@ -118,3 +118,20 @@ class Request:
         self.output_token_ids.append(token_id)
         if logprobs is not None:
             self.output_logprobs.append(logprobs)
+
+    def stop_after(self, token: int, max_model_len: int) -> tuple[RequestStatus | None, int | None]:
+        """(status, stop_reason) when `token`, just appended, ends the output by a token rule (an end id, a
+        stop_token_ids entry, max_tokens, the context limit); (None, None) otherwise. Stop strings are the
+        detokenizer's."""
+        params = self.sampling_params
+        num_output = len(self.output_token_ids)
+        if num_output >= params.min_tokens:
+            if not params.ignore_eos and token in self.eos_token_ids:
+                return RequestStatus.FINISHED_STOPPED, None
+            if token in params.stop_token_ids:
+                return RequestStatus.FINISHED_STOPPED, token
+        if params.max_tokens is not None and num_output >= params.max_tokens:
+            return RequestStatus.FINISHED_LENGTH, None
+        if len(self.prompt_token_ids) + num_output >= max_model_len:
+            return RequestStatus.FINISHED_LENGTH, None
+        return None, None

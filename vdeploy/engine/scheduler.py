@@ -288,6 +288,9 @@ class Scheduler:
         """Append sampled tokens, apply token-level stop rules. Returns the requests that got a token (finished
         ones included, already freed)."""
         owners = self._step_owners.pop(sched_out.step_id, {})
+        for s in sched_out.requests:  # these rows' KV is written now: the prefix-cache blocks they fill are sound
+            if self._owner(owners, s.req_id) is not None:
+                self.kv.confirm_computed(s.req_id, s.start_pos + len(s.token_ids))
         if runner_out.prompt_logprobs:
             self._append_prompt_logprobs(sched_out, runner_out.prompt_logprobs, owners)
         updated = []
@@ -307,7 +310,7 @@ class Scheduler:
             else:
                 req.append_output_token(token, lp)
                 self.num_generated_tokens += 1
-                status, reason = self._check_stop(req, token)
+                status, reason = req.stop_after(token, self.max_model_len)
                 if status is not None:
                     self.finish_request(req, status, reason)
             if next_drafts is not None:
@@ -337,7 +340,7 @@ class Scheduler:
         for token in tokens:
             req.append_output_token(token)
             self.num_generated_tokens += 1
-            status, reason = self._check_stop(req, token)
+            status, reason = req.stop_after(token, self.max_model_len)
             if status is not None:
                 self.finish_request(req, status, reason)
                 return
@@ -363,20 +366,6 @@ class Scheduler:
         proposal = propose_ngram(req.all_token_ids, k, spec.prompt_lookup_min, spec.prompt_lookup_max)
         self.draft_seconds += time.perf_counter() - start
         return proposal
-
-    def _check_stop(self, req: Request, token: int) -> tuple[RequestStatus | None, int | None]:
-        params = req.sampling_params
-        num_output = len(req.output_token_ids)
-        if num_output >= params.min_tokens:
-            if not params.ignore_eos and token in req.eos_token_ids:
-                return RequestStatus.FINISHED_STOPPED, None
-            if token in params.stop_token_ids:
-                return RequestStatus.FINISHED_STOPPED, token
-        if params.max_tokens is not None and num_output >= params.max_tokens:
-            return RequestStatus.FINISHED_LENGTH, None
-        if len(req.prompt_token_ids) + num_output >= self.max_model_len:
-            return RequestStatus.FINISHED_LENGTH, None
-        return None, None
 
     # ---- state --------------------------------------------------------------------------------------------------
     @property

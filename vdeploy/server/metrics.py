@@ -129,10 +129,14 @@ class ServerMetrics:
 
     def observe_finished(self, timing: RequestTiming, finish_reason: str) -> None:
         self.finished_requests.labels(finish_reason=finish_reason, **self.labels).inc()
-        if timing.first_token is None or timing.finished is None:
+        if timing.finished is None:
+            return
+        # every finished request has an end-to-end latency, also one that never streamed a first token (beam
+        # search scores its beams through other engine requests): the histogram then counts what the counter does
+        self.e2e.labels(**self.labels).observe(timing.finished - timing.arrival)
+        if timing.first_token is None:
             return
         self.ttft.labels(**self.labels).observe(timing.first_token - timing.arrival)
-        self.e2e.labels(**self.labels).observe(timing.finished - timing.arrival)
         if timing.num_output_tokens > 1:
             per_token = (timing.finished - timing.first_token) / (timing.num_output_tokens - 1)
             self.tpot.labels(**self.labels).observe(per_token)
