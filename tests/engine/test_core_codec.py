@@ -11,7 +11,7 @@ import pytest
 
 from vdeploy.config import CacheConfig, EngineConfig
 from vdeploy.engine import core_codec as wire
-from vdeploy.engine.engine_core import EngineStats
+from vdeploy.engine.outputs import EngineStats
 from vdeploy.engine.outputs import CompletionOutput, RequestOutput, TokenLogprobs
 from vdeploy.engine.sampling_params import SamplingParams
 

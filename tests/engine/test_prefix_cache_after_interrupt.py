@@ -82,3 +82,21 @@ def test_an_abort_after_the_prefill_came_back_keeps_its_blocks_findable(checkpoi
         core.abort_request(["gone"])
         (out,) = llm.generate([PROMPT], GREEDY)
         assert out.num_cached_tokens == 36 and out.outputs[0].token_ids == reference
+
+
+def test_an_interrupted_step_ends_every_request_it_carried(checkpoint, reference, monkeypatch):
+    # a stream left open beside the interrupted call shared its step: it must not go on (or leave blocks in the
+    # prefix cache) as if that step's KV had been written
+    with LLM(str(checkpoint), dtype="float32", device="cpu", block_size=4, num_gpu_blocks_override=64) as llm:
+        stream = llm.generate_stream(PROMPT, GREEDY)
+        next(stream)  # its prefill came back; its decode steps go on beside the next call
+        _interrupt_step(llm, monkeypatch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            llm.generate([[7, 8, 9, 10, 11]], GREEDY)
+        assert not llm.core.scheduler.requests  # both ended
+        rest = list(stream)
+        assert rest[-1].finished and rest[-1].outputs[0].finish_reason == "abort"
+        (out,) = llm.generate([PROMPT], GREEDY)
+        assert out.outputs[0].token_ids == reference
+        stats = llm.core.stats()
+        assert stats.num_free_blocks == stats.num_total_blocks

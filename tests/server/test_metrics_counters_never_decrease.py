@@ -6,7 +6,7 @@ from dataclasses import replace
 from prometheus_client import CollectorRegistry, generate_latest
 from server_harness import metric_value
 
-from vdeploy.engine.engine_core import EngineStats
+from vdeploy.engine.outputs import EngineStats
 from vdeploy.server.metrics import EngineStatsCollector
 
 

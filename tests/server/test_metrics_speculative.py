@@ -3,7 +3,7 @@ and mean accepted length derived from them, read from EngineStats at scrape time
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from vdeploy.engine.engine_core import EngineStats
+from vdeploy.engine.outputs import EngineStats
 from vdeploy.server.metrics import EngineStatsCollector
 
 

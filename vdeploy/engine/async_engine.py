@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from vdeploy.config import EngineConfig, ModelConfig
-from vdeploy.engine.engine_core import EngineCore, EngineStats
+from vdeploy.engine.engine_core import EngineCore
+from vdeploy.engine.outputs import EngineStats
 from vdeploy.engine.outputs import OutputKind, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.streams import EngineDeadError, EngineShuttingDown, StreamingEngine, stream_outputs

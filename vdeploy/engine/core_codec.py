@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 import msgspec
 
 from vdeploy.config import EngineConfig
-from vdeploy.engine.engine_core import EngineStats
+from vdeploy.engine.outputs import EngineStats
 from vdeploy.engine.outputs import CompletionOutput, OutputKind, RequestOutput, TokenLogprobs
 from vdeploy.engine.sampling_params import SamplingParams
 

@@ -21,7 +21,7 @@ from typing import Any, Optional
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine.dp_lora import load_everywhere, served_adapters, unload_everywhere
 from vdeploy.engine.streams import EngineDeadError
-from vdeploy.engine.engine_core import EngineStats
+from vdeploy.engine.outputs import EngineStats
 from vdeploy.engine.outputs import OutputKind, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.errors import ConfigError

@@ -11,7 +11,7 @@ host's scheduling, batch building, detokenizing and output building overlap the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from vdeploy.engine.block_pool import salted
 from vdeploy.engine.detokenizer import IncrementalDetokenizer
 from vdeploy.engine.generation_config import read_generation_settings
 from vdeploy.engine.kv_cache_manager import KVCacheManager
-from vdeploy.engine.outputs import OutputKind, RequestOutput, SchedulerOutput
+from vdeploy.engine.outputs import EngineStats, OutputKind, RequestOutput, SchedulerOutput
 from vdeploy.engine.request import Request, RequestStatus
 from vdeploy.engine.request_group import RequestGroup, Sample, child_seed, request_output
 from vdeploy.engine.sampling_params import SamplingParams
@@ -28,31 +28,6 @@ from vdeploy.engine.scheduler import Scheduler
 from vdeploy.engine.tokenizer import Tokenizer
 from vdeploy.errors import ConfigError
 from vdeploy.engine.step_handle import CompletedStep, StepHandle
-
-# generation_config.json keys that become default sampling parameters
-
-
-@dataclass
-class EngineStats:
-    num_running: int
-    num_waiting: int
-    kv_usage: float  # fraction of KV blocks in use
-    num_free_blocks: int
-    num_total_blocks: int
-    prefix_cache_queries: int  # tokens looked up
-    prefix_cache_hits: int  # tokens served from the prefix cache
-    num_preemptions: int
-    prompt_tokens_total: int
-    generation_tokens_total: int
-    spec_draft_tokens_total: int = 0  # speculative decoding: drafts verified
-    spec_accepted_tokens_total: int = 0  # of those, accepted
-    spec_steps_total: int = 0  # request-steps that verified drafts
-    spec_draft_seconds_total: float = 0.0  # time spent proposing drafts (n-gram lookup or MTP passes)
-
-    @property
-    def spec_mean_accepted_length(self) -> float:
-        """Tokens a speculative request-step emits on average (accepted drafts + the one it always gets)."""
-        return 1 + self.spec_accepted_tokens_total / self.spec_steps_total if self.spec_steps_total else 0.0
 
 
 def check_dp_attention(config: EngineConfig, model: ModelConfig) -> None:
@@ -287,6 +262,18 @@ class EngineCore:
 
     # ---- the step -----------------------------------------------------------------------------------------------
     def step(self) -> list[RequestOutput]:
+        try:
+            return self._step()
+        except BaseException:
+            # a step that raised (Ctrl-C inside it, a failed rank) may never have written the KV its requests now
+            # count as computed, nor the steps queued behind it: every request they carried ends here, aborted
+            # (its outputs come with the next step), whoever added it
+            self._inflight = None
+            self.abort_request(sorted({self._sample_of[rid][0].request_id for rid in self.scheduler.abandon_steps()
+                                       if rid in self._sample_of}))
+            raise
+
+    def _step(self) -> list[RequestOutput]:
         outputs, self._pending_outputs = self._pending_outputs, []
         if self._inflight is None:
             self._inflight = self._launch()

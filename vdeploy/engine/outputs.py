@@ -134,3 +134,26 @@ class RequestOutput:
     # SamplingParams.prompt_logprobs: one entry per prompt token, None for the first (nothing precedes it); once the
     # whole prompt is computed (with OutputKind.DELTA in one output only)
     prompt_logprobs: list[TokenLogprobs | None] | None = None
+
+
+@dataclass
+class EngineStats:
+    num_running: int
+    num_waiting: int
+    kv_usage: float  # fraction of KV blocks in use
+    num_free_blocks: int
+    num_total_blocks: int
+    prefix_cache_queries: int  # tokens looked up
+    prefix_cache_hits: int  # tokens served from the prefix cache
+    num_preemptions: int
+    prompt_tokens_total: int
+    generation_tokens_total: int
+    spec_draft_tokens_total: int = 0  # speculative decoding: drafts verified
+    spec_accepted_tokens_total: int = 0  # of those, accepted
+    spec_steps_total: int = 0  # request-steps that verified drafts
+    spec_draft_seconds_total: float = 0.0  # time spent proposing drafts (n-gram lookup or MTP passes)
+
+    @property
+    def spec_mean_accepted_length(self) -> float:
+        """Tokens a speculative request-step emits on average (accepted drafts + the one it always gets)."""
+        return 1 + self.spec_accepted_tokens_total / self.spec_steps_total if self.spec_steps_total else 0.0

@@ -26,7 +26,7 @@ from typing import Any, Optional
 from vdeploy.config import EngineConfig, ModelConfig
 from vdeploy.engine import core_codec as wire
 from vdeploy.engine.core_endpoint import LocalCore, RemoteCore
-from vdeploy.engine.engine_core import EngineStats
+from vdeploy.engine.outputs import EngineStats
 from vdeploy.engine.outputs import OutputKind, RequestOutput
 from vdeploy.engine.sampling_params import SamplingParams
 from vdeploy.engine.scheduler import QueueFull

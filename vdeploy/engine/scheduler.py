@@ -278,6 +278,12 @@ class Scheduler:
             self._num_steps += 1
         return output
 
+    def abandon_steps(self) -> set[str]:
+        """The ids of the live requests in every step scheduled but not yet updated, which are forgotten: a failed
+        step's outputs never come back."""
+        owners, self._step_owners = self._step_owners, {}
+        return {rid for step in owners.values() for rid, req in step.items() if self.requests.get(rid) is req}
+
     def _owner(self, owners: dict[str, Request], rid: str) -> Request | None:
         """The live request a row of a step belongs to; None when that request finished or was aborted while the
         step ran (the row is dropped, even where a new request took its id since)."""
