@@ -27,3 +27,13 @@ def test_counters_match_the_prompts_and_the_reported_cached_tokens(checkpoint, n
     assert stats.prefix_cache_queries == sum(len(p) for p in PROMPTS)
     # what the counter calls hits is what the usage reports as cached: prompt 4 finds prompt 1's 8 blocks
     assert stats.prefix_cache_hits == sum(o.num_cached_tokens for o in outs) == 32
+
+
+def test_a_request_scoring_its_prompt_is_no_lookup(checkpoint):
+    # prompt logprobs need every prompt position computed: such a request skips the lookup, so it adds no query
+    with LLM(str(checkpoint), dtype="float32", device="cpu", block_size=4, num_gpu_blocks_override=256) as llm:
+        llm.generate(PROMPTS[1:2], SamplingParams(temperature=0, max_tokens=2))
+        scored = llm.generate(PROMPTS[1:2], SamplingParams(temperature=0, max_tokens=2, prompt_logprobs=1))
+        stats = llm.core.stats()
+    assert scored[0].num_cached_tokens == 0
+    assert (stats.prefix_cache_queries, stats.prefix_cache_hits) == (len(PROMPTS[1]), 0)

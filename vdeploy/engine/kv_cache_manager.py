@@ -89,8 +89,9 @@ class KVCacheManager:
 
         if blocks is None:  # admitting
             # only a first admission looks up a prompt: a preempted request's recompute finds its own prompt and
-            # output blocks, which would inflate the hit rate (and is not what usage reports as cached tokens)
-            if request.num_preemptions == 0:
+            # output blocks, which would inflate the hit rate (and is not what usage reports as cached tokens); a
+            # request scoring its prompt (prompt logprobs) computes every position and looks nothing up
+            if request.num_preemptions == 0 and not request.needs_prompt_logprobs:
                 self.prefix_stats.queries += request.num_tokens if self.enable_prefix_caching else 0
                 self.prefix_stats.hits += len(new_computed_blocks) * self.block_size
             blocks = self._req_blocks[request.request_id] = []
