@@ -33,7 +33,7 @@ def make_metadata(q_lens: list[int], seq_lens: list[int], block_size: int, num_b
     if sum(pages_per_req) > num_blocks:
         raise ValueError(f"{sum(pages_per_req)} pages needed, the pool has {num_blocks}")
     perm = torch.randperm(num_blocks, generator=generator, device=generator.device if generator else "cpu").cpu()
-    max_pages = max(max(pages_per_req), 1)
+    max_pages = max(max(pages_per_req, default=0), 1)  # an empty batch (T = 0) still gets a [0, 1] table
     block_tables = torch.zeros(len(q_lens), max_pages, dtype=torch.int32)  # [B, max_blocks]
     slots: list[torch.Tensor] = []
     used = 0

@@ -2,9 +2,9 @@
 
 Contract of `gumbel_sample(logits, temperature, seeds) -> (greedy, sampled)`:
   logits       [N, V] float32 / bf16 / fp16 (any row stride; -inf marks banned tokens)
-  temperature  [N] float32 > 0
-  seeds        [N] int64: each row's Philox seed for this step (vdeploy.worker.sampler derives it from the request's
-               seed and its tokens so far, or draws it from the engine's generator)
+  temperature  [N] float32 > 0 (any stride: the sampler passes a column of its [N, 6] parameter table)
+  seeds        [N] int64 (any stride): each row's Philox seed for this step (vdeploy.worker.sampler derives it from
+               the request's seed and its tokens so far, or draws it from the engine's generator)
   returns      greedy [N] int64 = argmax(logits) and sampled [N] int64 = argmax(logits / T + G), G_i = -log(-log u_i),
                u_i = tl.rand(seed, i) uniform in [0, 1): a draw from softmax(logits / T) (Gumbel-max), ties to the
                lowest index as torch.argmax does.
@@ -25,11 +25,11 @@ import triton.language as tl
 
 @triton.jit
 def _gumbel_sample_kernel(logits_ptr, temperature_ptr, seeds_ptr, greedy_ptr, sampled_ptr, V, stride_row,
-                          BLOCK: tl.constexpr):
+                          stride_t, stride_s, BLOCK: tl.constexpr):
     row = tl.program_id(0)
     base = logits_ptr + row.to(tl.int64) * stride_row
-    inv_t = 1.0 / tl.load(temperature_ptr + row)
-    seed = tl.load(seeds_ptr + row)
+    inv_t = 1.0 / tl.load(temperature_ptr + row * stride_t)
+    seed = tl.load(seeds_ptr + row * stride_s)
     offs = tl.arange(0, BLOCK)  # [B]
     best_logit = tl.full([BLOCK], float("-inf"), tl.float32)  # per lane: the best seen in this lane's columns
     best_logit_idx = tl.zeros([BLOCK], tl.int32)
@@ -69,6 +69,9 @@ def gumbel_sample(logits: torch.Tensor, temperature: torch.Tensor,
     sampled = torch.empty(n, dtype=torch.int64, device=logits.device)
     if n:
         block = min(4096, triton.next_power_of_2(v))
+        # temperature / seeds are read through their strides: SamplingTensors.temperature is floats[:, 0] of an
+        # [N, 6] table (stride 6), which an unstrided read took for row 0's top_p, min_p, ... (inv_t = inf at min_p 0)
         _gumbel_sample_kernel[(n,)](logits, temperature, seeds, greedy, sampled, v, logits.stride(0),
-                                    BLOCK=block, num_warps=8 if block >= 2048 else 4)
+                                    temperature.stride(0), seeds.stride(0), BLOCK=block,
+                                    num_warps=8 if block >= 2048 else 4)
     return greedy, sampled
