@@ -75,3 +75,8 @@ class DPAttentionKVManager:
     def num_blocks_of(self, request_id: str) -> int:
         rank = self._rank_of.get(request_id)
         return self.pools[rank].num_blocks_of(request_id) if rank is not None else 0
+
+    def confirm_computed(self, request_id: str, num_tokens: int) -> None:
+        rank = self._rank_of.get(request_id)
+        if rank is not None:
+            self.pools[rank].confirm_computed(request_id, num_tokens)
