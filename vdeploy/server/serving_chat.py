@@ -47,13 +47,6 @@ class _Answer:
     tools: tuple[ToolPlan, Any, tuple[str, ...]]
     reasoning: ReasoningParser
 
-    def clean(self, text: str) -> str:
-        """A delta without the texts that are no part of the answer (the EOS token's, where special tokens are kept
-        for the tool parser): dropped before the reasoning split, so reasoning_content never shows them either."""
-        for drop in self.tools[2]:
-            text = text.replace(drop, "")
-        return text
-
 
 def _thinking_closed(prompt: str) -> bool:
     """The generation prompt already closed the think block (DeepSeek-V3.1 or Qwen3 with thinking off end it with
@@ -219,7 +212,7 @@ class ChatCompletions:
             if out.prompt_logprobs is not None:
                 prompt_lp = vllm_prompt_logprobs(out.prompt_logprobs, token_text)
             for c in out.outputs:
-                texts[c.index] += answer.clean(c.delta_text)
+                texts[c.index] += c.delta_text
                 num_tokens[c.index] += len(c.delta_token_ids)
                 if req.logprobs:
                     logprobs[c.index].extend(c.logprobs or [])
@@ -281,7 +274,7 @@ class ChatCompletions:
                 prompt_tokens, cached = len(out.prompt_token_ids), out.num_cached_tokens
                 for c in out.outputs:
                     num_tokens[c.index] += len(c.delta_token_ids)
-                    split = splitters[c.index].feed(answer.clean(c.delta_text))
+                    split = splitters[c.index].feed(c.delta_text)
                     if c.finish_reason is not None:
                         split = _merge(split, splitters[c.index].finish())
                         first_finish = first_finish or c.finish_reason
